@@ -1,0 +1,1 @@
+"""ReliefHub's command line, development launcher and gateway."""

@@ -1,0 +1,144 @@
+"""One port for every service: routes `/v1/<collection>` to its service from the route table, serves the
+merged OpenAPI document and /docs, and (in development) runs every service's workers in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
+
+from shared.app import API_VERSION
+from shared.errors import problem_response
+from shared.settings import Settings, get_settings
+from shared.worker import run_worker
+
+from reliefhub.registry import route_table, services
+
+
+def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
+    """The whole /v1 surface in one document. Two services may not define one schema name differently."""
+    merged: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "ReliefHub API", "version": API_VERSION,
+                 "description": "Matching donated resources to frontline needs in a disaster. "
+                                "Errors are RFC 9457 problem+json; lists use cursor pagination; "
+                                "creating POSTs honour Idempotency-Key; updates need If-Match."},
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {}},
+        "tags": [],
+    }
+    for name, app in apps.items():
+        doc = copy.deepcopy(app.openapi())
+        for path, item in doc.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            if path in merged["paths"]:
+                raise ValueError(f"{path} is defined by two services")
+            merged["paths"][path] = item
+        for kind in ("schemas", "securitySchemes"):
+            for key, schema in doc.get("components", {}).get(kind, {}).items():
+                seen = merged["components"][kind].get(key)
+                if seen is not None and seen != schema:
+                    raise ValueError(f"components.{kind}.{key} differs between services ({name})")
+                merged["components"][kind][key] = schema
+        merged["tags"].append({"name": name, "description": app.description})
+    return merged
+
+
+class Gateway:
+    """An ASGI app dispatching by collection to in-process service apps."""
+
+    def __init__(self, settings: Settings | None = None, *, run_workers: bool = False) -> None:
+        self.settings = settings or get_settings()
+        self.run_workers = run_workers
+        self.apps: dict[str, FastAPI] = {}
+        for name, spec in services().items():
+            module = __import__(f"services.{name}.main", fromlist=["create_app"])
+            self.apps[name] = module.create_app(self.settings)
+            assert self.apps[name].state.spec is spec
+        self.routes = route_table()
+        self._openapi: dict[str, Any] | None = None
+        self.stop = asyncio.Event()
+
+    def openapi(self) -> dict[str, Any]:
+        if self._openapi is None:
+            self._openapi = merge_openapi(self.apps)
+        return self._openapi
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for app in self.apps.values():
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            workers: list[asyncio.Task[None]] = []
+            if self.run_workers:
+                self.stop.clear()
+                workers = [asyncio.create_task(run_worker(app.state.runtime, self.stop), name=f"worker-{n}")
+                           for n, app in self.apps.items()]
+            try:
+                yield
+            finally:
+                self.stop.set()
+                await asyncio.gather(*workers, return_exceptions=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        parts = path.split("/", 3)
+        if len(parts) >= 3 and parts[1] == "v1" and parts[2] in self.routes:
+            await self.apps[self.routes[parts[2]]](scope, receive, send)
+            return
+        response = await self._own(scope, path)
+        await response(scope, receive, send)
+
+    async def _own(self, scope: Scope, path: str) -> Response:
+        if path == "/openapi.json":
+            return JSONResponse(self.openapi())
+        if path == "/docs":
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="ReliefHub API")
+        if path == "/healthz":
+            return JSONResponse({"status": "ok", "services": sorted(self.apps)})
+        if path == "/readyz":
+            return await self._readyz()
+        if path == "/metrics":
+            return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        if path == "/":
+            return HTMLResponse('<p>ReliefHub API. See <a href="/docs">/docs</a> and '
+                                '<a href="/openapi.json">/openapi.json</a>.</p>')
+        return problem_response(404, "Not Found", detail=f"No resource at {path}.", instance=path)
+
+    async def _readyz(self) -> Response:
+        from httpx import ASGITransport, AsyncClient
+
+        results: dict[str, Any] = {}
+        for name, app in self.apps.items():
+            async with AsyncClient(transport=ASGITransport(app=app), base_url="http://gateway") as client:
+                r = await client.get("/readyz")
+                results[name] = r.json().get("checks", {})
+        ok = all(v == "ok" for checks in results.values() for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "services": results},
+                            status_code=200 if ok else 503)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with self.lifespan():
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,1 @@
+"""ReliefHub's services, one package each."""

@@ -1,0 +1,27 @@
+"""The logistics service: shipments, procurement, proof of delivery, feedback, public tracking and impact reports."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.app import create_service_app
+from shared.migrations import migrations_dir
+from shared.service import ServiceSpec
+from shared.settings import Settings
+
+from services.logistics.models import Base, kit
+from services.logistics.router import router
+
+SERVICE = ServiceSpec(
+    name="logistics",
+    description="Shipments, procurement, proof of delivery, feedback, public tracking and impact reports.",
+    metadata=Base.metadata,
+    kit=kit,
+    routers=[router],
+    migrations=migrations_dir(__file__),
+    collections=("shipments", "procurements", "track", "reports"),
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SERVICE, settings)

@@ -1,0 +1,7 @@
+"""HTTP endpoints of the logistics service."""
+
+from __future__ import annotations
+
+from shared.app import service_router
+
+router = service_router(prefix="/v1", tags=["logistics"])

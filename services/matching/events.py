@@ -1,0 +1,1 @@
+"""Event types the matching service publishes (none yet) and the handlers it runs."""

@@ -1,0 +1,27 @@
+"""The matching service: projection of open needs and available lots, scoring, optimal allocation and proposals."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.app import create_service_app
+from shared.migrations import migrations_dir
+from shared.service import ServiceSpec
+from shared.settings import Settings
+
+from services.matching.models import Base, kit
+from services.matching.router import router
+
+SERVICE = ServiceSpec(
+    name="matching",
+    description="Projection of open needs and available lots, scoring, optimal allocation and proposals.",
+    metadata=Base.metadata,
+    kit=kit,
+    routers=[router],
+    migrations=migrations_dir(__file__),
+    collections=("candidates", "allocation-runs", "proposals", "policy"),
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SERVICE, settings)

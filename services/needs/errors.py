@@ -1,0 +1,33 @@
+"""Domain errors of the needs service."""
+
+from __future__ import annotations
+
+from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound
+
+
+class SiteNotFound(NotFound):
+    slug, title = "site-not-found", "Site not found"
+
+
+class NeedNotFound(NotFound):
+    slug, title = "need-not-found", "Need not found"
+
+
+class NotYourSite(Forbidden):
+    slug, title = "not-your-site", "This site belongs to another organisation"
+
+
+class UnknownItem(InvalidRequest):
+    slug, title = "unknown-item", "Item code not in the catalog"
+
+
+class NeedNotOpen(Conflict):
+    slug, title = "need-not-open", "The need is not in a state that allows this"
+
+
+class NeedAlreadyMatched(Conflict):
+    slug, title = "need-already-matched", "Lines cannot be replaced once supply is matched to them"
+
+
+class ImportRejected(InvalidRequest):
+    slug, title = "import-rejected", "Rows were rejected; nothing was imported"

@@ -1,0 +1,29 @@
+"""The needs service: recipient sites, needs and their lines, verification, duplicates and staleness."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.app import create_service_app
+from shared.migrations import migrations_dir
+from shared.service import PeriodicJob, ServiceSpec
+from shared.settings import Settings
+
+from services.needs.models import Base, kit
+from services.needs.router import router
+from services.needs.service import expire_stale_needs
+
+SERVICE = ServiceSpec(
+    name="needs",
+    description="The item catalog, recipient sites and their needs: intake, verification, duplicates, staleness.",
+    metadata=Base.metadata,
+    kit=kit,
+    routers=[router],
+    migrations=migrations_dir(__file__),
+    collections=("items", "sites", "needs"),
+    jobs=[PeriodicJob("expire-stale-needs", expire_stale_needs, lambda s: s.sweep_seconds)],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SERVICE, settings)

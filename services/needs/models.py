@@ -1,0 +1,91 @@
+"""Tables of the needs service (schema `needs`): recipient sites, needs and their lines."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
+
+SCHEMA = "needs"
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+kit = make_kit_tables(Base.metadata)
+
+
+class Site(TimestampedMixin, VersionedMixin, Base):
+    __tablename__ = "site"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(30))
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    address: Mapped[str | None] = mapped_column(String(500))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    contact_name: Mapped[str | None] = mapped_column(String(100))
+    contact_phone: Mapped[str | None] = mapped_column(String(40))
+
+    __table_args__ = (Index(None, "created_at", "id"),)
+
+
+class Need(TimestampedMixin, VersionedMixin, Base):
+    __tablename__ = "need"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    site_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("site.id"), index=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    urgency: Mapped[str] = mapped_column(String(20))
+    needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    beneficiaries: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    verification: Mapped[str] = mapped_column(String(20), default="unverified")
+    verification_reason: Mapped[str | None] = mapped_column(Text)
+    verified_by: Mapped[str | None] = mapped_column(String(200))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("need.id"))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    lines: Mapped[list[NeedLine]] = relationship(
+        back_populates="need", lazy="raise", order_by="NeedLine.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index(None, "created_at", "id"),
+        CheckConstraint("beneficiaries IS NULL OR beneficiaries >= 0", name="beneficiaries_nonnegative"),
+    )
+
+
+class NeedLine(Base):
+    __tablename__ = "need_line"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    need_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("need.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    item_code: Mapped[str] = mapped_column(String(100), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(20))
+    notes: Mapped[str | None] = mapped_column(Text)
+    quantity_matched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    need: Mapped[Need] = relationship(back_populates="lines", lazy="raise")
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("quantity_matched >= 0 AND quantity_delivered >= 0", name="progress_nonnegative"),
+    )

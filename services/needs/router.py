@@ -1,0 +1,185 @@
+"""HTTP endpoints of the needs service: the item catalog, sites, needs, verification, imports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import Query, Request, Response, UploadFile, status
+
+from shared.app import SessionDep, runtime_of, service_router
+from shared.auth import CurrentPrincipal, Principal
+from shared.catalog import get_catalog
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, PreconditionRequired, problem_responses
+from shared.etag import if_match_version, set_etag
+from shared.pagination import Page, PageQuery
+from shared.tabular import read_rows
+
+from services.needs import schemas, service
+from services.needs.dependencies import Coordinator, SiteWriter
+from services.needs.errors import ImportRejected, NeedNotFound, SiteNotFound, UnknownItem
+from services.needs.models import Need, Site
+
+router = service_router(prefix="/v1", tags=["needs"])
+
+RegionPrefix = Annotated[str | None, Query(pattern=r"^\d{2,6}$", description="Region code prefix.")]
+
+
+def site_out(site: Site, principal: Principal) -> schemas.Site:
+    out = schemas.Site.model_validate(site)
+    if not service.may_see_contact(principal, site.org):
+        out.contact_name = out.contact_phone = None
+    return out
+
+
+def need_out(need: Need) -> schemas.Need:
+    return schemas.Need.model_validate(need)
+
+
+@router.get("/items", responses=problem_responses())
+async def list_items(
+    principal: CurrentPrincipal,
+    category: Annotated[str | None, Query(max_length=50)] = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> schemas.ItemList:
+    """The item catalog: codes, names (zh, en), units, substitutes and the working group that checks it."""
+    items = get_catalog().search(category=category, q=q)
+    return schemas.ItemList(items=[schemas.CatalogItem.model_validate(i.model_dump()) for i in items])
+
+
+@router.post("/sites", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden))
+async def create_site(data: schemas.SiteCreate, principal: SiteWriter, session: SessionDep,
+                      response: Response) -> schemas.Site:
+    """Register a recipient site (hospital, community, shelter…) of your organisation."""
+    site = await service.create_site(session, principal, data)
+    set_etag(response, site.version)
+    response.headers["Location"] = f"/v1/sites/{site.id}"
+    return site_out(site, principal)
+
+
+@router.get("/sites", responses=problem_responses())
+async def list_sites(
+    principal: CurrentPrincipal, session: SessionDep, page: PageQuery,
+    region_code: RegionPrefix = None,
+    kind: schemas.SiteKind | None = None,
+    org: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[schemas.Site]:
+    """Sites, newest first; filter by region code prefix, kind or organisation."""
+    items, cursor = await service.list_sites(session, page, org=org, kind=kind, region_code=region_code)
+    return Page(items=[site_out(s, principal) for s in items], next_cursor=cursor)
+
+
+@router.get("/sites/{site_id}", responses=problem_responses(SiteNotFound))
+async def get_site(site_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
+                   response: Response) -> schemas.Site:
+    """One site; contact details only for its organisation and coordinators."""
+    site = await service.get_site(session, site_id)
+    set_etag(response, site.version)
+    return site_out(site, principal)
+
+
+@router.patch("/sites/{site_id}",
+              responses=problem_responses(SiteNotFound, Forbidden, PreconditionFailed, PreconditionRequired))
+async def update_site(site_id: uuid.UUID, data: schemas.SiteUpdate, request: Request, principal: SiteWriter,
+                      session: SessionDep, response: Response) -> schemas.Site:
+    """Change a site's details (send If-Match)."""
+    expected = if_match_version(request)
+    site = await service.update_site(session, principal, site_id, data, expected)
+    set_etag(response, site.version)
+    return site_out(site, principal)
+
+
+@router.post("/needs", status_code=status.HTTP_201_CREATED,
+             responses={**problem_responses(SiteNotFound, Forbidden, UnknownItem),
+                        200: {"model": schemas.Need, "description": "Merged into an open need of the same site"}})
+async def create_need(
+    data: schemas.NeedCreate, principal: SiteWriter, session: SessionDep, response: Response,
+    on_duplicate: Annotated[Literal["flag", "merge"], Query(
+        description="When the site already has an open need for one of these items: `flag` creates this one "
+                    "with `duplicate_of` set; `merge` adds the lines to the open need instead.")] = "flag",
+) -> schemas.Need:
+    """Post a need with its lines; an open twin of the same site is flagged (or merged into)."""
+    need, merged = await service.create_need(session, principal, data, on_duplicate=on_duplicate)
+    if merged:
+        response.status_code = status.HTTP_200_OK
+    set_etag(response, need.version)
+    response.headers["Location"] = f"/v1/needs/{need.id}"
+    return need_out(need)
+
+
+@router.get("/needs", responses=problem_responses())
+async def list_needs(
+    principal: CurrentPrincipal, session: SessionDep, page: PageQuery,
+    status: schemas.NeedStatus | None = None,
+    site_id: uuid.UUID | None = None,
+    region_code: RegionPrefix = None,
+    item_code: Annotated[str | None, Query(max_length=100)] = None,
+    urgency: schemas.Urgency | None = None,
+) -> Page[schemas.Need]:
+    """Needs, newest first, filtered by status, site, region code prefix, item or urgency."""
+    items, cursor = await service.list_needs(session, page, status=status, site_id=site_id,
+                                             region_code=region_code, item_code=item_code, urgency=urgency)
+    return Page(items=[need_out(n) for n in items], next_cursor=cursor)
+
+
+@router.get("/needs/{need_id}", responses=problem_responses(NeedNotFound))
+async def get_need(need_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
+                   response: Response) -> schemas.Need:
+    """One need with its lines and their matched and delivered quantities."""
+    need = await service.get_need(session, need_id)
+    set_etag(response, need.version)
+    return need_out(need)
+
+
+@router.patch("/needs/{need_id}",
+              responses=problem_responses(NeedNotFound, Forbidden, Conflict, UnknownItem, PreconditionFailed,
+                                          PreconditionRequired))
+async def update_need(need_id: uuid.UUID, data: schemas.NeedUpdate, request: Request, principal: SiteWriter,
+                      session: SessionDep, response: Response) -> schemas.Need:
+    """Change a need (send If-Match); lines may be replaced only before anything is matched."""
+    expected = if_match_version(request)
+    need = await service.update_need(session, principal, need_id, data, expected)
+    set_etag(response, need.version)
+    return need_out(need)
+
+
+@router.post("/needs/{need_id}/verify", responses=problem_responses(NeedNotFound, Forbidden, Conflict))
+async def verify_need(need_id: uuid.UUID, data: schemas.VerifyRequest, principal: Coordinator,
+                      session: SessionDep, response: Response) -> schemas.Need:
+    """Verify or reject a need (coordinators)."""
+    need = await service.verify_need(session, principal, need_id, data)
+    set_etag(response, need.version)
+    return need_out(need)
+
+
+@router.post("/needs/{need_id}/close", responses=problem_responses(NeedNotFound, Forbidden, Conflict))
+async def close_need(need_id: uuid.UUID, data: schemas.CloseRequest, principal: SiteWriter,
+                     session: SessionDep, response: Response) -> schemas.Need:
+    """Close a need (its site's organisation or a coordinator)."""
+    need = await service.close_need(session, principal, need_id, data)
+    set_etag(response, need.version)
+    return need_out(need)
+
+
+@router.post("/needs/{need_id}/confirm", responses=problem_responses(NeedNotFound, Forbidden, Conflict))
+async def confirm_need(need_id: uuid.UUID, principal: SiteWriter, session: SessionDep,
+                       response: Response) -> schemas.Need:
+    """Re-confirm that a need is still current, so it does not expire as stale."""
+    need = await service.confirm_need(session, principal, need_id)
+    set_etag(response, need.version)
+    return need_out(need)
+
+
+@router.post("/needs/imports", status_code=status.HTTP_201_CREATED,
+             responses=problem_responses(ImportRejected, Forbidden, NotFound))
+async def import_needs(file: UploadFile, request: Request, principal: SiteWriter,
+                       session: SessionDep) -> schemas.ImportReport:
+    """Import needs from a CSV or XLSX file (multipart field `file`); all rows or none, with a per-row report.
+
+    Columns: `site_id`, `title`, `item_code`, `quantity`, and optionally `need_ref` (rows sharing it form one
+    need), `urgency`, `needed_by`, `beneficiaries`, `unit`, `notes`.
+    """
+    settings = runtime_of(request).settings
+    data = await file.read(settings.max_import_bytes + 1)
+    rows = read_rows(data, file.filename or "", max_rows=settings.max_import_rows)
+    return await service.import_needs(session, principal, rows)

@@ -1,0 +1,211 @@
+"""Schemas of the needs service: sites, needs and their lines, imports."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.catalog import ItemName
+
+RegionCode = Annotated[str, StringConstraints(pattern=r"^[1-8]\d{5}$")]
+RegionPrefix = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
+Quantity = Annotated[int, Field(gt=0, le=1_000_000_000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
+
+
+class SiteKind(StrEnum):
+    hospital = "hospital"
+    community = "community"
+    shelter = "shelter"
+    school = "school"
+    nursing_home = "nursing_home"
+    ngo = "ngo"
+    government = "government"
+    other = "other"
+
+
+class Urgency(StrEnum):
+    critical = "critical"
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+class NeedStatus(StrEnum):
+    open = "open"
+    matched = "matched"
+    in_transit = "in_transit"
+    fulfilled = "fulfilled"
+    closed = "closed"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+ACTIVE_STATUSES = (NeedStatus.open, NeedStatus.matched, NeedStatus.in_transit)
+
+
+class Verification(StrEnum):
+    unverified = "unverified"
+    verified = "verified"
+    rejected = "rejected"
+
+
+class Verdict(StrEnum):
+    verified = "verified"
+    rejected = "rejected"
+
+
+class CatalogItem(BaseModel):
+    code: str
+    name: ItemName
+    category: str
+    unit: str
+    substitutes: list[str]
+    check_by: str | None
+    perishable: bool
+    unit_value_fen: int
+
+
+class ItemList(BaseModel):
+    items: list[CatalogItem]
+
+
+class SiteBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText
+    kind: SiteKind
+    region_code: RegionCode
+    address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    contact_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    contact_phone: Phone | None = None
+
+
+class SiteCreate(SiteBase):
+    org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None, description="Owning organisation; only coordinators may set another than their own.")
+
+
+class SiteUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText | None = None
+    kind: SiteKind | None = None
+    region_code: RegionCode | None = None
+    address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    contact_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    contact_phone: Phone | None = None
+
+
+class Site(SiteBase):
+    model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    id: uuid.UUID
+    org: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    contact_name: str | None = Field(None, description="Shown to the owning organisation and coordinators only.")
+    contact_phone: str | None = Field(None, description="Shown to the owning organisation and coordinators only.")
+
+
+class NeedLineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_code: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    quantity: Quantity
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = Field(
+        None, description="Defaults to the catalog unit of the item.")
+    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class NeedLine(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    item_code: str
+    quantity: int
+    unit: str
+    notes: str | None
+    quantity_matched: int
+    quantity_delivered: int
+
+
+class NeedCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: uuid.UUID
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    urgency: Urgency = Urgency.normal
+    needed_by: AwareDatetime | None = None
+    beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
+
+
+class NeedUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | None = None
+    urgency: Urgency | None = None
+    needed_by: AwareDatetime | None = None
+    beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Replaces every line; refused once any quantity is matched.")
+
+
+class Need(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    site_id: uuid.UUID
+    org: str
+    region_code: str
+    title: str
+    urgency: Urgency
+    needed_by: datetime | None
+    beneficiaries: int | None
+    lines: list[NeedLine]
+    status: NeedStatus
+    verification: Verification
+    verification_reason: str | None
+    duplicate_of: uuid.UUID | None
+    close_reason: str | None
+    confirmed_at: datetime
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class CloseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="1-based row number in the file, header excluded.")
+    errors: list[str]
+
+
+class ImportReport(BaseModel):
+    rows_total: int
+    rows_accepted: int
+    rows_rejected: list[ImportRowError]
+    needs_created: list[uuid.UUID]
+    imported: bool

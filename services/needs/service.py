@@ -1,0 +1,370 @@
+"""Business rules of the needs service: sites, needs, verification, duplicates, staleness, imports."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import Principal
+from shared.catalog import get_catalog
+from shared.etag import check_version
+from shared.events import EventType, publish
+from shared.pagination import PageParams
+from shared.settings import Settings
+
+from services.needs import events, schemas
+from services.needs.errors import (
+    ImportRejected,
+    NeedAlreadyMatched,
+    NeedNotFound,
+    NeedNotOpen,
+    NotYourSite,
+    SiteNotFound,
+    UnknownItem,
+)
+from services.needs.models import Need, NeedLine, Site
+from services.needs.repository import NeedRepository, SiteRepository
+
+DuplicatePolicy = Literal["flag", "merge"]
+ACTIVE = tuple(s.value for s in schemas.ACTIVE_STATUSES)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def may_see_contact(principal: Principal, org: str) -> bool:
+    return principal.is_staff or principal.owns(org)
+
+
+def _require_owner(principal: Principal, org: str) -> None:
+    if not (principal.is_staff or principal.owns(org)):
+        raise NotYourSite()
+
+
+# --- sites -------------------------------------------------------------------------------------------
+
+
+def site_event(site: Site) -> events.SiteData:
+    return events.SiteData.model_validate(site, from_attributes=True)
+
+
+async def create_site(session: AsyncSession, principal: Principal, data: schemas.SiteCreate) -> Site:
+    org = data.org if (data.org and principal.is_staff) else principal.org
+    if data.org and data.org != principal.org and not principal.is_staff:
+        raise NotYourSite("Only coordinators may register a site for another organisation.")
+    site = Site(id=uuid.uuid4(), org=org, version=1, **data.model_dump(exclude={"org"}))
+    SiteRepository(session).add(site)
+    await session.flush()
+    await session.refresh(site)
+    await publish(session, events.SITE_CREATED, site_event(site), subject=str(site.id))
+    return site
+
+
+async def get_site(session: AsyncSession, site_id: uuid.UUID, *, for_update: bool = False) -> Site:
+    site = await SiteRepository(session).get(site_id, for_update=for_update)
+    if site is None:
+        raise SiteNotFound(f"No site {site_id}.")
+    return site
+
+
+async def list_sites(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Site], str | None]:
+    return await SiteRepository(session).list(params, **filters)
+
+
+async def update_site(session: AsyncSession, principal: Principal, site_id: uuid.UUID,
+                      data: schemas.SiteUpdate, expected_version: int | None) -> Site:
+    site = await get_site(session, site_id, for_update=True)
+    _require_owner(principal, site.org)
+    check_version(expected_version, site.version)
+    changes = data.model_dump(exclude_unset=True)
+    for key in ("name", "kind", "region_code"):
+        if key in changes and changes[key] is None:
+            changes.pop(key)
+    for key, value in changes.items():
+        setattr(site, key, value)
+    site.version += 1
+    site.updated_at = _now()
+    await session.flush()
+    await publish(session, events.SITE_UPDATED, site_event(site), subject=str(site.id))
+    return site
+
+
+# --- needs -------------------------------------------------------------------------------------------
+
+
+def _lines(data: list[schemas.NeedLineCreate], start: int = 0) -> list[NeedLine]:
+    catalog = get_catalog()
+    unknown = sorted({line.item_code for line in data if line.item_code not in catalog})
+    if unknown:
+        raise UnknownItem(f"Not in the item catalog: {', '.join(unknown)}.",
+                          errors=[{"loc": ["body", "lines", i, "item_code"], "msg": "unknown item code"}
+                                  for i, line in enumerate(data) if line.item_code in unknown])
+    out = []
+    for i, line in enumerate(data):
+        item = catalog.get(line.item_code)
+        assert item is not None
+        out.append(NeedLine(id=uuid.uuid4(), position=start + i, item_code=line.item_code, quantity=line.quantity,
+                            unit=line.unit or item.unit, notes=line.notes, quantity_matched=0,
+                            quantity_delivered=0))
+    return out
+
+
+def need_event(need: Need, site: Site, reason: str | None = None) -> events.NeedData:
+    return events.NeedData(
+        id=need.id, site_id=need.site_id, org=need.org, site_kind=site.kind, region_code=need.region_code,
+        lat=site.lat, lon=site.lon, title=need.title, urgency=need.urgency, needed_by=need.needed_by,
+        beneficiaries=need.beneficiaries, status=need.status, verification=need.verification,
+        duplicate_of=need.duplicate_of, version=need.version, created_at=need.created_at, reason=reason,
+        lines=[events.NeedLineData.model_validate(line, from_attributes=True) for line in need.lines],
+    )
+
+
+async def _emit(session: AsyncSession, type_: EventType, need: Need, site: Site | None = None,
+                reason: str | None = None) -> None:
+    site = site or await get_site(session, need.site_id)
+    await publish(session, type_, need_event(need, site, reason), subject=str(need.id))
+
+
+async def create_need(session: AsyncSession, principal: Principal, data: schemas.NeedCreate, *,
+                      on_duplicate: DuplicatePolicy = "flag", site: Site | None = None) -> tuple[Need, bool]:
+    """Create a need, or merge it into an open twin of the same site. Returns (need, merged)."""
+    site = site or await get_site(session, data.site_id)
+    _require_owner(principal, site.org)
+    lines = _lines(data.lines)
+    repo = NeedRepository(session)
+    twin = await repo.find_open_twin(site.id, {line.item_code for line in lines}, ACTIVE,
+                                     for_update=on_duplicate == "merge")
+    if twin is not None and on_duplicate == "merge":
+        return await _merge_into(session, twin, site, data, lines), True
+    now = _now()
+    need = Need(
+        id=uuid.uuid4(), site_id=site.id, org=site.org, region_code=site.region_code, title=data.title,
+        urgency=data.urgency.value, needed_by=data.needed_by, beneficiaries=data.beneficiaries,
+        status="open", verification="unverified", duplicate_of=twin.id if twin else None,
+        confirmed_at=now, created_at=now, updated_at=now, created_by=principal.sub, version=1, lines=lines,
+    )
+    repo.add(need)
+    await session.flush()
+    await _emit(session, events.NEED_CREATED, need, site)
+    return need, False
+
+
+_URGENCY_RANK = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+
+
+async def _merge_into(session: AsyncSession, twin: Need, site: Site, data: schemas.NeedCreate,
+                      lines: list[NeedLine]) -> Need:
+    by_item = {(line.item_code, line.unit): line for line in twin.lines}
+    position = max((line.position for line in twin.lines), default=-1) + 1
+    for line in lines:
+        existing = by_item.get((line.item_code, line.unit))
+        if existing is not None:
+            existing.quantity += line.quantity
+        else:
+            line.position = position
+            position += 1
+            twin.lines.append(line)
+    if _URGENCY_RANK[data.urgency.value] < _URGENCY_RANK[twin.urgency]:
+        twin.urgency = data.urgency.value
+    if data.needed_by and (twin.needed_by is None or data.needed_by < twin.needed_by):
+        twin.needed_by = data.needed_by
+    if data.beneficiaries is not None:
+        twin.beneficiaries = max(twin.beneficiaries or 0, data.beneficiaries)
+    twin.confirmed_at = _now()
+    twin.version += 1
+    twin.updated_at = _now()
+    await session.flush()
+    await _emit(session, events.NEED_MERGED, twin, site)
+    return twin
+
+
+async def get_need(session: AsyncSession, need_id: uuid.UUID, *, for_update: bool = False) -> Need:
+    need = await NeedRepository(session).get_with_lines(need_id, for_update=for_update)
+    if need is None:
+        raise NeedNotFound(f"No need {need_id}.")
+    return need
+
+
+async def list_needs(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
+    return await NeedRepository(session).list(params, **filters)
+
+
+async def _get_for_change(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
+                          expected_version: int | None) -> Need:
+    need = await get_need(session, need_id, for_update=True)
+    _require_owner(principal, need.org)
+    check_version(expected_version, need.version)
+    return need
+
+
+def _bump(need: Need) -> None:
+    need.version += 1
+    need.updated_at = _now()
+
+
+async def update_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
+                      data: schemas.NeedUpdate, expected_version: int | None) -> Need:
+    need = await _get_for_change(session, principal, need_id, expected_version)
+    if need.status not in ACTIVE:
+        raise NeedNotOpen(f"The need is {need.status}; it can no longer be edited.")
+    changes = data.model_dump(exclude_unset=True, exclude={"lines"})
+    for key in ("title", "urgency"):
+        if key in changes and changes[key] is None:
+            changes.pop(key)
+    for key, value in changes.items():
+        setattr(need, key, value.value if hasattr(value, "value") else value)
+    if data.lines is not None:
+        if any(line.quantity_matched or line.quantity_delivered for line in need.lines):
+            raise NeedAlreadyMatched()
+        need.lines.clear()
+        await session.flush()
+        need.lines.extend(_lines(data.lines))
+    need.confirmed_at = _now()
+    _bump(need)
+    await session.flush()
+    await _emit(session, events.NEED_UPDATED, need)
+    return need
+
+
+async def verify_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
+                      data: schemas.VerifyRequest) -> Need:
+    need = await get_need(session, need_id, for_update=True)
+    if need.status not in ACTIVE:
+        raise NeedNotOpen(f"The need is {need.status}; there is nothing to verify.")
+    need.verification = data.verdict.value
+    need.verification_reason = data.reason
+    need.verified_by = principal.sub
+    need.verified_at = _now()
+    _bump(need)
+    await session.flush()
+    await _emit(session, events.NEED_VERIFIED, need, reason=data.reason)
+    return need
+
+
+async def close_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
+                     data: schemas.CloseRequest) -> Need:
+    need = await _get_for_change(session, principal, need_id, None)
+    if need.status not in ACTIVE:
+        raise NeedNotOpen(f"The need is already {need.status}.")
+    need.status = "closed"
+    need.close_reason = data.reason
+    need.closed_at = _now()
+    _bump(need)
+    await session.flush()
+    await _emit(session, events.NEED_CLOSED, need, reason=data.reason)
+    return need
+
+
+async def confirm_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID) -> Need:
+    need = await _get_for_change(session, principal, need_id, None)
+    if need.status not in ACTIVE:
+        raise NeedNotOpen(f"The need is {need.status}; it cannot be re-confirmed.")
+    need.confirmed_at = _now()
+    _bump(need)
+    await session.flush()
+    await _emit(session, events.NEED_CONFIRMED, need)
+    return need
+
+
+async def expire_stale_needs(session: AsyncSession, settings: Settings) -> int:
+    """Expire open needs past `needed_by` or not re-confirmed within `need_confirm_days`."""
+    now = _now()
+    ids = await NeedRepository(session).expire_stale(now, now - timedelta(days=settings.need_confirm_days), 500)
+    for need_id in ids:
+        need = await get_need(session, need_id)
+        await session.refresh(need)
+        await _emit(session, events.NEED_EXPIRED, need, reason="past needed_by or not re-confirmed")
+    return len(ids)
+
+
+# --- bulk import -------------------------------------------------------------------------------------
+
+IMPORT_COLUMNS = ("site_id", "title", "item_code", "quantity")
+
+
+def parse_import(rows: list[dict[str, str]]) -> tuple[list[tuple[list[int], schemas.NeedCreate]],
+                                                      list[schemas.ImportRowError]]:
+    """Group rows into needs (by `need_ref`, else one need per row) and validate them."""
+    rejected: list[schemas.ImportRowError] = []
+    groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    if rows:
+        missing = [c for c in IMPORT_COLUMNS if c not in rows[0]]
+        if missing:
+            return [], [schemas.ImportRowError(row=0, errors=[f"missing column: {c}" for c in missing])]
+    for n, row in enumerate(rows, start=1):
+        ref = row.get("need_ref") or f"row-{n}"
+        groups.setdefault(ref, []).append((n, row))
+    parsed: list[tuple[list[int], schemas.NeedCreate]] = []
+    for group in groups.values():
+        numbers = [n for n, _ in group]
+        first = group[0][1]
+        raw: dict[str, Any] = {
+            "site_id": first.get("site_id"), "title": first.get("title"),
+            "urgency": first.get("urgency") or "normal",
+            "needed_by": first.get("needed_by") or None,
+            "beneficiaries": first.get("beneficiaries") or None,
+            "lines": [{"item_code": r.get("item_code", ""), "quantity": r.get("quantity", ""),
+                       "unit": r.get("unit") or None, "notes": r.get("notes") or None} for _, r in group],
+        }
+        if raw["needed_by"] and "T" not in raw["needed_by"] and len(raw["needed_by"]) == 10:
+            raw["needed_by"] += "T23:59:59+08:00"  # a bare date means the end of that day, China time
+        try:
+            need = schemas.NeedCreate.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = list(err["loc"])
+                row = numbers[loc[1]] if loc[:1] == ["lines"] and len(loc) > 1 and isinstance(loc[1], int) \
+                    else numbers[0]
+                field = str(loc[2] if loc[:1] == ["lines"] and len(loc) > 2 else loc[0] if loc else "row")
+                _add_error(rejected, row, f"{field}: {err['msg']}")
+            continue
+        catalog = get_catalog()
+        bad = False
+        for n, line in zip(numbers, need.lines, strict=True):
+            if line.item_code not in catalog:
+                _add_error(rejected, n, f"item_code: {line.item_code!r} is not in the catalog")
+                bad = True
+        if not bad:
+            parsed.append((numbers, need))
+    return parsed, rejected
+
+
+def _add_error(rejected: list[schemas.ImportRowError], row: int, message: str) -> None:
+    for r in rejected:
+        if r.row == row:
+            r.errors.append(message)
+            return
+    rejected.append(schemas.ImportRowError(row=row, errors=[message]))
+
+
+async def import_needs(session: AsyncSession, principal: Principal, rows: list[dict[str, str]],
+                       progress: Any = None) -> schemas.ImportReport:
+    """All or nothing: any rejected row rejects the file, with the reason for every row."""
+    parsed, rejected = parse_import(rows)
+    sites = await SiteRepository(session).get_many({need.site_id for _, need in parsed})
+    for numbers, need in parsed:
+        site = sites.get(need.site_id)
+        if site is None:
+            _add_error(rejected, numbers[0], f"site_id: no site {need.site_id}")
+        elif not (principal.is_staff or principal.owns(site.org)):
+            _add_error(rejected, numbers[0], "site_id: the site belongs to another organisation")
+    if rejected:
+        rejected.sort(key=lambda r: r.row)
+        report = schemas.ImportReport(rows_total=len(rows), rows_accepted=0, rows_rejected=rejected,
+                                      needs_created=[], imported=False)
+        raise ImportRejected(f"{len(rejected)} of {len(rows)} rows were rejected; nothing was imported.",
+                             errors=[{"loc": ["file", "row", r.row], "msg": "; ".join(r.errors)} for r in rejected],
+                             extra={"report": report.model_dump(mode="json")})
+    created: list[uuid.UUID] = []
+    for numbers, data in parsed:
+        need, _ = await create_need(session, principal, data, site=sites[data.site_id])
+        created.append(need.id)
+        if progress is not None:
+            progress(len(numbers))
+    return schemas.ImportReport(rows_total=len(rows), rows_accepted=len(rows), rows_rejected=[],
+                                needs_created=created, imported=True)

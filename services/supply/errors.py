@@ -1,0 +1,53 @@
+"""Domain errors of the supply service."""
+
+from __future__ import annotations
+
+from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound
+
+
+class DonorNotFound(NotFound):
+    slug, title = "donor-not-found", "Donor not found"
+
+
+class OfferNotFound(NotFound):
+    slug, title = "offer-not-found", "Offer not found"
+
+
+class LotNotFound(NotFound):
+    slug, title = "lot-not-found", "Lot not found"
+
+
+class ReservationNotFound(NotFound):
+    slug, title = "reservation-not-found", "Reservation not found"
+
+
+class NotYourDonor(Forbidden):
+    slug, title = "not-your-donor", "This donor belongs to another organisation"
+
+
+class NotYourCheck(Forbidden):
+    slug, title = "not-your-check", "Your working group does not check these items"
+
+
+class UnknownItem(InvalidRequest):
+    slug, title = "unknown-item", "Item code not in the catalog"
+
+
+class OfferNotOpen(Conflict):
+    slug, title = "offer-not-open", "The offer is not open"
+
+
+class NothingToVerify(Conflict):
+    slug, title = "nothing-to-verify", "No lot of this offer awaits your group's verdict"
+
+
+class LotUnavailable(Conflict):
+    slug, title = "lot-unavailable", "The lot cannot be reserved now"
+
+
+class OverAllocation(Conflict):
+    slug, title = "over-allocation", "Not enough unreserved quantity in the lot"
+
+
+class ReferenceReused(Conflict):
+    slug, title = "reference-reused", "This reference already names a different reservation"

@@ -1,0 +1,29 @@
+"""The supply service: donors, offers (in-kind lots and cash pledges), verification and reservations."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.app import create_service_app
+from shared.migrations import migrations_dir
+from shared.service import PeriodicJob, ServiceSpec
+from shared.settings import Settings
+
+from services.supply.models import Base, kit
+from services.supply.router import router
+from services.supply.service import expire_reservations
+
+SERVICE = ServiceSpec(
+    name="supply",
+    description="Donors and their offers: in-kind lots and cash pledges, working-group verification, reservations.",
+    metadata=Base.metadata,
+    kit=kit,
+    routers=[router],
+    migrations=migrations_dir(__file__),
+    collections=("donors", "offers", "lots", "reservations"),
+    jobs=[PeriodicJob("expire-reservations", expire_reservations, lambda s: min(s.sweep_seconds, 30.0))],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SERVICE, settings)

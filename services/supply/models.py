@@ -1,0 +1,108 @@
+"""Tables of the supply service (schema `supply`): donors, offers, lots and reservations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
+
+SCHEMA = "supply"
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+kit = make_kit_tables(Base.metadata)
+
+
+class Donor(TimestampedMixin, VersionedMixin, Base):
+    __tablename__ = "donor"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    contact: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class Offer(TimestampedMixin, VersionedMixin, Base):
+    __tablename__ = "offer"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    donor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("donor.id"), index=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    withdraw_reason: Mapped[str | None] = mapped_column(Text)
+    tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    lots: Mapped[list[Lot]] = relationship(back_populates="offer", lazy="raise", order_by="Lot.position",
+                                           cascade="all, delete-orphan")
+
+    __table_args__ = (
+        Index(None, "created_at", "id"),
+        CheckConstraint("amount IS NULL OR amount > 0", name="amount_positive"),
+    )
+
+
+class Lot(VersionedMixin, Base):
+    __tablename__ = "lot"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    offer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("offer.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    item_code: Mapped[str] = mapped_column(String(100), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(20))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    region_code: Mapped[str | None] = mapped_column(String(6))
+    available_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    condition: Mapped[str] = mapped_column(String(20), default="new")
+    quantity_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    quantity_shipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    check_by: Mapped[str | None] = mapped_column(String(50))
+    verification: Mapped[str] = mapped_column(String(20))
+    verification_notes: Mapped[str | None] = mapped_column(Text)
+    verified_by: Mapped[str | None] = mapped_column(String(200))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    offer: Mapped[Offer] = relationship(back_populates="lots", lazy="raise")
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("quantity_reserved >= 0 AND quantity_reserved <= quantity", name="reserved_within"),
+        CheckConstraint("quantity_shipped >= 0 AND quantity_shipped <= quantity", name="shipped_within"),
+    )
+
+
+class Reservation(Base):
+    __tablename__ = "reservation"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lot.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index(None, "expires_at", postgresql_where="status = 'active' AND expires_at IS NOT NULL"),
+    )

@@ -1,0 +1,123 @@
+"""Every query of the supply service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, exists, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import selectinload
+
+from shared.db import RepositoryBase
+from shared.pagination import PageParams, paginate
+
+from services.supply.models import Donor, Lot, Offer, Reservation
+
+
+class DonorRepository(RepositoryBase[Donor]):
+    model = Donor
+
+
+class OfferRepository(RepositoryBase[Offer]):
+    model = Offer
+
+    def _with_lots(self) -> Select[tuple[Offer]]:
+        return select(Offer).options(selectinload(Offer.lots))
+
+    async def get_with_lots(self, offer_id: uuid.UUID, *, for_update: bool = False) -> Offer | None:
+        stmt = self._with_lots().where(Offer.id == offer_id)
+        if for_update:
+            stmt = stmt.with_for_update(of=Offer)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list(self, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
+        stmt = self._with_lots()
+        for key in ("donor_id", "status", "kind", "org"):
+            if filters.get(key):
+                stmt = stmt.where(getattr(Offer, key) == filters[key])
+        if filters.get("item_code"):
+            stmt = stmt.where(exists().where(Lot.offer_id == Offer.id, Lot.item_code == filters["item_code"]))
+        if filters.get("region_code"):
+            stmt = stmt.where(exists().where(
+                Lot.offer_id == Offer.id, Lot.region_code.startswith(filters["region_code"], autoescape=True)))
+        return await paginate(self.session, stmt, Offer.created_at, Offer.id, params)
+
+
+class LotRepository(RepositoryBase[Lot]):
+    model = Lot
+
+    async def get_with_offer(self, lot_id: uuid.UUID) -> tuple[Lot, Offer] | None:
+        row = (await self.session.execute(
+            select(Lot, Offer).join(Offer, Offer.id == Lot.offer_id).where(Lot.id == lot_id)
+        )).first()
+        return (row[0], row[1]) if row else None
+
+    async def reserve(self, lot_id: uuid.UUID, quantity: int, now: datetime) -> Lot | None:
+        """Add to the reserved quantity only if it stays within the lot and the lot may be reserved.
+
+        One conditional UPDATE: concurrent callers queue on the row lock and each re-checks the condition
+        against the committed row, so the lot can never be over-reserved.
+        """
+        stmt = (
+            update(Lot)
+            .where(
+                Lot.id == lot_id,
+                Lot.quantity - Lot.quantity_reserved >= quantity,
+                Lot.verification.in_(("not_required", "verified")),
+                (Lot.expires_at.is_(None)) | (Lot.expires_at > now),
+                exists().where(Offer.id == Lot.offer_id, Offer.status == "open"),
+            )
+            .values(quantity_reserved=Lot.quantity_reserved + quantity, version=Lot.version + 1)
+            .returning(Lot)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def unreserve(self, lot_id: uuid.UUID, quantity: int) -> Lot:
+        stmt = (
+            update(Lot)
+            .where(Lot.id == lot_id)
+            .values(quantity_reserved=Lot.quantity_reserved - quantity, version=Lot.version + 1)
+            .returning(Lot)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return (await self.session.execute(stmt)).scalar_one()
+
+
+class ReservationRepository(RepositoryBase[Reservation]):
+    model = Reservation
+
+    async def by_reference(self, reference: str) -> Reservation | None:
+        stmt = select(Reservation).where(Reservation.reference == reference)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def insert_if_new(self, values: dict[str, Any]) -> uuid.UUID | None:
+        """Insert unless the reference exists (a concurrent twin waits for the first to commit or roll back)."""
+        stmt = (
+            insert(Reservation).values(**values)
+            .on_conflict_do_nothing(index_elements=[Reservation.reference])
+            .returning(Reservation.id)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def mark(self, reservation_id: uuid.UUID, from_status: str, to_status: str,
+                   now: datetime) -> Reservation | None:
+        stmt = (
+            update(Reservation)
+            .where(Reservation.id == reservation_id, Reservation.status == from_status)
+            .values(status=to_status, released_at=now)
+            .returning(Reservation)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def expired_ids(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        stmt = (
+            select(Reservation.id)
+            .where(Reservation.status == "active", Reservation.expires_at < now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(stmt)).scalars())

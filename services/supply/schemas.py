@@ -1,0 +1,246 @@
+"""Schemas of the supply service: donors, offers, lots, verification and reservations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+RegionCode = Annotated[str, StringConstraints(pattern=r"^[1-8]\d{5}$")]
+RegionPrefix = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
+ItemCode = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Quantity = Annotated[int, Field(gt=0, le=1_000_000_000)]
+
+
+class DonorKind(StrEnum):
+    company = "company"
+    foundation = "foundation"
+    individual = "individual"
+    group = "group"
+    government = "government"
+
+
+class OfferKind(StrEnum):
+    in_kind = "in_kind"
+    cash = "cash"
+
+
+class OfferStatus(StrEnum):
+    open = "open"
+    withdrawn = "withdrawn"
+    closed = "closed"
+
+
+class Condition(StrEnum):
+    new = "new"
+    good = "good"
+    fair = "fair"
+
+
+class LotVerification(StrEnum):
+    not_required = "not_required"
+    pending = "pending"
+    verified = "verified"
+    rejected = "rejected"
+
+
+class Verdict(StrEnum):
+    verified = "verified"
+    rejected = "rejected"
+
+
+class SiteKind(StrEnum):
+    hospital = "hospital"
+    community = "community"
+    shelter = "shelter"
+    school = "school"
+    nursing_home = "nursing_home"
+    ngo = "ngo"
+    government = "government"
+    other = "other"
+
+
+class DonorContact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(max_length=100)] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 \-]{4,30}$")] | None = None
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=200)] | None = None
+
+
+class DonorCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    kind: DonorKind
+    contact: DonorContact | None = None
+    org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None, description="Owning organisation; only coordinators may set another than their own.")
+
+
+class Donor(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    org: str
+    name: str
+    kind: DonorKind
+    contact: DonorContact | None = Field(None, description="Shown to the donor's organisation and coordinators.")
+    version: int
+    created_at: datetime
+
+
+class Restrictions(BaseModel):
+    """The donor's wishes: only these regions (code prefixes), site kinds, items. Empty means any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region_codes: Annotated[list[RegionPrefix], Field(max_length=100)] = []
+    site_kinds: Annotated[list[SiteKind], Field(max_length=20)] = []
+    item_codes: Annotated[list[ItemCode], Field(max_length=200)] = []
+
+
+class LotCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_code: ItemCode
+    quantity: Quantity
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    region_code: RegionCode | None = None
+    available_from: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    condition: Condition = Condition.new
+
+    @model_validator(mode="after")
+    def _dates(self) -> Self:
+        if self.available_from and self.expires_at and self.expires_at <= self.available_from:
+            raise ValueError("expires_at must be after available_from")
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
+
+
+class OfferCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    donor_id: uuid.UUID
+    kind: OfferKind
+    lots: Annotated[list[LotCreate], Field(max_length=200)] | None = None
+    amount: Annotated[int, Field(gt=0, le=10**15, description="In the currency's minor unit (fen).")] | None = None
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    restrictions: Restrictions = Restrictions()
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        if self.kind == OfferKind.in_kind:
+            if not self.lots:
+                raise ValueError("an in-kind offer needs at least one lot")
+            if self.amount is not None or self.currency is not None:
+                raise ValueError("an in-kind offer has no amount or currency")
+        else:
+            if self.lots:
+                raise ValueError("a cash offer has no lots")
+            if self.amount is None or self.currency is None:
+                raise ValueError("a cash offer needs amount and currency")
+        return self
+
+
+class OfferUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    restrictions: Restrictions | None = None
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Lot(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    offer_id: uuid.UUID
+    item_code: str
+    quantity: int
+    unit: str
+    lat: float | None
+    lon: float | None
+    region_code: str | None
+    available_from: datetime | None
+    expires_at: datetime | None
+    condition: Condition
+    quantity_reserved: int
+    quantity_shipped: int
+    quantity_available: int = Field(description="Unreserved quantity, if the lot may be reserved at all.")
+    check_by: str | None
+    verification: LotVerification
+    verification_notes: str | None
+    version: int
+
+
+class Offer(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    donor_id: uuid.UUID
+    org: str
+    kind: OfferKind
+    lots: list[Lot]
+    amount: int | None
+    currency: str | None
+    restrictions: Restrictions
+    note: str | None
+    status: OfferStatus
+    withdraw_reason: str | None
+    tracking_code: str | None = Field(
+        None, description="The donor's public tracking code; returned once, when the offer is created.")
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class VerificationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict
+    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class WithdrawRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ReservationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: Quantity
+    reference: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="The caller's id for this hold (e.g. a proposal id); repeating it returns the same reservation.")
+    hold_seconds: Annotated[int, Field(gt=0, le=30 * 86400)] | None = Field(
+        None, description="Release the hold automatically after this long, unless it is consumed first.")
+
+
+class Reservation(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    lot_id: uuid.UUID
+    quantity: int
+    reference: str
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    released_at: datetime | None
+
+
+def lot_out(lot: Any, offer_status: str) -> Lot:
+    available = lot.quantity - lot.quantity_reserved
+    if offer_status != "open" or lot.verification not in ("not_required", "verified"):
+        available = 0
+    return Lot.model_validate({**{k: getattr(lot, k) for k in Lot.model_fields if k != "quantity_available"},
+                               "quantity_available": max(available, 0)})

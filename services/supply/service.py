@@ -1,0 +1,295 @@
+"""Business rules of the supply service: donors, offers, verification by working groups, reservations."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import Principal, Role
+from shared.catalog import get_catalog
+from shared.etag import check_version
+from shared.events import publish
+from shared.pagination import PageParams
+from shared.settings import Settings
+
+from services.supply import events, schemas
+from services.supply.errors import (
+    DonorNotFound,
+    LotNotFound,
+    LotUnavailable,
+    NothingToVerify,
+    NotYourCheck,
+    NotYourDonor,
+    OfferNotFound,
+    OfferNotOpen,
+    OverAllocation,
+    ReferenceReused,
+    ReservationNotFound,
+    UnknownItem,
+)
+from services.supply.models import Donor, Lot, Offer, Reservation
+from services.supply.repository import DonorRepository, LotRepository, OfferRepository, ReservationRepository
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def tracking_ref(code: str) -> str:
+    """What is stored and published of a tracking code: its SHA-256, never the code."""
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def may_see_contact(principal: Principal, org: str) -> bool:
+    return principal.is_staff or principal.owns(org)
+
+
+def _require_owner(principal: Principal, org: str) -> None:
+    if not (principal.is_staff or principal.owns(org)):
+        raise NotYourDonor()
+
+
+# --- donors ------------------------------------------------------------------------------------------
+
+
+async def create_donor(session: AsyncSession, principal: Principal, data: schemas.DonorCreate) -> Donor:
+    if data.org and data.org != principal.org and not principal.is_staff:
+        raise NotYourDonor("Only coordinators may register a donor for another organisation.")
+    donor = Donor(id=uuid.uuid4(), org=data.org if (data.org and principal.is_staff) else principal.org,
+                  name=data.name, kind=data.kind.value, version=1,
+                  contact=data.contact.model_dump(exclude_none=True) if data.contact else None)
+    DonorRepository(session).add(donor)
+    await session.flush()
+    await session.refresh(donor)
+    await publish(session, events.DONOR_CREATED, events.DonorData.model_validate(donor, from_attributes=True),
+                  subject=str(donor.id))
+    return donor
+
+
+async def get_donor(session: AsyncSession, donor_id: uuid.UUID) -> Donor:
+    donor = await DonorRepository(session).get(donor_id)
+    if donor is None:
+        raise DonorNotFound(f"No donor {donor_id}.")
+    return donor
+
+
+# --- offers ------------------------------------------------------------------------------------------
+
+
+def offer_event(offer: Offer, reason: str | None = None) -> events.OfferData:
+    return events.OfferData(
+        id=offer.id, donor_id=offer.donor_id, org=offer.org, kind=offer.kind, amount=offer.amount,
+        currency=offer.currency, restrictions=offer.restrictions, status=offer.status,
+        tracking_ref=offer.tracking_ref, version=offer.version, created_at=offer.created_at, reason=reason,
+        lots=[events.LotData.model_validate(lot, from_attributes=True) for lot in offer.lots],
+    )
+
+
+def _check_items(codes: list[str], loc: list[Any]) -> None:
+    catalog = get_catalog()
+    unknown = [(i, c) for i, c in enumerate(codes) if c not in catalog]
+    if unknown:
+        raise UnknownItem(f"Not in the item catalog: {', '.join(sorted({c for _, c in unknown}))}.",
+                          errors=[{"loc": [*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i],
+                                   "msg": "unknown item code"} for i, _ in unknown])
+
+
+async def create_offer(session: AsyncSession, principal: Principal,
+                       data: schemas.OfferCreate) -> tuple[Offer, str]:
+    """Register an offer; returns it with its tracking code (shown to the donor this once)."""
+    donor = await get_donor(session, data.donor_id)
+    _require_owner(principal, donor.org)
+    lots_in = data.lots or []
+    _check_items([lot.item_code for lot in lots_in], ["body", "lots"])
+    _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
+    catalog = get_catalog()
+    code = secrets.token_urlsafe(18)
+    now = _now()
+    lots = []
+    for i, lot in enumerate(lots_in):
+        item = catalog.get(lot.item_code)
+        assert item is not None
+        lots.append(Lot(
+            id=uuid.uuid4(), position=i, item_code=lot.item_code, quantity=lot.quantity,
+            unit=lot.unit or item.unit, lat=lot.lat, lon=lot.lon, region_code=lot.region_code,
+            available_from=lot.available_from, expires_at=lot.expires_at, condition=lot.condition.value,
+            quantity_reserved=0, quantity_shipped=0, check_by=item.check_by, version=1,
+            verification="pending" if item.check_by else "not_required",
+        ))
+    offer = Offer(
+        id=uuid.uuid4(), donor_id=donor.id, org=donor.org, kind=data.kind.value, amount=data.amount,
+        currency=data.currency, restrictions=data.restrictions.model_dump(mode="json"), note=data.note,
+        status="open", tracking_ref=tracking_ref(code), created_by=principal.sub, version=1,
+        created_at=now, updated_at=now, lots=lots,
+    )
+    OfferRepository(session).add(offer)
+    await session.flush()
+    await publish(session, events.OFFER_CREATED, offer_event(offer), subject=str(offer.id))
+    return offer, code
+
+
+async def get_offer(session: AsyncSession, offer_id: uuid.UUID, *, for_update: bool = False) -> Offer:
+    offer = await OfferRepository(session).get_with_lots(offer_id, for_update=for_update)
+    if offer is None:
+        raise OfferNotFound(f"No offer {offer_id}.")
+    return offer
+
+
+async def list_offers(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
+    return await OfferRepository(session).list(params, **filters)
+
+
+async def update_offer(session: AsyncSession, principal: Principal, offer_id: uuid.UUID,
+                       data: schemas.OfferUpdate, expected_version: int | None) -> Offer:
+    offer = await get_offer(session, offer_id, for_update=True)
+    _require_owner(principal, offer.org)
+    check_version(expected_version, offer.version)
+    if offer.status != "open":
+        raise OfferNotOpen(f"The offer is {offer.status}.")
+    if data.restrictions is not None:
+        _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
+        offer.restrictions = data.restrictions.model_dump(mode="json")
+    if "note" in data.model_fields_set:
+        offer.note = data.note
+    offer.version += 1
+    offer.updated_at = _now()
+    await session.flush()
+    await publish(session, events.OFFER_UPDATED, offer_event(offer), subject=str(offer.id))
+    return offer
+
+
+async def withdraw_offer(session: AsyncSession, principal: Principal, offer_id: uuid.UUID,
+                         data: schemas.WithdrawRequest) -> Offer:
+    """Withdraw an open offer: no new reservations; holds already made stay until released or used."""
+    offer = await get_offer(session, offer_id, for_update=True)
+    _require_owner(principal, offer.org)
+    if offer.status != "open":
+        raise OfferNotOpen(f"The offer is already {offer.status}.")
+    offer.status = "withdrawn"
+    offer.withdraw_reason = data.reason
+    offer.version += 1
+    offer.updated_at = _now()
+    await session.flush()
+    await publish(session, events.OFFER_WITHDRAWN, offer_event(offer, data.reason), subject=str(offer.id))
+    return offer
+
+
+async def record_verification(session: AsyncSession, principal: Principal, offer_id: uuid.UUID,
+                              data: schemas.VerificationRequest) -> Offer:
+    """A working group's verdict on the lots of an offer that it must check."""
+    offer = await get_offer(session, offer_id, for_update=True)
+    if principal.has(Role.admin):
+        groups = {lot.check_by for lot in offer.lots if lot.check_by}
+    elif principal.group:
+        groups = {principal.group}
+    else:
+        raise NotYourCheck("Your token names no working group.")
+    if not any(lot.check_by in groups for lot in offer.lots):
+        raise NotYourCheck(f"No lot of this offer is checked by {', '.join(sorted(groups)) or 'your group'}.")
+    pending = [lot for lot in offer.lots if lot.check_by in groups and lot.verification == "pending"]
+    if not pending:
+        raise NothingToVerify()
+    now = _now()
+    for lot in pending:
+        lot.verification = data.verdict.value
+        lot.verification_notes = data.notes
+        lot.verified_by = principal.sub
+        lot.verified_at = now
+        lot.version += 1
+    offer.version += 1
+    offer.updated_at = now
+    await session.flush()
+    for group in sorted({lot.check_by for lot in pending if lot.check_by}):
+        await publish(session, events.LOTS_VERIFIED, events.LotVerifiedData(
+            offer_id=offer.id, group=group, verdict=data.verdict.value, notes=data.notes,
+            lots=[events.LotData.model_validate(lot, from_attributes=True) for lot in pending
+                  if lot.check_by == group],
+        ), subject=str(offer.id))
+    return offer
+
+
+# --- lots and reservations ---------------------------------------------------------------------------
+
+
+async def get_lot(session: AsyncSession, lot_id: uuid.UUID) -> tuple[Lot, Offer]:
+    found = await LotRepository(session).get_with_offer(lot_id)
+    if found is None:
+        raise LotNotFound(f"No lot {lot_id}.")
+    return found
+
+
+def _reservation_event(res: Reservation, lot: Lot) -> events.ReservationData:
+    return events.ReservationData(
+        id=res.id, lot_id=lot.id, offer_id=lot.offer_id, item_code=lot.item_code, quantity=res.quantity,
+        reference=res.reference, status=res.status, expires_at=res.expires_at, lot_quantity=lot.quantity,
+        lot_quantity_reserved=lot.quantity_reserved,
+    )
+
+
+async def reserve(session: AsyncSession, principal: Principal, lot_id: uuid.UUID,
+                  data: schemas.ReservationCreate) -> tuple[Reservation, bool]:
+    """Reserve quantity of a lot, never beyond what is unreserved. Returns (reservation, created_now);
+    repeating a reference returns the reservation it already names."""
+    lot, offer = await get_lot(session, lot_id)
+    reservations = ReservationRepository(session)
+    now = _now()
+    new_id = await reservations.insert_if_new({
+        "id": uuid.uuid4(), "lot_id": lot_id, "quantity": data.quantity, "reference": data.reference,
+        "status": "active", "created_by": principal.sub, "created_at": now,
+        "expires_at": now + timedelta(seconds=data.hold_seconds) if data.hold_seconds else None,
+    })
+    if new_id is None:
+        existing = await reservations.by_reference(data.reference)
+        assert existing is not None
+        if existing.lot_id != lot_id or existing.quantity != data.quantity:
+            raise ReferenceReused(f"Reference {data.reference!r} already reserves {existing.quantity} of lot "
+                                  f"{existing.lot_id}.")
+        return existing, False
+    updated = await LotRepository(session).reserve(lot_id, data.quantity, now)
+    if updated is None:
+        await session.refresh(lot)
+        if offer.status != "open":
+            raise LotUnavailable(f"The offer is {offer.status}.")
+        if lot.verification not in ("not_required", "verified"):
+            raise LotUnavailable(f"The lot's verification is {lot.verification}; "
+                                 f"it awaits the {lot.check_by} group's verdict." if lot.verification == "pending"
+                                 else f"The lot's verification is {lot.verification}.")
+        if lot.expires_at is not None and lot.expires_at <= now:
+            raise LotUnavailable("The lot has expired.")
+        raise OverAllocation(f"Only {lot.quantity - lot.quantity_reserved} of {lot.quantity} are unreserved; "
+                             f"{data.quantity} were asked for.")
+    reservation = await reservations.get(new_id)
+    assert reservation is not None
+    await publish(session, events.RESERVATION_CREATED, _reservation_event(reservation, updated),
+                  subject=str(reservation.id))
+    return reservation, True
+
+
+async def release(session: AsyncSession, principal: Principal, reservation_id: uuid.UUID, *,
+                  status: str = "released") -> Reservation:
+    """Release an active reservation; releasing one already released changes nothing."""
+    reservations = ReservationRepository(session)
+    marked = await reservations.mark(reservation_id, "active", status, _now())
+    if marked is None:
+        existing = await reservations.get(reservation_id)
+        if existing is None:
+            raise ReservationNotFound(f"No reservation {reservation_id}.")
+        return existing
+    lot = await LotRepository(session).unreserve(marked.lot_id, marked.quantity)
+    event = events.RESERVATION_EXPIRED if status == "expired" else events.RESERVATION_RELEASED
+    await publish(session, event, _reservation_event(marked, lot), subject=str(marked.id))
+    return marked
+
+
+async def expire_reservations(session: AsyncSession, settings: Settings) -> int:
+    """Release holds whose time ran out."""
+    ids = await ReservationRepository(session).expired_ids(_now(), 500)
+    system = Principal(sub="system:supply", org="reliefhub", roles=frozenset({Role.admin}))
+    for reservation_id in ids:
+        await release(session, system, reservation_id, status="expired")
+    return len(ids)

@@ -1,0 +1,1 @@
+"""Event types the webhooks service publishes (none yet) and the handlers it runs."""

@@ -1,0 +1,27 @@
+"""The webhooks service: working groups' endpoints, signed deliveries, the event catalog."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.app import create_service_app
+from shared.migrations import migrations_dir
+from shared.service import ServiceSpec
+from shared.settings import Settings
+
+from services.webhooks.models import Base, kit
+from services.webhooks.router import router
+
+SERVICE = ServiceSpec(
+    name="webhooks",
+    description="Working groups' webhook endpoints, signed deliveries and the event catalog.",
+    metadata=Base.metadata,
+    kit=kit,
+    routers=[router],
+    migrations=migrations_dir(__file__),
+    collections=("event-types", "webhook-endpoints", "webhook-deliveries"),
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(SERVICE, settings)

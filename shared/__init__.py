@@ -1,0 +1,1 @@
+"""The kit every ReliefHub service builds on: settings, database, events, auth, errors, HTTP."""

@@ -1,0 +1,229 @@
+"""Building a service's FastAPI app: one transaction per request, idempotent POSTs, problem+json, health."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import principal_subject
+from shared.errors import PayloadTooLarge, install_error_handlers, problem_response
+from shared.idempotency import IdempotentRequest
+from shared.logging import configure_logging
+from shared.metrics import REQUEST_LATENCY
+from shared.runtime import Runtime
+from shared.service import ServiceSpec
+from shared.settings import Settings, get_settings
+from shared.tracing import continue_trace
+
+API_VERSION = "1.0.0"
+
+
+def runtime_of(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+class TransactionalRoute(APIRoute):
+    """Runs each request in one transaction, committed before the response is sent; honours Idempotency-Key."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            rt = runtime_of(request)
+            idem: IdempotentRequest | None = None
+            if request.method == "POST" and "idempotency-key" in request.headers:
+                subject = principal_subject(request, rt.settings)
+                if subject is not None:  # without a valid token the route answers 401 anyway
+                    idem = await IdempotentRequest.from_request(request, rt.spec.kit, subject)
+                    replay = await idem.claim(rt.sessionmaker, rt.settings)
+                    if replay is not None:
+                        return replay
+            try:
+                async with rt.sessionmaker() as session:
+                    request.state.session = session
+                    async with session.begin():
+                        response = await inner(request)
+                        if idem is not None:
+                            if response.status_code < 400:
+                                await idem.complete(session, response)
+                            else:
+                                await asyncio.shield(idem.release(rt.sessionmaker))
+            except BaseException:
+                if idem is not None:
+                    await asyncio.shield(idem.release(rt.sessionmaker))
+                raise
+            return response
+
+        return handler
+
+
+def service_router(**kwargs: Any) -> APIRouter:
+    return APIRouter(route_class=TransactionalRoute, **kwargs)
+
+
+def get_session(request: Request) -> AsyncSession:
+    session: AsyncSession = request.state.session
+    return session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit with 413 before they are read whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: Callable[[Scope], int]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes(scope)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _too_large(scope, receive, send, limit)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    resp = problem_response(413, PayloadTooLarge.title, slug=PayloadTooLarge.slug,
+                            detail=f"The body is larger than {limit} bytes.", instance=scope.get("path"))
+    await resp(scope, receive, send)
+
+
+class RequestContextMiddleware:
+    """Trace context, request metrics and the response's traceparent."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"traceparent"), None)
+        tp = continue_trace(incoming)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"traceparent", tp.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            REQUEST_LATENCY.labels(self.service, scope.get("method", ""), path, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+
+def health_router(service: str) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        rt = runtime_of(request)
+        checks: dict[str, str] = {}
+        try:
+            async with rt.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {exc.__class__.__name__}"
+        try:
+            await asyncio.wait_for(rt.redis.ping(), timeout=2)
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unavailable: {exc.__class__.__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "service": service, "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = Runtime.start(spec, settings)
+        try:
+            yield
+        finally:
+            await app.state.runtime.close()
+
+    app = FastAPI(
+        title=f"ReliefHub {spec.name}",
+        description=spec.description,
+        version=API_VERSION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.spec = spec
+    install_error_handlers(app)
+    _install_redis_unavailable(app)
+    for router in spec.routers:
+        app.include_router(router)
+    app.include_router(health_router(spec.name))
+
+    def limit(scope: Scope) -> int:
+        return settings.max_import_bytes if scope.get("path", "").endswith("/imports") else settings.max_body_bytes
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
+    app.add_middleware(RequestContextMiddleware, service=spec.name)
+    return app
+
+
+def _install_redis_unavailable(app: FastAPI) -> None:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(503, "A backing service is unavailable; retry shortly",
+                                slug="service-unavailable", instance=request.url.path, headers={"Retry-After": "2"})
+
+    app.add_exception_handler(RedisConnectionError, handler)
+    app.add_exception_handler(RedisTimeoutError, handler)

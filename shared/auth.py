@@ -1,0 +1,134 @@
+"""Bearer JWT auth: who is calling (sub), for which organisation (org), in which roles."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.errors import Forbidden, Unauthorized
+from shared.settings import Settings, get_settings
+
+
+class Role(StrEnum):
+    coordinator = "coordinator"
+    frontline = "frontline"
+    donor = "donor"
+    logistics = "logistics"
+    working_group = "working_group"
+    admin = "admin"
+
+
+STAFF = frozenset({Role.coordinator, Role.admin})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    org: str
+    roles: frozenset[Role]
+    group: str | None = None  # the working group a working_group token speaks for
+    claims: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def has(self, *roles: Role) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    @property
+    def is_staff(self) -> bool:
+        return self.has(*STAFF)
+
+    def owns(self, org: str | None) -> bool:
+        return org is not None and org == self.org
+
+
+def create_token(*, sub: str, org: str, roles: Iterable[Role | str], group: str | None = None,
+                 ttl_seconds: int | None = None, settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "org": org,
+        "roles": sorted({Role(r).value for r in roles}),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + (ttl_seconds if ttl_seconds is not None else settings.token_ttl_seconds),
+        "jti": uuid.uuid4().hex,
+    }
+    if group:
+        claims["group"] = group
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def decode_token(token: str, settings: Settings) -> Principal:
+    try:
+        claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], audience=settings.jwt_audience,
+                            issuer=settings.jwt_issuer, options={"require": ["sub", "exp", "iss", "aud"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The token has expired.") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("The token is not valid.") from exc
+    try:
+        roles = frozenset(Role(r) for r in claims.get("roles", []))
+    except ValueError as exc:
+        raise Unauthorized("The token names an unknown role.") from exc
+    org = claims.get("org")
+    if not isinstance(org, str) or not org or not isinstance(claims["sub"], str):
+        raise Unauthorized("The token has no organisation.")
+    group = claims.get("group")
+    return Principal(sub=claims["sub"], org=org, roles=roles,
+                     group=group if isinstance(group, str) else None, claims=claims)
+
+
+_bearer = HTTPBearer(auto_error=False, description="A ReliefHub JWT (`reliefhub token create`).")
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Send `Authorization: Bearer <token>`.")
+    principal = decode_token(credentials.credentials, settings_of(request))
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency that admits only tokens holding one of `roles` (admins always pass)."""
+    allowed = frozenset(roles) | {Role.admin}
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.roles.intersection(allowed):
+            raise Forbidden(f"This action needs one of the roles: {', '.join(sorted(allowed))}.")
+        return principal
+
+    return dependency
+
+
+def principal_subject(request: Request, settings: Settings) -> str | None:
+    """The caller's identity for scoping idempotency keys, or None without a valid token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        p = decode_token(token.strip(), settings)
+    except Unauthorized:
+        return None
+    return f"{p.org}/{p.sub}"

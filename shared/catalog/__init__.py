@@ -1,0 +1,60 @@
+"""The item catalog: what can be needed and given, its unit, its substitutes, who must check it."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ItemName(BaseModel):
+    zh: str
+    en: str
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name: ItemName
+    category: str
+    unit: str
+    unit_value_fen: int
+    perishable: bool
+    substitutes: list[str]
+    check_by: str | None
+
+
+class Catalog:
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+        self._by_code = {i.code: i for i in items}
+
+    def get(self, code: str) -> Item | None:
+        return self._by_code.get(code)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._by_code
+
+    def categories(self) -> list[str]:
+        return sorted({i.category for i in self.items})
+
+    def check_groups(self) -> list[str]:
+        return sorted({i.check_by for i in self.items if i.check_by})
+
+    def search(self, *, category: str | None = None, q: str | None = None) -> list[Item]:
+        out = self.items
+        if category:
+            out = [i for i in out if i.category == category]
+        if q:
+            needle = q.strip().lower()
+            out = [i for i in out if needle in i.code or needle in i.name.en.lower() or needle in i.name.zh]
+        return out
+
+
+@lru_cache
+def get_catalog() -> Catalog:
+    raw = json.loads(resources.files("shared.catalog").joinpath("items.json").read_text(encoding="utf-8"))
+    return Catalog([Item.model_validate(i) for i in raw["items"]])

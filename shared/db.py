@@ -1,0 +1,164 @@
+"""Database kit: declarative base per service schema, engine and sessions, the kit's own tables."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonB = JSONB().with_variant(JSON(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def service_metadata(schema: str) -> MetaData:
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+class TimestampedMixin:
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class VersionedMixin:
+    """A row version, exposed as the resource's ETag and checked against If-Match."""
+
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+
+
+@dataclass(frozen=True)
+class KitTables:
+    """The kit's tables inside one service's schema: outbox, inbox and idempotency records."""
+
+    schema: str
+    outbox: Table
+    inbox: Table
+    idempotency: Table
+
+
+def make_kit_tables(metadata: MetaData) -> KitTables:
+    outbox = Table(
+        "outbox_event",
+        metadata,
+        Column("seq", BigInteger, Identity(always=True), primary_key=True),
+        Column("id", UUID(as_uuid=True), nullable=False, unique=True),
+        Column("stream", String(100), nullable=False),
+        Column("type", String(200), nullable=False),
+        Column("subject", String(200), nullable=True),
+        Column("envelope", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Index(None, "seq", postgresql_where="published_at IS NULL"),
+    )
+    inbox = Table(
+        "inbox_event",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(100), primary_key=True),
+        Column("event_type", String(200), nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    idempotency = Table(
+        "idempotency_key",
+        metadata,
+        Column("principal", String(300), primary_key=True),
+        Column("key", String(255), primary_key=True),
+        Column("method", String(10), nullable=False),
+        Column("path", String(2000), nullable=False),
+        Column("request_hash", String(64), nullable=False),
+        Column("state", String(20), nullable=False),  # in_flight | done
+        Column("response_status", Integer, nullable=True),
+        Column("response_headers", JSONB, nullable=True),
+        Column("response_body", LargeBinary, nullable=True),
+        Column("locked_until", DateTime(timezone=True), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Index(None, "expires_at"),
+    )
+    return KitTables(schema=metadata.schema or "public", outbox=outbox, inbox=inbox, idempotency=idempotency)
+
+
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"server_settings": {"application_name": "reliefhub"}, "timeout": 5,
+                      "command_timeout": 30},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine, kit: KitTables, service: str) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False,
+                              info={"kit": kit, "service": service})
+
+
+def kit_of(session: AsyncSession) -> KitTables:
+    kit: KitTables = session.info["kit"]
+    return kit
+
+
+ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+
+
+class RepositoryBase(Generic[ModelT]):
+    """Queries of one aggregate; subclasses add their own. Never commits."""
+
+    model: type[ModelT]
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, id_: Any, *, for_update: bool = False) -> ModelT | None:
+        if for_update:
+            stmt = select(self.model).where(self.model.id == id_).with_for_update()  # type: ignore[attr-defined]
+            return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self.session.get(self.model, id_)
+
+    def add(self, obj: ModelT) -> ModelT:
+        self.session.add(obj)
+        return obj
+
+    async def flush(self) -> None:
+        await self.session.flush()

@@ -1,0 +1,161 @@
+"""Consumer groups: each event handled once per group, in one transaction with an inbox row, acked after commit.
+
+Stale pending entries (a consumer died mid-batch) are taken over with XAUTOCLAIM; an entry delivered more
+than `consumer_max_deliveries` times moves to `<stream>.dead`. See https://redis.io/docs/latest/develop/data-types/streams/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db import kit_of
+from shared.events.envelope import CloudEvent, dead_letter_stream
+from shared.metrics import DEAD_LETTERS, EVENTS_HANDLED
+from shared.settings import Settings
+from shared.tracing import continue_trace
+
+log = logging.getLogger("reliefhub.consumer")
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Consumer:
+    def __init__(self, *, group: str, stream: str, handler: Handler,
+                 sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, settings: Settings,
+                 name: str | None = None) -> None:
+        self.group = group
+        self.stream = stream
+        self.handler = handler
+        self.sessionmaker = sessionmaker
+        self.redis = redis
+        self.settings = settings
+        self.name = name or default_consumer_name()
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def handle(self, msg_id: str, fields: dict[str, str]) -> bool:
+        """Handle one entry; True when it may be acked (handled now, or earlier, or undecodable)."""
+        try:
+            event = CloudEvent.model_validate_json(fields.get("event", ""))
+        except ValidationError as exc:
+            await self.dead_letter(msg_id, fields, f"undecodable: {exc.error_count()} errors")
+            return True
+        continue_trace(event.traceparent)
+        async with self.sessionmaker() as session, session.begin():
+            inbox = kit_of(session).inbox
+            claimed = await session.execute(
+                insert(inbox)
+                .values(consumer=self.group, event_id=event.id, event_type=event.type)
+                .on_conflict_do_nothing()
+                .returning(inbox.c.event_id)
+            )
+            if claimed.first() is None:
+                EVENTS_HANDLED.labels(self.group, "duplicate").inc()
+                return True
+            await self.handler(session, event)
+        EVENTS_HANDLED.labels(self.group, "ok").inc()
+        return True
+
+    async def ack(self, msg_ids: list[str]) -> None:
+        if msg_ids:
+            await self.redis.xack(self.stream, self.group, *msg_ids)
+
+    async def process(self, entries: list[tuple[str, dict[str, str]]]) -> int:
+        done: list[str] = []
+        for msg_id, fields in entries:
+            try:
+                if await self.handle(msg_id, fields):
+                    done.append(msg_id)
+            except Exception as exc:  # left pending: retried after claim_idle, dead-lettered after N tries
+                EVENTS_HANDLED.labels(self.group, "error").inc()
+                log.warning("handler %s failed on %s: %r", self.group, msg_id, exc)
+        await self.ack(done)
+        return len(done)
+
+    async def read_new(self, block_ms: int | None = None) -> int:
+        resp: Any = await self.redis.xreadgroup(
+            self.group, self.name, {self.stream: ">"}, count=self.settings.consumer_batch_size,
+            block=self.settings.consumer_block_ms if block_ms is None else block_ms,
+        )
+        if not resp:
+            return 0
+        handled = 0
+        for _stream, entries in resp:
+            handled += await self.process([(i, f) for i, f in entries if f is not None])
+        return handled
+
+    async def reclaim(self) -> int:
+        """Take over entries idle longer than `consumer_claim_idle_ms`; dead-letter the hopeless ones."""
+        start = "0-0"
+        handled = 0
+        while True:
+            resp: Any = await self.redis.xautoclaim(
+                self.stream, self.group, self.name, min_idle_time=self.settings.consumer_claim_idle_ms,
+                start_id=start, count=self.settings.consumer_batch_size,
+            )
+            start, entries = resp[0], resp[1]
+            retry: list[tuple[str, dict[str, str]]] = []
+            for msg_id, fields in entries:
+                if fields is None:
+                    continue
+                detail: Any = await self.redis.xpending_range(self.stream, self.group, min=msg_id, max=msg_id,
+                                                              count=1)
+                deliveries = int(detail[0]["times_delivered"]) if detail else 1
+                if deliveries > self.settings.consumer_max_deliveries:
+                    await self.dead_letter(msg_id, fields, f"delivered {deliveries} times")
+                    await self.ack([msg_id])
+                else:
+                    retry.append((msg_id, fields))
+            handled += await self.process(retry)
+            if start in ("0-0", b"0-0") or not entries:
+                return handled
+
+    async def dead_letter(self, msg_id: str, fields: dict[str, str], reason: str) -> None:
+        await self.redis.xadd(dead_letter_stream(self.stream),
+                              {**fields, "original_id": msg_id, "group": self.group, "reason": reason})
+        DEAD_LETTERS.labels(self.stream, self.group).inc()
+        log.error("moved %s from %s (group %s) to dead letters: %s", msg_id, self.stream, self.group, reason)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        claim_every = max(self.settings.consumer_claim_idle_ms / 1000 / 2, 0.05)
+        last_claim = 0.0
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.ensure_group()
+                if loop.time() - last_claim >= claim_every:
+                    last_claim = loop.time()
+                    await self.reclaim()
+                await self.read_new()
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis or PostgreSQL away: entries stay pending
+                log.warning("consumer %s on %s: %r", self.group, self.stream, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 10.0)

@@ -1,0 +1,70 @@
+"""Cursor pagination over (created_at, id), newest first."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import Select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from shared.errors import InvalidRequest
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int
+    after: tuple[datetime, uuid.UUID] | None
+
+
+def encode_cursor(created_at: datetime, id_: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(id_)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, id_ = json.loads(raw)
+        return datetime.fromisoformat(at), uuid.UUID(id_)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("The cursor is not one this API returned.",
+                             errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]) from exc
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size (max 500).")] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
+) -> PageParams:
+    return PageParams(limit=limit, after=decode_cursor(cursor) if cursor else None)
+
+
+PageQuery = Annotated[PageParams, Depends(page_params)]
+
+
+async def paginate(session: AsyncSession, stmt: Select[Any], created_at: InstrumentedAttribute[Any],
+                   id_col: InstrumentedAttribute[Any], params: PageParams) -> tuple[list[Any], str | None]:
+    if params.after is not None:
+        stmt = stmt.where(tuple_(created_at, id_col) < tuple_(*params.after))
+    stmt = stmt.order_by(created_at.desc(), id_col.desc()).limit(params.limit + 1)
+    rows = list((await session.execute(stmt)).scalars().all())
+    next_cursor = None
+    if len(rows) > params.limit:
+        rows = rows[: params.limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(getattr(last, created_at.key), getattr(last, id_col.key))
+    return rows, next_cursor

@@ -1,0 +1,74 @@
+"""Settings shared by every service, read from the environment (prefix ``RELIEFHUB_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SIGNING_SECRET = "reliefhub-development-secret-change-me"  # noqa: S105 - refused outside development
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEFHUB_", extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/reliefhub",
+        validation_alias=AliasChoices("RELIEFHUB_DATABASE_URL", "DATABASE_URL"),
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("RELIEFHUB_REDIS_URL", "REDIS_URL"),
+    )
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
+
+    # Auth: HS256 JWTs. The default secret only exists so development works out of the box.
+    jwt_secret: str = DEFAULT_SIGNING_SECRET
+    jwt_issuer: str = "reliefhub"
+    jwt_audience: str = "reliefhub"
+    token_ttl_seconds: int = 12 * 3600
+
+    # Idempotency-Key records are kept at least this long (clients may retry within it).
+    idempotency_ttl_hours: int = 24
+    # A key whose first request has been in flight longer than this is considered abandoned.
+    idempotency_lock_seconds: int = 60
+
+    max_body_bytes: int = 1_000_000
+    max_import_bytes: int = 10_000_000
+    max_import_rows: int = 20_000
+
+    # Event bus.
+    relay_batch_size: int = 500
+    relay_poll_seconds: float = 1.0
+    consumer_block_ms: int = 1000
+    consumer_batch_size: int = 100
+    consumer_claim_idle_ms: int = 30_000
+    consumer_max_deliveries: int = 5
+    stream_trim_seconds: float = 60.0
+
+    # needs: a need not re-confirmed for this many days expires.
+    need_confirm_days: int = 14
+    sweep_seconds: float = 60.0
+
+    # Outbound service-to-service HTTP.
+    http_timeout_seconds: float = 5.0
+    http_retries: int = 3
+
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.environment == "production" and self.jwt_secret == DEFAULT_SIGNING_SECRET:
+            raise ValueError("RELIEFHUB_JWT_SECRET must be set outside development and test")
+        if self.environment == "production" and len(self.jwt_secret) < 32:
+            raise ValueError("RELIEFHUB_JWT_SECRET must be at least 32 characters in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
