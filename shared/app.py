@@ -114,8 +114,13 @@ class BodyLimitMiddleware:
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    resp = problem_response(413, PayloadTooLarge.title, slug=PayloadTooLarge.slug,
-                            detail=f"The body is larger than {limit} bytes.", instance=scope.get("path"))
+    resp = problem_response(
+        413,
+        PayloadTooLarge.title,
+        slug=PayloadTooLarge.slug,
+        detail=f"The body is larger than {limit} bytes.",
+        instance=scope.get("path"),
+    )
     await resp(scope, receive, send)
 
 
@@ -176,8 +181,10 @@ def health_router(service: str) -> APIRouter:
         except Exception as exc:
             checks["redis"] = f"unavailable: {exc.__class__.__name__}"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "service": service, "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "service": service, "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -222,8 +229,13 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
 
 def _install_redis_unavailable(app: FastAPI) -> None:
     async def handler(request: Request, exc: Exception) -> JSONResponse:
-        return problem_response(503, "A backing service is unavailable; retry shortly",
-                                slug="service-unavailable", instance=request.url.path, headers={"Retry-After": "2"})
+        return problem_response(
+            503,
+            "A backing service is unavailable; retry shortly",
+            slug="service-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": "2"},
+        )
 
     app.add_exception_handler(RedisConnectionError, handler)
     app.add_exception_handler(RedisTimeoutError, handler)

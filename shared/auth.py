@@ -48,8 +48,15 @@ class Principal:
         return org is not None and org == self.org
 
 
-def create_token(*, sub: str, org: str, roles: Iterable[Role | str], group: str | None = None,
-                 ttl_seconds: int | None = None, settings: Settings | None = None) -> str:
+def create_token(
+    *,
+    sub: str,
+    org: str,
+    roles: Iterable[Role | str],
+    group: str | None = None,
+    ttl_seconds: int | None = None,
+    settings: Settings | None = None,
+) -> str:
     settings = settings or get_settings()
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -69,8 +76,14 @@ def create_token(*, sub: str, org: str, roles: Iterable[Role | str], group: str 
 
 def decode_token(token: str, settings: Settings) -> Principal:
     try:
-        claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], audience=settings.jwt_audience,
-                            issuer=settings.jwt_issuer, options={"require": ["sub", "exp", "iss", "aud"]})
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["sub", "exp", "iss", "aud"]},
+        )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("The token has expired.") from exc
     except jwt.PyJWTError as exc:
@@ -83,8 +96,9 @@ def decode_token(token: str, settings: Settings) -> Principal:
     if not isinstance(org, str) or not org or not isinstance(claims["sub"], str):
         raise Unauthorized("The token has no organisation.")
     group = claims.get("group")
-    return Principal(sub=claims["sub"], org=org, roles=roles,
-                     group=group if isinstance(group, str) else None, claims=claims)
+    return Principal(
+        sub=claims["sub"], org=org, roles=roles, group=group if isinstance(group, str) else None, claims=claims
+    )
 
 
 _bearer = HTTPBearer(auto_error=False, description="A ReliefHub JWT (`reliefhub token create`).")

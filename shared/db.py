@@ -19,7 +19,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     func,
     select,
 )
@@ -124,14 +123,12 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         pool_timeout=10,
-        connect_args={"server_settings": {"application_name": "reliefhub"}, "timeout": 5,
-                      "command_timeout": 30},
+        connect_args={"server_settings": {"application_name": "reliefhub"}, "timeout": 5, "command_timeout": 30},
     )
 
 
 def make_sessionmaker(engine: AsyncEngine, kit: KitTables, service: str) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False,
-                              info={"kit": kit, "service": service})
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info={"kit": kit, "service": service})
 
 
 def kit_of(session: AsyncSession) -> KitTables:

@@ -40,8 +40,14 @@ class DomainError(Exception):
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str | None = None, *, errors: Sequence[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.errors = list(errors) if errors is not None else None
@@ -88,10 +94,19 @@ class ServiceUnavailable(DomainError):
     status, slug, title = 503, "service-unavailable", "A backing service is unavailable; retry shortly"
 
 
-def problem_response(status: int, title: str, *, slug: str | None = None, detail: str | None = None,
-                     instance: str | None = None, errors: list[dict[str, Any]] | None = None,
-                     headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {**(extra or {}),
+def problem_response(
+    status: int,
+    title: str,
+    *,
+    slug: str | None = None,
+    detail: str | None = None,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        **(extra or {}),
         "type": PROBLEM_BASE + (slug or _slug_for(status)),
         "title": title,
         "status": status,
@@ -113,7 +128,8 @@ def _slug_for(status: int) -> str:
 def problem_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for a route: the problem+json errors it can return."""
     out: dict[int | str, dict[str, Any]] = {}
-    for err in (*errors, InvalidRequest, Unauthorized):
+    every: tuple[type[DomainError], ...] = (*errors, InvalidRequest, Unauthorized)
+    for err in every:
         out[err.status] = {
             "model": ProblemDetail,
             "content": {PROBLEM_JSON: {}},
@@ -132,29 +148,51 @@ def _loc(loc: Sequence[Any]) -> list[Any]:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem_response(exc.status, exc.title, slug=exc.slug, detail=exc.detail,
-                            instance=_instance(request), errors=exc.errors, headers=exc.headers,
-                            extra=exc.extra)
+    return problem_response(
+        exc.status,
+        exc.title,
+        slug=exc.slug,
+        detail=exc.detail,
+        instance=_instance(request),
+        errors=exc.errors,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errs = [{"loc": _loc(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        return problem_response(400, "Malformed JSON body", slug="malformed-json",
-                                detail="The request body is not valid JSON.",
-                                instance=_instance(request), errors=errs)
-    return problem_response(422, "Invalid request", slug="invalid-request",
-                            detail="The request failed validation; see errors.",
-                            instance=_instance(request), errors=errs)
+        return problem_response(
+            400,
+            "Malformed JSON body",
+            slug="malformed-json",
+            detail="The request body is not valid JSON.",
+            instance=_instance(request),
+            errors=errs,
+        )
+    return problem_response(
+        422,
+        "Invalid request",
+        slug="invalid-request",
+        detail="The request failed validation; see errors.",
+        instance=_instance(request),
+        errors=errs,
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     title = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "Error"
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem_response(exc.status_code, title, detail=detail, instance=_instance(request),
-                            headers=dict(exc.headers) if exc.headers else None)
+    return problem_response(
+        exc.status_code,
+        title,
+        detail=detail,
+        instance=_instance(request),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -163,15 +201,21 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
         log.warning("database unavailable: %s", exc.__class__.__name__)
-        return problem_response(503, ServiceUnavailable.title, slug=ServiceUnavailable.slug,
-                                instance=_instance(request), headers={"Retry-After": "2"})
+        return problem_response(
+            503,
+            ServiceUnavailable.title,
+            slug=ServiceUnavailable.slug,
+            instance=_instance(request),
+            headers={"Retry-After": "2"},
+        )
     return await _unexpected_error(request, exc)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(500, "Internal server error", detail="An unexpected error occurred.",
-                            instance=_instance(request))
+    return problem_response(
+        500, "Internal server error", detail="An unexpected error occurred.", instance=_instance(request)
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

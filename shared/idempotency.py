@@ -50,8 +50,10 @@ class IdempotentRequest:
     async def from_request(cls, request: Request, kit: KitTables, principal: str) -> IdempotentRequest:
         key = request.headers["idempotency-key"].strip()
         if not key or len(key) > 255:
-            raise InvalidRequest("Idempotency-Key must be 1 to 255 characters.",
-                                 errors=[{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters"}])
+            raise InvalidRequest(
+                "Idempotency-Key must be 1 to 255 characters.",
+                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters"}],
+            )
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         digest = hashlib.sha256()
@@ -67,27 +69,46 @@ class IdempotentRequest:
         lock = timedelta(seconds=settings.idempotency_lock_seconds)
         async with sessionmaker() as session, session.begin():
             stmt = insert(t).values(
-                principal=self.principal, key=self.key, method=self.method, path=self.path,
-                request_hash=self.request_hash, state="in_flight", locked_until=func.now() + lock,
+                principal=self.principal,
+                key=self.key,
+                method=self.method,
+                path=self.path,
+                request_hash=self.request_hash,
+                state="in_flight",
+                locked_until=func.now() + lock,
                 expires_at=func.now() + ttl,
             )
-            stmt = stmt.on_conflict_do_update(
+            claim = stmt.on_conflict_do_update(
                 index_elements=[t.c.principal, t.c.key],
-                set_={"method": stmt.excluded.method, "path": stmt.excluded.path,
-                      "request_hash": stmt.excluded.request_hash, "state": "in_flight",
-                      "response_status": None, "response_headers": None, "response_body": None,
-                      "locked_until": stmt.excluded.locked_until, "created_at": func.now(),
-                      "expires_at": stmt.excluded.expires_at},
+                set_={
+                    "method": stmt.excluded.method,
+                    "path": stmt.excluded.path,
+                    "request_hash": stmt.excluded.request_hash,
+                    "state": "in_flight",
+                    "response_status": None,
+                    "response_headers": None,
+                    "response_body": None,
+                    "locked_until": stmt.excluded.locked_until,
+                    "created_at": func.now(),
+                    "expires_at": stmt.excluded.expires_at,
+                },
                 # Take over an expired record, or one whose first request was abandoned mid-flight.
-                where=or_(t.c.expires_at < func.now(),
-                          and_(t.c.state == "in_flight", t.c.locked_until < func.now(),
-                               t.c.request_hash == stmt.excluded.request_hash)),
+                where=or_(
+                    t.c.expires_at < func.now(),
+                    and_(
+                        t.c.state == "in_flight",
+                        t.c.locked_until < func.now(),
+                        t.c.request_hash == stmt.excluded.request_hash,
+                    ),
+                ),
             ).returning(t.c.key)
-            if (await session.execute(stmt)).first() is not None:
+            if (await session.execute(claim)).first() is not None:
                 return None
-            row = (await session.execute(
-                select(t).where(t.c.principal == self.principal, t.c.key == self.key)
-            )).mappings().one()
+            row = (
+                (await session.execute(select(t).where(t.c.principal == self.principal, t.c.key == self.key)))
+                .mappings()
+                .one()
+            )
         if row["request_hash"] != self.request_hash:
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {self.key!r} was first used for {row['method']} {row['path']} with another body."
@@ -105,8 +126,12 @@ class IdempotentRequest:
         await session.execute(
             update(t)
             .where(t.c.principal == self.principal, t.c.key == self.key)
-            .values(state="done", response_status=response.status_code, response_headers=headers,
-                    response_body=bytes(response.body))
+            .values(
+                state="done",
+                response_status=response.status_code,
+                response_headers=headers,
+                response_body=bytes(response.body),
+            )
         )
 
     async def release(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:

@@ -35,7 +35,8 @@ def configure_logging(settings: Settings) -> None:
         _add_trace,
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if settings.environment == "development"
+        structlog.dev.ConsoleRenderer(colors=False)
+        if settings.environment == "development"
         else structlog.processors.JSONRenderer()
     )
     structlog.configure(
@@ -44,8 +45,11 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+        )
+    )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUEST_LATENCY = Histogram(
-    "reliefhub_http_request_seconds", "HTTP request latency", ["service", "method", "route", "status"],
+    "reliefhub_http_request_seconds",
+    "HTTP request latency",
+    ["service", "method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 OUTBOX_BACKLOG = Gauge("reliefhub_outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_PUBLISHED = Counter("reliefhub_outbox_published_total", "Events published to Redis", ["service"])
-EVENTS_HANDLED = Counter("reliefhub_events_handled_total", "Events handled by consumers",
-                         ["consumer", "outcome"])
-CONSUMER_PENDING = Gauge("reliefhub_consumer_pending", "Entries pending in a consumer group",
-                         ["stream", "group"])
-CONSUMER_LAG = Gauge("reliefhub_consumer_lag", "Entries not yet delivered to a consumer group",
-                     ["stream", "group"])
-DEAD_LETTERS = Counter("reliefhub_dead_letters_total", "Events moved to a dead-letter stream",
-                       ["stream", "group"])
+EVENTS_HANDLED = Counter("reliefhub_events_handled_total", "Events handled by consumers", ["consumer", "outcome"])
+CONSUMER_PENDING = Gauge("reliefhub_consumer_pending", "Entries pending in a consumer group", ["stream", "group"])
+CONSUMER_LAG = Gauge("reliefhub_consumer_lag", "Entries not yet delivered to a consumer group", ["stream", "group"])
+DEAD_LETTERS = Counter("reliefhub_dead_letters_total", "Events moved to a dead-letter stream", ["stream", "group"])

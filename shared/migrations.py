@@ -43,8 +43,13 @@ def run_env(metadata: MetaData) -> None:
 
     def configure(connection: Connection | None = None, url: str | None = None) -> None:
         context.configure(
-            connection=connection, url=url, target_metadata=metadata, version_table_schema=schema,
-            include_schemas=True, include_name=include_name, compare_type=True,
+            connection=connection,
+            url=url,
+            target_metadata=metadata,
+            version_table_schema=schema,
+            include_schemas=True,
+            include_name=include_name,
+            compare_type=True,
             literal_binds=connection is None,
         )
 

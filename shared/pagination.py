@@ -42,8 +42,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         at, id_ = json.loads(raw)
         return datetime.fromisoformat(at), uuid.UUID(id_)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("The cursor is not one this API returned.",
-                             errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]) from exc
+        raise InvalidRequest(
+            "The cursor is not one this API returned.", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+        ) from exc
 
 
 def page_params(
@@ -56,8 +57,13 @@ def page_params(
 PageQuery = Annotated[PageParams, Depends(page_params)]
 
 
-async def paginate(session: AsyncSession, stmt: Select[Any], created_at: InstrumentedAttribute[Any],
-                   id_col: InstrumentedAttribute[Any], params: PageParams) -> tuple[list[Any], str | None]:
+async def paginate(
+    session: AsyncSession,
+    stmt: Select[Any],
+    created_at: InstrumentedAttribute[Any],
+    id_col: InstrumentedAttribute[Any],
+    params: PageParams,
+) -> tuple[list[Any], str | None]:
     if params.after is not None:
         stmt = stmt.where(tuple_(created_at, id_col) < tuple_(*params.after))
     stmt = stmt.order_by(created_at.desc(), id_col.desc()).limit(params.limit + 1)

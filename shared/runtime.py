@@ -23,8 +23,13 @@ class Runtime:
     @classmethod
     def start(cls, spec: ServiceSpec, settings: Settings) -> Runtime:
         engine = create_engine(settings)
-        redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10,
-                               socket_connect_timeout=5, health_check_interval=30)
+        redis = Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
         return cls(spec, settings, engine, make_sessionmaker(engine, spec.kit, spec.name), redis)
 
     async def close(self) -> None:

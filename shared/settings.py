@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_SIGNING_SECRET = "reliefhub-development-secret-change-me"  # noqa: S105 - refused outside development
+DEFAULT_SIGNING_SECRET = "reliefhub-development-secret-change-me"
 
 
 class Settings(BaseSettings):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import date, datetime
 from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
 
 from shared.errors import InvalidRequest
 
@@ -74,3 +77,85 @@ def _xlsx(data: bytes) -> list[list[str]]:
         return [[_cell(c) for c in row] for row in ws.iter_rows(values_only=True)]
     finally:
         wb.close()
+
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="1-based row number in the file, header excluded (0: the header itself).")
+    errors: list[str]
+
+
+class ImportReport(BaseModel):
+    """What a bulk import did: all rows accepted and imported, or none imported and why per row."""
+
+    rows_total: int
+    rows_accepted: int
+    rows_rejected: list[ImportRowError]
+    created: list[uuid.UUID]
+    imported: bool
+
+
+class RowErrors:
+    """Collects the reasons each row is rejected."""
+
+    def __init__(self) -> None:
+        self._by_row: dict[int, list[str]] = {}
+
+    def add(self, row: int, message: str) -> None:
+        self._by_row.setdefault(row, []).append(message)
+
+    def add_validation(self, exc: ValidationError, rows: list[int], list_field: str) -> None:
+        """Map a pydantic error on a grouped record back to its file rows (`list_field[i]` is row `rows[i]`)."""
+        for err in exc.errors():
+            loc = list(err["loc"])
+            if loc[:1] == [list_field] and len(loc) > 1 and isinstance(loc[1], int):
+                row, field = rows[loc[1]], ".".join(str(x) for x in loc[2:]) or list_field
+            else:
+                row, field = rows[0], ".".join(str(x) for x in loc) or "row"
+            self.add(row, f"{field}: {err['msg']}")
+
+    def __bool__(self) -> bool:
+        return bool(self._by_row)
+
+    def report(self, rows_total: int) -> ImportReport:
+        rejected = [ImportRowError(row=r, errors=e) for r, e in sorted(self._by_row.items())]
+        return ImportReport(rows_total=rows_total, rows_accepted=0, rows_rejected=rejected, created=[], imported=False)
+
+
+class ImportRejected(InvalidRequest):
+    slug, title = "import-rejected", "Rows were rejected; nothing was imported"
+
+    @classmethod
+    def from_report(cls, report: ImportReport) -> ImportRejected:
+        n = len(report.rows_rejected)
+        return cls(
+            f"{n} of {report.rows_total} rows were rejected; nothing was imported.",
+            errors=[{"loc": ["file", "row", r.row], "msg": "; ".join(r.errors)} for r in report.rows_rejected],
+            extra={"report": report.model_dump(mode="json")},
+        )
+
+
+def group_rows(
+    rows: list[dict[str, str]], ref_column: str, required: tuple[str, ...], errors: RowErrors
+) -> list[list[tuple[int, dict[str, str]]]]:
+    """Rows grouped by `ref_column` (each row alone when it is empty), numbered from 1."""
+    if rows:
+        for column in required:
+            if column not in rows[0]:
+                errors.add(0, f"missing column: {column}")
+        if errors:
+            return []
+    groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    for n, row in enumerate(rows, start=1):
+        groups.setdefault(row.get(ref_column) or f"\x00row-{n}", []).append((n, row))
+    return list(groups.values())
+
+
+def end_of_day(value: str | None) -> str | None:
+    """A bare date in a spreadsheet means the end of that day, China time."""
+    if value and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        return value + "T23:59:59+08:00"
+    return value or None
+
+
+def split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").replace("；", ";").replace(",", ";").split(";") if v.strip()]

@@ -60,8 +60,15 @@ async def _trim_loop(rt: Runtime, stop: asyncio.Event) -> None:
 
 def consumers_for(rt: Runtime, name: str | None = None) -> list[Consumer]:
     return [
-        Consumer(group=sub.group, stream=sub.stream, handler=sub.handler, sessionmaker=rt.sessionmaker,
-                 redis=rt.redis, settings=rt.settings, name=name)
+        Consumer(
+            group=sub.group,
+            stream=sub.stream,
+            handler=sub.handler,
+            sessionmaker=rt.sessionmaker,
+            redis=rt.redis,
+            settings=rt.settings,
+            name=name,
+        )
         for sub in rt.spec.subscriptions
     ]
 
@@ -76,11 +83,15 @@ def builtin_jobs(spec: ServiceSpec) -> list[PeriodicJob]:
 async def run_worker(rt: Runtime, stop: asyncio.Event) -> None:
     """Everything in the background for one service, until `stop` is set."""
     relay = OutboxRelay(engine=rt.engine, kit=rt.spec.kit, redis=rt.redis, settings=rt.settings)
-    tasks = [asyncio.create_task(relay.run(stop), name=f"{rt.spec.name}-relay"),
-             asyncio.create_task(_trim_loop(rt, stop), name=f"{rt.spec.name}-trim")]
+    tasks = [
+        asyncio.create_task(relay.run(stop), name=f"{rt.spec.name}-relay"),
+        asyncio.create_task(_trim_loop(rt, stop), name=f"{rt.spec.name}-trim"),
+    ]
     tasks += [asyncio.create_task(c.run(stop), name=f"{rt.spec.name}-{c.group}") for c in consumers_for(rt)]
-    tasks += [asyncio.create_task(_job_loop(rt, job, stop), name=f"{rt.spec.name}-{job.name}")
-              for job in [*rt.spec.jobs, *builtin_jobs(rt.spec)]]
+    tasks += [
+        asyncio.create_task(_job_loop(rt, job, stop), name=f"{rt.spec.name}-{job.name}")
+        for job in [*rt.spec.jobs, *builtin_jobs(rt.spec)]
+    ]
     try:
         await stop.wait()
     finally:

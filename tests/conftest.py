@@ -66,9 +66,16 @@ async def _recreate_database(admin_url: str, name: str) -> None:
 def settings(servers: tuple[str, str]) -> Settings:
     db_url, redis_url = servers
     return Settings(
-        environment="test", database_url=db_url, redis_url=redis_url,
-        consumer_claim_idle_ms=300, consumer_block_ms=100, relay_poll_seconds=0.2,
-        stream_trim_seconds=3600, sweep_seconds=3600, db_pool_size=10, db_max_overflow=30,
+        environment="test",
+        database_url=db_url,
+        redis_url=redis_url,
+        consumer_claim_idle_ms=300,
+        consumer_block_ms=100,
+        relay_poll_seconds=0.2,
+        stream_trim_seconds=3600,
+        sweep_seconds=3600,
+        db_pool_size=10,
+        db_max_overflow=30,
     )
 
 
@@ -108,9 +115,15 @@ async def clean(request: pytest.FixtureRequest) -> None:
     engine: AsyncEngine = request.getfixturevalue("engine")
     redis: Redis = request.getfixturevalue("redis")
     async with engine.begin() as conn:
-        rows = (await conn.execute(text(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s) "
-            "AND tablename <> 'alembic_version'"), {"s": list(services())})).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s) "
+                    "AND tablename <> 'alembic_version'"
+                ),
+                {"s": list(services())},
+            )
+        ).all()
         if rows:
             await conn.execute(text("TRUNCATE " + ", ".join(f'"{s}"."{t}"' for s, t in rows) + " CASCADE"))
     await redis.flushdb()
@@ -130,10 +143,12 @@ TokenFactory = Callable[..., dict[str, str]]
 def auth(migrated: Settings) -> TokenFactory:
     """Headers with a bearer token: auth("coordinator", org="hub")."""
 
-    def make(*roles: str, org: str = "org-hub", sub: str | None = None, group: str | None = None,
-             **headers: str) -> dict[str, str]:
-        token = create_token(sub=sub or f"user-{org}", org=org, roles=[Role(r) for r in roles], group=group,
-                             settings=migrated)
+    def make(
+        *roles: str, org: str = "org-hub", sub: str | None = None, group: str | None = None, **headers: str
+    ) -> dict[str, str]:
+        token = create_token(
+            sub=sub or f"user-{org}", org=org, roles=[Role(r) for r in roles], group=group, settings=migrated
+        )
         return {"Authorization": f"Bearer {token}", **{k.replace("_", "-"): v for k, v in headers.items()}}
 
     return make

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.logistics.models import Base, kit
+from services.logistics.router import router
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import ServiceSpec
 from shared.settings import Settings
-
-from services.logistics.models import Base, kit
-from services.logistics.router import router
 
 SERVICE = ServiceSpec(
     name="logistics",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.matching.models import Base, kit
+from services.matching.router import router
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import ServiceSpec
 from shared.settings import Settings
-
-from services.matching.models import Base, kit
-from services.matching.router import router
 
 SERVICE = ServiceSpec(
     name="matching",

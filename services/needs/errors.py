@@ -27,7 +27,3 @@ class NeedNotOpen(Conflict):
 
 class NeedAlreadyMatched(Conflict):
     slug, title = "need-already-matched", "Lines cannot be replaced once supply is matched to them"
-
-
-class ImportRejected(InvalidRequest):
-    slug, title = "import-rejected", "Rows were rejected; nothing was imported"

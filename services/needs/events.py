@@ -58,14 +58,19 @@ class NeedData(BaseModel):
 SITE_CREATED = register_event_type("reliefhub.needs.site.created", "A recipient site was registered.", SiteData)
 SITE_UPDATED = register_event_type("reliefhub.needs.site.updated", "A site's details changed.", SiteData)
 NEED_CREATED = register_event_type(
-    "reliefhub.needs.need.created", "A need was posted (duplicate_of is set when an open twin exists).", NeedData)
+    "reliefhub.needs.need.created", "A need was posted (duplicate_of is set when an open twin exists).", NeedData
+)
 NEED_UPDATED = register_event_type("reliefhub.needs.need.updated", "A need's details or lines changed.", NeedData)
 NEED_MERGED = register_event_type(
-    "reliefhub.needs.need.merged", "A new request was merged into this open need of the same site.", NeedData)
+    "reliefhub.needs.need.merged", "A new request was merged into this open need of the same site.", NeedData
+)
 NEED_VERIFIED = register_event_type(
-    "reliefhub.needs.need.verified", "A coordinator verified or rejected a need (see verification).", NeedData)
+    "reliefhub.needs.need.verified", "A coordinator verified or rejected a need (see verification).", NeedData
+)
 NEED_CONFIRMED = register_event_type(
-    "reliefhub.needs.need.confirmed", "The site re-confirmed the need is still current.", NeedData)
+    "reliefhub.needs.need.confirmed", "The site re-confirmed the need is still current.", NeedData
+)
 NEED_CLOSED = register_event_type("reliefhub.needs.need.closed", "A need was closed (reason given).", NeedData)
 NEED_EXPIRED = register_event_type(
-    "reliefhub.needs.need.expired", "A need passed its deadline or was not re-confirmed in time.", NeedData)
+    "reliefhub.needs.need.expired", "A need passed its deadline or was not re-confirmed in time.", NeedData
+)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.needs.models import Base, kit
+from services.needs.router import router
+from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import PeriodicJob, ServiceSpec
 from shared.settings import Settings
-
-from services.needs.models import Base, kit
-from services.needs.router import router
-from services.needs.service import expire_stale_needs
 
 SERVICE = ServiceSpec(
     name="needs",

@@ -9,10 +9,9 @@ from typing import Any
 from sqlalchemy import Select, exists, or_, select, update
 from sqlalchemy.orm import selectinload
 
+from services.needs.models import Need, NeedLine, Site
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
-
-from services.needs.models import Need, NeedLine, Site
 
 
 class SiteRepository(RepositoryBase[Site]):
@@ -24,8 +23,9 @@ class SiteRepository(RepositoryBase[Site]):
         rows = (await self.session.execute(select(Site).where(Site.id.in_(ids)))).scalars()
         return {s.id: s for s in rows}
 
-    async def list(self, params: PageParams, *, org: str | None, kind: str | None,
-                   region_code: str | None) -> tuple[list[Site], str | None]:
+    async def search(
+        self, params: PageParams, *, org: str | None, kind: str | None, region_code: str | None
+    ) -> tuple[list[Site], str | None]:
         stmt = select(Site)
         if org:
             stmt = stmt.where(Site.org == org)
@@ -39,7 +39,7 @@ class SiteRepository(RepositoryBase[Site]):
 class NeedRepository(RepositoryBase[Need]):
     model = Need
 
-    def _with_lines(self) -> Select[tuple[Need]]:
+    def _with_lines(self) -> Select[Need]:
         return select(Need).options(selectinload(Need.lines))
 
     async def get_with_lines(self, need_id: uuid.UUID, *, for_update: bool = False) -> Need | None:
@@ -48,7 +48,7 @@ class NeedRepository(RepositoryBase[Need]):
             stmt = stmt.with_for_update(of=Need)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def list(self, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
+    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
         stmt = self._with_lines()
         if filters.get("status"):
             stmt = stmt.where(Need.status == filters["status"])
@@ -61,18 +61,20 @@ class NeedRepository(RepositoryBase[Need]):
         if filters.get("org"):
             stmt = stmt.where(Need.org == filters["org"])
         if filters.get("item_code"):
-            stmt = stmt.where(
-                exists().where(NeedLine.need_id == Need.id, NeedLine.item_code == filters["item_code"])
-            )
+            stmt = stmt.where(exists().where(NeedLine.need_id == Need.id, NeedLine.item_code == filters["item_code"]))
         return await paginate(self.session, stmt, Need.created_at, Need.id, params)
 
-    async def find_open_twin(self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...],
-                             *, for_update: bool = False) -> Need | None:
+    async def find_open_twin(
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...], *, for_update: bool = False
+    ) -> Need | None:
         """The most recent active need of the site that asks for any of these items."""
         stmt = (
             self._with_lines()
-            .where(Need.site_id == site_id, Need.status.in_(statuses),
-                   exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)))
+            .where(
+                Need.site_id == site_id,
+                Need.status.in_(statuses),
+                exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
+            )
             .order_by(Need.created_at.desc())
             .limit(1)
         )
@@ -83,8 +85,7 @@ class NeedRepository(RepositoryBase[Need]):
     async def expire_stale(self, now: datetime, confirmed_before: datetime, limit: int) -> list[uuid.UUID]:
         candidates = (
             select(Need.id)
-            .where(Need.status == "open",
-                   or_(Need.needed_by < now, Need.confirmed_at < confirmed_before))
+            .where(Need.status == "open", or_(Need.needed_by < now, Need.confirmed_at < confirmed_before))
             .limit(limit)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
@@ -92,8 +93,12 @@ class NeedRepository(RepositoryBase[Need]):
         result = await self.session.execute(
             update(Need)
             .where(Need.id.in_(candidates))
-            .values(status="expired", closed_at=now, version=Need.version + 1,
-                    close_reason="expired: past needed_by or not re-confirmed")
+            .values(
+                status="expired",
+                closed_at=now,
+                version=Need.version + 1,
+                close_reason="expired: past needed_by or not re-confirmed",
+            )
             .returning(Need.id)
         )
         return list(result.scalars())

@@ -7,18 +7,24 @@ from typing import Annotated, Literal
 
 from fastapi import Query, Request, Response, UploadFile, status
 
+from services.needs import schemas, service
+from services.needs.dependencies import Coordinator, SiteWriter
+from services.needs.errors import NeedNotFound, SiteNotFound, UnknownItem
+from services.needs.models import Need, Site
 from shared.app import SessionDep, runtime_of, service_router
 from shared.auth import CurrentPrincipal, Principal
 from shared.catalog import get_catalog
-from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, PreconditionRequired, problem_responses
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    problem_responses,
+)
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
-from shared.tabular import read_rows
-
-from services.needs import schemas, service
-from services.needs.dependencies import Coordinator, SiteWriter
-from services.needs.errors import ImportRejected, NeedNotFound, SiteNotFound, UnknownItem
-from services.needs.models import Need, Site
+from shared.tabular import ImportRejected, ImportReport, read_rows
 
 router = service_router(prefix="/v1", tags=["needs"])
 
@@ -48,8 +54,9 @@ async def list_items(
 
 
 @router.post("/sites", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden))
-async def create_site(data: schemas.SiteCreate, principal: SiteWriter, session: SessionDep,
-                      response: Response) -> schemas.Site:
+async def create_site(
+    data: schemas.SiteCreate, principal: SiteWriter, session: SessionDep, response: Response
+) -> schemas.Site:
     """Register a recipient site (hospital, community, shelter…) of your organisation."""
     site = await service.create_site(session, principal, data)
     set_etag(response, site.version)
@@ -59,7 +66,9 @@ async def create_site(data: schemas.SiteCreate, principal: SiteWriter, session: 
 
 @router.get("/sites", responses=problem_responses())
 async def list_sites(
-    principal: CurrentPrincipal, session: SessionDep, page: PageQuery,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageQuery,
     region_code: RegionPrefix = None,
     kind: schemas.SiteKind | None = None,
     org: Annotated[str | None, Query(max_length=100)] = None,
@@ -70,18 +79,26 @@ async def list_sites(
 
 
 @router.get("/sites/{site_id}", responses=problem_responses(SiteNotFound))
-async def get_site(site_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
-                   response: Response) -> schemas.Site:
+async def get_site(
+    site_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Site:
     """One site; contact details only for its organisation and coordinators."""
     site = await service.get_site(session, site_id)
     set_etag(response, site.version)
     return site_out(site, principal)
 
 
-@router.patch("/sites/{site_id}",
-              responses=problem_responses(SiteNotFound, Forbidden, PreconditionFailed, PreconditionRequired))
-async def update_site(site_id: uuid.UUID, data: schemas.SiteUpdate, request: Request, principal: SiteWriter,
-                      session: SessionDep, response: Response) -> schemas.Site:
+@router.patch(
+    "/sites/{site_id}", responses=problem_responses(SiteNotFound, Forbidden, PreconditionFailed, PreconditionRequired)
+)
+async def update_site(
+    site_id: uuid.UUID,
+    data: schemas.SiteUpdate,
+    request: Request,
+    principal: SiteWriter,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Site:
     """Change a site's details (send If-Match)."""
     expected = if_match_version(request)
     site = await service.update_site(session, principal, site_id, data, expected)
@@ -89,14 +106,26 @@ async def update_site(site_id: uuid.UUID, data: schemas.SiteUpdate, request: Req
     return site_out(site, principal)
 
 
-@router.post("/needs", status_code=status.HTTP_201_CREATED,
-             responses={**problem_responses(SiteNotFound, Forbidden, UnknownItem),
-                        200: {"model": schemas.Need, "description": "Merged into an open need of the same site"}})
+@router.post(
+    "/needs",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **problem_responses(SiteNotFound, Forbidden, UnknownItem),
+        200: {"model": schemas.Need, "description": "Merged into an open need of the same site"},
+    },
+)
 async def create_need(
-    data: schemas.NeedCreate, principal: SiteWriter, session: SessionDep, response: Response,
-    on_duplicate: Annotated[Literal["flag", "merge"], Query(
-        description="When the site already has an open need for one of these items: `flag` creates this one "
-                    "with `duplicate_of` set; `merge` adds the lines to the open need instead.")] = "flag",
+    data: schemas.NeedCreate,
+    principal: SiteWriter,
+    session: SessionDep,
+    response: Response,
+    on_duplicate: Annotated[
+        Literal["flag", "merge"],
+        Query(
+            description="When the site already has an open need for one of these items: `flag` creates this one "
+            "with `duplicate_of` set; `merge` adds the lines to the open need instead."
+        ),
+    ] = "flag",
 ) -> schemas.Need:
     """Post a need with its lines; an open twin of the same site is flagged (or merged into)."""
     need, merged = await service.create_need(session, principal, data, on_duplicate=on_duplicate)
@@ -109,7 +138,9 @@ async def create_need(
 
 @router.get("/needs", responses=problem_responses())
 async def list_needs(
-    principal: CurrentPrincipal, session: SessionDep, page: PageQuery,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageQuery,
     status: schemas.NeedStatus | None = None,
     site_id: uuid.UUID | None = None,
     region_code: RegionPrefix = None,
@@ -117,25 +148,36 @@ async def list_needs(
     urgency: schemas.Urgency | None = None,
 ) -> Page[schemas.Need]:
     """Needs, newest first, filtered by status, site, region code prefix, item or urgency."""
-    items, cursor = await service.list_needs(session, page, status=status, site_id=site_id,
-                                             region_code=region_code, item_code=item_code, urgency=urgency)
+    items, cursor = await service.list_needs(
+        session, page, status=status, site_id=site_id, region_code=region_code, item_code=item_code, urgency=urgency
+    )
     return Page(items=[need_out(n) for n in items], next_cursor=cursor)
 
 
 @router.get("/needs/{need_id}", responses=problem_responses(NeedNotFound))
-async def get_need(need_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
-                   response: Response) -> schemas.Need:
+async def get_need(
+    need_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Need:
     """One need with its lines and their matched and delivered quantities."""
     need = await service.get_need(session, need_id)
     set_etag(response, need.version)
     return need_out(need)
 
 
-@router.patch("/needs/{need_id}",
-              responses=problem_responses(NeedNotFound, Forbidden, Conflict, UnknownItem, PreconditionFailed,
-                                          PreconditionRequired))
-async def update_need(need_id: uuid.UUID, data: schemas.NeedUpdate, request: Request, principal: SiteWriter,
-                      session: SessionDep, response: Response) -> schemas.Need:
+@router.patch(
+    "/needs/{need_id}",
+    responses=problem_responses(
+        NeedNotFound, Forbidden, Conflict, UnknownItem, PreconditionFailed, PreconditionRequired
+    ),
+)
+async def update_need(
+    need_id: uuid.UUID,
+    data: schemas.NeedUpdate,
+    request: Request,
+    principal: SiteWriter,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Need:
     """Change a need (send If-Match); lines may be replaced only before anything is matched."""
     expected = if_match_version(request)
     need = await service.update_need(session, principal, need_id, data, expected)
@@ -144,8 +186,9 @@ async def update_need(need_id: uuid.UUID, data: schemas.NeedUpdate, request: Req
 
 
 @router.post("/needs/{need_id}/verify", responses=problem_responses(NeedNotFound, Forbidden, Conflict))
-async def verify_need(need_id: uuid.UUID, data: schemas.VerifyRequest, principal: Coordinator,
-                      session: SessionDep, response: Response) -> schemas.Need:
+async def verify_need(
+    need_id: uuid.UUID, data: schemas.VerifyRequest, principal: Coordinator, session: SessionDep, response: Response
+) -> schemas.Need:
     """Verify or reject a need (coordinators)."""
     need = await service.verify_need(session, principal, need_id, data)
     set_etag(response, need.version)
@@ -153,8 +196,9 @@ async def verify_need(need_id: uuid.UUID, data: schemas.VerifyRequest, principal
 
 
 @router.post("/needs/{need_id}/close", responses=problem_responses(NeedNotFound, Forbidden, Conflict))
-async def close_need(need_id: uuid.UUID, data: schemas.CloseRequest, principal: SiteWriter,
-                     session: SessionDep, response: Response) -> schemas.Need:
+async def close_need(
+    need_id: uuid.UUID, data: schemas.CloseRequest, principal: SiteWriter, session: SessionDep, response: Response
+) -> schemas.Need:
     """Close a need (its site's organisation or a coordinator)."""
     need = await service.close_need(session, principal, need_id, data)
     set_etag(response, need.version)
@@ -162,18 +206,21 @@ async def close_need(need_id: uuid.UUID, data: schemas.CloseRequest, principal: 
 
 
 @router.post("/needs/{need_id}/confirm", responses=problem_responses(NeedNotFound, Forbidden, Conflict))
-async def confirm_need(need_id: uuid.UUID, principal: SiteWriter, session: SessionDep,
-                       response: Response) -> schemas.Need:
+async def confirm_need(
+    need_id: uuid.UUID, principal: SiteWriter, session: SessionDep, response: Response
+) -> schemas.Need:
     """Re-confirm that a need is still current, so it does not expire as stale."""
     need = await service.confirm_need(session, principal, need_id)
     set_etag(response, need.version)
     return need_out(need)
 
 
-@router.post("/needs/imports", status_code=status.HTTP_201_CREATED,
-             responses=problem_responses(ImportRejected, Forbidden, NotFound))
-async def import_needs(file: UploadFile, request: Request, principal: SiteWriter,
-                       session: SessionDep) -> schemas.ImportReport:
+@router.post(
+    "/needs/imports",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(ImportRejected, Forbidden, NotFound),
+)
+async def import_needs(file: UploadFile, request: Request, principal: SiteWriter, session: SessionDep) -> ImportReport:
     """Import needs from a CSV or XLSX file (multipart field `file`); all rows or none, with a per-row report.
 
     Columns: `site_id`, `title`, `item_code`, `quantity`, and optionally `need_ref` (rows sharing it form one

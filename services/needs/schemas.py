@@ -90,7 +90,8 @@ class SiteBase(BaseModel):
 
 class SiteCreate(SiteBase):
     org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
-        None, description="Owning organisation; only coordinators may set another than their own.")
+        None, description="Owning organisation; only coordinators may set another than their own."
+    )
 
 
 class SiteUpdate(BaseModel):
@@ -124,7 +125,8 @@ class NeedLineCreate(BaseModel):
     item_code: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     quantity: Quantity
     unit: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = Field(
-        None, description="Defaults to the catalog unit of the item.")
+        None, description="Defaults to the catalog unit of the item."
+    )
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
@@ -159,7 +161,8 @@ class NeedUpdate(BaseModel):
     needed_by: AwareDatetime | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
-        None, description="Replaces every line; refused once any quantity is matched.")
+        None, description="Replaces every line; refused once any quantity is matched."
+    )
 
 
 class Need(BaseModel):
@@ -196,16 +199,3 @@ class CloseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-
-
-class ImportRowError(BaseModel):
-    row: int = Field(description="1-based row number in the file, header excluded.")
-    errors: list[str]
-
-
-class ImportReport(BaseModel):
-    rows_total: int
-    rows_accepted: int
-    rows_rejected: list[ImportRowError]
-    needs_created: list[uuid.UUID]
-    imported: bool

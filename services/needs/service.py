@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.auth import Principal
-from shared.catalog import get_catalog
-from shared.etag import check_version
-from shared.events import EventType, publish
-from shared.pagination import PageParams
-from shared.settings import Settings
-
 from services.needs import events, schemas
 from services.needs.errors import (
-    ImportRejected,
     NeedAlreadyMatched,
     NeedNotFound,
     NeedNotOpen,
@@ -28,6 +21,13 @@ from services.needs.errors import (
 )
 from services.needs.models import Need, NeedLine, Site
 from services.needs.repository import NeedRepository, SiteRepository
+from shared.auth import Principal
+from shared.catalog import get_catalog
+from shared.etag import check_version
+from shared.events import EventType, publish
+from shared.pagination import PageParams
+from shared.settings import Settings
+from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows
 
 DuplicatePolicy = Literal["flag", "merge"]
 ACTIVE = tuple(s.value for s in schemas.ACTIVE_STATUSES)
@@ -73,11 +73,16 @@ async def get_site(session: AsyncSession, site_id: uuid.UUID, *, for_update: boo
 
 
 async def list_sites(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Site], str | None]:
-    return await SiteRepository(session).list(params, **filters)
+    return await SiteRepository(session).search(params, **filters)
 
 
-async def update_site(session: AsyncSession, principal: Principal, site_id: uuid.UUID,
-                      data: schemas.SiteUpdate, expected_version: int | None) -> Site:
+async def update_site(
+    session: AsyncSession,
+    principal: Principal,
+    site_id: uuid.UUID,
+    data: schemas.SiteUpdate,
+    expected_version: int | None,
+) -> Site:
     site = await get_site(session, site_id, for_update=True)
     _require_owner(principal, site.org)
     check_version(expected_version, site.version)
@@ -101,52 +106,100 @@ def _lines(data: list[schemas.NeedLineCreate], start: int = 0) -> list[NeedLine]
     catalog = get_catalog()
     unknown = sorted({line.item_code for line in data if line.item_code not in catalog})
     if unknown:
-        raise UnknownItem(f"Not in the item catalog: {', '.join(unknown)}.",
-                          errors=[{"loc": ["body", "lines", i, "item_code"], "msg": "unknown item code"}
-                                  for i, line in enumerate(data) if line.item_code in unknown])
+        raise UnknownItem(
+            f"Not in the item catalog: {', '.join(unknown)}.",
+            errors=[
+                {"loc": ["body", "lines", i, "item_code"], "msg": "unknown item code"}
+                for i, line in enumerate(data)
+                if line.item_code in unknown
+            ],
+        )
     out = []
     for i, line in enumerate(data):
         item = catalog.get(line.item_code)
         assert item is not None
-        out.append(NeedLine(id=uuid.uuid4(), position=start + i, item_code=line.item_code, quantity=line.quantity,
-                            unit=line.unit or item.unit, notes=line.notes, quantity_matched=0,
-                            quantity_delivered=0))
+        out.append(
+            NeedLine(
+                id=uuid.uuid4(),
+                position=start + i,
+                item_code=line.item_code,
+                quantity=line.quantity,
+                unit=line.unit or item.unit,
+                notes=line.notes,
+                quantity_matched=0,
+                quantity_delivered=0,
+            )
+        )
     return out
 
 
 def need_event(need: Need, site: Site, reason: str | None = None) -> events.NeedData:
     return events.NeedData(
-        id=need.id, site_id=need.site_id, org=need.org, site_kind=site.kind, region_code=need.region_code,
-        lat=site.lat, lon=site.lon, title=need.title, urgency=need.urgency, needed_by=need.needed_by,
-        beneficiaries=need.beneficiaries, status=need.status, verification=need.verification,
-        duplicate_of=need.duplicate_of, version=need.version, created_at=need.created_at, reason=reason,
+        id=need.id,
+        site_id=need.site_id,
+        org=need.org,
+        site_kind=site.kind,
+        region_code=need.region_code,
+        lat=site.lat,
+        lon=site.lon,
+        title=need.title,
+        urgency=need.urgency,
+        needed_by=need.needed_by,
+        beneficiaries=need.beneficiaries,
+        status=need.status,
+        verification=need.verification,
+        duplicate_of=need.duplicate_of,
+        version=need.version,
+        created_at=need.created_at,
+        reason=reason,
         lines=[events.NeedLineData.model_validate(line, from_attributes=True) for line in need.lines],
     )
 
 
-async def _emit(session: AsyncSession, type_: EventType, need: Need, site: Site | None = None,
-                reason: str | None = None) -> None:
+async def _emit(
+    session: AsyncSession, type_: EventType, need: Need, site: Site | None = None, reason: str | None = None
+) -> None:
     site = site or await get_site(session, need.site_id)
     await publish(session, type_, need_event(need, site, reason), subject=str(need.id))
 
 
-async def create_need(session: AsyncSession, principal: Principal, data: schemas.NeedCreate, *,
-                      on_duplicate: DuplicatePolicy = "flag", site: Site | None = None) -> tuple[Need, bool]:
+async def create_need(
+    session: AsyncSession,
+    principal: Principal,
+    data: schemas.NeedCreate,
+    *,
+    on_duplicate: DuplicatePolicy = "flag",
+    site: Site | None = None,
+) -> tuple[Need, bool]:
     """Create a need, or merge it into an open twin of the same site. Returns (need, merged)."""
     site = site or await get_site(session, data.site_id)
     _require_owner(principal, site.org)
     lines = _lines(data.lines)
     repo = NeedRepository(session)
-    twin = await repo.find_open_twin(site.id, {line.item_code for line in lines}, ACTIVE,
-                                     for_update=on_duplicate == "merge")
+    twin = await repo.find_open_twin(
+        site.id, {line.item_code for line in lines}, ACTIVE, for_update=on_duplicate == "merge"
+    )
     if twin is not None and on_duplicate == "merge":
         return await _merge_into(session, twin, site, data, lines), True
     now = _now()
     need = Need(
-        id=uuid.uuid4(), site_id=site.id, org=site.org, region_code=site.region_code, title=data.title,
-        urgency=data.urgency.value, needed_by=data.needed_by, beneficiaries=data.beneficiaries,
-        status="open", verification="unverified", duplicate_of=twin.id if twin else None,
-        confirmed_at=now, created_at=now, updated_at=now, created_by=principal.sub, version=1, lines=lines,
+        id=uuid.uuid4(),
+        site_id=site.id,
+        org=site.org,
+        region_code=site.region_code,
+        title=data.title,
+        urgency=data.urgency.value,
+        needed_by=data.needed_by,
+        beneficiaries=data.beneficiaries,
+        status="open",
+        verification="unverified",
+        duplicate_of=twin.id if twin else None,
+        confirmed_at=now,
+        created_at=now,
+        updated_at=now,
+        created_by=principal.sub,
+        version=1,
+        lines=lines,
     )
     repo.add(need)
     await session.flush()
@@ -157,8 +210,9 @@ async def create_need(session: AsyncSession, principal: Principal, data: schemas
 _URGENCY_RANK = {"critical": 0, "high": 1, "normal": 2, "low": 3}
 
 
-async def _merge_into(session: AsyncSession, twin: Need, site: Site, data: schemas.NeedCreate,
-                      lines: list[NeedLine]) -> Need:
+async def _merge_into(
+    session: AsyncSession, twin: Need, site: Site, data: schemas.NeedCreate, lines: list[NeedLine]
+) -> Need:
     by_item = {(line.item_code, line.unit): line for line in twin.lines}
     position = max((line.position for line in twin.lines), default=-1) + 1
     for line in lines:
@@ -191,11 +245,12 @@ async def get_need(session: AsyncSession, need_id: uuid.UUID, *, for_update: boo
 
 
 async def list_needs(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
-    return await NeedRepository(session).list(params, **filters)
+    return await NeedRepository(session).search(params, **filters)
 
 
-async def _get_for_change(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
-                          expected_version: int | None) -> Need:
+async def _get_for_change(
+    session: AsyncSession, principal: Principal, need_id: uuid.UUID, expected_version: int | None
+) -> Need:
     need = await get_need(session, need_id, for_update=True)
     _require_owner(principal, need.org)
     check_version(expected_version, need.version)
@@ -207,8 +262,13 @@ def _bump(need: Need) -> None:
     need.updated_at = _now()
 
 
-async def update_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
-                      data: schemas.NeedUpdate, expected_version: int | None) -> Need:
+async def update_need(
+    session: AsyncSession,
+    principal: Principal,
+    need_id: uuid.UUID,
+    data: schemas.NeedUpdate,
+    expected_version: int | None,
+) -> Need:
     need = await _get_for_change(session, principal, need_id, expected_version)
     if need.status not in ACTIVE:
         raise NeedNotOpen(f"The need is {need.status}; it can no longer be edited.")
@@ -231,8 +291,9 @@ async def update_need(session: AsyncSession, principal: Principal, need_id: uuid
     return need
 
 
-async def verify_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
-                      data: schemas.VerifyRequest) -> Need:
+async def verify_need(
+    session: AsyncSession, principal: Principal, need_id: uuid.UUID, data: schemas.VerifyRequest
+) -> Need:
     need = await get_need(session, need_id, for_update=True)
     if need.status not in ACTIVE:
         raise NeedNotOpen(f"The need is {need.status}; there is nothing to verify.")
@@ -246,8 +307,9 @@ async def verify_need(session: AsyncSession, principal: Principal, need_id: uuid
     return need
 
 
-async def close_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID,
-                     data: schemas.CloseRequest) -> Need:
+async def close_need(
+    session: AsyncSession, principal: Principal, need_id: uuid.UUID, data: schemas.CloseRequest
+) -> Need:
     need = await _get_for_change(session, principal, need_id, None)
     if need.status not in ACTIVE:
         raise NeedNotOpen(f"The need is already {need.status}.")
@@ -287,84 +349,66 @@ async def expire_stale_needs(session: AsyncSession, settings: Settings) -> int:
 IMPORT_COLUMNS = ("site_id", "title", "item_code", "quantity")
 
 
-def parse_import(rows: list[dict[str, str]]) -> tuple[list[tuple[list[int], schemas.NeedCreate]],
-                                                      list[schemas.ImportRowError]]:
+def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[list[int], schemas.NeedCreate]]:
     """Group rows into needs (by `need_ref`, else one need per row) and validate them."""
-    rejected: list[schemas.ImportRowError] = []
-    groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
-    if rows:
-        missing = [c for c in IMPORT_COLUMNS if c not in rows[0]]
-        if missing:
-            return [], [schemas.ImportRowError(row=0, errors=[f"missing column: {c}" for c in missing])]
-    for n, row in enumerate(rows, start=1):
-        ref = row.get("need_ref") or f"row-{n}"
-        groups.setdefault(ref, []).append((n, row))
     parsed: list[tuple[list[int], schemas.NeedCreate]] = []
-    for group in groups.values():
+    catalog = get_catalog()
+    for group in group_rows(rows, "need_ref", IMPORT_COLUMNS, errors):
         numbers = [n for n, _ in group]
         first = group[0][1]
         raw: dict[str, Any] = {
-            "site_id": first.get("site_id"), "title": first.get("title"),
+            "site_id": first.get("site_id"),
+            "title": first.get("title"),
             "urgency": first.get("urgency") or "normal",
-            "needed_by": first.get("needed_by") or None,
+            "needed_by": end_of_day(first.get("needed_by")),
             "beneficiaries": first.get("beneficiaries") or None,
-            "lines": [{"item_code": r.get("item_code", ""), "quantity": r.get("quantity", ""),
-                       "unit": r.get("unit") or None, "notes": r.get("notes") or None} for _, r in group],
+            "lines": [
+                {
+                    "item_code": r.get("item_code", ""),
+                    "quantity": r.get("quantity", ""),
+                    "unit": r.get("unit") or None,
+                    "notes": r.get("notes") or None,
+                }
+                for _, r in group
+            ],
         }
-        if raw["needed_by"] and "T" not in raw["needed_by"] and len(raw["needed_by"]) == 10:
-            raw["needed_by"] += "T23:59:59+08:00"  # a bare date means the end of that day, China time
         try:
             need = schemas.NeedCreate.model_validate(raw)
         except ValidationError as exc:
-            for err in exc.errors():
-                loc = list(err["loc"])
-                row = numbers[loc[1]] if loc[:1] == ["lines"] and len(loc) > 1 and isinstance(loc[1], int) \
-                    else numbers[0]
-                field = str(loc[2] if loc[:1] == ["lines"] and len(loc) > 2 else loc[0] if loc else "row")
-                _add_error(rejected, row, f"{field}: {err['msg']}")
+            errors.add_validation(exc, numbers, "lines")
             continue
-        catalog = get_catalog()
-        bad = False
-        for n, line in zip(numbers, need.lines, strict=True):
-            if line.item_code not in catalog:
-                _add_error(rejected, n, f"item_code: {line.item_code!r} is not in the catalog")
-                bad = True
-        if not bad:
+        unknown = [
+            (n, line.item_code) for n, line in zip(numbers, need.lines, strict=True) if line.item_code not in catalog
+        ]
+        for n, code in unknown:
+            errors.add(n, f"item_code: {code!r} is not in the catalog")
+        if not unknown:
             parsed.append((numbers, need))
-    return parsed, rejected
+    return parsed
 
 
-def _add_error(rejected: list[schemas.ImportRowError], row: int, message: str) -> None:
-    for r in rejected:
-        if r.row == row:
-            r.errors.append(message)
-            return
-    rejected.append(schemas.ImportRowError(row=row, errors=[message]))
-
-
-async def import_needs(session: AsyncSession, principal: Principal, rows: list[dict[str, str]],
-                       progress: Any = None) -> schemas.ImportReport:
+async def import_needs(
+    session: AsyncSession,
+    principal: Principal,
+    rows: list[dict[str, str]],
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """All or nothing: any rejected row rejects the file, with the reason for every row."""
-    parsed, rejected = parse_import(rows)
+    errors = RowErrors()
+    parsed = parse_import(rows, errors)
     sites = await SiteRepository(session).get_many({need.site_id for _, need in parsed})
     for numbers, need in parsed:
         site = sites.get(need.site_id)
         if site is None:
-            _add_error(rejected, numbers[0], f"site_id: no site {need.site_id}")
+            errors.add(numbers[0], f"site_id: no site {need.site_id}")
         elif not (principal.is_staff or principal.owns(site.org)):
-            _add_error(rejected, numbers[0], "site_id: the site belongs to another organisation")
-    if rejected:
-        rejected.sort(key=lambda r: r.row)
-        report = schemas.ImportReport(rows_total=len(rows), rows_accepted=0, rows_rejected=rejected,
-                                      needs_created=[], imported=False)
-        raise ImportRejected(f"{len(rejected)} of {len(rows)} rows were rejected; nothing was imported.",
-                             errors=[{"loc": ["file", "row", r.row], "msg": "; ".join(r.errors)} for r in rejected],
-                             extra={"report": report.model_dump(mode="json")})
+            errors.add(numbers[0], "site_id: the site belongs to another organisation")
+    if errors:
+        raise ImportRejected.from_report(errors.report(len(rows)))
     created: list[uuid.UUID] = []
     for numbers, data in parsed:
-        need, _ = await create_need(session, principal, data, site=sites[data.site_id])
-        created.append(need.id)
+        made, _ = await create_need(session, principal, data, site=sites[data.site_id])
+        created.append(made.id)
         if progress is not None:
             progress(len(numbers))
-    return schemas.ImportReport(rows_total=len(rows), rows_accepted=len(rows), rows_rejected=[],
-                                needs_created=created, imported=True)
+    return ImportReport(rows_total=len(rows), rows_accepted=len(rows), rows_rejected=[], created=created, imported=True)

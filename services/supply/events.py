@@ -80,20 +80,29 @@ class ReservationData(BaseModel):
 
 DONOR_CREATED = register_event_type("reliefhub.supply.donor.created", "A donor was registered.", DonorData)
 OFFER_CREATED = register_event_type(
-    "reliefhub.supply.offer.created", "An offer (in-kind lots or a cash pledge) was registered.", OfferData)
+    "reliefhub.supply.offer.created", "An offer (in-kind lots or a cash pledge) was registered.", OfferData
+)
 OFFER_UPDATED = register_event_type(
-    "reliefhub.supply.offer.updated", "An offer's restrictions or note changed.", OfferData)
+    "reliefhub.supply.offer.updated", "An offer's restrictions or note changed.", OfferData
+)
 OFFER_WITHDRAWN = register_event_type(
-    "reliefhub.supply.offer.withdrawn", "The donor withdrew an offer; its lots take no new reservations.",
-    OfferData)
+    "reliefhub.supply.offer.withdrawn", "The donor withdrew an offer; its lots take no new reservations.", OfferData
+)
 LOTS_VERIFIED = register_event_type(
     "reliefhub.supply.lot.verified",
-    "A working group gave its verdict on lots it must check; verified lots become available.", LotVerifiedData)
+    "A working group gave its verdict on lots it must check; verified lots become available.",
+    LotVerifiedData,
+)
 RESERVATION_CREATED = register_event_type(
-    "reliefhub.supply.reservation.created", "Quantity of a lot was reserved.", ReservationData)
+    "reliefhub.supply.reservation.created", "Quantity of a lot was reserved.", ReservationData
+)
 RESERVATION_RELEASED = register_event_type(
-    "reliefhub.supply.reservation.released", "A reservation was released; its quantity is available again.",
-    ReservationData)
+    "reliefhub.supply.reservation.released",
+    "A reservation was released; its quantity is available again.",
+    ReservationData,
+)
 RESERVATION_EXPIRED = register_event_type(
-    "reliefhub.supply.reservation.expired", "A reservation's hold ran out and its quantity was released.",
-    ReservationData)
+    "reliefhub.supply.reservation.expired",
+    "A reservation's hold ran out and its quantity was released.",
+    ReservationData,
+)

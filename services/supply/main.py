@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.supply.models import Base, kit
+from services.supply.router import router
+from services.supply.service import expire_reservations
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import PeriodicJob, ServiceSpec
 from shared.settings import Settings
-
-from services.supply.models import Base, kit
-from services.supply.router import router
-from services.supply.service import expire_reservations
 
 SERVICE = ServiceSpec(
     name="supply",

@@ -48,8 +48,9 @@ class Offer(TimestampedMixin, VersionedMixin, Base):
     tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
     created_by: Mapped[str] = mapped_column(String(200))
 
-    lots: Mapped[list[Lot]] = relationship(back_populates="offer", lazy="raise", order_by="Lot.position",
-                                           cascade="all, delete-orphan")
+    lots: Mapped[list[Lot]] = relationship(
+        back_populates="offer", lazy="raise", order_by="Lot.position", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (
         Index(None, "created_at", "id"),

@@ -10,20 +10,24 @@ from sqlalchemy import Select, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
+from services.supply.models import Donor, Lot, Offer, Reservation
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
-
-from services.supply.models import Donor, Lot, Offer, Reservation
 
 
 class DonorRepository(RepositoryBase[Donor]):
     model = Donor
 
+    async def get_many(self, ids: set[uuid.UUID]) -> list[Donor]:
+        if not ids:
+            return []
+        return list((await self.session.execute(select(Donor).where(Donor.id.in_(ids)))).scalars())
+
 
 class OfferRepository(RepositoryBase[Offer]):
     model = Offer
 
-    def _with_lots(self) -> Select[tuple[Offer]]:
+    def _with_lots(self) -> Select[Offer]:
         return select(Offer).options(selectinload(Offer.lots))
 
     async def get_with_lots(self, offer_id: uuid.UUID, *, for_update: bool = False) -> Offer | None:
@@ -32,7 +36,7 @@ class OfferRepository(RepositoryBase[Offer]):
             stmt = stmt.with_for_update(of=Offer)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def list(self, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
+    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
         stmt = self._with_lots()
         for key in ("donor_id", "status", "kind", "org"):
             if filters.get(key):
@@ -40,8 +44,11 @@ class OfferRepository(RepositoryBase[Offer]):
         if filters.get("item_code"):
             stmt = stmt.where(exists().where(Lot.offer_id == Offer.id, Lot.item_code == filters["item_code"]))
         if filters.get("region_code"):
-            stmt = stmt.where(exists().where(
-                Lot.offer_id == Offer.id, Lot.region_code.startswith(filters["region_code"], autoescape=True)))
+            stmt = stmt.where(
+                exists().where(
+                    Lot.offer_id == Offer.id, Lot.region_code.startswith(filters["region_code"], autoescape=True)
+                )
+            )
         return await paginate(self.session, stmt, Offer.created_at, Offer.id, params)
 
 
@@ -49,9 +56,9 @@ class LotRepository(RepositoryBase[Lot]):
     model = Lot
 
     async def get_with_offer(self, lot_id: uuid.UUID) -> tuple[Lot, Offer] | None:
-        row = (await self.session.execute(
-            select(Lot, Offer).join(Offer, Offer.id == Lot.offer_id).where(Lot.id == lot_id)
-        )).first()
+        row = (
+            await self.session.execute(select(Lot, Offer).join(Offer, Offer.id == Lot.offer_id).where(Lot.id == lot_id))
+        ).first()
         return (row[0], row[1]) if row else None
 
     async def reserve(self, lot_id: uuid.UUID, quantity: int, now: datetime) -> Lot | None:
@@ -96,14 +103,16 @@ class ReservationRepository(RepositoryBase[Reservation]):
     async def insert_if_new(self, values: dict[str, Any]) -> uuid.UUID | None:
         """Insert unless the reference exists (a concurrent twin waits for the first to commit or roll back)."""
         stmt = (
-            insert(Reservation).values(**values)
+            insert(Reservation)
+            .values(**values)
             .on_conflict_do_nothing(index_elements=[Reservation.reference])
             .returning(Reservation.id)
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def mark(self, reservation_id: uuid.UUID, from_status: str, to_status: str,
-                   now: datetime) -> Reservation | None:
+    async def mark(
+        self, reservation_id: uuid.UUID, from_status: str, to_status: str, now: datetime
+    ) -> Reservation | None:
         stmt = (
             update(Reservation)
             .where(Reservation.id == reservation_id, Reservation.status == from_status)

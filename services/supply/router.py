@@ -5,13 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Request, Response, status
-
-from shared.app import SessionDep, service_router
-from shared.auth import CurrentPrincipal, Principal
-from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
-from shared.etag import if_match_version, set_etag
-from shared.pagination import Page, PageQuery
+from fastapi import Query, Request, Response, UploadFile, status
 
 from services.supply import schemas, service
 from services.supply.dependencies import DonorWriter, Reserver, WorkingGroup
@@ -28,6 +22,12 @@ from services.supply.errors import (
     UnknownItem,
 )
 from services.supply.models import Donor, Offer
+from shared.app import SessionDep, runtime_of, service_router
+from shared.auth import CurrentPrincipal, Principal
+from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
+from shared.etag import if_match_version, set_etag
+from shared.pagination import Page, PageQuery
+from shared.tabular import ImportRejected, read_rows
 
 router = service_router(prefix="/v1", tags=["supply"])
 
@@ -40,16 +40,19 @@ def donor_out(donor: Donor, principal: Principal) -> schemas.Donor:
 
 
 def offer_out(offer: Offer, tracking_code: str | None = None) -> schemas.Offer:
-    return schemas.Offer.model_validate({
-        **{k: getattr(offer, k) for k in schemas.Offer.model_fields if k not in ("lots", "tracking_code")},
-        "lots": [schemas.lot_out(lot, offer.status) for lot in offer.lots],
-        "tracking_code": tracking_code,
-    })
+    return schemas.Offer.model_validate(
+        {
+            **{k: getattr(offer, k) for k in schemas.Offer.model_fields if k not in ("lots", "tracking_code")},
+            "lots": [schemas.lot_out(lot, offer.status) for lot in offer.lots],
+            "tracking_code": tracking_code,
+        }
+    )
 
 
 @router.post("/donors", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden))
-async def create_donor(data: schemas.DonorCreate, principal: DonorWriter, session: SessionDep,
-                       response: Response) -> schemas.Donor:
+async def create_donor(
+    data: schemas.DonorCreate, principal: DonorWriter, session: SessionDep, response: Response
+) -> schemas.Donor:
     """Register a donor (company, foundation, individual…) of your organisation."""
     donor = await service.create_donor(session, principal, data)
     set_etag(response, donor.version)
@@ -58,18 +61,21 @@ async def create_donor(data: schemas.DonorCreate, principal: DonorWriter, sessio
 
 
 @router.get("/donors/{donor_id}", responses=problem_responses(DonorNotFound))
-async def get_donor(donor_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
-                    response: Response) -> schemas.Donor:
+async def get_donor(
+    donor_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Donor:
     """One donor; contact details only for its organisation and coordinators."""
     donor = await service.get_donor(session, donor_id)
     set_etag(response, donor.version)
     return donor_out(donor, principal)
 
 
-@router.post("/offers", status_code=status.HTTP_201_CREATED,
-             responses=problem_responses(DonorNotFound, Forbidden, UnknownItem))
-async def create_offer(data: schemas.OfferCreate, principal: DonorWriter, session: SessionDep,
-                       response: Response) -> schemas.Offer:
+@router.post(
+    "/offers", status_code=status.HTTP_201_CREATED, responses=problem_responses(DonorNotFound, Forbidden, UnknownItem)
+)
+async def create_offer(
+    data: schemas.OfferCreate, principal: DonorWriter, session: SessionDep, response: Response
+) -> schemas.Offer:
     """Offer in-kind lots or a cash pledge, with the donor's restrictions; returns the tracking code once."""
     offer, code = await service.create_offer(session, principal, data)
     set_etag(response, offer.version)
@@ -77,9 +83,32 @@ async def create_offer(data: schemas.OfferCreate, principal: DonorWriter, sessio
     return offer_out(offer, code)
 
 
+@router.post(
+    "/offers/imports", status_code=status.HTTP_201_CREATED, responses=problem_responses(ImportRejected, Forbidden)
+)
+async def import_offers(
+    file: UploadFile, request: Request, principal: DonorWriter, session: SessionDep
+) -> schemas.OfferImportReport:
+    """Import offers from a CSV or XLSX file (multipart field `file`); all rows or none, with a per-row report.
+
+    Columns: `donor_id`, and for in-kind lots `item_code`, `quantity` with optionally `unit`, `lat`, `lon`,
+    `region_code`, `available_from`, `expires_at`, `condition`; for cash `kind`=cash, `amount` (fen),
+    `currency`. Optional `offer_ref` (rows sharing it form one offer), `restrict_regions`,
+    `restrict_site_kinds`, `restrict_items` (separated by `;`), `note`.
+    """
+    settings = runtime_of(request).settings
+    rows = read_rows(
+        await file.read(settings.max_import_bytes + 1), file.filename or "", max_rows=settings.max_import_rows
+    )
+    report, codes = await service.import_offers(session, principal, rows)
+    return schemas.OfferImportReport(**report.model_dump(), tracking_codes=codes)
+
+
 @router.get("/offers", responses=problem_responses())
 async def list_offers(
-    principal: CurrentPrincipal, session: SessionDep, page: PageQuery,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageQuery,
     donor_id: uuid.UUID | None = None,
     status: schemas.OfferStatus | None = None,
     kind: schemas.OfferKind | None = None,
@@ -87,25 +116,36 @@ async def list_offers(
     region_code: Annotated[str | None, Query(pattern=r"^\d{2,6}$", description="Lot region prefix.")] = None,
 ) -> Page[schemas.Offer]:
     """Offers, newest first, filtered by donor, status, kind, item or lot region prefix."""
-    items, cursor = await service.list_offers(session, page, donor_id=donor_id, status=status, kind=kind,
-                                              item_code=item_code, region_code=region_code)
+    items, cursor = await service.list_offers(
+        session, page, donor_id=donor_id, status=status, kind=kind, item_code=item_code, region_code=region_code
+    )
     return Page(items=[offer_out(o) for o in items], next_cursor=cursor)
 
 
 @router.get("/offers/{offer_id}", responses=problem_responses(OfferNotFound))
-async def get_offer(offer_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
-                    response: Response) -> schemas.Offer:
+async def get_offer(
+    offer_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Offer:
     """One offer with its lots' reserved, shipped and available quantities and verification."""
     offer = await service.get_offer(session, offer_id)
     set_etag(response, offer.version)
     return offer_out(offer)
 
 
-@router.patch("/offers/{offer_id}",
-              responses=problem_responses(OfferNotFound, Forbidden, OfferNotOpen, UnknownItem, PreconditionFailed,
-                                          PreconditionRequired))
-async def update_offer(offer_id: uuid.UUID, data: schemas.OfferUpdate, request: Request, principal: DonorWriter,
-                       session: SessionDep, response: Response) -> schemas.Offer:
+@router.patch(
+    "/offers/{offer_id}",
+    responses=problem_responses(
+        OfferNotFound, Forbidden, OfferNotOpen, UnknownItem, PreconditionFailed, PreconditionRequired
+    ),
+)
+async def update_offer(
+    offer_id: uuid.UUID,
+    data: schemas.OfferUpdate,
+    request: Request,
+    principal: DonorWriter,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Offer:
     """Change an offer's restrictions or note (send If-Match)."""
     expected = if_match_version(request)
     offer = await service.update_offer(session, principal, offer_id, data, expected)
@@ -114,18 +154,27 @@ async def update_offer(offer_id: uuid.UUID, data: schemas.OfferUpdate, request: 
 
 
 @router.post("/offers/{offer_id}/withdraw", responses=problem_responses(OfferNotFound, Forbidden, OfferNotOpen))
-async def withdraw_offer(offer_id: uuid.UUID, principal: DonorWriter, session: SessionDep, response: Response,
-                         data: schemas.WithdrawRequest | None = None) -> schemas.Offer:
+async def withdraw_offer(
+    offer_id: uuid.UUID,
+    principal: DonorWriter,
+    session: SessionDep,
+    response: Response,
+    data: schemas.WithdrawRequest | None = None,
+) -> schemas.Offer:
     """Withdraw an offer: its lots take no new reservations."""
     offer = await service.withdraw_offer(session, principal, offer_id, data or schemas.WithdrawRequest())
     set_etag(response, offer.version)
     return offer_out(offer)
 
 
-@router.post("/offers/{offer_id}/verification",
-             responses=problem_responses(OfferNotFound, Forbidden, NothingToVerify))
-async def verify_offer(offer_id: uuid.UUID, data: schemas.VerificationRequest, principal: WorkingGroup,
-                       session: SessionDep, response: Response) -> schemas.Offer:
+@router.post("/offers/{offer_id}/verification", responses=problem_responses(OfferNotFound, Forbidden, NothingToVerify))
+async def verify_offer(
+    offer_id: uuid.UUID,
+    data: schemas.VerificationRequest,
+    principal: WorkingGroup,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Offer:
     """The checking working group's verdict on the offer's lots it must check; verified lots become available."""
     offer = await service.record_verification(session, principal, offer_id, data)
     set_etag(response, offer.version)
@@ -133,20 +182,26 @@ async def verify_offer(offer_id: uuid.UUID, data: schemas.VerificationRequest, p
 
 
 @router.get("/lots/{lot_id}", responses=problem_responses(LotNotFound))
-async def get_lot(lot_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
-                  response: Response) -> schemas.Lot:
+async def get_lot(
+    lot_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Lot:
     """One lot with its reserved, shipped and available quantities."""
     lot, offer = await service.get_lot(session, lot_id)
     set_etag(response, lot.version)
     return schemas.lot_out(lot, offer.status)
 
 
-@router.post("/lots/{lot_id}/reservations", status_code=status.HTTP_201_CREATED,
-             responses={**problem_responses(LotNotFound, Forbidden, OverAllocation, LotUnavailable,
-                                            ReferenceReused, Conflict),
-                        200: {"model": schemas.Reservation, "description": "The reservation this reference made"}})
-async def create_reservation(lot_id: uuid.UUID, data: schemas.ReservationCreate, principal: Reserver,
-                             session: SessionDep, response: Response) -> schemas.Reservation:
+@router.post(
+    "/lots/{lot_id}/reservations",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **problem_responses(LotNotFound, Forbidden, OverAllocation, LotUnavailable, ReferenceReused, Conflict),
+        200: {"model": schemas.Reservation, "description": "The reservation this reference made"},
+    },
+)
+async def create_reservation(
+    lot_id: uuid.UUID, data: schemas.ReservationCreate, principal: Reserver, session: SessionDep, response: Response
+) -> schemas.Reservation:
     """Reserve quantity of a lot; 409 when it would over-allocate. Idempotent by `reference`."""
     reservation, created = await service.reserve(session, principal, lot_id, data)
     if not created:
@@ -155,8 +210,11 @@ async def create_reservation(lot_id: uuid.UUID, data: schemas.ReservationCreate,
     return schemas.Reservation.model_validate(reservation)
 
 
-@router.delete("/reservations/{reservation_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=problem_responses(ReservationNotFound, Forbidden))
+@router.delete(
+    "/reservations/{reservation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(ReservationNotFound, Forbidden),
+)
 async def release_reservation(reservation_id: uuid.UUID, principal: Reserver, session: SessionDep) -> Response:
     """Release a reservation; its quantity becomes available again. Releasing twice is harmless."""
     await service.release(session, principal, reservation_id)

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from shared.tabular import ImportReport
+
 RegionCode = Annotated[str, StringConstraints(pattern=r"^[1-8]\d{5}$")]
 RegionPrefix = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
 ItemCode = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -78,7 +80,8 @@ class DonorCreate(BaseModel):
     kind: DonorKind
     contact: DonorContact | None = None
     org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
-        None, description="Owning organisation; only coordinators may set another than their own.")
+        None, description="Owning organisation; only coordinators may set another than their own."
+    )
 
 
 class Donor(BaseModel):
@@ -196,7 +199,8 @@ class Offer(BaseModel):
     status: OfferStatus
     withdraw_reason: str | None
     tracking_code: str | None = Field(
-        None, description="The donor's public tracking code; returned once, when the offer is created.")
+        None, description="The donor's public tracking code; returned once, when the offer is created."
+    )
     version: int
     created_at: datetime
     updated_at: datetime
@@ -220,9 +224,11 @@ class ReservationCreate(BaseModel):
 
     quantity: Quantity
     reference: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
-        description="The caller's id for this hold (e.g. a proposal id); repeating it returns the same reservation.")
+        description="The caller's id for this hold (e.g. a proposal id); repeating it returns the same reservation."
+    )
     hold_seconds: Annotated[int, Field(gt=0, le=30 * 86400)] | None = Field(
-        None, description="Release the hold automatically after this long, unless it is consumed first.")
+        None, description="Release the hold automatically after this long, unless it is consumed first."
+    )
 
 
 class Reservation(BaseModel):
@@ -238,9 +244,19 @@ class Reservation(BaseModel):
     released_at: datetime | None
 
 
+class OfferImportReport(ImportReport):
+    tracking_codes: dict[str, str] = Field(
+        default_factory=dict, description="offer id → its tracking code, shown this once to the donor."
+    )
+
+
 def lot_out(lot: Any, offer_status: str) -> Lot:
     available = lot.quantity - lot.quantity_reserved
     if offer_status != "open" or lot.verification not in ("not_required", "verified"):
         available = 0
-    return Lot.model_validate({**{k: getattr(lot, k) for k in Lot.model_fields if k != "quantity_available"},
-                               "quantity_available": max(available, 0)})
+    return Lot.model_validate(
+        {
+            **{k: getattr(lot, k) for k in Lot.model_fields if k != "quantity_available"},
+            "quantity_available": max(available, 0),
+        }
+    )

@@ -5,17 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from shared.auth import Principal, Role
-from shared.catalog import get_catalog
-from shared.etag import check_version
-from shared.events import publish
-from shared.pagination import PageParams
-from shared.settings import Settings
 
 from services.supply import events, schemas
 from services.supply.errors import (
@@ -34,6 +29,13 @@ from services.supply.errors import (
 )
 from services.supply.models import Donor, Lot, Offer, Reservation
 from services.supply.repository import DonorRepository, LotRepository, OfferRepository, ReservationRepository
+from shared.auth import Principal, Role
+from shared.catalog import get_catalog
+from shared.etag import check_version
+from shared.events import publish
+from shared.pagination import PageParams
+from shared.settings import Settings
+from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows, split_list
 
 
 def _now() -> datetime:
@@ -60,14 +62,23 @@ def _require_owner(principal: Principal, org: str) -> None:
 async def create_donor(session: AsyncSession, principal: Principal, data: schemas.DonorCreate) -> Donor:
     if data.org and data.org != principal.org and not principal.is_staff:
         raise NotYourDonor("Only coordinators may register a donor for another organisation.")
-    donor = Donor(id=uuid.uuid4(), org=data.org if (data.org and principal.is_staff) else principal.org,
-                  name=data.name, kind=data.kind.value, version=1,
-                  contact=data.contact.model_dump(exclude_none=True) if data.contact else None)
+    donor = Donor(
+        id=uuid.uuid4(),
+        org=data.org if (data.org and principal.is_staff) else principal.org,
+        name=data.name,
+        kind=data.kind.value,
+        version=1,
+        contact=data.contact.model_dump(exclude_none=True) if data.contact else None,
+    )
     DonorRepository(session).add(donor)
     await session.flush()
     await session.refresh(donor)
-    await publish(session, events.DONOR_CREATED, events.DonorData.model_validate(donor, from_attributes=True),
-                  subject=str(donor.id))
+    await publish(
+        session,
+        events.DONOR_CREATED,
+        events.DonorData.model_validate(donor, from_attributes=True),
+        subject=str(donor.id),
+    )
     return donor
 
 
@@ -83,9 +94,18 @@ async def get_donor(session: AsyncSession, donor_id: uuid.UUID) -> Donor:
 
 def offer_event(offer: Offer, reason: str | None = None) -> events.OfferData:
     return events.OfferData(
-        id=offer.id, donor_id=offer.donor_id, org=offer.org, kind=offer.kind, amount=offer.amount,
-        currency=offer.currency, restrictions=offer.restrictions, status=offer.status,
-        tracking_ref=offer.tracking_ref, version=offer.version, created_at=offer.created_at, reason=reason,
+        id=offer.id,
+        donor_id=offer.donor_id,
+        org=offer.org,
+        kind=offer.kind,
+        amount=offer.amount,
+        currency=offer.currency,
+        restrictions=offer.restrictions,
+        status=offer.status,
+        tracking_ref=offer.tracking_ref,
+        version=offer.version,
+        created_at=offer.created_at,
+        reason=reason,
         lots=[events.LotData.model_validate(lot, from_attributes=True) for lot in offer.lots],
     )
 
@@ -94,13 +114,16 @@ def _check_items(codes: list[str], loc: list[Any]) -> None:
     catalog = get_catalog()
     unknown = [(i, c) for i, c in enumerate(codes) if c not in catalog]
     if unknown:
-        raise UnknownItem(f"Not in the item catalog: {', '.join(sorted({c for _, c in unknown}))}.",
-                          errors=[{"loc": [*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i],
-                                   "msg": "unknown item code"} for i, _ in unknown])
+        raise UnknownItem(
+            f"Not in the item catalog: {', '.join(sorted({c for _, c in unknown}))}.",
+            errors=[
+                {"loc": [*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i], "msg": "unknown item code"}
+                for i, _ in unknown
+            ],
+        )
 
 
-async def create_offer(session: AsyncSession, principal: Principal,
-                       data: schemas.OfferCreate) -> tuple[Offer, str]:
+async def create_offer(session: AsyncSession, principal: Principal, data: schemas.OfferCreate) -> tuple[Offer, str]:
     """Register an offer; returns it with its tracking code (shown to the donor this once)."""
     donor = await get_donor(session, data.donor_id)
     _require_owner(principal, donor.org)
@@ -114,18 +137,42 @@ async def create_offer(session: AsyncSession, principal: Principal,
     for i, lot in enumerate(lots_in):
         item = catalog.get(lot.item_code)
         assert item is not None
-        lots.append(Lot(
-            id=uuid.uuid4(), position=i, item_code=lot.item_code, quantity=lot.quantity,
-            unit=lot.unit or item.unit, lat=lot.lat, lon=lot.lon, region_code=lot.region_code,
-            available_from=lot.available_from, expires_at=lot.expires_at, condition=lot.condition.value,
-            quantity_reserved=0, quantity_shipped=0, check_by=item.check_by, version=1,
-            verification="pending" if item.check_by else "not_required",
-        ))
+        lots.append(
+            Lot(
+                id=uuid.uuid4(),
+                position=i,
+                item_code=lot.item_code,
+                quantity=lot.quantity,
+                unit=lot.unit or item.unit,
+                lat=lot.lat,
+                lon=lot.lon,
+                region_code=lot.region_code,
+                available_from=lot.available_from,
+                expires_at=lot.expires_at,
+                condition=lot.condition.value,
+                quantity_reserved=0,
+                quantity_shipped=0,
+                check_by=item.check_by,
+                version=1,
+                verification="pending" if item.check_by else "not_required",
+            )
+        )
     offer = Offer(
-        id=uuid.uuid4(), donor_id=donor.id, org=donor.org, kind=data.kind.value, amount=data.amount,
-        currency=data.currency, restrictions=data.restrictions.model_dump(mode="json"), note=data.note,
-        status="open", tracking_ref=tracking_ref(code), created_by=principal.sub, version=1,
-        created_at=now, updated_at=now, lots=lots,
+        id=uuid.uuid4(),
+        donor_id=donor.id,
+        org=donor.org,
+        kind=data.kind.value,
+        amount=data.amount,
+        currency=data.currency,
+        restrictions=data.restrictions.model_dump(mode="json"),
+        note=data.note,
+        status="open",
+        tracking_ref=tracking_ref(code),
+        created_by=principal.sub,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        lots=lots,
     )
     OfferRepository(session).add(offer)
     await session.flush()
@@ -141,11 +188,16 @@ async def get_offer(session: AsyncSession, offer_id: uuid.UUID, *, for_update: b
 
 
 async def list_offers(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
-    return await OfferRepository(session).list(params, **filters)
+    return await OfferRepository(session).search(params, **filters)
 
 
-async def update_offer(session: AsyncSession, principal: Principal, offer_id: uuid.UUID,
-                       data: schemas.OfferUpdate, expected_version: int | None) -> Offer:
+async def update_offer(
+    session: AsyncSession,
+    principal: Principal,
+    offer_id: uuid.UUID,
+    data: schemas.OfferUpdate,
+    expected_version: int | None,
+) -> Offer:
     offer = await get_offer(session, offer_id, for_update=True)
     _require_owner(principal, offer.org)
     check_version(expected_version, offer.version)
@@ -163,8 +215,9 @@ async def update_offer(session: AsyncSession, principal: Principal, offer_id: uu
     return offer
 
 
-async def withdraw_offer(session: AsyncSession, principal: Principal, offer_id: uuid.UUID,
-                         data: schemas.WithdrawRequest) -> Offer:
+async def withdraw_offer(
+    session: AsyncSession, principal: Principal, offer_id: uuid.UUID, data: schemas.WithdrawRequest
+) -> Offer:
     """Withdraw an open offer: no new reservations; holds already made stay until released or used."""
     offer = await get_offer(session, offer_id, for_update=True)
     _require_owner(principal, offer.org)
@@ -179,8 +232,9 @@ async def withdraw_offer(session: AsyncSession, principal: Principal, offer_id: 
     return offer
 
 
-async def record_verification(session: AsyncSession, principal: Principal, offer_id: uuid.UUID,
-                              data: schemas.VerificationRequest) -> Offer:
+async def record_verification(
+    session: AsyncSession, principal: Principal, offer_id: uuid.UUID, data: schemas.VerificationRequest
+) -> Offer:
     """A working group's verdict on the lots of an offer that it must check."""
     offer = await get_offer(session, offer_id, for_update=True)
     if principal.has(Role.admin):
@@ -205,11 +259,20 @@ async def record_verification(session: AsyncSession, principal: Principal, offer
     offer.updated_at = now
     await session.flush()
     for group in sorted({lot.check_by for lot in pending if lot.check_by}):
-        await publish(session, events.LOTS_VERIFIED, events.LotVerifiedData(
-            offer_id=offer.id, group=group, verdict=data.verdict.value, notes=data.notes,
-            lots=[events.LotData.model_validate(lot, from_attributes=True) for lot in pending
-                  if lot.check_by == group],
-        ), subject=str(offer.id))
+        await publish(
+            session,
+            events.LOTS_VERIFIED,
+            events.LotVerifiedData(
+                offer_id=offer.id,
+                group=group,
+                verdict=data.verdict.value,
+                notes=data.notes,
+                lots=[
+                    events.LotData.model_validate(lot, from_attributes=True) for lot in pending if lot.check_by == group
+                ],
+            ),
+            subject=str(offer.id),
+        )
     return offer
 
 
@@ -225,30 +288,46 @@ async def get_lot(session: AsyncSession, lot_id: uuid.UUID) -> tuple[Lot, Offer]
 
 def _reservation_event(res: Reservation, lot: Lot) -> events.ReservationData:
     return events.ReservationData(
-        id=res.id, lot_id=lot.id, offer_id=lot.offer_id, item_code=lot.item_code, quantity=res.quantity,
-        reference=res.reference, status=res.status, expires_at=res.expires_at, lot_quantity=lot.quantity,
+        id=res.id,
+        lot_id=lot.id,
+        offer_id=lot.offer_id,
+        item_code=lot.item_code,
+        quantity=res.quantity,
+        reference=res.reference,
+        status=res.status,
+        expires_at=res.expires_at,
+        lot_quantity=lot.quantity,
         lot_quantity_reserved=lot.quantity_reserved,
     )
 
 
-async def reserve(session: AsyncSession, principal: Principal, lot_id: uuid.UUID,
-                  data: schemas.ReservationCreate) -> tuple[Reservation, bool]:
+async def reserve(
+    session: AsyncSession, principal: Principal, lot_id: uuid.UUID, data: schemas.ReservationCreate
+) -> tuple[Reservation, bool]:
     """Reserve quantity of a lot, never beyond what is unreserved. Returns (reservation, created_now);
     repeating a reference returns the reservation it already names."""
     lot, offer = await get_lot(session, lot_id)
     reservations = ReservationRepository(session)
     now = _now()
-    new_id = await reservations.insert_if_new({
-        "id": uuid.uuid4(), "lot_id": lot_id, "quantity": data.quantity, "reference": data.reference,
-        "status": "active", "created_by": principal.sub, "created_at": now,
-        "expires_at": now + timedelta(seconds=data.hold_seconds) if data.hold_seconds else None,
-    })
+    new_id = await reservations.insert_if_new(
+        {
+            "id": uuid.uuid4(),
+            "lot_id": lot_id,
+            "quantity": data.quantity,
+            "reference": data.reference,
+            "status": "active",
+            "created_by": principal.sub,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=data.hold_seconds) if data.hold_seconds else None,
+        }
+    )
     if new_id is None:
         existing = await reservations.by_reference(data.reference)
         assert existing is not None
         if existing.lot_id != lot_id or existing.quantity != data.quantity:
-            raise ReferenceReused(f"Reference {data.reference!r} already reserves {existing.quantity} of lot "
-                                  f"{existing.lot_id}.")
+            raise ReferenceReused(
+                f"Reference {data.reference!r} already reserves {existing.quantity} of lot {existing.lot_id}."
+            )
         return existing, False
     updated = await LotRepository(session).reserve(lot_id, data.quantity, now)
     if updated is None:
@@ -256,22 +335,28 @@ async def reserve(session: AsyncSession, principal: Principal, lot_id: uuid.UUID
         if offer.status != "open":
             raise LotUnavailable(f"The offer is {offer.status}.")
         if lot.verification not in ("not_required", "verified"):
-            raise LotUnavailable(f"The lot's verification is {lot.verification}; "
-                                 f"it awaits the {lot.check_by} group's verdict." if lot.verification == "pending"
-                                 else f"The lot's verification is {lot.verification}.")
+            raise LotUnavailable(
+                f"The lot's verification is {lot.verification}; it awaits the {lot.check_by} group's verdict."
+                if lot.verification == "pending"
+                else f"The lot's verification is {lot.verification}."
+            )
         if lot.expires_at is not None and lot.expires_at <= now:
             raise LotUnavailable("The lot has expired.")
-        raise OverAllocation(f"Only {lot.quantity - lot.quantity_reserved} of {lot.quantity} are unreserved; "
-                             f"{data.quantity} were asked for.")
+        raise OverAllocation(
+            f"Only {lot.quantity - lot.quantity_reserved} of {lot.quantity} are unreserved; "
+            f"{data.quantity} were asked for."
+        )
     reservation = await reservations.get(new_id)
     assert reservation is not None
-    await publish(session, events.RESERVATION_CREATED, _reservation_event(reservation, updated),
-                  subject=str(reservation.id))
+    await publish(
+        session, events.RESERVATION_CREATED, _reservation_event(reservation, updated), subject=str(reservation.id)
+    )
     return reservation, True
 
 
-async def release(session: AsyncSession, principal: Principal, reservation_id: uuid.UUID, *,
-                  status: str = "released") -> Reservation:
+async def release(
+    session: AsyncSession, principal: Principal, reservation_id: uuid.UUID, *, status: str = "released"
+) -> Reservation:
     """Release an active reservation; releasing one already released changes nothing."""
     reservations = ReservationRepository(session)
     marked = await reservations.mark(reservation_id, "active", status, _now())
@@ -293,3 +378,95 @@ async def expire_reservations(session: AsyncSession, settings: Settings) -> int:
     for reservation_id in ids:
         await release(session, system, reservation_id, status="expired")
     return len(ids)
+
+
+# --- bulk import -------------------------------------------------------------------------------------
+
+IMPORT_COLUMNS = ("donor_id",)
+
+
+def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[list[int], schemas.OfferCreate]]:
+    """Group rows into offers (by `offer_ref`, else one offer per row) and validate them."""
+    parsed: list[tuple[list[int], schemas.OfferCreate]] = []
+    catalog = get_catalog()
+    for group in group_rows(rows, "offer_ref", IMPORT_COLUMNS, errors):
+        numbers = [n for n, _ in group]
+        first = group[0][1]
+        kind = first.get("kind") or ("cash" if first.get("amount") else "in_kind")
+        raw: dict[str, Any] = {
+            "donor_id": first.get("donor_id"),
+            "kind": kind,
+            "note": first.get("note") or None,
+            "restrictions": {
+                "region_codes": split_list(first.get("restrict_regions")),
+                "site_kinds": split_list(first.get("restrict_site_kinds")),
+                "item_codes": split_list(first.get("restrict_items")),
+            },
+        }
+        if kind == "cash":
+            raw |= {"amount": first.get("amount") or None, "currency": first.get("currency") or "CNY"}
+        else:
+            raw["lots"] = [
+                {
+                    "item_code": r.get("item_code", ""),
+                    "quantity": r.get("quantity", ""),
+                    "unit": r.get("unit") or None,
+                    "lat": r.get("lat") or None,
+                    "lon": r.get("lon") or None,
+                    "region_code": r.get("region_code") or None,
+                    "available_from": end_of_day(r.get("available_from")),
+                    "expires_at": end_of_day(r.get("expires_at")),
+                    "condition": r.get("condition") or "new",
+                }
+                for _, r in group
+            ]
+        try:
+            offer = schemas.OfferCreate.model_validate(raw)
+        except ValidationError as exc:
+            errors.add_validation(exc, numbers, "lots")
+            continue
+        unknown = [
+            (n, lot.item_code)
+            for n, lot in zip(numbers, offer.lots or [], strict=False)
+            if lot.item_code not in catalog
+        ]
+        unknown += [(numbers[0], c) for c in offer.restrictions.item_codes if c not in catalog]
+        for n, code in unknown:
+            errors.add(n, f"item_code: {code!r} is not in the catalog")
+        if not unknown:
+            parsed.append((numbers, offer))
+    return parsed
+
+
+async def import_offers(
+    session: AsyncSession,
+    principal: Principal,
+    rows: list[dict[str, str]],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[ImportReport, dict[str, str]]:
+    """All or nothing. Returns the report and each created offer's tracking code (shown this once)."""
+    errors = RowErrors()
+    parsed = parse_import(rows, errors)
+    donors = {d.id: d for d in await DonorRepository(session).get_many({o.donor_id for _, o in parsed})}
+    for numbers, offer in parsed:
+        donor = donors.get(offer.donor_id)
+        if donor is None:
+            errors.add(numbers[0], f"donor_id: no donor {offer.donor_id}")
+        elif not (principal.is_staff or principal.owns(donor.org)):
+            errors.add(numbers[0], "donor_id: the donor belongs to another organisation")
+    if errors:
+        raise ImportRejected.from_report(errors.report(len(rows)))
+    codes: dict[str, str] = {}
+    for numbers, data in parsed:
+        created, code = await create_offer(session, principal, data)
+        codes[str(created.id)] = code
+        if progress is not None:
+            progress(len(numbers))
+    report = ImportReport(
+        rows_total=len(rows),
+        rows_accepted=len(rows),
+        rows_rejected=[],
+        created=[uuid.UUID(k) for k in codes],
+        imported=True,
+    )
+    return report, codes

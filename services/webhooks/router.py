@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.webhooks import service
 from shared.app import service_router
 from shared.auth import CurrentPrincipal
 from shared.errors import problem_responses
-
-from services.webhooks import service
 
 router = service_router(prefix="/v1", tags=["webhooks"])
 

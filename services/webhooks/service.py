@@ -13,6 +13,6 @@ def event_type_catalog() -> list[dict[str, Any]]:
     import services.supply.events  # noqa: F401
 
     return [
-        {"type": et.type, "service": et.service, "description": et.description, "schema": et.json_schema()}
+        {"type": et.name, "service": et.service, "description": et.description, "schema": et.json_schema()}
         for et in event_catalog()
     ]

@@ -36,9 +36,17 @@ def default_consumer_name() -> str:
 
 
 class Consumer:
-    def __init__(self, *, group: str, stream: str, handler: Handler,
-                 sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, settings: Settings,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        group: str,
+        stream: str,
+        handler: Handler,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        settings: Settings,
+        name: str | None = None,
+    ) -> None:
         self.group = group
         self.stream = stream
         self.handler = handler
@@ -95,7 +103,10 @@ class Consumer:
 
     async def read_new(self, block_ms: int | None = None) -> int:
         resp: Any = await self.redis.xreadgroup(
-            self.group, self.name, {self.stream: ">"}, count=self.settings.consumer_batch_size,
+            self.group,
+            self.name,
+            {self.stream: ">"},
+            count=self.settings.consumer_batch_size,
             block=self.settings.consumer_block_ms if block_ms is None else block_ms,
         )
         if not resp:
@@ -111,16 +122,19 @@ class Consumer:
         handled = 0
         while True:
             resp: Any = await self.redis.xautoclaim(
-                self.stream, self.group, self.name, min_idle_time=self.settings.consumer_claim_idle_ms,
-                start_id=start, count=self.settings.consumer_batch_size,
+                self.stream,
+                self.group,
+                self.name,
+                min_idle_time=self.settings.consumer_claim_idle_ms,
+                start_id=start,
+                count=self.settings.consumer_batch_size,
             )
             start, entries = resp[0], resp[1]
             retry: list[tuple[str, dict[str, str]]] = []
             for msg_id, fields in entries:
                 if fields is None:
                     continue
-                detail: Any = await self.redis.xpending_range(self.stream, self.group, min=msg_id, max=msg_id,
-                                                              count=1)
+                detail: Any = await self.redis.xpending_range(self.stream, self.group, min=msg_id, max=msg_id, count=1)
                 deliveries = int(detail[0]["times_delivered"]) if detail else 1
                 if deliveries > self.settings.consumer_max_deliveries:
                     await self.dead_letter(msg_id, fields, f"delivered {deliveries} times")
@@ -132,8 +146,8 @@ class Consumer:
                 return handled
 
     async def dead_letter(self, msg_id: str, fields: dict[str, str], reason: str) -> None:
-        await self.redis.xadd(dead_letter_stream(self.stream),
-                              {**fields, "original_id": msg_id, "group": self.group, "reason": reason})
+        entry: dict[Any, Any] = {**fields, "original_id": msg_id, "group": self.group, "reason": reason}
+        await self.redis.xadd(dead_letter_stream(self.stream), entry)
         DEAD_LETTERS.labels(self.stream, self.group).inc()
         log.error("moved %s from %s (group %s) to dead letters: %s", msg_id, self.stream, self.group, reason)
 

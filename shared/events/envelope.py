@@ -32,13 +32,13 @@ class CloudEvent(BaseModel):
 class EventType:
     """One published event type: `reliefhub.<service>.<entity>.<verb>` and the model of its data."""
 
-    type: str
+    name: str
     description: str
     data_model: type[BaseModel]
 
     @property
     def service(self) -> str:
-        return self.type.split(".")[1]
+        return self.name.split(".")[1]
 
     def json_schema(self) -> dict[str, Any]:
         return self.data_model.model_json_schema()
@@ -61,7 +61,7 @@ def register_event_type(type_: str, description: str, data_model: type[BaseModel
 
 def event_catalog() -> list[EventType]:
     """Every registered event type, sorted by name (import the services' events modules first)."""
-    return sorted(_REGISTRY.values(), key=lambda e: e.type)
+    return sorted(_REGISTRY.values(), key=lambda e: e.name)
 
 
 def stream_for(service: str) -> str:

@@ -32,9 +32,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._lock_key = zlib.crc32(f"outbox:{kit.schema}".encode())
         t = f'"{kit.schema}".outbox_event'
-        self._select = text(
-            f"SELECT seq, stream, envelope FROM {t} WHERE published_at IS NULL ORDER BY seq LIMIT :n"
-        )
+        self._select = text(f"SELECT seq, stream, envelope FROM {t} WHERE published_at IS NULL ORDER BY seq LIMIT :n")
         self._mark = text(f"UPDATE {t} SET published_at = now() WHERE seq = ANY(:seqs)")
         self._backlog = text(f"SELECT count(*) FROM {t} WHERE published_at IS NULL")
 
@@ -67,13 +65,15 @@ class OutboxRelay:
                 async with self.engine.connect() as conn:
                     raw = await conn.get_raw_connection()
                     driver: Any = raw.driver_connection
+
                     def wake(*_: object) -> None:
                         self._wake.set()
 
+                    lost = asyncio.Event()
+                    driver.add_termination_listener(lambda *_, lost=lost: lost.set())
                     await driver.add_listener(notify_channel(self.kit.schema), wake)
                     try:
-                        while not stop.is_set() and not driver.is_closed():
-                            await asyncio.sleep(1.0)
+                        await _wait_any(stop, lost)
                     finally:
                         if not driver.is_closed():
                             await driver.remove_listener(notify_channel(self.kit.schema), wake)
@@ -103,8 +103,9 @@ class OutboxRelay:
                     pass
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({waiter, stopper}, timeout=self.settings.relay_poll_seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {waiter, stopper}, timeout=self.settings.relay_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
                 waiter.cancel()
                 stopper.cancel()
         finally:
@@ -117,3 +118,12 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:
         pass
+
+
+async def _wait_any(*events: asyncio.Event, within: float | None = None) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
