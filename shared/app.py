@@ -100,17 +100,28 @@ class BodyLimitMiddleware:
                 await _too_large(scope, receive, send, limit)
                 return
         seen = 0
+        exceeded = replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def limited_send(message: Message) -> None:
+            # FastAPI answers any error while reading a body with 400; a body cut off at the limit is a 413.
+            nonlocal replaced
+            if message["type"] == "http.response.start" and exceeded:
+                replaced = True
+                await _too_large(scope, receive, send, limit)
+            if not replaced:
+                await send(message)
+
+        await self.app(scope, limited_receive, limited_send)
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:

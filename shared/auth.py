@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
@@ -136,7 +138,10 @@ def require_roles(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Pri
 
 
 def principal_subject(request: Request, settings: Settings) -> str | None:
-    """The caller's identity for scoping idempotency keys, or None without a valid token."""
+    """The caller's identity for scoping idempotency keys, or None without a valid token.
+
+    A digest of (org, sub): unambiguous where "a/b" + "c" and "a" + "b/c" would collide, and of fixed length
+    whatever the claims hold (the key table's column is bounded)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -145,4 +150,4 @@ def principal_subject(request: Request, settings: Settings) -> str | None:
         p = decode_token(token.strip(), settings)
     except Unauthorized:
         return None
-    return f"{p.org}/{p.sub}"
+    return hashlib.sha256(json.dumps([p.org, p.sub], ensure_ascii=False).encode()).hexdigest()

@@ -60,7 +60,8 @@ class IdempotentRequest:
         for part in (request.method.encode(), path.encode(), _canonical(body)):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
-        return cls(kit, principal, key, request.method, path, digest.hexdigest())
+        # The hash covers the whole URL; the stored path only names the request in messages (its column is bounded).
+        return cls(kit, principal, key, request.method, path[:2000], digest.hexdigest())
 
     async def claim(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Response | None:
         """Claim the key for this request, or return the stored response to replay. Raises 409 / 422."""

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
 
     # Event bus.
     relay_batch_size: int = 500
-    relay_poll_seconds: float = 1.0
+    relay_poll_seconds: float = 0.1
     consumer_block_ms: int = 1000
     consumer_batch_size: int = 100
     consumer_claim_idle_ms: int = 30_000

@@ -64,10 +64,43 @@ class NeedRepository(RepositoryBase[Need]):
             stmt = stmt.where(exists().where(NeedLine.need_id == Need.id, NeedLine.item_code == filters["item_code"]))
         return await paginate(self.session, stmt, Need.created_at, Need.id, params)
 
+    def _twin_condition(self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]) -> Any:
+        return (
+            Need.site_id == site_id,
+            Need.status.in_(statuses),
+            exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
+        )
+
+    async def site_with_twin_id(
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]
+    ) -> tuple[Site | None, uuid.UUID | None]:
+        """The site and its open twin need's id, in one round trip (the intake hot path)."""
+        twin = (
+            select(Need.id)
+            .where(*self._twin_condition(site_id, item_codes, statuses))
+            .order_by(Need.created_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        row = (await self.session.execute(select(Site, twin).where(Site.id == site_id))).first()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def find_open_twin_id(
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]
+    ) -> uuid.UUID | None:
+        """The id of the most recent active need of the site that asks for any of these items."""
+        stmt = (
+            select(Need.id)
+            .where(*self._twin_condition(site_id, item_codes, statuses))
+            .order_by(Need.created_at.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def find_open_twin(
         self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...], *, for_update: bool = False
     ) -> Need | None:
-        """The most recent active need of the site that asks for any of these items."""
+        """The most recent active need of the site that asks for any of these items, with its lines."""
         stmt = (
             self._with_lines()
             .where(

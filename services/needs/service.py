@@ -172,15 +172,20 @@ async def create_need(
     site: Site | None = None,
 ) -> tuple[Need, bool]:
     """Create a need, or merge it into an open twin of the same site. Returns (need, merged)."""
-    site = site or await get_site(session, data.site_id)
-    _require_owner(principal, site.org)
     lines = _lines(data.lines)
     repo = NeedRepository(session)
-    twin = await repo.find_open_twin(
-        site.id, {line.item_code for line in lines}, ACTIVE, for_update=on_duplicate == "merge"
-    )
-    if twin is not None and on_duplicate == "merge":
-        return await _merge_into(session, twin, site, data, lines), True
+    codes = {line.item_code for line in lines}
+    if site is None:
+        site, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE)
+        if site is None:
+            raise SiteNotFound(f"No site {data.site_id}.")
+    else:
+        twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE)
+    _require_owner(principal, site.org)
+    if on_duplicate == "merge" and twin_id is not None:
+        twin = await repo.find_open_twin(site.id, codes, ACTIVE, for_update=True)
+        if twin is not None:
+            return await _merge_into(session, twin, site, data, lines), True
     now = _now()
     need = Need(
         id=uuid.uuid4(),
@@ -193,7 +198,7 @@ async def create_need(
         beneficiaries=data.beneficiaries,
         status="open",
         verification="unverified",
-        duplicate_of=twin.id if twin else None,
+        duplicate_of=twin_id,
         confirmed_at=now,
         created_at=now,
         updated_at=now,
@@ -356,6 +361,11 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
     for group in group_rows(rows, "need_ref", IMPORT_COLUMNS, errors):
         numbers = [n for n, _ in group]
         first = group[0][1]
+        clashes = [n for n, r in group[1:] if r.get("site_id") and r.get("site_id") != first.get("site_id")]
+        for n in clashes:
+            errors.add(n, f"site_id: rows of one need_ref must name one site (row {numbers[0]} names another)")
+        if clashes:
+            continue
         raw: dict[str, Any] = {
             "site_id": first.get("site_id"),
             "title": first.get("title"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -252,7 +252,8 @@ class OfferImportReport(ImportReport):
 
 def lot_out(lot: Any, offer_status: str) -> Lot:
     available = lot.quantity - lot.quantity_reserved
-    if offer_status != "open" or lot.verification not in ("not_required", "verified"):
+    expired = lot.expires_at is not None and lot.expires_at <= datetime.now(UTC)
+    if offer_status != "open" or lot.verification not in ("not_required", "verified") or expired:
         available = 0
     return Lot.model_validate(
         {

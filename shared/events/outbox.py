@@ -5,16 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import kit_of
 from shared.events.envelope import CloudEvent, EventType, stream_for
 from shared.tracing import current_traceparent
-
-
-def notify_channel(schema: str) -> str:
-    return f"reliefhub_outbox_{schema}"
 
 
 async def publish(
@@ -46,8 +41,4 @@ async def publish(
             envelope=event.model_dump(mode="json", exclude_none=True),
         )
     )
-    if not session.info.get("notified"):
-        # Wakes the relay at commit (NOTIFY is transactional and collapses duplicates).
-        await session.execute(text("SELECT pg_notify(:c, '')"), {"c": notify_channel(kit.schema)})
-        session.info["notified"] = True
     return event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import zlib
@@ -13,7 +14,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import KitTables
-from shared.events.outbox import notify_channel
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.settings import Settings
 
@@ -29,7 +29,6 @@ class OutboxRelay:
         self.kit = kit
         self.redis = redis
         self.settings = settings
-        self._wake = asyncio.Event()
         self._lock_key = zlib.crc32(f"outbox:{kit.schema}".encode())
         t = f'"{kit.schema}".outbox_event'
         self._select = text(f"SELECT seq, stream, envelope FROM {t} WHERE published_at IS NULL ORDER BY seq LIMIT :n")
@@ -58,72 +57,27 @@ class OutboxRelay:
         async with self.engine.connect() as conn:
             return int((await conn.execute(self._backlog)).scalar_one())
 
-    async def _listen(self, stop: asyncio.Event) -> None:
-        """LISTEN for commits that wrote outbox rows, so publishing does not wait for the next poll."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop`: back to back while there is a backlog, else every `relay_poll_seconds`
+        (a cheap query on a partial index). No LISTEN/NOTIFY: NOTIFY serialises every committing writer
+        on one global queue lock, which would cap intake throughput."""
+        delay = 0.5
         while not stop.is_set():
             try:
-                async with self.engine.connect() as conn:
-                    raw = await conn.get_raw_connection()
-                    driver: Any = raw.driver_connection
-
-                    def wake(*_: object) -> None:
-                        self._wake.set()
-
-                    lost = asyncio.Event()
-                    driver.add_termination_listener(lambda *_, lost=lost: lost.set())
-                    await driver.add_listener(notify_channel(self.kit.schema), wake)
-                    try:
-                        await _wait_any(stop, lost)
-                    finally:
-                        if not driver.is_closed():
-                            await driver.remove_listener(notify_channel(self.kit.schema), wake)
-            except Exception as exc:  # the relay keeps polling meanwhile
-                log.warning("outbox listener for %s lost: %s", self.kit.schema, exc)
-                await _sleep_or_stop(stop, 2.0)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        listener = asyncio.create_task(self._listen(stop))
-        delay = 0.5
-        try:
-            while not stop.is_set():
-                try:
-                    published = await self.publish_batch()
-                    delay = 0.5
-                except Exception as exc:  # Redis or PostgreSQL away: rows stay in the outbox
-                    log.warning("outbox relay for %s failed: %s", self.kit.schema, exc)
-                    await _sleep_or_stop(stop, delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                if published >= self.settings.relay_batch_size:
-                    continue
-                self._wake.clear()
-                try:
-                    OUTBOX_BACKLOG.labels(self.kit.schema).set(await self.backlog())
-                except Exception:
-                    pass
-                waiter = asyncio.ensure_future(self._wake.wait())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait(
-                    {waiter, stopper}, timeout=self.settings.relay_poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                )
-                waiter.cancel()
-                stopper.cancel()
-        finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+                published = await self.publish_batch()
+                delay = 0.5
+            except Exception as exc:  # Redis or PostgreSQL away: rows stay in the outbox
+                log.warning("outbox relay for %s failed: %s", self.kit.schema, exc)
+                await _sleep_or_stop(stop, delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if published >= self.settings.relay_batch_size:
+                continue
+            with contextlib.suppress(Exception):
+                OUTBOX_BACKLOG.labels(self.kit.schema).set(await self.backlog())
+            await _sleep_or_stop(stop, self.settings.relay_poll_seconds)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
-
-
-async def _wait_any(*events: asyncio.Event, within: float | None = None) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

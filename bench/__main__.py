@@ -1,0 +1,16 @@
+"""`make bench`: run every benchmark in turn."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import intake
+
+
+def main() -> int:
+    intake.main(sys.argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Shared pieces of the benchmarks: real servers, a service process, a lean HTTP/1.1 load generator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[str, str]]:
+    """Embedded PostgreSQL and Redis (durable settings, as in development) unless DATABASE_URL/REDIS_URL."""
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    db, redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    base = ROOT / ".reliefhub" / f"bench-{os.getpid()}"
+    try:
+        if not db:
+            pg = EmbeddedPostgres(base / "pg")
+            db = pg.start()
+            started.append(pg)
+        if not redis:
+            rd = EmbeddedRedis(base / "redis", durable=False)
+            redis = rd.start()
+            started.append(rd)
+        yield db, redis
+    finally:
+        for s in reversed(started):
+            s.stop()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def uvicorn_process(app: str, env: dict[str, str], *, factory: bool = True) -> Iterator[int]:
+    """One uvicorn worker serving `app` on a free loopback port, with uvloop and httptools."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    if factory:
+        args.append("--factory")
+    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                import socket
+
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"{app} did not start")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class LoadResult:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return sum(n for s, n in self.statuses.items() if 200 <= s < 300)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.statuses.values()) - self.ok
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000
+
+
+async def _connection(
+    port: int, make_request: Callable[[int], bytes], counter: Iterator[int], result: LoadResult
+) -> None:
+    """One keep-alive connection sending requests back to back (HTTP/1.1, Content-Length bodies)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for i in counter:
+            start = time.perf_counter()
+            writer.write(make_request(i))
+            status_line = await reader.readline()
+            status = int(status_line.split()[1])
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            result.latencies.append(time.perf_counter() - start)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+def http_post(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def run_load(port: int, make_request: Callable[[int], bytes], *, total: int, concurrency: int) -> LoadResult:
+    result = LoadResult()
+    counter = iter(range(total))
+    start = time.perf_counter()
+    await asyncio.gather(*(_connection(port, make_request, counter, result) for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    return "\n".join([line, sep, *body])
+
+
+def write_result(name: str, text: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")

@@ -1,0 +1,283 @@
+"""The `reliefhub` command: dev, migrate, serve, worker, token, import."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shared.auth import Principal, Role, create_token
+from shared.settings import Settings
+
+app = typer.Typer(help="ReliefHub: match donated resources to frontline needs.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
+import_app = typer.Typer(help="Bulk imports from CSV or XLSX, all rows or none.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(import_app, name="import")
+
+console = Console()
+STATE_DIR = Path(os.environ.get("RELIEFHUB_STATE_DIR", ".reliefhub"))
+DEV_ENV = STATE_DIR / "dev.env"
+
+
+def _settings() -> Settings:
+    """Settings from the environment; while `reliefhub dev` runs, its embedded servers' URLs too."""
+    if DEV_ENV.exists():
+        for line in DEV_ENV.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key and value:
+                os.environ.setdefault(key, value)
+    return Settings()
+
+
+def _service_names() -> list[str]:
+    from reliefhub.registry import services
+
+    return list(services())
+
+
+def _migrate(settings: Settings, names: list[str] | None = None) -> None:
+    from reliefhub.registry import services
+    from shared.migrations import upgrade
+
+    for name, spec in services().items():
+        if names and name not in names:
+            continue
+        upgrade(spec, settings)
+        console.print(f"[green]✓[/] migrated [bold]{name}[/] (schema {spec.metadata.schema})")
+
+
+@app.command()
+def migrate(services: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None) -> None:
+    """Apply every service's Alembic migrations (each in its own schema)."""
+    unknown = set(services or []) - set(_service_names())
+    if unknown:
+        raise typer.BadParameter(f"unknown services: {', '.join(sorted(unknown))}")
+    _migrate(_settings(), services)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Port for every service.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Start embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrate, and serve
+    every service and its workers on one port. Ctrl-C stops everything it started."""
+    import uvicorn
+
+    from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis
+    from reliefhub.gateway import Gateway
+
+    started: list[Any] = []
+    env: dict[str, str] = {}
+    STATE_DIR.mkdir(exist_ok=True)
+    DEV_ENV.unlink(missing_ok=True)
+    try:
+        if not (os.environ.get("DATABASE_URL") or os.environ.get("RELIEFHUB_DATABASE_URL")):
+            pg = EmbeddedPostgres(STATE_DIR / "postgres")
+            with console.status("starting embedded PostgreSQL…"):
+                env["DATABASE_URL"] = pg.start()
+            started.append(pg)
+            console.print(f"[green]✓[/] PostgreSQL  {env['DATABASE_URL']}  (data in {pg.data_dir})")
+        if not (os.environ.get("REDIS_URL") or os.environ.get("RELIEFHUB_REDIS_URL")):
+            rd = EmbeddedRedis(STATE_DIR / "redis")
+            with console.status("starting embedded Redis…"):
+                env["REDIS_URL"] = rd.start()
+            started.append(rd)
+            console.print(f"[green]✓[/] Redis       {env['REDIS_URL']}  (data in {rd.data_dir})")
+        os.environ.update(env)
+        DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        settings = Settings()
+        _migrate(settings)
+        gateway = Gateway(settings, run_workers=True)
+        token = create_token(sub="dev-coordinator", org="reliefhub-hub", roles=[Role.coordinator], settings=settings)
+        base = f"http://{host}:{port}"
+        console.print(
+            f"\n[bold]ReliefHub[/] on {base}\n  API docs      {base}/docs\n  OpenAPI       {base}/openapi.json"
+        )
+        console.print(f"  Health        {base}/readyz\n  Services      {', '.join(gateway.apps)} (+ their workers)")
+        console.print("\nCoordinator token (12 h):")
+        print(token, flush=True)  # unwrapped, to copy whole
+        console.print(f'\nTry: curl -H "Authorization: Bearer $TOKEN" "{base}/v1/items?q=mask"\n', soft_wrap=True)
+        # Uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so `finally` runs.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        uvicorn.run(gateway, host=host, port=port, log_level="warning", lifespan="on")
+    finally:
+        DEV_ENV.unlink(missing_ok=True)
+        for server in reversed(started):
+            server.stop()
+        if started:
+            console.print("[green]✓[/] stopped the embedded servers")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="needs, supply, matching, logistics or webhooks.")],
+    port: Annotated[int, typer.Option()] = 8000,
+    host: Annotated[str, typer.Option()] = "0.0.0.0",  # a container's service listens on all interfaces
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve one service alone (production: one deployment per service)."""
+    import uvicorn
+
+    if service not in _service_names():
+        raise typer.BadParameter(f"unknown service {service!r}")
+    _settings()
+    uvicorn.run(
+        f"services.{service}.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(service: Annotated[str, typer.Argument(help="The service whose relay, consumers and jobs to run.")]) -> None:
+    """Run one service's outbox relay, event consumers and periodic jobs until SIGINT/SIGTERM."""
+    from reliefhub.registry import services
+    from shared.logging import configure_logging
+    from shared.worker import serve_worker
+
+    specs = services()
+    if service not in specs:
+        raise typer.BadParameter(f"unknown service {service!r}")
+    settings = _settings()
+    configure_logging(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print(f"worker for [bold]{service}[/] running; Ctrl-C to stop")
+        await serve_worker(specs[service], settings, stop)
+
+    asyncio.run(main())
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[list[Role], typer.Option("--role", help="Repeat for several roles.")],
+    org: Annotated[str, typer.Option(help="The organisation the caller acts for.")],
+    sub: Annotated[str, typer.Option(help="The caller's id.")],
+    group: Annotated[str | None, typer.Option(help="Working group (e.g. medical_device).")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
+) -> None:
+    """Print a signed bearer token."""
+    typer.echo(create_token(sub=sub, org=org, roles=role, group=group, ttl_seconds=ttl, settings=_settings()))
+
+
+def _run_import(kind: str, file: Path, org: str, sub: str) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from reliefhub.registry import services
+    from shared.db import create_engine, make_sessionmaker
+    from shared.errors import DomainError
+    from shared.tabular import ImportReport, read_rows
+
+    settings = _settings()
+    rows = read_rows(file.read_bytes(), file.name, max_rows=settings.max_import_rows)
+    principal = Principal(sub=sub, org=org, roles=frozenset({Role.coordinator}))
+    service_name = "needs" if kind == "needs" else "supply"
+    spec = services()[service_name]
+
+    async def run(progress: Callable[[int], None]) -> tuple[ImportReport, dict[str, str]]:
+        engine = create_engine(settings, pool_size=2)
+        try:
+            async with make_sessionmaker(engine, spec.kit, spec.name)() as session, session.begin():
+                return await _import(kind, session, principal, rows, progress)
+        finally:
+            await engine.dispose()
+
+    async def _import(
+        kind: str,
+        session: AsyncSession,
+        principal: Principal,
+        rows: list[dict[str, str]],
+        progress: Callable[[int], None],
+    ) -> tuple[ImportReport, dict[str, str]]:
+        if kind == "needs":
+            from services.needs.service import import_needs
+
+            return await import_needs(session, principal, rows, progress), {}
+        from services.supply.service import import_offers
+
+        return await import_offers(session, principal, rows, progress)
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"importing {kind}", total=len(rows))
+        try:
+            report, codes = asyncio.run(run(lambda n: bar.advance(task, n)))
+        except DomainError as exc:
+            bar.stop()
+            _print_rejected(exc.extra or {}, exc.detail)
+            raise typer.Exit(1) from exc
+    console.print(
+        f"[green]✓[/] imported {report.rows_accepted} of {report.rows_total} rows → "
+        f"{len(report.created)} {kind} created"
+    )
+    table = Table("created id", *(["tracking code (shown once)"] if codes else []))
+    for created in report.created:
+        table.add_row(str(created), *([codes[str(created)]] if codes else []))
+    console.print(table)
+
+
+def _print_rejected(extra: dict[str, Any], detail: str) -> None:
+    console.print(f"[red]✗[/] {detail}")
+    table = Table("row", "reasons")
+    for row in extra.get("report", {}).get("rows_rejected", []):
+        table.add_row(str(row["row"]), "; ".join(row["errors"]))
+    console.print(table)
+
+
+@import_app.command("needs")
+def import_needs(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or XLSX file.")],
+    org: Annotated[str, typer.Option(help="Organisation recorded as importer.")] = "reliefhub-hub",
+    sub: Annotated[str, typer.Option(help="Importer id.")] = "cli",
+) -> None:
+    """Import needs: site_id, title, item_code, quantity [, need_ref, urgency, needed_by, beneficiaries, …]."""
+    _run_import("needs", file, org, sub)
+
+
+@import_app.command("offers")
+def import_offers(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or XLSX file.")],
+    org: Annotated[str, typer.Option(help="Organisation recorded as importer.")] = "reliefhub-hub",
+    sub: Annotated[str, typer.Option(help="Importer id.")] = "cli",
+) -> None:
+    """Import offers: donor_id, item_code, quantity [, offer_ref, kind, amount, currency, lat, lon, …]."""
+    _run_import("offers", file, org, sub)
+
+
+@app.command("makemigration")
+def makemigration(
+    service: Annotated[str, typer.Argument()],
+    message: Annotated[str, typer.Option("-m", help="Revision message.")],
+) -> None:
+    """Autogenerate an Alembic revision for one service from its models (development)."""
+    from reliefhub.registry import services
+    from shared.migrations import make_revision
+
+    make_revision(services()[service], _settings(), message)
+
+
+if __name__ == "__main__":
+    app()
