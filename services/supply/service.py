@@ -329,14 +329,7 @@ async def reserve(
                 f"Reference {data.reference!r} already reserves {existing.quantity} of lot {existing.lot_id}."
             )
         return existing, False
-    import asyncio as _a
-    from sqlalchemy import update as _u
-    await _a.sleep(0.01)
-    fresh = (await session.execute(__import__("sqlalchemy").select(Lot.quantity_reserved).where(Lot.id == lot_id))).scalar_one()
-    updated = None
-    if lot.quantity - fresh >= data.quantity and lot.verification in ("not_required", "verified") and offer.status == "open":
-        await _a.sleep(0.01)
-        updated = (await session.execute(_u(Lot).where(Lot.id == lot_id).values(quantity_reserved=fresh + data.quantity).returning(Lot).execution_options(synchronize_session=False, populate_existing=True))).scalar_one()
+    updated = await LotRepository(session).reserve(lot_id, data.quantity, now)
     if updated is None:
         await session.refresh(lot)
         if offer.status != "open":
