@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -40,8 +40,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, id_ = json.loads(raw)
-        return datetime.fromisoformat(at), uuid.UUID(id_)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        created_at = datetime.fromisoformat(at)
+        if created_at.tzinfo is None:
+            raise ValueError("a cursor's timestamp carries its offset")
+        created_at.astimezone(UTC)  # out of range in UTC: refuse it here, not as a driver error (a 500)
+        return created_at, uuid.UUID(str(id_))
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidRequest(
             "The cursor is not one this API returned.", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
         ) from exc

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis
 from reliefhub.gateway import Gateway
@@ -108,25 +110,38 @@ async def gateway(migrated: Settings) -> AsyncIterator[Gateway]:
 
 
 @pytest.fixture(autouse=True)
-async def clean(request: pytest.FixtureRequest) -> None:
-    """Empty every service's tables and Redis before each test that touches them."""
-    if "engine" not in request.fixturenames and "gateway" not in request.fixturenames:
+def clean(request: pytest.FixtureRequest) -> None:
+    """Empty every service's tables and Redis before each test that touches them.
+
+    A sync fixture, so the session-scoped servers and migrations are set up outside the event loop."""
+    if not {"engine", "gateway", "redis"} & set(request.fixturenames):
         return
-    engine: AsyncEngine = request.getfixturevalue("engine")
-    redis: Redis = request.getfixturevalue("redis")
-    async with engine.begin() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s) "
-                    "AND tablename <> 'alembic_version'"
-                ),
-                {"s": list(services())},
-            )
-        ).all()
-        if rows:
-            await conn.execute(text("TRUNCATE " + ", ".join(f'"{s}"."{t}"' for s, t in rows) + " CASCADE"))
-    await redis.flushdb()
+    settings: Settings = request.getfixturevalue("migrated")
+    asyncio.run(_truncate(settings.database_url))
+    sync_redis = SyncRedis.from_url(settings.redis_url)
+    try:
+        sync_redis.flushdb()
+    finally:
+        sync_redis.close()
+
+
+async def _truncate(database_url: str) -> None:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s) "
+                        "AND tablename <> 'alembic_version'"
+                    ),
+                    {"s": list(services())},
+                )
+            ).all()
+            if rows:
+                await conn.execute(text("TRUNCATE " + ", ".join(f'"{s}"."{t}"' for s, t in rows) + " CASCADE"))
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture
