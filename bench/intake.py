@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import random
-import uuid
 
 from bench.common import http_post, median, run_load, servers, table, uvicorn_process, write_result
 from reliefhub.registry import services

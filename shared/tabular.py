@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 from shared.errors import InvalidRequest
 
 XLSX_MAGIC = b"PK\x03\x04"
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 class UnreadableFile(InvalidRequest):
@@ -23,7 +24,10 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat()
+        if value.tzinfo is None and value.time() == time():  # a date typed into a cell
+            return value.date().isoformat()
+        # A spreadsheet's times carry no zone; the people typing them are on China time.
+        return (value if value.tzinfo else value.replace(tzinfo=CHINA)).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():

@@ -71,6 +71,10 @@ class NeedRepository(RepositoryBase[Need]):
             exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
         )
 
+    async def active_of_site(self, site_id: uuid.UUID, statuses: tuple[str, ...]) -> list[Need]:
+        stmt = self._with_lines().where(Need.site_id == site_id, Need.status.in_(statuses)).with_for_update(of=Need)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def site_with_twin_id(
         self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]
     ) -> tuple[Site | None, uuid.UUID | None]:

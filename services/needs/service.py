@@ -90,12 +90,20 @@ async def update_site(
     for key in ("name", "kind", "region_code"):
         if key in changes and changes[key] is None:
             changes.pop(key)
+    region_moved = "region_code" in changes and changes["region_code"] != site.region_code
     for key, value in changes.items():
         setattr(site, key, value)
     site.version += 1
     site.updated_at = _now()
     await session.flush()
     await publish(session, events.SITE_UPDATED, site_event(site), subject=str(site.id))
+    if region_moved:
+        # Needs keep a copy of their site's region for filtering and roll-ups; active ones move with it.
+        for need in await NeedRepository(session).active_of_site(site.id, ACTIVE):
+            need.region_code = site.region_code
+            _bump(need)
+            await session.flush()
+            await _emit(session, events.NEED_UPDATED, need, site)
     return site
 
 
@@ -172,9 +180,8 @@ async def create_need(
     site: Site | None = None,
 ) -> tuple[Need, bool]:
     """Create a need, or merge it into an open twin of the same site. Returns (need, merged)."""
-    lines = _lines(data.lines)
     repo = NeedRepository(session)
-    codes = {line.item_code for line in lines}
+    codes = {line.item_code for line in data.lines}
     if site is None:
         site, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE)
         if site is None:
@@ -182,6 +189,7 @@ async def create_need(
     else:
         twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE)
     _require_owner(principal, site.org)
+    lines = _lines(data.lines)
     if on_duplicate == "merge" and twin_id is not None:
         twin = await repo.find_open_twin(site.id, codes, ACTIVE, for_update=True)
         if twin is not None:

@@ -376,7 +376,7 @@ async def expire_reservations(session: AsyncSession, settings: Settings) -> int:
     ids = await ReservationRepository(session).expired_ids(_now(), 500)
     system = Principal(sub="system:supply", org="reliefhub", roles=frozenset({Role.admin}))
     for reservation_id in ids:
-        await release(session, system, reservation_id)
+        await release(session, system, reservation_id, status="expired")
     return len(ids)
 
 

@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pytest
 from openpyxl import Workbook
 
 from tests.conftest import TokenFactory
@@ -117,11 +116,6 @@ async def test_import_xlsx(client, auth: TokenFactory) -> None:
     check_imported(await all_needs(client, h), r.json(), site, shelter)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/tabular.py _cell renders an XLSX date cell as a naive '2030-03-01T00:00:00', which end_of_day "
-    "does not take for a bare date, so the row is rejected for lacking a timezone",
-)
 async def test_import_xlsx_with_date_cells(client, auth: TokenFactory) -> None:
     """needed_by typed into Excel as a date is a date cell, not text."""
     site, shelter, h = await two_sites(client, auth)

@@ -7,7 +7,16 @@ import uuid
 import pytest
 
 from tests.conftest import TokenFactory
-from tests.needs.helpers import assert_problem, collect_pages, create_site, error_locs, site_body
+from tests.needs.helpers import (
+    assert_problem,
+    collect_pages,
+    create_need,
+    create_site,
+    error_locs,
+    publish_outbox,
+    read_events,
+    site_body,
+)
 
 # --- items -------------------------------------------------------------------------------------------
 
@@ -336,3 +345,23 @@ async def test_patch_site_null_required_field_is_ignored_not_stored(client, auth
     r = await client.patch(url, headers={**h, "If-Match": '"1"'}, json={"name": None, "contact_phone": None})
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "瑞金医院" and r.json()["contact_phone"] is None
+
+
+async def test_moving_a_site_moves_its_active_needs(client, auth: TokenFactory, gateway, redis) -> None:
+    """Needs keep a copy of the site's region for filters and roll-ups: a corrected region follows."""
+    owner = auth("frontline", org="org-move")
+    site = await create_site(client, owner, region_code="310101")
+    active = await create_need(client, owner, site["id"])
+    closed = await create_need(client, owner, site["id"], {"item_code": "food.grain.rice", "quantity": 5})
+    await client.post(f"/v1/needs/{closed['id']}/close", headers=owner, json={"reason": "done"})
+    etag = (await client.get(f"/v1/sites/{site['id']}", headers=owner)).headers["etag"]
+    r = await client.patch(
+        f"/v1/sites/{site['id']}", headers={**owner, "If-Match": etag}, json={"region_code": "320102"}
+    )
+    assert r.status_code == 200, r.text
+    moved = (await client.get("/v1/needs?region_code=3201", headers=owner)).json()["items"]
+    assert [n["id"] for n in moved] == [active["id"]]
+    assert (await client.get(f"/v1/needs/{closed['id']}", headers=owner)).json()["region_code"] == "310101"
+    await publish_outbox(gateway)
+    updated = [e for e in await read_events(redis) if e["type"] == "reliefhub.needs.need.updated"]
+    assert [e["data"]["region_code"] for e in updated] == ["320102"]

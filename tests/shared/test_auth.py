@@ -31,7 +31,9 @@ def _raw(claims: dict[str, object], settings: Settings = SETTINGS) -> str:
 
 
 def test_a_token_round_trips_to_its_principal() -> None:
-    token = create_token(sub="u-1", org="org-a", roles=["working_group", Role.donor], group="pharmacy", settings=SETTINGS)
+    token = create_token(
+        sub="u-1", org="org-a", roles=["working_group", Role.donor], group="pharmacy", settings=SETTINGS
+    )
     p = decode_token(token, SETTINGS)
     assert (p.sub, p.org, p.roles, p.group) == ("u-1", "org-a", frozenset({Role.working_group, Role.donor}), "pharmacy")
     assert p.has(Role.donor) and not p.has(Role.admin)

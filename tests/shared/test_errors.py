@@ -45,7 +45,9 @@ async def test_a_body_over_the_limit_is_413_before_it_is_read(
     client: httpx.AsyncClient, auth: TokenFactory, migrated: Settings
 ) -> None:
     big = b'{"name": "' + b"x" * migrated.max_body_bytes + b'"}'
-    response = await client.post("/v1/sites", headers={**auth("frontline"), "Content-Type": "application/json"}, content=big)
+    response = await client.post(
+        "/v1/sites", headers={**auth("frontline"), "Content-Type": "application/json"}, content=big
+    )
     body = assert_problem(response, 413)
     assert body["type"].endswith("payload-too-large")
 

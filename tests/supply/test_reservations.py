@@ -94,7 +94,7 @@ async def test_concurrent_requests_with_one_reference_make_one_reservation(
 async def test_release_returns_quantity_once(client, auth: TokenFactory, coordinator) -> None:
     lot = await reservable_lot(client, auth, 30)
     a = (await reserve(client, coordinator, lot["id"], 10, "a")).json()
-    (await reserve(client, coordinator, lot["id"], 5, "b")).json()
+    assert (await reserve(client, coordinator, lot["id"], 5, "b")).status_code == 201
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 15
 
     resp = await client.delete(f"/v1/reservations/{a['id']}", headers=coordinator)
@@ -117,6 +117,7 @@ async def test_release_returns_quantity_once(client, auth: TokenFactory, coordin
 async def test_concurrent_releases_of_one_reservation_release_once(client, auth: TokenFactory, coordinator) -> None:
     lot = await reservable_lot(client, auth, 30)
     keep = await reserve(client, coordinator, lot["id"], 8)
+    assert keep.status_code == 201, keep.text
     drop = (await reserve(client, coordinator, lot["id"], 12)).json()
     responses = await asyncio.gather(
         *(client.delete(f"/v1/reservations/{drop['id']}", headers=coordinator) for _ in range(10))
@@ -162,6 +163,7 @@ async def test_only_coordinators_and_logistics_reserve(client, auth: TokenFactor
     headers = auth(role, org="org-grain", group="medical_device")
     problem(await reserve(client, headers, lot["id"], 1), 403, "forbidden")
     held = await reserve(client, coordinator, lot["id"], 1)
+    assert held.status_code == 201, held.text
     problem(await client.delete(f"/v1/reservations/{held.json()['id']}", headers=headers), 403, "forbidden")
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 1
 
@@ -229,6 +231,7 @@ async def test_released_hold_is_not_expired_again(client, auth: TokenFactory, ga
     job = next(j for j in rt.spec.jobs if j.name == "expire-reservations")
     lot = await reservable_lot(client, auth, 20)
     keep = await reserve(client, coordinator, lot["id"], 5)
+    assert keep.status_code == 201, keep.text
     hold = (await reserve(client, coordinator, lot["id"], 3, hold_seconds=60)).json()
     assert (await client.delete(f"/v1/reservations/{hold['id']}", headers=coordinator)).status_code == 204
     async with engine.begin() as conn:
