@@ -100,6 +100,8 @@ def dev(
         os.environ.update(env)
         DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         settings = Settings()
+        if "RELIEFHUB_DB_POOL_SIZE" not in os.environ:  # five services share one development database
+            settings = settings.model_copy(update={"db_pool_size": 10})
         _migrate(settings)
         gateway = Gateway(settings, run_workers=True)
         token = create_token(sub="dev-coordinator", org="reliefhub-hub", roles=[Role.coordinator], settings=settings)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,6 +30,8 @@ class Role(StrEnum):
 
 
 STAFF = frozenset({Role.coordinator, Role.admin})
+MAX_ORG_LENGTH = 100
+MAX_SUB_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,27 @@ def create_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
+_VERIFIED: OrderedDict[tuple[str, str], Principal] = OrderedDict()
+_VERIFIED_MAX = 4096
+
+
 def decode_token(token: str, settings: Settings) -> Principal:
+    """Verify a bearer token. Verified tokens are remembered (until they expire) so a client sending the same
+    token on every request pays for the signature check once."""
+    key = (settings.jwt_secret, token)
+    cached = _VERIFIED.get(key)
+    if cached is not None:
+        if cached.claims["exp"] > time.time():
+            return cached
+        _VERIFIED.pop(key, None)
+    principal = _verify(token, settings)
+    _VERIFIED[key] = principal
+    if len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+    return principal
+
+
+def _verify(token: str, settings: Settings) -> Principal:
     try:
         claims = jwt.decode(
             token,
@@ -97,6 +120,8 @@ def decode_token(token: str, settings: Settings) -> Principal:
     org = claims.get("org")
     if not isinstance(org, str) or not org or not isinstance(claims["sub"], str):
         raise Unauthorized("The token has no organisation.")
+    if len(org) > MAX_ORG_LENGTH or len(claims["sub"]) > MAX_SUB_LENGTH:
+        raise Unauthorized(f"The token's org (≤ {MAX_ORG_LENGTH}) or sub (≤ {MAX_SUB_LENGTH}) is too long.")
     group = claims.get("group")
     return Principal(
         sub=claims["sub"], org=org, roles=roles, group=group if isinstance(group, str) else None, claims=claims

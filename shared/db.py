@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.dml import Insert
 
 from shared.settings import Settings
 
@@ -72,6 +73,14 @@ class KitTables:
     outbox: Table
     inbox: Table
     idempotency: Table
+
+    @property
+    def outbox_insert(self) -> Insert:
+        """One statement object for every outbox write, so SQLAlchemy compiles it once."""
+        return _OUTBOX_INSERTS.setdefault(self.schema, self.outbox.insert())
+
+
+_OUTBOX_INSERTS: dict[str, Insert] = {}
 
 
 def make_kit_tables(metadata: MetaData) -> KitTables:
@@ -129,6 +138,25 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
 
 def make_sessionmaker(engine: AsyncEngine, kit: KitTables, service: str) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info={"kit": kit, "service": service})
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, inside the session's transaction.
+
+    For a few hot statements (intake, the outbox) SQLAlchemy's per-statement work costs more than the
+    statement itself; they go to asyncpg directly, still in the same transaction."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter begins lazily, on its first statement; begin it now (pinned version).
+        adapted: Any = raw.dbapi_connection
+        if hasattr(adapted, "_start_transaction") and getattr(adapted, "_transaction", None) is None:
+            await adapted._start_transaction()
+        else:
+            await conn.exec_driver_sql("SELECT 1")
+    return driver
 
 
 def kit_of(session: AsyncSession) -> KitTables:

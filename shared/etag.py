@@ -15,24 +15,29 @@ def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = etag(version)
 
 
-def if_match_version(request: Request) -> int | None:
-    """The version the client last saw, from If-Match; None for `If-Match: *`. Missing → 428."""
+IfMatch = frozenset[int] | None
+
+
+def if_match_version(request: Request) -> IfMatch:
+    """The versions the client will accept, from If-Match (RFC 9110 §13.1.1: any listed ETag may match);
+    None for `If-Match: *`. Missing → 428; no usable ETag → 412."""
     header = request.headers.get("if-match")
     if header is None or not header.strip():
         raise PreconditionRequired("Send If-Match with the ETag from your last GET of this resource.")
     header = header.strip()
     if header == "*":
         return None
-    versions: list[int] = []
+    versions = set()
     for tag in header.split(","):
         tag = tag.strip().removeprefix("W/").strip('"')
         if tag.isdigit():
-            versions.append(int(tag))
-    if len(versions) != 1:
-        raise PreconditionFailed("If-Match must carry exactly one ETag of this resource.")
-    return versions[0]
+            versions.add(int(tag))
+    if not versions:
+        raise PreconditionFailed("If-Match carries no ETag of this resource.")
+    return frozenset(versions)
 
 
-def check_version(expected: int | None, actual: int) -> None:
-    if expected is not None and expected != actual:
-        raise PreconditionFailed(f"The resource is at version {actual}; you sent If-Match for {expected}.")
+def check_version(expected: IfMatch, actual: int) -> None:
+    if expected is not None and actual not in expected:
+        sent = ", ".join(str(v) for v in sorted(expected))
+        raise PreconditionFailed(f"The resource is at version {actual}; you sent If-Match for {sent}.")

@@ -59,7 +59,7 @@ class ServiceClient:
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(self.settings.http_retries, 0) + 1),
-            wait=wait_exponential_jitter(multiplier=0.1, max=2.0),  # `initial` is deprecated (a warning per call)
+            wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),  # `initial` is deprecated
             retry=retry_if_exception(_retryable),
             reraise=True,
         )

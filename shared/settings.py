@@ -23,8 +23,10 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("RELIEFHUB_REDIS_URL", "REDIS_URL"),
     )
+    # Connections per service process. Overflow connections are closed on return, so a pool that keeps
+    # overflowing churns connections; size the pool for the expected concurrency instead.
     db_pool_size: int = 20
-    db_max_overflow: int = 20
+    db_max_overflow: int = 0
 
     # Auth: HS256 JWTs. The default secret only exists so development works out of the box.
     jwt_secret: str = DEFAULT_SIGNING_SECRET

@@ -76,8 +76,8 @@ def settings(servers: tuple[str, str]) -> Settings:
         relay_poll_seconds=0.2,
         stream_trim_seconds=3600,
         sweep_seconds=3600,
-        db_pool_size=10,
-        db_max_overflow=30,
+        db_pool_size=40,
+        db_max_overflow=0,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,8 +11,70 @@ from sqlalchemy import Select, exists, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from services.needs.models import Need, NeedLine, Site
-from shared.db import RepositoryBase
+from shared.db import RepositoryBase, driver_connection
 from shared.pagination import PageParams, paginate
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRef:
+    """What intake needs of a site."""
+
+    id: uuid.UUID
+    org: str
+    region_code: str
+    kind: str
+    lat: float | None
+    lon: float | None
+
+
+# Intake's hot statements, in SQL for asyncpg (see shared.db.driver_connection).
+_SITE_WITH_TWIN_SQL = """
+SELECT s.id, s.org, s.region_code, s.kind, s.lat, s.lon,
+       (SELECT n.id FROM needs.need n
+         WHERE n.site_id = s.id AND n.status = ANY($3::text[])
+           AND EXISTS (SELECT 1 FROM needs.need_line l WHERE l.need_id = n.id AND l.item_code = ANY($2::text[]))
+         ORDER BY n.created_at DESC LIMIT 1) AS twin_id
+  FROM needs.site s
+ WHERE s.id = $1
+"""
+_NEED_COLUMNS = (
+    "id",
+    "site_id",
+    "org",
+    "region_code",
+    "title",
+    "urgency",
+    "needed_by",
+    "beneficiaries",
+    "status",
+    "verification",
+    "duplicate_of",
+    "confirmed_at",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "version",
+)
+_LINE_COLUMNS = (
+    "id",
+    "need_id",
+    "position",
+    "item_code",
+    "quantity",
+    "unit",
+    "notes",
+    "quantity_matched",
+    "quantity_delivered",
+)
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return f"INSERT INTO needs.{table} ({', '.join(columns)}) VALUES ({values})"
+
+
+_INSERT_NEED_SQL = _insert_sql("need", _NEED_COLUMNS)
+_INSERT_LINE_SQL = _insert_sql("need_line", _LINE_COLUMNS)
 
 
 class SiteRepository(RepositoryBase[Site]):
@@ -77,17 +140,19 @@ class NeedRepository(RepositoryBase[Need]):
 
     async def site_with_twin_id(
         self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]
-    ) -> tuple[Site | None, uuid.UUID | None]:
+    ) -> tuple[SiteRef | None, uuid.UUID | None]:
         """The site and its open twin need's id, in one round trip (the intake hot path)."""
-        twin = (
-            select(Need.id)
-            .where(*self._twin_condition(site_id, item_codes, statuses))
-            .order_by(Need.created_at.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        row = (await self.session.execute(select(Site, twin).where(Site.id == site_id))).first()
-        return (row[0], row[1]) if row else (None, None)
+        driver = await driver_connection(self.session)
+        row = await driver.fetchrow(_SITE_WITH_TWIN_SQL, site_id, sorted(item_codes), list(statuses))
+        if row is None:
+            return None, None
+        return SiteRef(row[0], row[1], row[2], row[3], row[4], row[5]), row[6]
+
+    async def insert_new(self, need: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+        """Insert a new need and its lines without the unit of work (the intake hot path)."""
+        driver = await driver_connection(self.session)
+        await driver.execute(_INSERT_NEED_SQL, *(need[c] for c in _NEED_COLUMNS))
+        await driver.executemany(_INSERT_LINE_SQL, [tuple(line[c] for c in _LINE_COLUMNS) for line in lines])
 
     async def find_open_twin_id(
         self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]

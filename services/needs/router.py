@@ -133,7 +133,7 @@ async def create_need(
         response.status_code = status.HTTP_200_OK
     set_etag(response, need.version)
     response.headers["Location"] = f"/v1/needs/{need.id}"
-    return need_out(need)
+    return need
 
 
 @router.get("/needs", responses=problem_responses())

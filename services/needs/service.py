@@ -20,10 +20,10 @@ from services.needs.errors import (
     UnknownItem,
 )
 from services.needs.models import Need, NeedLine, Site
-from services.needs.repository import NeedRepository, SiteRepository
+from services.needs.repository import NeedRepository, SiteRef, SiteRepository
 from shared.auth import Principal
 from shared.catalog import get_catalog
-from shared.etag import check_version
+from shared.etag import IfMatch, check_version
 from shared.events import EventType, publish
 from shared.pagination import PageParams
 from shared.settings import Settings
@@ -81,7 +81,7 @@ async def update_site(
     principal: Principal,
     site_id: uuid.UUID,
     data: schemas.SiteUpdate,
-    expected_version: int | None,
+    expected_version: IfMatch,
 ) -> Site:
     site = await get_site(session, site_id, for_update=True)
     _require_owner(principal, site.org)
@@ -110,7 +110,9 @@ async def update_site(
 # --- needs -------------------------------------------------------------------------------------------
 
 
-def _lines(data: list[schemas.NeedLineCreate], start: int = 0) -> list[NeedLine]:
+def _line_rows(
+    data: list[schemas.NeedLineCreate], need_id: uuid.UUID | None = None, start: int = 0
+) -> list[dict[str, Any]]:
     catalog = get_catalog()
     unknown = sorted({line.item_code for line in data if line.item_code not in catalog})
     if unknown:
@@ -122,26 +124,31 @@ def _lines(data: list[schemas.NeedLineCreate], start: int = 0) -> list[NeedLine]
                 if line.item_code in unknown
             ],
         )
-    out = []
+    rows = []
     for i, line in enumerate(data):
         item = catalog.get(line.item_code)
         assert item is not None
-        out.append(
-            NeedLine(
-                id=uuid.uuid4(),
-                position=start + i,
-                item_code=line.item_code,
-                quantity=line.quantity,
-                unit=line.unit or item.unit,
-                notes=line.notes,
-                quantity_matched=0,
-                quantity_delivered=0,
-            )
-        )
-    return out
+        row = {
+            "id": uuid.uuid4(),
+            "position": start + i,
+            "item_code": line.item_code,
+            "quantity": line.quantity,
+            "unit": line.unit or item.unit,
+            "notes": line.notes,
+            "quantity_matched": 0,
+            "quantity_delivered": 0,
+        }
+        if need_id is not None:
+            row["need_id"] = need_id
+        rows.append(row)
+    return rows
 
 
-def need_event(need: Need, site: Site, reason: str | None = None) -> events.NeedData:
+def _lines(data: list[schemas.NeedLineCreate], start: int = 0) -> list[NeedLine]:
+    return [NeedLine(**row) for row in _line_rows(data, start=start)]
+
+
+def need_event(need: Need | schemas.Need, site: Site | SiteRef, reason: str | None = None) -> events.NeedData:
     return events.NeedData(
         id=need.id,
         site_id=need.site_id,
@@ -165,7 +172,11 @@ def need_event(need: Need, site: Site, reason: str | None = None) -> events.Need
 
 
 async def _emit(
-    session: AsyncSession, type_: EventType, need: Need, site: Site | None = None, reason: str | None = None
+    session: AsyncSession,
+    type_: EventType,
+    need: Need,
+    site: Site | SiteRef | None = None,
+    reason: str | None = None,
 ) -> None:
     site = site or await get_site(session, need.site_id)
     await publish(session, type_, need_event(need, site, reason), subject=str(need.id))
@@ -178,45 +189,60 @@ async def create_need(
     *,
     on_duplicate: DuplicatePolicy = "flag",
     site: Site | None = None,
-) -> tuple[Need, bool]:
-    """Create a need, or merge it into an open twin of the same site. Returns (need, merged)."""
+) -> tuple[schemas.Need, bool]:
+    """Create a need, or merge it into an open twin of the same site. Returns (need, merged).
+
+    The intake hot path: one query for the site and its twin, Core inserts, no unit of work."""
     repo = NeedRepository(session)
     codes = {line.item_code for line in data.lines}
+    ref: Site | SiteRef | None = site
     if site is None:
-        site, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE)
-        if site is None:
+        ref, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE)
+        if ref is None:
             raise SiteNotFound(f"No site {data.site_id}.")
     else:
         twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE)
-    _require_owner(principal, site.org)
-    lines = _lines(data.lines)
+    assert ref is not None
+    _require_owner(principal, ref.org)
+    need_id = uuid.uuid4()
+    line_rows = _line_rows(data.lines, need_id)
     if on_duplicate == "merge" and twin_id is not None:
-        twin = await repo.find_open_twin(site.id, codes, ACTIVE, for_update=True)
+        twin = await repo.find_open_twin(ref.id, codes, ACTIVE, for_update=True)
         if twin is not None:
-            return await _merge_into(session, twin, site, data, lines), True
+            merged = await _merge_into(session, twin, ref, data, _lines(data.lines))
+            return schemas.Need.model_validate(merged), True
     now = _now()
-    need = Need(
-        id=uuid.uuid4(),
-        site_id=site.id,
-        org=site.org,
-        region_code=site.region_code,
-        title=data.title,
-        urgency=data.urgency.value,
-        needed_by=data.needed_by,
-        beneficiaries=data.beneficiaries,
-        status="open",
-        verification="unverified",
-        duplicate_of=twin_id,
-        confirmed_at=now,
-        created_at=now,
-        updated_at=now,
-        created_by=principal.sub,
-        version=1,
-        lines=lines,
+    row: dict[str, Any] = {
+        "id": need_id,
+        "site_id": ref.id,
+        "org": ref.org,
+        "region_code": ref.region_code,
+        "title": data.title,
+        "urgency": data.urgency.value,
+        "needed_by": data.needed_by,
+        "beneficiaries": data.beneficiaries,
+        "status": "open",
+        "verification": "unverified",
+        "duplicate_of": twin_id,
+        "confirmed_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "created_by": principal.sub,
+        "version": 1,
+    }
+    await repo.insert_new(row, line_rows)
+    need = schemas.Need.model_construct(
+        **{
+            **row,
+            "urgency": data.urgency,
+            "status": schemas.NeedStatus.open,
+            "verification": schemas.Verification.unverified,
+        },
+        verification_reason=None,
+        close_reason=None,
+        lines=[schemas.NeedLine.model_construct(**line) for line in line_rows],
     )
-    repo.add(need)
-    await session.flush()
-    await _emit(session, events.NEED_CREATED, need, site)
+    await publish(session, events.NEED_CREATED, need_event(need, ref), subject=str(need_id))
     return need, False
 
 
@@ -224,7 +250,7 @@ _URGENCY_RANK = {"critical": 0, "high": 1, "normal": 2, "low": 3}
 
 
 async def _merge_into(
-    session: AsyncSession, twin: Need, site: Site, data: schemas.NeedCreate, lines: list[NeedLine]
+    session: AsyncSession, twin: Need, site: Site | SiteRef, data: schemas.NeedCreate, lines: list[NeedLine]
 ) -> Need:
     by_item = {(line.item_code, line.unit): line for line in twin.lines}
     position = max((line.position for line in twin.lines), default=-1) + 1
@@ -262,7 +288,7 @@ async def list_needs(session: AsyncSession, params: PageParams, **filters: Any) 
 
 
 async def _get_for_change(
-    session: AsyncSession, principal: Principal, need_id: uuid.UUID, expected_version: int | None
+    session: AsyncSession, principal: Principal, need_id: uuid.UUID, expected_version: IfMatch
 ) -> Need:
     need = await get_need(session, need_id, for_update=True)
     _require_owner(principal, need.org)
@@ -280,7 +306,7 @@ async def update_need(
     principal: Principal,
     need_id: uuid.UUID,
     data: schemas.NeedUpdate,
-    expected_version: int | None,
+    expected_version: IfMatch,
 ) -> Need:
     need = await _get_for_change(session, principal, need_id, expected_version)
     if need.status not in ACTIVE:

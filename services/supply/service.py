@@ -31,7 +31,7 @@ from services.supply.models import Donor, Lot, Offer, Reservation
 from services.supply.repository import DonorRepository, LotRepository, OfferRepository, ReservationRepository
 from shared.auth import Principal, Role
 from shared.catalog import get_catalog
-from shared.etag import check_version
+from shared.etag import IfMatch, check_version
 from shared.events import publish
 from shared.pagination import PageParams
 from shared.settings import Settings
@@ -196,7 +196,7 @@ async def update_offer(
     principal: Principal,
     offer_id: uuid.UUID,
     data: schemas.OfferUpdate,
-    expected_version: int | None,
+    expected_version: IfMatch,
 ) -> Offer:
     offer = await get_offer(session, offer_id, for_update=True)
     _require_owner(principal, offer.org)

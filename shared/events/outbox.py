@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import kit_of
+from shared.db import driver_connection, kit_of
 from shared.events.envelope import CloudEvent, EventType, stream_for
 from shared.tracing import current_traceparent
 
@@ -32,13 +34,18 @@ async def publish(
         data=payload,
         traceparent=current_traceparent(),
     )
-    await session.execute(
-        kit.outbox.insert().values(
-            id=event.id,
-            stream=stream_for(service),
-            type=event.type,
-            subject=subject,
-            envelope=event.model_dump(mode="json", exclude_none=True),
-        )
+    driver = await driver_connection(session)
+    await driver.execute(
+        _insert_sql(kit.schema),
+        uuid.UUID(event.id),
+        stream_for(service),
+        event.type,
+        subject,
+        event.model_dump_json(exclude_none=True),
     )
     return event
+
+
+@cache
+def _insert_sql(schema: str) -> str:
+    return f'INSERT INTO "{schema}".outbox_event (id, stream, type, subject, envelope) VALUES ($1, $2, $3, $4, $5)'

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from shared.catalog import get_catalog
 
 CATALOG = get_catalog()
@@ -24,17 +22,21 @@ def test_categories_cover_what_a_disaster_needs() -> None:
         assert CATALOG.search(category=category), category
 
 
-@pytest.mark.parametrize("item", CATALOG.items, ids=lambda i: i.code)
-def test_every_item_is_well_formed(item) -> None:  # type: ignore[no-untyped-def]
-    assert re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)+", item.code), item.code
-    assert item.code.startswith(item.category + "."), item.code
-    assert item.name.zh.strip() and item.name.en.strip()
-    assert re.search(r"[\u4e00-\u9fff]", item.name.zh), item.name.zh
-    assert item.unit and item.unit_value_fen >= 0
-    for code in item.substitutes:
-        assert code in CATALOG, f"{item.code}: substitute {code} is not in the catalog"
-        assert code != item.code
-    assert len(set(item.substitutes)) == len(item.substitutes)
+def test_every_item_is_well_formed() -> None:
+    problems = []
+    for item in CATALOG.items:
+        if not re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)+", item.code) or not item.code.startswith(item.category + "."):
+            problems.append(f"{item.code}: code is not <category>.<...> in lower case")
+        if not re.search(r"[\u4e00-\u9fff]", item.name.zh) or not item.name.en.strip():
+            problems.append(f"{item.code}: needs a Chinese and an English name")
+        if not item.unit or item.unit_value_fen < 0:
+            problems.append(f"{item.code}: unit {item.unit!r}, value {item.unit_value_fen}")
+        for code in item.substitutes:
+            if code not in CATALOG or code == item.code:
+                problems.append(f"{item.code}: substitute {code} is not another catalog item")
+        if len(set(item.substitutes)) != len(item.substitutes):
+            problems.append(f"{item.code}: repeated substitutes")
+    assert not problems, "\n".join(problems)
 
 
 def test_check_by_groups_are_the_known_working_groups() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -186,7 +187,7 @@ def _kit_app(settings: Settings) -> httpx.AsyncClient:
         metadata=service_metadata("kit_test"),
         kit=make_kit_tables(service_metadata("kit_test")),
         routers=[router],
-        migrations=__import__("pathlib").Path("."),
+        migrations=Path("."),
     )
     app = create_service_app(spec, settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -193,9 +193,11 @@ async def test_each_event_is_handled_once_per_group(rt: Runtime, effects: AsyncE
     assert await pending_count(redis) == 0
 
 
-async def test_a_handler_that_crashes_after_its_db_write_but_before_its_ack_is_redelivered_and_has_its_effect_exactly_once(
+async def test_crash_after_db_write_before_ack_is_redelivered_with_its_effect_exactly_once(
     rt: Runtime, effects: AsyncEngine, redis: Redis
 ) -> None:
+    """A handler that crashes after its DB write but before its ack is redelivered and has its effect exactly once."""
+
     class CrashBeforeAck(Consumer):
         crashed = False
 

@@ -15,7 +15,12 @@ ROWS = [
     {"site_id": "s-1", "title": "急需口罩", "item_code": "ppe.mask.n95", "quantity": "1000"},
     {"site_id": "s-1", "title": "急需口罩", "item_code": "ppe.glove.nitrile", "quantity": "500"},
 ]
-CSV = "Site_ID , Title,item_code,QUANTITY\r\ns-1,急需口罩,ppe.mask.n95,1000\r\n,,,\r\ns-1,急需口罩,ppe.glove.nitrile, 500 \r\n"
+CSV = (
+    "Site_ID , Title,item_code,QUANTITY\r\n"
+    "s-1,急需口罩,ppe.mask.n95,1000\r\n"
+    ",,,\r\n"
+    "s-1,急需口罩,ppe.glove.nitrile, 500 \r\n"
+)
 
 
 def test_utf8_csv_with_a_bom() -> None:

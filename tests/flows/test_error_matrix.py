@@ -1,0 +1,243 @@
+"""The acceptance rule, for every operation of the merged OpenAPI document: malformed, oversized, unauthorized and
+unknown-id requests get a 4xx problem+json, never a 500.
+
+The operations are read from the services' routers when the tests are collected, and checked against
+`gateway.openapi()`; an operation that takes a body must have a valid example below, so a new endpoint fails
+here until it is covered.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import TypeAdapter
+
+from reliefhub.gateway import Gateway, merge_openapi
+from reliefhub.registry import services
+from shared.settings import Settings
+from tests.conftest import TokenFactory
+from tests.shared.problem import assert_problem
+
+pytestmark = pytest.mark.usefixtures("redis")
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+METHODS = ("get", "post", "put", "patch", "delete")
+PUBLIC: set[tuple[str, str]] = {("GET", "/v1/track/{code}")}  # API.md: no token needed
+
+SITE_ID = "00000000-0000-4000-8000-000000000001"
+IMPORT_CSV = f"site_id,title,item_code,quantity\n{SITE_ID},饮用水,water.bottled.small_550ml,10\n".encode()
+
+# A valid body for every operation that takes one, so that only the thing under test is wrong.
+EXAMPLES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/sites"): {"name": "瑞金医院", "kind": "hospital", "region_code": "310101", "lat": 31.2, "lon": 121.5},
+    ("PATCH", "/v1/sites/{site_id}"): {"name": "瑞金医院北院"},
+    ("POST", "/v1/needs"): {
+        "site_id": SITE_ID,
+        "title": "饮用水",
+        "urgency": "high",
+        "lines": [{"item_code": "water.bottled.small_550ml", "quantity": 100}],
+    },
+    ("PATCH", "/v1/needs/{need_id}"): {"title": "饮用水（更新）"},
+    ("POST", "/v1/needs/{need_id}/verify"): {"verdict": "verified", "reason": "called the site"},
+    ("POST", "/v1/needs/{need_id}/close"): {"reason": "received from a neighbour"},
+    ("POST", "/v1/needs/imports"): IMPORT_CSV,
+    ("POST", "/v1/donors"): {"name": "某基金会", "kind": "foundation"},
+    ("POST", "/v1/offers"): {"donor_id": SITE_ID, "kind": "cash", "amount": 100_000, "currency": "CNY"},
+    ("POST", "/v1/offers/imports"): f"donor_id,item_code,quantity\n{SITE_ID},food.grain.rice,5\n".encode(),
+    ("PATCH", "/v1/offers/{offer_id}"): {"note": "仅限上海"},
+    ("POST", "/v1/offers/{offer_id}/withdraw"): {"reason": "sold out"},
+    ("POST", "/v1/offers/{offer_id}/verification"): {"verdict": "verified", "notes": "certificates checked"},
+    ("POST", "/v1/lots/{lot_id}/reservations"): {"quantity": 1, "reference": "proposal-1"},
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    body: str | None  # the content type of its request body
+    parameters: tuple[tuple[str, str], ...]  # (name, in)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.method, self.path)
+
+    @property
+    def id_params(self) -> list[str]:
+        return [n for n, where in self.parameters if where == "path" and n.endswith("_id")]
+
+    def url(self, id_value: str) -> str:
+        return re.sub(r"\{(\w+)\}", lambda m: id_value if m.group(1).endswith("_id") else "unknown", self.path)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def operations_of(doc: dict[str, Any]) -> list[Operation]:
+    out = []
+    for path, item in doc["paths"].items():
+        assert path.startswith("/v1/"), path
+        for method in METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            content = op.get("requestBody", {}).get("content", {})
+            body = MULTIPART if MULTIPART in content else JSON if content else None
+            params = tuple((p["name"], p["in"]) for p in op.get("parameters", []))
+            out.append(Operation(method.upper(), path, body, params))
+    return out
+
+
+@cache
+def _surface() -> list[Operation]:
+    """The merged document of the services' routers, as the gateway builds it (without starting anything)."""
+    apps = {}
+    for name, spec in services().items():
+        app = FastAPI(title=name, description=spec.description)
+        for router in spec.routers:
+            app.include_router(router)
+        apps[name] = app
+    return operations_of(merge_openapi(apps))
+
+
+OPERATIONS = _surface()
+WITH_BODY = [op for op in OPERATIONS if op.body]
+WITH_ID = [op for op in OPERATIONS if op.id_params]
+PAGED = [op for op in OPERATIONS if ("limit", "query") in op.parameters]
+
+
+def _ids(ops: list[Operation]) -> list[str]:
+    return [str(op) for op in ops]
+
+
+def valid_body(op: Operation) -> dict[str, Any]:
+    if op.body is None:
+        return {}
+    example = EXAMPLES[op.key]
+    if op.body == MULTIPART:
+        return {"files": {"file": ("import.csv", example, "text/csv")}}
+    return {"json": example}
+
+
+async def send(
+    client: httpx.AsyncClient, op: Operation, headers: dict[str, str], id_value: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    headers = {**headers, "If-Match": '"1"'} if op.method in ("PATCH", "PUT") else headers
+    return await client.request(op.method, op.url(id_value or str(uuid.uuid4())), headers=headers, **kwargs)
+
+
+# --- the matrix covers the whole surface -------------------------------------------------------------------
+
+
+def test_the_surface_is_known() -> None:
+    assert len(OPERATIONS) >= 20, [str(op) for op in OPERATIONS]
+    assert WITH_BODY and WITH_ID and PAGED
+
+
+async def test_the_matrix_covers_what_the_gateway_serves(gateway: Gateway) -> None:
+    served = {op.key: op for op in operations_of(gateway.openapi())}
+    assert served == {op.key: op for op in OPERATIONS}
+
+
+def test_every_operation_with_a_body_has_a_valid_example() -> None:
+    needed = {op.key for op in WITH_BODY}
+    missing, stale = needed - set(EXAMPLES), set(EXAMPLES) - needed
+    assert not missing, f"add a valid example body to EXAMPLES for: {sorted(missing)}"
+    assert not stale, f"EXAMPLES names operations that no longer exist or take no body: {sorted(stale)}"
+
+
+def test_the_json_examples_are_valid_for_their_body_models() -> None:
+    """So that a 404 below really comes from the lookup, not from a body that happens to pass."""
+    checked = set()
+    for spec in services().values():
+        for router in spec.routers:
+            for route in router.routes:
+                field = getattr(route, "body_field", None)
+                for method in getattr(route, "methods", ()):
+                    example = EXAMPLES.get((method, getattr(route, "path", "")))
+                    if field is not None and isinstance(example, dict):
+                        TypeAdapter(field.field_info.annotation).validate_python(example)
+                        checked.add((method, route.path))  # type: ignore[attr-defined]
+    assert checked == {key for key, example in EXAMPLES.items() if isinstance(example, dict)}
+
+
+# --- (a) no token ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATIONS if op.key not in PUBLIC], ids=str)
+async def test_no_token_is_401(client: httpx.AsyncClient, op: Operation) -> None:
+    response = await send(client, op, {}, **valid_body(op))
+    assert_problem(response, 401, context=str(op))
+    assert response.headers["www-authenticate"].startswith("Bearer"), op
+
+
+# --- (b) bodies --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", WITH_BODY, ids=str)
+async def test_a_malformed_body_is_400(client: httpx.AsyncClient, auth: TokenFactory, op: Operation) -> None:
+    if op.body == MULTIPART:
+        content_type, content = f"{MULTIPART}; boundary=abc", b"--abc\r\nnot a part"
+    else:
+        content_type, content = JSON, b'{"name": "unterminated'
+    response = await send(client, op, {**auth("admin"), "Content-Type": content_type}, content=content)
+    assert_problem(response, 400, context=str(op))
+
+
+@cache
+def _oversized(limit: int) -> bytes:
+    return b'{"padding": "' + b"x" * limit + b'"}'
+
+
+@pytest.mark.parametrize("op", WITH_BODY, ids=str)
+async def test_a_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, auth: TokenFactory, migrated: Settings, op: Operation
+) -> None:
+    limit = migrated.max_import_bytes if op.body == MULTIPART else migrated.max_body_bytes
+    content_type = f"{MULTIPART}; boundary=abc" if op.body == MULTIPART else JSON
+    response = await send(client, op, {**auth("admin"), "Content-Type": content_type}, content=_oversized(limit))
+    assert_problem(response, 413, context=str(op))
+
+
+@pytest.mark.parametrize("op", WITH_BODY, ids=str)
+async def test_a_json_array_instead_of_an_object_is_422(
+    client: httpx.AsyncClient, auth: TokenFactory, op: Operation
+) -> None:
+    example = EXAMPLES[op.key]
+    response = await send(client, op, auth("admin"), json=[example if isinstance(example, dict) else {}])
+    assert_problem(response, 422, context=str(op))
+
+
+# --- (c) ids -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", WITH_ID, ids=str)
+async def test_an_unknown_id_is_404(client: httpx.AsyncClient, auth: TokenFactory, op: Operation) -> None:
+    response = await send(client, op, auth("admin"), **valid_body(op))
+    assert_problem(response, 404, context=str(op))
+
+
+@pytest.mark.parametrize("op", WITH_ID, ids=str)
+async def test_a_malformed_id_is_422(client: httpx.AsyncClient, auth: TokenFactory, op: Operation) -> None:
+    for bad in ("not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"):
+        response = await send(client, op, auth("admin"), id_value=bad, **valid_body(op))
+        body = assert_problem(response, 422, context=f"{op} with id {bad!r}")
+        assert any(e["loc"][0] == "path" for e in body["errors"]), body
+
+
+# --- (d) paging --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", PAGED, ids=str)
+async def test_bad_paging_is_422(client: httpx.AsyncClient, auth: TokenFactory, op: Operation) -> None:
+    for params in ({"limit": "0"}, {"limit": "501"}, {"cursor": "garbage!"}, {"cursor": "W10"}):
+        response = await send(client, op, auth("admin"), params=params)
+        assert_problem(response, 422, context=f"{op} {params}")
