@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from services.needs.models import Need, NeedLine, Site
 from shared.db import RepositoryBase, driver_connection
+from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
 
 
@@ -55,26 +56,19 @@ _NEED_COLUMNS = (
     "created_by",
     "version",
 )
-_LINE_COLUMNS = (
-    "id",
-    "need_id",
-    "position",
-    "item_code",
-    "quantity",
-    "unit",
-    "notes",
-    "quantity_matched",
-    "quantity_delivered",
+_LINE_ARRAYS = ("id", "position", "item_code", "quantity", "unit", "notes")
+# Data-modifying CTEs run as one statement; the lines' foreign key is checked at its end, after the need.
+_INSERT_NEW_SQL = f"""
+WITH need AS (
+  INSERT INTO needs.need ({", ".join(_NEED_COLUMNS)}) VALUES ({", ".join(f"${i}" for i in range(1, 17))})
+), lines AS (
+  INSERT INTO needs.need_line (id, need_id, position, item_code, quantity, unit, notes)
+  SELECT l.id, $1, l.position, l.item_code, l.quantity, l.unit, l.notes
+    FROM unnest($17::uuid[], $18::int[], $19::text[], $20::int[], $21::text[], $22::text[])
+         AS l(id, position, item_code, quantity, unit, notes)
 )
-
-
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    return f"INSERT INTO needs.{table} ({', '.join(columns)}) VALUES ({values})"
-
-
-_INSERT_NEED_SQL = _insert_sql("need", _NEED_COLUMNS)
-_INSERT_LINE_SQL = _insert_sql("need_line", _LINE_COLUMNS)
+INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ($23, $24, $25, $26, $27)
+"""
 
 
 class SiteRepository(RepositoryBase[Site]):
@@ -148,11 +142,11 @@ class NeedRepository(RepositoryBase[Need]):
             return None, None
         return SiteRef(row[0], row[1], row[2], row[3], row[4], row[5]), row[6]
 
-    async def insert_new(self, need: dict[str, Any], lines: list[dict[str, Any]]) -> None:
-        """Insert a new need and its lines without the unit of work (the intake hot path)."""
+    async def insert_new(self, need: dict[str, Any], lines: list[dict[str, Any]], outbox: tuple[Any, ...]) -> None:
+        """Insert a new need, its lines and its outbox event in one statement (the intake hot path)."""
         driver = await driver_connection(self.session)
-        await driver.execute(_INSERT_NEED_SQL, *(need[c] for c in _NEED_COLUMNS))
-        await driver.executemany(_INSERT_LINE_SQL, [tuple(line[c] for c in _LINE_COLUMNS) for line in lines])
+        columns = [[line[c] for line in lines] for c in _LINE_ARRAYS]
+        await driver.execute(_INSERT_NEW_SQL, *(need[c] for c in _NEED_COLUMNS), *columns, *outbox)
 
     async def find_open_twin_id(
         self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]

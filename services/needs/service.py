@@ -25,6 +25,7 @@ from shared.auth import Principal
 from shared.catalog import get_catalog
 from shared.etag import IfMatch, check_version
 from shared.events import EventType, publish
+from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows
@@ -230,7 +231,6 @@ async def create_need(
         "created_by": principal.sub,
         "version": 1,
     }
-    await repo.insert_new(row, line_rows)
     need = schemas.Need.model_construct(
         **{
             **row,
@@ -242,7 +242,8 @@ async def create_need(
         close_reason=None,
         lines=[schemas.NeedLine.model_construct(**line) for line in line_rows],
     )
-    await publish(session, events.NEED_CREATED, need_event(need, ref), subject=str(need_id))
+    _, outbox = outbox_row(session, events.NEED_CREATED, need_event(need, ref), subject=str(need_id))
+    await repo.insert_new(row, line_rows, outbox)
     return need, False
 
 

@@ -14,11 +14,11 @@ from shared.events.envelope import CloudEvent, EventType, stream_for
 from shared.tracing import current_traceparent
 
 
-async def publish(
+def outbox_row(
     session: AsyncSession, event_type: EventType, data: BaseModel | dict[str, Any], *, subject: str | None = None
-) -> CloudEvent:
-    """Queue an event in the outbox; it is published only if the surrounding transaction commits."""
-    kit = kit_of(session)
+) -> tuple[CloudEvent, tuple[Any, ...]]:
+    """The event and the parameters of its outbox row (id, stream, type, subject, envelope), for a caller
+    that writes the row as part of its own statement (see `OUTBOX_COLUMNS`)."""
     service: str = session.info["service"]
     if event_type.service != service:
         raise ValueError(f"{service} cannot publish {event_type.name}")
@@ -34,18 +34,28 @@ async def publish(
         data=payload,
         traceparent=current_traceparent(),
     )
-    driver = await driver_connection(session)
-    await driver.execute(
-        _insert_sql(kit.schema),
+    return event, (
         uuid.UUID(event.id),
         stream_for(service),
         event.type,
         subject,
         event.model_dump_json(exclude_none=True),
     )
+
+
+OUTBOX_COLUMNS = "id, stream, type, subject, envelope"
+
+
+async def publish(
+    session: AsyncSession, event_type: EventType, data: BaseModel | dict[str, Any], *, subject: str | None = None
+) -> CloudEvent:
+    """Queue an event in the outbox; it is published only if the surrounding transaction commits."""
+    event, row = outbox_row(session, event_type, data, subject=subject)
+    driver = await driver_connection(session)
+    await driver.execute(_insert_sql(kit_of(session).schema), *row)
     return event
 
 
 @cache
 def _insert_sql(schema: str) -> str:
-    return f'INSERT INTO "{schema}".outbox_event (id, stream, type, subject, envelope) VALUES ($1, $2, $3, $4, $5)'
+    return f'INSERT INTO "{schema}".outbox_event ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5)'
