@@ -25,6 +25,7 @@ from shared.errors import (
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
 from shared.tabular import ImportRejected, ImportReport, read_rows
+from shared.vocabulary import SiteKind
 
 router = service_router(prefix="/v1", tags=["needs"])
 
@@ -70,7 +71,7 @@ async def list_sites(
     session: SessionDep,
     page: PageQuery,
     region_code: RegionPrefix = None,
-    kind: schemas.SiteKind | None = None,
+    kind: SiteKind | None = None,
     org: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Page[schemas.Site]:
     """Sites, newest first; filter by region code prefix, kind or organisation."""

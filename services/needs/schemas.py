@@ -10,23 +10,10 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import ItemName
+from shared.vocabulary import Quantity, RegionCode, SiteKind, Verdict
 
-RegionCode = Annotated[str, StringConstraints(pattern=r"^[1-8]\d{5}$")]
-RegionPrefix = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
-Quantity = Annotated[int, Field(gt=0, le=1_000_000_000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
-
-
-class SiteKind(StrEnum):
-    hospital = "hospital"
-    community = "community"
-    shelter = "shelter"
-    school = "school"
-    nursing_home = "nursing_home"
-    ngo = "ngo"
-    government = "government"
-    other = "other"
 
 
 class Urgency(StrEnum):
@@ -51,11 +38,6 @@ ACTIVE_STATUSES = (NeedStatus.open, NeedStatus.matched, NeedStatus.in_transit)
 
 class Verification(StrEnum):
     unverified = "unverified"
-    verified = "verified"
-    rejected = "rejected"
-
-
-class Verdict(StrEnum):
     verified = "verified"
     rejected = "rejected"
 

@@ -10,11 +10,7 @@ from typing import Annotated, Any, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.tabular import ImportReport
-
-RegionCode = Annotated[str, StringConstraints(pattern=r"^[1-8]\d{5}$")]
-RegionPrefix = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
-ItemCode = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Quantity = Annotated[int, Field(gt=0, le=1_000_000_000)]
+from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, SiteKind, Verdict
 
 
 class DonorKind(StrEnum):
@@ -47,22 +43,6 @@ class LotVerification(StrEnum):
     pending = "pending"
     verified = "verified"
     rejected = "rejected"
-
-
-class Verdict(StrEnum):
-    verified = "verified"
-    rejected = "rejected"
-
-
-class SiteKind(StrEnum):
-    hospital = "hospital"
-    community = "community"
-    shelter = "shelter"
-    school = "school"
-    nursing_home = "nursing_home"
-    ngo = "ngo"
-    government = "government"
-    other = "other"
 
 
 class DonorContact(BaseModel):
