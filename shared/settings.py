@@ -64,8 +64,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.environment == "production" and self.jwt_secret == DEFAULT_SIGNING_SECRET:
-            raise ValueError("RELIEFHUB_JWT_SECRET must be set outside development and test")
+        if self.environment != "development" and self.jwt_secret == DEFAULT_SIGNING_SECRET:
+            raise ValueError("RELIEFHUB_JWT_SECRET must be set outside development")
         if self.environment == "production" and len(self.jwt_secret) < 32:
             raise ValueError("RELIEFHUB_JWT_SECRET must be at least 32 characters in production")
         return self

@@ -69,6 +69,7 @@ def settings(servers: tuple[str, str]) -> Settings:
     db_url, redis_url = servers
     return Settings(
         environment="test",
+        jwt_secret="test-secret-" + "t" * 32,
         database_url=db_url,
         redis_url=redis_url,
         consumer_claim_idle_ms=300,
@@ -167,3 +168,15 @@ def auth(migrated: Settings) -> TokenFactory:
         return {"Authorization": f"Bearer {token}", **{k.replace("_", "-"): v for k, v in headers.items()}}
 
     return make
+
+
+@pytest.fixture
+def cli_env(migrated: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """The environment a `reliefhub` command sees: the test servers and the test signing secret."""
+    from reliefhub import cli
+
+    monkeypatch.setenv("DATABASE_URL", migrated.database_url)
+    monkeypatch.setenv("REDIS_URL", migrated.redis_url)
+    monkeypatch.setenv("RELIEFHUB_JWT_SECRET", migrated.jwt_secret)
+    monkeypatch.setattr(cli, "DEV_ENV", tmp_path / "dev.env")
+    return migrated

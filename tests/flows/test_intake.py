@@ -1,84 +1,161 @@
-"""Site → need → donor → offer → working-group verdict → reservation, through HTTP alone."""
+"""Site → need → donor → offer → working-group verdict → reservation, through HTTP alone, with tokens from
+`reliefhub token create`, and every step's event read from its Redis stream by a consumer group."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
+import httpx
 from redis.asyncio import Redis
+from typer.testing import CliRunner
 
-from tests.conftest import TokenFactory
+from reliefhub import cli
+from reliefhub.gateway import Gateway
+from shared.settings import Settings
+from shared.worker import run_worker
+
+runner = CliRunner()
 
 
-async def test_intake_to_reservation_with_events(client, auth: TokenFactory, redis: Redis) -> None:
-    frontline = auth("frontline", org="org-hospital")
-    donor_org = auth("donor", org="org-donor")
-    coordinator = auth("coordinator")
-    device_group = auth("working_group", org="wg-devices", group="medical_device")
+def cli_token(*args: str) -> dict[str, str]:
+    result = runner.invoke(cli.app, ["token", "create", *args])
+    assert result.exit_code == 0, result.output
+    return {"Authorization": f"Bearer {result.output.strip()}"}
 
-    site = await client.post(
-        "/v1/sites",
-        headers=frontline,
-        json={
-            "name": "瑞金医院",
-            "kind": "hospital",
-            "region_code": "310101",
-            "lat": 31.21,
-            "lon": 121.47,
-            "contact_name": "王医生",
-            "contact_phone": "+86 138 0000 0000",
-        },
+
+async def read_group(redis: Redis, stream: str, group: str, want: int) -> list[dict[str, Any]]:
+    """Read (and ack) entries of `stream` as consumer group `group` until `want` have arrived."""
+    await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    events: list[dict[str, Any]] = []
+    for _ in range(100):
+        resp = await redis.xreadgroup(group, "flow-test", {stream: ">"}, count=100, block=100)
+        for _stream, entries in resp or []:
+            for msg_id, fields in entries:
+                events.append(json.loads(fields["event"]))
+                await redis.xack(stream, group, msg_id)
+        if len(events) >= want:
+            break
+    return events
+
+
+async def test_intake_to_reservation_with_events(
+    client: httpx.AsyncClient, gateway: Gateway, redis: Redis, cli_env: Settings
+) -> None:
+    frontline = cli_token("--role", "frontline", "--org", "org-hospital", "--sub", "dr-wang")
+    donor_org = cli_token("--role", "donor", "--org", "org-donor", "--sub", "csr-li")
+    coordinator = cli_token("--role", "coordinator", "--org", "hub", "--sub", "zhang")
+    device_group = cli_token(
+        "--role", "working_group", "--org", "wg-devices", "--sub", "eng", "--group", "medical_device"
     )
-    assert site.status_code == 201, site.text
-    need = await client.post(
-        "/v1/needs",
-        headers=frontline,
-        json={
-            "site_id": site.json()["id"],
-            "title": "ICU oxygen",
-            "urgency": "critical",
-            "beneficiaries": 40,
-            "lines": [{"item_code": "medical_device.oxygen.concentrator_5l", "quantity": 10}],
-        },
-    )
-    assert need.status_code == 201, need.text
-    assert need.json()["status"] == "open" and need.json()["lines"][0]["quantity_matched"] == 0
 
-    donor = await client.post("/v1/donors", headers=donor_org, json={"name": "某医疗器械公司", "kind": "company"})
-    assert donor.status_code == 201, donor.text
-    offer = await client.post(
-        "/v1/offers",
-        headers=donor_org,
-        json={
-            "donor_id": donor.json()["id"],
-            "kind": "in_kind",
-            "lots": [{"item_code": "medical_device.oxygen.concentrator_5l", "quantity": 12, "region_code": "310104"}],
-            "restrictions": {"region_codes": ["31"], "site_kinds": ["hospital"]},
-        },
-    )
-    assert offer.status_code == 201, offer.text
-    body = offer.json()
-    assert body["tracking_code"] and len(body["tracking_code"]) >= 20
-    lot = body["lots"][0]
-    assert lot["verification"] == "pending" and lot["quantity_available"] == 0
+    stop = asyncio.Event()  # the services' workers: outbox relays, consumers, jobs
+    workers = [asyncio.create_task(run_worker(gateway.apps[n].state.runtime, stop)) for n in ("needs", "supply")]
+    try:
+        site = await client.post(
+            "/v1/sites",
+            headers=frontline,
+            json={
+                "name": "瑞金医院",
+                "kind": "hospital",
+                "region_code": "310101",
+                "lat": 31.21,
+                "lon": 121.47,
+                "contact_name": "王医生",
+                "contact_phone": "+86 138 0000 0000",
+            },
+        )
+        assert site.status_code == 201, site.text
+        need = await client.post(
+            "/v1/needs",
+            headers=frontline,
+            json={
+                "site_id": site.json()["id"],
+                "title": "ICU 制氧",
+                "urgency": "critical",
+                "beneficiaries": 40,
+                "lines": [{"item_code": "medical_device.oxygen.concentrator_5l", "quantity": 10}],
+            },
+        )
+        assert need.status_code == 201, need.text
+        assert need.json()["status"] == "open" and need.json()["lines"][0]["quantity_matched"] == 0
 
-    blocked = await client.post(
-        f"/v1/lots/{lot['id']}/reservations", headers=coordinator, json={"quantity": 5, "reference": "p-1"}
-    )
-    assert blocked.status_code == 409, blocked.text
+        donor = await client.post("/v1/donors", headers=donor_org, json={"name": "某医疗器械公司", "kind": "company"})
+        assert donor.status_code == 201, donor.text
+        offer = await client.post(
+            "/v1/offers",
+            headers=donor_org,
+            json={
+                "donor_id": donor.json()["id"],
+                "kind": "in_kind",
+                "lots": [
+                    {"item_code": "medical_device.oxygen.concentrator_5l", "quantity": 12, "region_code": "310104"}
+                ],
+                "restrictions": {"region_codes": ["31"], "site_kinds": ["hospital"]},
+            },
+        )
+        assert offer.status_code == 201, offer.text
+        body = offer.json()
+        assert body["tracking_code"] and len(body["tracking_code"]) >= 20
+        lot = body["lots"][0]
+        assert lot["verification"] == "pending" and lot["quantity_available"] == 0
 
-    verdict = await client.post(
-        f"/v1/offers/{body['id']}/verification",
-        headers=device_group,
-        json={"verdict": "verified", "notes": "CE/NMPA certificates checked"},
-    )
-    assert verdict.status_code == 200, verdict.text
-    assert verdict.json()["lots"][0]["quantity_available"] == 12
+        blocked = await client.post(
+            f"/v1/lots/{lot['id']}/reservations", headers=coordinator, json={"quantity": 5, "reference": "p-1"}
+        )
+        assert blocked.status_code == 409, blocked.text
 
-    res = await client.post(
-        f"/v1/lots/{lot['id']}/reservations", headers=coordinator, json={"quantity": 5, "reference": "p-1"}
-    )
-    assert res.status_code == 201, res.text
-    again = await client.get(f"/v1/offers/{body['id']}", headers=donor_org)
-    assert again.json()["lots"][0]["quantity_reserved"] == 5
-    assert again.json()["tracking_code"] is None
-    print(json.dumps(again.json())[:50])
+        verdict = await client.post(
+            f"/v1/offers/{body['id']}/verification",
+            headers=device_group,
+            json={"verdict": "verified", "notes": "NMPA registration checked"},
+        )
+        assert verdict.status_code == 200, verdict.text
+        assert verdict.json()["lots"][0]["quantity_available"] == 12
+
+        res = await client.post(
+            f"/v1/lots/{lot['id']}/reservations", headers=coordinator, json={"quantity": 5, "reference": "p-1"}
+        )
+        assert res.status_code == 201, res.text
+        again = await client.get(f"/v1/lots/{lot['id']}", headers=donor_org)
+        assert again.json()["quantity_reserved"] == 5 and again.json()["quantity_available"] == 7
+
+        needs_events = await read_group(redis, "needs.events", "flow-readers", 2)
+        supply_events = await read_group(redis, "supply.events", "flow-readers", 4)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+
+    assert [e["type"] for e in needs_events] == ["reliefhub.needs.site.created", "reliefhub.needs.need.created"]
+    assert [e["type"] for e in supply_events] == [
+        "reliefhub.supply.donor.created",
+        "reliefhub.supply.offer.created",
+        "reliefhub.supply.lot.verified",
+        "reliefhub.supply.reservation.created",
+    ]
+    for event in needs_events + supply_events:
+        assert event["specversion"] == "1.0" and event["source"].startswith("/reliefhub/") and event["time"]
+    assert needs_events[1]["data"]["lines"][0]["quantity"] == 10
+    assert supply_events[3]["data"]["lot_quantity_reserved"] == 5
+    assert "王医生" not in json.dumps(needs_events, ensure_ascii=False)  # contact details stay in the service
+
+
+async def test_event_catalog_lists_every_type_with_its_schema(client: httpx.AsyncClient, cli_env: Settings) -> None:
+    headers = cli_token("--role", "working_group", "--org", "wg", "--sub", "x")
+    r = await client.get("/v1/event-types", headers=headers)
+    assert r.status_code == 200, r.text
+    types = {t["type"]: t for t in r.json()["items"]}
+    for name in (
+        "reliefhub.needs.site.created",
+        "reliefhub.needs.need.created",
+        "reliefhub.needs.need.expired",
+        "reliefhub.supply.offer.created",
+        "reliefhub.supply.lot.verified",
+        "reliefhub.supply.reservation.created",
+        "reliefhub.supply.reservation.released",
+    ):
+        assert name in types, name
+        assert types[name]["schema"]["type"] == "object" and types[name]["description"]
+    assert "tracking_ref" in types["reliefhub.supply.offer.created"]["schema"]["properties"]
+    assert (await client.get("/v1/event-types")).status_code == 401

@@ -8,7 +8,6 @@ import io
 from pathlib import Path
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from reliefhub import cli
@@ -17,14 +16,6 @@ from shared.settings import Settings
 from tests.conftest import TokenFactory
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def cli_env(migrated: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", migrated.database_url)
-    monkeypatch.setenv("REDIS_URL", migrated.redis_url)
-    monkeypatch.setattr(cli, "DEV_ENV", tmp_path / "dev.env")
-    return migrated
 
 
 def test_token_create_signs_a_usable_token(cli_env: Settings) -> None:
@@ -46,7 +37,7 @@ def test_token_create_signs_a_usable_token(cli_env: Settings) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    principal = decode_token(result.output.strip(), Settings())
+    principal = decode_token(result.output.strip(), cli_env)
     assert principal.roles == {Role.working_group, Role.donor}
     assert (principal.org, principal.sub, principal.group) == ("wg-devices", "li", "medical_device")
 

@@ -15,7 +15,7 @@ from shared.settings import Settings
 from tests.conftest import TokenFactory
 from tests.shared.problem import assert_problem
 
-SETTINGS = Settings(environment="test")
+SETTINGS = Settings(environment="test", jwt_secret="test-secret-" + "t" * 32)
 
 
 def _raw(claims: dict[str, object], settings: Settings = SETTINGS) -> str:

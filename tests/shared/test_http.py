@@ -21,7 +21,7 @@ from shared.http import ServiceClient
 from shared.settings import Settings
 from shared.tracing import continue_trace, parse_trace_id
 
-SETTINGS = Settings(environment="test", http_timeout_seconds=2.0, http_retries=3)
+SETTINGS = Settings(environment="test", jwt_secret="test-secret-" + "t" * 32, http_timeout_seconds=2.0, http_retries=3)
 
 
 @dataclass
