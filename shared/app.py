@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import principal_subject
+from shared.auth import BEARER_SCHEME, principal_subject
 from shared.errors import PayloadTooLarge, install_error_handlers, problem_response
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
@@ -214,6 +214,7 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     )
     app.state.settings = settings
     app.state.spec = spec
+    _declare_bearer_auth(app)
     install_error_handlers(app)
     _install_redis_unavailable(app)
     for router in spec.routers:
@@ -225,6 +226,24 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
 
     app.add_middleware(ServiceMiddleware, service=spec.name, max_bytes=limit)
     return app
+
+
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """Every /v1 operation needs a bearer token unless its route says `openapi_extra={"security": []}`."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            doc.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = BEARER_SCHEME
+            for path, item in doc.get("paths", {}).items():
+                if path.startswith("/v1/"):
+                    for operation in item.values():
+                        operation.setdefault("security", [{"bearerAuth": []}])
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_redis_unavailable(app: FastAPI) -> None:

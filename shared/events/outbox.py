@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import driver_connection, kit_of
-from shared.events.envelope import CloudEvent, EventType, stream_for
+from shared.events.envelope import SPEC_VERSION, CloudEvent, EventType, stream_for
 from shared.tracing import current_traceparent
 
 
@@ -27,10 +28,15 @@ def outbox_row(
         if isinstance(data, dict)
         else data.model_dump(mode="json")
     )
-    event = CloudEvent(
+    # Every attribute is built here with its right type: construct without validating again.
+    event = CloudEvent.model_construct(
+        id=str(uuid.uuid4()),
         source=f"/reliefhub/{service}",
         type=event_type.name,
+        specversion=SPEC_VERSION,
+        time=datetime.now(UTC),
         subject=subject,
+        datacontenttype="application/json",
         data=payload,
         traceparent=current_traceparent(),
     )
