@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from bench import intake
+from bench import allocation, intake
 
 
 def main() -> int:
     intake.main(sys.argv[1:])
+    allocation.main([])
     return 0
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -78,8 +79,10 @@ class Gateway:
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            transport = httpx.ASGITransport(app=self)  # services call each other in-process
             for app in self.apps.values():
                 await stack.enter_async_context(app.router.lifespan_context(app))
+                app.state.runtime.transport = transport
             workers: list[asyncio.Task[None]] = []
             if self.run_workers:
                 self.stop.clear()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, make_sessionmaker
 from shared.service import ServiceSpec
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.http import ServiceClient
 
 
 @dataclass
@@ -19,6 +24,18 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
+    # How this process reaches the other services: their URLs, or (one-process development and tests)
+    # an in-process transport to the gateway.
+    transport: httpx.AsyncBaseTransport | None = None
+    clients: dict[str, ServiceClient] = field(default_factory=dict)
+
+    def client(self, service: str) -> ServiceClient:
+        from shared.http import ServiceClient
+
+        if service not in self.clients:
+            base = self.settings.service_urls.get(service, self.settings.gateway_url)
+            self.clients[service] = ServiceClient(self.spec.name, base, self.settings, transport=self.transport)
+        return self.clients[service]
 
     @classmethod
     def start(cls, spec: ServiceSpec, settings: Settings) -> Runtime:
@@ -30,8 +47,17 @@ class Runtime:
             socket_connect_timeout=5,
             health_check_interval=30,
         )
-        return cls(spec, settings, engine, make_sessionmaker(engine, spec.kit, spec.name), redis)
+        rt = cls(spec, settings, engine, make_sessionmaker(engine, spec.kit, spec.name), redis)
+        rt.sessionmaker.kw["info"]["runtime"] = rt  # every session can reach its runtime (jobs, handlers)
+        return rt
 
     async def close(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
+
+
+def runtime_of_session(session: AsyncSession) -> Runtime:
+    rt: Runtime = session.info["runtime"]
+    return rt

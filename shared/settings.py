@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     http_retries: int = 3
 
     public_base_url: str = "http://127.0.0.1:8000"
+    # Where one service reaches another: the gateway, unless a service has its own URL here
+    # (RELIEFHUB_SERVICE_URLS='{"supply": "http://supply:8000"}').
+    gateway_url: str = "http://127.0.0.1:8000"
+    service_urls: dict[str, str] = {}
+
+    # matching
+    matching_debounce_seconds: float = 0.5
+    matching_global_seconds: float = 900.0
+    matching_expire_seconds: float = 30.0
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

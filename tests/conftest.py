@@ -76,6 +76,8 @@ def settings(servers: tuple[str, str]) -> Settings:
         consumer_block_ms=100,
         relay_poll_seconds=0.2,
         stream_trim_seconds=3600,
+        matching_debounce_seconds=0.2,
+        matching_global_seconds=3600,
         sweep_seconds=3600,
         db_pool_size=40,
         db_max_overflow=0,

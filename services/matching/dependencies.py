@@ -1,1 +1,12 @@
 """Dependencies of the matching service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from shared.auth import Principal, Role, require_roles
+
+Coordinator = Annotated[Principal, Depends(require_roles(Role.coordinator))]
+Staff = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.logistics, Role.working_group))]

@@ -1,1 +1,33 @@
 """Domain errors of the matching service."""
+
+from __future__ import annotations
+
+from shared.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+
+
+class NeedLineNotFound(NotFound):
+    slug, title = "need-line-not-found", "Need line not found (or not known to matching yet)"
+
+
+class RunNotFound(NotFound):
+    slug, title = "allocation-run-not-found", "Allocation run not found"
+
+
+class ProposalNotFound(NotFound):
+    slug, title = "proposal-not-found", "Proposal not found"
+
+
+class ProposalNotOpen(Conflict):
+    slug, title = "proposal-not-open", "The proposal is no longer open for a decision"
+
+
+class LotTaken(Conflict):
+    slug, title = "lot-taken", "The lot's quantity was taken meanwhile; the need line is being re-matched"
+
+
+class InvalidPolicy(InvalidRequest):
+    slug, title = "invalid-policy", "The policy is not valid"
+
+
+class SupplyUnavailable(ServiceUnavailable):
+    slug, title = "supply-unavailable", "The supply service did not answer; retry shortly"

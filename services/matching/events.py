@@ -1,1 +1,248 @@
-"""Event types the matching service publishes (none yet) and the handlers it runs."""
+"""Event types the matching service publishes, and its projection of the needs and supply streams."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Table, delete, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.matching.models import DirtyScope, LotView, NeedLineView, Proposal
+from shared.events import CloudEvent, register_event_type
+from shared.service import Subscription
+
+
+class RunData(BaseModel):
+    id: uuid.UUID
+    trigger: str
+    scope: dict[str, Any]
+    policy_version: int
+    objective: float
+    counts: dict[str, int]
+
+
+class ProposalData(BaseModel):
+    """A proposal after a decision; `quantity` is what the decision moved (accepted or released)."""
+
+    id: uuid.UUID
+    run_id: uuid.UUID
+    need_id: uuid.UUID
+    need_line_id: uuid.UUID
+    lot_id: uuid.UUID
+    offer_id: uuid.UUID
+    item_code: str
+    lot_item_code: str
+    region_code: str
+    quantity: int
+    score: float
+    status: str
+    reservation_id: uuid.UUID | None
+    reason: str | None
+    decided_by: str | None
+    auto: bool
+
+
+class PolicyData(BaseModel):
+    version: int
+    body: dict[str, Any]
+
+
+RUN_COMPLETED = register_event_type(
+    "reliefhub.matching.run.completed", "An allocation run finished and stored its proposals.", RunData
+)
+PROPOSAL_ACCEPTED = register_event_type(
+    "reliefhub.matching.proposal.accepted",
+    "A proposal was accepted (by a coordinator or the auto-accept policy) and its quantity reserved in supply.",
+    ProposalData,
+)
+PROPOSAL_REJECTED = register_event_type(
+    "reliefhub.matching.proposal.rejected", "A coordinator rejected a proposal (reason given).", ProposalData
+)
+PROPOSAL_EXPIRED = register_event_type(
+    "reliefhub.matching.proposal.expired", "A proposal was not decided in time.", ProposalData
+)
+PROPOSAL_CANCELLED = register_event_type(
+    "reliefhub.matching.proposal.cancelled",
+    "A proposal was withdrawn: superseded by a newer run, or its lot was taken meanwhile.",
+    ProposalData,
+)
+POLICY_UPDATED = register_event_type(
+    "reliefhub.matching.policy.updated", "The scoring policy got a new version.", PolicyData
+)
+
+
+# --- projection ------------------------------------------------------------------------------------------
+
+ACTIVE_NEED = ("open", "matched", "in_transit")
+
+
+async def mark_dirty(session: AsyncSession, item_codes: set[str]) -> None:
+    """Queue the items for a debounced continuous run."""
+    if item_codes:
+        stmt = insert(DirtyScope).values([{"item_code": c} for c in sorted(item_codes)]).on_conflict_do_nothing()
+        await session.execute(stmt)
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
+    """needs.events → need_line_view. Each line row keeps the need version it came from, so a stale or
+    replayed event never overwrites a newer one."""
+    if not event.type.startswith("reliefhub.needs.need."):
+        return
+    d = event.data
+    version = int(d["version"])
+    t = NeedLineView.__table__
+    assert isinstance(t, Table)
+    rows = [
+        {
+            "line_id": uuid.UUID(line["id"]),
+            "need_id": uuid.UUID(d["id"]),
+            "need_version": version,
+            "site_id": uuid.UUID(d["site_id"]),
+            "org": d["org"],
+            "site_kind": d["site_kind"],
+            "region_code": d["region_code"],
+            "lat": d.get("lat"),
+            "lon": d.get("lon"),
+            "item_code": line["item_code"],
+            "quantity": int(line["quantity"]),
+            "quantity_delivered": int(line.get("quantity_delivered") or 0),
+            "urgency": d["urgency"],
+            "needed_by": _ts(d.get("needed_by")),
+            "need_status": d["status"],
+            "verification": d["verification"],
+        }
+        for line in d["lines"]
+    ]
+    if rows:
+        stmt = insert(t).values(rows)
+        updatable = [c for c in rows[0] if c not in ("line_id",)]
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.line_id],
+                set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": text("now()")},
+                where=t.c.need_version < stmt.excluded.need_version,
+            )
+        )
+    # Lines the need no longer has (replaced by an update) leave the projection.
+    await session.execute(
+        delete(NeedLineView).where(
+            NeedLineView.need_id == uuid.UUID(d["id"]),
+            NeedLineView.need_version < version,
+            NeedLineView.line_id.notin_([r["line_id"] for r in rows]),
+        )
+    )
+    await mark_dirty(session, {r["item_code"] for r in rows})
+
+
+_LOT_UPSERT = text(
+    """
+    INSERT INTO matching.lot_view AS v (lot_id, offer_id, lot_version, offer_version, org, item_code, quantity,
+        quantity_reserved, lat, lon, region_code, available_from, expires_at, verification, offer_status,
+        restrictions, updated_at)
+    VALUES (:lot_id, :offer_id, :lot_version, :offer_version, :org, :item_code, :quantity, :quantity_reserved,
+        :lat, :lon, :region_code, :available_from, :expires_at, :verification, :offer_status,
+        CAST(:restrictions AS jsonb), now())
+    ON CONFLICT (lot_id) DO UPDATE SET
+        offer_status = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.offer_status
+                            ELSE v.offer_status END,
+        restrictions = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.restrictions
+                            ELSE v.restrictions END,
+        offer_version = GREATEST(v.offer_version, excluded.offer_version),
+        verification = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.verification
+                            ELSE v.verification END,
+        quantity_reserved = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity_reserved
+                                 ELSE v.quantity_reserved END,
+        lot_version = GREATEST(v.lot_version, excluded.lot_version),
+        updated_at = now()
+    """
+)
+
+
+class LotNotProjectedYet(Exception):
+    """An event about a lot whose offer has not been seen yet: retried after redelivery."""
+
+
+async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
+    """supply.events → lot_view, guarded by the offer's and the lot's versions."""
+    d = event.data
+    if event.type.startswith("reliefhub.supply.offer."):
+        for lot in d["lots"]:
+            await session.execute(
+                _LOT_UPSERT,
+                {
+                    "lot_id": uuid.UUID(lot["id"]),
+                    "offer_id": uuid.UUID(d["id"]),
+                    "lot_version": int(lot["version"]),
+                    "offer_version": int(d["version"]),
+                    "org": d["org"],
+                    "item_code": lot["item_code"],
+                    "quantity": int(lot["quantity"]),
+                    "quantity_reserved": int(lot["quantity_reserved"]),
+                    "lat": lot.get("lat"),
+                    "lon": lot.get("lon"),
+                    "region_code": lot.get("region_code"),
+                    "available_from": _ts(lot.get("available_from")),
+                    "expires_at": _ts(lot.get("expires_at")),
+                    "verification": lot["verification"],
+                    "offer_status": d["status"],
+                    "restrictions": json.dumps(d.get("restrictions") or {}),
+                },
+            )
+        await mark_dirty(session, {lot["item_code"] for lot in d["lots"]})
+    elif event.type == "reliefhub.supply.lot.verified":
+        for lot in d["lots"]:
+            await _update_lot(
+                session,
+                uuid.UUID(lot["id"]),
+                int(lot["version"]),
+                {"verification": lot["verification"], "quantity_reserved": int(lot["quantity_reserved"])},
+            )
+        await mark_dirty(session, {lot["item_code"] for lot in d["lots"]})
+    elif event.type.startswith("reliefhub.supply.reservation."):
+        if event.type == "reliefhub.supply.reservation.created":
+            await _mark_projected(session, d["reference"])
+        if d.get("lot_version") is None:
+            return
+        await _update_lot(
+            session,
+            uuid.UUID(d["lot_id"]),
+            int(d["lot_version"]),
+            {"quantity_reserved": int(d["lot_quantity_reserved"])},
+        )
+        if event.type != "reliefhub.supply.reservation.created":
+            await mark_dirty(session, {d["item_code"]})
+
+
+async def _mark_projected(session: AsyncSession, reference: str) -> None:
+    """A reservation made for one of our proposals is now counted in lot_view."""
+    try:
+        proposal_id = uuid.UUID(reference)
+    except ValueError:
+        return
+    await session.execute(update(Proposal).where(Proposal.id == proposal_id).values(reservation_projected=True))
+
+
+async def _update_lot(session: AsyncSession, lot_id: uuid.UUID, lot_version: int, values: dict[str, Any]) -> None:
+    exists = await session.get(LotView, lot_id)
+    if exists is None:
+        raise LotNotProjectedYet(f"lot {lot_id} not projected yet")
+    if exists.lot_version < lot_version:
+        exists.lot_version = lot_version
+        for key, value in values.items():
+            setattr(exists, key, value)
+        await session.flush()
+
+
+SUBSCRIPTIONS = [
+    Subscription(stream="needs.events", group="matching-projection", handler=on_need_event),
+    Subscription(stream="supply.events", group="matching-projection", handler=on_supply_event),
+]

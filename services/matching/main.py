@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.matching.events import SUBSCRIPTIONS
 from services.matching.models import Base, kit
 from services.matching.router import router
+from services.matching.service import continuous_run, expire_proposals, global_run
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
-from shared.service import ServiceSpec
+from shared.service import PeriodicJob, ServiceSpec
 from shared.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -18,7 +20,13 @@ SERVICE = ServiceSpec(
     kit=kit,
     routers=[router],
     migrations=migrations_dir(__file__),
-    collections=("candidates", "allocation-runs", "proposals", "policy"),
+    collections=("candidates", "allocation-runs", "proposals", "policy", "matching-kpis"),
+    subscriptions=SUBSCRIPTIONS,
+    jobs=[
+        PeriodicJob("continuous-run", continuous_run, lambda s: s.matching_debounce_seconds),
+        PeriodicJob("global-run", global_run, lambda s: s.matching_global_seconds),
+        PeriodicJob("expire-proposals", expire_proposals, lambda s: s.matching_expire_seconds),
+    ],
 )
 
 

@@ -1,10 +1,17 @@
-"""Tables of the matching service (schema `matching`)."""
+"""Tables of the matching service (schema `matching`): its projection of open need lines and available lots,
+the scoring policy, allocation runs, proposals and the decisions taken on them."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import datetime
+from typing import Any
 
-from shared.db import make_kit_tables, service_metadata
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import make_kit_tables, new_id, service_metadata
 
 SCHEMA = "matching"
 
@@ -14,3 +21,136 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+
+
+class NeedLineView(Base):
+    """An open need line as the needs service last described it (projection of needs.events)."""
+
+    __tablename__ = "need_line_view"
+
+    line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    need_version: Mapped[int] = mapped_column(Integer)
+    site_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    org: Mapped[str] = mapped_column(String(100))
+    site_kind: Mapped[str] = mapped_column(String(30))
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    item_code: Mapped[str] = mapped_column(String(100), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    quantity_delivered: Mapped[int] = mapped_column(Integer, default=0)
+    urgency: Mapped[str] = mapped_column(String(20))
+    needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    need_status: Mapped[str] = mapped_column(String(20))
+    verification: Mapped[str] = mapped_column(String(20))
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    first_matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LotView(Base):
+    """A lot as the supply service last described it (projection of supply.events)."""
+
+    __tablename__ = "lot_view"
+
+    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    lot_version: Mapped[int] = mapped_column(Integer)
+    offer_version: Mapped[int] = mapped_column(Integer)
+    org: Mapped[str] = mapped_column(String(100))
+    item_code: Mapped[str] = mapped_column(String(100), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    quantity_reserved: Mapped[int] = mapped_column(Integer)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    region_code: Mapped[str | None] = mapped_column(String(6))
+    available_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verification: Mapped[str] = mapped_column(String(20))
+    offer_status: Mapped[str] = mapped_column(String(20))
+    restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PolicyVersion(Base):
+    __tablename__ = "policy_version"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AllocationRun(Base):
+    __tablename__ = "allocation_run"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    trigger: Mapped[str] = mapped_column(String(20))  # manual | continuous | periodic | retry
+    scope: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    objective: Mapped[float] = mapped_column(Float)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index(None, "created_at", "id"),)
+
+
+class Proposal(Base):
+    __tablename__ = "proposal"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("allocation_run.id"), index=True)
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    item_code: Mapped[str] = mapped_column(String(100))
+    lot_item_code: Mapped[str] = mapped_column(String(100))
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    accepted_quantity: Mapped[int | None] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    factors: Mapped[dict[str, float]] = mapped_column(JSONB)
+    distance_km: Mapped[float] = mapped_column(Float)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    reservation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Set when the reservation's own event reached lot_view, so its quantity is not counted twice.
+    reservation_projected: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index(None, "created_at", "id"),)
+
+
+class Decision(Base):
+    """Every decision on a proposal, human or automatic: the audit trail of overrides."""
+
+    __tablename__ = "decision"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    proposal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("proposal.id"), index=True)
+    action: Mapped[str] = mapped_column(String(20))  # accept | reject | expire | cancel | release
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    override: Mapped[bool] = mapped_column(Boolean, default=False)  # a human departed from the proposal
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DirtyScope(Base):
+    """Item codes whose lines or lots changed since the last continuous run (debounce queue)."""
+
+    __tablename__ = "dirty_scope"
+
+    item_code: Mapped[str] = mapped_column(String(100), primary_key=True)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

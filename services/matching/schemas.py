@@ -1,1 +1,146 @@
-"""Schemas of the matching service."""
+"""Schemas of the matching service: policy, candidates, allocation runs, proposals, KPIs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.vocabulary import ItemCode, RegionPrefix
+
+
+class Tier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    share: Annotated[float, Field(gt=0, le=1, description="Share of a need line's remaining demand.")]
+    value: Annotated[int, Field(gt=0, le=100_000, description="Value per unit allocated within this tier.")]
+
+
+class PolicyBody(BaseModel):
+    """Factor weights and thresholds. Tiers of decreasing value spread scarce supply across needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, Annotated[float, Field(ge=0, le=1000)]]
+    tiers: Annotated[list[Tier], Field(min_length=1, max_length=10)]
+    require_verified_need: bool = False
+    speed_kmh: Annotated[float, Field(gt=0, le=2000)] = 40.0
+    default_distance_km: Annotated[float, Field(ge=0, le=5000)] = 50.0
+    max_distance_km: Annotated[float, Field(gt=0, le=20000)] = 1500.0
+    max_candidates_per_line: Annotated[int, Field(ge=1, le=1000)] = 100
+    auto_accept_score: Annotated[float, Field(ge=0)] | None = None
+    proposal_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 6 * 3600
+
+
+class Policy(PolicyBody):
+    version: int
+    created_at: datetime | None = None
+    created_by: str | None = None
+
+
+class Candidate(BaseModel):
+    lot_id: uuid.UUID
+    offer_id: uuid.UUID
+    item_code: str
+    substitute: bool
+    available: int
+    distance_km: float
+    score: float
+    factors: dict[str, float]
+
+
+class CandidateList(BaseModel):
+    need_line_id: uuid.UUID
+    policy_version: int
+    remaining: int
+    items: list[Candidate]
+
+
+class RunScope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    region_code: RegionPrefix | None = Field(None, description="Only need lines whose region starts with this.")
+    item_codes: Annotated[list[ItemCode], Field(max_length=500)] | None = Field(
+        None, description="Only need lines for these items (their substitutes' lots are still considered)."
+    )
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: RunScope = RunScope()
+
+
+class Proposal(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    run_id: uuid.UUID
+    need_line_id: uuid.UUID
+    need_id: uuid.UUID
+    lot_id: uuid.UUID
+    offer_id: uuid.UUID
+    item_code: str
+    lot_item_code: str
+    region_code: str
+    quantity: int
+    accepted_quantity: int | None
+    score: float
+    factors: dict[str, float]
+    distance_km: float
+    policy_version: int
+    status: str
+    auto: bool
+    reservation_id: uuid.UUID | None
+    reason: str | None
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    created_at: datetime
+
+
+class AllocationRun(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    trigger: str
+    scope: dict[str, Any]
+    policy_version: int
+    status: str
+    objective: float
+    counts: dict[str, int]
+    timings: dict[str, float]
+    created_at: datetime
+    proposals: list[Proposal] = []
+
+
+class AcceptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: Annotated[int, Field(gt=0, le=1_000_000_000)] | None = Field(
+        None, description="Accept less than proposed (recorded as an override)."
+    )
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class RegionKpi(BaseModel):
+    region_code: str
+    lines: int
+    quantity: int
+    matched: int
+    fill_rate: float
+    matched_lines: int
+    median_time_to_match_seconds: float | None
+    p90_time_to_match_seconds: float | None
+
+
+class KpiReport(BaseModel):
+    level: int = Field(description="Region code digits grouped by: 2 province, 4 city, 6 county.")
+    items: list[RegionKpi]

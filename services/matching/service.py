@@ -1,1 +1,450 @@
-"""Business rules of the matching service."""
+"""Business rules of the matching service: policy, candidates, allocation runs, decisions, continuous runs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.matching import events, schemas
+from services.matching.allocation import allocate
+from services.matching.errors import (
+    InvalidPolicy,
+    LotTaken,
+    NeedLineNotFound,
+    ProposalNotFound,
+    ProposalNotOpen,
+    RunNotFound,
+    SupplyUnavailable,
+)
+from services.matching.models import AllocationRun, Decision, PolicyVersion, Proposal
+from services.matching.repository import PolicyRepository, ProjectionRepository, ProposalRepository, RunRepository
+from services.matching.scoring import LineTable, LotTable, Policy, build_candidates
+from shared.auth import Principal
+from shared.catalog import get_catalog
+from shared.errors import InvalidRequest, PreconditionFailed
+from shared.etag import IfMatch, check_version
+from shared.events import publish
+from shared.pagination import PageParams
+from shared.runtime import runtime_of_session
+from shared.settings import Settings
+
+SYSTEM = "matching"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- policy ------------------------------------------------------------------------------------------------
+
+
+async def current_policy(session: AsyncSession) -> tuple[Policy, PolicyVersion | None]:
+    row = await PolicyRepository(session).latest()
+    if row is None:
+        return Policy(), None
+    return Policy.from_json(row.body, row.version), row
+
+
+def policy_out(policy: Policy, row: PolicyVersion | None) -> schemas.Policy:
+    body = policy.to_json()
+    return schemas.Policy.model_validate(
+        {
+            **body,
+            "tiers": [{"share": s, "value": v} for s, v in body["tiers"]],
+            "version": policy.version,
+            "created_at": row.created_at if row else None,
+            "created_by": row.created_by if row else None,
+        }
+    )
+
+
+async def put_policy(
+    session: AsyncSession, principal: Principal, body: schemas.PolicyBody, expected: IfMatch
+) -> tuple[Policy, PolicyVersion]:
+    current, _ = await current_policy(session)
+    check_version(expected, current.version)
+    raw = body.model_dump()
+    raw["tiers"] = [[t["share"], t["value"]] for t in raw["tiers"]]
+    try:
+        policy = Policy.from_json(raw, current.version + 1)
+    except ValueError as exc:
+        raise InvalidPolicy(str(exc)) from exc
+    row = await PolicyRepository(session).insert_version(policy.version, policy.to_json(), principal.sub)
+    if row is None:
+        raise PreconditionFailed("Another policy version was written meanwhile; GET it and retry.")
+    await publish(
+        session, events.POLICY_UPDATED, events.PolicyData(version=row.version, body=row.body), subject=str(row.version)
+    )
+    return policy, row
+
+
+# --- candidates and runs -----------------------------------------------------------------------------------
+
+
+def _lot_items_for(line_items: set[str]) -> set[str]:
+    """Lot item codes that can serve these line items: the items and their allowed substitutes."""
+    catalog = get_catalog()
+    out = set(line_items)
+    for code in line_items:
+        item = catalog.get(code)
+        if item is not None:
+            out.update(item.substitutes)
+    return out
+
+
+def _perishable(rows: list[dict[str, Any]]) -> None:
+    catalog = get_catalog()
+    for row in rows:
+        item = catalog.get(row["item_code"])
+        row["perishable"] = bool(item and item.perishable)
+
+
+async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> schemas.CandidateList:
+    repo = ProjectionRepository(session)
+    policy, _ = await current_policy(session)
+    if await repo.line(line_id) is None:
+        raise NeedLineNotFound(f"No need line {line_id} in matching's projection.")
+    lines = await repo.open_lines(line_ids=[line_id])
+    if not lines:
+        return schemas.CandidateList(need_line_id=line_id, policy_version=policy.version, remaining=0, items=[])
+    lots = await repo.available_lots(_lot_items_for({lines[0]["item_code"]}))
+    _perishable(lots)
+    cand = build_candidates(
+        LineTable.from_rows(lines), LotTable.from_rows(lots), policy, now=time.time(), catalog=get_catalog()
+    )
+    order = sorted(range(len(cand.score)), key=lambda i: (-float(cand.score[i]), float(cand.distance_km[i])))
+    items = []
+    for i in order:
+        lot = lots[int(cand.lot[i])]
+        items.append(
+            schemas.Candidate(
+                lot_id=uuid.UUID(lot["id"]),
+                offer_id=lot["offer_id"],
+                item_code=lot["item_code"],
+                substitute=bool(cand.substitute[i]),
+                available=lot["available"],
+                distance_km=round(float(cand.distance_km[i]), 1),
+                score=round(float(cand.score[i]), 3),
+                factors=cand.breakdown(i),
+            )
+        )
+    return schemas.CandidateList(
+        need_line_id=line_id, policy_version=policy.version, remaining=lines[0]["remaining"], items=items
+    )
+
+
+async def run_allocation(
+    session: AsyncSession, *, scope: schemas.RunScope, trigger: str, actor: str, line_ids: list[uuid.UUID] | None = None
+) -> tuple[AllocationRun, list[Proposal]]:
+    """Score every feasible pair in scope, allocate optimally, store the proposals (superseding open ones
+    for the same lines), and auto-accept above the policy's threshold."""
+    started = time.perf_counter()
+    repo = ProjectionRepository(session)
+    policy, _ = await current_policy(session)
+    lines = await repo.open_lines(region_code=scope.region_code, item_codes=scope.item_codes, line_ids=line_ids)
+    lots = await repo.available_lots(_lot_items_for({ln["item_code"] for ln in lines})) if lines else []
+    _perishable(lots)
+    loaded = time.perf_counter()
+    line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
+    cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
+    built = time.perf_counter()
+    result = allocate(line_table.remaining, lot_table.available, cand, policy)
+    solved = time.perf_counter()
+
+    now = _now()
+    run = AllocationRun(
+        id=uuid.uuid4(),
+        trigger=trigger,
+        scope=scope.model_dump(exclude_none=True),
+        policy_version=policy.version,
+        status="completed",
+        objective=round(float(result.objective), 3),
+        created_by=actor,
+        counts={},
+        timings={},
+        created_at=now,
+    )
+    RunRepository(session).add(run)
+    await session.flush()
+    proposals_repo = ProposalRepository(session)
+    superseded = await proposals_repo.supersede_open([uuid.UUID(ln["id"]) for ln in lines], run.id, now)
+    expires = now + timedelta(seconds=policy.proposal_ttl_seconds)
+    proposals = []
+    for i in [int(i) for i in result.flow.nonzero()[0]]:
+        line, lot = lines[int(cand.line[i])], lots[int(cand.lot[i])]
+        proposals.append(
+            Proposal(
+                id=uuid.uuid4(),
+                run_id=run.id,
+                need_line_id=uuid.UUID(line["id"]),
+                need_id=line["need_id"],
+                lot_id=uuid.UUID(lot["id"]),
+                offer_id=lot["offer_id"],
+                item_code=line["item_code"],
+                lot_item_code=lot["item_code"],
+                region_code=line["region_code"],
+                quantity=int(result.flow[i]),
+                score=round(float(cand.score[i]), 3),
+                factors=cand.breakdown(i),
+                distance_km=round(float(cand.distance_km[i]), 1),
+                policy_version=policy.version,
+                status="proposed",
+                auto=False,
+                expires_at=expires,
+                created_at=now,
+                version=1,
+                reservation_projected=False,
+            )
+        )
+    session.add_all(proposals)
+    run.counts = {
+        "lines": len(lines),
+        "lots": len(lots),
+        "pairs": len(cand.score),
+        "proposals": len(proposals),
+        "units": int(result.flow.sum()),
+        "superseded": len(superseded),
+    }
+    run.timings = {
+        "load_ms": _ms(started, loaded),
+        "candidates_ms": _ms(loaded, built),
+        "solve_ms": _ms(built, solved),
+        "total_ms": _ms(started, time.perf_counter()),
+    }
+    await session.flush()
+    for old in superseded:
+        await _publish_decision(session, events.PROPOSAL_CANCELLED, old, old.quantity)
+    await publish(
+        session,
+        events.RUN_COMPLETED,
+        events.RunData(
+            id=run.id,
+            trigger=trigger,
+            scope=run.scope,
+            policy_version=run.policy_version,
+            objective=run.objective,
+            counts=run.counts,
+        ),
+        subject=str(run.id),
+    )
+    if policy.auto_accept_score is not None:
+        for proposal_id in await proposals_repo.auto_acceptable(run.id, policy.auto_accept_score):
+            try:
+                await accept(session, None, proposal_id, None)
+            except (LotTaken, ProposalNotOpen, SupplyUnavailable):
+                continue  # left for a coordinator, or re-matched
+    return run, proposals
+
+
+def _ms(a: float, b: float) -> float:
+    return round((b - a) * 1000, 2)
+
+
+async def get_run(session: AsyncSession, run_id: uuid.UUID) -> tuple[AllocationRun, list[Proposal]]:
+    run = await RunRepository(session).get(run_id)
+    if run is None:
+        raise RunNotFound(f"No allocation run {run_id}.")
+    return run, await ProposalRepository(session).for_run(run_id)
+
+
+async def list_runs(session: AsyncSession, params: PageParams) -> tuple[list[AllocationRun], str | None]:
+    return await RunRepository(session).search(params)
+
+
+# --- decisions ---------------------------------------------------------------------------------------------
+
+
+async def get_proposal(session: AsyncSession, proposal_id: uuid.UUID, *, for_update: bool = False) -> Proposal:
+    proposal = await ProposalRepository(session).get(proposal_id, for_update=for_update)
+    if proposal is None:
+        raise ProposalNotFound(f"No proposal {proposal_id}.")
+    return proposal
+
+
+async def list_proposals(
+    session: AsyncSession, params: PageParams, **filters: Any
+) -> tuple[list[Proposal], str | None]:
+    return await ProposalRepository(session).search(params, **filters)
+
+
+async def _publish_decision(session: AsyncSession, type_: Any, p: Proposal, quantity: int) -> None:
+    await publish(
+        session,
+        type_,
+        events.ProposalData(
+            id=p.id,
+            run_id=p.run_id,
+            need_id=p.need_id,
+            need_line_id=p.need_line_id,
+            lot_id=p.lot_id,
+            offer_id=p.offer_id,
+            item_code=p.item_code,
+            lot_item_code=p.lot_item_code,
+            region_code=p.region_code,
+            quantity=quantity,
+            score=p.score,
+            status=p.status,
+            reservation_id=p.reservation_id,
+            reason=p.reason,
+            decided_by=p.decided_by,
+            auto=p.auto,
+        ),
+        subject=str(p.id),
+    )
+
+
+def _check_open(proposal: Proposal, now: datetime) -> None:
+    if proposal.status != "proposed":
+        raise ProposalNotOpen(f"The proposal is {proposal.status}.")
+    if proposal.expires_at <= now:
+        raise ProposalNotOpen("The proposal has expired.")
+
+
+async def accept(
+    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
+) -> Proposal:
+    """Reserve the proposal's quantity (or less) in supply, idempotently by proposal id, then record it.
+    When supply answers 409 the lot was taken: the proposal is cancelled and its line re-matched."""
+    proposal = await get_proposal(session, proposal_id, for_update=True)
+    if proposal.status == "accepted" and principal is not None:
+        return proposal  # a retried accept
+    now = _now()
+    _check_open(proposal, now)
+    amount = proposal.quantity if quantity is None else quantity
+    if amount > proposal.quantity:
+        raise InvalidRequest(
+            f"At most the proposed {proposal.quantity} can be accepted.",
+            errors=[{"loc": ["body", "quantity"], "msg": f"at most {proposal.quantity}"}],
+        )
+    actor = principal.sub if principal is not None else SYSTEM
+    client = runtime_of_session(session).client("supply")
+    try:
+        response = await client.request(
+            "POST",
+            f"/v1/lots/{proposal.lot_id}/reservations",
+            json={"quantity": amount, "reference": str(proposal.id)},
+            idempotency_key=f"accept-{proposal.id}-{amount}",
+        )
+    except Exception as exc:  # timeouts or connection errors after retries
+        raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
+    repo = ProposalRepository(session)
+    if response.status_code == 409:
+        proposal.status, proposal.reason = "cancelled", f"lot taken: {response.json().get('detail', '')}"[:500]
+        proposal.decided_at, proposal.decided_by = now, actor
+        proposal.version += 1
+        repo.record(
+            Decision(proposal_id=proposal.id, action="cancel", quantity=amount, reason=proposal.reason, actor=actor)
+        )
+        await session.flush()
+        await _publish_decision(session, events.PROPOSAL_CANCELLED, proposal, proposal.quantity)
+        await run_allocation(
+            session, scope=schemas.RunScope(), trigger="retry", actor=actor, line_ids=[proposal.need_line_id]
+        )
+        raise LotTaken(
+            "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
+            extra={"proposal_status": "cancelled"},
+        )
+    if response.status_code not in (200, 201):
+        raise SupplyUnavailable(f"Supply answered {response.status_code} to the reservation.")
+    proposal.status = "accepted"
+    proposal.accepted_quantity = amount
+    proposal.reservation_id = uuid.UUID(response.json()["id"])
+    proposal.auto = principal is None
+    proposal.decided_at, proposal.decided_by = now, actor
+    proposal.version += 1
+    repo.record(
+        Decision(
+            proposal_id=proposal.id,
+            action="accept",
+            quantity=amount,
+            override=amount < proposal.quantity,
+            reason=None if amount == proposal.quantity else f"accepted {amount} of {proposal.quantity}",
+            actor=actor,
+        )
+    )
+    await ProjectionRepository(session).mark_first_matched(proposal.need_line_id, now)
+    await session.flush()
+    await _publish_decision(session, events.PROPOSAL_ACCEPTED, proposal, amount)
+    return proposal
+
+
+async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
+    proposal = await get_proposal(session, proposal_id, for_update=True)
+    now = _now()
+    _check_open(proposal, now)
+    proposal.status, proposal.reason = "rejected", reason
+    proposal.decided_at, proposal.decided_by = now, principal.sub
+    proposal.version += 1
+    ProposalRepository(session).record(
+        Decision(
+            proposal_id=proposal.id,
+            action="reject",
+            quantity=proposal.quantity,
+            override=True,
+            reason=reason,
+            actor=principal.sub,
+        )
+    )
+    await session.flush()
+    await _publish_decision(session, events.PROPOSAL_REJECTED, proposal, proposal.quantity)
+    return proposal
+
+
+# --- periodic work -----------------------------------------------------------------------------------------
+
+
+async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
+    repo = ProposalRepository(session)
+    due = await repo.due_to_expire(_now(), 1000)
+    for proposal in due:
+        proposal.status, proposal.reason = "expired", "not decided in time"
+        proposal.decided_at, proposal.decided_by = _now(), SYSTEM
+        proposal.version += 1
+        repo.record(Decision(proposal_id=proposal.id, action="expire", quantity=proposal.quantity, actor=SYSTEM))
+    await session.flush()
+    for proposal in due:
+        await _publish_decision(session, events.PROPOSAL_EXPIRED, proposal, proposal.quantity)
+    return len(due)
+
+
+async def continuous_run(session: AsyncSession, settings: Settings) -> int:
+    """Match the items whose lines or lots changed, once they have been quiet for the debounce interval."""
+    dirty = await ProjectionRepository(session).take_dirty(
+        _now() - timedelta(seconds=settings.matching_debounce_seconds)
+    )
+    if not dirty:
+        return 0
+    catalog = get_catalog()
+    # A changed lot of X matters to lines of X and to lines that accept X as a substitute.
+    items = set(dirty) | {i.code for i in catalog.items if dirty.intersection(i.substitutes)}
+    _, proposals = await run_allocation(
+        session, scope=schemas.RunScope(item_codes=sorted(items)), trigger="continuous", actor=SYSTEM
+    )
+    return len(proposals)
+
+
+async def global_run(session: AsyncSession, settings: Settings) -> int:
+    _, proposals = await run_allocation(session, scope=schemas.RunScope(), trigger="periodic", actor=SYSTEM)
+    return len(proposals)
+
+
+async def kpis(session: AsyncSession, level: int, region_code: str | None) -> schemas.KpiReport:
+    rows = await ProjectionRepository(session).kpis(level, region_code)
+    items = [
+        schemas.RegionKpi(
+            region_code=region,
+            lines=int(n),
+            quantity=int(qty or 0),
+            matched=int(matched or 0),
+            fill_rate=round(float(matched or 0) / float(qty), 4) if qty else 0.0,
+            matched_lines=int(matched_lines),
+            median_time_to_match_seconds=None if p50 is None else round(float(p50), 3),
+            p90_time_to_match_seconds=None if p90 is None else round(float(p90), 3),
+        )
+        for region, n, qty, matched, matched_lines, p50, p90 in rows
+    ]
+    return schemas.KpiReport(level=level, items=items)

@@ -74,3 +74,8 @@ NEED_CLOSED = register_event_type("reliefhub.needs.need.closed", "A need was clo
 NEED_EXPIRED = register_event_type(
     "reliefhub.needs.need.expired", "A need passed its deadline or was not re-confirmed in time.", NeedData
 )
+NEED_PROGRESSED = register_event_type(
+    "reliefhub.needs.need.progressed",
+    "Matched or delivered quantities of a need's lines changed, and with them perhaps its rolled-up status.",
+    NeedData,
+)

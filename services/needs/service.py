@@ -24,7 +24,7 @@ from services.needs.repository import NeedRepository, SiteRef, SiteRepository
 from shared.auth import Principal
 from shared.catalog import get_catalog
 from shared.etag import IfMatch, check_version
-from shared.events import EventType, publish
+from shared.events import CloudEvent, EventType, publish
 from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
@@ -457,3 +457,24 @@ async def import_needs(
         if progress is not None:
             progress(len(numbers))
     return ImportReport(rows_total=len(rows), rows_accepted=len(rows), rows_rejected=[], created=created, imported=True)
+
+
+# --- roll-up from other services' events -------------------------------------------------------------------
+
+
+async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
+    """matching.events → quantity_matched per line and the need's status (open → matched)."""
+    if event.type != "reliefhub.matching.proposal.accepted":
+        return
+    line_id, quantity = uuid.UUID(event.data["need_line_id"]), int(event.data["quantity"])
+    need = await NeedRepository(session).need_of_line(line_id)
+    if need is None:
+        return  # a line replaced meanwhile: nothing to roll up
+    for line in need.lines:
+        if line.id == line_id:
+            line.quantity_matched += quantity
+    if need.status == "open":
+        need.status = "matched"
+    _bump(need)
+    await session.flush()
+    await _emit(session, events.NEED_PROGRESSED, need)

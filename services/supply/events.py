@@ -76,6 +76,7 @@ class ReservationData(BaseModel):
     expires_at: datetime | None
     lot_quantity: int
     lot_quantity_reserved: int
+    lot_version: int | None = None  # orders a lot's reservation events (added later; absent in older events)
 
 
 DONOR_CREATED = register_event_type("reliefhub.supply.donor.created", "A donor was registered.", DonorData)

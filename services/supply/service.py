@@ -298,6 +298,7 @@ def _reservation_event(res: Reservation, lot: Lot) -> events.ReservationData:
         expires_at=res.expires_at,
         lot_quantity=lot.quantity,
         lot_quantity_reserved=lot.quantity_reserved,
+        lot_version=lot.version,
     )
 
 

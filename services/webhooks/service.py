@@ -9,6 +9,7 @@ from shared.events import event_catalog
 
 def event_type_catalog() -> list[dict[str, Any]]:
     # The publishers' modules register their types when imported.
+    import services.matching.events
     import services.needs.events
     import services.supply.events  # noqa: F401
 

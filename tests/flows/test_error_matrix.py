@@ -56,6 +56,21 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/offers/{offer_id}/withdraw"): {"reason": "sold out"},
     ("POST", "/v1/offers/{offer_id}/verification"): {"verdict": "verified", "notes": "certificates checked"},
     ("POST", "/v1/lots/{lot_id}/reservations"): {"quantity": 1, "reference": "proposal-1"},
+    ("POST", "/v1/allocation-runs"): {"scope": {"region_code": "31", "item_codes": ["food.grain.rice"]}},
+    ("POST", "/v1/proposals/{proposal_id}/accept"): {"quantity": 1},
+    ("POST", "/v1/proposals/{proposal_id}/reject"): {"reason": "the site already received rice"},
+    ("PUT", "/v1/policy"): {
+        "weights": {
+            "urgency": 30,
+            "deadline_slack": 15,
+            "distance": 15,
+            "quantity_fit": 10,
+            "expiry_pressure": 10,
+            "substitute": 10,
+            "equity": 20,
+        },
+        "tiers": [{"share": 0.5, "value": 300}, {"share": 0.5, "value": 50}],
+    },
 }
 
 

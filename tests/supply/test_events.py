@@ -130,8 +130,10 @@ async def test_supply_events_flow(client, auth: TokenFactory, gateway, redis: Re
         "expires_at": None,
         "lot_quantity": 10,
         "lot_quantity_reserved": 4,
+        "lot_version": 3,  # created 1, verified 2, reserved 3: orders the lot's events for consumers
     }
     assert released_ev["subject"] == held["id"]
+    assert released_ev["data"]["lot_version"] == 4
     assert released_ev["data"]["status"] == "released"
     assert released_ev["data"]["quantity"] == 4 and released_ev["data"]["lot_quantity_reserved"] == 0
 

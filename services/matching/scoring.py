@@ -1,0 +1,539 @@
+"""Feasible (need line, lot) pairs and their explainable scores: the hard constraints, the candidate index
+(by item and substitutes, then by distance) and the weighted factors of ARCHITECTURE.md ("Matching")."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.catalog import Catalog, get_catalog
+
+FACTORS = ("urgency", "deadline_slack", "distance", "quantity_fit", "expiry_pressure", "substitute", "equity")
+
+DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "urgency": 30.0,
+    "deadline_slack": 15.0,
+    "distance": 15.0,
+    "quantity_fit": 10.0,
+    "expiry_pressure": 10.0,
+    "substitute": 10.0,
+    "equity": 20.0,
+}
+DEFAULT_TIERS: tuple[tuple[float, int], ...] = ((0.25, 400), (0.25, 150), (0.5, 40))
+URGENCY_VALUES: Mapping[str, float] = {"critical": 1.0, "high": 0.7, "normal": 0.4, "low": 0.1}
+NO_DEADLINE_SLACK = 0.2
+SLACK_HORIZON_DAYS = 30.0
+EXPIRY_HORIZON_DAYS = 90.0
+NON_PERISHABLE_EXPIRY_SHARE = 0.5
+EARTH_RADIUS_KM = 6371.0088
+DAY = 86400.0
+
+# Dense (lines × lots) blocks are built per item group in chunks of at most this many cells: one popular item
+# with 10k lines and 10k lots never needs a 100M-cell matrix, and blocks this small stay in cache (measured:
+# 1.7 s for 10k × 10k of a single item against 2.4 s at 2M cells).
+_BLOCK_CELLS = 1 << 16
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+Obj = npt.NDArray[np.object_]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Factor weights and allocation thresholds; immutable, one object per stored version."""
+
+    version: int = 1
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    tiers: tuple[tuple[float, int], ...] = DEFAULT_TIERS
+    require_verified_need: bool = False
+    speed_kmh: float = 40.0
+    default_distance_km: float = 50.0
+    max_distance_km: float = 1500.0
+    max_candidates_per_line: int = 100
+    auto_accept_score: float | None = None
+    proposal_ttl_seconds: int = 6 * 3600
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(FACTORS))
+        if unknown:
+            raise ValueError(f"unknown factor(s) in weights: {', '.join(unknown)} (known: {', '.join(FACTORS)})")
+        for name, weight in self.weights.items():
+            if not _is_number(weight) or not math.isfinite(weight):
+                raise ValueError(f"weight of {name!r} must be a finite number, got {weight!r}")
+            if weight < 0:
+                raise ValueError(f"weight of {name!r} must not be negative, got {weight}")
+        # Factors left out keep their default weight, so a policy may name only what it changes.
+        object.__setattr__(self, "weights", {f: float(self.weights.get(f, DEFAULT_WEIGHTS[f])) for f in FACTORS})
+        if not self.tiers:
+            raise ValueError("tiers must not be empty")
+        for tier in self.tiers:
+            if len(tier) != 2 or not _is_number(tier[0]) or not isinstance(tier[1], int) or isinstance(tier[1], bool):
+                raise ValueError(f"each tier must be [share, integer value per unit], got {tier!r}")
+            if not tier[0] > 0:
+                raise ValueError(f"tier shares must be positive, got {tier[0]!r}")
+            if tier[1] <= 0:
+                raise ValueError(f"tier values must be positive, got {tier[1]!r}")
+        total = sum(share for share, _ in self.tiers)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"tier shares must sum to 1, got {total!r}")
+        values = [value for _, value in self.tiers]
+        if any(b >= a for a, b in pairwise(values)):
+            raise ValueError(f"tier values must be strictly decreasing, got {values}")
+        object.__setattr__(self, "tiers", tuple((float(s), int(v)) for s, v in self.tiers))
+        for name in ("speed_kmh", "max_distance_km"):
+            value = getattr(self, name)
+            if not _is_number(value) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not _is_number(self.default_distance_km) or not 0 <= self.default_distance_km < math.inf:
+            raise ValueError(f"default_distance_km must be a non-negative number, got {self.default_distance_km!r}")
+        if not isinstance(self.max_candidates_per_line, int) or self.max_candidates_per_line < 1:
+            raise ValueError(
+                f"max_candidates_per_line must be a positive integer, got {self.max_candidates_per_line!r}"
+            )
+        if self.auto_accept_score is not None and (
+            not _is_number(self.auto_accept_score) or not 0 <= self.auto_accept_score < math.inf
+        ):
+            raise ValueError(f"auto_accept_score must be null or a non-negative number, got {self.auto_accept_score!r}")
+        if not isinstance(self.proposal_ttl_seconds, int) or self.proposal_ttl_seconds <= 0:
+            raise ValueError(f"proposal_ttl_seconds must be a positive integer, got {self.proposal_ttl_seconds!r}")
+        if not isinstance(self.require_verified_need, bool):
+            raise ValueError(f"require_verified_need must be a boolean, got {self.require_verified_need!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "weights": dict(self.weights),
+            "tiers": [[share, value] for share, value in self.tiers],
+            "require_verified_need": self.require_verified_need,
+            "speed_kmh": self.speed_kmh,
+            "default_distance_km": self.default_distance_km,
+            "max_distance_km": self.max_distance_km,
+            "max_candidates_per_line": self.max_candidates_per_line,
+            "auto_accept_score": self.auto_accept_score,
+            "proposal_ttl_seconds": self.proposal_ttl_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], version: int) -> Policy:
+        """A policy from its JSON form; `version` wins over any "version" key. Raises ValueError."""
+        known = {"version", "weights", "tiers", *_SCALARS}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown policy field(s): {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {k: data[k] for k in _SCALARS if k in data}
+        for name in ("max_candidates_per_line", "proposal_ttl_seconds"):
+            value = kwargs.get(name)
+            if isinstance(value, float) and value.is_integer():
+                kwargs[name] = int(value)
+        if "weights" in data:
+            if not isinstance(data["weights"], Mapping):
+                raise ValueError("weights must be an object of factor name to weight")
+            kwargs["weights"] = dict(data["weights"])
+        if "tiers" in data:
+            tiers = data["tiers"]
+            if not isinstance(tiers, Sequence) or isinstance(tiers, str):
+                raise ValueError("tiers must be a list of [share, value] pairs")
+            parsed: list[tuple[float, int]] = []
+            for tier in tiers:
+                if not isinstance(tier, Sequence) or isinstance(tier, str) or len(tier) != 2:
+                    raise ValueError(f"each tier must be [share, value], got {tier!r}")
+                share, value = tier
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                parsed.append((share, value))
+            kwargs["tiers"] = tuple(parsed)
+        return cls(version=version, **kwargs)
+
+
+_SCALARS = (
+    "require_verified_need",
+    "speed_kmh",
+    "default_distance_km",
+    "max_distance_km",
+    "max_candidates_per_line",
+    "auto_accept_score",
+    "proposal_ttl_seconds",
+)
+
+
+def _epoch(value: datetime | float | None) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    return float(value)  # already epoch seconds
+
+
+def _coord(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _objects(values: Iterable[Any]) -> Obj:
+    items = list(values)
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _codes(values: Any) -> tuple[str, ...]:
+    if not values:
+        return ()
+    return tuple(str(v) for v in values)
+
+
+@dataclass
+class LineTable:
+    """Open need lines, one row each, as parallel arrays."""
+
+    ids: list[str]
+    item: Obj
+    remaining: I64
+    urgency: Obj
+    needed_by: F64
+    lat: F64
+    lon: F64
+    region: Obj
+    site_kind: Obj
+    verified: Bool
+    site_fill: F64
+    county_fill: F64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> LineTable:
+        return cls(
+            ids=[str(r["id"]) for r in rows],
+            item=_objects(r["item_code"] for r in rows),
+            remaining=np.array([int(r["remaining"]) for r in rows], dtype=np.int64),
+            urgency=_objects(r.get("urgency") or "normal" for r in rows),
+            needed_by=np.array([_epoch(r.get("needed_by")) for r in rows], dtype=np.float64),
+            lat=np.array([_coord(r.get("lat")) for r in rows], dtype=np.float64),
+            lon=np.array([_coord(r.get("lon")) for r in rows], dtype=np.float64),
+            region=_objects(str(r.get("region_code") or "") for r in rows),
+            site_kind=_objects(str(r.get("site_kind") or "") for r in rows),
+            verified=np.array([bool(r.get("verified")) for r in rows], dtype=np.bool_),
+            site_fill=np.array([float(r.get("site_fill") or 0.0) for r in rows], dtype=np.float64),
+            county_fill=np.array([float(r.get("county_fill") or 0.0) for r in rows], dtype=np.float64),
+        )
+
+
+@dataclass
+class LotTable:
+    """Available supply lots, one row each, as parallel arrays."""
+
+    ids: list[str]
+    item: Obj
+    available: I64
+    lat: F64
+    lon: F64
+    available_from: F64
+    expires_at: F64
+    perishable: Bool
+    restrict_regions: list[tuple[str, ...]]
+    restrict_kinds: list[tuple[str, ...]]
+    restrict_items: list[tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> LotTable:
+        """Rows without a `perishable` value take it from the catalog."""
+        catalog: Catalog | None = None
+
+        def perishable(row: Mapping[str, Any]) -> bool:
+            nonlocal catalog
+            if row.get("perishable") is not None:
+                return bool(row["perishable"])
+            catalog = catalog or get_catalog()
+            item = catalog.get(row["item_code"])
+            return bool(item and item.perishable)
+
+        restrictions = [r.get("restrictions") or {} for r in rows]
+        return cls(
+            ids=[str(r["id"]) for r in rows],
+            item=_objects(r["item_code"] for r in rows),
+            available=np.array([int(r["available"]) for r in rows], dtype=np.int64),
+            lat=np.array([_coord(r.get("lat")) for r in rows], dtype=np.float64),
+            lon=np.array([_coord(r.get("lon")) for r in rows], dtype=np.float64),
+            available_from=np.array([_epoch(r.get("available_from")) for r in rows], dtype=np.float64),
+            expires_at=np.array([_epoch(r.get("expires_at")) for r in rows], dtype=np.float64),
+            perishable=np.array([perishable(r) for r in rows], dtype=np.bool_),
+            restrict_regions=[_codes(x.get("region_codes")) for x in restrictions],
+            restrict_kinds=[_codes(x.get("site_kinds")) for x in restrictions],
+            restrict_items=[_codes(x.get("item_codes")) for x in restrictions],
+        )
+
+
+@dataclass
+class Candidates:
+    """Feasible (line, lot) pairs with their scores; arrays of equal length, sorted by line then distance."""
+
+    line: I64
+    lot: I64
+    score: F64
+    contributions: dict[str, F64]
+    distance_km: F64
+    substitute: Bool
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+    def breakdown(self, i: int) -> dict[str, float]:
+        return {f: round(float(self.contributions[f][i]), 3) for f in FACTORS}
+
+    @classmethod
+    def empty(cls) -> Candidates:
+        return cls(
+            line=np.zeros(0, dtype=np.int64),
+            lot=np.zeros(0, dtype=np.int64),
+            score=np.zeros(0, dtype=np.float64),
+            contributions={f: np.zeros(0, dtype=np.float64) for f in FACTORS},
+            distance_km=np.zeros(0, dtype=np.float64),
+            substitute=np.zeros(0, dtype=np.bool_),
+        )
+
+
+def haversine_km(lat1: F64, lon1: F64, lat2: F64, lon2: F64) -> F64:
+    """Great-circle distance; broadcasts like numpy arithmetic. NaN where a coordinate is missing."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp = p2 - p1
+    dl = np.radians(lon2) - np.radians(lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    out: F64 = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return out
+
+
+class _Points:
+    """Half-angle trigonometry of points, so a (rows × cols) haversine block needs no trig per cell."""
+
+    def __init__(self, lat: F64, lon: F64) -> None:
+        half_lat, half_lon = np.radians(lat) / 2, np.radians(lon) / 2
+        root_cos = np.sqrt(np.maximum(np.cos(2 * half_lat), 0.0))
+        self.sin_lat, self.cos_lat = np.sin(half_lat), np.cos(half_lat)
+        self.sin_lon, self.cos_lon = np.sin(half_lon) * root_cos, np.cos(half_lon) * root_cos
+
+    def take(self, idx: I64) -> _Points:
+        out = object.__new__(_Points)
+        out.sin_lat, out.cos_lat = self.sin_lat[idx], self.cos_lat[idx]
+        out.sin_lon, out.cos_lon = self.sin_lon[idx], self.cos_lon[idx]
+        return out
+
+    def distance_km(self, other: _Points) -> F64:
+        """Haversine distances from each of these points (rows) to each of `other` (columns); NaN if unknown."""
+        # sin((φ2-φ1)/2) and √(cos φ1 cos φ2)·sin((λ2-λ1)/2) by the angle-difference identity.
+        a = np.multiply.outer(self.cos_lat, other.sin_lat)
+        a -= np.multiply.outer(self.sin_lat, other.cos_lat)
+        a *= a
+        b = np.multiply.outer(self.cos_lon, other.sin_lon)
+        b -= np.multiply.outer(self.sin_lon, other.cos_lon)
+        b *= b
+        a += b
+        np.clip(a, 0.0, 1.0, out=a)
+        np.sqrt(a, out=a)
+        np.arcsin(a, out=a)
+        a *= 2 * EARTH_RADIUS_KM
+        return a
+
+
+class _Restrictions:
+    """Line masks for donor restrictions, computed once per distinct restriction and reused across lots."""
+
+    def __init__(self, lines: LineTable) -> None:
+        self._region = lines.region.astype(str)
+        self._kind = lines.site_kind
+        self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], Bool] = {}
+
+    def mask(self, regions: tuple[str, ...], kinds: tuple[str, ...]) -> Bool:
+        key = (regions, kinds)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = np.ones(len(self._region), dtype=np.bool_)
+            if regions:
+                hit &= np.strings.startswith(self._region, np.array(regions, dtype=str)[:, None]).any(axis=0)
+            if kinds:
+                allowed = set(kinds)
+                hit &= np.fromiter((k in allowed for k in self._kind), dtype=np.bool_, count=len(self._kind))
+            self._cache[key] = hit
+        return hit
+
+
+def _groups(codes: Obj) -> dict[str, I64]:
+    """Indices of each distinct code."""
+    if len(codes) == 0:
+        return {}
+    keys, inverse = np.unique(codes.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    return {str(k): order[bounds[i] : bounds[i + 1]].astype(np.int64) for i, k in enumerate(keys)}
+
+
+def _compatible_items(item: str, catalog: Catalog) -> list[str]:
+    entry = catalog.get(item)
+    subs = [s for s in (entry.substitutes if entry else []) if s != item]
+    return [item, *dict.fromkeys(subs)]
+
+
+@dataclass
+class _Pairs:
+    line: list[I64] = field(default_factory=list)
+    lot: list[I64] = field(default_factory=list)
+    distance: list[F64] = field(default_factory=list)
+    arrival: list[F64] = field(default_factory=list)
+    substitute: list[Bool] = field(default_factory=list)
+
+    def add(self, line: I64, lot: I64, distance: F64, arrival: F64, substitute: Bool) -> None:
+        self.line.append(line)
+        self.lot.append(lot)
+        self.distance.append(distance)
+        self.arrival.append(arrival)
+        self.substitute.append(substitute)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def build_candidates(
+    lines: LineTable, lots: LotTable, policy: Policy, *, now: float, catalog: Catalog | None = None
+) -> Candidates:
+    """Every feasible pair, keeping the `max_candidates_per_line` nearest lots per line, with its score."""
+    catalog = catalog or get_catalog()
+    line_ok = lines.remaining > 0
+    if policy.require_verified_need:
+        line_ok &= lines.verified
+    lot_ok = lots.available > 0
+    line_groups = _groups(lines.item[line_ok])
+    line_idx_ok = np.flatnonzero(line_ok)
+    lot_idx_ok = np.flatnonzero(lot_ok)
+    lot_groups = {k: lot_idx_ok[v] for k, v in _groups(lots.item[lot_ok]).items()}
+
+    depart = np.where(np.isnan(lots.available_from), now, np.maximum(lots.available_from, now))
+    restricted = np.array(
+        [bool(r or k) for r, k in zip(lots.restrict_regions, lots.restrict_kinds, strict=True)], dtype=np.bool_
+    )
+    restrictions = _Restrictions(lines)
+    line_points, lot_points = _Points(lines.lat, lines.lon), _Points(lots.lat, lots.lon)
+    seconds_per_km = 3600.0 / policy.speed_kmh
+    k_max = policy.max_candidates_per_line
+    pairs = _Pairs()
+
+    for item, group in line_groups.items():
+        group_lines = line_idx_ok[group]
+        compatible = [code for code in _compatible_items(item, catalog) if code in lot_groups]
+        if not compatible:
+            continue
+        group_lots = np.concatenate([lot_groups[code] for code in compatible])
+        # The item restriction depends only on the line's item, constant within this group.
+        allowed = np.array([not r or item in r for r in (lots.restrict_items[j] for j in group_lots)], dtype=np.bool_)
+        group_lots = group_lots[allowed]
+        if len(group_lots) == 0:
+            continue
+        is_sub = lots.item[group_lots] != item
+        group_points = lot_points.take(group_lots)
+        lot_depart, lot_expires = depart[group_lots], lots.expires_at[group_lots]
+        # Lots with region/kind restrictions, bucketed by restriction so each bucket costs one mask lookup.
+        buckets: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        for col in np.flatnonzero(restricted[group_lots]).tolist():
+            j = int(group_lots[col])
+            buckets.setdefault((lots.restrict_regions[j], lots.restrict_kinds[j]), []).append(col)
+        bucket_masks = [(restrictions.mask(*key), np.array(cols, dtype=np.int64)) for key, cols in buckets.items()]
+
+        rows_per_block = max(1, _BLOCK_CELLS // len(group_lots))
+        for block in _chunks(len(group_lines), rows_per_block):
+            rows = group_lines[block]
+            dist = line_points.take(rows).distance_km(group_points)
+            dist[np.isnan(dist)] = policy.default_distance_km
+            arrival = lot_depart[None, :] + dist * seconds_per_km
+            deadline = lines.needed_by[rows][:, None]
+            ok = ~(arrival > deadline)  # NaN deadline compares False: no deadline
+            ok &= ~(lot_expires[None, :] <= arrival)  # NaN expiry compares False: never expires
+            for line_mask, cols in bucket_masks:
+                ok[:, cols] &= line_mask[rows][:, None]
+            ranked = np.where(ok, dist, np.inf)
+            if ranked.shape[1] > k_max:
+                cols_kept = np.argpartition(ranked, k_max - 1, axis=1)[:, :k_max]
+            else:
+                cols_kept = np.broadcast_to(np.arange(ranked.shape[1]), ranked.shape)
+            kept = np.take_along_axis(ranked, cols_kept, axis=1)
+            order = np.argsort(kept, axis=1, kind="stable")
+            cols_kept = np.take_along_axis(cols_kept, order, axis=1)
+            kept = np.take_along_axis(kept, order, axis=1)
+            r, c = np.nonzero(np.isfinite(kept))
+            picked = cols_kept[r, c]
+            pairs.add(
+                line=rows[r].astype(np.int64),
+                lot=group_lots[picked].astype(np.int64),
+                distance=kept[r, c],
+                arrival=arrival[r, picked],
+                substitute=is_sub[picked],
+            )
+
+    if not pairs.line:
+        return Candidates.empty()
+    line = np.concatenate(pairs.line)
+    order = np.argsort(line, kind="stable")
+    line = line[order]
+    lot = np.concatenate(pairs.lot)[order]
+    distance = np.concatenate(pairs.distance)[order]
+    arrival = np.concatenate(pairs.arrival)[order]
+    substitute = np.concatenate(pairs.substitute)[order]
+    values = factor_values(lines, lots, policy, line=line, lot=lot, distance_km=distance, arrival=arrival)
+    values["substitute"] = substitute.astype(np.float64)
+    contributions: dict[str, F64] = {}
+    for f in FACTORS:
+        sign = -1.0 if f == "substitute" else 1.0
+        contributions[f] = sign * policy.weights[f] * values[f]
+    score = np.maximum(0.0, np.sum([contributions[f] for f in FACTORS], axis=0))
+    return Candidates(
+        line=line,
+        lot=lot,
+        score=score,
+        contributions=contributions,
+        distance_km=distance,
+        substitute=substitute,
+    )
+
+
+def factor_values(
+    lines: LineTable, lots: LotTable, policy: Policy, *, line: I64, lot: I64, distance_km: F64, arrival: F64
+) -> dict[str, F64]:
+    """Each factor's value in [0, 1] for the given pairs (all but `substitute`, which the caller knows)."""
+    urgency = np.array([URGENCY_VALUES.get(u, URGENCY_VALUES["normal"]) for u in lines.urgency], dtype=np.float64)
+    needed_by = lines.needed_by[line]
+    slack_days = (needed_by - arrival) / DAY
+    deadline_slack = np.where(
+        np.isnan(needed_by), NO_DEADLINE_SLACK, 1.0 - np.clip(slack_days / SLACK_HORIZON_DAYS, 0.0, 1.0)
+    )
+    remaining = lines.remaining[line].astype(np.float64)
+    quantity_fit = np.minimum(lots.available[lot].astype(np.float64), remaining) / remaining
+    expires = lots.expires_at[lot]
+    expiry_days = (expires - arrival) / DAY
+    pressure = 1.0 - np.clip(expiry_days / EXPIRY_HORIZON_DAYS, 0.0, 1.0)
+    pressure *= np.where(lots.perishable[lot], 1.0, NON_PERISHABLE_EXPIRY_SHARE)
+    equity = 0.5 * (1.0 - np.clip(lines.site_fill, 0.0, 1.0)) + 0.5 * (1.0 - np.clip(lines.county_fill, 0.0, 1.0))
+    return {
+        "urgency": urgency[line],
+        "deadline_slack": deadline_slack,
+        "distance": 1.0 - np.minimum(distance_km / policy.max_distance_km, 1.0),
+        "quantity_fit": quantity_fit,
+        "expiry_pressure": np.where(np.isnan(expires), 0.0, pressure),
+        "equity": equity[line],
+    }

@@ -1,0 +1,108 @@
+"""Needs and offers in → proposals appear with no manual trigger → accept → the lot shows the reservation
+and the need line its quantity_matched; all through HTTP and the event streams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from reliefhub.gateway import Gateway
+from shared.worker import run_worker
+from tests.conftest import TokenFactory
+
+
+@pytest.fixture
+async def workers(gateway: Gateway, client: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Every service's relay, consumers and jobs, as `reliefhub dev` runs them."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(run_worker(app.state.runtime, stop)) for app in gateway.apps.values()]
+    yield
+    stop.set()
+    await asyncio.gather(*tasks)
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], *, seconds: float = 15.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_proposals_appear_by_themselves_and_acceptance_reserves(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    coordinator = auth("coordinator")
+    frontline = auth("frontline", org="org-shelter")
+    donor_org = auth("donor", org="org-grain")
+    site = (
+        await client.post(
+            "/v1/sites",
+            headers=frontline,
+            json={"name": "浦东临时安置点", "kind": "shelter", "region_code": "310115", "lat": 31.22, "lon": 121.54},
+        )
+    ).json()
+    need = (
+        await client.post(
+            "/v1/needs",
+            headers=frontline,
+            json={
+                "site_id": site["id"],
+                "title": "大米",
+                "urgency": "high",
+                "lines": [{"item_code": "food.grain.rice", "quantity": 100}],
+            },
+        )
+    ).json()
+    donor = (await client.post("/v1/donors", headers=donor_org, json={"name": "粮油公司", "kind": "company"})).json()
+    offer = (
+        await client.post(
+            "/v1/offers",
+            headers=donor_org,
+            json={
+                "donor_id": donor["id"],
+                "kind": "in_kind",
+                "lots": [{"item_code": "food.grain.rice", "quantity": 60, "lat": 31.3, "lon": 121.5}],
+            },
+        )
+    ).json()
+    lot_id = offer["lots"][0]["id"]
+
+    async def proposed() -> list[dict[str, Any]]:
+        r = await client.get(f"/v1/proposals?need_id={need['id']}&status=proposed", headers=coordinator)
+        return list(r.json()["items"])
+
+    proposals = await eventually(proposed)
+    assert len(proposals) == 1
+    proposal = proposals[0]
+    assert proposal["lot_id"] == lot_id and proposal["quantity"] == 60
+    assert set(proposal["factors"]) >= {"urgency", "distance", "quantity_fit", "equity"}
+    assert proposal["score"] == pytest.approx(sum(proposal["factors"].values()), abs=0.01)
+
+    accepted = await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=coordinator)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted" and accepted.json()["reservation_id"]
+    again = await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=coordinator)
+    assert again.status_code == 200 and again.json()["reservation_id"] == accepted.json()["reservation_id"]
+
+    lot = (await client.get(f"/v1/lots/{lot_id}", headers=coordinator)).json()
+    assert lot["quantity_reserved"] == 60 and lot["quantity_available"] == 0
+
+    async def rolled_up() -> dict[str, Any] | None:
+        body = (await client.get(f"/v1/needs/{need['id']}", headers=frontline)).json()
+        return body if body["lines"][0]["quantity_matched"] == 60 else None
+
+    rolled = await eventually(rolled_up)
+    assert rolled["status"] == "matched"
+
+    kpis = (await client.get("/v1/matching-kpis?level=4", headers=coordinator)).json()
+    assert "items" in kpis, kpis
+    shanghai = next(k for k in kpis["items"] if k["region_code"] == "3101")
+    assert shanghai["quantity"] == 100 and shanghai["matched"] == 60 and shanghai["fill_rate"] == 0.6

@@ -1,0 +1,187 @@
+"""Allocation: never over-allocated, only on feasible pairs, optimal against an independent LP, maximal, and
+tiers that spread scarce supply across needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given
+from scipy.optimize import linprog
+
+from services.matching.allocation import (
+    allocate,
+    greedy_allocate,
+    objective_of,
+    pair_values,
+    tier_capacities,
+    tier_values,
+)
+from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
+from tests.matching.test_scoring import CATALOG, NOW, PROPERTY, at, build, check, instances, line_row, lot_row
+
+Instance = tuple[list[dict[str, Any]], list[dict[str, Any]], Policy]
+
+
+def lp_objective(remaining: np.ndarray, available: np.ndarray, cand: Candidates, policy: Policy, tiered: bool) -> float:
+    """The same model as a linear program: maximise Σ score·x + Σ value·y, solved by HiGHS."""
+    m, n, n_lots = len(cand), len(remaining), len(available)
+    caps = tier_capacities(remaining, policy, tiered=tiered)
+    values = tier_values(policy, tiered=tiered) / 100
+    k = caps.shape[1]
+    scores = np.rint(cand.score * 100) / 100
+    c = -np.concatenate([scores, np.tile(values, n)])
+    pair_cap = np.minimum(available[cand.lot], remaining[cand.line])
+    lot_rows = sp.coo_matrix((np.ones(m), (cand.lot, np.arange(m))), shape=(n_lots, m + n * k))
+    y_cols = m + np.arange(n * k)
+    balance = sp.coo_matrix(
+        (
+            np.concatenate([np.ones(m), -np.ones(n * k)]),
+            (np.concatenate([cand.line, np.repeat(np.arange(n), k)]), np.concatenate([np.arange(m), y_cols])),
+        ),
+        shape=(n, m + n * k),
+    )
+    bounds = [(0, int(u)) for u in pair_cap] + [(0, int(u)) for u in caps.ravel()]
+    res = linprog(
+        c, A_ub=lot_rows.tocsr(), b_ub=available, A_eq=balance.tocsr(), b_eq=np.zeros(n), bounds=bounds, method="highs"
+    )
+    assert res.status == 0, res.message
+    return float(-res.fun)
+
+
+def tables(instance: Instance) -> tuple[LineTable, LotTable, Candidates, Policy]:
+    lines, lots, policy = instance
+    line_t, lot_t = LineTable.from_rows(lines), LotTable.from_rows(lots)
+    return line_t, lot_t, build_candidates(line_t, lot_t, policy, now=NOW, catalog=CATALOG), policy
+
+
+@PROPERTY
+@given(instances())
+def test_allocation_is_feasible_optimal_and_maximal(instance: Instance) -> None:
+    lines, lots, policy = instance
+    line_t, lot_t, cand, _ = tables(instance)
+    remaining, available = line_t.remaining, lot_t.available
+    for tiered in (True, False):
+        result = allocate(remaining, available, cand, policy, tiered=tiered)
+        flow = result.flow
+        assert result.status == "optimal"
+        assert flow.dtype == np.int64 and flow.shape == (len(cand),)
+        assert (flow >= 0).all()
+        per_lot = np.bincount(cand.lot, weights=flow, minlength=len(lots))
+        per_line = np.bincount(cand.line, weights=flow, minlength=len(lines))
+        assert (per_lot <= available).all(), "a lot is over-allocated"
+        assert (per_line <= remaining).all(), "a need line is over-allocated"
+        for p in np.flatnonzero(flow):
+            c = check(lines[cand.line[p]], lots[cand.lot[p]], policy)
+            assert c.feasible or c.margin <= 1e-6, (lines[cand.line[p]], lots[cand.lot[p]])
+
+        assert result.objective == pytest.approx(
+            lp_objective(remaining, available, cand, policy, tiered), rel=1e-6, abs=1e-6
+        )
+        # Maximal: every tier value is positive, so no pair may have spare supply and spare demand left.
+        spare = (available[cand.lot] > per_lot[cand.lot]) & (remaining[cand.line] > per_line[cand.line])
+        assert not spare.any()
+        assert objective_of(flow, remaining, cand, policy, tiered=tiered) == pytest.approx(result.objective, abs=1e-9)
+
+    greedy = greedy_allocate(remaining, available, cand, policy)
+    assert (np.bincount(cand.lot, weights=greedy, minlength=len(lots)) <= available).all()
+    assert (np.bincount(cand.line, weights=greedy, minlength=len(lines)) <= remaining).all()
+    optimal = allocate(remaining, available, cand, policy).objective
+    assert objective_of(greedy, remaining, cand, policy) <= optimal + 1e-9
+
+
+def shortage() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Three needs of 100, one lot of 120 that scores best for the first (critical, nearest)."""
+    lines = [
+        line_row(id="critical", urgency="critical", remaining=100),
+        line_row(id="normal-1", urgency="normal", remaining=100, lat=30.7),
+        line_row(id="normal-2", urgency="normal", remaining=100, lat=30.8),
+    ]
+    return lines, [lot_row(km=20, available=120)]
+
+
+def test_tiers_spread_scarce_supply_across_needs() -> None:
+    lines, lots = shortage()
+    policy = Policy()
+    cand = build(lines, lots, policy)
+    assert len(cand) == 3
+    best = int(np.argmax(cand.score))
+    assert cand.line[best] == 0
+    remaining, available = np.array([100, 100, 100]), np.array([120])
+
+    def per_line(flow: np.ndarray) -> list[int]:
+        return np.bincount(cand.line, weights=flow, minlength=3).astype(int).tolist()
+
+    spread = per_line(allocate(remaining, available, cand, policy).flow)
+    assert sum(spread) == 120
+    assert min(spread) >= 25, spread  # every need gets its first, most valuable tier
+    assert spread[0] == max(spread)
+
+    single = per_line(allocate(remaining, available, cand, policy, tiered=False).flow)
+    assert sum(single) == 120
+    assert single[0] == 100, single  # one tier: the best-scored need is topped up first
+    assert sum(q > 0 for q in single) < sum(q > 0 for q in spread) == 3
+
+    greedy = per_line(greedy_allocate(remaining, available, cand, policy))
+    assert greedy[0] == 100
+
+
+def test_tiered_allocation_fills_the_top_tier_of_every_need_first() -> None:
+    # Ten needs of 40, 100 units: each need's top tier holds 10 units, exactly what there is to go round.
+    lines = [line_row(id=f"n{i}", remaining=40, urgency="critical" if i == 0 else "low") for i in range(10)]
+    cand = build(lines, [lot_row(available=100)])
+    flow = allocate(np.full(10, 40), np.array([100]), cand, Policy()).flow
+    assert np.bincount(cand.line, weights=flow, minlength=10).tolist() == [10] * 10
+
+
+def test_tier_capacities_sum_to_remaining_and_start_in_the_top_tier() -> None:
+    policy = Policy()
+    remaining = np.arange(0, 500)
+    caps = tier_capacities(remaining, policy)
+    assert caps.shape == (500, 3)
+    assert (caps >= 0).all()
+    assert (caps.sum(axis=1) == remaining).all()
+    assert caps[100].tolist() == [25, 25, 50]
+    assert caps[1].tolist() == [1, 0, 0]  # a need of one unit is all top tier
+    assert caps[3].tolist() == [1, 1, 1]
+    assert (caps[1:, 0] >= 1).all()
+    assert (np.abs(caps[:, 0] - 0.25 * remaining) < 1).all()
+    untiered = tier_capacities(remaining, policy, tiered=False)
+    assert untiered.shape == (500, 1) and (untiered[:, 0] == remaining).all()
+    assert tier_values(policy).tolist() == [40000, 15000, 4000]
+    assert tier_values(policy, tiered=False).tolist() == [4000]
+    noisy = Policy(tiers=((0.2, 3), (0.7, 2), (0.1, 1)))
+    assert tier_capacities(np.array([10]), noisy).tolist() == [[2, 7, 1]]
+
+
+def test_objective_counts_scores_and_tier_values() -> None:
+    lines, lots = shortage()
+    policy = Policy()
+    cand = build(lines, lots, policy)
+    remaining = np.array([100, 100, 100])
+    flow = np.zeros(3, dtype=np.int64)
+    flow[cand.line == 0] = 60  # 25 at 400, 25 at 150, 10 at 40
+    expected = 60 * pair_values(cand)[cand.line == 0][0] / 100 + 25 * 400 + 25 * 150 + 10 * 40
+    assert objective_of(flow, remaining, cand, policy) == pytest.approx(expected)
+    assert objective_of(flow, remaining, cand, policy, tiered=False) == pytest.approx(expected - 25 * 360 - 25 * 110)
+
+
+def test_no_candidates_no_flow() -> None:
+    cand = build([line_row()], [lot_row(item_code="x.c")])
+    result = allocate(np.array([10]), np.array([10]), cand, Policy())
+    assert len(result.flow) == 0
+    assert result.objective == 0
+    assert greedy_allocate(np.array([10]), np.array([10]), cand, Policy()).tolist() == []
+
+
+def test_a_lot_shared_by_lines_and_a_line_fed_by_lots() -> None:
+    lines = [line_row(id="a", remaining=30), line_row(id="b", remaining=30, needed_by=at(100))]
+    # Both lots fit either line whole; the nearer one scores higher on distance, so it is used up first.
+    lots = [lot_row(id="near", available=30), lot_row(id="far", available=50, km=300)]
+    cand = build(lines, lots)
+    assert len(cand) == 4
+    result = allocate(np.array([30, 30]), np.array([30, 50]), cand, Policy())
+    assert np.bincount(cand.line, weights=result.flow, minlength=2).tolist() == [30, 30]
+    assert np.bincount(cand.lot, weights=result.flow, minlength=2).tolist() == [30, 30]

@@ -1,0 +1,547 @@
+"""Feasibility, the candidate index and the factor scores, against hand-made pairs and a plain-Python reference."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.matching.scoring import FACTORS, Candidates, LineTable, LotTable, Policy, build_candidates
+from shared.catalog import Catalog, Item, ItemName, get_catalog
+
+NOW = 1_750_000_000.0
+HOUR = 3600.0
+DAY = 86400.0
+# Wuhan and a point about 100 km east of it (same latitude).
+HERE = (30.59, 114.30)
+KM_PER_DEG_LON = 2 * math.pi * 6371.0088 * math.cos(math.radians(30.59)) / 360
+
+
+def at(hours: float) -> datetime:
+    return datetime.fromtimestamp(NOW + hours * HOUR, UTC)
+
+
+def east(km: float) -> tuple[float, float]:
+    return HERE[0], HERE[1] + km / KM_PER_DEG_LON
+
+
+def _item(code: str, substitutes: list[str], *, perishable: bool = False) -> Item:
+    return Item(
+        code=code,
+        name=ItemName(zh=code, en=code),
+        category=code.split(".")[0],
+        unit="piece",
+        unit_value_fen=100,
+        perishable=perishable,
+        substitutes=substitutes,
+        check_by=None,
+    )
+
+
+# Lots of the listed codes may stand in for each item; "x.z" is not in the catalog at all.
+CATALOG = Catalog(
+    [
+        _item("x.a", ["x.b"]),
+        _item("x.b", ["x.a", "x.c"]),
+        _item("x.c", []),
+        _item("x.d", ["x.c"], perishable=True),
+    ]
+)
+ITEMS = ["x.a", "x.b", "x.c", "x.d", "x.z"]
+REGIONS = ["420102", "420111", "430104"]
+KINDS = ["hospital", "shelter", "school"]
+
+
+def line_row(**kw: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": "line",
+        "item_code": "x.a",
+        "remaining": 100,
+        "urgency": "normal",
+        "needed_by": None,
+        "lat": HERE[0],
+        "lon": HERE[1],
+        "region_code": "420102",
+        "site_kind": "hospital",
+        "verified": True,
+        "site_fill": 0.0,
+        "county_fill": 0.0,
+    }
+    row.update(kw)
+    return row
+
+
+def lot_row(km: float = 100.0, **kw: Any) -> dict[str, Any]:
+    lat, lon = east(km)
+    row: dict[str, Any] = {
+        "id": "lot",
+        "item_code": "x.a",
+        "available": 100,
+        "lat": lat,
+        "lon": lon,
+        "available_from": None,
+        "expires_at": None,
+        "perishable": False,
+        "restrictions": {},
+    }
+    row.update(kw)
+    return row
+
+
+def build(lines: list[dict[str, Any]], lots: list[dict[str, Any]], policy: Policy | None = None) -> Candidates:
+    return build_candidates(
+        LineTable.from_rows(lines), LotTable.from_rows(lots), policy or Policy(), now=NOW, catalog=CATALOG
+    )
+
+
+def pairs(cand: Candidates) -> set[tuple[int, int]]:
+    return set(zip(cand.line.tolist(), cand.lot.tolist(), strict=True))
+
+
+# ---------------------------------------------------------------- a plain-Python reference of the rules
+
+
+def haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
+    p1, p2 = math.radians(a[0]), math.radians(b[0])
+    dp, dl = p2 - p1, math.radians(b[1] - a[1])
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, h)))
+
+
+def epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+@dataclass
+class Check:
+    feasible: bool
+    margin: float  # seconds between arrival and the nearest time limit (inf when there is none)
+    distance: float
+    arrival: float
+
+
+def check(line: dict[str, Any], lot: dict[str, Any], policy: Policy, catalog: Catalog = CATALOG) -> Check:
+    """Whether a lot may serve a line, re-derived from the rules in ARCHITECTURE.md without numpy."""
+    entry = catalog.get(line["item_code"])
+    compatible = lot["item_code"] == line["item_code"] or (entry is not None and lot["item_code"] in entry.substitutes)
+    r = lot["restrictions"] or {}
+    allowed = (
+        (not r.get("region_codes") or any(line["region_code"].startswith(p) for p in r["region_codes"]))
+        and (not r.get("site_kinds") or line["site_kind"] in r["site_kinds"])
+        and (not r.get("item_codes") or line["item_code"] in r["item_codes"])
+        and (line["verified"] or not policy.require_verified_need)
+    )
+    if None in (line["lat"], line["lon"], lot["lat"], lot["lon"]):
+        distance = policy.default_distance_km
+    else:
+        distance = haversine((line["lat"], line["lon"]), (lot["lat"], lot["lon"]))
+    start = max(NOW, epoch(lot["available_from"]) or NOW)
+    arrival = start + distance / policy.speed_kmh * HOUR
+    deadline, expires = epoch(line["needed_by"]), epoch(lot["expires_at"])
+    margin = math.inf
+    in_time = True
+    if deadline is not None:
+        in_time &= arrival <= deadline
+        margin = min(margin, abs(deadline - arrival))
+    if expires is not None:
+        in_time &= expires > arrival
+        margin = min(margin, abs(expires - arrival))
+    return Check(compatible and allowed and in_time, margin, distance, arrival)
+
+
+def expected_values(line: dict[str, Any], lot: dict[str, Any], policy: Policy) -> dict[str, float]:
+    c = check(line, lot, policy)
+    urgency = {"critical": 1.0, "high": 0.7, "normal": 0.4, "low": 0.1}[line["urgency"]]
+    deadline, expires = epoch(line["needed_by"]), epoch(lot["expires_at"])
+    slack = 0.2 if deadline is None else 1 - min((deadline - c.arrival) / DAY / 30, 1)
+    if expires is None:
+        pressure = 0.0
+    else:
+        pressure = (1 - min((expires - c.arrival) / DAY / 90, 1)) * (1.0 if lot["perishable"] else 0.5)
+    return {
+        "urgency": urgency,
+        "deadline_slack": slack,
+        "distance": 1 - min(c.distance / policy.max_distance_km, 1),
+        "quantity_fit": min(lot["available"], line["remaining"]) / line["remaining"],
+        "expiry_pressure": pressure,
+        "substitute": 1.0 if lot["item_code"] != line["item_code"] else 0.0,
+        "equity": 0.5 * (1 - line["site_fill"]) + 0.5 * (1 - line["county_fill"]),
+    }
+
+
+# ---------------------------------------------------------------- random small instances
+
+
+coordinate = st.one_of(
+    st.none(),
+    st.tuples(st.floats(30.0, 31.5, allow_nan=False), st.floats(113.0, 115.0, allow_nan=False)),
+)
+maybe_hours = st.one_of(st.none(), st.integers(-6, 24))
+
+
+def _subset(options: list[str]) -> st.SearchStrategy[list[str]]:
+    """Mostly unrestricted, so most instances have pairs to allocate."""
+    return st.one_of(st.just([]), st.just([]), st.just([]), st.lists(st.sampled_from(options), max_size=2, unique=True))
+
+
+@st.composite
+def line_rows(draw: st.DrawFn, i: int) -> dict[str, Any]:
+    where = draw(coordinate)
+    deadline = draw(maybe_hours)
+    return line_row(
+        id=f"line-{i}",
+        item_code=draw(st.sampled_from(ITEMS)),
+        remaining=draw(st.integers(1, 40)),
+        urgency=draw(st.sampled_from(["critical", "high", "normal", "low"])),
+        needed_by=None if deadline is None else at(deadline),
+        lat=where and where[0],
+        lon=where and where[1],
+        region_code=draw(st.sampled_from(REGIONS)),
+        site_kind=draw(st.sampled_from(KINDS)),
+        verified=draw(st.booleans()),
+        site_fill=draw(st.floats(0, 1)),
+        county_fill=draw(st.floats(0, 1)),
+    )
+
+
+@st.composite
+def lot_rows(draw: st.DrawFn, i: int) -> dict[str, Any]:
+    where = draw(coordinate)
+    start, expiry = draw(maybe_hours), draw(st.one_of(st.none(), st.integers(0, 60 * 24)))
+    return lot_row(
+        id=f"lot-{i}",
+        item_code=draw(st.sampled_from(ITEMS)),
+        available=draw(st.integers(1, 60)),
+        lat=where and where[0],
+        lon=where and where[1],
+        available_from=None if start is None else at(start),
+        expires_at=None if expiry is None else at(expiry),
+        perishable=draw(st.booleans()),
+        restrictions={
+            "region_codes": draw(_subset(["42", "4201", "430104"])),
+            "site_kinds": draw(_subset(KINDS)),
+            "item_codes": draw(_subset(ITEMS)),
+        },
+    )
+
+
+weights = st.one_of(
+    st.none(), st.fixed_dictionaries({f: st.floats(0, 50, allow_nan=False, allow_infinity=False) for f in FACTORS})
+)
+tier_sets = st.sampled_from([None, ((1.0, 100),), ((0.5, 300), (0.3, 100), (0.2, 10)), ((0.2, 500), (0.8, 1))])
+
+
+@st.composite
+def instances(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Policy]:
+    n, m = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    lines = [draw(line_rows(i)) for i in range(n)]
+    lots = [draw(lot_rows(j)) for j in range(m)]
+    kw: dict[str, Any] = {
+        "require_verified_need": draw(st.booleans()),
+        "max_candidates_per_line": draw(st.integers(1, 7)),
+        "speed_kmh": draw(st.sampled_from([20.0, 40.0, 80.0])),
+    }
+    if (w := draw(weights)) is not None:
+        kw["weights"] = w
+    if (t := draw(tier_sets)) is not None:
+        kw["tiers"] = t
+    return lines, lots, Policy(**kw)
+
+
+PROPERTY = settings(
+    max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@PROPERTY
+@given(instances())
+def test_candidates_are_the_nearest_feasible_pairs_with_the_reference_scores(
+    instance: tuple[list[dict[str, Any]], list[dict[str, Any]], Policy],
+) -> None:
+    lines, lots, policy = instance
+    cand = build(lines, lots, policy)
+    got = pairs(cand)
+    assert len(got) == len(cand), "a pair appears twice"
+    checks = {(i, j): check(line, lot, policy) for i, line in enumerate(lines) for j, lot in enumerate(lots)}
+    for (i, j), c in checks.items():
+        if (i, j) in got and c.margin > 1e-6:
+            assert c.feasible, (lines[i], lots[j])
+    for i in range(len(lines)):
+        feasible = {j for j in range(len(lots)) if checks[i, j].feasible and checks[i, j].margin > 1e-6}
+        kept = {j for (li, j) in got if li == i}
+        sure = {j for j in kept if checks[i, j].margin > 1e-6}
+        if len(feasible) <= policy.max_candidates_per_line:
+            assert sure == feasible
+        else:
+            assert len(kept) == policy.max_candidates_per_line
+            farthest_kept = max(checks[i, j].distance for j in kept)
+            assert all(checks[i, j].distance >= farthest_kept - 1e-9 for j in feasible - kept)
+    for p in range(len(cand)):
+        i, j = int(cand.line[p]), int(cand.lot[p])
+        values = expected_values(lines[i], lots[j], policy)
+        total = 0.0
+        for f in FACTORS:
+            want = policy.weights[f] * values[f] * (-1 if f == "substitute" else 1)
+            assert cand.contributions[f][p] == pytest.approx(want, abs=1e-7), f
+            total += want
+        assert cand.score[p] == pytest.approx(max(0.0, total), abs=1e-6)
+        assert cand.distance_km[p] == pytest.approx(checks[i, j].distance, abs=1e-6)
+        assert bool(cand.substitute[p]) == (lots[j]["item_code"] != lines[i]["item_code"])
+    assert np.all(np.diff(cand.line) >= 0), "sorted by line"
+
+
+# ---------------------------------------------------------------- hand-made pairs
+
+
+def test_urgency_orders_scores_and_is_explained() -> None:
+    urgencies = ["low", "critical", "normal", "high"]
+    cand = build([line_row(id=u, urgency=u) for u in urgencies], [lot_row()])
+    by_line = {urgencies[int(i)]: p for p, i in enumerate(cand.line)}
+    assert [cand.breakdown(by_line[u])["urgency"] for u in ["critical", "high", "normal", "low"]] == [30, 21, 12, 3]
+    scores = [cand.score[by_line[u]] for u in ["critical", "high", "normal", "low"]]
+    assert scores == sorted(scores, reverse=True)
+    assert set(cand.breakdown(0)) == set(FACTORS)
+
+
+def test_breakdown_of_a_plain_pair() -> None:
+    cand = build(
+        [line_row(remaining=200, needed_by=at(10 * 24), site_fill=0.5, county_fill=0.1)],
+        [lot_row(km=150, available=50, expires_at=at(45 * 24 + 150 / 40))],
+    )
+    b = cand.breakdown(0)
+    arrival_days = 150 / 40 / 24
+    assert b["urgency"] == 12.0
+    assert b["deadline_slack"] == pytest.approx(15 * (1 - (10 - arrival_days) / 30), abs=1e-3)
+    assert b["distance"] == pytest.approx(15 * (1 - 150 / 1500), abs=2e-3)
+    assert b["quantity_fit"] == 2.5
+    assert b["expiry_pressure"] == pytest.approx(10 * 0.5 * (1 - 45 / 90), abs=1e-3)
+    assert b["substitute"] == 0
+    assert b["equity"] == pytest.approx(20 * (0.5 * 0.5 + 0.5 * 0.9))
+    assert cand.score[0] == pytest.approx(sum(cand.contributions[f][0] for f in FACTORS))
+    assert cand.distance_km[0] == pytest.approx(150, rel=1e-4)
+
+
+def test_perishables_press_twice_as_hard_and_no_expiry_none() -> None:
+    lots = [lot_row(id="p", perishable=True, expires_at=at(24 * 10)), lot_row(id="n", expires_at=at(24 * 10))]
+    lots.append(lot_row(id="never"))
+    cand = build([line_row()], lots)
+    pressure = {int(j): cand.contributions["expiry_pressure"][p] for p, j in enumerate(cand.lot)}
+    assert pressure[0] == pytest.approx(2 * pressure[1])
+    assert pressure[0] > 8
+    assert pressure[2] == 0
+
+
+def test_substitute_is_penalised_and_flagged() -> None:
+    cand = build([line_row(item_code="x.a")], [lot_row(id="same", item_code="x.a"), lot_row(id="sub", item_code="x.b")])
+    by_lot = {int(j): p for p, j in enumerate(cand.lot)}
+    assert cand.breakdown(by_lot[0])["substitute"] == 0
+    assert cand.breakdown(by_lot[1])["substitute"] == -10
+    assert not cand.substitute[by_lot[0]]
+    assert cand.substitute[by_lot[1]]
+    assert cand.score[by_lot[1]] == pytest.approx(cand.score[by_lot[0]] - 10)
+
+
+def test_score_is_clamped_at_zero() -> None:
+    policy = Policy(weights={f: 0.0 for f in FACTORS} | {"substitute": 50.0, "urgency": 1.0})
+    cand = build([line_row(item_code="x.a")], [lot_row(item_code="x.b")], policy)
+    assert cand.contributions["substitute"][0] == -50
+    assert cand.score[0] == 0
+
+
+def test_substitutes_follow_the_catalog_direction() -> None:
+    # "x.a" accepts "x.b" lots; "x.c" accepts nothing else, so a "x.c" line never sees a "x.b" lot even though
+    # "x.b" accepts "x.c" lots.
+    cand = build([line_row(item_code="x.c"), line_row(item_code="x.b")], [lot_row(item_code="x.b")])
+    assert pairs(cand) == {(1, 0)}
+    real = build_candidates(
+        LineTable.from_rows([line_row(item_code="ppe.mask.kn95"), line_row(item_code="ppe.mask.n95")]),
+        LotTable.from_rows([lot_row(item_code="ppe.mask.n95"), lot_row(item_code="water.bottled.small_550ml")]),
+        Policy(),
+        now=NOW,
+        catalog=get_catalog(),
+    )
+    assert pairs(real) == {(0, 0), (1, 0)}
+    assert real.substitute.tolist() == [True, False]
+
+
+def test_unknown_items_match_only_themselves() -> None:
+    cand = build([line_row(item_code="x.z"), line_row(item_code="x.a")], [lot_row(item_code="x.z")])
+    assert pairs(cand) == {(0, 0)}
+
+
+def test_expired_on_arrival_is_excluded() -> None:
+    # 100 km at 40 km/h: arrives 2.5 h from now (or from when the lot becomes available).
+    lots = [
+        lot_row(id="expires-before", expires_at=at(2)),
+        lot_row(id="expires-after", expires_at=at(3)),
+        lot_row(id="late-start", expires_at=at(5), available_from=at(3)),
+        lot_row(id="expired", expires_at=at(-1)),
+    ]
+    assert pairs(build([line_row()], lots)) == {(0, 1)}
+    assert pairs(build([line_row()], lots, Policy(speed_kmh=100))) == {(0, 0), (0, 1), (0, 2)}
+
+
+def test_deadline_that_cannot_be_met_is_excluded() -> None:
+    lines = [
+        line_row(id="tight", needed_by=at(2)),
+        line_row(id="ok", needed_by=at(3)),
+        line_row(id="past", needed_by=at(-1)),
+    ]
+    lots = [lot_row(), lot_row(id="later", available_from=at(1)), lot_row(id="earlier", available_from=at(-5))]
+    # A lot available since yesterday still leaves now, not yesterday.
+    assert pairs(build(lines, lots)) == {(1, 0), (1, 2)}
+
+
+def test_missing_coordinates_use_the_default_distance() -> None:
+    cand = build([line_row(lat=None, lon=None, needed_by=at(1.25))], [lot_row()])
+    assert cand.distance_km.tolist() == [50.0]
+    assert len(build([line_row(lat=None, lon=None, needed_by=at(1.2))], [lot_row()])) == 0
+
+
+def test_donor_restrictions_are_hard() -> None:
+    lines = [
+        line_row(id="wuhan-hospital", region_code="420102", site_kind="hospital"),
+        line_row(id="wuhan-shelter", region_code="420111", site_kind="shelter"),
+        line_row(id="changsha-hospital", region_code="430104", site_kind="hospital"),
+        line_row(id="wuhan-hospital-b", item_code="x.b", region_code="420102", site_kind="hospital"),
+    ]
+
+    def served(restrictions: dict[str, list[str]]) -> set[int]:
+        cand = build(lines, [lot_row(item_code="x.a", restrictions=restrictions)])
+        return {i for i, _ in pairs(cand)}
+
+    # The "x.a" lot may serve the "x.b" line as a substitute, unless the donor says otherwise.
+    assert served({}) == {0, 1, 2, 3}
+    assert served({"region_codes": ["42"]}) == {0, 1, 3}
+    assert served({"region_codes": ["420111", "43"]}) == {1, 2}
+    assert served({"site_kinds": ["hospital"]}) == {0, 2, 3}
+    assert served({"site_kinds": ["shelter", "school"]}) == {1}
+    assert served({"region_codes": ["4201"], "site_kinds": ["hospital"]}) == {0, 3}
+    assert served({"item_codes": ["x.b"]}) == {3}
+    assert served({"item_codes": ["x.a"]}) == {0, 1, 2}
+    assert served({"item_codes": ["x.a"], "region_codes": ["43"]}) == {2}
+
+
+def test_verified_need_required_by_policy() -> None:
+    lines = [line_row(id="v", verified=True), line_row(id="u", verified=False)]
+    assert pairs(build(lines, [lot_row()])) == {(0, 0), (1, 0)}
+    assert pairs(build(lines, [lot_row()], Policy(require_verified_need=True))) == {(0, 0)}
+
+
+def test_max_candidates_per_line_keeps_the_nearest() -> None:
+    distances = [70, 10, 250, 30, 5, 900, 45, 20, 120, 60]
+    lots = [lot_row(km=km, id=f"lot-{km}") for km in distances]
+    # The nearest lot cannot arrive in time; the cut is over feasible lots only.
+    lots[4]["available_from"] = at(1000)
+    cand = build([line_row(needed_by=at(24 * 5))], lots, Policy(max_candidates_per_line=3))
+    assert [distances[j] for j in cand.lot] == [10, 20, 30]
+    assert cand.distance_km == pytest.approx([10, 20, 30], rel=1e-4)
+    assert len(build([line_row()], lots, Policy(max_candidates_per_line=100))) == 10
+
+
+def test_candidates_per_line_cut_is_per_line_across_many_lines() -> None:
+    rng = np.random.default_rng(7)
+    lines = [line_row(id=f"l{i}", item_code=str(rng.choice(["x.a", "x.b"])), lat=30 + rng.random()) for i in range(40)]
+    lots = [
+        lot_row(km=float(rng.uniform(0, 400)), id=f"o{j}", item_code=str(rng.choice(["x.a", "x.b", "x.c"])))
+        for j in range(60)
+    ]
+    policy = Policy(max_candidates_per_line=4)
+    cand = build(lines, lots, policy)
+    for i, line in enumerate(lines):
+        feasible = sorted(
+            (check(line, lot, policy).distance, j) for j, lot in enumerate(lots) if check(line, lot, policy).feasible
+        )
+        assert cand.lot[cand.line == i].tolist() == [j for _, j in feasible[:4]]
+
+
+def test_empty_inputs() -> None:
+    assert len(build([], [])) == 0
+    assert len(build([line_row()], [])) == 0
+    assert len(build([], [lot_row()])) == 0
+    assert len(build([line_row(item_code="x.c")], [lot_row(item_code="x.a")])) == 0
+
+
+def test_rows_convert_datetimes_and_fill_perishable_from_the_catalog() -> None:
+    lines = LineTable.from_rows([line_row(needed_by=datetime(2025, 6, 1, tzinfo=UTC), lat=None, lon=None)])
+    assert lines.needed_by[0] == datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    assert np.isnan(lines.lat[0])
+    assert lines.remaining.dtype == np.int64
+    lots = LotTable.from_rows(
+        [
+            lot_row(item_code="food.milk.fresh", perishable=None, restrictions=None),
+            lot_row(item_code="ppe.mask.n95", perishable=None, restrictions={"region_codes": ["42"]}),
+        ]
+    )
+    assert lots.perishable.tolist() == [True, False]
+    assert lots.restrict_regions == [(), ("42",)]
+    assert lots.restrict_kinds == [(), ()]
+    assert np.isnan(lots.expires_at).all()
+
+
+# ---------------------------------------------------------------- policy
+
+
+def test_policy_json_round_trip() -> None:
+    policy = Policy(
+        version=3,
+        weights={f: float(i) for i, f in enumerate(FACTORS)},
+        tiers=((0.5, 300), (0.5, 20)),
+        require_verified_need=True,
+        speed_kmh=60.0,
+        max_candidates_per_line=20,
+        auto_accept_score=90.0,
+        proposal_ttl_seconds=600,
+    )
+    data = json.loads(json.dumps(policy.to_json()))
+    assert Policy.from_json(data, 3) == policy
+    assert Policy.from_json(Policy().to_json(), 1) == Policy()
+    assert Policy.from_json({}, 7) == Policy(version=7)
+
+
+def test_policy_names_only_what_it_changes() -> None:
+    policy = Policy.from_json({"weights": {"urgency": 50}}, 2)
+    assert policy.weights["urgency"] == 50
+    assert policy.weights["equity"] == 20
+    assert set(policy.weights) == set(FACTORS)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"weights": {"urgncy": 1}}, "unknown factor"),
+        ({"weights": {"urgency": -1}}, "must not be negative"),
+        ({"weights": {"urgency": "a lot"}}, "finite number"),
+        ({"weights": [1, 2]}, "weights must be an object"),
+        ({"tiers": [[0.5, 400], [0.4, 40]]}, "sum to 1"),
+        ({"tiers": [[0.5, 40], [0.5, 400]]}, "strictly decreasing"),
+        ({"tiers": [[0.5, 40], [0.5, 40]]}, "strictly decreasing"),
+        ({"tiers": [[1.0, 0]]}, "positive"),
+        ({"tiers": [[1.0, 40.5]]}, "integer value"),
+        ({"tiers": []}, "must not be empty"),
+        ({"tiers": [[1.0]]}, "share, value"),
+        ({"speed_kmh": 0}, "speed_kmh must be a positive"),
+        ({"speed_kmh": -5}, "speed_kmh must be a positive"),
+        ({"max_candidates_per_line": 0}, "max_candidates_per_line"),
+        ({"proposal_ttl_seconds": 0}, "proposal_ttl_seconds"),
+        ({"auto_accept_score": -1}, "auto_accept_score"),
+        ({"colour": "blue"}, "unknown policy field"),
+    ],
+)
+def test_policy_validation(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Policy.from_json(data, 1)
+
+
+def test_tier_shares_may_carry_float_noise() -> None:
+    shares = [0.2, 0.7, 0.1]
+    assert sum(shares) != 1.0
+    policy = Policy.from_json({"tiers": [[s, v] for s, v in zip(shares, [3, 2, 1], strict=True)]}, 1)
+    assert policy.tiers == ((0.2, 3), (0.7, 2), (0.1, 1))
