@@ -204,21 +204,27 @@ class PolicyRepository(RepositoryBase[PolicyVersion]):
 class ProposalRepository(RepositoryBase[Proposal]):
     model = Proposal
 
-    async def supersede_open(self, line_ids: Sequence[uuid.UUID], run_id: uuid.UUID, now: datetime) -> list[Proposal]:
+    async def open_for_lines(self, line_ids: Sequence[uuid.UUID]) -> list[Proposal]:
+        if not line_ids:
+            return []
         stmt = (
-            update(Proposal)
+            select(Proposal)
             .where(Proposal.need_line_id.in_(list(line_ids)), Proposal.status == "proposed")
-            .values(
-                status="cancelled",
-                reason=f"superseded by run {run_id}",
-                decided_at=now,
-                decided_by="matching",
-                version=Proposal.version + 1,
-            )
-            .returning(Proposal)
-            .execution_options(synchronize_session=False)
+            .order_by(Proposal.created_at)
+            .with_for_update()
         )
         return list((await self.session.execute(stmt)).scalars())
+
+    async def supersede(self, proposals: list[Proposal], run_id: uuid.UUID, now: datetime) -> list[Proposal]:
+        for p in proposals:
+            p.status, p.reason = "cancelled", f"superseded by run {run_id}"
+            p.decided_at, p.decided_by = now, "matching"
+            p.version += 1
+            self.session.add(
+                Decision(proposal_id=p.id, action="cancel", quantity=p.quantity, reason=p.reason, actor="matching")
+            )
+        await self.session.flush()
+        return proposals
 
     async def for_run(self, run_id: uuid.UUID) -> list[Proposal]:
         stmt = select(Proposal).where(Proposal.run_id == run_id).order_by(Proposal.score.desc(), Proposal.id)

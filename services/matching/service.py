@@ -171,11 +171,20 @@ async def run_allocation(
     RunRepository(session).add(run)
     await session.flush()
     proposals_repo = ProposalRepository(session)
-    superseded = await proposals_repo.supersede_open([uuid.UUID(ln["id"]) for ln in lines], run.id, now)
+    # Open proposals an identical allocation would make again are kept (same ids for the coordinator who is
+    # looking at them); the others are superseded.
+    still_open = {
+        (p.need_line_id, p.lot_id, p.quantity): p
+        for p in await proposals_repo.open_for_lines([uuid.UUID(ln["id"]) for ln in lines])
+    }
     expires = now + timedelta(seconds=policy.proposal_ttl_seconds)
-    proposals = []
+    proposals, kept = [], []
     for i in [int(i) for i in result.flow.nonzero()[0]]:
         line, lot = lines[int(cand.line[i])], lots[int(cand.lot[i])]
+        same = still_open.pop((uuid.UUID(line["id"]), uuid.UUID(lot["id"]), int(result.flow[i])), None)
+        if same is not None:
+            kept.append(same)
+            continue
         proposals.append(
             Proposal(
                 id=uuid.uuid4(),
@@ -200,8 +209,10 @@ async def run_allocation(
                 reservation_projected=False,
             )
         )
+    superseded = await proposals_repo.supersede(list(still_open.values()), run.id, now)
     session.add_all(proposals)
     run.counts = {
+        "kept": len(kept),
         "lines": len(lines),
         "lots": len(lots),
         "pairs": len(cand.score),
@@ -237,7 +248,7 @@ async def run_allocation(
                 await accept(session, None, proposal_id, None)
             except (LotTaken, ProposalNotOpen, SupplyUnavailable):
                 continue  # left for a coordinator, or re-matched
-    return run, proposals
+    return run, kept + proposals
 
 
 def _ms(a: float, b: float) -> float:
