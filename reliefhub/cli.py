@@ -20,7 +20,9 @@ from shared.settings import Settings
 app = typer.Typer(help="ReliefHub: match donated resources to frontline needs.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk imports from CSV or XLSX, all rows or none.", no_args_is_help=True)
+matching_app = typer.Typer(help="The matching service's maintenance.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(matching_app, name="matching")
 app.add_typer(import_app, name="import")
 
 console = Console()
@@ -267,6 +269,28 @@ def import_offers(
 ) -> None:
     """Import offers: donor_id, item_code, quantity [, offer_ref, kind, amount, currency, lat, lon, …]."""
     _run_import("offers", file, org, sub)
+
+
+@matching_app.command("rebuild")
+def matching_rebuild() -> None:
+    """Rebuild matching's projection of open need lines and lots by replaying the needs and supply events."""
+    from reliefhub.registry import services
+    from reliefhub.replay import rebuild
+
+    specs = services()
+    with Progress(TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("replaying events", total=None)
+        report = asyncio.run(
+            rebuild(
+                specs["matching"],
+                specs,
+                _settings(),
+                tables=["need_line_view", "lot_view", "dirty_scope"],
+                progress=lambda n: bar.advance(task, n),
+            )
+        )
+    for stream, n in report.events.items():
+        console.print(f"[green]✓[/] replayed {n} events of {stream}")
 
 
 @app.command("makemigration")
