@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, intake
+from bench import allocation, intake, time_to_proposal
 
 
 def main() -> int:
     intake.main(sys.argv[1:])
     allocation.main([])
+    time_to_proposal.main([])
     return 0
 
 

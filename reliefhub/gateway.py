@@ -151,3 +151,8 @@ class Gateway:
             await send({"type": "lifespan.startup.failed", "message": repr(exc)})
             return
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def dev_app() -> Gateway:
+    """Every service and its workers in one ASGI app (`uvicorn --factory reliefhub.gateway:dev_app`)."""
+    return Gateway(get_settings(), run_workers=True)
