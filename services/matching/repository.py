@@ -263,6 +263,10 @@ class ProposalRepository(RepositoryBase[Proposal]):
             .values(reservation_projected=True)
         )
 
+    async def decisions(self, proposal_id: uuid.UUID) -> list[Decision]:
+        stmt = select(Decision).where(Decision.proposal_id == proposal_id).order_by(Decision.created_at, Decision.id)
+        return list((await self.session.execute(stmt)).scalars())
+
     def record(self, decision: Decision) -> None:
         self.session.add(decision)
 

@@ -90,11 +90,11 @@ async def list_proposals(
 @router.get("/proposals/{proposal_id}", responses=problem_responses(ProposalNotFound, Forbidden))
 async def get_proposal(
     proposal_id: uuid.UUID, principal: Staff, session: SessionDep, response: Response
-) -> schemas.Proposal:
-    """One proposal with its score breakdown and decision."""
+) -> schemas.ProposalDetail:
+    """One proposal with its score breakdown and every decision taken on it (the audit of overrides)."""
     proposal = await service.get_proposal(session, proposal_id)
     set_etag(response, proposal.version)
-    return schemas.Proposal.model_validate(proposal)
+    return await service.proposal_detail(session, proposal)
 
 
 @router.post(

@@ -101,6 +101,21 @@ class Proposal(BaseModel):
     created_at: datetime
 
 
+class DecisionRecord(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    action: str
+    quantity: int | None
+    override: bool = Field(description="A person departed from what was proposed (rejection, smaller quantity).")
+    reason: str | None
+    actor: str
+    created_at: datetime
+
+
+class ProposalDetail(Proposal):
+    decisions: list[DecisionRecord] = []
+
+
 class AllocationRun(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

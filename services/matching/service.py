@@ -276,6 +276,14 @@ async def get_proposal(session: AsyncSession, proposal_id: uuid.UUID, *, for_upd
     return proposal
 
 
+async def proposal_detail(session: AsyncSession, proposal: Proposal) -> schemas.ProposalDetail:
+    out = schemas.ProposalDetail.model_validate(proposal)
+    out.decisions = [
+        schemas.DecisionRecord.model_validate(d) for d in await ProposalRepository(session).decisions(proposal.id)
+    ]
+    return out
+
+
 async def list_proposals(
     session: AsyncSession, params: PageParams, **filters: Any
 ) -> tuple[list[Proposal], str | None]:
