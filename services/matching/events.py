@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Table, delete, text, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,6 +99,12 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
         return
     d = event.data
     version = int(d["version"])
+    # A stale event (redelivered after a newer one) would re-insert lines the newer version dropped.
+    newest = await session.scalar(
+        select(func.max(NeedLineView.need_version)).where(NeedLineView.need_id == uuid.UUID(d["id"]))
+    )
+    if newest is not None and newest > version:
+        return
     t = NeedLineView.__table__
     assert isinstance(t, Table)
     rows = [

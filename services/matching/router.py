@@ -20,7 +20,13 @@ from services.matching.errors import (
 )
 from services.matching.models import AllocationRun, Proposal
 from shared.app import SessionDep, service_router
-from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
+from shared.errors import (
+    Forbidden,
+    PreconditionFailed,
+    PreconditionRequired,
+    problem_response,
+    problem_responses,
+)
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
 
@@ -99,17 +105,25 @@ async def get_proposal(
 
 @router.post(
     "/proposals/{proposal_id}/accept",
+    response_model=schemas.Proposal,
     responses=problem_responses(ProposalNotFound, Forbidden, ProposalNotOpen, LotTaken, SupplyUnavailable),
 )
 async def accept_proposal(
     proposal_id: uuid.UUID,
+    request: Request,
     principal: Coordinator,
     session: SessionDep,
     response: Response,
     data: schemas.AcceptRequest | None = None,
-) -> schemas.Proposal:
+) -> schemas.Proposal | Response:
     """Accept a proposal (optionally a smaller quantity): its quantity is reserved in supply."""
-    proposal = await service.accept(session, principal, proposal_id, (data or schemas.AcceptRequest()).quantity)
+    try:
+        proposal = await service.accept(session, principal, proposal_id, (data or schemas.AcceptRequest()).quantity)
+    except LotTaken as exc:
+        # Answered rather than raised: the cancellation and the line's re-run commit with this request.
+        return problem_response(
+            exc.status, exc.title, slug=exc.slug, detail=exc.detail, instance=request.url.path, extra=exc.extra
+        )
     set_etag(response, proposal.version)
     return schemas.Proposal.model_validate(proposal)
 

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -55,7 +57,7 @@ class Policy:
     """Factor weights and allocation thresholds; immutable, one object per stored version."""
 
     version: int = 1
-    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType(dict(DEFAULT_WEIGHTS)))
     tiers: tuple[tuple[float, int], ...] = DEFAULT_TIERS
     require_verified_need: bool = False
     speed_kmh: float = 40.0
@@ -75,7 +77,8 @@ class Policy:
             if weight < 0:
                 raise ValueError(f"weight of {name!r} must not be negative, got {weight}")
         # Factors left out keep their default weight, so a policy may name only what it changes.
-        object.__setattr__(self, "weights", {f: float(self.weights.get(f, DEFAULT_WEIGHTS[f])) for f in FACTORS})
+        weights = {f: float(self.weights.get(f, DEFAULT_WEIGHTS[f])) for f in FACTORS}
+        object.__setattr__(self, "weights", MappingProxyType(weights))
         if not self.tiers:
             raise ValueError("tiers must not be empty")
         for tier in self.tiers:
@@ -98,7 +101,11 @@ class Policy:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not _is_number(self.default_distance_km) or not 0 <= self.default_distance_km < math.inf:
             raise ValueError(f"default_distance_km must be a non-negative number, got {self.default_distance_km!r}")
-        if not isinstance(self.max_candidates_per_line, int) or self.max_candidates_per_line < 1:
+        if (
+            not _is_number(self.max_candidates_per_line)
+            or not isinstance(self.max_candidates_per_line, int)
+            or self.max_candidates_per_line < 1
+        ):
             raise ValueError(
                 f"max_candidates_per_line must be a positive integer, got {self.max_candidates_per_line!r}"
             )
@@ -106,10 +113,21 @@ class Policy:
             not _is_number(self.auto_accept_score) or not 0 <= self.auto_accept_score < math.inf
         ):
             raise ValueError(f"auto_accept_score must be null or a non-negative number, got {self.auto_accept_score!r}")
-        if not isinstance(self.proposal_ttl_seconds, int) or self.proposal_ttl_seconds <= 0:
+        if (
+            not _is_number(self.proposal_ttl_seconds)
+            or not isinstance(self.proposal_ttl_seconds, int)
+            or self.proposal_ttl_seconds <= 0
+        ):
             raise ValueError(f"proposal_ttl_seconds must be a positive integer, got {self.proposal_ttl_seconds!r}")
         if not isinstance(self.require_verified_need, bool):
             raise ValueError(f"require_verified_need must be a boolean, got {self.require_verified_need!r}")
+        for name in ("speed_kmh", "default_distance_km", "max_distance_km"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.auto_accept_score is not None:
+            object.__setattr__(self, "auto_accept_score", float(self.auto_accept_score))
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_json(), sort_keys=True))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -310,30 +328,23 @@ class Candidates:
         )
 
 
-def haversine_km(lat1: F64, lon1: F64, lat2: F64, lon2: F64) -> F64:
-    """Great-circle distance; broadcasts like numpy arithmetic. NaN where a coordinate is missing."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp = p2 - p1
-    dl = np.radians(lon2) - np.radians(lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    out: F64 = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    return out
-
-
+@dataclass(frozen=True)
 class _Points:
     """Half-angle trigonometry of points, so a (rows × cols) haversine block needs no trig per cell."""
 
-    def __init__(self, lat: F64, lon: F64) -> None:
+    sin_lat: F64
+    cos_lat: F64
+    sin_lon: F64  # both longitude terms carry √cos φ, so their product carries cos φ1 cos φ2
+    cos_lon: F64
+
+    @classmethod
+    def of(cls, lat: F64, lon: F64) -> _Points:
         half_lat, half_lon = np.radians(lat) / 2, np.radians(lon) / 2
         root_cos = np.sqrt(np.maximum(np.cos(2 * half_lat), 0.0))
-        self.sin_lat, self.cos_lat = np.sin(half_lat), np.cos(half_lat)
-        self.sin_lon, self.cos_lon = np.sin(half_lon) * root_cos, np.cos(half_lon) * root_cos
+        return cls(np.sin(half_lat), np.cos(half_lat), np.sin(half_lon) * root_cos, np.cos(half_lon) * root_cos)
 
     def take(self, idx: I64) -> _Points:
-        out = object.__new__(_Points)
-        out.sin_lat, out.cos_lat = self.sin_lat[idx], self.cos_lat[idx]
-        out.sin_lon, out.cos_lon = self.sin_lon[idx], self.cos_lon[idx]
-        return out
+        return _Points(self.sin_lat[idx], self.cos_lat[idx], self.sin_lon[idx], self.cos_lon[idx])
 
     def distance_km(self, other: _Points) -> F64:
         """Haversine distances from each of these points (rows) to each of `other` (columns); NaN if unknown."""
@@ -430,7 +441,7 @@ def build_candidates(
         [bool(r or k) for r, k in zip(lots.restrict_regions, lots.restrict_kinds, strict=True)], dtype=np.bool_
     )
     restrictions = _Restrictions(lines)
-    line_points, lot_points = _Points(lines.lat, lines.lon), _Points(lots.lat, lots.lon)
+    line_points, lot_points = _Points.of(lines.lat, lines.lon), _Points.of(lots.lat, lots.lon)
     seconds_per_km = 3600.0 / policy.speed_kmh
     k_max = policy.max_candidates_per_line
     pairs = _Pairs()

@@ -4,6 +4,7 @@ tiers that spread scarce supply across needs."""
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import scipy.sparse as sp
 from hypothesis import given
 from scipy.optimize import linprog
 
+from services.matching import allocation
 from services.matching.allocation import (
     allocate,
     greedy_allocate,
@@ -84,6 +86,10 @@ def test_allocation_is_feasible_optimal_and_maximal(instance: Instance) -> None:
         spare = (available[cand.lot] > per_lot[cand.lot]) & (remaining[cand.line] > per_line[cand.line])
         assert not spare.any()
         assert objective_of(flow, remaining, cand, policy, tiered=tiered) == pytest.approx(result.objective, abs=1e-9)
+        # Each connected component in its own network gives the same optimum as packing them together.
+        with patch.object(allocation, "_BATCH_PAIRS", 1):
+            split = allocate(remaining, available, cand, policy, tiered=tiered)
+        assert split.objective == pytest.approx(result.objective, abs=1e-9)
 
     greedy = greedy_allocate(remaining, available, cand, policy)
     assert (np.bincount(cand.lot, weights=greedy, minlength=len(lots)) <= available).all()
@@ -185,3 +191,44 @@ def test_a_lot_shared_by_lines_and_a_line_fed_by_lots() -> None:
     result = allocate(np.array([30, 30]), np.array([30, 50]), cand, Policy())
     assert np.bincount(cand.line, weights=result.flow, minlength=2).tolist() == [30, 30]
     assert np.bincount(cand.lot, weights=result.flow, minlength=2).tolist() == [30, 30]
+
+
+@pytest.mark.parametrize("batch_pairs", [1, 50, 20_000])
+def test_a_medium_instance_matches_the_lp(batch_pairs: int) -> None:
+    rng = np.random.default_rng(11)
+    lines = [
+        line_row(
+            id=f"l{i}",
+            item_code=str(rng.choice(["x.a", "x.b", "x.c", "x.d"])),
+            remaining=int(rng.integers(1, 300)),
+            urgency=str(rng.choice(["critical", "high", "normal", "low"])),
+            lat=float(rng.uniform(29, 33)),
+            lon=float(rng.uniform(111, 117)),
+            needed_by=at(float(rng.uniform(2, 200))) if rng.random() < 0.5 else None,
+            site_fill=float(rng.random()),
+        )
+        for i in range(150)
+    ]
+    lots = [
+        lot_row(
+            id=f"o{j}",
+            item_code=str(rng.choice(["x.a", "x.b", "x.c", "x.d"])),
+            available=int(rng.integers(1, 400)),
+            lat=float(rng.uniform(29, 33)),
+            lon=float(rng.uniform(111, 117)),
+            expires_at=at(float(rng.uniform(5, 3000))) if rng.random() < 0.3 else None,
+            perishable=bool(rng.random() < 0.3),
+        )
+        for j in range(120)
+    ]
+    line_t, lot_t, cand, policy = tables((lines, lots, Policy(max_candidates_per_line=15)))
+    assert len(cand) > 1000
+    with patch.object(allocation, "_BATCH_PAIRS", batch_pairs):
+        result = allocate(line_t.remaining, lot_t.available, cand, policy)
+    lp = lp_objective(line_t.remaining, lot_t.available, cand, policy, tiered=True)
+    assert result.objective == pytest.approx(lp, rel=1e-9)
+    assert objective_of(result.flow, line_t.remaining, cand, policy) == pytest.approx(result.objective, abs=1e-6)
+    greedy = objective_of(
+        greedy_allocate(line_t.remaining, lot_t.available, cand, policy), line_t.remaining, cand, policy
+    )
+    assert greedy < result.objective

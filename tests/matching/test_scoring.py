@@ -504,6 +504,16 @@ def test_policy_json_round_trip() -> None:
     assert Policy.from_json(data, 3) == policy
     assert Policy.from_json(Policy().to_json(), 1) == Policy()
     assert Policy.from_json({}, 7) == Policy(version=7)
+    assert Policy.from_json({"version": 1}, 7).version == 7
+
+
+def test_policy_is_immutable_and_hashable() -> None:
+    policy = Policy(speed_kmh=40, weights={"urgency": 30})
+    assert policy == Policy()
+    assert hash(policy) == hash(Policy())
+    assert hash(Policy(version=2)) != hash(Policy())
+    with pytest.raises(TypeError):
+        policy.weights["urgency"] = 99  # type: ignore[index]
 
 
 def test_policy_names_only_what_it_changes() -> None:
@@ -530,6 +540,11 @@ def test_policy_names_only_what_it_changes() -> None:
         ({"speed_kmh": 0}, "speed_kmh must be a positive"),
         ({"speed_kmh": -5}, "speed_kmh must be a positive"),
         ({"max_candidates_per_line": 0}, "max_candidates_per_line"),
+        ({"max_candidates_per_line": 2.5}, "max_candidates_per_line"),
+        ({"max_candidates_per_line": True}, "max_candidates_per_line"),
+        ({"require_verified_need": "yes"}, "require_verified_need"),
+        ({"max_distance_km": float("inf")}, "max_distance_km"),
+        ({"default_distance_km": -1}, "default_distance_km"),
         ({"proposal_ttl_seconds": 0}, "proposal_ttl_seconds"),
         ({"auto_accept_score": -1}, "auto_accept_score"),
         ({"colour": "blue"}, "unknown policy field"),
