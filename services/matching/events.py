@@ -214,8 +214,9 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
             )
         await mark_dirty(session, {lot["item_code"] for lot in d["lots"]})
     elif event.type.startswith("reliefhub.supply.reservation."):
-        if event.type == "reliefhub.supply.reservation.created":
-            await _mark_projected(session, d["reference"])
+        if event.type == "reliefhub.supply.reservation.created" and not await _mark_projected(session, d["reference"]):
+            # Someone reserved outside matching: open proposals on that lot may no longer fit.
+            await mark_dirty(session, {d["item_code"]})
         if d.get("lot_version") is None:
             return
         await _update_lot(
@@ -228,13 +229,16 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
             await mark_dirty(session, {d["item_code"]})
 
 
-async def _mark_projected(session: AsyncSession, reference: str) -> None:
-    """A reservation made for one of our proposals is now counted in lot_view."""
+async def _mark_projected(session: AsyncSession, reference: str) -> bool:
+    """A reservation made for one of our proposals is now counted in lot_view. False when it is not ours."""
     try:
         proposal_id = uuid.UUID(reference)
     except ValueError:
-        return
-    await session.execute(update(Proposal).where(Proposal.id == proposal_id).values(reservation_projected=True))
+        return False
+    result = await session.execute(
+        update(Proposal).where(Proposal.id == proposal_id).values(reservation_projected=True).returning(Proposal.id)
+    )
+    return result.first() is not None
 
 
 async def _update_lot(session: AsyncSession, lot_id: uuid.UUID, lot_version: int, values: dict[str, Any]) -> None:

@@ -143,6 +143,13 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             for lot, avail in (await self.session.execute(stmt)).all()
         ]
 
+    async def refresh_lot(self, lot_id: uuid.UUID, lot_version: int, **values: Any) -> None:
+        await self.session.execute(
+            update(LotView)
+            .where(LotView.lot_id == lot_id, LotView.lot_version < lot_version)
+            .values(lot_version=lot_version, **values)
+        )
+
     async def line(self, line_id: uuid.UUID) -> NeedLineView | None:
         return await self.session.get(NeedLineView, line_id)
 

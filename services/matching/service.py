@@ -138,7 +138,13 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
 
 
 async def run_allocation(
-    session: AsyncSession, *, scope: schemas.RunScope, trigger: str, actor: str, line_ids: list[uuid.UUID] | None = None
+    session: AsyncSession,
+    *,
+    scope: schemas.RunScope,
+    trigger: str,
+    actor: str,
+    line_ids: list[uuid.UUID] | None = None,
+    auto_accept: bool = True,
 ) -> tuple[AllocationRun, list[Proposal]]:
     """Score every feasible pair in scope, allocate optimally, store the proposals (superseding open ones
     for the same lines), and auto-accept above the policy's threshold."""
@@ -242,7 +248,7 @@ async def run_allocation(
         ),
         subject=str(run.id),
     )
-    if policy.auto_accept_score is not None:
+    if auto_accept and policy.auto_accept_score is not None:
         for proposal_id in await proposals_repo.auto_acceptable(run.id, policy.auto_accept_score):
             try:
                 await accept(session, None, proposal_id, None)
@@ -352,7 +358,11 @@ async def accept(
         raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
     repo = ProposalRepository(session)
     if response.status_code == 409:
-        proposal.status, proposal.reason = "cancelled", f"lot taken: {response.json().get('detail', '')}"[:500]
+        problem = response.json()
+        if str(problem.get("type", "")).endswith("reference-reused"):
+            # An earlier accept of this proposal reserved another quantity; the proposal stays as it is.
+            raise ProposalNotOpen(f"A reservation for this proposal already exists: {problem.get('detail', '')}")
+        proposal.status, proposal.reason = "cancelled", f"lot taken: {problem.get('detail', '')}"[:500]
         proposal.decided_at, proposal.decided_by = now, actor
         proposal.version += 1
         repo.record(
@@ -360,8 +370,15 @@ async def accept(
         )
         await session.flush()
         await _publish_decision(session, events.PROPOSAL_CANCELLED, proposal, proposal.quantity)
+        # Our projection of the lot is behind (that is why we proposed it): ask supply, then re-match the line.
+        await _refresh_lot(session, proposal.lot_id)
         await run_allocation(
-            session, scope=schemas.RunScope(), trigger="retry", actor=actor, line_ids=[proposal.need_line_id]
+            session,
+            scope=schemas.RunScope(),
+            trigger="retry",
+            actor=actor,
+            line_ids=[proposal.need_line_id],
+            auto_accept=False,
         )
         raise LotTaken(
             "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
@@ -389,6 +406,20 @@ async def accept(
     await session.flush()
     await _publish_decision(session, events.PROPOSAL_ACCEPTED, proposal, amount)
     return proposal
+
+
+async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID) -> None:
+    """Bring lot_view up to what supply says now (only ever forward: guarded by the lot's version)."""
+    try:
+        response = await runtime_of_session(session).client("supply").request("GET", f"/v1/lots/{lot_id}")
+    except Exception:
+        return  # the reservation events will bring it up to date
+    if response.status_code != 200:
+        return
+    lot = response.json()
+    await ProjectionRepository(session).refresh_lot(
+        lot_id, int(lot["version"]), quantity_reserved=int(lot["quantity_reserved"]), verification=lot["verification"]
+    )
 
 
 async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
