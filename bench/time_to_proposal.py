@@ -59,12 +59,9 @@ async def seed(client: httpx.AsyncClient, headers: dict[str, str], sites: int) -
     return ids
 
 
-async def load(
-    base: str, headers: dict[str, str], sites: list[str], rate: float, seconds: float, settle: float
-) -> tuple[list[float], int, int]:
+async def load(base: str, headers: dict[str, str], sites: list[str], rate: float, seconds: float) -> int:
+    """Post `rate` needs a second for `seconds` (open loop). Returns the number of errors."""
     rng = random.Random(11)
-    posted: dict[str, float] = {}
-    seen: dict[str, float] = {}
     errors = 0
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=64)) as client:
 
@@ -77,31 +74,45 @@ async def load(
                 "lines": [{"item_code": rng.choice(ITEMS), "quantity": rng.randint(1, 50)}],
             }
             r = await client.post("/v1/needs", headers=headers, json=body)
-            if r.status_code != 201:
-                errors += 1
-                return
-            posted[r.json()["id"]] = time.perf_counter()
-
-        async def watch(until: float) -> None:
-            while time.perf_counter() < until:
-                r = await client.get("/v1/proposals?status=proposed&limit=500", headers=headers)
-                now = time.perf_counter()
-                for p in r.json().get("items", []):
-                    seen.setdefault(p["need_id"], now)
-                if posted and all(n in seen for n in posted) and time.perf_counter() > until - settle:
-                    return
-                await asyncio.sleep(0.05)
+            errors += r.status_code != 201
 
         start = time.perf_counter()
-        watcher = asyncio.create_task(watch(start + seconds + settle))
         tasks = []
         for i in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             tasks.append(asyncio.create_task(post_one(i)))
         await asyncio.gather(*tasks)
-        await watcher
-    latencies = [seen[n] - t for n, t in posted.items() if n in seen]
-    return latencies, len(posted) - len(latencies), errors
+    return errors
+
+
+# When each need's first proposal became readable: its run's start plus the run's duration (it commits then).
+LATENCIES = """
+SELECT n.id, EXTRACT(EPOCH FROM (first.readable_at - n.created_at))
+  FROM needs.need n
+  LEFT JOIN LATERAL (
+        SELECT r.created_at + (r.timings->>'total_ms')::float * interval '1 millisecond' AS readable_at
+          FROM matching.proposal p JOIN matching.allocation_run r ON r.id = p.run_id
+         WHERE p.need_id = n.id
+         ORDER BY p.created_at LIMIT 1) first ON true
+"""
+
+
+async def latencies(db: str, settle: float) -> tuple[list[float], int]:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(db)
+    try:
+        deadline = time.perf_counter() + settle
+        while True:
+            async with engine.connect() as conn:
+                rows = (await conn.execute(text(LATENCIES))).all()
+            missing = sum(1 for _, lat in rows if lat is None)
+            if not missing or time.perf_counter() > deadline:
+                return [float(lat) for _, lat in rows if lat is not None], missing
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -132,10 +143,12 @@ def main(argv: list[str] | None = None) -> str:
                 async with httpx.AsyncClient(base_url=base, timeout=30) as client:
                     sites = await seed(client, headers, 100)
                 await asyncio.sleep(2)  # let matching project the stock
-                return await load(base, headers, sites, args.rate, args.seconds, args.settle)
+                errors = await load(base, headers, sites, args.rate, args.seconds)
+                lat, missing = await latencies(db, args.settle)
+                return lat, missing, errors
 
-            latencies, missing, errors = asyncio.run(run())
-    lat = sorted(latencies)
+            measured, missing, errors = asyncio.run(run())
+    lat = sorted(measured)
 
     def p(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")

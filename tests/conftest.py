@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +182,27 @@ def cli_env(migrated: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("RELIEFHUB_JWT_SECRET", migrated.jwt_secret)
     monkeypatch.setattr(cli, "DEV_ENV", tmp_path / "dev.env")
     return migrated
+
+
+@pytest.fixture
+async def workers(gateway: Gateway, client: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Every service's relay, consumers and jobs, as `reliefhub dev` runs them."""
+    from shared.worker import run_worker
+
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(run_worker(app.state.runtime, stop)) for app in gateway.apps.values()]
+    yield
+    stop.set()
+    await asyncio.gather(*tasks)
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], *, seconds: float = 15.0) -> Any:
+    """Poll `probe` until it returns something truthy (and return that), or fail after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)

@@ -23,6 +23,7 @@ SERVICE = ServiceSpec(
     collections=("candidates", "allocation-runs", "proposals", "policy", "matching-kpis"),
     subscriptions=SUBSCRIPTIONS,
     jobs=[
+        # More often than the debounce would add runs whose cost grows with the open lines of their items.
         PeriodicJob("continuous-run", continuous_run, lambda s: s.matching_debounce_seconds),
         PeriodicJob("global-run", global_run, lambda s: s.matching_global_seconds),
         PeriodicJob("expire-proposals", expire_proposals, lambda s: s.matching_expire_seconds),

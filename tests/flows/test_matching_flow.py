@@ -3,37 +3,12 @@ and the need line its quantity_matched; all through HTTP and the event streams."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from reliefhub.gateway import Gateway
-from shared.worker import run_worker
-from tests.conftest import TokenFactory
-
-
-@pytest.fixture
-async def workers(gateway: Gateway, client: httpx.AsyncClient) -> AsyncIterator[None]:
-    """Every service's relay, consumers and jobs, as `reliefhub dev` runs them."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(run_worker(app.state.runtime, stop)) for app in gateway.apps.values()]
-    yield
-    stop.set()
-    await asyncio.gather(*tasks)
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], *, seconds: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+from tests.conftest import TokenFactory, eventually
 
 
 async def test_proposals_appear_by_themselves_and_acceptance_reserves(

@@ -3,9 +3,8 @@ relayed to Redis, and matching's projection consumers run until the streams are 
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -145,14 +144,3 @@ async def xadd(gateway: Gateway, stream: str, envelopes: Sequence[dict[str, Any]
     redis = runtime(gateway).redis
     for env in envelopes:
         await redis.xadd(stream, {"type": env["type"], "event": json.dumps(env, ensure_ascii=False)})
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], *, seconds: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)

@@ -3,23 +3,16 @@ the lot taken meanwhile (cancel and re-match), auto-accept, and the roll-up into
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-import pytest
 from sqlalchemy import text
 
-from reliefhub.gateway import Gateway
-from shared.worker import run_worker
-from tests.conftest import TokenFactory
+from tests.conftest import TokenFactory, eventually
 from tests.matching.helpers import (
     NEAR_BEIJING,
     allocation_run,
     donor_offer,
-    eventually,
     get_json,
     problem,
     project,
@@ -33,16 +26,6 @@ DECISIONS = (
     "SELECT action, quantity, override, reason, actor FROM matching.decision WHERE proposal_id = :p ORDER BY created_at"
 )
 RESERVATIONS = "SELECT quantity, status FROM supply.reservation WHERE reference = :r"
-
-
-@pytest.fixture
-async def workers(gateway: Gateway, client: httpx.AsyncClient) -> AsyncIterator[None]:
-    """Every service's relay, consumers and jobs, as `reliefhub dev` runs them."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(run_worker(app.state.runtime, stop)) for app in gateway.apps.values()]
-    yield
-    stop.set()
-    await asyncio.gather(*tasks)
 
 
 async def proposed(client, auth: TokenFactory, gateway, *, lot: dict[str, Any] | None = None) -> dict[str, Any]:
