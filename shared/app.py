@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import BEARER_SCHEME, principal_subject
-from shared.errors import PayloadTooLarge, install_error_handlers, problem_response
+from shared.errors import DomainError, PayloadTooLarge, install_error_handlers, problem_response
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY
@@ -57,13 +57,21 @@ class TransactionalRoute(APIRoute):
             try:
                 async with rt.sessionmaker() as session:
                     request.state.session = session
+                    kept: DomainError | None = None
                     async with session.begin():
-                        response = await inner(request)
-                        if idem is not None:
+                        try:
+                            response = await inner(request)
+                        except DomainError as exc:
+                            if not exc.keeps_changes:
+                                raise
+                            kept = exc  # an answer that reports what the request did: commit, then raise
+                        if idem is not None and kept is None:
                             if response.status_code < 400:
                                 await idem.complete(session, response)
                             else:
                                 await asyncio.shield(idem.release(rt.sessionmaker))
+                    if kept is not None:
+                        raise kept
             except BaseException:
                 if idem is not None:
                     await asyncio.shield(idem.release(rt.sessionmaker))

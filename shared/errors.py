@@ -39,6 +39,9 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
+    # Most errors undo the request's transaction; one that reports a change the request made on purpose
+    # (a proposal cancelled because its lot was taken) keeps it.
+    keeps_changes: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ class ProposalNotOpen(Conflict):
 
 class LotTaken(Conflict):
     slug, title = "lot-taken", "The lot's quantity was taken meanwhile; the need line is being re-matched"
+    keeps_changes = True  # the proposal's cancellation and the line's re-run are committed
 
 
 class InvalidPolicy(InvalidRequest):

@@ -24,7 +24,6 @@ from shared.errors import (
     Forbidden,
     PreconditionFailed,
     PreconditionRequired,
-    problem_response,
     problem_responses,
 )
 from shared.etag import if_match_version, set_etag
@@ -110,20 +109,13 @@ async def get_proposal(
 )
 async def accept_proposal(
     proposal_id: uuid.UUID,
-    request: Request,
     principal: Coordinator,
     session: SessionDep,
     response: Response,
     data: schemas.AcceptRequest | None = None,
-) -> schemas.Proposal | Response:
+) -> schemas.Proposal:
     """Accept a proposal (optionally a smaller quantity): its quantity is reserved in supply."""
-    try:
-        proposal = await service.accept(session, principal, proposal_id, (data or schemas.AcceptRequest()).quantity)
-    except LotTaken as exc:
-        # Answered rather than raised: the cancellation and the line's re-run commit with this request.
-        return problem_response(
-            exc.status, exc.title, slug=exc.slug, detail=exc.detail, instance=request.url.path, extra=exc.extra
-        )
+    proposal = await service.accept(session, principal, proposal_id, (data or schemas.AcceptRequest()).quantity)
     set_etag(response, proposal.version)
     return schemas.Proposal.model_validate(proposal)
 
