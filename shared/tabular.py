@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Request, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 
 from shared.errors import InvalidRequest
@@ -163,3 +165,26 @@ def end_of_day(value: str | None) -> str | None:
 
 def split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").replace("；", ";").replace(",", ";").split(";") if v.strip()]
+
+
+async def uploaded_rows(request: Request, file: UploadFile) -> list[dict[str, str]]:
+    """The rows of an uploaded spreadsheet (multipart field `file`), within the import limits."""
+    settings = request.app.state.settings
+    data = await file.read(settings.max_import_bytes + 1)
+    return read_rows(data, file.filename or "", max_rows=settings.max_import_rows)
+
+
+UploadedRows = Annotated[list[dict[str, str]], Depends(uploaded_rows)]
+
+
+def unknown_items(errors: RowErrors, codes: Iterable[tuple[int, str]]) -> bool:
+    """Record each (row, item code) not in the catalog; True when there was any."""
+    from shared.catalog import get_catalog
+
+    catalog = get_catalog()
+    found = False
+    for row, code in codes:
+        if code not in catalog:
+            errors.add(row, f"item_code: {code!r} is not in the catalog")
+            found = True
+    return found

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import Query, Request, Response, UploadFile, status
+from fastapi import Query, Request, Response, status
 
 from services.needs import schemas, service
 from services.needs.dependencies import Coordinator, SiteWriter
 from services.needs.errors import NeedNotFound, SiteNotFound, UnknownItem
 from services.needs.models import Need, Site
-from shared.app import SessionDep, runtime_of, service_router
+from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
 from shared.catalog import get_catalog
 from shared.errors import (
@@ -24,7 +24,7 @@ from shared.errors import (
 )
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
-from shared.tabular import ImportRejected, ImportReport, read_rows
+from shared.tabular import ImportRejected, ImportReport, UploadedRows
 from shared.vocabulary import SiteKind
 
 router = service_router(prefix="/v1", tags=["needs"])
@@ -221,13 +221,10 @@ async def confirm_need(
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(ImportRejected, Forbidden, NotFound),
 )
-async def import_needs(file: UploadFile, request: Request, principal: SiteWriter, session: SessionDep) -> ImportReport:
+async def import_needs(rows: UploadedRows, principal: SiteWriter, session: SessionDep) -> ImportReport:
     """Import needs from a CSV or XLSX file (multipart field `file`); all rows or none, with a per-row report.
 
     Columns: `site_id`, `title`, `item_code`, `quantity`, and optionally `need_ref` (rows sharing it form one
     need), `urgency`, `needed_by`, `beneficiaries`, `unit`, `notes`.
     """
-    settings = runtime_of(request).settings
-    data = await file.read(settings.max_import_bytes + 1)
-    rows = read_rows(data, file.filename or "", max_rows=settings.max_import_rows)
     return await service.import_needs(session, principal, rows)

@@ -28,7 +28,7 @@ from shared.events import CloudEvent, EventType, publish
 from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
-from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows
+from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows, unknown_items
 
 DuplicatePolicy = Literal["flag", "merge"]
 ACTIVE = tuple(s.value for s in schemas.ACTIVE_STATUSES)
@@ -392,7 +392,6 @@ IMPORT_COLUMNS = ("site_id", "title", "item_code", "quantity")
 def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[list[int], schemas.NeedCreate]]:
     """Group rows into needs (by `need_ref`, else one need per row) and validate them."""
     parsed: list[tuple[list[int], schemas.NeedCreate]] = []
-    catalog = get_catalog()
     for group in group_rows(rows, "need_ref", IMPORT_COLUMNS, errors):
         numbers = [n for n, _ in group]
         first = group[0][1]
@@ -422,12 +421,7 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
         except ValidationError as exc:
             errors.add_validation(exc, numbers, "lines")
             continue
-        unknown = [
-            (n, line.item_code) for n, line in zip(numbers, need.lines, strict=True) if line.item_code not in catalog
-        ]
-        for n, code in unknown:
-            errors.add(n, f"item_code: {code!r} is not in the catalog")
-        if not unknown:
+        if not unknown_items(errors, zip(numbers, (line.item_code for line in need.lines), strict=True)):
             parsed.append((numbers, need))
     return parsed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Request, Response, UploadFile, status
+from fastapi import Query, Request, Response, status
 
 from services.supply import schemas, service
 from services.supply.dependencies import DonorWriter, Reserver, WorkingGroup
@@ -22,12 +22,12 @@ from services.supply.errors import (
     UnknownItem,
 )
 from services.supply.models import Donor, Offer
-from shared.app import SessionDep, runtime_of, service_router
+from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
-from shared.tabular import ImportRejected, read_rows
+from shared.tabular import ImportRejected, UploadedRows
 
 router = service_router(prefix="/v1", tags=["supply"])
 
@@ -86,9 +86,7 @@ async def create_offer(
 @router.post(
     "/offers/imports", status_code=status.HTTP_201_CREATED, responses=problem_responses(ImportRejected, Forbidden)
 )
-async def import_offers(
-    file: UploadFile, request: Request, principal: DonorWriter, session: SessionDep
-) -> schemas.OfferImportReport:
+async def import_offers(rows: UploadedRows, principal: DonorWriter, session: SessionDep) -> schemas.OfferImportReport:
     """Import offers from a CSV or XLSX file (multipart field `file`); all rows or none, with a per-row report.
 
     Columns: `donor_id`, and for in-kind lots `item_code`, `quantity` with optionally `unit`, `lat`, `lon`,
@@ -96,10 +94,6 @@ async def import_offers(
     `currency`. Optional `offer_ref` (rows sharing it form one offer), `restrict_regions`,
     `restrict_site_kinds`, `restrict_items` (separated by `;`), `note`.
     """
-    settings = runtime_of(request).settings
-    rows = read_rows(
-        await file.read(settings.max_import_bytes + 1), file.filename or "", max_rows=settings.max_import_rows
-    )
     report, codes = await service.import_offers(session, principal, rows)
     return schemas.OfferImportReport(**report.model_dump(), tracking_codes=codes)
 

@@ -35,7 +35,15 @@ from shared.etag import IfMatch, check_version
 from shared.events import publish
 from shared.pagination import PageParams
 from shared.settings import Settings
-from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows, split_list
+from shared.tabular import (
+    ImportRejected,
+    ImportReport,
+    RowErrors,
+    end_of_day,
+    group_rows,
+    split_list,
+    unknown_items,
+)
 
 
 def _now() -> datetime:
@@ -389,7 +397,6 @@ IMPORT_COLUMNS = ("donor_id",)
 def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[list[int], schemas.OfferCreate]]:
     """Group rows into offers (by `offer_ref`, else one offer per row) and validate them."""
     parsed: list[tuple[list[int], schemas.OfferCreate]] = []
-    catalog = get_catalog()
     for group in group_rows(rows, "offer_ref", IMPORT_COLUMNS, errors):
         numbers = [n for n, _ in group]
         first = group[0][1]
@@ -426,15 +433,9 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
         except ValidationError as exc:
             errors.add_validation(exc, numbers, "lots")
             continue
-        unknown = [
-            (n, lot.item_code)
-            for n, lot in zip(numbers, offer.lots or [], strict=False)
-            if lot.item_code not in catalog
-        ]
-        unknown += [(numbers[0], c) for c in offer.restrictions.item_codes if c not in catalog]
-        for n, code in unknown:
-            errors.add(n, f"item_code: {code!r} is not in the catalog")
-        if not unknown:
+        codes = [*zip(numbers, (lot.item_code for lot in offer.lots or []), strict=False)]
+        codes += [(numbers[0], c) for c in offer.restrictions.item_codes]
+        if not unknown_items(errors, codes):
             parsed.append((numbers, offer))
     return parsed
 
