@@ -286,6 +286,7 @@ def matching_rebuild() -> None:
                 specs,
                 _settings(),
                 tables=["need_line_view", "lot_view", "dirty_scope"],
+                group="matching-projection",
                 progress=lambda n: bar.advance(task, n),
             )
         )

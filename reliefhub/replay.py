@@ -32,9 +32,11 @@ async def rebuild(
     settings: Settings,
     *,
     tables: list[str],
+    group: str,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayReport:
-    """Empty `tables` of `consumer`, then apply its handlers to every event its subscriptions cover."""
+    """Empty `tables` of `consumer`, then apply the handlers of its consumer group `group` (the one that
+    builds those tables) to every event their subscriptions cover."""
     engine = create_engine(settings, pool_size=2)
     try:
         consume = make_sessionmaker(engine, consumer.kit, consumer.name)
@@ -42,7 +44,7 @@ async def rebuild(
             names = ", ".join(f'"{consumer.metadata.schema}"."{t}"' for t in tables)
             await session.execute(text(f"TRUNCATE {names}"))
         counts: dict[str, int] = {}
-        for sub in consumer.subscriptions:
+        for sub in (s for s in consumer.subscriptions if s.group == group):
             publisher = publishers[sub.stream.split(".")[0]]
             outbox = publisher.kit.outbox
             last, seen = 0, 0

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     matching_global_seconds: float = 900.0
     matching_expire_seconds: float = 30.0
 
+    # logistics: accepted proposals become shipments by themselves (lines of one route join one shipment);
+    # wrong handover PINs lock receipt for a while; the public tracking page is rate-limited per client.
+    logistics_auto_shipments: bool = True
+    pin_max_failures: int = 5
+    pin_lock_seconds: int = 900
+    track_requests_per_minute: int = 60
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.environment != "development" and self.jwt_secret == DEFAULT_SIGNING_SECRET:

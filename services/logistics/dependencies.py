@@ -1,1 +1,51 @@
 """Dependencies of the logistics service."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.logistics.errors import TooManyRequests
+from shared.auth import Principal, Role, require_roles
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Carriers and the logistics group move shipments; the receiving site's frontline records receipt and feedback
+# (the service checks it is theirs); coordinators do everything.
+Shipper = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.logistics))]
+ShipmentActor = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.logistics, Role.frontline))]
+Recipient = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.frontline))]
+Buyer = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.working_group))]
+Staff = Annotated[Principal, Depends(require_roles(Role.coordinator))]
+
+
+async def _track_rate_limit(request: Request) -> None:
+    """A fixed one-minute window per client address, counted in Redis so every replica shares it. When Redis
+    is unreachable the page stays up (it only reads PostgreSQL): the limit fails open."""
+    runtime: Runtime = request.app.state.runtime
+    limit = runtime.settings.track_requests_per_minute
+    client = request.client.host if request.client else "unknown"
+    window = int(time.time() // 60)
+    key = f"ratelimit:track:{client}:{window}"
+    try:
+        async with runtime.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 61)
+            count, _ = await pipe.execute()
+    except (RedisConnectionError, RedisTimeoutError):
+        log.warning("tracking rate limit skipped: Redis unreachable")
+        return
+    if int(count) > limit:
+        wait = 60 - int(time.time()) % 60
+        raise TooManyRequests(
+            f"At most {limit} tracking requests a minute from one address.", headers={"Retry-After": str(wait)}
+        )
+
+
+TrackRateLimit = Depends(_track_rate_limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.logistics.models import Base, kit
+from services.logistics.projection import SUBSCRIPTIONS
 from services.logistics.router import router
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
@@ -18,7 +19,8 @@ SERVICE = ServiceSpec(
     kit=kit,
     routers=[router],
     migrations=migrations_dir(__file__),
-    collections=("shipments", "procurements", "track", "reports"),
+    collections=("shipments", "procurements", "ledger", "track", "reports"),
+    subscriptions=SUBSCRIPTIONS,
 )
 
 

@@ -1,10 +1,18 @@
-"""Tables of the logistics service (schema `logistics`)."""
+"""Tables of the logistics service (schema `logistics`): shipments with their lines, legs, status history,
+proof of delivery and feedback; procurement orders and the ledger; and its projections of sites, needs,
+offers and accepted proposals from the other services' streams."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import datetime
+from typing import Any
 
-from shared.db import make_kit_tables, service_metadata
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
 
 SCHEMA = "logistics"
 
@@ -14,3 +22,260 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+
+
+# --- projections of other services' events -----------------------------------------------------------------
+
+
+class SiteView(Base):
+    """A recipient site as needs.events describe it (never its contact details)."""
+
+    __tablename__ = "site_view"
+
+    site_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(30))
+    region_code: Mapped[str] = mapped_column(String(6))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class NeedView(Base):
+    """A need as needs.events describe it, with when it was first matched and first delivered."""
+
+    __tablename__ = "need_view"
+
+    need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    site_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    org: Mapped[str] = mapped_column(String(100))
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20))
+    beneficiaries: Mapped[int | None] = mapped_column(Integer)
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer)
+    need_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    first_matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OfferView(Base):
+    """An offer as supply.events describe it; for cash pledges also what procurement has spent of it."""
+
+    __tablename__ = "offer_view"
+
+    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    donor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    org: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    amount_spent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    procurement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    lots: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer)
+    offer_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("amount_spent >= 0 AND amount_spent <= COALESCE(amount, 0)", name="spend"),)
+
+
+class TrackEntry(Base):
+    """One step of an offer's public timeline learned from another service's event (keyed by the event id)."""
+
+    __tablename__ = "track_entry"
+
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(30))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class AcceptedProposal(Base):
+    """An accepted proposal (matching.events): what may be shipped, and how much of it is planned already."""
+
+    __tablename__ = "accepted_proposal"
+
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    item_code: Mapped[str] = mapped_column(String(100))
+    site_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    destination_org: Mapped[str] = mapped_column(String(100))
+    offer_org: Mapped[str | None] = mapped_column(String(100))
+    region_code: Mapped[str] = mapped_column(String(6))
+    origin: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    quantity: Mapped[int] = mapped_column(Integer)
+    quantity_planned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("quantity_planned >= 0 AND quantity_planned <= quantity", name="planned"),)
+
+
+# --- shipments ---------------------------------------------------------------------------------------------
+
+
+class Shipment(TimestampedMixin, VersionedMixin, Base):
+    __tablename__ = "shipment"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    origin: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # Accepted lines from one origin to one site join a planned automatic shipment with the same key.
+    origin_key: Mapped[str] = mapped_column(String(200))
+    origin_org: Mapped[str | None] = mapped_column(String(100), index=True)
+    destination_site_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    destination_org: Mapped[str] = mapped_column(String(100), index=True)
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    carrier: Mapped[str | None] = mapped_column(String(200))
+    legs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    status: Mapped[str] = mapped_column(String(30), index=True)
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    handover_pin: Mapped[str] = mapped_column(String(12))
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    picked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+    lines: Mapped[list[ShipmentLine]] = relationship(
+        back_populates="shipment", lazy="raise", order_by="ShipmentLine.position", cascade="all, delete-orphan"
+    )
+    history: Mapped[list[ShipmentUpdate]] = relationship(
+        lazy="raise", order_by="ShipmentUpdate.at", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index(None, "created_at", "id"),
+        Index(None, "origin_key", "destination_site_id", postgresql_where="status = 'planned' AND auto"),
+    )
+
+
+class ShipmentLine(Base):
+    __tablename__ = "shipment_line"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    shipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shipment.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    proposal_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    need_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    need_line_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lot_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    item_code: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    quantity_received: Mapped[int | None] = mapped_column(Integer)
+    quantity_returned: Mapped[int | None] = mapped_column(Integer)
+    discrepancy_reason: Mapped[str | None] = mapped_column(Text)
+
+    shipment: Mapped[Shipment] = relationship(back_populates="lines", lazy="raise")
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "quantity_received IS NULL OR (quantity_received >= 0 AND quantity_received <= quantity)",
+            name="received_within",
+        ),
+    )
+
+
+class ShipmentUpdate(Base):
+    """One status change of a shipment, with where it was and what the carrier or site noted."""
+
+    __tablename__ = "shipment_update"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    shipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shipment.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(30))
+    location: Mapped[str | None] = mapped_column(String(300))
+    note: Mapped[str | None] = mapped_column(Text)
+    leg: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+
+    shipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shipment.id", ondelete="CASCADE"), primary_key=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    beneficiaries_served: Mapped[int | None] = mapped_column(Integer)
+    photo_urls: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),)
+
+
+# --- procurement and the ledger ------------------------------------------------------------------------------
+
+
+class Procurement(TimestampedMixin, VersionedMixin, Base):
+    __tablename__ = "procurement"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    supplier: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    region_code: Mapped[str | None] = mapped_column(String(6), index=True)
+    need_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[int] = mapped_column(BigInteger)
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    goods_offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    ordered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    funding: Mapped[list[ProcurementFunding]] = relationship(
+        lazy="raise", order_by="ProcurementFunding.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index(None, "created_at", "id"), CheckConstraint("total > 0", name="total_positive"))
+
+
+class ProcurementFunding(Base):
+    """How much of one cash pledge pays for a procurement order."""
+
+    __tablename__ = "procurement_funding"
+
+    procurement_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("procurement.id", ondelete="CASCADE"), primary_key=True
+    )
+    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+
+class LedgerEntry(Base):
+    """Money in (pledged), money out (spent, refunded) and in-kind value (offered, delivered), in fen.
+
+    `ref` names the fact an entry records, so replaying an event never books it twice."""
+
+    __tablename__ = "ledger_entry"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    ref: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(30), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    procurement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    shipment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    region_code: Mapped[str | None] = mapped_column(String(6), index=True)
+    item_code: Mapped[str | None] = mapped_column(String(100))
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    memo: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+    __table_args__ = (Index(None, "created_at", "id"),)

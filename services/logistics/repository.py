@@ -1,1 +1,367 @@
 """Queries of the logistics service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import selectinload
+
+from services.logistics.models import (
+    AcceptedProposal,
+    Feedback,
+    LedgerEntry,
+    NeedView,
+    OfferView,
+    Procurement,
+    ProcurementFunding,
+    Shipment,
+    ShipmentLine,
+    SiteView,
+    TrackEntry,
+)
+from shared.db import RepositoryBase
+from shared.pagination import PageParams, paginate
+
+
+class ShipmentRepository(RepositoryBase[Shipment]):
+    model = Shipment
+
+    def _full(self) -> Select[Shipment]:
+        return select(Shipment).options(selectinload(Shipment.lines), selectinload(Shipment.history))
+
+    async def get_full(self, shipment_id: uuid.UUID, *, for_update: bool = False) -> Shipment | None:
+        stmt = self._full().where(Shipment.id == shipment_id)
+        if for_update:
+            stmt = stmt.with_for_update(of=Shipment)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def open_auto(self, origin_key: str, site_id: uuid.UUID) -> Shipment | None:
+        """The planned automatic shipment from this origin to this site that still takes lines."""
+        stmt = (
+            self._full()
+            .where(
+                Shipment.origin_key == origin_key,
+                Shipment.destination_site_id == site_id,
+                Shipment.status == "planned",
+                Shipment.auto.is_(True),
+            )
+            .order_by(Shipment.created_at)
+            .limit(1)
+            .with_for_update(of=Shipment)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def lock_route(self, origin_key: str, site_id: uuid.UUID) -> None:
+        """Serialise planners of one route, so two accepted lines never open two shipments for it."""
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"shipment:{origin_key}:{site_id}", 0)))
+        )
+
+    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Shipment], str | None]:
+        stmt = self._full()
+        for key in ("status", "destination_site_id", "destination_org", "origin_org"):
+            if filters.get(key):
+                stmt = stmt.where(getattr(Shipment, key) == filters[key])
+        if filters.get("region_code"):
+            stmt = stmt.where(Shipment.region_code.startswith(filters["region_code"], autoescape=True))
+        for key in ("need_id", "offer_id", "proposal_id"):
+            if filters.get(key):
+                stmt = stmt.where(
+                    select(ShipmentLine.id)
+                    .where(ShipmentLine.shipment_id == Shipment.id, getattr(ShipmentLine, key) == filters[key])
+                    .exists()
+                )
+        return await paginate(self.session, stmt, Shipment.created_at, Shipment.id, params)
+
+    async def feedback(self, shipment_id: uuid.UUID) -> Feedback | None:
+        return await self.session.get(Feedback, shipment_id)
+
+    async def feedback_for(self, shipment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Feedback]:
+        if not shipment_ids:
+            return {}
+        rows = await self.session.execute(select(Feedback).where(Feedback.shipment_id.in_(list(shipment_ids))))
+        return {f.shipment_id: f for f in rows.scalars()}
+
+    async def carrying(self, offer_ids: Sequence[uuid.UUID]) -> list[Shipment]:
+        """Shipments with at least one line from these offers."""
+        ids = select(ShipmentLine.shipment_id).where(ShipmentLine.offer_id.in_(list(offer_ids)))
+        stmt = self._full().where(Shipment.id.in_(ids)).order_by(Shipment.created_at)
+        return list((await self.session.execute(stmt)).scalars())
+
+
+class ProjectionRepository(RepositoryBase[SiteView]):
+    model = SiteView
+
+    async def upsert_site(self, values: dict[str, Any]) -> None:
+        stmt = insert(SiteView).values(**values)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[SiteView.site_id],
+                set_={k: stmt.excluded[k] for k in values if k != "site_id"},
+                where=SiteView.version < stmt.excluded.version,
+            )
+        )
+
+    async def upsert_need(self, values: dict[str, Any]) -> None:
+        stmt = insert(NeedView).values(**values)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[NeedView.need_id],
+                set_={k: stmt.excluded[k] for k in values if k != "need_id"},
+                where=NeedView.version < stmt.excluded.version,
+            )
+        )
+
+    async def upsert_offer(self, values: dict[str, Any]) -> None:
+        # offer.progressed keeps the offer's version but carries newer lots: equal versions apply too.
+        stmt = insert(OfferView).values(**values)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[OfferView.offer_id],
+                set_={k: stmt.excluded[k] for k in values if k not in ("offer_id", "amount_spent")},
+                where=OfferView.version <= stmt.excluded.version,
+            )
+        )
+
+    async def site(self, site_id: uuid.UUID) -> SiteView | None:
+        return await self.session.get(SiteView, site_id)
+
+    async def sites(self, site_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, SiteView]:
+        if not site_ids:
+            return {}
+        rows = await self.session.execute(select(SiteView).where(SiteView.site_id.in_(list(set(site_ids)))))
+        return {s.site_id: s for s in rows.scalars()}
+
+    async def need(self, need_id: uuid.UUID) -> NeedView | None:
+        return await self.session.get(NeedView, need_id)
+
+    async def mark_need_times(self, need_ids: Sequence[uuid.UUID], column: str, at: datetime) -> None:
+        if need_ids:
+            col = getattr(NeedView, column)
+            await self.session.execute(
+                update(NeedView).where(NeedView.need_id.in_(list(need_ids)), col.is_(None)).values({column: at})
+            )
+
+    async def offer(self, offer_id: uuid.UUID, *, for_update: bool = False) -> OfferView | None:
+        if for_update:
+            stmt = select(OfferView).where(OfferView.offer_id == offer_id).with_for_update()
+            return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self.session.get(OfferView, offer_id)
+
+    async def offer_by_ref(self, tracking_ref: str) -> OfferView | None:
+        return (
+            await self.session.execute(select(OfferView).where(OfferView.tracking_ref == tracking_ref))
+        ).scalar_one_or_none()
+
+    async def offers_of_procurements(self, procurement_ids: Sequence[uuid.UUID]) -> list[OfferView]:
+        if not procurement_ids:
+            return []
+        stmt = select(OfferView).where(OfferView.procurement_id.in_(list(procurement_ids)))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def spend(self, offer_id: uuid.UUID, amount: int) -> bool:
+        """Take `amount` from an open cash pledge, only if it still holds that much (one conditional UPDATE,
+        so concurrent orders can never overspend it)."""
+        result = await self.session.execute(
+            update(OfferView)
+            .where(
+                OfferView.offer_id == offer_id,
+                OfferView.kind == "cash",
+                OfferView.status == "open",
+                OfferView.amount - OfferView.amount_spent >= amount,
+            )
+            .values(amount_spent=OfferView.amount_spent + amount)
+            .returning(OfferView.offer_id)
+        )
+        return result.first() is not None
+
+    async def refund(self, offer_id: uuid.UUID, amount: int) -> None:
+        await self.session.execute(
+            update(OfferView)
+            .where(OfferView.offer_id == offer_id)
+            .values(amount_spent=func.greatest(OfferView.amount_spent - amount, 0))
+        )
+
+    async def add_track(self, values: dict[str, Any]) -> None:
+        await self.session.execute(insert(TrackEntry).values(**values).on_conflict_do_nothing())
+
+    async def track_entries(self, offer_ids: Sequence[uuid.UUID]) -> list[TrackEntry]:
+        stmt = select(TrackEntry).where(TrackEntry.offer_id.in_(list(offer_ids))).order_by(TrackEntry.at)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def add_accepted(self, values: dict[str, Any]) -> AcceptedProposal | None:
+        """Record an accepted proposal; None when it was recorded before (a replayed event)."""
+        stmt = insert(AcceptedProposal).values(**values).on_conflict_do_nothing().returning(AcceptedProposal)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def accepted(self, proposal_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AcceptedProposal]:
+        stmt = (
+            select(AcceptedProposal)
+            .where(AcceptedProposal.proposal_id.in_(list(proposal_ids)))
+            .order_by(AcceptedProposal.proposal_id)
+            .with_for_update()
+        )
+        return {p.proposal_id: p for p in (await self.session.execute(stmt)).scalars()}
+
+
+class ProcurementRepository(RepositoryBase[Procurement]):
+    model = Procurement
+
+    async def get_full(self, procurement_id: uuid.UUID, *, for_update: bool = False) -> Procurement | None:
+        stmt = select(Procurement).options(selectinload(Procurement.funding)).where(Procurement.id == procurement_id)
+        if for_update:
+            stmt = stmt.with_for_update(of=Procurement)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Procurement], str | None]:
+        stmt = select(Procurement).options(selectinload(Procurement.funding))
+        for key in ("status", "org"):
+            if filters.get(key):
+                stmt = stmt.where(getattr(Procurement, key) == filters[key])
+        if filters.get("offer_id"):
+            stmt = stmt.where(
+                select(ProcurementFunding.offer_id)
+                .where(
+                    ProcurementFunding.procurement_id == Procurement.id,
+                    ProcurementFunding.offer_id == filters["offer_id"],
+                )
+                .exists()
+            )
+        return await paginate(self.session, stmt, Procurement.created_at, Procurement.id, params)
+
+    async def funded_by(self, offer_ids: Sequence[uuid.UUID]) -> list[tuple[Procurement, int]]:
+        """Procurement orders paid (partly) from these pledges, with the amount each pledge gave."""
+        stmt = (
+            select(Procurement, ProcurementFunding.amount)
+            .join(ProcurementFunding, ProcurementFunding.procurement_id == Procurement.id)
+            .where(ProcurementFunding.offer_id.in_(list(offer_ids)))
+            .order_by(Procurement.created_at)
+        )
+        return [(p, int(a)) for p, a in (await self.session.execute(stmt)).all()]
+
+
+class LedgerRepository(RepositoryBase[LedgerEntry]):
+    model = LedgerEntry
+
+    async def book(self, values: dict[str, Any]) -> None:
+        """Book an entry once: its `ref` names the fact, so a replayed event books nothing."""
+        await self.session.execute(
+            insert(LedgerEntry).values(id=uuid.uuid4(), **values).on_conflict_do_nothing(index_elements=["ref"])
+        )
+
+    async def search(self, params: PageParams, **filters: Any) -> tuple[list[LedgerEntry], str | None]:
+        stmt = select(LedgerEntry)
+        for key in ("kind", "offer_id", "procurement_id", "shipment_id"):
+            if filters.get(key):
+                stmt = stmt.where(getattr(LedgerEntry, key) == filters[key])
+        if filters.get("region_code"):
+            stmt = stmt.where(LedgerEntry.region_code.startswith(filters["region_code"], autoescape=True))
+        return await paginate(self.session, stmt, LedgerEntry.created_at, LedgerEntry.id, params)
+
+
+# --- the impact report --------------------------------------------------------------------------------------
+
+
+def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
+    out = []
+    if since is not None:
+        out.append(column >= since)
+    if until is not None:
+        out.append(column < until)
+    return out
+
+
+class ReportRepository(RepositoryBase[LedgerEntry]):
+    model = LedgerEntry
+
+    async def ledger_totals(self, currency: str, since: datetime | None, until: datetime | None) -> dict[str, int]:
+        stmt = (
+            select(LedgerEntry.kind, func.sum(LedgerEntry.amount))
+            .where(LedgerEntry.currency == currency, *_window(LedgerEntry.created_at, since, until))
+            .group_by(LedgerEntry.kind)
+        )
+        return {k: int(v) for k, v in (await self.session.execute(stmt)).all()}
+
+    async def ledger_by_region(
+        self, digits: int, prefix: str | None, currency: str, since: datetime | None, until: datetime | None
+    ) -> list[tuple[str, str, int]]:
+        region = func.substr(LedgerEntry.region_code, 1, digits)
+        conditions = [
+            LedgerEntry.region_code.is_not(None),
+            LedgerEntry.currency == currency,
+            LedgerEntry.kind.in_(("spent", "refunded", "in_kind_delivered")),
+            *_window(LedgerEntry.created_at, since, until),
+        ]
+        if prefix:
+            conditions.append(LedgerEntry.region_code.startswith(prefix, autoescape=True))
+        stmt = (
+            select(region, LedgerEntry.kind, func.sum(LedgerEntry.amount))
+            .where(and_(*conditions))
+            .group_by(region, LedgerEntry.kind)
+        )
+        return [(r, k, int(v)) for r, k, v in (await self.session.execute(stmt)).all()]
+
+    async def deliveries_by_region(
+        self, digits: int, prefix: str | None, since: datetime | None, until: datetime | None
+    ) -> list[tuple[str, int, int]]:
+        """(region, sites that confirmed a receipt, beneficiaries they reported) for receipts in the window."""
+        region = func.substr(Shipment.region_code, 1, digits)
+        conditions = [
+            Shipment.status.in_(("received", "received_with_problem")),
+            *_window(Shipment.received_at, since, until),
+        ]
+        if prefix:
+            conditions.append(Shipment.region_code.startswith(prefix, autoescape=True))
+        stmt = (
+            select(
+                region,
+                func.count(func.distinct(Shipment.destination_site_id)),
+                func.coalesce(func.sum(Feedback.beneficiaries_served), 0),
+            )
+            .outerjoin(Feedback, Feedback.shipment_id == Shipment.id)
+            .where(and_(*conditions))
+            .group_by(region)
+        )
+        return [(r, int(s), int(b)) for r, s, b in (await self.session.execute(stmt)).all()]
+
+    async def needs_by_region(
+        self, digits: int | None, prefix: str | None, since: datetime | None, until: datetime | None
+    ) -> list[dict[str, Any]]:
+        """Needs posted in the window: count, needed and delivered quantity, time to match and to delivery
+        (hours, p50 and p90), by region (or all together when `digits` is None)."""
+        sql = f"""
+            WITH n AS (
+                SELECT {"substr(region_code, 1, :digits)" if digits else "''"} AS region, need_id, lines,
+                       EXTRACT(EPOCH FROM first_matched_at - need_created_at) / 3600.0 AS ttm,
+                       EXTRACT(EPOCH FROM first_delivered_at - need_created_at) / 3600.0 AS ttd
+                  FROM logistics.need_view
+                 WHERE status <> 'cancelled'
+                   AND (CAST(:prefix AS text) IS NULL OR region_code LIKE :prefix || '%')
+                   AND (CAST(:since AS timestamptz) IS NULL OR need_created_at >= :since)
+                   AND (CAST(:until AS timestamptz) IS NULL OR need_created_at < :until)
+            ), q AS (
+                SELECT n.region,
+                       sum((l->>'quantity')::bigint) AS needed,
+                       sum(LEAST((l->>'quantity_delivered')::bigint, (l->>'quantity')::bigint)) AS delivered
+                  FROM n, jsonb_array_elements(n.lines) AS l
+                 GROUP BY n.region
+            )
+            SELECT n.region, count(*) AS needs, COALESCE(max(q.needed), 0), COALESCE(max(q.delivered), 0),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY n.ttm),
+                   percentile_cont(0.9) WITHIN GROUP (ORDER BY n.ttm),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY n.ttd),
+                   percentile_cont(0.9) WITHIN GROUP (ORDER BY n.ttd)
+              FROM n LEFT JOIN q ON q.region = n.region
+             GROUP BY n.region
+        """
+        params: dict[str, Any] = {"prefix": prefix, "since": since, "until": until}
+        if digits:
+            params["digits"] = digits
+        rows = (await self.session.execute(text(sql), params)).all()
+        keys = ("region", "needs", "needed", "delivered", "ttm50", "ttm90", "ttd50", "ttd90")
+        return [dict(zip(keys, row, strict=True)) for row in rows]

@@ -1,7 +1,361 @@
-"""HTTP endpoints of the logistics service."""
+"""HTTP endpoints of the logistics service: shipments, proof of delivery, feedback, procurement, the ledger,
+public tracking and the impact report."""
 
 from __future__ import annotations
 
-from shared.app import service_router
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse
+from pydantic import AwareDatetime
+
+from services.logistics import schemas, service, tracking
+from services.logistics.dependencies import Buyer, Recipient, ShipmentActor, Shipper, Staff, TrackRateLimit
+from services.logistics.errors import (
+    FeedbackExists,
+    IllegalTransition,
+    InvalidReceipt,
+    NotReceivedYet,
+    NotTheRecipient,
+    PinLocked,
+    PledgeInsufficient,
+    PledgeUnavailable,
+    ProcurementNotFound,
+    ProcurementNotInState,
+    ProposalNotShippable,
+    ShipmentNotFound,
+    SupplyUnavailable,
+    TooManyRequests,
+    TrackingCodeNotFound,
+    UnknownItem,
+    WrongPin,
+)
+from services.logistics.models import Feedback, Procurement, Shipment
+from shared.app import SessionDep, service_router
+from shared.auth import CurrentPrincipal, Principal
+from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
+from shared.etag import if_match_version, set_etag
+from shared.pagination import Page, PageQuery
+from shared.vocabulary import RegionPrefix
 
 router = service_router(prefix="/v1", tags=["logistics"])
+
+
+def shipment_out(shipment: Shipment, principal: Principal, feedback: Feedback | None = None) -> schemas.Shipment:
+    out = schemas.Shipment.model_validate(shipment)
+    # The PIN proves the handover: only the receiving site's organisation ever sees it.
+    out.handover_pin = shipment.handover_pin if service.is_recipient(principal, shipment) else None
+    out.feedback = schemas.Feedback.model_validate(feedback) if feedback else None
+    return out
+
+
+def procurement_out(p: Procurement) -> schemas.Procurement:
+    return schemas.Procurement.model_validate(p)
+
+
+# --- shipments ------------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/shipments",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(ProposalNotShippable, Forbidden),
+)
+async def create_shipment(
+    data: schemas.ShipmentCreate, principal: Shipper, session: SessionDep, response: Response
+) -> schemas.Shipment:
+    """Plan a shipment by hand from accepted proposals (accepted proposals are also shipped automatically)."""
+    shipment = await service.create_shipment(session, principal, data)
+    set_etag(response, shipment.version)
+    response.headers["Location"] = f"/v1/shipments/{shipment.id}"
+    return shipment_out(shipment, principal)
+
+
+@router.get("/shipments", responses=problem_responses())
+async def list_shipments(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageQuery,
+    status: schemas.ShipmentStatus | None = None,
+    destination_site_id: uuid.UUID | None = None,
+    need_id: uuid.UUID | None = None,
+    offer_id: uuid.UUID | None = None,
+    proposal_id: uuid.UUID | None = None,
+    region_code: Annotated[RegionPrefix | None, Query(description="Destination region prefix.")] = None,
+) -> Page[schemas.Shipment]:
+    """Shipments, newest first, by status, destination site, need, offer, proposal or region prefix."""
+    items, cursor = await service.list_shipments(
+        session,
+        page,
+        status=status,
+        destination_site_id=destination_site_id,
+        need_id=need_id,
+        offer_id=offer_id,
+        proposal_id=proposal_id,
+        region_code=region_code,
+    )
+    feedback = await service.feedback_of(session, items)
+    return Page(items=[shipment_out(s, principal, feedback.get(s.id)) for s in items], next_cursor=cursor)
+
+
+@router.get("/shipments/{shipment_id}", responses=problem_responses(ShipmentNotFound))
+async def get_shipment(
+    shipment_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Shipment:
+    """One shipment with its lines, legs, status history and feedback; the handover PIN for the recipient."""
+    shipment = await service.get_shipment(session, shipment_id)
+    set_etag(response, shipment.version)
+    feedback = await service.feedback_of(session, [shipment])
+    return shipment_out(shipment, principal, feedback.get(shipment.id))
+
+
+@router.patch(
+    "/shipments/{shipment_id}",
+    responses=problem_responses(
+        ShipmentNotFound, Forbidden, IllegalTransition, PreconditionFailed, PreconditionRequired
+    ),
+)
+async def update_shipment(
+    shipment_id: uuid.UUID,
+    data: schemas.ShipmentUpdateRequest,
+    request: Request,
+    principal: Shipper,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Shipment:
+    """Set the carrier, the legs (through regional sub-centers) or the note of a moving shipment (If-Match)."""
+    expected = if_match_version(request)
+    shipment = await service.update_shipment(session, principal, shipment_id, data, expected)
+    set_etag(response, shipment.version)
+    return shipment_out(shipment, principal)
+
+
+@router.post(
+    "/shipments/{shipment_id}/status",
+    responses=problem_responses(ShipmentNotFound, Forbidden, IllegalTransition),
+)
+async def change_status(
+    shipment_id: uuid.UUID,
+    data: schemas.StatusRequest,
+    principal: ShipmentActor,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Shipment:
+    """Move a shipment on: planned → picked_up → in_transit → delivered (or cancelled before pick-up, or
+    not_received); 409 for any other move."""
+    shipment = await service.change_status(session, principal, shipment_id, data)
+    set_etag(response, shipment.version)
+    return shipment_out(shipment, principal)
+
+
+@router.post(
+    "/shipments/{shipment_id}/receipt",
+    responses=problem_responses(
+        ShipmentNotFound, NotTheRecipient, IllegalTransition, WrongPin, PinLocked, InvalidReceipt
+    ),
+)
+async def record_receipt(
+    shipment_id: uuid.UUID,
+    data: schemas.ReceiptRequest,
+    principal: ShipmentActor,
+    request: Request,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Shipment:
+    """Proof of delivery: the handover PIN and the quantity received per line, with a reason where short.
+    Shortfalls go back to their needs and lots; repeated wrong PINs lock receipt for a while."""
+    shipment = await service.record_receipt(session, principal, shipment_id, data, request.app.state.settings)
+    set_etag(response, shipment.version)
+    return shipment_out(shipment, principal)
+
+
+@router.post(
+    "/shipments/{shipment_id}/feedback",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(ShipmentNotFound, NotTheRecipient, NotReceivedYet, FeedbackExists),
+)
+async def give_feedback(
+    shipment_id: uuid.UUID, data: schemas.FeedbackCreate, principal: Recipient, session: SessionDep
+) -> schemas.Feedback:
+    """The recipient's feedback: rating 1–5, comment, beneficiaries served, photo URLs."""
+    _, feedback = await service.give_feedback(session, principal, shipment_id, data)
+    return schemas.Feedback.model_validate(feedback)
+
+
+# --- procurement and the ledger ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/procurements",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(Forbidden, PledgeUnavailable, PledgeInsufficient, UnknownItem),
+)
+async def create_procurement(
+    data: schemas.ProcurementCreate, principal: Buyer, session: SessionDep, response: Response
+) -> schemas.Procurement:
+    """Draft a purchase from a supplier paid from one or more cash pledges (their sum is the order's total)."""
+    _require_buyer(principal)
+    p = await service.create_procurement(session, principal, data)
+    set_etag(response, p.version)
+    response.headers["Location"] = f"/v1/procurements/{p.id}"
+    return procurement_out(p)
+
+
+@router.get("/procurements", responses=problem_responses(Forbidden))
+async def list_procurements(
+    principal: Buyer,
+    session: SessionDep,
+    page: PageQuery,
+    status: schemas.ProcurementStatus | None = None,
+    offer_id: Annotated[uuid.UUID | None, Query(description="Orders paid from this pledge.")] = None,
+) -> Page[schemas.Procurement]:
+    """Procurement orders, newest first."""
+    _require_buyer(principal)
+    items, cursor = await service.list_procurements(session, page, status=status, offer_id=offer_id)
+    return Page(items=[procurement_out(p) for p in items], next_cursor=cursor)
+
+
+@router.get("/procurements/{procurement_id}", responses=problem_responses(ProcurementNotFound, Forbidden))
+async def get_procurement(
+    procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
+) -> schemas.Procurement:
+    """One procurement order: supplier, lines and unit prices, funding, status and the goods it became."""
+    _require_buyer(principal)
+    p = await service.get_procurement(session, procurement_id)
+    set_etag(response, p.version)
+    return procurement_out(p)
+
+
+@router.post(
+    "/procurements/{procurement_id}/order",
+    responses=problem_responses(ProcurementNotFound, Forbidden, ProcurementNotInState, PledgeInsufficient),
+)
+async def order_procurement(
+    procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
+) -> schemas.Procurement:
+    """Place the order: each pledge's share is spent now; 409 (and nothing spent) if any pledge falls short."""
+    _require_buyer(principal)
+    p = await service.order_procurement(session, principal, procurement_id)
+    set_etag(response, p.version)
+    return procurement_out(p)
+
+
+@router.post(
+    "/procurements/{procurement_id}/receive",
+    responses=problem_responses(ProcurementNotFound, Forbidden, ProcurementNotInState, SupplyUnavailable),
+)
+async def receive_procurement(
+    procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
+) -> schemas.Procurement:
+    """The supplier delivered: the goods become an in-kind offer that is matched and shipped like any lot."""
+    _require_buyer(principal)
+    p = await service.receive_procurement(session, principal, procurement_id)
+    set_etag(response, p.version)
+    return procurement_out(p)
+
+
+@router.post(
+    "/procurements/{procurement_id}/cancel",
+    responses=problem_responses(ProcurementNotFound, Forbidden, ProcurementNotInState),
+)
+async def cancel_procurement(
+    procurement_id: uuid.UUID,
+    principal: Buyer,
+    session: SessionDep,
+    response: Response,
+    data: schemas.CancelRequest | None = None,
+) -> schemas.Procurement:
+    """Cancel a draft or an order not yet received; an ordered one gives its amounts back to the pledges."""
+    _require_buyer(principal)
+    p = await service.cancel_procurement(session, principal, procurement_id, (data or schemas.CancelRequest()).reason)
+    set_etag(response, p.version)
+    return procurement_out(p)
+
+
+def _require_buyer(principal: Principal) -> None:
+    if not service.may_procure(principal):
+        raise Forbidden("Procurement is for coordinators and the procurement working group.")
+
+
+@router.get("/ledger", responses=problem_responses(Forbidden))
+async def list_ledger(
+    principal: Staff,
+    session: SessionDep,
+    page: PageQuery,
+    kind: schemas.LedgerKind | None = None,
+    offer_id: uuid.UUID | None = None,
+    procurement_id: uuid.UUID | None = None,
+    shipment_id: uuid.UUID | None = None,
+    region_code: RegionPrefix | None = None,
+) -> Page[schemas.LedgerEntry]:
+    """The ledger, newest first: money pledged, spent and refunded, in-kind value offered and delivered (fen)."""
+    items, cursor = await service.list_ledger(
+        session,
+        page,
+        kind=kind,
+        offer_id=offer_id,
+        procurement_id=procurement_id,
+        shipment_id=shipment_id,
+        region_code=region_code,
+    )
+    return Page(items=[schemas.LedgerEntry.model_validate(e) for e in items], next_cursor=cursor)
+
+
+# --- public tracking and the impact report -------------------------------------------------------------------
+
+
+def _wants_html(request: Request, format: str | None) -> bool:
+    if format is not None:
+        return format == "html"
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept.split("text/html")[0]
+
+
+def _language(request: Request, lang: str | None) -> str:
+    if lang is not None:
+        return lang
+    accepted = request.headers.get("accept-language", "zh").lower()
+    return "en" if accepted.startswith("en") else "zh"
+
+
+@router.get(
+    "/track/{code}",
+    dependencies=[TrackRateLimit],
+    response_model=schemas.Tracking,
+    responses={
+        **problem_responses(TrackingCodeNotFound, TooManyRequests),
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+    },
+    openapi_extra={"security": []},
+)
+async def track(
+    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,64}$")],
+    request: Request,
+    session: SessionDep,
+    lang: Annotated[str | None, Query(pattern="^(zh|en)$", description="Page language (HTML).")] = None,
+    format: Annotated[str | None, Query(pattern="^(json|html)$", description="Overrides Accept.")] = None,
+) -> Any:
+    """Public, no token: a gift's timeline from offer to receipt and feedback, with no personal data. JSON, or
+    a page in Chinese or English for browsers (`Accept: text/html`). Rate-limited per client."""
+    result = await tracking.track(session, code)
+    if _wants_html(request, format):
+        return HTMLResponse(tracking.render_tracking(result, _language(request, lang)))
+    return result
+
+
+@router.get("/reports/impact", responses=problem_responses(Forbidden))
+async def impact_report(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    region_code: Annotated[RegionPrefix | None, Query(description="Region code prefix.")] = None,
+    level: schemas.ReportLevel = schemas.ReportLevel.county,
+    since: Annotated[AwareDatetime | None, Query(alias="from", description="From this time (inclusive).")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to", description="Until this time (exclusive).")] = None,
+    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
+) -> schemas.Impact:
+    """Money raised and spent, goods value, sites supported, beneficiaries, fill rate, time to match and to
+    delivery — by province, city or county under a region prefix, over a time window."""
+    return await tracking.impact(
+        session, region_code=region_code, level=level, since=since, until=until, currency=currency
+    )

@@ -1,1 +1,414 @@
-"""Schemas of the logistics service."""
+"""Schemas of the logistics service: shipments, proof of delivery, feedback, procurement, tracking, reports."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+
+from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix
+
+Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class ShipmentStatus(StrEnum):
+    planned = "planned"
+    picked_up = "picked_up"
+    in_transit = "in_transit"
+    delivered = "delivered"
+    received = "received"
+    received_with_problem = "received_with_problem"
+    not_received = "not_received"
+    cancelled = "cancelled"
+
+
+class StatusChange(StrEnum):
+    """What `POST /v1/shipments/{id}/status` may set; receipt goes through `…/receipt` with the PIN."""
+
+    picked_up = "picked_up"
+    in_transit = "in_transit"
+    delivered = "delivered"
+    not_received = "not_received"
+    cancelled = "cancelled"
+
+
+class Place(BaseModel):
+    """Where goods are picked up: a label (warehouse, sub-center), region code and coordinates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, StringConstraints(max_length=200)] | None = None
+    region_code: RegionCode | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+class Leg(BaseModel):
+    """One hop of a shipment, e.g. donor's warehouse → a regional sub-center → the site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    origin: Text200
+    destination: Text200
+    carrier: Annotated[str, StringConstraints(max_length=200)] | None = None
+    eta: AwareDatetime | None = None
+
+
+class ShipmentLineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    proposal_id: uuid.UUID = Field(description="An accepted proposal; its need line and lot are shipped.")
+    quantity: Quantity | None = Field(None, description="Defaults to what of the proposal is not planned yet.")
+
+
+class ShipmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: Annotated[list[ShipmentLineCreate], Field(min_length=1, max_length=200)]
+    origin: Place | None = Field(None, description="Defaults to the first lot's location.")
+    carrier: Annotated[str, StringConstraints(max_length=200)] | None = None
+    legs: Annotated[list[Leg], Field(max_length=20)] = []
+    note: Note | None = None
+
+
+class ShipmentUpdateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    carrier: Annotated[str, StringConstraints(max_length=200)] | None = None
+    legs: Annotated[list[Leg], Field(max_length=20)] | None = None
+    note: Note | None = None
+
+
+class StatusRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: StatusChange
+    location: Annotated[str, StringConstraints(max_length=300)] | None = None
+    note: Note | None = None
+    leg: Annotated[int, Field(ge=0, lt=20)] | None = Field(None, description="Index of the leg this update is on.")
+
+
+class ReceiptLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_code: ItemCode | None = None
+    line_id: uuid.UUID | None = Field(None, description="A shipment line; or name the item_code.")
+    quantity_received: Annotated[int, Field(ge=0, le=1_000_000_000)]
+    discrepancy_reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> Self:
+        if (self.item_code is None) == (self.line_id is None):
+            raise ValueError("name the line by item_code or by line_id (one of them)")
+        return self
+
+
+class ReceiptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pin: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+    lines: Annotated[list[ReceiptLine], Field(min_length=1, max_length=200)]
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Annotated[int, Field(ge=1, le=5)]
+    comment: Note | None = None
+    beneficiaries_served: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    photo_urls: Annotated[list[HttpUrl], Field(max_length=20)] = []
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    rating: int
+    comment: str | None
+    beneficiaries_served: int | None
+    photo_urls: list[str]
+    created_at: datetime
+
+
+class ShipmentLine(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    proposal_id: uuid.UUID | None
+    need_id: uuid.UUID | None
+    need_line_id: uuid.UUID | None
+    lot_id: uuid.UUID | None
+    offer_id: uuid.UUID | None
+    item_code: str
+    quantity: int
+    quantity_received: int | None
+    quantity_returned: int | None
+    discrepancy_reason: str | None
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    status: str
+    location: str | None
+    note: str | None
+    leg: int | None
+    at: datetime
+
+
+class Shipment(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    status: ShipmentStatus
+    origin: dict[str, Any]
+    destination_site_id: uuid.UUID
+    destination_org: str
+    region_code: str
+    carrier: str | None
+    legs: list[dict[str, Any]]
+    lines: list[ShipmentLine]
+    auto: bool
+    note: str | None
+    handover_pin: str | None = Field(None, description="Shown only to the receiving site's organisation.")
+    pin_locked_until: datetime | None
+    history: list[HistoryEntry] = []
+    feedback: Feedback | None = None
+    picked_up_at: datetime | None
+    delivered_at: datetime | None
+    received_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- procurement ------------------------------------------------------------------------------------------
+
+
+class ProcurementStatus(StrEnum):
+    draft = "draft"
+    ordered = "ordered"
+    received = "received"
+    cancelled = "cancelled"
+
+
+class Supplier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text200
+    region_code: RegionCode | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> Self:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
+
+
+class ProcurementLineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_code: ItemCode
+    quantity: Quantity
+    unit_price: Annotated[int, Field(gt=0, le=10**10, description="Fen per unit.")]
+
+
+class FundingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    offer_id: uuid.UUID = Field(description="A cash pledge (an offer of kind cash).")
+    amount: Annotated[int, Field(gt=0, le=10**15, description="Fen taken from this pledge.")]
+
+
+class ProcurementCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    supplier: Supplier
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "CNY"
+    lines: Annotated[list[ProcurementLineCreate], Field(min_length=1, max_length=200)]
+    funding: Annotated[list[FundingCreate], Field(min_length=1, max_length=50)]
+    region_code: RegionPrefix | None = Field(
+        None, description="The region the goods are for: they may only be matched to needs there."
+    )
+    need_id: uuid.UUID | None = Field(None, description="The need this purchase answers, for the record.")
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _funded(self) -> Self:
+        total = sum(line.quantity * line.unit_price for line in self.lines)
+        funded = sum(f.amount for f in self.funding)
+        if total > 10**15:
+            raise ValueError("the order's total is too large")
+        if funded != total:
+            raise ValueError(f"the funding ({funded}) must equal the order's total ({total})")
+        if len({f.offer_id for f in self.funding}) != len(self.funding):
+            raise ValueError("name each pledge once in funding")
+        return self
+
+
+class ProcurementLine(BaseModel):
+    item_code: str
+    quantity: int
+    unit_price: int
+    amount: int
+
+
+class Funding(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    offer_id: uuid.UUID
+    amount: int
+
+
+class Procurement(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    org: str
+    status: ProcurementStatus
+    supplier: dict[str, Any]
+    region_code: str | None
+    need_id: uuid.UUID | None
+    currency: str
+    total: int
+    lines: list[ProcurementLine]
+    funding: list[Funding]
+    note: str | None
+    goods_offer_id: uuid.UUID | None = Field(None, description="The in-kind offer the received goods became.")
+    ordered_at: datetime | None
+    received_at: datetime | None
+    cancelled_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Note | None = None
+
+
+class LedgerKind(StrEnum):
+    pledged = "pledged"
+    pledge_withdrawn = "pledge_withdrawn"
+    spent = "spent"
+    refunded = "refunded"
+    in_kind_offered = "in_kind_offered"
+    in_kind_delivered = "in_kind_delivered"
+
+
+class LedgerEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    kind: LedgerKind
+    amount: int
+    currency: str
+    offer_id: uuid.UUID | None
+    procurement_id: uuid.UUID | None
+    shipment_id: uuid.UUID | None
+    region_code: str | None
+    item_code: str | None
+    quantity: int | None
+    memo: str | None
+    created_at: datetime
+
+
+# --- tracking and reports -----------------------------------------------------------------------------------
+
+
+class Localized(BaseModel):
+    zh: str
+    en: str
+
+
+class TrackItem(BaseModel):
+    item_code: str
+    name: Localized
+    quantity: int
+    unit: str
+
+
+class TrackSite(BaseModel):
+    """A recipient as the public may see it: the institution's name, kind and region; no person, phone or
+    coordinates."""
+
+    name: str
+    kind: str
+    region_code: str
+
+
+class TrackStep(BaseModel):
+    at: datetime
+    kind: str
+    title: Localized
+    items: list[TrackItem] = []
+    site: TrackSite | None = None
+    amount: int | None = None
+    detail: dict[str, Any] = {}
+
+
+class TrackSummary(BaseModel):
+    quantity_offered: int
+    quantity_allocated: int
+    quantity_shipped: int
+    quantity_received: int
+    sites: int
+    amount_pledged: int | None
+    amount_spent: int | None
+
+
+class Tracking(BaseModel):
+    kind: str
+    status: str
+    created_at: datetime
+    currency: str | None
+    items: list[TrackItem]
+    summary: TrackSummary
+    timeline: list[TrackStep]
+
+
+class ReportLevel(StrEnum):
+    province = "province"
+    city = "city"
+    county = "county"
+
+
+LEVEL_DIGITS = {ReportLevel.province: 2, ReportLevel.city: 4, ReportLevel.county: 6}
+
+
+class ImpactFigures(BaseModel):
+    money_spent: int = Field(description="Fen paid to suppliers for this region's orders (net of refunds).")
+    goods_value_delivered: int = Field(description="Catalog value (fen) of what sites confirmed receiving.")
+    sites_supported: int = Field(description="Sites that confirmed receiving at least one shipment.")
+    beneficiaries: int = Field(description="Beneficiaries served, as the sites reported in feedback.")
+    needs: int
+    quantity_needed: int
+    quantity_delivered: int
+    fill_rate: float = Field(description="Delivered over needed quantity, per line capped at what was needed.")
+    time_to_match_hours_p50: float | None
+    time_to_match_hours_p90: float | None
+    time_to_delivery_hours_p50: float | None
+    time_to_delivery_hours_p90: float | None
+
+
+class RegionImpact(ImpactFigures):
+    region_code: str
+
+
+class Impact(BaseModel):
+    region_code: str | None
+    level: ReportLevel
+    since: datetime | None
+    until: datetime | None
+    currency: str
+    money_raised: int = Field(description="Cash pledged (fen), net of withdrawn unspent pledges.")
+    goods_value_offered: int = Field(description="Catalog value (fen) of in-kind gifts offered.")
+    totals: ImpactFigures
+    regions: list[RegionImpact]

@@ -45,6 +45,12 @@ class ProposalData(BaseModel):
     reason: str | None
     decided_by: str | None
     auto: bool
+    # Added for logistics (absent in older events): the destination site, the owners and the lot's location.
+    site_id: uuid.UUID | None = None
+    need_org: str | None = None
+    offer_org: str | None = None
+    origin: dict[str, Any] | None = None
+    decided_at: datetime | None = None
 
 
 class PolicyData(BaseModel):
@@ -252,7 +258,36 @@ async def _update_lot(session: AsyncSession, lot_id: uuid.UUID, lot_version: int
         await session.flush()
 
 
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → what a shipment gave back (short, not received, cancelled) leaves its proposal's
+    accepted quantity, so the need line is open for it again and the next run sees it."""
+    if event.type not in (
+        "reliefhub.logistics.shipment.received",
+        "reliefhub.logistics.shipment.not_received",
+        "reliefhub.logistics.shipment.cancelled",
+    ):
+        return
+    items: set[str] = set()
+    for line in event.data["lines"]:
+        returned = int(line.get("quantity_returned") or 0)
+        if returned <= 0 or not line.get("proposal_id"):
+            continue
+        result = await session.execute(
+            update(Proposal)
+            .where(Proposal.id == uuid.UUID(line["proposal_id"]), Proposal.status == "accepted")
+            .values(
+                quantity_returned=func.least(
+                    Proposal.quantity_returned + returned, func.coalesce(Proposal.accepted_quantity, 0)
+                )
+            )
+            .returning(Proposal.item_code)
+        )
+        items.update(result.scalars())
+    await mark_dirty(session, items)
+
+
 SUBSCRIPTIONS = [
     Subscription(stream="needs.events", group="matching-projection", handler=on_need_event),
     Subscription(stream="supply.events", group="matching-projection", handler=on_supply_event),
+    Subscription(stream="logistics.events", group="matching-returns", handler=on_logistics_event),
 ]

@@ -113,6 +113,8 @@ class Proposal(Base):
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     accepted_quantity: Mapped[int | None] = mapped_column(Integer)
+    # What logistics gave back of the accepted quantity (came short, not received, shipment cancelled).
+    quantity_returned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     score: Mapped[float] = mapped_column(Float)
     factors: Mapped[dict[str, float]] = mapped_column(JSONB)
     distance_km: Mapped[float] = mapped_column(Float)

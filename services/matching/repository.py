@@ -28,7 +28,9 @@ AVAILABLE_LOT = ("not_required", "verified")
 
 def _accepted_by_line() -> Any:
     return (
-        select(Proposal.need_line_id, func.sum(Proposal.accepted_quantity).label("accepted"))
+        select(
+            Proposal.need_line_id, func.sum(Proposal.accepted_quantity - Proposal.quantity_returned).label("accepted")
+        )
         .where(Proposal.status == "accepted")
         .group_by(Proposal.need_line_id)
         .subquery()

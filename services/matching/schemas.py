@@ -87,6 +87,7 @@ class Proposal(BaseModel):
     region_code: str
     quantity: int
     accepted_quantity: int | None
+    quantity_returned: int = 0
     score: float
     factors: dict[str, float]
     distance_km: float

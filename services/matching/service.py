@@ -20,7 +20,7 @@ from services.matching.errors import (
     RunNotFound,
     SupplyUnavailable,
 )
-from services.matching.models import AllocationRun, Decision, PolicyVersion, Proposal
+from services.matching.models import AllocationRun, Decision, LotView, NeedLineView, PolicyVersion, Proposal
 from services.matching.repository import PolicyRepository, ProjectionRepository, ProposalRepository, RunRepository
 from services.matching.scoring import LineTable, LotTable, Policy, build_candidates
 from shared.auth import Principal
@@ -297,6 +297,9 @@ async def list_proposals(
 
 
 async def _publish_decision(session: AsyncSession, type_: Any, p: Proposal, quantity: int) -> None:
+    # Where the goods go and come from, so logistics can plan a shipment without asking anyone.
+    line = await session.get(NeedLineView, p.need_line_id)
+    lot = await session.get(LotView, p.lot_id)
     await publish(
         session,
         type_,
@@ -317,6 +320,15 @@ async def _publish_decision(session: AsyncSession, type_: Any, p: Proposal, quan
             reason=p.reason,
             decided_by=p.decided_by,
             auto=p.auto,
+            site_id=line.site_id if line else None,
+            need_org=line.org if line else None,
+            offer_org=lot.org if lot else None,
+            origin=(
+                {"region_code": lot.region_code, "lat": lot.lat, "lon": lot.lon}
+                if lot and (lot.region_code or lot.lat is not None)
+                else None
+            ),
+            decided_at=p.decided_at,
         ),
         subject=str(p.id),
     )

@@ -30,6 +30,7 @@ class NeedLineData(BaseModel):
     unit: str
     quantity_matched: int
     quantity_delivered: int
+    quantity_in_transit: int = 0
 
 
 class NeedData(BaseModel):

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.needs.models import Base, kit
 from services.needs.router import router
-from services.needs.service import expire_stale_needs, on_matching_event
+from services.needs.service import expire_stale_needs, on_logistics_event, on_matching_event
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import PeriodicJob, ServiceSpec, Subscription
@@ -20,7 +20,10 @@ SERVICE = ServiceSpec(
     routers=[router],
     migrations=migrations_dir(__file__),
     collections=("items", "sites", "needs"),
-    subscriptions=[Subscription(stream="matching.events", group="needs-rollup", handler=on_matching_event)],
+    subscriptions=[
+        Subscription(stream="matching.events", group="needs-rollup", handler=on_matching_event),
+        Subscription(stream="logistics.events", group="needs-rollup", handler=on_logistics_event),
+    ],
     jobs=[PeriodicJob("expire-stale-needs", expire_stale_needs, lambda s: s.sweep_seconds)],
 )
 

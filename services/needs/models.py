@@ -82,10 +82,12 @@ class NeedLine(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     quantity_matched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    quantity_in_transit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     need: Mapped[Need] = relationship(back_populates="lines", lazy="raise")
 
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("quantity_matched >= 0 AND quantity_delivered >= 0", name="progress_nonnegative"),
+        CheckConstraint("quantity_in_transit >= 0", name="in_transit_nonnegative"),
     )

@@ -122,6 +122,7 @@ class NeedLine(BaseModel):
     notes: str | None
     quantity_matched: int
     quantity_delivered: int
+    quantity_in_transit: int = 0
 
 
 class NeedCreate(BaseModel):

@@ -138,6 +138,7 @@ def _line_rows(
             "notes": line.notes,
             "quantity_matched": 0,
             "quantity_delivered": 0,
+            "quantity_in_transit": 0,
         }
         if need_id is not None:
             row["need_id"] = need_id
@@ -456,6 +457,28 @@ async def import_needs(
 # --- roll-up from other services' events -------------------------------------------------------------------
 
 
+def rolled_up_status(need: Need) -> str:
+    """A need's status from its lines: fulfilled when every line is delivered, else the most advanced work
+    still under way (in transit, then matched), else open (what came short or was returned is open again)."""
+    if need.status not in ACTIVE:
+        return need.status
+    lines = need.lines
+    if all(line.quantity_delivered >= line.quantity for line in lines):
+        return "fulfilled"
+    if any(line.quantity_in_transit > 0 for line in lines):
+        return "in_transit"
+    if any(line.quantity_matched > line.quantity_delivered for line in lines):
+        return "matched"
+    return "open"
+
+
+async def _roll_up(session: AsyncSession, need: Need) -> None:
+    need.status = rolled_up_status(need)
+    _bump(need)
+    await session.flush()
+    await _emit(session, events.NEED_PROGRESSED, need)
+
+
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → quantity_matched per line and the need's status (open → matched)."""
     if event.type != "reliefhub.matching.proposal.accepted":
@@ -467,8 +490,34 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     for line in need.lines:
         if line.id == line_id:
             line.quantity_matched += quantity
-    if need.status == "open":
-        need.status = "matched"
-    _bump(need)
-    await session.flush()
-    await _emit(session, events.NEED_PROGRESSED, need)
+    await _roll_up(session, need)
+
+
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → quantities in transit and delivered per line. What came short, was not received or
+    was cancelled leaves quantity_matched, so the line is open for it again."""
+    kind = event.type.removeprefix("reliefhub.logistics.shipment.")
+    if kind not in ("picked_up", "received", "not_received", "cancelled"):
+        return
+    by_need: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for line in event.data["lines"]:
+        if line.get("need_id") and line.get("need_line_id"):
+            by_need.setdefault(uuid.UUID(line["need_id"]), []).append(line)
+    repo = NeedRepository(session)
+    for need_id in sorted(by_need):
+        need = await repo.get_with_lines(need_id, for_update=True)
+        if need is None:
+            continue
+        ours = {line.id: line for line in need.lines}
+        for moved in by_need[need_id]:
+            line = ours.get(uuid.UUID(moved["need_line_id"]))
+            if line is None:
+                continue  # a line replaced meanwhile
+            quantity, returned = int(moved["quantity"]), int(moved.get("quantity_returned") or 0)
+            if kind == "picked_up":
+                line.quantity_in_transit += quantity
+            elif kind in ("received", "not_received"):
+                line.quantity_in_transit = max(0, line.quantity_in_transit - quantity)
+                line.quantity_delivered += int(moved.get("quantity_received") or 0)
+            line.quantity_matched = max(0, line.quantity_matched - returned)
+        await _roll_up(session, need)

@@ -51,3 +51,7 @@ class OverAllocation(Conflict):
 
 class ReferenceReused(Conflict):
     slug, title = "reference-reused", "This reference already names a different reservation"
+
+
+class ProcurementRegistered(Conflict):
+    slug, title = "procurement-registered", "The goods of this procurement order are already registered"

@@ -34,6 +34,7 @@ class LotData(BaseModel):
     condition: str
     quantity_reserved: int
     quantity_shipped: int
+    quantity_delivered: int = 0
     check_by: str | None
     verification: str
     version: int
@@ -51,6 +52,7 @@ class OfferData(BaseModel):
     restrictions: dict[str, Any]
     status: str
     tracking_ref: str
+    procurement_id: uuid.UUID | None = None
     lots: list[LotData]
     version: int
     created_at: datetime
@@ -93,6 +95,11 @@ LOTS_VERIFIED = register_event_type(
     "reliefhub.supply.lot.verified",
     "A working group gave its verdict on lots it must check; verified lots become available.",
     LotVerifiedData,
+)
+OFFER_PROGRESSED = register_event_type(
+    "reliefhub.supply.offer.progressed",
+    "Shipped or delivered quantities of an offer's lots changed; what came back from a shipment is available again.",
+    OfferData,
 )
 RESERVATION_CREATED = register_event_type(
     "reliefhub.supply.reservation.created", "Quantity of a lot was reserved.", ReservationData

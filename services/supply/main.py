@@ -6,10 +6,10 @@ from fastapi import FastAPI
 
 from services.supply.models import Base, kit
 from services.supply.router import router
-from services.supply.service import expire_reservations
+from services.supply.service import expire_reservations, on_logistics_event
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
-from shared.service import PeriodicJob, ServiceSpec
+from shared.service import PeriodicJob, ServiceSpec, Subscription
 from shared.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -20,6 +20,7 @@ SERVICE = ServiceSpec(
     routers=[router],
     migrations=migrations_dir(__file__),
     collections=("donors", "offers", "lots", "reservations"),
+    subscriptions=[Subscription(stream="logistics.events", group="supply-shipments", handler=on_logistics_event)],
     jobs=[PeriodicJob("expire-reservations", expire_reservations, lambda s: min(s.sweep_seconds, 30.0))],
 )
 

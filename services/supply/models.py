@@ -46,6 +46,8 @@ class Offer(TimestampedMixin, VersionedMixin, Base):
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
     withdraw_reason: Mapped[str | None] = mapped_column(Text)
     tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    # Goods bought with cash pledges: the logistics procurement order they came from.
+    procurement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
     created_by: Mapped[str] = mapped_column(String(200))
 
     lots: Mapped[list[Lot]] = relationship(
@@ -75,6 +77,7 @@ class Lot(VersionedMixin, Base):
     condition: Mapped[str] = mapped_column(String(20), default="new")
     quantity_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_shipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     check_by: Mapped[str | None] = mapped_column(String(50))
     verification: Mapped[str] = mapped_column(String(20))
     verification_notes: Mapped[str | None] = mapped_column(Text)
@@ -87,6 +90,7 @@ class Lot(VersionedMixin, Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("quantity_reserved >= 0 AND quantity_reserved <= quantity", name="reserved_within"),
         CheckConstraint("quantity_shipped >= 0 AND quantity_shipped <= quantity", name="shipped_within"),
+        CheckConstraint("quantity_delivered >= 0 AND quantity_delivered <= quantity", name="delivered_within"),
     )
 
 

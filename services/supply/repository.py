@@ -36,6 +36,9 @@ class OfferRepository(RepositoryBase[Offer]):
             stmt = stmt.with_for_update(of=Offer)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def by_procurement(self, procurement_id: uuid.UUID) -> Offer | None:
+        return (await self.session.execute(select(Offer).where(Offer.procurement_id == procurement_id))).scalar()
+
     async def search(self, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
         stmt = self._with_lots()
         for key in ("donor_id", "status", "kind", "org"):

@@ -17,6 +17,7 @@ from services.supply.errors import (
     OfferNotFound,
     OfferNotOpen,
     OverAllocation,
+    ProcurementRegistered,
     ReferenceReused,
     ReservationNotFound,
     UnknownItem,
@@ -71,7 +72,9 @@ async def get_donor(
 
 
 @router.post(
-    "/offers", status_code=status.HTTP_201_CREATED, responses=problem_responses(DonorNotFound, Forbidden, UnknownItem)
+    "/offers",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(DonorNotFound, Forbidden, UnknownItem, ProcurementRegistered),
 )
 async def create_offer(
     data: schemas.OfferCreate, principal: DonorWriter, session: SessionDep, response: Response

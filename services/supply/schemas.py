@@ -118,6 +118,9 @@ class OfferCreate(BaseModel):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
     restrictions: Restrictions = Restrictions()
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    procurement_id: uuid.UUID | None = Field(
+        None, description="Goods bought by this logistics procurement order (coordinators and services only)."
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -157,6 +160,7 @@ class Lot(BaseModel):
     condition: Condition
     quantity_reserved: int
     quantity_shipped: int
+    quantity_delivered: int
     quantity_available: int = Field(description="Unreserved quantity, if the lot may be reserved at all.")
     check_by: str | None
     verification: LotVerification
@@ -178,6 +182,7 @@ class Offer(BaseModel):
     note: str | None
     status: OfferStatus
     withdraw_reason: str | None
+    procurement_id: uuid.UUID | None = None
     tracking_code: str | None = Field(
         None, description="The donor's public tracking code; returned once, when the offer is created."
     )

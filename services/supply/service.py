@@ -23,6 +23,7 @@ from services.supply.errors import (
     OfferNotFound,
     OfferNotOpen,
     OverAllocation,
+    ProcurementRegistered,
     ReferenceReused,
     ReservationNotFound,
     UnknownItem,
@@ -31,8 +32,9 @@ from services.supply.models import Donor, Lot, Offer, Reservation
 from services.supply.repository import DonorRepository, LotRepository, OfferRepository, ReservationRepository
 from shared.auth import Principal, Role
 from shared.catalog import get_catalog
+from shared.errors import Forbidden
 from shared.etag import IfMatch, check_version
-from shared.events import publish
+from shared.events import CloudEvent, publish
 from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.tabular import (
@@ -111,6 +113,7 @@ def offer_event(offer: Offer, reason: str | None = None) -> events.OfferData:
         restrictions=offer.restrictions,
         status=offer.status,
         tracking_ref=offer.tracking_ref,
+        procurement_id=offer.procurement_id,
         version=offer.version,
         created_at=offer.created_at,
         reason=reason,
@@ -135,6 +138,11 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
     """Register an offer; returns it with its tracking code (shown to the donor this once)."""
     donor = await get_donor(session, data.donor_id)
     _require_owner(principal, donor.org)
+    if data.procurement_id is not None:
+        if not principal.is_staff:
+            raise Forbidden("Only coordinators and services register procured goods.")
+        if await OfferRepository(session).by_procurement(data.procurement_id) is not None:
+            raise ProcurementRegistered(f"The goods of procurement {data.procurement_id} are already registered.")
     lots_in = data.lots or []
     _check_items([lot.item_code for lot in lots_in], ["body", "lots"])
     _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
@@ -160,6 +168,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
                 condition=lot.condition.value,
                 quantity_reserved=0,
                 quantity_shipped=0,
+                quantity_delivered=0,
                 check_by=item.check_by,
                 version=1,
                 verification="pending" if item.check_by else "not_required",
@@ -176,6 +185,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         note=data.note,
         status="open",
         tracking_ref=tracking_ref(code),
+        procurement_id=data.procurement_id,
         created_by=principal.sub,
         version=1,
         created_at=now,
@@ -472,3 +482,53 @@ async def import_offers(
         imported=True,
     )
     return report, codes
+
+
+# --- shipments (logistics.events) ----------------------------------------------------------------------------
+
+
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → shipped and delivered quantities per lot. What a shipment returns (came short, not
+    received, cancelled before pick-up) leaves its reservation and the lot, and is available again."""
+    kind = event.type.removeprefix("reliefhub.logistics.shipment.")
+    if kind not in ("picked_up", "received", "not_received", "cancelled"):
+        return
+    lines = [line for line in event.data["lines"] if line.get("lot_id")]
+    lots = LotRepository(session)
+    reservations = ReservationRepository(session)
+    offers: set[uuid.UUID] = set()
+    for moved in sorted(lines, key=lambda line: str(line["lot_id"])):  # one lock order for every handler
+        lot = await lots.get(uuid.UUID(moved["lot_id"]), for_update=True)
+        if lot is None:
+            continue
+        quantity, returned = int(moved["quantity"]), int(moved.get("quantity_returned") or 0)
+        if kind == "picked_up":
+            lot.quantity_shipped = min(lot.quantity, lot.quantity_shipped + quantity)
+        elif kind in ("received", "not_received"):
+            lot.quantity_shipped = max(0, lot.quantity_shipped - returned)
+            lot.quantity_delivered = min(
+                lot.quantity, lot.quantity_delivered + int(moved.get("quantity_received") or 0)
+            )
+        if returned:
+            taken = await _give_back(reservations, moved.get("proposal_id"), returned)
+            lot.quantity_reserved = max(0, lot.quantity_reserved - taken)
+        lot.version += 1
+        offers.add(lot.offer_id)
+    await session.flush()
+    for offer_id in sorted(offers):
+        offer = await get_offer(session, offer_id)
+        await publish(session, events.OFFER_PROGRESSED, offer_event(offer), subject=str(offer.id))
+
+
+async def _give_back(reservations: ReservationRepository, reference: str | None, quantity: int) -> int:
+    """Shrink the reservation a shipment line came from by `quantity` (releasing it when nothing is left);
+    returns how much it gave back to the lot."""
+    reservation = await reservations.by_reference(str(reference)) if reference else None
+    if reservation is None or reservation.status != "active":
+        return 0
+    taken = min(quantity, reservation.quantity)
+    if taken >= reservation.quantity:
+        reservation.status, reservation.released_at = "released", _now()
+    else:
+        reservation.quantity -= taken
+    return taken
