@@ -71,6 +71,20 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         },
         "tiers": [{"share": 0.5, "value": 300}, {"share": 0.5, "value": 50}],
     },
+    ("POST", "/v1/shipments"): {"lines": [{"proposal_id": SITE_ID, "quantity": 1}], "carrier": "顺丰"},
+    ("PATCH", "/v1/shipments/{shipment_id}"): {"carrier": "京东物流"},
+    ("POST", "/v1/shipments/{shipment_id}/status"): {"status": "picked_up", "location": "浦东仓库"},
+    ("POST", "/v1/shipments/{shipment_id}/receipt"): {
+        "pin": "123456",
+        "lines": [{"item_code": "food.grain.rice", "quantity_received": 1}],
+    },
+    ("POST", "/v1/shipments/{shipment_id}/feedback"): {"rating": 5, "comment": "谢谢", "beneficiaries_served": 10},
+    ("POST", "/v1/procurements"): {
+        "supplier": {"name": "国药控股"},
+        "lines": [{"item_code": "ppe.mask.n95", "quantity": 10, "unit_price": 300}],
+        "funding": [{"offer_id": SITE_ID, "amount": 3000}],
+    },
+    ("POST", "/v1/procurements/{procurement_id}/cancel"): {"reason": "supplier out of stock"},
 }
 
 
