@@ -111,6 +111,7 @@ def shipment_event(shipment: Shipment, location: str | None = None, note: str | 
 async def _emit(
     session: AsyncSession, type_: EventType, shipment: Shipment, location: str | None = None, note: str | None = None
 ) -> None:
+    shipment.updated_at = _now()  # set here, not by the column's onupdate, so the response can read it
     await session.flush()
     await publish(session, type_, shipment_event(shipment, location, note), subject=str(shipment.id))
 
@@ -490,6 +491,7 @@ def procurement_event(p: Procurement) -> events.ProcurementData:
 
 
 async def _emit_procurement(session: AsyncSession, type_: EventType, p: Procurement) -> None:
+    p.updated_at = _now()
     await session.flush()
     await publish(session, type_, procurement_event(p), subject=str(p.id))
 
