@@ -189,3 +189,128 @@ async def _lot_with(
     lot = next(lot for lot in gift.offer["lots"] if lot["item_code"] == item_code)
     body = (await client.get(f"/v1/lots/{lot['id']}", headers=gift.coordinator)).json()
     return dict(body) if body[field] == value else None
+
+
+async def test_a_cash_pledge_buys_goods_that_reach_a_site(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    """Two cash pledges fund one purchase; the goods become a lot, are matched, shipped and received, and the
+    first donor's tracking page follows the money to the site."""
+    coordinator, donor = auth("coordinator"), auth("donor", org="org-fund")
+    recipient, carrier = auth("frontline", org="org-clinic"), auth("logistics", org="org-carrier")
+    fund = (await client.post("/v1/donors", headers=donor, json={"name": "某慈善基金会", "kind": "foundation"})).json()
+    pledges = []
+    for amount in (60_000, 30_000):
+        r = await client.post(
+            "/v1/offers",
+            headers=donor,
+            json={"donor_id": fund["id"], "kind": "cash", "amount": amount, "currency": "CNY"},
+        )
+        assert r.status_code == 201, r.text
+        pledges.append(r.json())
+    site = (
+        await client.post(
+            "/v1/sites",
+            headers=recipient,
+            json={
+                "name": "崇明区社区卫生服务中心",
+                "kind": "hospital",
+                "region_code": "310151",
+                "lat": 31.62,
+                "lon": 121.4,
+            },
+        )
+    ).json()
+    need = (
+        await client.post(
+            "/v1/needs",
+            headers=recipient,
+            json={
+                "site_id": site["id"],
+                "title": "消毒液",
+                "urgency": "critical",
+                "lines": [{"item_code": "hygiene.body.soap", "quantity": 300}],
+            },
+        )
+    ).json()
+    body = {
+        "supplier": {"name": "上海某日化厂", "region_code": "310113", "lat": 31.4, "lon": 121.49},
+        "lines": [{"item_code": "hygiene.body.soap", "quantity": 300, "unit_price": 250}],
+        "funding": [{"offer_id": pledges[0]["id"], "amount": 50_000}, {"offer_id": pledges[1]["id"], "amount": 25_000}],
+        "region_code": "31",
+        "need_id": need["id"],
+    }
+
+    async def drafted() -> httpx.Response | None:
+        r = await client.post("/v1/procurements", headers=coordinator, json=body)
+        return r if r.status_code == 201 else None  # 409 until logistics has heard of both pledges
+
+    procurement = (await eventually(drafted)).json()
+    assert procurement["status"] == "draft" and procurement["total"] == 75_000
+    ordered = await client.post(f"/v1/procurements/{procurement['id']}/order", headers=coordinator)
+    assert ordered.status_code == 200 and ordered.json()["status"] == "ordered", ordered.text
+    received = await client.post(f"/v1/procurements/{procurement['id']}/receive", headers=coordinator)
+    assert received.status_code == 200, received.text
+    goods_offer_id = received.json()["goods_offer_id"]
+    goods = (await client.get(f"/v1/offers/{goods_offer_id}", headers=coordinator)).json()
+    assert goods["donor_id"] == fund["id"] and goods["procurement_id"] == procurement["id"]
+    assert goods["lots"][0]["quantity"] == 300 and goods["restrictions"]["region_codes"] == ["31"]
+
+    async def proposed() -> list[dict[str, Any]] | None:
+        r = await client.get(f"/v1/proposals?need_id={need['id']}&status=proposed", headers=coordinator)
+        return r.json()["items"] or None
+
+    [proposal] = await eventually(proposed)
+    assert proposal["offer_id"] == goods_offer_id and proposal["quantity"] == 300
+    assert (await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=coordinator)).status_code == 200
+
+    async def planned() -> dict[str, Any] | None:
+        items = (await client.get(f"/v1/shipments?need_id={need['id']}", headers=recipient)).json()["items"]
+        return items[0] if items else None
+
+    shipment = await eventually(planned)
+    assert shipment["origin"]["region_code"] == "310113"
+    for status in ("picked_up", "delivered"):
+        r = await client.post(f"/v1/shipments/{shipment['id']}/status", headers=carrier, json={"status": status})
+        assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/shipments/{shipment['id']}/receipt",
+        headers=recipient,
+        json={
+            "pin": shipment["handover_pin"],
+            "lines": [{"item_code": "hygiene.body.soap", "quantity_received": 300}],
+        },
+    )
+    assert r.status_code == 200 and r.json()["status"] == "received", r.text
+    fulfilled = await eventually(lambda: _need_status(client, need["id"], recipient, "fulfilled"))
+    assert fulfilled["lines"][0]["quantity_delivered"] == 300
+
+    track = (await client.get(f"/v1/track/{pledges[0]['tracking_code']}")).json()
+    kinds = [s["kind"] for s in track["timeline"]]
+    assert kinds[:3] == ["offered", "procurement_ordered", "procurement_received"], kinds
+    assert {"allocated", "picked_up", "delivered", "received"} <= set(kinds)
+    ordered_step = track["timeline"][1]
+    assert ordered_step["amount"] == 50_000 and ordered_step["detail"]["supplier"] == "上海某日化厂"
+    assert track["summary"]["amount_pledged"] == 60_000 and track["summary"]["amount_spent"] == 50_000
+    assert track["summary"]["quantity_received"] == 300 and track["summary"]["sites"] == 1
+
+    # Money in and out, once each; the purchased goods are not counted as an in-kind gift.
+    ledger = (await client.get("/v1/ledger?limit=100", headers=coordinator)).json()["items"]
+    booked = sorted((e["kind"], e["amount"]) for e in ledger)
+    value = 300 * get_catalog().get("hygiene.body.soap").unit_value_fen  # type: ignore[union-attr]
+    assert booked == sorted(
+        [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000), ("in_kind_delivered", value)]
+    )
+    report = (await client.get("/v1/reports/impact?region_code=31&level=city", headers=coordinator)).json()
+    assert report["money_raised"] == 90_000 and report["goods_value_offered"] == 0
+    regions = {r["region_code"]: r for r in report["regions"]}
+    assert regions["31"]["money_spent"] == 75_000  # the order was for "31": all of Shanghai
+    assert regions["3101"]["goods_value_delivered"] == value and regions["3101"]["sites_supported"] == 1
+    assert report["totals"]["money_spent"] == 75_000 and report["totals"]["fill_rate"] == 1.0
+
+
+async def _need_status(
+    client: httpx.AsyncClient, need_id: str, headers: dict[str, str], status: str
+) -> dict[str, Any] | None:
+    body = (await client.get(f"/v1/needs/{need_id}", headers=headers)).json()
+    return dict(body) if body["status"] == status else None
