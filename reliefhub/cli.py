@@ -104,6 +104,8 @@ def dev(
         settings = Settings()
         if "RELIEFHUB_DB_POOL_SIZE" not in os.environ:  # five services share one development database
             settings = settings.model_copy(update={"db_pool_size": 10})
+        if "RELIEFHUB_WEBHOOK_ALLOWED_NETWORKS" not in os.environ:  # receivers on this machine, in development
+            settings = settings.model_copy(update={"webhook_allowed_networks": ["127.0.0.0/8", "::1/128"]})
         _migrate(settings)
         gateway = Gateway(settings, run_workers=True)
         token = create_token(sub="dev-coordinator", org="reliefhub-hub", roles=[Role.coordinator], settings=settings)

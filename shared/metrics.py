@@ -16,3 +16,4 @@ EVENTS_HANDLED = Counter("reliefhub_events_handled_total", "Events handled by co
 CONSUMER_PENDING = Gauge("reliefhub_consumer_pending", "Entries pending in a consumer group", ["stream", "group"])
 CONSUMER_LAG = Gauge("reliefhub_consumer_lag", "Entries not yet delivered to a consumer group", ["stream", "group"])
 DEAD_LETTERS = Counter("reliefhub_dead_letters_total", "Events moved to a dead-letter stream", ["stream", "group"])
+WEBHOOK_ATTEMPTS = Counter("reliefhub_webhook_attempts_total", "Webhook delivery attempts", ["result"])

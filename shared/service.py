@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from sqlalchemy import MetaData
@@ -14,7 +16,12 @@ from shared.db import KitTables
 from shared.events.consumer import Handler
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+
 Job = Callable[[AsyncSession, Settings], Awaitable[int]]
+# A long-running background task of a service's worker (it returns once `stop` is set).
+Loop = Callable[["Runtime", asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -44,3 +51,4 @@ class ServiceSpec:
     collections: tuple[str, ...] = ()
     subscriptions: list[Subscription] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
+    loops: list[Loop] = field(default_factory=list)

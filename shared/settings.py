@@ -78,6 +78,20 @@ class Settings(BaseSettings):
     pin_lock_seconds: int = 900
     track_requests_per_minute: int = 60
 
+    # webhooks: the delay before each attempt (the first is immediate; ±20 % jitter), the HTTP timeout, the
+    # grace period of a rotated secret, how long an endpoint may fail before it is disabled, how many
+    # attempts run at once per endpoint and in all, and networks that may be called although private
+    # (loopback in development and tests). Production also requires https.
+    webhook_retry_schedule: list[float] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+    webhook_timeout_seconds: float = 15.0
+    webhook_secret_grace_seconds: int = 24 * 3600
+    webhook_disable_after_seconds: float = 5 * 86400
+    webhook_concurrency_per_endpoint: int = 8
+    webhook_concurrency: int = 256
+    webhook_poll_seconds: float = 0.05
+    webhook_allowed_networks: list[str] = []
+    webhook_max_payload_bytes: int = 20_000
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.environment != "development" and self.jwt_secret == DEFAULT_SIGNING_SECRET:

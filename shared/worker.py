@@ -92,6 +92,7 @@ async def run_worker(rt: Runtime, stop: asyncio.Event) -> None:
         asyncio.create_task(_job_loop(rt, job, stop), name=f"{rt.spec.name}-{job.name}")
         for job in [*rt.spec.jobs, *builtin_jobs(rt.spec)]
     ]
+    tasks += [asyncio.create_task(loop(rt, stop), name=f"{rt.spec.name}-{loop.__name__}") for loop in rt.spec.loops]
     try:
         await stop.wait()
     finally:

@@ -81,6 +81,9 @@ def settings(servers: tuple[str, str]) -> Settings:
         sweep_seconds=3600,
         db_pool_size=40,
         db_max_overflow=0,
+        webhook_allowed_networks=["127.0.0.0/8", "::1/128"],
+        webhook_retry_schedule=[0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4],
+        webhook_poll_seconds=0.02,
     )
 
 

@@ -1,1 +1,105 @@
 """Queries of the webhooks service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
+from services.webhooks.models import Attempt, Delivery, Endpoint
+from shared.db import RepositoryBase
+from shared.pagination import PageParams, paginate
+
+
+class EndpointRepository(RepositoryBase[Endpoint]):
+    model = Endpoint
+
+    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Endpoint], str | None]:
+        stmt = select(Endpoint)
+        for key in ("org", "enabled"):
+            if filters.get(key) is not None:
+                stmt = stmt.where(getattr(Endpoint, key) == filters[key])
+        return await paginate(self.session, stmt, Endpoint.created_at, Endpoint.id, params)
+
+    async def enabled(self) -> list[Endpoint]:
+        return list((await self.session.execute(select(Endpoint).where(Endpoint.enabled.is_(True)))).scalars())
+
+
+class DeliveryRepository(RepositoryBase[Delivery]):
+    model = Delivery
+
+    async def add_many(self, rows: list[dict[str, Any]]) -> None:
+        """Owe these deliveries; an event already owed to an endpoint (a redelivered event) is owed once."""
+        if rows:
+            stmt = insert(Delivery).values(rows).on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+            await self.session.execute(stmt)
+
+    async def search(
+        self, endpoint_id: uuid.UUID, params: PageParams, **filters: Any
+    ) -> tuple[list[Delivery], str | None]:
+        stmt = select(Delivery).where(Delivery.endpoint_id == endpoint_id)
+        if filters.get("status"):
+            stmt = stmt.where(Delivery.status == filters["status"])
+        if filters.get("event_type"):
+            stmt = stmt.where(Delivery.event_type == filters["event_type"])
+        if filters.get("event_id"):
+            stmt = stmt.where(Delivery.event_id == filters["event_id"])
+        if filters.get("since"):
+            stmt = stmt.where(Delivery.created_at >= filters["since"])
+        return await paginate(self.session, stmt, Delivery.created_at, Delivery.id, params)
+
+    async def attempts(self, delivery_id: uuid.UUID) -> list[Attempt]:
+        stmt = select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def requeue(
+        self,
+        *,
+        delivery_id: uuid.UUID | None = None,
+        endpoint_id: uuid.UUID | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        """Send again now: one delivery, or every delivery of an endpoint made since a time. The attempt
+        count starts over; the log keeps the earlier attempts."""
+        stmt = update(Delivery).values(status="pending", attempts=0, next_attempt_at=func.now(), updated_at=func.now())
+        if delivery_id is not None:
+            stmt = stmt.where(Delivery.id == delivery_id)
+        if endpoint_id is not None:
+            stmt = stmt.where(Delivery.endpoint_id == endpoint_id)
+        if since is not None:
+            stmt = stmt.where(Delivery.created_at >= since)
+        result = await self.session.execute(stmt.returning(Delivery.id))
+        return len(result.all())
+
+    async def claim(self, limit: int, per_endpoint: int, busy: list[uuid.UUID], lease_seconds: float) -> list[Any]:
+        """Take due deliveries of enabled endpoints (at most `per_endpoint` each, none of the `busy` ones) and
+        lease them: another dispatcher sees them again only if this one dies before recording the attempt."""
+        sql = text(
+            """
+            WITH due AS (
+                SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS n
+                  FROM webhooks.delivery d JOIN webhooks.endpoint e ON e.id = d.endpoint_id
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND e.enabled
+                   AND NOT (d.endpoint_id = ANY(CAST(:busy AS uuid[])))
+                 ORDER BY d.next_attempt_at
+                 LIMIT :scan
+            ), picked AS (
+                SELECT d.id FROM webhooks.delivery d JOIN due ON due.id = d.id
+                 WHERE due.n <= :per_endpoint
+                 ORDER BY d.next_attempt_at
+                 LIMIT :limit
+                   FOR UPDATE OF d SKIP LOCKED
+            )
+            UPDATE webhooks.delivery d
+               SET next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()
+              FROM picked, webhooks.endpoint e
+             WHERE d.id = picked.id AND e.id = d.endpoint_id
+            RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.event_time, d.payload, d.attempts,
+                      e.url, e.secret, e.previous_secret, e.previous_secret_expires_at
+            """
+        )
+        params = {"busy": busy, "scan": limit * 4, "per_endpoint": per_endpoint, "limit": limit, "lease": lease_seconds}
+        return list((await self.session.execute(sql, params)).all())

@@ -1,0 +1,265 @@
+"""The dispatcher: sends due deliveries, signed per the Standard Webhooks spec, and records every attempt.
+
+Due deliveries are claimed from PostgreSQL with a lease, so a worker that dies mid-attempt loses nothing (the
+lease runs out and any dispatcher takes them again), and several worker replicas share the work. A slow or
+dead endpoint holds at most `webhook_concurrency_per_endpoint` attempts; others are not kept waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import func, insert, select, update
+from standardwebhooks import Webhook
+
+from services.webhooks import service
+from services.webhooks.models import Attempt, Delivery, Endpoint
+from services.webhooks.repository import DeliveryRepository
+from services.webhooks.safety import AddressPolicy, GuardedTransport
+from shared.metrics import WEBHOOK_ATTEMPTS
+from shared.runtime import Runtime
+
+log = logging.getLogger("reliefhub.webhooks")
+
+MAX_RETRY_AFTER = 24 * 3600.0
+RESPONSE_LOG_BYTES = 1024
+
+
+@dataclass
+class Outcome:
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    number: int  # 1-based attempt number
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    response_body: str | None
+    error: str | None
+    retry_after: float | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def signature_header(claimed: Any, msg_id: str, at: datetime, body: str) -> str:
+    """`v1,<sig>` with the current secret, and during a rotation's grace period also with the old one."""
+    signatures = [Webhook(claimed.secret).sign(msg_id, at, body)]
+    if claimed.previous_secret and claimed.previous_secret_expires_at and claimed.previous_secret_expires_at > at:
+        signatures.append(Webhook(claimed.previous_secret).sign(msg_id, at, body))
+    return " ".join(signatures)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None or response.status_code not in (429, 503):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        self.http = httpx.AsyncClient(
+            transport=GuardedTransport(
+                AddressPolicy(self.settings.webhook_allowed_networks), max_connections=self.settings.webhook_concurrency
+            ),
+            timeout=self.settings.webhook_timeout_seconds,
+            follow_redirects=False,
+            headers={"user-agent": "ReliefHub-Webhooks/1"},
+        )
+        self.in_flight: dict[uuid.UUID, int] = {}
+        self.outcomes: list[Outcome] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.settings.webhook_timeout_seconds * 2 + 10
+
+    async def run(self, stop: asyncio.Event) -> None:
+        writer = asyncio.create_task(self._write_loop(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self._claim()
+                except Exception as exc:  # the database is away: try again shortly
+                    log.warning("claiming webhook deliveries failed: %r", exc)
+                    claimed = []
+                for row in claimed:
+                    self.in_flight[row.endpoint_id] = self.in_flight.get(row.endpoint_id, 0) + 1
+                    task = asyncio.create_task(self._attempt(row))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+                if not claimed:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=self.settings.webhook_poll_seconds)
+                    except TimeoutError:
+                        pass
+        finally:
+            if self.tasks:
+                await asyncio.wait(self.tasks, timeout=self.settings.webhook_timeout_seconds + 1)
+                for task in list(self.tasks):  # unrecorded: their leases run out and they are tried again
+                    task.cancel()
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            await writer
+            await self.http.aclose()
+
+    async def _claim(self) -> list[Any]:
+        free = self.settings.webhook_concurrency - sum(self.in_flight.values())
+        if free <= 0:
+            return []
+        per_endpoint = self.settings.webhook_concurrency_per_endpoint
+        busy = [e for e, n in self.in_flight.items() if n >= per_endpoint]
+        async with self.rt.sessionmaker() as session, session.begin():
+            return await DeliveryRepository(session).claim(free, per_endpoint, busy, self.lease_seconds)
+
+    async def _attempt(self, claimed: Any) -> None:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        status_code: int | None = None
+        response_body: str | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        try:
+            body = service.body_of(claimed.payload, claimed.id, self.settings)
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": claimed.event_id,
+                "webhook-timestamp": str(int(started.timestamp())),
+                "webhook-signature": signature_header(claimed, claimed.event_id, started, body),
+            }
+            async with self.http.stream("POST", claimed.url, content=body.encode(), headers=headers) as response:
+                status_code = response.status_code
+                retry_after = _retry_after(response)
+                head = b""
+                async for chunk in response.aiter_raw():
+                    head += chunk
+                    if len(head) >= RESPONSE_LOG_BYTES:
+                        break
+                response_body = head[:RESPONSE_LOG_BYTES].decode("utf-8", "replace") or None
+        except httpx.HTTPError as exc:
+            error = f"{exc.__class__.__name__}: {exc}"[:1000] or exc.__class__.__name__
+        except Exception as exc:  # never lose the outcome of an attempt
+            error = f"{exc.__class__.__name__}: {exc}"[:1000]
+            log.exception("webhook attempt %s failed unexpectedly", claimed.id)
+        finally:
+            self.in_flight[claimed.endpoint_id] -= 1
+            if not self.in_flight[claimed.endpoint_id]:
+                del self.in_flight[claimed.endpoint_id]
+        outcome = Outcome(
+            delivery_id=claimed.id,
+            endpoint_id=claimed.endpoint_id,
+            number=claimed.attempts + 1,
+            started_at=started,
+            duration_ms=int((time.perf_counter() - t0) * 1000),
+            status_code=status_code,
+            response_body=response_body,
+            error=error,
+            retry_after=retry_after,
+        )
+        WEBHOOK_ATTEMPTS.labels(result="success" if outcome.succeeded else "failure").inc()
+        self.outcomes.append(outcome)
+
+    async def _write_loop(self, stop: asyncio.Event) -> None:
+        while not (stop.is_set() and not self.tasks and not self.outcomes):
+            if self.outcomes:
+                batch, self.outcomes = self.outcomes, []
+                try:
+                    await self._record(batch)
+                except Exception as exc:
+                    # Not recorded: the leases run out and the deliveries are attempted again (receivers
+                    # deduplicate by webhook-id), which is better than losing them.
+                    log.warning("recording %d webhook attempts failed: %r", len(batch), exc)
+            await asyncio.sleep(self.settings.webhook_poll_seconds)
+
+    def _next_delay(self, outcome: Outcome) -> float | None:
+        """Seconds until the next attempt, or None when the schedule is spent."""
+        schedule = self.settings.webhook_retry_schedule
+        if outcome.number >= len(schedule):
+            return None
+        if outcome.retry_after is not None:
+            return outcome.retry_after
+        return schedule[outcome.number] * random.uniform(0.8, 1.2)
+
+    async def _record(self, batch: list[Outcome]) -> None:
+        now = datetime.now(UTC)
+        async with self.rt.sessionmaker() as session, session.begin():
+            await session.execute(
+                insert(Attempt),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "delivery_id": o.delivery_id,
+                        "number": o.number,
+                        "started_at": o.started_at,
+                        "duration_ms": o.duration_ms,
+                        "status_code": o.status_code,
+                        "response_body": o.response_body,
+                        "error": o.error,
+                    }
+                    for o in batch
+                ],
+            )
+            rows = []
+            for o in batch:
+                row: dict[str, Any] = {
+                    "id": o.delivery_id,
+                    "attempts": o.number,
+                    "last_status_code": o.status_code,
+                    "last_error": o.error,
+                    "updated_at": now,
+                }
+                if o.succeeded:
+                    row.update(status="succeeded", next_attempt_at=None, succeeded_at=now)
+                else:
+                    delay = None if o.status_code == 410 else self._next_delay(o)
+                    if delay is None:
+                        row.update(status="failed", next_attempt_at=None)
+                    else:
+                        row.update(next_attempt_at=now + timedelta(seconds=delay))
+                rows.append(row)
+            await session.execute(update(Delivery), rows)
+            ok = sorted({o.endpoint_id for o in batch if o.succeeded})
+            failing = sorted({o.endpoint_id for o in batch if not o.succeeded} - set(ok))
+            if ok:
+                await session.execute(
+                    update(Endpoint)
+                    .where(Endpoint.id.in_(ok), Endpoint.failing_since.is_not(None))
+                    .values(failing_since=None)
+                )
+            if failing:
+                await session.execute(
+                    update(Endpoint)
+                    .where(Endpoint.id.in_(failing), Endpoint.failing_since.is_(None))
+                    .values(failing_since=func.now())
+                )
+                gone = {o.endpoint_id for o in batch if o.status_code == 410}
+                cutoff = now - timedelta(seconds=self.settings.webhook_disable_after_seconds)
+                stmt = select(Endpoint).where(Endpoint.id.in_(failing), Endpoint.enabled.is_(True)).with_for_update()
+                for endpoint in (await session.execute(stmt)).scalars():
+                    if endpoint.id in gone:
+                        await service.disable(session, endpoint, "the endpoint answered 410 Gone")
+                    elif endpoint.failing_since is not None and endpoint.failing_since <= cutoff:
+                        await service.disable(
+                            session, endpoint, f"every delivery failed since {endpoint.failing_since.isoformat()}"
+                        )
+
+
+async def run_dispatcher(rt: Runtime, stop: asyncio.Event) -> None:
+    await Dispatcher(rt).run(stop)
