@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, intake, time_to_proposal
+from bench import allocation, intake, time_to_proposal, webhooks
 
 
 def main() -> int:
     intake.main(sys.argv[1:])
     allocation.main([])
     time_to_proposal.main([])
+    webhooks.main([])
     return 0
 
 

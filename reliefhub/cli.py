@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -153,6 +153,16 @@ def serve(
     )
 
 
+def _run_fast(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived process on uvloop where it is installed (as uvicorn does for the services)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
 @app.command()
 def worker(service: Annotated[str, typer.Argument(help="The service whose relay, consumers and jobs to run.")]) -> None:
     """Run one service's outbox relay, event consumers and periodic jobs until SIGINT/SIGTERM."""
@@ -174,7 +184,22 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose relay,
         console.print(f"worker for [bold]{service}[/] running; Ctrl-C to stop")
         await serve_worker(specs[service], settings, stop)
 
-    asyncio.run(main())
+    _run_fast(main())
+
+
+@app.command()
+def demo(
+    base_url: Annotated[str, typer.Option(help="The server (default: `reliefhub dev`'s).")] = "http://127.0.0.1:8000",
+    sites: Annotated[int, typer.Option(min=1, max=5000, help="Recipient sites to create.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the scenario (same seed, same data).")] = 2022,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight at once.")] = 16,
+) -> None:
+    """Load a relief operation modelled on the Shanghai 2022 lockdown through the HTTP API, drive it to
+    receipts, feedback and the impact report, and print a summary."""
+    from reliefhub.demo import run_cli
+
+    code = run_cli(base_url, sites=sites, seed=seed, concurrency=concurrency, settings=_settings(), console=console)
+    raise typer.Exit(code)
 
 
 @token_app.command("create")

@@ -13,7 +13,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import KitTables
-from shared.events.consumer import Handler
+from shared.events.consumer import BatchHandler, Handler
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class Subscription:
     stream: str
     group: str
     handler: Handler
+    # Optional: the same work for a batch of events in one transaction (see shared.events.consumer).
+    batch_handler: BatchHandler | None = None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def consumers_for(rt: Runtime, name: str | None = None) -> list[Consumer]:
             group=sub.group,
             stream=sub.stream,
             handler=sub.handler,
+            batch_handler=sub.batch_handler,
             sessionmaker=rt.sessionmaker,
             redis=rt.redis,
             settings=rt.settings,

@@ -16,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 from sqlalchemy import func, insert, select, update
 from standardwebhooks import Webhook
 
 from services.webhooks import service
 from services.webhooks.models import Attempt, Delivery, Endpoint
 from services.webhooks.repository import DeliveryRepository
-from services.webhooks.safety import AddressPolicy, GuardedTransport
+from services.webhooks.safety import AddressPolicy, RefusedAddress, guarded_session
 from shared.metrics import WEBHOOK_ATTEMPTS
 from shared.runtime import Runtime
 
@@ -58,9 +58,8 @@ def signature_header(claimed: Any, msg_id: str, at: datetime, body: str) -> str:
     return " ".join(signatures)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None or response.status_code not in (429, 503):
+def _retry_after(status: int, value: str | None) -> float | None:
+    if value is None or status not in (429, 503):
         return None
     try:
         seconds = float(value)
@@ -76,14 +75,8 @@ class Dispatcher:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.settings = rt.settings
-        self.http = httpx.AsyncClient(
-            transport=GuardedTransport(
-                AddressPolicy(self.settings.webhook_allowed_networks), max_connections=self.settings.webhook_concurrency
-            ),
-            timeout=self.settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            headers={"user-agent": "ReliefHub-Webhooks/1"},
-        )
+        self.policy = AddressPolicy(self.settings.webhook_allowed_networks)
+        self.http: aiohttp.ClientSession | None = None
         self.in_flight: dict[uuid.UUID, int] = {}
         self.outcomes: list[Outcome] = []
         self.tasks: set[asyncio.Task[None]] = set()
@@ -93,6 +86,14 @@ class Dispatcher:
         return self.settings.webhook_timeout_seconds * 2 + 10
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.http = guarded_session(
+            self.policy,
+            limit=self.settings.webhook_concurrency,
+            # No per-host cap: endpoints of different groups may share a host, and a slow one must not hold
+            # up the others; the per-endpoint bound is the claim's (`webhook_concurrency_per_endpoint`).
+            limit_per_host=0,
+            timeout=self.settings.webhook_timeout_seconds,
+        )
         writer = asyncio.create_task(self._write_loop(stop))
         try:
             while not stop.is_set():
@@ -118,7 +119,7 @@ class Dispatcher:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
             await writer
-            await self.http.aclose()
+            await self.http.close()
 
     async def _claim(self) -> list[Any]:
         free = self.settings.webhook_concurrency - sum(self.in_flight.values())
@@ -127,7 +128,9 @@ class Dispatcher:
         per_endpoint = self.settings.webhook_concurrency_per_endpoint
         busy = [e for e, n in self.in_flight.items() if n >= per_endpoint]
         async with self.rt.sessionmaker() as session, session.begin():
-            return await DeliveryRepository(session).claim(free, per_endpoint, busy, self.lease_seconds)
+            return await DeliveryRepository(session).claim(
+                free, per_endpoint, busy, self.lease_seconds, in_flight=dict(self.in_flight)
+            )
 
     async def _attempt(self, claimed: Any) -> None:
         started = datetime.now(UTC)
@@ -137,6 +140,8 @@ class Dispatcher:
         error: str | None = None
         retry_after: float | None = None
         try:
+            # Literal addresses never reach the resolver: check the URL itself too.
+            await self.policy.check_url(claimed.url)
             body = service.body_of(claimed.payload, claimed.id, self.settings)
             headers = {
                 "content-type": "application/json",
@@ -144,17 +149,18 @@ class Dispatcher:
                 "webhook-timestamp": str(int(started.timestamp())),
                 "webhook-signature": signature_header(claimed, claimed.event_id, started, body),
             }
-            async with self.http.stream("POST", claimed.url, content=body.encode(), headers=headers) as response:
-                status_code = response.status_code
-                retry_after = _retry_after(response)
-                head = b""
-                async for chunk in response.aiter_raw():
-                    head += chunk
-                    if len(head) >= RESPONSE_LOG_BYTES:
-                        break
-                response_body = head[:RESPONSE_LOG_BYTES].decode("utf-8", "replace") or None
-        except httpx.HTTPError as exc:
-            error = f"{exc.__class__.__name__}: {exc}"[:1000] or exc.__class__.__name__
+            assert self.http is not None
+            async with self.http.post(
+                claimed.url, data=body.encode(), headers=headers, allow_redirects=False
+            ) as response:
+                status_code = response.status
+                retry_after = _retry_after(response.status, response.headers.get("retry-after"))
+                head = await response.content.read(RESPONSE_LOG_BYTES)
+                response_body = head.decode("utf-8", "replace") or None
+        except RefusedAddress as exc:
+            error = f"refused: {exc}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = f"{exc.__class__.__name__}: {exc}"[:1000]
         except Exception as exc:  # never lose the outcome of an attempt
             error = f"{exc.__class__.__name__}: {exc}"[:1000]
             log.exception("webhook attempt %s failed unexpectedly", claimed.id)

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.webhooks.delivery import run_dispatcher
 from services.webhooks.models import Base, kit
 from services.webhooks.router import router
-from services.webhooks.service import on_event
+from services.webhooks.service import on_event, on_events
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import ServiceSpec, Subscription
@@ -23,7 +23,7 @@ SERVICE = ServiceSpec(
     collections=("event-types", "webhook-endpoints", "webhook-deliveries"),
     # Every service's stream, webhooks' own included (an endpoint may watch others being disabled).
     subscriptions=[
-        Subscription(stream=f"{name}.events", group="webhooks-fanout", handler=on_event)
+        Subscription(stream=f"{name}.events", group="webhooks-fanout", handler=on_event, batch_handler=on_events)
         for name in ("needs", "supply", "matching", "logistics", "webhooks")
     ],
     loops=[run_dispatcher],

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from services.webhooks.models import Attempt, Delivery, Endpoint
@@ -34,8 +34,10 @@ class DeliveryRepository(RepositoryBase[Delivery]):
     async def add_many(self, rows: list[dict[str, Any]]) -> None:
         """Owe these deliveries; an event already owed to an endpoint (a redelivered event) is owed once."""
         if rows:
-            stmt = insert(Delivery).values(rows).on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
-            await self.session.execute(stmt)
+            table = Delivery.__table__
+            assert isinstance(table, Table)
+            stmt = insert(table).on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+            await self.session.execute(stmt, rows)
 
     async def search(
         self, endpoint_id: uuid.UUID, params: PageParams, **filters: Any
@@ -74,13 +76,24 @@ class DeliveryRepository(RepositoryBase[Delivery]):
         result = await self.session.execute(stmt.returning(Delivery.id))
         return len(result.all())
 
-    async def claim(self, limit: int, per_endpoint: int, busy: list[uuid.UUID], lease_seconds: float) -> list[Any]:
-        """Take due deliveries of enabled endpoints (at most `per_endpoint` each, none of the `busy` ones) and
-        lease them: another dispatcher sees them again only if this one dies before recording the attempt."""
+    async def claim(
+        self,
+        limit: int,
+        per_endpoint: int,
+        busy: list[uuid.UUID],
+        lease_seconds: float,
+        in_flight: dict[uuid.UUID, int] | None = None,
+    ) -> list[Any]:
+        """Take due deliveries of enabled endpoints (at most `per_endpoint` each, counting the attempts already
+        `in_flight`, none of the `busy` ones) and lease them: another dispatcher sees them again only if this
+        one dies before recording the attempt."""
         sql = text(
             """
-            WITH due AS (
-                SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS n
+            WITH flying AS (
+                SELECT * FROM unnest(CAST(:flying_ids AS uuid[]), CAST(:flying_counts AS int[])) AS f(endpoint_id, n)
+            ), due AS (
+                SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at)
+                             + coalesce((SELECT f.n FROM flying f WHERE f.endpoint_id = d.endpoint_id), 0) AS n
                   FROM webhooks.delivery d JOIN webhooks.endpoint e ON e.id = d.endpoint_id
                  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND e.enabled
                    AND NOT (d.endpoint_id = ANY(CAST(:busy AS uuid[])))
@@ -101,5 +114,14 @@ class DeliveryRepository(RepositoryBase[Delivery]):
                       e.url, e.secret, e.previous_secret, e.previous_secret_expires_at
             """
         )
-        params = {"busy": busy, "scan": limit * 4, "per_endpoint": per_endpoint, "limit": limit, "lease": lease_seconds}
+        flying = in_flight or {}
+        params = {
+            "busy": busy,
+            "flying_ids": list(flying),
+            "flying_counts": list(flying.values()),
+            "scan": limit * 4,
+            "per_endpoint": per_endpoint,
+            "limit": limit,
+            "lease": lease_seconds,
+        }
         return list((await self.session.execute(sql, params)).all())

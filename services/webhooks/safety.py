@@ -9,12 +9,10 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
-from functools import cached_property
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -60,64 +58,46 @@ class AddressPolicy:
         await self.resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses the policy permits (checked at connect
-    time on the resolved address; TLS still verifies the certificate against the URL's host name)."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, answering only with addresses the policy permits (a name that resolves to any
+    other address is refused). aiohttp connects to exactly what it returns, so this holds at connect time;
+    TLS still verifies the certificate against the URL's host name."""
 
     def __init__(self, policy: AddressPolicy) -> None:
         self.policy = policy
-        self.inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         try:
             addresses = await self.policy.resolve(host, port)
         except RefusedAddress as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        return await self.inner.connect_tcp(str(addresses[0]), port, timeout, local_address, socket_options)
+            raise OSError(str(exc)) from exc
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(a),
+                port=port,
+                family=socket.AF_INET6 if a.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for a in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhooks do not use unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport whose connections go through `GuardedBackend`."""
-
-    def __init__(self, policy: AddressPolicy, *, max_connections: int) -> None:
-        self.policy = policy
-        self.max_connections = max_connections
-
-    @cached_property
-    def _inner(self) -> httpx.AsyncHTTPTransport:
-        transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
-        )
-        # httpx builds its pool without a backend parameter; swap in an identical pool with ours.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=transport._pool._ssl_context,
-            max_connections=self.max_connections,
-            max_keepalive_connections=self.max_connections,
-            keepalive_expiry=5.0,
-            network_backend=GuardedBackend(self.policy),
-        )
-        return transport
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+def guarded_session(policy: AddressPolicy, *, limit: int, limit_per_host: int, timeout: float) -> ClientSession:
+    """An HTTP client for webhooks: every new connection's address is checked (no DNS cache, so a changed
+    answer is checked too), no redirects are followed (see `Dispatcher`), bounded connections."""
+    connector = TCPConnector(
+        resolver=GuardedResolver(policy), use_dns_cache=False, limit=limit, limit_per_host=limit_per_host
+    )
+    return ClientSession(
+        connector=connector,
+        timeout=ClientTimeout(total=timeout),
+        headers={"user-agent": "ReliefHub-Webhooks/1"},
+        auto_decompress=False,
+    )

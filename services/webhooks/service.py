@@ -264,15 +264,15 @@ def body_of(event: dict[str, Any], delivery_id: uuid.UUID, settings: Settings) -
     return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
 
 
-async def on_event(session: AsyncSession, event: CloudEvent) -> None:
-    """Every service's stream → the deliveries owed to each enabled endpoint that wants the event."""
-    endpoints = [e for e in await EndpointRepository(session).enabled() if wants(e, event)]
-    if not endpoints:
-        return
-    payload = event.model_dump(mode="json")
-    rows = []
-    for endpoint in endpoints:
-        rows.append(
+async def on_events(session: AsyncSession, batch: list[CloudEvent]) -> None:
+    """Every service's stream → the deliveries owed to each enabled endpoint that wants an event."""
+    endpoints = await EndpointRepository(session).enabled()
+    rows: list[dict[str, Any]] = []
+    now = _now()
+    for event in batch:
+        wanted = [e for e in endpoints if wants(e, event)]
+        payload = event.model_dump(mode="json") if wanted else None
+        rows.extend(
             {
                 "id": uuid.uuid4(),
                 "endpoint_id": endpoint.id,
@@ -282,7 +282,12 @@ async def on_event(session: AsyncSession, event: CloudEvent) -> None:
                 "payload": payload,
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_at": _now(),
+                "next_attempt_at": now,
             }
+            for endpoint in wanted
         )
     await DeliveryRepository(session).add_many(rows)
+
+
+async def on_event(session: AsyncSession, event: CloudEvent) -> None:
+    await on_events(session, [event])
