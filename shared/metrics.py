@@ -17,3 +17,9 @@ CONSUMER_PENDING = Gauge("reliefhub_consumer_pending", "Entries pending in a con
 CONSUMER_LAG = Gauge("reliefhub_consumer_lag", "Entries not yet delivered to a consumer group", ["stream", "group"])
 DEAD_LETTERS = Counter("reliefhub_dead_letters_total", "Events moved to a dead-letter stream", ["stream", "group"])
 WEBHOOK_ATTEMPTS = Counter("reliefhub_webhook_attempts_total", "Webhook delivery attempts", ["result"])
+ALLOCATION_SECONDS = Histogram(
+    "reliefhub_allocation_seconds",
+    "Allocation run phases: candidates (feasibility and scores) and solve (min-cost flow)",
+    ["phase", "trigger"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     gateway_url: str = "http://127.0.0.1:8000"
     service_urls: dict[str, str] = {}
 
+    # A worker process (`reliefhub worker <service>`) serves its Prometheus metrics — outbox backlog, consumer
+    # lag and pending entries, dead letters, webhook attempts, allocation times — on this port (0: not at all).
+    worker_metrics_port: int = 0
+
     # matching
     matching_debounce_seconds: float = 0.5
     matching_global_seconds: float = 900.0

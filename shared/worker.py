@@ -101,6 +101,10 @@ async def run_worker(rt: Runtime, stop: asyncio.Event) -> None:
 
 
 async def serve_worker(spec: ServiceSpec, settings: Settings, stop: asyncio.Event) -> None:
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port)
     rt = Runtime.start(spec, settings)
     try:
         await run_worker(rt, stop)

@@ -28,6 +28,7 @@ from shared.catalog import get_catalog
 from shared.errors import InvalidRequest, PreconditionFailed
 from shared.etag import IfMatch, check_version
 from shared.events import publish
+from shared.metrics import ALLOCATION_SECONDS
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
 from shared.settings import Settings
@@ -226,6 +227,8 @@ async def run_allocation(
         "units": int(result.flow.sum()),
         "superseded": len(superseded),
     }
+    ALLOCATION_SECONDS.labels("candidates", trigger).observe(built - loaded)
+    ALLOCATION_SECONDS.labels("solve", trigger).observe(solved - built)
     run.timings = {
         "load_ms": _ms(started, loaded),
         "candidates_ms": _ms(loaded, built),
