@@ -26,11 +26,12 @@ async def safe_minid(redis: Redis, stream: str) -> str | None:
         CONSUMER_PENDING.labels(stream, name).set(int(g.get("pending") or 0))
         if g.get("lag") is not None:
             CONSUMER_LAG.labels(stream, name).set(int(g["lag"]))
+        oldest = None
         if int(g.get("pending") or 0) > 0:
+            # Acked meanwhile (between XINFO and XPENDING): then nothing is pending and min is None.
             summary: Any = await redis.xpending(stream, name)
-            bounds.append(_parse(str(summary["min"])))
-        else:
-            bounds.append(_parse(str(g["last-delivered-id"])))
+            oldest = summary.get("min")
+        bounds.append(_parse(str(oldest or g["last-delivered-id"])))
     ms, seq = min(bounds)
     return f"{ms}-{seq}"
 
