@@ -54,7 +54,8 @@ class DeliveryRepository(RepositoryBase[Delivery]):
         return await paginate(self.session, stmt, Delivery.created_at, Delivery.id, params)
 
     async def attempts(self, delivery_id: uuid.UUID) -> list[Attempt]:
-        stmt = select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
+        # In time order: after a retry or replay the numbers start over at 1.
+        stmt = select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.started_at, Attempt.number)
         return list((await self.session.execute(stmt)).scalars())
 
     async def requeue(

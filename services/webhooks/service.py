@@ -246,6 +246,8 @@ def _facts(data: dict[str, Any]) -> tuple[set[str], set[str]]:
 def wants(endpoint: Endpoint, event: CloudEvent) -> bool:
     if not any(pattern_matches(p, event.type) for p in endpoint.event_types):
         return False
+    if event.type.startswith("reliefhub.webhooks.") and event.data.get("org") != endpoint.org:
+        return False  # news about an endpoint is for its own organisation only
     filters = endpoint.filters or {}
     items, regions = _facts(event.data)
     if filters.get("item_codes") and not any(i.startswith(tuple(filters["item_codes"])) for i in items):

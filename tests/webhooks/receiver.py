@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     verified_with: list[str]  # which of the known secrets verify it
+    received_at: float = field(default_factory=time.monotonic)  # the event loop's clock
 
     @property
     def event(self) -> dict[str, Any]:
@@ -45,6 +47,8 @@ class Receiver:
     on_event: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    in_flight: dict[str, int] = field(default_factory=dict)  # requests being answered now, per path
+    peak: dict[str, int] = field(default_factory=dict)  # the most ever answered at once, per path
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -65,8 +69,13 @@ class Receiver:
             except WebhookVerificationError:
                 pass
         self.received.append(Received(path, headers, body, verified))
-        if self.delay.get(path):
-            await asyncio.sleep(self.delay[path])
+        self.in_flight[path] = self.in_flight.get(path, 0) + 1
+        self.peak[path] = max(self.peak.get(path, 0), self.in_flight[path])
+        try:
+            if self.delay.get(path):
+                await asyncio.sleep(self.delay[path])
+        finally:
+            self.in_flight[path] -= 1
         script = self.answers.get(path) or [(200, {})]
         status, extra = script.pop(0) if len(script) > 1 else script[0]
         callback = self.on_event.get(path)

@@ -1,0 +1,194 @@
+"""Webhook endpoints: which events an endpoint's filters let through, and the endpoint resource itself
+(If-Match, who may see and change it, deletion, the event catalog)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import TokenFactory, eventually
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.test_delivery import make_endpoint
+
+SHANGHAI, WUHAN = "310101", "420102"
+DEVICE, RICE, N95 = "medical_device.oxygen.concentrator_5l", "food.grain.rice", "ppe.mask.n95"
+
+
+async def _site(client: httpx.AsyncClient, headers: dict[str, str], name: str, region: str) -> dict[str, Any]:
+    r = await client.post("/v1/sites", headers=headers, json={"name": name, "kind": "hospital", "region_code": region})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def _need(client: httpx.AsyncClient, headers: dict[str, str], site: dict[str, Any], item: str) -> str:
+    r = await client.post(
+        "/v1/needs",
+        headers=headers,
+        json={"site_id": site["id"], "title": item, "urgency": "high", "lines": [{"item_code": item, "quantity": 2}]},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _offer(client: httpx.AsyncClient, headers: dict[str, str], donor_id: str, *items: str) -> str:
+    lots = [{"item_code": item, "quantity": 5, "region_code": SHANGHAI} for item in items]
+    r = await client.post("/v1/offers", headers=headers, json={"donor_id": donor_id, "kind": "in_kind", "lots": lots})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _subjects(receiver: Receiver, path: str) -> set[str]:
+    return {x.event["data"]["id"] for x in receiver.at(path)}
+
+
+async def test_filters_by_item_code_and_region_prefix(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None, receiver: Receiver
+) -> None:
+    group = auth("working_group", org="org-device-check", group="medical_device")
+    offers, needs = ["reliefhub.supply.offer.created"], ["reliefhub.needs.need.created"]
+    await make_endpoint(client, group, receiver, "/devices", offers, filters={"item_codes": ["medical_device."]})
+    await make_endpoint(client, group, receiver, "/shanghai", needs, filters={"region_codes": ["3101"]})
+    await make_endpoint(
+        client,
+        group,
+        receiver,
+        "/both",
+        needs,
+        filters={"item_codes": ["medical_device."], "region_codes": ["3101"]},
+    )
+    await make_endpoint(client, group, receiver, "/all", offers + needs)
+
+    donor_org = auth("donor", org="org-donor")
+    r = await client.post("/v1/donors", headers=donor_org, json={"name": "器械公司", "kind": "company"})
+    donor_id = r.json()["id"]
+    device = await _offer(client, donor_org, donor_id, DEVICE)
+    mixed = await _offer(client, donor_org, donor_id, RICE, "medical_device.monitor.pulse_oximeter")
+    rice = await _offer(client, donor_org, donor_id, RICE)
+    n95 = await _offer(client, donor_org, donor_id, N95)  # checked by the device group, but not a device code
+
+    frontline_sh, frontline_wh = auth("frontline", org="org-sh"), auth("frontline", org="org-wh")
+    sh_site = await _site(client, frontline_sh, "瑞金医院", SHANGHAI)
+    wh_site = await _site(client, frontline_wh, "协和医院", WUHAN)
+    sh_rice = await _need(client, frontline_sh, sh_site, RICE)
+    sh_device = await _need(client, frontline_sh, sh_site, DEVICE)
+    wh_device = await _need(client, frontline_wh, wh_site, DEVICE)
+
+    everything = {device, mixed, rice, n95, sh_rice, sh_device, wh_device}
+
+    async def all_arrived() -> bool:
+        return _subjects(receiver, "/all") == everything
+
+    await eventually(all_arrived)
+    # Deliveries to every endpoint are owed in one go per event, so the filtered ones are complete once they
+    # have caught up with what they are owed.
+    await eventually(lambda: _caught_up(client, group, receiver))
+    assert _subjects(receiver, "/devices") == {device, mixed}
+    assert _subjects(receiver, "/shanghai") == {sh_rice, sh_device}
+    assert _subjects(receiver, "/both") == {sh_device}
+    assert all(x.event["data"]["region_code"].startswith("3101") for x in receiver.at("/shanghai"))
+    assert all(len(x.verified_with) == 1 for x in receiver.received)
+
+
+async def _caught_up(client: httpx.AsyncClient, headers: dict[str, str], receiver: Receiver) -> bool:
+    endpoints = (await client.get("/v1/webhook-endpoints", headers=headers)).json()["items"]
+    for e in endpoints:
+        path = "/" + e["url"].rsplit("/", 1)[1]
+        owed = (await client.get(f"/v1/webhook-endpoints/{e['id']}/deliveries", headers=headers)).json()["items"]
+        if {d["event_id"] for d in owed} != {x.event["id"] for x in receiver.at(path)}:
+            return False
+    return True
+
+
+async def test_endpoint_crud_if_match_and_ownership(
+    client: httpx.AsyncClient, auth: TokenFactory, receiver: Receiver
+) -> None:
+    group = auth("working_group", org="org-device-check", group="medical_device")
+    other = auth("working_group", org="org-other", group="translation")
+    endpoint = await make_endpoint(client, group, receiver, "/crud", ["reliefhub.supply.*"], description="器械")
+    eid, url = endpoint["id"], f"/v1/webhook-endpoints/{endpoint['id']}"
+    assert endpoint["org"] == "org-device-check" and endpoint["enabled"] is True and endpoint["version"] == 1
+
+    got = await client.get(url, headers=group)
+    assert got.status_code == 200 and got.headers["etag"] == '"1"' and got.json()["secret"] is None
+
+    # PATCH needs If-Match: none → 428, stale → 412, current → 200 with the next ETag.
+    r = await client.patch(url, headers=group, json={"description": "新"})
+    assert r.status_code == 428 and r.headers["content-type"].startswith("application/problem+json")
+    r = await client.patch(url, headers={**group, "If-Match": '"7"'}, json={"description": "新"})
+    assert r.status_code == 412, r.text
+    r = await client.patch(
+        url,
+        headers={**group, "If-Match": got.headers["etag"]},
+        json={
+            "description": "新",
+            "event_types": ["reliefhub.supply.offer.created"],
+            "filters": {"item_codes": ["ppe."]},
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["description"] == "新" and body["event_types"] == ["reliefhub.supply.offer.created"]
+    assert body["filters"]["item_codes"] == ["ppe."] and body["secret"] is None
+    assert r.headers["etag"] == '"2"' and body["version"] == 2
+    r = await client.patch(url, headers={**group, "If-Match": '"1"'}, json={"description": "旧"})
+    assert r.status_code == 412
+    # A URL webhooks may not call is refused on PATCH too, and nothing changes.
+    r = await client.patch(url, headers={**group, "If-Match": '"2"'}, json={"url": "http://10.0.0.1/x"})
+    assert r.status_code == 422 and r.json()["type"].endswith("refused-url")
+    assert (await client.get(url, headers=group)).json()["url"] == endpoint["url"]
+    # Disabling by hand says who did it; enabling again forgets it.
+    r = await client.patch(url, headers={**group, "If-Match": '"2"'}, json={"enabled": False})
+    assert r.status_code == 200 and r.json()["enabled"] is False and r.json()["disabled_reason"]
+    r = await client.patch(url, headers={**group, "If-Match": '"3"'}, json={"enabled": True})
+    assert r.status_code == 200 and r.json()["enabled"] is True and r.json()["disabled_reason"] is None
+
+    # Another organisation's working group may neither see nor change it, nor see its deliveries.
+    assert (await client.get(url, headers=other)).status_code == 403
+    assert (await client.patch(url, headers={**other, "If-Match": "*"}, json={"description": "x"})).status_code == 403
+    assert (await client.delete(url, headers=other)).status_code == 403
+    assert (await client.post(f"{url}/rotate-secret", headers=other)).status_code == 403
+    assert (await client.get(f"{url}/deliveries", headers=other)).status_code == 403
+    assert (await client.get("/v1/webhook-endpoints", headers=other)).json()["items"] == []
+    assert [e["id"] for e in (await client.get("/v1/webhook-endpoints", headers=group)).json()["items"]] == [eid]
+    # Coordinators see every organisation's.
+    coordinator = auth("coordinator")
+    assert (await client.get(url, headers=coordinator)).status_code == 200
+
+    # Donors and frontline sites have no endpoints.
+    for role, org in (("donor", "org-donor"), ("frontline", "org-site")):
+        r = await client.post(
+            "/v1/webhook-endpoints",
+            headers=auth(role, org=org),
+            json={"url": receiver.url("/x"), "event_types": ["reliefhub.supply.*"]},
+        )
+        assert r.status_code == 403, (role, r.text)
+    assert (await client.get(url, headers=auth("donor", org="org-donor"))).status_code == 403
+
+    # Bad event patterns are refused.
+    r = await client.post(
+        "/v1/webhook-endpoints", headers=group, json={"url": receiver.url("/x"), "event_types": ["supply.*"]}
+    )
+    assert r.status_code == 422
+
+    r = await client.delete(url, headers=group)
+    assert r.status_code == 204
+    assert (await client.get(url, headers=group)).status_code == 404
+    assert (await client.delete(url, headers=group)).status_code == 404
+    assert (await client.get("/v1/webhook-endpoints", headers=group)).json()["items"] == []
+
+
+async def test_the_event_catalog_lists_every_type_with_its_schema(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    r = await client.get("/v1/event-types", headers=auth("donor", org="org-donor"))
+    assert r.status_code == 200, r.text
+    types = {t["type"]: t for t in r.json()["items"]}
+    for name in (
+        "reliefhub.webhooks.endpoint.disabled",
+        "reliefhub.supply.offer.created",
+        "reliefhub.needs.need.created",
+        "reliefhub.needs.site.created",
+    ):
+        assert name in types and types[name]["schema"]["type"] == "object", name
+    assert "reason" in types["reliefhub.webhooks.endpoint.disabled"]["schema"]["properties"]
