@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, exists, or_, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from services.needs.models import Need, NeedLine, Site
 from shared.db import RepositoryBase, driver_connection
@@ -100,10 +100,12 @@ class NeedRepository(RepositoryBase[Need]):
         return select(Need).options(selectinload(Need.lines))
 
     async def get_with_lines(self, need_id: uuid.UUID, *, for_update: bool = False) -> Need | None:
-        stmt = self._with_lines().where(Need.id == need_id)
+        # One statement (a join, not a second SELECT for the lines): a roll-up committing in between would
+        # otherwise pair new line quantities with the old status.
+        stmt = select(Need).options(joinedload(Need.lines)).where(Need.id == need_id)
         if for_update:
             stmt = stmt.with_for_update(of=Need)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return (await self.session.execute(stmt)).unique().scalar_one_or_none()
 
     async def search(self, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
         stmt = self._with_lines()

@@ -301,7 +301,12 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
     assert booked == sorted(
         [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000), ("in_kind_delivered", value)]
     )
-    report = (await client.get("/v1/reports/impact?region_code=31&level=city", headers=coordinator)).json()
+    async def reported() -> dict[str, Any] | None:
+        r = await client.get("/v1/reports/impact?region_code=31&level=city", headers=coordinator)
+        body = r.json()
+        return dict(body) if body["totals"]["fill_rate"] == 1.0 else None  # logistics hears of it a moment later
+
+    report = await eventually(reported)
     assert report["money_raised"] == 90_000 and report["goods_value_offered"] == 0
     regions = {r["region_code"]: r for r in report["regions"]}
     assert regions["31"]["money_spent"] == 75_000  # the order was for "31": all of Shanghai

@@ -109,7 +109,9 @@ async def ship_a_gift(
     )
 
 
-async def advance(client: httpx.AsyncClient, headers: dict[str, str], shipment_id: str, *statuses: str) -> dict[str, Any]:
+async def advance(
+    client: httpx.AsyncClient, headers: dict[str, str], shipment_id: str, *statuses: str
+) -> dict[str, Any]:
     """Move a shipment through `statuses` by `POST …/status`, each step answered 200; the last answer."""
     body: dict[str, Any] = {}
     for target in statuses:

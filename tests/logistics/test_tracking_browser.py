@@ -1,0 +1,108 @@
+"""The public tracking page in a real headless Chromium, served by uvicorn on a loopback port: the donor's page
+renders the whole journey of a gift, from the offer to the site's receipt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from reliefhub.gateway import Gateway
+from tests.conftest import TokenFactory
+from tests.logistics.scenario import advance, full_receipt, ship_a_gift
+
+CHROMIUM_SECONDS = 60
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Gateway) -> AsyncIterator[str]:
+    """The app on a free loopback port (its lifespan is already running); yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(200):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+async def dump_dom(chromium: str, url: str, profile: Path) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        chromium,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        "--dump-dom",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CHROMIUM_SECONDS)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail(f"chromium did not finish within {CHROMIUM_SECONDS} s")
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+    return out.decode()
+
+
+@pytest.fixture
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("chromium not installed: CI installs it with apt-get (see .ci/run)")
+    return path
+
+
+async def test_tracking_page_renders_in_headless_chromium(
+    chromium: str, gateway: Gateway, client: httpx.AsyncClient, auth: TokenFactory, workers: None, tmp_path: Path
+) -> None:
+    gift = await ship_a_gift(client, auth)
+    sid = gift.shipment["id"]
+    await advance(client, gift.carrier, sid, "picked_up", "in_transit", "delivered")
+    shipment = (await client.get(f"/v1/shipments/{sid}", headers=gift.recipient)).json()
+    receipt = await client.post(
+        f"/v1/shipments/{sid}/receipt", headers=gift.recipient, json=full_receipt(shipment, shipment["handover_pin"])
+    )
+    assert receipt.status_code == 200, receipt.text
+    assert receipt.json()["status"] == "received"
+
+    async with serving(gateway) as base:
+        url = f"{base}/v1/track/{gift.tracking_code}"
+        # The real server answers browsers with the page, like the in-process client does.
+        async with httpx.AsyncClient(timeout=10) as http:
+            page = await http.get(url, headers={"Accept": "text/html"})
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        # The page follows the browser's Accept-Language; ask for Chinese whatever the machine's locale is.
+        dom = await dump_dom(chromium, f"{url}?lang=zh", tmp_path / "profile")
+
+    assert 'id="timeline"' in dom and '<html lang="zh-CN">' in dom, dom[:2000]
+    for kind in ("offered", "allocated", "planned", "picked_up", "in_transit", "delivered", "received"):
+        assert f'data-kind="{kind}"' in dom, f"{kind} step missing: {dom[:3000]}"
+    assert dom.count('data-kind="allocated"') == 2
+    assert "浦东临时安置点" in dom and "受助方确认收货" in dom and "大米" in dom
+    for secret in ("张三", "13800000000", "121.54"):
+        assert secret not in dom
