@@ -21,7 +21,9 @@ app = typer.Typer(help="ReliefHub: match donated resources to frontline needs.",
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk imports from CSV or XLSX, all rows or none.", no_args_is_help=True)
 matching_app = typer.Typer(help="The matching service's maintenance.", no_args_is_help=True)
+deploy_app = typer.Typer(help="Deployment files generated from the route table.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(deploy_app, name="deploy")
 app.add_typer(matching_app, name="matching")
 app.add_typer(import_app, name="import")
 
@@ -319,6 +321,22 @@ def matching_rebuild() -> None:
         )
     for stream, n in report.events.items():
         console.print(f"[green]✓[/] replayed {n} events of {stream}")
+
+
+@deploy_app.command("render")
+def deploy_render(
+    root: Annotated[Path, typer.Option(help="The repository's root.")] = Path("."),
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 if a file is not as rendered.")] = False,
+) -> None:
+    """Render nginx.conf, docker-compose.yml and the Kubernetes manifests from the route table."""
+    from reliefhub import deploy
+
+    paths = deploy.check(root) if check else deploy.write(root)
+    for path in paths:
+        shown = path.relative_to(root)
+        console.print(f"[red]✗[/] {shown} is not as rendered" if check else f"[green]✓[/] {shown}", soft_wrap=True)
+    if check and paths:
+        raise typer.Exit(1)
 
 
 @app.command("makemigration")
