@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -16,11 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import BEARER_SCHEME, principal_subject
-from shared.errors import DomainError, PayloadTooLarge, install_error_handlers, problem_response
+from shared.errors import DomainError, PayloadTooLarge, install_error_handlers, problem_response, retryable
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY
@@ -30,6 +32,7 @@ from shared.settings import Settings, get_settings
 from shared.tracing import continue_trace
 
 API_VERSION = "1.0.0"
+TRANSACTION_ATTEMPTS = 3
 GC_THRESHOLDS = (20_000, 50, 100)
 
 
@@ -55,23 +58,16 @@ class TransactionalRoute(APIRoute):
                     if replay is not None:
                         return replay
             try:
-                async with rt.sessionmaker() as session:
-                    request.state.session = session
-                    kept: DomainError | None = None
-                    async with session.begin():
-                        try:
-                            response = await inner(request)
-                        except DomainError as exc:
-                            if not exc.keeps_changes:
-                                raise
-                            kept = exc  # an answer that reports what the request did: commit, then raise
-                        if idem is not None and kept is None:
-                            if response.status_code < 400:
-                                await idem.complete(session, response)
-                            else:
-                                await asyncio.shield(idem.release(rt.sessionmaker))
-                    if kept is not None:
-                        raise kept
+                for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+                    try:
+                        response = await self._in_transaction(request, inner, rt, idem)
+                        break
+                    except DBAPIError as exc:
+                        # A deadlock or serialization failure rolled everything back: run it again (what
+                        # the request does elsewhere — reserving in supply — is idempotent by reference).
+                        if attempt == TRANSACTION_ATTEMPTS or not retryable(exc):
+                            raise
+                        await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
             except BaseException:
                 if idem is not None:
                     await asyncio.shield(idem.release(rt.sessionmaker))
@@ -79,6 +75,32 @@ class TransactionalRoute(APIRoute):
             return response
 
         return handler
+
+    @staticmethod
+    async def _in_transaction(
+        request: Request,
+        inner: Callable[[Request], Coroutine[Any, Any, Response]],
+        rt: Runtime,
+        idem: IdempotentRequest | None,
+    ) -> Response:
+        async with rt.sessionmaker() as session:
+            request.state.session = session
+            kept: DomainError | None = None
+            async with session.begin():
+                try:
+                    response = await inner(request)
+                except DomainError as exc:
+                    if not exc.keeps_changes:
+                        raise
+                    kept = exc  # an answer that reports what the request did: commit, then raise
+                if idem is not None and kept is None:
+                    if response.status_code < 400:
+                        await idem.complete(session, response)
+                    else:
+                        await asyncio.shield(idem.release(rt.sessionmaker))
+            if kept is not None:
+                raise kept
+        return response
 
 
 def service_router(**kwargs: Any) -> APIRouter:

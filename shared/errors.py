@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+from asyncpg import exceptions as pg_errors  # type: ignore[import-untyped]
+from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:reliefhub:problem:"
+# character_not_in_repertoire (a NUL byte in text), untranslatable_character (\u0000 in jsonb)
+NUL_SQLSTATES = frozenset({"22021", "22P05"})
 
 log = logging.getLogger("reliefhub.errors")
 
@@ -198,11 +202,48 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLSTATEs of a server that is away for now: class 08 (connection exception), 57P01 admin_shutdown, 57P02
+# crash_shutdown, 57P03 cannot_connect_now ("the database system is starting up / shutting down").
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+# deadlock_detected, serialization_failure: two transactions collided; running one again usually succeeds.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def retryable(exc: BaseException) -> bool:
+    """A transaction that lost a collision with another (deadlock, serialization failure): run it again."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES or (
+        getattr(getattr(orig, "__cause__", None), "sqlstate", None) in RETRYABLE_SQLSTATES
+    )
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached now (down, restarting, a dropped connection): retry later; not a bug."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # Through SQLAlchemy the SQLSTATE is on .orig; raw asyncpg (shared.db.driver_connection) carries it itself.
+    sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES):
+        return True
+    return isinstance(exc, pg_errors.InterfaceError) and "connection is closed" in str(exc)
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # A connection that dropped or a server that is restarting: the client may retry.
-    if isinstance(exc, (OperationalError, InterfaceError, OSError, ConnectionError)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
+    if retryable(exc):  # still colliding after the route's own retries
+        return problem_response(
+            503,
+            "Concurrent changes collided; retry",
+            slug="concurrent-update",
+            detail="Another request changed the same records at the same moment; send the request again.",
+            instance=_instance(request),
+            headers={"Retry-After": "1"},
+        )
+    if database_unavailable(exc):
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return problem_response(
             503,
@@ -210,6 +251,16 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             slug=ServiceUnavailable.slug,
             instance=_instance(request),
             headers={"Retry-After": "2"},
+        )
+    # PostgreSQL refuses NUL (U+0000) in text and jsonb (SQLSTATE 22021 / 22P05), wherever a request's string
+    # reaches a query, through SQLAlchemy or raw asyncpg: that is the client's text, not the server's fault.
+    if getattr(getattr(exc, "orig", exc), "sqlstate", None) in NUL_SQLSTATES:
+        return problem_response(
+            422,
+            InvalidRequest.title,
+            slug=InvalidRequest.slug,
+            detail="Text may not contain NUL (U+0000) characters.",
+            instance=_instance(request),
         )
     return await _unexpected_error(request, exc)
 
@@ -227,4 +278,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(OSError, _database_error)
+    # raw asyncpg (shared.db.driver_connection) raises its own errors, not DBAPIError
+    app.add_exception_handler(CharacterNotInRepertoireError, _database_error)
+    app.add_exception_handler(UntranslatableCharacterError, _database_error)
+    # raw asyncpg on a dropped connection or a server going away: 503 as well
+    app.add_exception_handler(pg_errors.InterfaceError, _database_error)
+    app.add_exception_handler(pg_errors.PostgresConnectionError, _database_error)
+    app.add_exception_handler(pg_errors.OperatorInterventionError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

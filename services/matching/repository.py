@@ -219,7 +219,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
         stmt = (
             select(Proposal)
             .where(Proposal.need_line_id.in_(list(line_ids)), Proposal.status == "proposed")
-            .order_by(Proposal.created_at)
+            .order_by(Proposal.id)  # every run locks in one order, so two runs never deadlock each other
             .with_for_update()
         )
         return list((await self.session.execute(stmt)).scalars())

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from asyncpg.exceptions import DeadlockDetectedError, SerializationError  # type: ignore[import-untyped]
 from fastapi import APIRouter
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from reliefhub.devservers import free_port
-from shared.app import create_service_app
+from shared.app import SessionDep, create_service_app, service_router
 from shared.auth import create_token
 from shared.db import make_kit_tables, service_metadata
 from shared.errors import Conflict, NotFound, problem_responses
@@ -40,6 +42,24 @@ async def test_validation_errors_are_422_with_their_locations(client: httpx.Asyn
     response = await client.post("/v1/sites", headers=auth("frontline"), json={**SITE, "region_code": "abc"})
     body = assert_problem(response, 422)
     assert {"loc": ["body", "region_code"], "msg": body["errors"][0]["msg"]} in body["errors"]
+
+
+async def test_a_nul_character_postgresql_refuses_is_422(client: httpx.AsyncClient, auth: TokenFactory) -> None:
+    """Found by tests/fuzz: text with U+0000 reaches a query (PostgreSQL refuses it) and was a 500."""
+    cases = [
+        ("POST", "/v1/sites", {"json": {**SITE, "name": "社区\x00服务站"}}),
+        ("POST", "/v1/allocation-runs", {"json": {"scope": {"item_codes": ["food.grain.rice\x00"]}}}),
+        ("GET", "/v1/needs", {"params": {"item_code": "water\x00"}}),
+        (  # intake's statements go through raw asyncpg, whose errors are not DBAPIError
+            "POST",
+            "/v1/needs",
+            {"json": {"site_id": str(uuid.uuid4()), "title": "水", "lines": [{"item_code": "w\x00", "quantity": 1}]}},
+        ),
+    ]
+    for method, path, kwargs in cases:
+        response = await client.request(method, path, headers=auth("coordinator"), **kwargs)
+        body = assert_problem(response, 422, context=f"{method} {path}")
+        assert "NUL" in body["detail"]
 
 
 async def test_a_body_over_the_limit_is_413_before_it_is_read(
@@ -221,3 +241,45 @@ async def test_domain_errors_carry_their_status_headers_and_extensions(migrated:
     declared = doc["paths"]["/v1/conflict"]["get"]["responses"]
     assert {"401", "404", "409", "422"} <= declared.keys()
     assert "application/problem+json" in declared["409"]["content"]
+
+
+async def test_a_transaction_that_lost_a_deadlock_is_run_again(migrated: Settings) -> None:
+    """PostgreSQL aborts one of two deadlocked transactions (40P01) or a serialization failure (40001); the
+    request's transaction is run again rather than answered with a 500, and a request that keeps colliding
+    gets a 503 with Retry-After."""
+    router = service_router(prefix="/v1")
+    calls: list[str] = []
+
+    @router.post("/collide-once")
+    async def collide_once(session: SessionDep) -> dict[str, int]:
+        calls.append("once")
+        await session.execute(text("SELECT 1"))
+        if calls.count("once") == 1:
+            raise DBAPIError("UPDATE …", None, DeadlockDetectedError("deadlock detected"))
+        return {"attempts": calls.count("once")}
+
+    @router.post("/collide-always")
+    async def collide_always(session: SessionDep) -> None:
+        calls.append("always")
+        raise DBAPIError("UPDATE …", None, SerializationError("could not serialize access"))
+
+    spec = ServiceSpec(
+        name="kit_test",
+        description="retries",
+        metadata=service_metadata("kit_test"),
+        kit=make_kit_tables(service_metadata("kit_test")),
+        routers=[router],
+        migrations=Path("."),
+    )
+    app = create_service_app(spec, migrated)
+    token = create_token(sub="t", org="o", roles=["coordinator"], settings=migrated)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kit.test") as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            once = await client.post("/v1/collide-once", headers=headers)
+            always = await client.post("/v1/collide-always", headers=headers)
+    assert once.status_code == 200 and once.json() == {"attempts": 2}
+    body = assert_problem(always, 503)
+    assert body["type"].endswith("concurrent-update") and always.headers["retry-after"] == "1"
+    assert calls.count("always") == 3
