@@ -153,7 +153,14 @@ async def driver_connection(session: AsyncSession) -> Any:
         # SQLAlchemy's asyncpg adapter begins lazily, on its first statement; begin it now (pinned version).
         adapted: Any = raw.dbapi_connection
         if hasattr(adapted, "_start_transaction") and getattr(adapted, "_transaction", None) is None:
-            await adapted._start_transaction()
+            try:
+                await adapted._start_transaction()
+            except Exception:
+                # Outside SQLAlchemy a failure (a pooled connection that died with a restarted server) skips its
+                # handling: the dead connection would go back to the pool and fail request after request with a
+                # 500. Begin through SQLAlchemy instead: it invalidates the pool and raises its own (503) error.
+                adapted._transaction = None
+                await conn.exec_driver_sql("SELECT 1")
         else:
             await conn.exec_driver_sql("SELECT 1")
     return driver

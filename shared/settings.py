@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # Event bus.
     relay_batch_size: int = 500
     relay_poll_seconds: float = 0.1
+    # After Redis lost its data, events published this recently are published again (see OutboxRelay).
+    relay_republish_seconds: float = 6 * 3600
     consumer_block_ms: int = 1000
     consumer_batch_size: int = 100
     consumer_claim_idle_ms: int = 30_000

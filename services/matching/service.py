@@ -478,17 +478,26 @@ async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
 
 async def continuous_run(session: AsyncSession, settings: Settings) -> int:
     """Match the items whose lines or lots changed, once they have been quiet for the debounce interval."""
-    dirty = await ProjectionRepository(session).take_dirty(
-        _now() - timedelta(seconds=settings.matching_debounce_seconds)
-    )
+    # The marks are taken in a transaction of their own, committed at once: deleted inside the run's transaction,
+    # every projection event of those items (mark_dirty) would wait for the whole run to end.
+    sessionmaker = runtime_of_session(session).sessionmaker
+    async with sessionmaker() as own, own.begin():
+        dirty = await ProjectionRepository(own).take_dirty(
+            _now() - timedelta(seconds=settings.matching_debounce_seconds)
+        )
     if not dirty:
         return 0
     catalog = get_catalog()
     # A changed lot of X matters to lines of X and to lines that accept X as a substitute.
     items = set(dirty) | {i.code for i in catalog.items if dirty.intersection(i.substitutes)}
-    _, proposals = await run_allocation(
-        session, scope=schemas.RunScope(item_codes=sorted(items)), trigger="continuous", actor=SYSTEM
-    )
+    try:
+        _, proposals = await run_allocation(
+            session, scope=schemas.RunScope(item_codes=sorted(items)), trigger="continuous", actor=SYSTEM
+        )
+    except BaseException:
+        async with sessionmaker() as own, own.begin():  # not matched after all: the next run takes them again
+            await events.mark_dirty(own, dirty)
+        raise
     return len(proposals)
 
 

@@ -376,13 +376,16 @@ async def reserve(
 async def release(
     session: AsyncSession, principal: Principal, reservation_id: uuid.UUID, *, status: str = "released"
 ) -> Reservation:
-    """Release an active reservation; releasing one already released changes nothing."""
+    """Release an active reservation (its maker, or a coordinator); releasing one already released changes
+    nothing."""
     reservations = ReservationRepository(session)
+    existing = await reservations.get(reservation_id)
+    if existing is None:
+        raise ReservationNotFound(f"No reservation {reservation_id}.")
+    if not (principal.is_staff or existing.created_by == principal.sub):
+        raise Forbidden("Only whoever made a reservation, or a coordinator, may release it.")
     marked = await reservations.mark(reservation_id, "active", status, _now())
     if marked is None:
-        existing = await reservations.get(reservation_id)
-        if existing is None:
-            raise ReservationNotFound(f"No reservation {reservation_id}.")
         return existing
     lot = await LotRepository(session).unreserve(marked.lot_id, marked.quantity)
     event = events.RESERVATION_EXPIRED if status == "expired" else events.RESERVATION_RELEASED

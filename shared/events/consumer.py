@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import kit_of
+from shared.errors import database_unavailable
 from shared.events.envelope import CloudEvent, dead_letter_stream
 from shared.metrics import DEAD_LETTERS, EVENTS_HANDLED
 from shared.settings import Settings
@@ -148,8 +149,18 @@ class Consumer:
             except Exception as exc:  # left pending: retried after claim_idle, dead-lettered after N tries
                 EVENTS_HANDLED.labels(self.group, "error").inc()
                 log.warning("handler %s failed on %s: %r", self.group, msg_id, exc)
+                if database_unavailable(exc):
+                    await self.uncount_delivery(msg_id)
         await self.ack(done)
         return handled + len(done)
+
+    async def uncount_delivery(self, msg_id: str) -> None:
+        """Give back the delivery an attempt used when it failed for want of the database: the event is not at
+        fault, and an outage longer than `consumer_max_deliveries` claims must not move it to the dead letters."""
+        detail: Any = await self.redis.xpending_range(self.stream, self.group, min=msg_id, max=msg_id, count=1)
+        if detail:
+            retries = max(int(detail[0]["times_delivered"]) - 1, 0)
+            await self.redis.xclaim(self.stream, self.group, self.name, 0, [msg_id], retrycount=retries, justid=True)
 
     async def read_new(self, block_ms: int | None = None) -> int:
         resp: Any = await self.redis.xreadgroup(

@@ -34,6 +34,29 @@ class OutboxRelay:
         self._select = text(f"SELECT seq, stream, envelope FROM {t} WHERE published_at IS NULL ORDER BY seq LIMIT :n")
         self._mark = text(f"UPDATE {t} SET published_at = now() WHERE seq = ANY(:seqs)")
         self._backlog = text(f"SELECT count(*) FROM {t} WHERE published_at IS NULL")
+        self._unpublish = text(
+            f"UPDATE {t} SET published_at = NULL WHERE published_at > now() - make_interval(secs => :window)"
+        )
+        # Present while Redis still holds what this relay published; gone when Redis lost its data.
+        self._epoch_key = f"reliefhub:relay-epoch:{kit.schema}"
+        self._epoch_checked = 0.0
+
+    async def check_epoch(self) -> int:
+        """If Redis came back without its data (no persistence, a lost volume, failover to a lagging replica),
+        events relayed but not yet handled by every consumer group would be lost: publish the recent ones
+        (`relay_republish_seconds`) again. Consumers' inboxes make the repeats harmless. Returns how many."""
+        if await self.redis.exists(self._epoch_key):
+            return 0
+        async with self.engine.begin() as conn:
+            got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key})).scalar()
+            if not got:
+                return 0
+            result = await conn.execute(self._unpublish, {"window": self.settings.relay_republish_seconds})
+        await self.redis.set(self._epoch_key, "1")
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.warning("Redis lost the %s stream's data: publishing the last %d events again", self.kit.schema, count)
+        return count
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published (0 if another relay holds the lock)."""
@@ -62,8 +85,12 @@ class OutboxRelay:
         (a cheap query on a partial index). No LISTEN/NOTIFY: NOTIFY serialises every committing writer
         on one global queue lock, which would cap intake throughput."""
         delay = 0.5
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
+                if loop.time() - self._epoch_checked >= 1.0:
+                    await self.check_epoch()
+                    self._epoch_checked = loop.time()
                 published = await self.publish_batch()
                 delay = 0.5
             except Exception as exc:  # Redis or PostgreSQL away: rows stay in the outbox

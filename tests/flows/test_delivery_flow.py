@@ -301,6 +301,7 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
     assert booked == sorted(
         [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000), ("in_kind_delivered", value)]
     )
+
     async def reported() -> dict[str, Any] | None:
         r = await client.get("/v1/reports/impact?region_code=31&level=city", headers=coordinator)
         body = r.json()

@@ -85,6 +85,14 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "funding": [{"offer_id": SITE_ID, "amount": 3000}],
     },
     ("POST", "/v1/procurements/{procurement_id}/cancel"): {"reason": "supplier out of stock"},
+    ("POST", "/v1/webhook-endpoints"): {
+        "url": "https://hooks.example.org/reliefhub",
+        "event_types": ["reliefhub.supply.*"],
+        "filters": {"item_codes": ["medical_device."], "region_codes": ["31"]},
+    },
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "器械核验组"},
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {"grace_seconds": 3600},
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): {"since": "2026-11-01T00:00:00Z"},
 }
 
 
