@@ -64,10 +64,9 @@ async def _recreate_database(admin_url: str, name: str) -> None:
     await engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def settings(servers: tuple[str, str]) -> Settings:
-    db_url, redis_url = servers
-    return Settings(
+def make_test_settings(db_url: str, redis_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: a test secret, and every interval compressed so that events flow in moments."""
+    values: dict[str, Any] = dict(
         environment="test",
         jwt_secret="test-secret-" + "t" * 32,
         database_url=db_url,
@@ -85,6 +84,12 @@ def settings(servers: tuple[str, str]) -> Settings:
         webhook_retry_schedule=[0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4],
         webhook_poll_seconds=0.02,
     )
+    return Settings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def settings(servers: tuple[str, str]) -> Settings:
+    return make_test_settings(*servers)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.logistics.errors import TooManyRequests
 from shared.auth import Principal, Role, require_roles
+from shared.errors import Forbidden
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,18 @@ log = logging.getLogger(__name__)
 Shipper = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.logistics))]
 ShipmentActor = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.logistics, Role.frontline))]
 Recipient = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.frontline))]
-Buyer = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.working_group))]
+_buyer_roles = require_roles(Role.coordinator, Role.working_group)
+
+
+async def _buyer(request: Request) -> Principal:
+    """Coordinators, and the procurement working group (not every working group)."""
+    principal = await _buyer_roles(request)
+    if not (principal.is_staff or principal.group == "procurement"):
+        raise Forbidden("Procurement is for coordinators and the procurement working group.")
+    return principal
+
+
+Buyer = Annotated[Principal, Depends(_buyer)]
 Staff = Annotated[Principal, Depends(require_roles(Role.coordinator))]
 
 

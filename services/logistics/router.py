@@ -195,7 +195,6 @@ async def create_procurement(
     data: schemas.ProcurementCreate, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """Draft a purchase from a supplier paid from one or more cash pledges (their sum is the order's total)."""
-    _require_buyer(principal)
     p = await service.create_procurement(session, principal, data)
     set_etag(response, p.version)
     response.headers["Location"] = f"/v1/procurements/{p.id}"
@@ -211,7 +210,6 @@ async def list_procurements(
     offer_id: Annotated[uuid.UUID | None, Query(description="Orders paid from this pledge.")] = None,
 ) -> Page[schemas.Procurement]:
     """Procurement orders, newest first."""
-    _require_buyer(principal)
     items, cursor = await service.list_procurements(session, page, status=status, offer_id=offer_id)
     return Page(items=[procurement_out(p) for p in items], next_cursor=cursor)
 
@@ -221,7 +219,6 @@ async def get_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """One procurement order: supplier, lines and unit prices, funding, status and the goods it became."""
-    _require_buyer(principal)
     p = await service.get_procurement(session, procurement_id)
     set_etag(response, p.version)
     return procurement_out(p)
@@ -235,7 +232,6 @@ async def order_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """Place the order: each pledge's share is spent now; 409 (and nothing spent) if any pledge falls short."""
-    _require_buyer(principal)
     p = await service.order_procurement(session, principal, procurement_id)
     set_etag(response, p.version)
     return procurement_out(p)
@@ -249,7 +245,6 @@ async def receive_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """The supplier delivered: the goods become an in-kind offer that is matched and shipped like any lot."""
-    _require_buyer(principal)
     p = await service.receive_procurement(session, principal, procurement_id)
     set_etag(response, p.version)
     return procurement_out(p)
@@ -267,15 +262,9 @@ async def cancel_procurement(
     data: schemas.CancelRequest | None = None,
 ) -> schemas.Procurement:
     """Cancel a draft or an order not yet received; an ordered one gives its amounts back to the pledges."""
-    _require_buyer(principal)
     p = await service.cancel_procurement(session, principal, procurement_id, (data or schemas.CancelRequest()).reason)
     set_etag(response, p.version)
     return procurement_out(p)
-
-
-def _require_buyer(principal: Principal) -> None:
-    if not service.may_procure(principal):
-        raise Forbidden("Procurement is for coordinators and the procurement working group.")
 
 
 @router.get("/ledger", responses=problem_responses(Forbidden))

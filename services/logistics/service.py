@@ -470,10 +470,6 @@ async def give_feedback(
 # --- procurement ----------------------------------------------------------------------------------------------
 
 
-def may_procure(principal: Principal) -> bool:
-    return principal.is_staff or (principal.has(Role.working_group) and principal.group == "procurement")
-
-
 def procurement_event(p: Procurement) -> events.ProcurementData:
     return events.ProcurementData(
         id=p.id,

@@ -37,7 +37,7 @@ from shared.migrations import upgrade
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.worker import run_worker
-from tests.conftest import TokenFactory, _truncate
+from tests.conftest import TokenFactory, _truncate, make_test_settings
 
 NEEDS_STREAM = "needs.events"
 # The consumer groups of needs.events and the schema of each one's inbox.
@@ -111,22 +111,10 @@ def fault_servers() -> Iterator[FaultServers]:
 @pytest.fixture(scope="package")
 def settings(fault_servers: FaultServers) -> Settings:
     """As tests/conftest.py's settings, on the faults' servers."""
-    return Settings(
-        environment="test",
-        jwt_secret="test-secret-" + "t" * 32,
-        database_url=fault_servers.pg.url,
-        redis_url=fault_servers.redis.url,
-        consumer_claim_idle_ms=300,
-        consumer_block_ms=100,
-        relay_poll_seconds=0.2,
-        stream_trim_seconds=3600,
-        matching_debounce_seconds=0.2,
-        matching_global_seconds=3600,
-        sweep_seconds=3600,
+    return make_test_settings(
+        fault_servers.pg.url,
+        fault_servers.redis.url,
         db_pool_size=25,
-        db_max_overflow=0,
-        webhook_allowed_networks=["127.0.0.0/8", "::1/128"],
-        webhook_retry_schedule=[0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4],
         # Not 0.02 s as in tests/conftest.py: no webhook endpoint exists here, and a dispatcher polling 50 times
         # a second would take a third of the one event loop every service's workers share.
         webhook_poll_seconds=0.5,
