@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
-from services.matching.allocation import allocate
+from services.matching.allocation import Allocation, allocate
 from services.matching.errors import (
     InvalidPolicy,
     LotTaken,
@@ -22,7 +23,7 @@ from services.matching.errors import (
 )
 from services.matching.models import AllocationRun, Decision, LotView, NeedLineView, PolicyVersion, Proposal
 from services.matching.repository import PolicyRepository, ProjectionRepository, ProposalRepository, RunRepository
-from services.matching.scoring import LineTable, LotTable, Policy, build_candidates
+from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
 from shared.auth import Principal
 from shared.catalog import get_catalog
 from shared.errors import InvalidRequest, PreconditionFailed
@@ -138,6 +139,15 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
     )
 
 
+def _score_and_solve(
+    lines: list[dict[str, Any]], lots: list[dict[str, Any]], policy: Policy
+) -> tuple[Candidates, Allocation, float]:
+    line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
+    cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
+    built = time.perf_counter()
+    return cand, allocate(line_table.remaining, lot_table.available, cand, policy), built
+
+
 async def run_allocation(
     session: AsyncSession,
     *,
@@ -156,10 +166,9 @@ async def run_allocation(
     lots = await repo.available_lots(_lot_items_for({ln["item_code"] for ln in lines})) if lines else []
     _perishable(lots)
     loaded = time.perf_counter()
-    line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
-    cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
-    built = time.perf_counter()
-    result = allocate(line_table.remaining, lot_table.available, cand, policy)
+    # Scoring and solving are CPU work: in a thread, so that the service's other requests (and, in one-process
+    # development, every service's) keep being answered meanwhile.
+    cand, result, built = await asyncio.to_thread(_score_and_solve, lines, lots, policy)
     solved = time.perf_counter()
 
     now = _now()
