@@ -24,9 +24,7 @@ shipment…) to keep the file fast; every other operation gets its own.
 
 No operation hides a resource from an unauthorized caller behind a 404: every refusal is a 403 problem, except
 the imports', where another organisation's site or donor in a row is rejected in the per-row report (422
-`import-rejected`, nothing imported; `Row.other_denial`). Cases where the services contradict the design are in
-`KNOWN_BUGS`: left out of the matrix and asserted, as the design says, by `test_known_authorization_bugs`
-(strict xfail: once fixed it passes, which fails until the case is moved back into the matrix).
+`import-rejected`, nothing imported; `Row.other_denial`).
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -172,11 +170,6 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/webhook-deliveries/{delivery_id}"): Row(only(C, L, W, A), other=STAFF),
     ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"): Row(only(C, L, W, A), other=STAFF),
 }
-
-
-# Where the services contradict the table above: (method, path, role, "owner" | "other") → what happens.
-# These cases are left out of the matrix and asserted as the design says by a strict xfail test.
-KNOWN_BUGS: dict[tuple[str, str, str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -787,7 +780,6 @@ class Case:
     allowed: bool
     deny_status: int = 403
     body: Any = None
-    bug: str | None = None
 
     def __str__(self) -> str:
         return f"{self.label} ({self.role}, org={self.org}, group={self.group})"
@@ -815,10 +807,6 @@ def cases_of(key: tuple[str, str], target: Target) -> list[Case]:
         org = (target.owner_org or HUB_ORG) if extra.org == "owner" else extra.org
         body = {**target.body, **extra.body} if isinstance(target.body, dict) and extra.body else extra.body
         out.append(Case(extra.label, extra.role, org, extra.group, extra.allowed, body=body))
-    for (method, path, role, scope), reason in KNOWN_BUGS.items():
-        if (method, path) == key:
-            suffix = " of the owner" if scope == "owner" else " of another org"
-            out = [replace(c, bug=reason) if c.label == role + suffix else c for c in out]
     return out
 
 
@@ -877,8 +865,6 @@ def test_every_operation_has_a_row() -> None:
     for key, row in EXPECTED.items():
         assert row.allowed <= ANY and (row.other is None or row.other <= row.allowed | STAFF), key
         assert A in row.allowed, f"{key}: admins pass every role check"
-    for method, path, role, scope in KNOWN_BUGS:
-        assert (method, path) in EXPECTED and role in ROLES and scope in ("owner", "other")
 
 
 @pytest.fixture
@@ -897,8 +883,7 @@ async def world(
 async def _matrix(w: World, op: Operation) -> list[str]:
     prepare, _ = PREPARE[op.key]
     target = await prepare(w)
-    cases = [c for c in cases_of(op.key, target) if c.bug is None]
-    failures = await check(w, op, target, cases)
+    failures = await check(w, op, target, cases_of(op.key, target))
     if op.key in PUBLIC:  # no token at all: the page of a real code, a 404 problem for an unknown one
         r = await w.client.get(target.url)
         if r.status_code != 200:
@@ -951,31 +936,3 @@ async def test_authorization(world: World, ops: list[Operation]) -> None:
 async def test_authorization_through_the_event_flow(workers: None, world: World, ops: list[Operation]) -> None:
     failures = [f for op in ops for f in await _matrix(world, op)]
     assert not failures, "\n".join(failures)
-
-
-class AuthorizationBug(AssertionError):
-    """The service let through a call the design refuses (only this counts as the expected failure)."""
-
-
-@pytest.mark.parametrize(
-    "bug",
-    [
-        pytest.param(
-            key,
-            id=f"{key[0]} {key[1]} as {key[2]} of the {key[3]}",
-            marks=pytest.mark.xfail(strict=True, raises=AuthorizationBug, reason=reason),
-        )
-        for key, reason in KNOWN_BUGS.items()
-    ],
-)
-async def test_known_authorization_bugs(workers: None, world: World, bug: tuple[str, str, str, str]) -> None:
-    """The design's answer for each known bug: a 403 that changes nothing."""
-    method, path, role, scope = bug
-    op = next(o for o in OPERATIONS if o.key == (method, path))
-    prepare, _ = PREPARE[op.key]
-    target = await prepare(world)
-    label = f"{role} of the owner" if scope == "owner" else f"{role} of another org"
-    (case,) = [c for c in cases_of(op.key, target) if c.bug is not None and c.label == label]
-    failures = await check(world, op, target, [replace(case, allowed=False)])
-    if failures:
-        raise AuthorizationBug("\n".join(failures))
