@@ -111,15 +111,15 @@ class Gateway:
         await response(scope, receive, send)
 
     async def _own(self, scope: Scope, path: str) -> Response:
-        if path == "/openapi.json":
+        if path == "/openapi.json" and self.settings.docs_exposed:
             return JSONResponse(self.openapi())
-        if path == "/docs":
+        if path == "/docs" and self.settings.docs_exposed:
             return get_swagger_ui_html(openapi_url="/openapi.json", title="ReliefHub API")
         if path == "/healthz":
             return JSONResponse({"status": "ok", "services": sorted(self.apps)})
         if path == "/readyz":
             return await self._readyz()
-        if path == "/metrics":
+        if path == "/metrics" and self.settings.metrics_on_api_port:
             return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
         if path == "/":
             return HTMLResponse(

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.auth import BEARER_SCHEME, principal_subject
 from shared.errors import DomainError, PayloadTooLarge, install_error_handlers, problem_response, retryable
@@ -185,7 +186,7 @@ async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> 
     await resp(scope, receive, send)
 
 
-def health_router(service: str) -> APIRouter:
+def health_router(service: str, *, metrics: bool = True) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", include_in_schema=False)
@@ -213,9 +214,11 @@ def health_router(service: str) -> APIRouter:
             status_code=200 if ok else 503,
         )
 
-    @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @router.get("/metrics", include_in_schema=False)
+        async def metrics_text() -> Response:
+            return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -236,11 +239,15 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
         finally:
             await app.state.runtime.close()
 
+    docs = settings.docs_exposed
     app = FastAPI(
         title=f"ReliefHub {spec.name}",
         description=spec.description,
         version=API_VERSION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.settings = settings
     app.state.spec = spec
@@ -249,12 +256,15 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     _install_redis_unavailable(app)
     for router in spec.routers:
         app.include_router(router)
-    app.include_router(health_router(spec.name))
+    app.include_router(health_router(spec.name, metrics=settings.metrics_on_api_port))
 
     def limit(scope: Scope) -> int:
         return settings.max_import_bytes if scope.get("path", "").endswith("/imports") else settings.max_body_bytes
 
     app.add_middleware(ServiceMiddleware, service=spec.name, max_bytes=limit)
+    if settings.trusted_proxies:
+        # Outermost, so that everything inside (the tracking rate limit, logs) sees the forwarded client address.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 

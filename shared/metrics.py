@@ -1,4 +1,4 @@
-"""Prometheus metrics every service exposes at /metrics."""
+"""Prometheus metrics of every service and worker process (where they are served: `Settings.metrics_port`)."""
 
 from __future__ import annotations
 

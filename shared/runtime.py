@@ -32,6 +32,8 @@ class Runtime:
     def client(self, service: str) -> ServiceClient:
         from shared.http import ServiceClient
 
+        if service not in self.spec.calls:  # the start-up check of its URL relies on the declaration
+            raise LookupError(f"{self.spec.name} calls {service} but does not declare it in ServiceSpec.calls")
         if service not in self.clients:
             base = self.settings.service_urls.get(service, self.settings.gateway_url)
             self.clients[service] = ServiceClient(self.spec.name, base, self.settings, transport=self.transport)
@@ -56,6 +58,14 @@ class Runtime:
             await client.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
+
+
+def unreachable_services(spec: ServiceSpec, settings: Settings) -> list[str]:
+    """The services `spec` calls that a process running it alone could not reach: no URL of their own in
+    RELIEFHUB_SERVICE_URLS and no gateway named (RELIEFHUB_GATEWAY_URL; its default is only `reliefhub dev`'s)."""
+    if "gateway_url" in settings.model_fields_set:
+        return []
+    return [name for name in spec.calls if name not in settings.service_urls]
 
 
 def runtime_of_session(session: AsyncSession) -> Runtime:

@@ -51,6 +51,8 @@ class ServiceSpec:
     routers: list[APIRouter]
     migrations: Path
     collections: tuple[str, ...] = ()
+    # The services it calls over HTTP (its API or its worker): each needs a URL when it runs alone.
+    calls: tuple[str, ...] = ()
     subscriptions: list[Subscription] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)

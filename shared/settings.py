@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SIGNING_SECRET = "reliefhub-development-secret-change-me"
@@ -63,11 +64,21 @@ class Settings(BaseSettings):
     http_retries: int = 3
 
     public_base_url: str = "http://127.0.0.1:8000"
+    # Proxies (IP addresses or CIDR networks) whose X-Forwarded-For and X-Forwarded-Proto are believed: a request
+    # from one of them is taken to come from the address it forwards for (rate limits, logs). None by default,
+    # not even loopback: a header any client can send is otherwise just a claim.
+    trusted_proxies: list[str] = []
     # Where one service reaches another: the gateway, unless a service has its own URL here
     # (RELIEFHUB_SERVICE_URLS='{"supply": "http://supply:8000"}').
     gateway_url: str = "http://127.0.0.1:8000"
     service_urls: dict[str, str] = {}
 
+    # A service's own /docs, /redoc and /openapi.json on its API port (None: outside production only). The public
+    # document is the gateway's merged one (`api-docs` in deployments), whatever this says.
+    expose_docs: bool | None = None
+    # A service process (`reliefhub serve <service>`) serves its Prometheus metrics on this port, and then never on
+    # its API port; 0: at /metrics on the API port, except in production, where the API port never serves them.
+    metrics_port: int = 0
     # A worker process (`reliefhub worker <service>`) serves its Prometheus metrics — outbox backlog, consumer
     # lag and pending entries, dead letters, webhook attempts, allocation times — on this port (0: not at all).
     worker_metrics_port: int = 0
@@ -97,6 +108,27 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = 0.05
     webhook_allowed_networks: list[str] = []
     webhook_max_payload_bytes: int = 20_000
+    # PEM certificates of CAs trusted for webhook TLS besides the system's (receivers behind a private CA).
+    webhook_ca_bundle: FilePath | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return networks
+
+    @property
+    def docs_exposed(self) -> bool:
+        return self.environment != "production" if self.expose_docs is None else self.expose_docs
+
+    @property
+    def metrics_on_api_port(self) -> bool:
+        return self.metrics_port == 0 and self.environment != "production"
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -20,6 +20,7 @@ SERVICE = ServiceSpec(
     routers=[router],
     migrations=migrations_dir(__file__),
     collections=("shipments", "procurements", "ledger", "track", "reports"),
+    calls=("supply",),
     subscriptions=SUBSCRIPTIONS,
 )
 

@@ -21,6 +21,7 @@ SERVICE = ServiceSpec(
     routers=[router],
     migrations=migrations_dir(__file__),
     collections=("candidates", "allocation-runs", "proposals", "policy", "matching-kpis"),
+    calls=("supply",),
     subscriptions=SUBSCRIPTIONS,
     jobs=[
         # More often than the debounce would add runs whose cost grows with the open lines of their items.

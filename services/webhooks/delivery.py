@@ -93,6 +93,7 @@ class Dispatcher:
             # up the others; the per-endpoint bound is the claim's (`webhook_concurrency_per_endpoint`).
             limit_per_host=0,
             timeout=self.settings.webhook_timeout_seconds,
+            ca_bundle=self.settings.webhook_ca_bundle,
         )
         writer = asyncio.create_task(self._write_loop(stop))
         try:

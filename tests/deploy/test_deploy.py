@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import ipaddress
 import json
 import re
 import shutil
@@ -123,16 +124,25 @@ def test_yaml_reads_back_as_rendered() -> None:
 
 # --- (ii) nginx, the Ingress and the development gateway route the same paths. ---
 
-PROXY = r" \{\s*set \$upstream http://([a-z0-9-]+):8000;\s*proxy_pass \$upstream;"
+PROXY = r" \{\s*proxy_pass http://([a-z0-9-]+);\s*\}"
 NGINX_ROUTE = re.compile(r"location ~ (\^/v1/\(([a-z0-9|-]+)\)\(/\|\$\))" + PROXY)
 NGINX_EXACT = re.compile(r"location = (/\S+)" + PROXY)
+NGINX_UPSTREAM = re.compile(r"upstream ([a-z0-9-]+) \{([^}]*)\}")
+
+
+def nginx_upstreams(text: str) -> dict[str, list[str]]:
+    """Each upstream block: its name and its directives."""
+    return {name: [line.strip() for line in body.strip().splitlines()] for name, body in NGINX_UPSTREAM.findall(text)}
 
 
 def nginx_routes() -> tuple[dict[str, str], dict[str, str]]:
+    """Collection → upstream, exact path → upstream; every upstream a block of the service's own name."""
     text = (ROOT / deploy.NGINX_CONF).read_text()
+    upstreams = nginx_upstreams(text)
     routes: dict[str, str] = {}
     for match in NGINX_ROUTE.finditer(text):
         pattern, alternatives, upstream = match.groups()
+        assert upstream in upstreams
         for collection in alternatives.split("|"):
             # The location matches the collection as a whole path segment, nothing longer.
             assert re.match(pattern, f"/v1/{collection}") and re.match(pattern, f"/v1/{collection}/x?y=1")
@@ -176,6 +186,60 @@ def test_nginx_ingress_and_gateway_route_the_same_paths(dev_gateway: Gateway) ->
     text = (ROOT / deploy.NGINX_CONF).read_text()
     assert re.search(r"location = /healthz \{\s*default_type application/json;\s*return 200", text)
     assert "location / {" in text and "return 404" in text  # /metrics, /readyz and the rest stay inside
+    assert "/metrics" not in "".join(nginx) + "".join(nginx_exact)
+
+
+def test_nginx_keeps_connections_to_each_upstream_and_re_resolves_compose_names() -> None:
+    text = (ROOT / deploy.NGINX_CONF).read_text()
+    upstreams = nginx_upstreams(text)
+    assert set(upstreams) == {*NAMES, DOCS}
+    for name, directives in upstreams.items():
+        # Docker's DNS is asked again (scaled or restarted containers): `resolve` needs a shared zone.
+        assert f"server {name}:8000 resolve;" in directives and f"zone {name} 64k;" in directives
+        assert f"keepalive {deploy.UPSTREAM_KEEPALIVE};" in directives
+        assert "keepalive_timeout 4s;" in directives  # below uvicorn's 5 s keep-alive
+    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in text
+    # Keep-alive needs HTTP/1.1 upstream and no Connection header passed on; nothing is proxied by variable
+    # (that would bypass the upstream blocks and their connection pools).
+    assert "proxy_http_version 1.1;" in text and 'proxy_set_header Connection "";' in text
+    assert "set $" not in text and not re.search(r"proxy_pass (?!http://[a-z0-9-]+;)", text)
+    # The client's own X-Forwarded-For is replaced, never passed on: the services trust what this sets.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in text and "$proxy_add_x_forwarded_for" not in text
+
+
+def test_nginx_answers_its_own_502_503_504_with_a_problem_and_retry_after() -> None:
+    text = (ROOT / deploy.NGINX_CONF).read_text()
+    assert "error_page 502 503 504 = @unavailable;" in text
+    block = re.search(r"location @unavailable \{(.*?)\n        \}", text, re.DOTALL)
+    assert block is not None
+    body = block.group(1)
+    assert "default_type application/problem+json;" in body
+    assert f"add_header Retry-After {deploy.RETRY_AFTER} always;" in body  # `always`: on error statuses too
+    problem = json.loads(re.search(r"return 503 '(.*)';", body).group(1))  # type: ignore[union-attr]
+    assert problem["status"] == 503 and problem["title"] == "Service Unavailable"
+    assert "proxy_intercept_errors" not in text  # a service's own 503 (with its Retry-After) passes through
+
+
+def test_a_gateway_for_processes_on_known_addresses_has_the_same_routes() -> None:
+    urls = {name: f"http://10.0.0.5:{8001 + i}" for i, name in enumerate(NAMES)}
+    servers = deploy.host_servers(urls, "10.0.0.5:8010")
+    assert servers == {**{n: u.removeprefix("http://") for n, u in urls.items()}, DOCS: "10.0.0.5:8010"}
+    text = deploy.nginx_conf(servers, listen="127.0.0.1:9000", resolve=False)
+    upstreams = nginx_upstreams(text)
+    assert {n: [d for d in ds if d.startswith("server ")] for n, ds in upstreams.items()} == {
+        n: [f"server {a};"] for n, a in servers.items()
+    }
+    assert "resolver" not in text and "listen 127.0.0.1:9000;" in text
+
+    def routes(conf: str) -> str:
+        return re.sub(r"listen [^;]*;", "", conf[conf.index("    server {") :])
+
+    assert routes(text) == routes(RENDERED[deploy.NGINX_CONF])
+    for bad in ({**urls, "supply": "https://10.0.0.5:8002"}, {**urls, "needs": "http://x/prefix"}):
+        with pytest.raises(ValueError, match="is not http://host:port"):
+            deploy.host_servers(bad, "d:1")
+    with pytest.raises(ValueError, match="no URL for matching"):
+        deploy.host_servers({n: u for n, u in urls.items() if n != "matching"}, "d:1")
 
 
 async def test_every_documented_path_reaches_its_service_and_docs_app_merges_them(dev_gateway: Gateway) -> None:
@@ -226,10 +290,33 @@ def test_compose_runs_every_service_and_worker_behind_the_gateway() -> None:
         assert "ports" not in svcs[name]  # reached through the gateway only (and free to scale)
 
     gateway = svcs["gateway"]
-    assert gateway["image"].startswith("nginx:") and gateway["ports"][0].endswith(":8000")
+    assert gateway["image"].startswith("nginx:") and gateway["ports"] == ["${RELIEFHUB_PORT:-8000}:8000"]
     assert f"./{deploy.NGINX_CONF}:/etc/nginx/nginx.conf:ro" in gateway["volumes"]
     nginx, nginx_exact = nginx_routes()
     assert set(nginx.values()) | set(nginx_exact.values()) <= set(gateway["depends_on"]) <= set(svcs)
+
+
+def test_compose_services_trust_only_their_gateway_and_keep_docs_and_metrics_off_the_api_port() -> None:
+    compose = yaml.safe_load((ROOT / deploy.COMPOSE).read_text())
+    svcs, env = compose["services"], compose["x-env"]
+    assert "FORWARDED_ALLOW_IPS" not in env
+    (ipam,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet, dynamic = ipaddress.ip_network(ipam["subnet"]), ipaddress.ip_network(ipam["ip_range"])
+    gateway = ipaddress.ip_address(svcs["gateway"]["networks"]["default"]["ipv4_address"])
+    # The gateway's fixed address is on the network but outside the range Docker hands out to other containers.
+    assert gateway in subnet and dynamic.subnet_of(subnet) and gateway not in dynamic  # type: ignore[arg-type]
+    assert json.loads(env["RELIEFHUB_TRUSTED_PROXIES"]) == [str(gateway)]
+    assert all("networks" not in s for n, s in svcs.items() if n != "gateway")
+    trusted = Settings(
+        environment="test", jwt_secret="t" * 40, trusted_proxies=json.loads(env["RELIEFHUB_TRUSTED_PROXIES"])
+    )
+    assert trusted.trusted_proxies == [f"{gateway}/32"]
+
+    assert env["RELIEFHUB_EXPOSE_DOCS"] == "false"
+    assert env["RELIEFHUB_METRICS_PORT"] == env["RELIEFHUB_WORKER_METRICS_PORT"] == str(deploy.METRICS_PORT)
+    for name in [*NAMES, *(f"{n}-worker" for n in NAMES)]:
+        assert svcs[name]["expose"] == [str(deploy.METRICS_PORT)], name  # scraped inside, published nowhere
+    assert svcs[DOCS]["command"][-1] == "--no-proxy-headers"
 
 
 # --- (iv) Kubernetes. ---
@@ -306,10 +393,28 @@ def test_base_has_a_deployment_per_service_and_worker_with_probes_config_and_a_n
         assert worker["args"] == ["worker", name] and "livenessProbe" not in worker
         assert ("Service", f"{name}-worker") not in resources
 
+        for deployment_name in (name, f"{name}-worker"):
+            template = resources["Deployment", deployment_name]["spec"]["template"]
+            (container,) = template["spec"]["containers"]
+            assert {"name": "metrics", "containerPort": deploy.METRICS_PORT, "protocol": "TCP"} in container["ports"]
+            assert template["metadata"]["annotations"] == {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(deploy.METRICS_PORT),
+                "prometheus.io/path": "/metrics",
+            }
+        # The Service (so the Ingress) reaches the API port only; Prometheus scrapes the pods' metrics port.
+        assert [p["name"] for p in resources["Service", name]["spec"]["ports"]] == ["http"]
+
     job = resources["Job", "reliefhub-migrate"]["spec"]["template"]["spec"]
     assert job["containers"][0]["args"] == ["migrate"] and job["restartPolicy"] == "Never"
     config = resources["ConfigMap", "reliefhub-config"]["data"]
     assert json.loads(config["RELIEFHUB_SERVICE_URLS"]) == {n: f"http://{n}:8000" for n in NAMES}
+    assert "FORWARDED_ALLOW_IPS" not in config and config["RELIEFHUB_TRUSTED_PROXIES"] == "[]"
+    assert config["RELIEFHUB_EXPOSE_DOCS"] == "false"
+    assert config["RELIEFHUB_METRICS_PORT"] == config["RELIEFHUB_WORKER_METRICS_PORT"] == str(deploy.METRICS_PORT)
+    assert resources["Deployment", DOCS]["spec"]["template"]["spec"]["containers"][0]["args"][-1] == (
+        "--no-proxy-headers"
+    )
     services_ = {name for kind, name in resources if kind == "Service"}
     for path in resources["Ingress", "reliefhub"]["spec"]["rules"][0]["http"]["paths"]:
         assert path["backend"]["service"]["name"] in services_
@@ -397,7 +502,15 @@ def test_production_overlay_references_exist_and_its_output_validates() -> None:
         )
         image = found["Deployment", f"{name}-worker"]["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image.endswith(":" + load(f"{deploy.PRODUCTION}/kustomization.yaml")[0]["images"][0]["newTag"])
-    assert found["Ingress", "reliefhub"]["spec"]["rules"][0]["host"]
+    ingress = found["Ingress", "reliefhub"]
+    assert ingress["spec"]["rules"][0]["host"]
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert not [p for p in paths if not p["path"].startswith("/v1/") and p["path"] not in ("/openapi.json", "/docs")]
+    assert {p["backend"]["service"]["port"]["name"] for p in paths} == {"http"}
+    # The services trust the ingress controller's network, as a list of valid networks.
+    trusted = json.loads(found["ConfigMap", "reliefhub-config"]["data"]["RELIEFHUB_TRUSTED_PROXIES"])
+    assert trusted == deploy.PRODUCTION_TRUSTED_PROXIES and trusted
+    assert Settings(environment="test", jwt_secret="t" * 40, trusted_proxies=trusted).trusted_proxies == trusted
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not installed")
