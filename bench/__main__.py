@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, intake, load, time_to_proposal, webhooks
+from bench import allocation, imports, intake, load, time_to_proposal, webhooks
 
 
 def main() -> int:
     intake.main(sys.argv[1:])
     allocation.main([])
+    imports.main([])
     time_to_proposal.main([])
     webhooks.main([])
     load.main([])

@@ -253,10 +253,19 @@ def _run_import(kind: str, file: Path, org: str, sub: str) -> None:
     from reliefhub.registry import services
     from shared.db import create_engine, make_sessionmaker
     from shared.errors import DomainError
-    from shared.tabular import ImportReport, read_rows
+    from shared.tabular import ImportReport, UnreadableFile, read_rows
 
     settings = _settings()
-    rows = read_rows(file.read_bytes(), file.name, max_rows=settings.max_import_rows)
+    with file.open("rb") as f:
+        data = f.read(settings.max_import_bytes + 1)
+    if len(data) > settings.max_import_bytes:
+        console.print(f"[red]✗[/] {file.name} is larger than {settings.max_import_bytes} bytes; nothing was imported.")
+        raise typer.Exit(1)
+    try:
+        rows = read_rows(data, file.name, max_rows=settings.max_import_rows)
+    except UnreadableFile as exc:
+        console.print(f"[red]✗[/] {exc.detail} Nothing was imported.")
+        raise typer.Exit(1) from exc
     principal = Principal(sub=sub, org=org, roles=frozenset({Role.coordinator}))
     service_name = "needs" if kind == "needs" else "supply"
     spec = services()[service_name]

@@ -8,7 +8,6 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 from asyncpg import exceptions as pg_errors  # type: ignore[import-untyped]
-from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -219,6 +218,14 @@ def retryable(exc: BaseException) -> bool:
     )
 
 
+def invalid_value(exc: BaseException) -> bool:
+    """A request's value the database cannot take: a data exception (SQLSTATE class 22) from the server (out of
+    range, invalid text representation, …) or from asyncpg itself, for a value it cannot encode for its
+    parameter (a datetime that overflows in UTC, an int past its column's range: DataError, 22000)."""
+    sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached now (down, restarting, a dropped connection): retry later; not a bug."""
     if isinstance(exc, (OperationalError, InterfaceError, OSError, ConnectionError)):
@@ -243,15 +250,6 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             instance=_instance(request),
             headers={"Retry-After": "1"},
         )
-    if database_unavailable(exc):
-        log.warning("database unavailable: %s", exc.__class__.__name__)
-        return problem_response(
-            503,
-            ServiceUnavailable.title,
-            slug=ServiceUnavailable.slug,
-            instance=_instance(request),
-            headers={"Retry-After": "2"},
-        )
     # PostgreSQL refuses NUL (U+0000) in text and jsonb (SQLSTATE 22021 / 22P05), wherever a request's string
     # reaches a query, through SQLAlchemy or raw asyncpg: that is the client's text, not the server's fault.
     if getattr(getattr(exc, "orig", exc), "sqlstate", None) in NUL_SQLSTATES:
@@ -261,6 +259,25 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             slug=InvalidRequest.slug,
             detail="Text may not contain NUL (U+0000) characters.",
             instance=_instance(request),
+        )
+    if invalid_value(exc):
+        orig = getattr(exc, "orig", exc)
+        log.warning("a value refused by the database: %s %s", orig.__class__.__name__, getattr(orig, "sqlstate", ""))
+        return problem_response(
+            422,
+            "A value in the request cannot be stored",
+            slug="invalid-value",
+            detail="A value in the request is out of range or malformed for what it is stored as.",
+            instance=_instance(request),
+        )
+    if database_unavailable(exc):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return problem_response(
+            503,
+            ServiceUnavailable.title,
+            slug=ServiceUnavailable.slug,
+            instance=_instance(request),
+            headers={"Retry-After": "2"},
         )
     return await _unexpected_error(request, exc)
 
@@ -278,9 +295,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(OSError, _database_error)
-    # raw asyncpg (shared.db.driver_connection) raises its own errors, not DBAPIError
-    app.add_exception_handler(CharacterNotInRepertoireError, _database_error)
-    app.add_exception_handler(UntranslatableCharacterError, _database_error)
+    # raw asyncpg (shared.db.driver_connection) raises its own errors, not DBAPIError: data exceptions (NUL in
+    # text among them) from the server or from the driver's encoding of a parameter
+    app.add_exception_handler(pg_errors.DataError, _database_error)
     # raw asyncpg on a dropped connection or a server going away: 503 as well
     app.add_exception_handler(pg_errors.InterfaceError, _database_error)
     app.add_exception_handler(pg_errors.PostgresConnectionError, _database_error)

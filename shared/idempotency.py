@@ -49,19 +49,21 @@ class IdempotentRequest:
     @classmethod
     async def from_request(cls, request: Request, kit: KitTables, principal: str) -> IdempotentRequest:
         key = request.headers["idempotency-key"].strip()
-        if not key or len(key) > 255:
+        if not key or len(key) > 255 or "\x00" in key:
             raise InvalidRequest(
-                "Idempotency-Key must be 1 to 255 characters.",
-                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters"}],
+                "Idempotency-Key must be 1 to 255 characters, none of them NUL.",
+                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters, no NUL"}],
             )
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         digest = hashlib.sha256()
-        for part in (request.method.encode(), path.encode(), _canonical(body)):
+        for part in (request.method.encode(), path.encode("utf-8", "surrogatepass"), _canonical(body)):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
-        # The hash covers the whole URL; the stored path only names the request in messages (its column is bounded).
-        return cls(kit, principal, key, request.method, path[:2000], digest.hexdigest())
+        # The hash covers the whole URL; the stored path only names the request in messages (its column is bounded,
+        # and PostgreSQL text holds no NUL, which a percent-encoded path may carry).
+        shown = path[:2000].replace("\x00", "\ufffd")
+        return cls(kit, principal, key, request.method, shown, digest.hexdigest())
 
     async def claim(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Response | None:
         """Claim the key for this request, or return the stored response to replay. Raises 409 / 422."""
@@ -144,12 +146,14 @@ class IdempotentRequest:
 
 
 def _canonical(body: bytes) -> bytes:
-    """JSON bodies compare by content, not by key order or white space."""
+    """JSON bodies compare by content, not by key order or white space. Never raises: a body that is not JSON,
+    or that cannot be written back as UTF-8 JSON (nested too deep, a lone surrogate), compares by its bytes,
+    and the route then answers it as it would without a key."""
     try:
         value: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeDecodeError and UnicodeEncodeError are ValueErrors
         return body
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 async def purge_expired(session: AsyncSession, kit: KitTables) -> int:

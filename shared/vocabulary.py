@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 # A 6-digit administrative division code (province 2, city 2, county 2 digits), e.g. 310101 Huangpu, Shanghai.
 RegionCode = Annotated[str, StringConstraints(pattern=r"^[1-8]\d{5}$")]
@@ -13,6 +15,30 @@ RegionCode = Annotated[str, StringConstraints(pattern=r"^[1-8]\d{5}$")]
 RegionPrefix = Annotated[str, StringConstraints(pattern=r"^\d{2,6}$")]
 ItemCode = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Quantity = Annotated[int, Field(gt=0, le=1_000_000_000)]
+
+# Every instant a request carries lies in this span once turned to UTC. PostgreSQL stores far more, but an offset
+# can push a valid-looking time out of what Python and asyncpg can convert (0001-01-01T00:00:00+01:00 is year 0 in
+# UTC, 9999-12-31T23:59:59-23:59 year 10000), and the services add days and hours to deadlines and expiry dates.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _within_span(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise PydanticCustomError(
+            "datetime_out_of_range",
+            "Datetime must lie between {earliest} and {latest}",
+            {"earliest": f"{EARLIEST:%Y-%m-%dT%H:%M:%SZ}", "latest": f"{LATEST:%Y-%m-%dT%H:%M:%SZ}"},
+        )
+    return value
+
+
+# A date and time with its offset (RFC 3339), within EARLIEST..LATEST: what every request's timestamp is.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_within_span)]
 
 
 class SiteKind(StrEnum):

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime
 
 from services.logistics import schemas, service, tracking
 from services.logistics.dependencies import Buyer, Recipient, ShipmentActor, Shipper, Staff, TrackRateLimit
@@ -37,7 +36,7 @@ from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
-from shared.vocabulary import RegionPrefix
+from shared.vocabulary import RegionPrefix, Timestamp
 
 router = service_router(prefix="/v1", tags=["logistics"])
 
@@ -339,8 +338,8 @@ async def impact_report(
     session: SessionDep,
     region_code: Annotated[RegionPrefix | None, Query(description="Region code prefix.")] = None,
     level: schemas.ReportLevel = schemas.ReportLevel.county,
-    since: Annotated[AwareDatetime | None, Query(alias="from", description="From this time (inclusive).")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to", description="Until this time (exclusive).")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from", description="From this time (inclusive).")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to", description="Until this time (exclusive).")] = None,
     currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
 ) -> schemas.Impact:
     """Money raised and spent, goods value, sites supported, beneficiaries, fill rate, time to match and to

@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
-from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix
+from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, Timestamp
 
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(max_length=2000)]
@@ -55,7 +55,7 @@ class Leg(BaseModel):
     origin: Text200
     destination: Text200
     carrier: Annotated[str, StringConstraints(max_length=200)] | None = None
-    eta: AwareDatetime | None = None
+    eta: Timestamp | None = None
 
 
 class ShipmentLineCreate(BaseModel):

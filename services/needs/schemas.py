@@ -7,10 +7,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import ItemName
-from shared.vocabulary import Quantity, RegionCode, SiteKind, Verdict
+from shared.vocabulary import Quantity, RegionCode, SiteKind, Timestamp, Verdict
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
@@ -131,7 +131,7 @@ class NeedCreate(BaseModel):
     site_id: uuid.UUID
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
     urgency: Urgency = Urgency.normal
-    needed_by: AwareDatetime | None = None
+    needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
 
@@ -141,7 +141,7 @@ class NeedUpdate(BaseModel):
 
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | None = None
     urgency: Urgency | None = None
-    needed_by: AwareDatetime | None = None
+    needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
         None, description="Replaces every line; refused once any quantity is matched."

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.tabular import ImportReport
-from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, SiteKind, Verdict
+from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, SiteKind, Timestamp, Verdict
 
 
 class DonorKind(StrEnum):
@@ -95,8 +95,8 @@ class LotCreate(BaseModel):
     lat: Annotated[float, Field(ge=-90, le=90)] | None = None
     lon: Annotated[float, Field(ge=-180, le=180)] | None = None
     region_code: RegionCode | None = None
-    available_from: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    available_from: Timestamp | None = None
+    expires_at: Timestamp | None = None
     condition: Condition = Condition.new
 
     @model_validator(mode="after")

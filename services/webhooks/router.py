@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from services.webhooks import schemas, service
 from services.webhooks.errors import DeliveryNotFound, EndpointNotFound, NotYourEndpoint, RefusedUrl
@@ -16,6 +15,7 @@ from shared.auth import CurrentPrincipal, Principal, Role, require_roles
 from shared.errors import PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
+from shared.vocabulary import Timestamp
 
 router = service_router(prefix="/v1", tags=["webhooks"])
 
@@ -138,7 +138,7 @@ async def list_deliveries(
     status: schemas.DeliveryStatus | None = None,
     event_type: Annotated[str | None, Query(max_length=200)] = None,
     event_id: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Deliveries made since then.")] = None,
+    since: Annotated[Timestamp | None, Query(description="Deliveries made since then.")] = None,
 ) -> Page[schemas.Delivery]:
     """The endpoint's deliveries, newest first, by status, event type, event id or time."""
     items, cursor = await service.list_deliveries(

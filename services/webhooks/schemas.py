@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
-from shared.vocabulary import RegionPrefix
+from shared.vocabulary import RegionPrefix, Timestamp
 
 EventPattern = Annotated[
     str,
@@ -93,7 +93,7 @@ class RotateRequest(BaseModel):
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime = Field(description="Send again every delivery made to this endpoint since then.")
+    since: Timestamp = Field(description="Send again every delivery made to this endpoint since then.")
 
 
 class ReplayResult(BaseModel):

@@ -8,10 +8,13 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 from openpyxl import Workbook
 
+from shared.settings import Settings
 from tests.conftest import TokenFactory
 from tests.needs.helpers import N95, QUILT, RICE, WATER, assert_problem, create_site, error_locs
+from tests.shared.spreadsheets import answer_while_healthy, handmade_xlsx, header_cells
 
 HEADER = [
     "need_ref",
@@ -45,6 +48,9 @@ def xlsx_bytes(rows: list[list[Any]], header: list[str] = HEADER) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 async def upload(client, headers: dict[str, str], data: bytes, name: str = "needs.csv", ctype: str = "text/csv"):
@@ -282,3 +288,59 @@ async def test_import_group_rows_naming_another_site_are_rejected(client, auth: 
     assert [x["row"] for x in rejected] == [2]
     assert "site_id" in rejected[0]["errors"][0]
     assert await all_needs(client, h) == []
+
+
+@pytest.mark.parametrize(
+    ("dimension", "cells"),
+    [
+        ("A1:XFD20000", [("A20000", "x")]),
+        ("A1:XFD1048576", [("A1048576", "x")]),
+        ("A1:XFD1048576", [*header_cells(HEADER), ("XFD1048576", "x")]),
+    ],
+    ids=["20000 rows declared", "1048576 rows declared", "a header and a far corner"],
+)
+async def test_import_refuses_a_sheet_declaring_a_huge_size_and_the_service_keeps_answering(
+    client, auth: TokenFactory, dimension: str, cells: list[tuple[str, str]]
+) -> None:
+    """A 5 kB sheet may declare 16,384 columns by a million rows: refused fast, without padding every row."""
+    _, _, h = await two_sites(client, auth)
+    data = handmade_xlsx(dimension, cells)
+    assert len(data) < 10_000
+    r, _ = await answer_while_healthy(client, upload(client, h, data, "needs.xlsx", XLSX_TYPE))
+    body = assert_problem(r, 422)
+    assert body["type"].endswith("unreadable-file")
+    assert await all_needs(client, h) == []
+
+
+async def test_import_refuses_a_million_row_csv_and_the_service_keeps_answering(
+    client, auth: TokenFactory, migrated: Settings
+) -> None:
+    _, _, h = await two_sites(client, auth)
+    data = b"need_ref,site_id,title\n" + b"n,s,t\n" * 1_000_000
+    assert len(data) < migrated.max_import_bytes  # refused for its rows, not its size
+    r, _ = await answer_while_healthy(client, upload(client, h, data))
+    body = assert_problem(r, 422)
+    assert body["type"].endswith("unreadable-file")
+    assert f"more than {migrated.max_import_rows} rows" in body["detail"]
+    assert await all_needs(client, h) == []
+
+
+async def test_import_of_20000_rows_is_read_off_the_event_loop(client, auth: TokenFactory, migrated: Settings) -> None:
+    """The largest file taken at once: read in a worker thread while the service answers, and all imported."""
+    site, _, h = await two_sites(client, auth)
+    rows = migrated.max_import_rows
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet()
+    ws.append(HEADER)
+    codes = (N95, RICE, WATER, QUILT)
+    for n in range(rows):  # 100 needs of 200 lines: the import's size, not 20,000 inserts, is under test
+        ws.append([f"n{n // 200}", site, f"物资 {n // 200}", "high", "2030-03-01", 10, codes[n % 4], n + 1, "", ""])
+    buf = io.BytesIO()
+    wb.save(buf)
+    r, waits = await answer_while_healthy(client, upload(client, h, buf.getvalue(), "needs.xlsx", XLSX_TYPE))
+    assert r.status_code == 201, r.text
+    report = r.json()
+    assert report["imported"] is True and report["rows_accepted"] == rows and len(report["created"]) == rows // 200
+    assert len(waits) > 10  # the file took a while to read, and /healthz answered all along
+    got = (await client.get(f"/v1/needs/{report['created'][-1]}", headers=h)).json()
+    assert [x["quantity"] for x in got["lines"]] == list(range(rows - 199, rows + 1))

@@ -8,12 +8,14 @@ import io
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from reliefhub import cli
 from shared.auth import Role, decode_token
 from shared.settings import Settings
 from tests.conftest import TokenFactory
+from tests.shared.spreadsheets import handmade_xlsx, header_cells
 
 runner = CliRunner()
 
@@ -45,6 +47,26 @@ def test_token_create_signs_a_usable_token(cli_env: Settings) -> None:
 def test_token_create_rejects_unknown_role(cli_env: Settings) -> None:
     result = runner.invoke(cli.app, ["token", "create", "--role", "emperor", "--org", "o", "--sub", "s"])
     assert result.exit_code != 0
+
+
+def test_import_refuses_a_hostile_or_oversized_file_with_a_message(
+    cli_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huge = tmp_path / "needs.xlsx"
+    huge.write_bytes(handmade_xlsx("A1:XFD1048576", [*header_cells(["site_id"]), ("A1048576", "x")]))
+    result = runner.invoke(cli.app, ["import", "needs", str(huge)])
+    assert result.exit_code == 1, result.output
+    assert "more than 20000 blank rows" in result.output and "Nothing was imported" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+    many = tmp_path / "offers.csv"
+    many.write_bytes(b"donor_id,item_code,quantity\n" + b"d,i,1\n" * 20_001)
+    result = runner.invoke(cli.app, ["import", "offers", str(many)])
+    assert result.exit_code == 1 and "more than 20000 rows" in result.output, result.output
+
+    monkeypatch.setenv("RELIEFHUB_MAX_IMPORT_BYTES", "1000")
+    result = runner.invoke(cli.app, ["import", "offers", str(many)])
+    assert result.exit_code == 1 and "larger than 1000 bytes" in result.output, result.output
 
 
 async def test_import_needs_file_all_or_nothing(

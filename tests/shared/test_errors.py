@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -16,9 +17,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from reliefhub.devservers import free_port
+from reliefhub.registry import services
 from shared.app import SessionDep, create_service_app, service_router
 from shared.auth import create_token
-from shared.db import make_kit_tables, service_metadata
+from shared.db import driver_connection, make_kit_tables, service_metadata
 from shared.errors import Conflict, NotFound, problem_responses
 from shared.service import ServiceSpec
 from shared.settings import Settings
@@ -283,3 +285,44 @@ async def test_a_transaction_that_lost_a_deadlock_is_run_again(migrated: Setting
     body = assert_problem(always, 503)
     assert body["type"].endswith("concurrent-update") and always.headers["retry-after"] == "1"
     assert calls.count("always") == 3
+
+
+async def test_a_value_postgresql_or_its_driver_refuses_is_422(migrated: Settings) -> None:
+    """A value that reaches a query past validation and does not fit its column (SQLSTATE class 22 from the
+    server, or a value asyncpg cannot encode) is the client's, not a 500; its key is released."""
+    router = service_router(prefix="/v1")
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))  # year 0 in UTC
+
+    @router.post("/values/{case}")
+    async def refused(case: str, session: SessionDep) -> None:
+        if case == "not-a-number":  # 22P02 invalid_text_representation, from the server
+            await session.execute(text("SELECT CAST(CAST(:v AS text) AS integer)"), {"v": "abc"})
+        elif case == "out-of-range":  # 22003 numeric_value_out_of_range, from the server
+            await session.execute(text("SELECT CAST(CAST(:v AS text) AS smallint)"), {"v": "100000"})
+        elif case == "unencodable":  # asyncpg cannot send it: DataError raised by the driver itself
+            await session.execute(text("SELECT CAST(:v AS timestamptz)"), {"v": early})
+        elif case == "raw-unencodable":  # the same through the raw asyncpg connection (intake, the outbox)
+            await (await driver_connection(session)).execute("SELECT $1::timestamptz", early)
+        elif case == "raw-out-of-range":
+            await (await driver_connection(session)).execute("SELECT $1::text::smallint", "100000")
+
+    spec = ServiceSpec(
+        name="kit_test",
+        description="values",
+        metadata=service_metadata("kit_test"),
+        kit=services()["needs"].kit,  # a migrated schema: its idempotency table is real
+        routers=[router],
+        migrations=Path("."),
+    )
+    app = create_service_app(spec, migrated)
+    token = create_token(sub="t", org="o", roles=["coordinator"], settings=migrated)
+    cases = ["not-a-number", "out-of-range", "unencodable", "raw-unencodable", "raw-out-of-range"]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kit.test") as client:
+            for case in cases:
+                for key in (None, f"k-{case}"):
+                    headers = {"Authorization": f"Bearer {token}", **({"Idempotency-Key": key} if key else {})}
+                    response = await client.post(f"/v1/values/{case}", headers=headers)
+                    body = assert_problem(response, 422, context=f"{case} {key}")
+                    assert body["type"].endswith("invalid-value")

@@ -282,3 +282,38 @@ async def test_long_urls_and_long_subjects_are_not_a_server_error(
     other_query = await client.post("/v1/sites?note=" + "x" * 2999, headers=headers, json=SITE)
     assert_problem(other_query, 422)
     assert await site_count(engine) == 1
+
+
+HOSTILE_BODIES = {
+    "nested 1,000 deep": b"[" * 1000 + b"]" * 1000,
+    "a field nested 1,000 deep": b'{"name": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b', "kind": "hospital"}',
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "a lone surrogate": b'{"name": "\\ud800x", "kind": "hospital", "region_code": "310115"}',
+    "a lone surrogate as a key": b'{"\\udfff": 1, "name": "n", "kind": "hospital", "region_code": "310115"}',
+    "NUL in the path": b"{}",
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_BODIES))
+async def test_a_body_the_fingerprint_cannot_canonicalise_gets_the_answer_it_gets_without_a_key(
+    client: httpx.AsyncClient, auth: TokenFactory, engine: AsyncEngine, case: str
+) -> None:
+    frontline = {**auth("frontline", org="org-a"), "Content-Type": "application/json"}
+    path = f"/v1/needs/{uuid.uuid4()}%00/close" if case.startswith("NUL") else "/v1/sites"
+    body = HOSTILE_BODIES[case]
+    without = await client.post(path, headers=frontline, content=body)
+    assert 400 <= without.status_code < 500, without.text
+    for attempt in range(2):  # the failed request released its key: a retry runs again and fails the same way
+        with_key = await client.post(path, headers={**frontline, "Idempotency-Key": "k-hostile"}, content=body)
+        assert (with_key.status_code, with_key.json()) == (without.status_code, without.json())
+        assert REPLAYED_HEADER.lower() not in with_key.headers, attempt
+    assert await key_rows(engine, "k-hostile") == []
+    assert await site_count(engine) == 0
+
+
+async def test_a_key_with_a_nul_character_is_refused_not_a_server_error(
+    client: httpx.AsyncClient, auth: TokenFactory, engine: AsyncEngine
+) -> None:
+    body = assert_problem(await post_site(client, auth("frontline"), "k\x00-1"), 422)
+    assert ["header", "Idempotency-Key"] in [e["loc"] for e in body["errors"]]
+    assert await site_count(engine) == 0

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from shared.settings import Settings
 from tests.conftest import TokenFactory
+from tests.shared.spreadsheets import answer_while_healthy, handmade_xlsx, header_cells
 from tests.supply.helpers import RICE, WATER, create_donor, problem
 
 COLUMNS = [
@@ -40,8 +42,8 @@ def csv_file(rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-async def upload(client, headers: dict[str, str], data: bytes, name: str = "offers.csv"):
-    return await client.post("/v1/offers/imports", headers=headers, files={"file": (name, data, "text/csv")})
+async def upload(client, headers: dict[str, str], data: bytes, name: str = "offers.csv", ctype: str = "text/csv"):
+    return await client.post("/v1/offers/imports", headers=headers, files={"file": (name, data, ctype)})
 
 
 async def all_offers(client, headers: dict[str, str]) -> list[dict[str, Any]]:
@@ -198,3 +200,33 @@ async def test_only_donors_and_coordinators_import(client, auth: TokenFactory, d
     data = csv_file([{"donor_id": donor["id"], "item_code": RICE, "quantity": "1"}])
     problem(await upload(client, auth(role, org="org-grain"), data), 403, "forbidden")
     assert await all_offers(client, auth("coordinator")) == []
+
+
+@pytest.mark.parametrize(
+    ("dimension", "cells"),
+    [
+        ("A1:XFD20000", [("A20000", "x")]),
+        ("A1:XFD1048576", [*header_cells(COLUMNS), ("A1048576", "x")]),
+    ],
+    ids=["20000 rows declared", "a header and a far row"],
+)
+async def test_import_refuses_a_sheet_declaring_a_huge_size_and_the_service_keeps_answering(
+    client, donor_headers, dimension: str, cells: list[tuple[str, str]]
+) -> None:
+    data = handmade_xlsx(dimension, cells)
+    assert len(data) < 10_000
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    resp, _ = await answer_while_healthy(client, upload(client, donor_headers, data, "offers.xlsx", xlsx))
+    problem(resp, 422, "unreadable-file")
+    assert await all_offers(client, donor_headers) == []
+
+
+async def test_import_refuses_a_million_row_csv_and_the_service_keeps_answering(
+    client, donor_headers, donor, migrated: Settings
+) -> None:
+    data = b"donor_id,item_code,quantity\n" + b"d,i,1\n" * 1_000_000
+    assert len(data) < migrated.max_import_bytes  # refused for its rows, not its size
+    resp, _ = await answer_while_healthy(client, upload(client, donor_headers, data))
+    body = problem(resp, 422, "unreadable-file")
+    assert f"more than {migrated.max_import_rows} rows" in body["detail"]
+    assert await all_offers(client, donor_headers) == []
