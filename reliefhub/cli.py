@@ -17,7 +17,12 @@ from rich.table import Table
 from shared.auth import Principal, Role, create_token
 from shared.settings import Settings
 
-app = typer.Typer(help="ReliefHub: match donated resources to frontline needs.", no_args_is_help=True)
+# Tracebacks without local variables: a command's locals hold settings, tokens and secrets.
+app = typer.Typer(
+    help="ReliefHub: match donated resources to frontline needs.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk imports from CSV or XLSX, all rows or none.", no_args_is_help=True)
 matching_app = typer.Typer(help="The matching service's maintenance.", no_args_is_help=True)
@@ -82,7 +87,7 @@ def dev(
     import uvicorn
 
     from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis
-    from reliefhub.gateway import Gateway
+    from reliefhub.gateway import UVICORN_OPTIONS, Gateway
 
     started: list[Any] = []
     env: dict[str, str] = {}
@@ -121,7 +126,7 @@ def dev(
         console.print(f'\nTry: curl -H "Authorization: Bearer $TOKEN" "{base}/v1/items?q=mask"\n', soft_wrap=True)
         # Uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so `finally` runs.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(gateway, host=host, port=port, log_level="warning", lifespan="on")
+        uvicorn.run(gateway, host=host, port=port, log_level="warning", lifespan="on", **UVICORN_OPTIONS)
     finally:
         DEV_ENV.unlink(missing_ok=True)
         for server in reversed(started):
@@ -140,9 +145,12 @@ def serve(
     """Serve one service alone (production: one deployment per service)."""
     import uvicorn
 
+    from reliefhub.gateway import UVICORN_OPTIONS
+    from shared.logging import configure_logging
+
     if service not in _service_names():
         raise typer.BadParameter(f"unknown service {service!r}")
-    _settings()
+    configure_logging(_settings())  # uvicorn logs before it builds the app (which configures it in each worker)
     uvicorn.run(
         f"services.{service}.main:create_app",
         factory=True,
@@ -152,6 +160,7 @@ def serve(
         proxy_headers=True,
         log_level="info",
         access_log=False,
+        **UVICORN_OPTIONS,
     )
 
 

@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import BEARER_SCHEME, principal_subject
-from shared.errors import DomainError, PayloadTooLarge, install_error_handlers, problem_response, retryable
+from shared.errors import (
+    DomainError,
+    PayloadTooLarge,
+    install_error_handlers,
+    problem_response,
+    retryable,
+    unexpected_error,
+)
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY
@@ -116,8 +123,12 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 class ServiceMiddleware:
-    """One ASGI layer for what every request needs: trace context, latency metrics, and the body limit
-    (413 before an oversized body is read whole)."""
+    """One ASGI layer for what every request needs: trace context, latency metrics, the body limit (413
+    before an oversized body is read whole), and the 500 for an unhandled error.
+
+    Starlette's ServerErrorMiddleware answers an unhandled error with the app's handler and then re-raises it
+    to the server, and uvicorn then closes the connection: a keep-alive client's next request would fail too.
+    Answered here, the error ends with its request."""
 
     def __init__(self, app: ASGIApp, service: str, max_bytes: Callable[[Scope], int]) -> None:
         self.app = app
@@ -140,7 +151,7 @@ class ServiceMiddleware:
         start = time.perf_counter()
         status = 500
         seen = 0
-        exceeded = replaced = False
+        exceeded = replaced = started = finished = False
 
         async def limited_receive() -> Message:
             nonlocal seen, exceeded
@@ -153,20 +164,29 @@ class ServiceMiddleware:
             return message
 
         async def wrapped_send(message: Message) -> None:
-            nonlocal status, replaced
+            nonlocal status, replaced, started, finished
             if message["type"] == "http.response.start":
+                started = True
                 if exceeded:
                     # FastAPI answers any error while reading a body with 400; a body cut off at the limit is 413.
-                    replaced = True
+                    replaced = finished = True
                     await _too_large(scope, receive, send, limit)
                     return
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"traceparent", tp)]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
             if not replaced:
                 await send(message)
 
         try:
             await self.app(scope, limited_receive, wrapped_send)
+        except Exception as exc:
+            if started and not finished:
+                raise  # a response cut off midway: only closing the connection tells the client
+            response = await unexpected_error(Request(scope), exc)
+            if not started:
+                await response(scope, receive, wrapped_send)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             REQUEST_LATENCY.labels(self.service, scope.get("method", ""), path, str(status)).observe(
