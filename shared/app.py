@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import BEARER_SCHEME, principal_subject
+from shared.auth import BEARER_SCHEME, Principal, principal_subject
 from shared.errors import (
     DomainError,
     PayloadTooLarge,
@@ -48,11 +50,43 @@ def runtime_of(request: Request) -> Runtime:
     return rt
 
 
+AuthorizationCheck = Callable[[Request], Any]
+
+
+def authorization_checks(dependant: Dependant) -> list[AuthorizationCheck]:
+    """The route's authorization: every dependency answering a Principal (current_principal, require_roles,
+    a service's own role checks). Each must take the request alone, so it can run before anything else."""
+    found: list[AuthorizationCheck] = []
+    for dep in dependant.dependencies:
+        if dep.call is None or not _answers_principal(dep.call):
+            found += [c for c in authorization_checks(dep) if c not in found]
+            continue
+        takes_more = (
+            dep.path_params or dep.query_params or dep.header_params or dep.cookie_params or dep.body_params
+        ) or dep.dependencies
+        if takes_more or dep.request_param_name is None:
+            raise TypeError(f"{dep.call!r} answers a Principal, so it must take the request alone")
+        if dep.call not in found:
+            found.append(dep.call)
+    return found
+
+
+def _answers_principal(call: Callable[..., Any]) -> bool:
+    try:
+        return get_type_hints(call).get("return") is Principal
+    except (NameError, TypeError):  # a callable without resolvable annotations is no authorization check
+        return False
+
+
 class TransactionalRoute(APIRoute):
-    """Runs each request in one transaction, committed before the response is sent; honours Idempotency-Key."""
+    """Runs each request in one transaction, committed before the response is sent; honours Idempotency-Key.
+
+    A stored response is replayed only to a caller the route admits now: its authorization dependencies run
+    first (a key is scoped to org + sub, and the same org + sub may come back with fewer roles)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         inner = super().get_route_handler()
+        checks = authorization_checks(self.dependant)
 
         async def handler(request: Request) -> Response:
             rt = runtime_of(request)
@@ -60,6 +94,10 @@ class TransactionalRoute(APIRoute):
             if request.method == "POST" and "idempotency-key" in request.headers:
                 subject = principal_subject(request, rt.settings)
                 if subject is not None:  # without a valid token the route answers 401 anyway
+                    for check in checks:  # 401 / 403 before a replay, or a word about the key
+                        outcome = check(request)
+                        if inspect.isawaitable(outcome):
+                            await outcome
                     idem = await IdempotentRequest.from_request(request, rt.spec.kit, subject)
                     replay = await idem.claim(rt.sessionmaker, rt.settings)
                     if replay is not None:
