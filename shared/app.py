@@ -42,6 +42,7 @@ from shared.tracing import continue_trace
 
 API_VERSION = "1.0.0"
 TRANSACTION_ATTEMPTS = 3
+NOSNIFF = (b"x-content-type-options", b"nosniff")  # on every answer: a body is only ever what it says it is
 GC_THRESHOLDS = (20_000, 50, 100)
 
 
@@ -211,7 +212,10 @@ class ServiceMiddleware:
                     await _too_large(scope, receive, send, limit)
                     return
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"traceparent", tp)]
+                headers = [*message.get("headers", []), (b"traceparent", tp)]
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append(NOSNIFF)
+                message["headers"] = headers
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 finished = True
             if not replaced:
