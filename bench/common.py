@@ -61,6 +61,7 @@ def uvicorn_process(app: str, env: dict[str, str], *, factory: bool = True) -> I
         "--http",
         "httptools",
         "--no-access-log",
+        "--no-server-header",
         "--log-level",
         "warning",
     ]

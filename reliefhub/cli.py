@@ -18,7 +18,12 @@ from rich.table import Table
 from shared.auth import Principal, Role, create_token
 from shared.settings import Settings
 
-app = typer.Typer(help="ReliefHub: match donated resources to frontline needs.", no_args_is_help=True)
+# Tracebacks without local variables: a command's locals hold settings, tokens and secrets.
+app = typer.Typer(
+    help="ReliefHub: match donated resources to frontline needs.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk imports from CSV or XLSX, all rows or none.", no_args_is_help=True)
 matching_app = typer.Typer(help="The matching service's maintenance.", no_args_is_help=True)
@@ -84,7 +89,7 @@ def dev(
     import uvicorn
 
     from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis
-    from reliefhub.gateway import Gateway
+    from reliefhub.gateway import UVICORN_OPTIONS, Gateway
 
     started: list[Any] = []
     env: dict[str, str] = {}
@@ -123,7 +128,7 @@ def dev(
         console.print(f'\nTry: curl -H "Authorization: Bearer $TOKEN" "{base}/v1/items?q=mask"\n', soft_wrap=True)
         # Uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so `finally` runs.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(gateway, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
+        uvicorn.run(gateway, host=host, port=port, log_level="warning", lifespan="on", **UVICORN_OPTIONS)
     finally:
         DEV_ENV.unlink(missing_ok=True)
         for server in reversed(started):
@@ -142,6 +147,9 @@ def serve(
     """Serve one service alone (production: one deployment per service)."""
     import uvicorn
 
+    from reliefhub.gateway import UVICORN_OPTIONS
+    from shared.logging import configure_logging
+
     if service not in _service_names():
         raise typer.BadParameter(f"unknown service {service!r}")
     settings = _settings()
@@ -152,17 +160,16 @@ def serve(
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr=host)
+    configure_logging(settings)  # uvicorn logs before it builds the app (which configures it in each worker)
     uvicorn.run(
         f"services.{service}.main:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        # The app believes forwarded headers from RELIEFHUB_TRUSTED_PROXIES only (shared.app); uvicorn's own
-        # handling would trust FORWARDED_ALLOW_IPS, loopback by default.
-        proxy_headers=False,
         log_level="info",
         access_log=False,
+        **UVICORN_OPTIONS,
     )
 
 

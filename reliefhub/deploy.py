@@ -312,7 +312,16 @@ http {{
 # --- docker-compose.yml: one host. ---
 
 
-DOCS_ARGS = ["--factory", "reliefhub.deploy:docs_app", "--host", "0.0.0.0", "--port", str(PORT), "--no-proxy-headers"]
+DOCS_ARGS = [
+    "--factory",
+    "reliefhub.deploy:docs_app",
+    "--host",
+    "0.0.0.0",
+    "--port",
+    str(PORT),
+    "--no-proxy-headers",
+    "--no-server-header",
+]
 
 
 def _exposure() -> dict[str, str]:

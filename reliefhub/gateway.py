@@ -22,6 +22,13 @@ from shared.errors import problem_response
 from shared.settings import Settings, get_settings
 from shared.worker import run_worker
 
+# How the project runs uvicorn (`reliefhub dev`, `reliefhub serve`): no `server` header naming the software
+# (the Date header stays), and no logging set-up of uvicorn's own, so its logs go through shared.logging's
+# redacting handler.
+# How the project runs uvicorn: no `server` header; the kit's logging; forwarded headers believed only from
+# RELIEFHUB_TRUSTED_PROXIES (shared.app), never from uvicorn's FORWARDED_ALLOW_IPS (loopback by default).
+UVICORN_OPTIONS: dict[str, Any] = {"server_header": False, "log_config": None, "proxy_headers": False}
+
 
 def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
     """The whole /v1 surface in one document. Two services may not define one schema name differently."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,8 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from shared.auth import BEARER_SCHEME, principal_subject
-from shared.errors import DomainError, PayloadTooLarge, install_error_handlers, problem_response, retryable
+from shared.auth import BEARER_SCHEME, Principal, principal_subject
+from shared.errors import (
+    DomainError,
+    PayloadTooLarge,
+    install_error_handlers,
+    problem_response,
+    retryable,
+    unexpected_error,
+)
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY
@@ -34,6 +43,7 @@ from shared.tracing import continue_trace
 
 API_VERSION = "1.0.0"
 TRANSACTION_ATTEMPTS = 3
+NOSNIFF = (b"x-content-type-options", b"nosniff")  # on every answer: a body is only ever what it says it is
 GC_THRESHOLDS = (20_000, 50, 100)
 
 
@@ -42,11 +52,43 @@ def runtime_of(request: Request) -> Runtime:
     return rt
 
 
+AuthorizationCheck = Callable[[Request], Any]
+
+
+def authorization_checks(dependant: Dependant) -> list[AuthorizationCheck]:
+    """The route's authorization: every dependency answering a Principal (current_principal, require_roles,
+    a service's own role checks). Each must take the request alone, so it can run before anything else."""
+    found: list[AuthorizationCheck] = []
+    for dep in dependant.dependencies:
+        if dep.call is None or not _answers_principal(dep.call):
+            found += [c for c in authorization_checks(dep) if c not in found]
+            continue
+        takes_more = (
+            dep.path_params or dep.query_params or dep.header_params or dep.cookie_params or dep.body_params
+        ) or dep.dependencies
+        if takes_more or dep.request_param_name is None:
+            raise TypeError(f"{dep.call!r} answers a Principal, so it must take the request alone")
+        if dep.call not in found:
+            found.append(dep.call)
+    return found
+
+
+def _answers_principal(call: Callable[..., Any]) -> bool:
+    try:
+        return get_type_hints(call).get("return") is Principal
+    except (NameError, TypeError):  # a callable without resolvable annotations is no authorization check
+        return False
+
+
 class TransactionalRoute(APIRoute):
-    """Runs each request in one transaction, committed before the response is sent; honours Idempotency-Key."""
+    """Runs each request in one transaction, committed before the response is sent; honours Idempotency-Key.
+
+    A stored response is replayed only to a caller the route admits now: its authorization dependencies run
+    first (a key is scoped to org + sub, and the same org + sub may come back with fewer roles)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         inner = super().get_route_handler()
+        checks = authorization_checks(self.dependant)
 
         async def handler(request: Request) -> Response:
             rt = runtime_of(request)
@@ -54,6 +96,10 @@ class TransactionalRoute(APIRoute):
             if request.method == "POST" and "idempotency-key" in request.headers:
                 subject = principal_subject(request, rt.settings)
                 if subject is not None:  # without a valid token the route answers 401 anyway
+                    for check in checks:  # 401 / 403 before a replay, or a word about the key
+                        outcome = check(request)
+                        if inspect.isawaitable(outcome):
+                            await outcome
                     idem = await IdempotentRequest.from_request(request, rt.spec.kit, subject)
                     replay = await idem.claim(rt.sessionmaker, rt.settings)
                     if replay is not None:
@@ -117,8 +163,12 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 class ServiceMiddleware:
-    """One ASGI layer for what every request needs: trace context, latency metrics, and the body limit
-    (413 before an oversized body is read whole)."""
+    """One ASGI layer for what every request needs: trace context, latency metrics, the body limit (413
+    before an oversized body is read whole), and the 500 for an unhandled error.
+
+    Starlette's ServerErrorMiddleware answers an unhandled error with the app's handler and then re-raises it
+    to the server, and uvicorn then closes the connection: a keep-alive client's next request would fail too.
+    Answered here, the error ends with its request."""
 
     def __init__(self, app: ASGIApp, service: str, max_bytes: Callable[[Scope], int]) -> None:
         self.app = app
@@ -141,7 +191,7 @@ class ServiceMiddleware:
         start = time.perf_counter()
         status = 500
         seen = 0
-        exceeded = replaced = False
+        exceeded = replaced = started = finished = False
 
         async def limited_receive() -> Message:
             nonlocal seen, exceeded
@@ -154,20 +204,32 @@ class ServiceMiddleware:
             return message
 
         async def wrapped_send(message: Message) -> None:
-            nonlocal status, replaced
+            nonlocal status, replaced, started, finished
             if message["type"] == "http.response.start":
+                started = True
                 if exceeded:
                     # FastAPI answers any error while reading a body with 400; a body cut off at the limit is 413.
-                    replaced = True
+                    replaced = finished = True
                     await _too_large(scope, receive, send, limit)
                     return
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"traceparent", tp)]
+                headers = [*message.get("headers", []), (b"traceparent", tp)]
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append(NOSNIFF)
+                message["headers"] = headers
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
             if not replaced:
                 await send(message)
 
         try:
             await self.app(scope, limited_receive, wrapped_send)
+        except Exception as exc:
+            if started and not finished:
+                raise  # a response cut off midway: only closing the connection tells the client
+            response = await unexpected_error(Request(scope), exc)
+            if not started:
+                await response(scope, receive, wrapped_send)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             REQUEST_LATENCY.labels(self.service, scope.get("method", ""), path, str(status)).observe(

@@ -1,4 +1,7 @@
-"""Bearer JWT auth: who is calling (sub), for which organisation (org), in which roles."""
+"""Bearer JWT auth: who is calling (sub), for which organisation (org), in which roles.
+
+A token's signature is checked by PyJWT; what its claims say is checked by `TokenClaims` before anything uses
+them, so a correctly signed token with claims of the wrong shape is a 401, whoever signed it."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, StringConstraints, ValidationError
 
 from shared.errors import Forbidden, Unauthorized
 from shared.settings import Settings, get_settings
@@ -31,6 +35,32 @@ class Role(StrEnum):
 STAFF = frozenset({Role.coordinator, Role.admin})
 MAX_ORG_LENGTH = 100
 MAX_SUB_LENGTH = 200
+MAX_GROUP_LENGTH = 100
+
+# Strict: a claim of another JSON type is refused, never coerced ("5" is not a number, 1 is not a string).
+Organisation = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_ORG_LENGTH)]
+Subject = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_SUB_LENGTH)]
+GroupName = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_GROUP_LENGTH)]
+# A prefix of the administrative division codes (GB/T 2260) of the sites a token may act for; [0-9], not \d,
+# which would also match other scripts' digits.
+RegionPrefix = Annotated[str, Strict(), StringConstraints(pattern=r"^[0-9]{2,6}$")]
+# NumericDate (RFC 7519 §2): a JSON number; Strict refuses booleans and strings of digits.
+NumericDate = Annotated[float, Strict(), AllowInfNan(False)]
+
+
+class TokenClaims(BaseModel):
+    """The claims a ReliefHub token must carry, whoever issued it. Unknown extra claims are allowed."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    sub: Subject
+    org: Organisation
+    roles: list[Role] = []
+    group: GroupName | None = None  # the working group a working_group token speaks for
+    regions: list[RegionPrefix] | None = None
+    exp: NumericDate
+    nbf: NumericDate | None = None
+    iat: NumericDate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +70,8 @@ class Principal:
     roles: frozenset[Role]
     group: str | None = None  # the working group a working_group token speaks for
     claims: dict[str, Any] = field(default_factory=dict, compare=False)
+    regions: tuple[str, ...] | None = None  # region-code prefixes the token is limited to (None: not limited)
+    expires_at: float = field(default=float("inf"), compare=False)
 
     def has(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
@@ -83,12 +115,12 @@ _VERIFIED_MAX = 4096
 
 
 def decode_token(token: str, settings: Settings) -> Principal:
-    """Verify a bearer token. Verified tokens are remembered (until they expire) so a client sending the same
-    token on every request pays for the signature check once."""
+    """Verify a bearer token: its Principal, or Unauthorized. Verified tokens are remembered (until they
+    expire) so a client sending the same token on every request pays for the signature check once."""
     key = (settings.jwt_secret, token)
     cached = _VERIFIED.get(key)
     if cached is not None:
-        if cached.claims["exp"] > time.time():
+        if cached.expires_at > time.time():
             return cached
         _VERIFIED.pop(key, None)
     principal = _verify(token, settings)
@@ -100,7 +132,7 @@ def decode_token(token: str, settings: Settings) -> Principal:
 
 def _verify(token: str, settings: Settings) -> Principal:
     try:
-        claims = jwt.decode(
+        raw = jwt.decode(
             token,
             settings.jwt_secret,
             algorithms=["HS256"],
@@ -112,19 +144,36 @@ def _verify(token: str, settings: Settings) -> Principal:
         raise Unauthorized("The token has expired.") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized("The token is not valid.") from exc
+    return principal_from_claims(raw)
+
+
+def principal_from_claims(raw: dict[str, Any]) -> Principal:
+    """The Principal a verified token's claims describe, or Unauthorized when they do not fit TokenClaims."""
     try:
-        roles = frozenset(Role(r) for r in claims.get("roles", []))
-    except ValueError as exc:
-        raise Unauthorized("The token names an unknown role.") from exc
-    org = claims.get("org")
-    if not isinstance(org, str) or not org or not isinstance(claims["sub"], str):
-        raise Unauthorized("The token has no organisation.")
-    if len(org) > MAX_ORG_LENGTH or len(claims["sub"]) > MAX_SUB_LENGTH:
-        raise Unauthorized(f"The token's org (≤ {MAX_ORG_LENGTH}) or sub (≤ {MAX_SUB_LENGTH}) is too long.")
-    group = claims.get("group")
+        claims = TokenClaims.model_validate(raw)
+    except ValidationError as exc:
+        raise Unauthorized(_claims_problem(exc)) from None
     return Principal(
-        sub=claims["sub"], org=org, roles=roles, group=group if isinstance(group, str) else None, claims=claims
+        sub=claims.sub,
+        org=claims.org,
+        roles=frozenset(claims.roles),
+        group=claims.group,
+        claims=raw,
+        regions=tuple(claims.regions) if claims.regions is not None else None,
+        expires_at=claims.exp,
     )
+
+
+def _claims_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    claim = str(error["loc"][0]) if error["loc"] else "claims"
+    if claim == "roles" and error["type"] == "enum":
+        return f"The token names an unknown role (known: {', '.join(Role)})."
+    if error["type"] == "string_too_long":
+        return f"The token's {claim} is too long (at most {error['ctx']['max_length']} characters)."
+    if claim == "org":
+        return "The token has no organisation (`org`: a non-empty string)."
+    return f"The token's `{claim}` claim is not valid: {error['msg']}."
 
 
 BEARER_SCHEME = {

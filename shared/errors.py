@@ -279,10 +279,10 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             instance=_instance(request),
             headers={"Retry-After": "2"},
         )
-    return await _unexpected_error(request, exc)
+    return await unexpected_error(request, exc)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         500, "Internal server error", detail="An unexpected error occurred.", instance=_instance(request)
@@ -302,4 +302,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(pg_errors.InterfaceError, _database_error)
     app.add_exception_handler(pg_errors.PostgresConnectionError, _database_error)
     app.add_exception_handler(pg_errors.OperatorInterventionError, _database_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)

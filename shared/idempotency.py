@@ -2,7 +2,8 @@
 
 Records are kept for `idempotency_ttl_hours` (24 h by default, never less): within that window the same key and
 body get the stored response (marked `Idempotent-Replayed: true`), the same key with another body gets 422,
-and a retry while the first request is still running gets 409. Keys are scoped to the caller (org and sub).
+and a retry while the first request is still running gets 409. Keys are scoped to the caller (org and sub);
+the route's authorization runs before any of this (shared.app.TransactionalRoute).
 The stored response is written in the same transaction as the state change it describes, so a crash can
 never leave a change without its record or a record without its change. A request that fails (any error
 response) releases its key, so the client may retry it.

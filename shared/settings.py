@@ -13,16 +13,21 @@ DEFAULT_SIGNING_SECRET = "reliefhub-development-secret-change-me"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RELIEFHUB_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="RELIEFHUB_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
+    # URLs may hold passwords, and the signing secret is one: none of them is shown in the settings' repr.
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/reliefhub",
         validation_alias=AliasChoices("RELIEFHUB_DATABASE_URL", "DATABASE_URL"),
+        repr=False,
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("RELIEFHUB_REDIS_URL", "REDIS_URL"),
+        repr=False,
     )
     # Connections per service process. Overflow connections are closed on return, so a pool that keeps
     # overflowing churns connections; size the pool for the expected concurrency instead.
@@ -30,7 +35,7 @@ class Settings(BaseSettings):
     db_max_overflow: int = 0
 
     # Auth: HS256 JWTs. The default secret only exists so development works out of the box.
-    jwt_secret: str = DEFAULT_SIGNING_SECRET
+    jwt_secret: str = Field(DEFAULT_SIGNING_SECRET, repr=False)
     jwt_issuer: str = "reliefhub"
     jwt_audience: str = "reliefhub"
     token_ttl_seconds: int = 12 * 3600

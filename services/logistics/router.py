@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response, status
-from fastapi.responses import HTMLResponse
 
 from services.logistics import schemas, service, tracking
 from services.logistics.dependencies import Buyer, Recipient, ShipmentActor, Shipper, Staff, TrackRateLimit
@@ -35,6 +34,7 @@ from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
+from shared.html import html_response
 from shared.pagination import Page, PageQuery
 from shared.vocabulary import RegionPrefix, Timestamp
 
@@ -328,7 +328,8 @@ async def track(
     a page in Chinese or English for browsers (`Accept: text/html`). Rate-limited per client."""
     result = await tracking.track(session, code)
     if _wants_html(request, format):
-        return HTMLResponse(tracking.render_tracking(result, _language(request, lang)))
+        page = tracking.render_tracking(result, _language(request, lang))
+        return html_response(page, styles=tracking.tracking_page_styles())
     return result
 
 

@@ -23,6 +23,7 @@ from services.logistics.repository import (
     ShipmentRepository,
 )
 from shared.catalog import get_catalog
+from shared.html import style_hashes
 
 TITLES: dict[str, tuple[str, str]] = {
     "offered": ("登记捐赠", "Gift registered"),
@@ -195,6 +196,15 @@ def _templates() -> Environment:
 
 def render_tracking(tracking: schemas.Tracking, lang: str) -> str:
     return _templates().get_template("track.html").render(t=tracking, lang=lang, site_kinds=SITE_KINDS)
+
+
+@cache
+def tracking_page_styles() -> tuple[str, ...]:
+    """The Content-Security-Policy hashes of the tracking page's style."""
+    env = _templates()
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, "track.html")
+    return style_hashes(source)
 
 
 # --- the impact report ----------------------------------------------------------------------------------------

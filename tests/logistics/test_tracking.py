@@ -3,6 +3,9 @@ limit."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import time
 from typing import Any
 
@@ -99,6 +102,34 @@ async def test_timeline_and_page_name_the_site_but_no_person(
     as_json = await client.get(f"{url}?format=json", headers=browser)
     assert as_json.headers["content-type"].startswith("application/json")
     assert as_json.json()["timeline"][0]["kind"] == "offered"
+
+
+async def test_the_page_has_a_strict_content_security_policy(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    gift = await ship_a_gift(client, auth)
+    page = await client.get(f"/v1/track/{gift.tracking_code}", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";"))
+    assert policy.pop("style-src").startswith("'sha256-")
+    assert policy == {
+        "default-src": "'none'",
+        "img-src": "'self' data:",
+        "frame-ancestors": "'none'",
+        "base-uri": "'none'",
+        "form-action": "'none'",
+    }
+    # The hash allows exactly the page's own style block (and the page has no other, nor a style attribute).
+    styles = re.findall(r"<style>(.*?)</style>", page.text, re.S)
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+    assert len(styles) == 1 and page.headers["content-security-policy"].count(f"'sha256-{digest}'") == 1
+    assert " style=" not in page.text and "<script" not in page.text
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers.get_list("x-content-type-options") == ["nosniff"]
+
+    as_json = await client.get(f"/v1/track/{gift.tracking_code}")
+    assert as_json.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_timeline_follows_the_gift_to_the_recipients_feedback(

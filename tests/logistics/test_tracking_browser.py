@@ -1,5 +1,6 @@
 """The public tracking page in a real headless Chromium, served by uvicorn on a loopback port: the donor's page
-renders the whole journey of a gift, from the offer to the site's receipt."""
+renders the whole journey of a gift, from the offer to the site's receipt, and breaks none of its own
+Content-Security-Policy (Chromium reports each violation on its console, which it logs to stderr)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tests.conftest import TokenFactory
 from tests.logistics.scenario import advance, full_receipt, ship_a_gift
 
 CHROMIUM_SECONDS = 60
+CSP_VIOLATION = "Content Security Policy"
 
 
 @contextlib.asynccontextmanager
@@ -44,7 +47,8 @@ async def serving(app: Gateway) -> AsyncIterator[str]:
         sock.close()
 
 
-async def dump_dom(chromium: str, url: str, profile: Path) -> str:
+async def dump_dom(chromium: str, url: str, profile: Path) -> tuple[str, str]:
+    """The page's DOM after loading, and Chromium's log (its console included)."""
     proc = await asyncio.create_subprocess_exec(
         chromium,
         "--headless=new",
@@ -54,6 +58,8 @@ async def dump_dom(chromium: str, url: str, profile: Path) -> str:
         "--no-first-run",
         "--no-default-browser-check",
         f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
         "--dump-dom",
         url,
         stdout=asyncio.subprocess.PIPE,
@@ -66,7 +72,7 @@ async def dump_dom(chromium: str, url: str, profile: Path) -> str:
         await proc.wait()
         pytest.fail(f"chromium did not finish within {CHROMIUM_SECONDS} s")
     assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
-    return out.decode()
+    return out.decode(), err.decode(errors="replace")
 
 
 @pytest.fixture
@@ -97,7 +103,13 @@ async def test_tracking_page_renders_in_headless_chromium(
             page = await http.get(url, headers={"Accept": "text/html"})
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         # The page follows the browser's Accept-Language; ask for Chinese whatever the machine's locale is.
-        dom = await dump_dom(chromium, f"{url}?lang=zh", tmp_path / "profile")
+        dom, log = await dump_dom(chromium, f"{url}?lang=zh", tmp_path / "profile")
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert CSP_VIOLATION not in log, log[-3000:]
+    # The same Chromium does report a page that breaks its policy, so the silence above means something.
+    breaking = "<meta http-equiv='Content-Security-Policy' content=\"style-src 'none'\"><style>p{}</style><p>x"
+    _, control = await dump_dom(chromium, "data:text/html," + urllib.parse.quote(breaking), tmp_path / "control")
+    assert CSP_VIOLATION in control, control[-3000:]
 
     assert 'id="timeline"' in dom and '<html lang="zh-CN">' in dom, dom[:2000]
     for kind in ("offered", "allocated", "planned", "picked_up", "in_transit", "delivered", "received"):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import httpx
 import jwt
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from starlette.requests import Request
 
 from shared.auth import Principal, Role, create_token, decode_token, principal_subject
@@ -121,3 +125,140 @@ async def test_roles_gate_endpoints_and_admins_always_pass(client: httpx.AsyncCl
     # any valid token may read
     assert (await client.get("/v1/items", headers=auth("donor"))).status_code == 200
     assert_problem(await client.get("/v1/items"), 401)
+
+
+# --- claims of the wrong shape in correctly signed tokens ------------------------------------------------------
+
+ODD_CLAIMS: list[dict[str, object]] = [
+    {"roles": 5},
+    {"roles": {"admin": 1}},
+    {"roles": "admin"},
+    {"roles": [["admin"]]},
+    {"roles": [None]},
+    {"exp": "1796150000"},
+    {"exp": True},
+    {"exp": [int(time.time()) + 60]},
+    {"nbf": "0"},
+    {"iat": False},
+    {"iat": {"at": 1}},
+    {"sub": ""},
+    {"sub": 7},
+    {"org": ["org-a"]},
+    {"group": 5},
+    {"group": ""},
+    {"regions": "31"},
+    {"regions": ["3"]},
+    {"regions": ["3101150"]},
+    {"regions": ["３１"]},  # fullwidth digits match \d, not a region code
+    {"regions": [31]},
+]
+
+
+@pytest.mark.parametrize("claims", ODD_CLAIMS, ids=[repr(c) for c in ODD_CLAIMS])
+def test_claims_of_the_wrong_type_are_refused_every_time(claims: dict[str, object]) -> None:
+    token = _raw(claims)
+    for _ in range(3):  # the second and later verifications go through the cache of verified tokens
+        with pytest.raises(Unauthorized) as info:
+            decode_token(token, SETTINGS)
+        assert info.value.status == 401
+
+
+def test_numeric_dates_may_be_floats_and_extra_claims_are_kept() -> None:
+    now = time.time()
+    p = decode_token(_raw({"exp": now + 60.5, "nbf": now - 1.5, "iat": int(now), "tenant": {"x": [1]}}), SETTINGS)
+    assert p.claims["tenant"] == {"x": [1]} and p.expires_at == pytest.approx(now + 60.5)
+    assert p.regions is None
+
+
+def test_region_prefixes_are_exposed_on_the_principal() -> None:
+    p = decode_token(_raw({"regions": ["31", "510104"]}), SETTINGS)
+    assert p.regions == ("31", "510104")
+
+
+def test_a_cached_token_still_expires() -> None:
+    token = _raw({"exp": time.time() + 1})
+    assert decode_token(token, SETTINGS).sub == "u-1"
+    time.sleep(1.1)
+    with pytest.raises(Unauthorized, match="expired"):
+        decode_token(token, SETTINGS)
+
+
+_NOW = int(time.time())
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats()  # NaN and ±Infinity included: PyJWT writes and reads them although JSON has no such numbers
+    | st.text(max_size=30)
+    | st.from_regex(r"\A[0-9]{1,12}\Z")
+    | st.sampled_from([r.value for r in Role])
+)
+_json = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "admin", "exp"]), inner),
+    max_leaves=6,
+)
+_valid: dict[str, st.SearchStrategy[Any]] = {
+    "sub": st.text(min_size=1, max_size=200),
+    "org": st.text(min_size=1, max_size=100),
+    "roles": st.lists(st.sampled_from([r.value for r in Role]), max_size=6),
+    "group": st.text(min_size=1, max_size=100),
+    "regions": st.lists(st.from_regex(r"\A[0-9]{2,6}\Z"), max_size=3),
+    "exp": st.integers(_NOW + 3600, 2**62) | st.floats(_NOW + 3600.0, 1e300),
+    "nbf": st.integers(0, _NOW - 3600) | st.floats(0.0, _NOW - 3600.0),
+    "iat": st.integers(0, _NOW - 3600),
+    "iss": st.just(SETTINGS.jwt_issuer),
+    "aud": st.just(SETTINGS.jwt_audience) | st.just([SETTINGS.jwt_audience, "other"]),
+    "jti": st.text(max_size=32),
+}
+
+
+@st.composite
+def claim_sets(draw: st.DrawFn) -> dict[str, Any]:
+    """A few claims (none to four) missing or any JSON value, the others valid; plus unknown extra claims."""
+    odd = draw(st.sets(st.sampled_from(sorted(_valid)), max_size=4))
+    claims: dict[str, Any] = {}
+    for name, valid in _valid.items():
+        if name not in odd:
+            claims[name] = draw(valid)
+        elif draw(st.booleans()):
+            claims[name] = draw(_json)
+    claims.update(draw(st.dictionaries(st.sampled_from(["scope", "tenant", "kid", ""]), _json, max_size=2)))
+    return claims
+
+
+def _outcome(token: str) -> tuple[str, object]:
+    try:
+        p = decode_token(token, SETTINGS)
+    except Unauthorized as exc:
+        return "401", exc.detail
+    assert isinstance(p, Principal)
+    return "principal", (p.sub, p.org, p.roles, p.group, p.regions, p.expires_at)
+
+
+@settings(max_examples=500, deadline=None)
+@given(claim_sets())
+def test_any_claims_give_a_principal_or_401_and_the_same_one_again(claims: dict[str, Any]) -> None:
+    # Signed through the JWS layer: PyJWT's own encode refuses some claim types a hand-made token may hold.
+    token = jwt.PyJWS().encode(json.dumps(claims).encode(), SETTINGS.jwt_secret, algorithm="HS256")
+    first = _outcome(token)  # any other exception fails the test
+    assert _outcome(token) == first
+    event(first[0])
+    if first[0] == "principal":
+        sub, org, roles, *_ = first[1]  # type: ignore[misc]
+        assert isinstance(sub, str) and sub and isinstance(org, str) and org
+        assert all(isinstance(r, Role) for r in roles)
+
+
+@pytest.mark.usefixtures("redis")
+async def test_odd_claims_are_401_through_the_api_repeatedly(client: httpx.AsyncClient, migrated: Settings) -> None:
+    for claims in ({"roles": 5}, {"exp": str(int(time.time()) + 3600)}, {"roles": {"admin": 1}}):
+        token = _raw({"roles": ["coordinator"], **claims}, migrated)
+        for attempt in range(3):
+            response = await client.get("/v1/sites", headers={"Authorization": f"Bearer {token}"})
+            assert_problem(response, 401, context=f"{claims} #{attempt}")
+            response = await client.post(
+                "/v1/sites", headers={"Authorization": f"Bearer {token}"}, json={"name": "x", "kind": "shelter"}
+            )
+            assert_problem(response, 401, context=f"POST {claims} #{attempt}")

@@ -317,3 +317,50 @@ async def test_a_key_with_a_nul_character_is_refused_not_a_server_error(
     body = assert_problem(await post_site(client, auth("frontline"), "k\x00-1"), 422)
     assert ["header", "Idempotency-Key"] in [e["loc"] for e in body["errors"]]
     assert await site_count(engine) == 0
+
+
+async def test_a_replay_is_served_only_to_a_caller_the_route_admits(
+    client: httpx.AsyncClient, auth: TokenFactory, engine: AsyncEngine
+) -> None:
+    """Keys are scoped to org + sub; the same org + sub with a role the route refuses gets 403, not the
+    stored response (nor a word about the key), and the record stays for the callers it admits."""
+    coordinator = auth("coordinator", org="org-a", sub="alice")
+    first = await post_site(client, coordinator, "k-roles")
+    assert first.status_code == 201, first.text
+
+    donor = auth("donor", org="org-a", sub="alice")
+    for body in (SITE, {**SITE, "name": "another"}):  # neither the replay nor the key-reused 422
+        response = await post_site(client, donor, "k-roles", body)
+        assert_problem(response, 403)
+        assert REPLAYED_HEADER.lower() not in response.headers and first.json()["id"] not in response.text
+    assert_problem(await post_site(client, auth(org="org-a", sub="alice"), "k-roles"), 403)  # no roles at all
+
+    frontline = auth("frontline", org="org-a", sub="alice")  # admitted by the route: the replay
+    again = await post_site(client, frontline, "k-roles")
+    assert again.status_code == 201 and again.headers[REPLAYED_HEADER] == "true" and again.content == first.content
+    assert await site_count(engine) == 1 and len(await key_rows(engine, "k-roles")) == 1
+
+
+def test_every_post_route_but_the_public_ones_checks_authorization_before_a_replay(gateway: Gateway) -> None:
+    from shared.app import TransactionalRoute, authorization_checks
+
+    def routes(items: list[Any]) -> list[Any]:
+        found: list[Any] = []
+        for route in items:
+            included = getattr(route, "original_router", None)  # FastAPI nests included routers
+            found += routes(included.routes) if included is not None else [route]
+        return found
+
+    posts = [
+        (name, route)
+        for name, app in gateway.apps.items()
+        for route in routes(app.routes)
+        if isinstance(route, TransactionalRoute) and "POST" in route.methods
+    ]
+    assert len(posts) > 20
+    unchecked = [
+        f"{name} {route.path}"
+        for name, route in posts
+        if (route.openapi_extra or {}).get("security") != [] and not authorization_checks(route.dependant)
+    ]
+    assert unchecked == []
