@@ -83,6 +83,11 @@ class Principal:
     def owns(self, org: str | None) -> bool:
         return org is not None and org == self.org
 
+    @property
+    def identity(self) -> tuple[str, str]:
+        """Who this is: a `sub` names someone only within its organisation, so (org, sub) together."""
+        return (self.org, self.sub)
+
 
 def create_token(
     *,

@@ -13,6 +13,12 @@ from shared.settings import Settings
 from shared.tracing import current_traceparent
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+SERVICE_ORG = "reliefhub"
+
+
+def service_identity(service: str) -> tuple[str, str]:
+    """The (org, sub) a service's calls to the others carry (see `Principal.identity`)."""
+    return (SERVICE_ORG, f"service:{service}")
 
 
 class RetryableStatus(Exception):
@@ -34,9 +40,8 @@ class ServiceClient:
     ) -> None:
         self.service = service
         self.settings = settings
-        self._token = create_token(
-            sub=f"service:{service}", org="reliefhub", roles=[Role.admin], ttl_seconds=24 * 3600, settings=settings
-        )
+        org, sub = service_identity(service)
+        self._token = create_token(sub=sub, org=org, roles=[Role.admin], ttl_seconds=24 * 3600, settings=settings)
         self.client = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,

@@ -131,6 +131,8 @@ class Shipment(TimestampedMixin, VersionedMixin, Base):
     destination_org: Mapped[str] = mapped_column(String(100), index=True)
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     carrier: Mapped[str | None] = mapped_column(String(200))
+    # The organisation of the carrier assigned to it: its logistics tokens may record the receipt.
+    carrier_org: Mapped[str | None] = mapped_column(String(100))
     legs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     status: Mapped[str] = mapped_column(String(30), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -43,7 +43,8 @@ router = service_router(prefix="/v1", tags=["logistics"])
 
 def shipment_out(shipment: Shipment, principal: Principal, feedback: Feedback | None = None) -> schemas.Shipment:
     out = schemas.Shipment.model_validate(shipment)
-    # The PIN proves the handover: only the receiving site's organisation ever sees it.
+    # The PIN proves the handover: only the receiving site's frontline ever sees it (not even coordinators, so
+    # that a receipt a coordinator records means the site read the PIN out).
     out.handover_pin = shipment.handover_pin if service.is_recipient(principal, shipment) else None
     out.feedback = schemas.Feedback.model_validate(feedback) if feedback else None
     return out
@@ -102,7 +103,8 @@ async def list_shipments(
 async def get_shipment(
     shipment_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
 ) -> schemas.Shipment:
-    """One shipment with its lines, legs, status history and feedback; the handover PIN for the recipient."""
+    """One shipment with its lines, legs, status history and feedback; the handover PIN for the receiving site's
+    frontline."""
     shipment = await service.get_shipment(session, shipment_id)
     set_etag(response, shipment.version)
     feedback = await service.feedback_of(session, [shipment])
@@ -123,7 +125,8 @@ async def update_shipment(
     session: SessionDep,
     response: Response,
 ) -> schemas.Shipment:
-    """Set the carrier, the legs (through regional sub-centers) or the note of a moving shipment (If-Match)."""
+    """Set the carrier, the legs (through regional sub-centers) or the note of a moving shipment (If-Match);
+    coordinators assign the carrier's organisation (`carrier_org`)."""
     expected = if_match_version(request)
     shipment = await service.update_shipment(session, principal, shipment_id, data, expected)
     set_etag(response, shipment.version)
@@ -162,8 +165,9 @@ async def record_receipt(
     session: SessionDep,
     response: Response,
 ) -> schemas.Shipment:
-    """Proof of delivery: the handover PIN and the quantity received per line, with a reason where short.
-    Shortfalls go back to their needs and lots; repeated wrong PINs lock receipt for a while."""
+    """Proof of delivery: the handover PIN and the quantity received per line, with a reason where short — by
+    the receiving site's frontline, the assigned carrier (`carrier_org`) or a coordinator. Shortfalls go back to
+    their needs and lots; repeated wrong PINs lock receipt for a while."""
     shipment = await service.record_receipt(session, principal, shipment_id, data, request.app.state.settings)
     set_etag(response, shipment.version)
     return shipment_out(shipment, principal)

@@ -65,12 +65,22 @@ class ShipmentLineCreate(BaseModel):
     quantity: Quantity | None = Field(None, description="Defaults to what of the proposal is not planned yet.")
 
 
+CarrierOrg = Annotated[
+    Annotated[str, StringConstraints(min_length=1, max_length=100)] | None,
+    Field(
+        description="The organisation of the assigned carrier (its tokens' `org`): its logistics tokens may "
+        "record the receipt with the PIN the site gives them. Assigned by coordinators."
+    ),
+]
+
+
 class ShipmentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lines: Annotated[list[ShipmentLineCreate], Field(min_length=1, max_length=200)]
     origin: Place | None = Field(None, description="Defaults to the first lot's location.")
     carrier: Annotated[str, StringConstraints(max_length=200)] | None = None
+    carrier_org: CarrierOrg = None
     legs: Annotated[list[Leg], Field(max_length=20)] = []
     note: Note | None = None
 
@@ -79,6 +89,7 @@ class ShipmentUpdateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     carrier: Annotated[str, StringConstraints(max_length=200)] | None = None
+    carrier_org: CarrierOrg = None
     legs: Annotated[list[Leg], Field(max_length=20)] | None = None
     note: Note | None = None
 
@@ -169,11 +180,12 @@ class Shipment(BaseModel):
     destination_org: str
     region_code: str
     carrier: str | None
+    carrier_org: str | None
     legs: list[dict[str, Any]]
     lines: list[ShipmentLine]
     auto: bool
     note: str | None
-    handover_pin: str | None = Field(None, description="Shown only to the receiving site's organisation.")
+    handover_pin: str | None = Field(None, description="Shown only to the receiving site's frontline users.")
     pin_locked_until: datetime | None
     history: list[HistoryEntry] = []
     feedback: Feedback | None = None

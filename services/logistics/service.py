@@ -75,11 +75,24 @@ def new_pin() -> str:
 
 
 def is_recipient(principal: Principal, shipment: Shipment) -> bool:
-    return principal.owns(shipment.destination_org)
+    """The receiving site's frontline: its organisation's other tokens (a donor, a driver) are not the site."""
+    return principal.has(Role.frontline) and principal.owns(shipment.destination_org)
 
 
-def may_act_for_recipient(principal: Principal, shipment: Shipment) -> bool:
-    return principal.is_staff or principal.has(Role.logistics) or is_recipient(principal, shipment)
+def is_carrier(principal: Principal, shipment: Shipment) -> bool:
+    return principal.has(Role.logistics) and principal.owns(shipment.carrier_org)
+
+
+def may_record_receipt(principal: Principal, shipment: Shipment) -> bool:
+    """Who may try the handover PIN: the site, its assigned carrier at the handover, and coordinators taking the
+    site's word (a hotline). Anyone else is refused before the PIN is compared, so cannot lock the receipt."""
+    return principal.is_staff or is_recipient(principal, shipment) or is_carrier(principal, shipment)
+
+
+def _check_carrier_assignment(principal: Principal, current: str | None, carrier_org: str | None) -> None:
+    # The carrier organisation names who may try the PIN: a carrier must not be able to assign itself.
+    if carrier_org != current and not principal.is_staff:
+        raise Forbidden("Coordinators assign a shipment's carrier organisation (`carrier_org`).")
 
 
 def origin_key(origin: dict[str, Any], offer_org: str | None) -> str:
@@ -201,6 +214,7 @@ async def plan_accepted(session: AsyncSession, proposal: AcceptedProposal, actor
 
 async def create_shipment(session: AsyncSession, principal: Principal, data: schemas.ShipmentCreate) -> Shipment:
     """Plan a shipment by hand from accepted proposals that are not (fully) planned yet."""
+    _check_carrier_assignment(principal, None, data.carrier_org)
     ids = [line.proposal_id for line in data.lines]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("Name each proposal once.", errors=[{"loc": ["body", "lines"], "msg": "repeated"}])
@@ -222,7 +236,7 @@ async def create_shipment(session: AsyncSession, principal: Principal, data: sch
     now = _now()
     origin = data.origin.model_dump(exclude_none=True) if data.origin else first.origin
     shipment = _new_shipment(first, origin, principal.sub, now, auto=False)
-    shipment.carrier, shipment.note = data.carrier, data.note
+    shipment.carrier, shipment.carrier_org, shipment.note = data.carrier, data.carrier_org, data.note
     shipment.legs = [leg.model_dump(mode="json") for leg in data.legs]
     for i, line in enumerate(data.lines):
         proposal = proposals[line.proposal_id]
@@ -249,12 +263,16 @@ async def update_shipment(
     expected: IfMatch,
 ) -> Shipment:
     shipment = await get_shipment(session, shipment_id, for_update=True)
+    if "carrier_org" in data.model_fields_set:
+        _check_carrier_assignment(principal, shipment.carrier_org, data.carrier_org)
     check_version(expected, shipment.version)
     if shipment.status not in EDITABLE:
         raise IllegalTransition(f"A {shipment.status} shipment can no longer be changed.")
     changes = data.model_dump(exclude_unset=True, mode="json")
     if "carrier" in changes:
         shipment.carrier = changes["carrier"]
+    if "carrier_org" in changes:
+        shipment.carrier_org = changes["carrier_org"]
     if "legs" in changes:
         shipment.legs = changes["legs"] or []
     if "note" in changes:
@@ -350,8 +368,11 @@ async def record_receipt(
 ) -> Shipment:
     """Proof of delivery: the handover PIN, what arrived per line, and why anything came short."""
     shipment = await get_shipment(session, shipment_id, for_update=True)
-    if not may_act_for_recipient(principal, shipment):
-        raise NotTheRecipient()
+    if not may_record_receipt(principal, shipment):
+        raise NotTheRecipient(
+            "The receipt is recorded by the receiving site's frontline, the shipment's assigned carrier or a "
+            "coordinator."
+        )
     if shipment.status not in RECEIVABLE:
         raise IllegalTransition(
             f"A {shipment.status} shipment cannot be received.", extra={"status": shipment.status, "allowed": []}

@@ -29,6 +29,7 @@ from shared.catalog import get_catalog
 from shared.errors import InvalidRequest, PreconditionFailed
 from shared.etag import IfMatch, check_version
 from shared.events import publish
+from shared.http import service_identity
 from shared.metrics import ALLOCATION_SECONDS
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
@@ -381,12 +382,19 @@ async def accept(
     except Exception as exc:  # timeouts or connection errors after retries
         raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
     repo = ProposalRepository(session)
+    taken: str | None = None
     if response.status_code == 409:
         problem = response.json()
         if str(problem.get("type", "")).endswith("reference-reused"):
             # An earlier accept of this proposal reserved another quantity; the proposal stays as it is.
             raise ProposalNotOpen(f"A reservation for this proposal already exists: {problem.get('detail', '')}")
-        proposal.status, proposal.reason = "cancelled", f"lot taken: {problem.get('detail', '')}"[:500]
+        taken = f"lot taken: {problem.get('detail', '')}"
+    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, amount):
+        # Supply answered with a reservation under this proposal's id that is not (or no longer) our hold of
+        # these goods: adopting it would ship goods nobody holds.
+        taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
+    if taken is not None:
+        proposal.status, proposal.reason = "cancelled", taken[:500]
         proposal.decided_at, proposal.decided_by = now, actor
         proposal.version += 1
         repo.record(
@@ -430,6 +438,16 @@ async def accept(
     await session.flush()
     await _publish_decision(session, events.PROPOSAL_ACCEPTED, proposal, amount)
     return proposal
+
+
+def _holds(reservation: dict[str, Any], proposal: Proposal, amount: int) -> bool:
+    """Whether supply's answer is matching's own active hold of `amount` of the proposal's lot."""
+    return (
+        reservation.get("lot_id") == str(proposal.lot_id)
+        and reservation.get("quantity") == amount
+        and reservation.get("status") == "active"
+        and (reservation.get("created_by_org"), reservation.get("created_by")) == service_identity(SYSTEM)
+    )
 
 
 async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID) -> None:

@@ -10,4 +10,5 @@ from shared.auth import Principal, Role, require_roles
 
 DonorWriter = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.donor))]
 WorkingGroup = Annotated[Principal, Depends(require_roles(Role.working_group))]
-Reserver = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.logistics))]
+# Matching reserves for accepted proposals with its service token (an admin); coordinators may hold stock by hand.
+Reserver = Annotated[Principal, Depends(require_roles(Role.coordinator))]

@@ -53,5 +53,17 @@ class ReferenceReused(Conflict):
     slug, title = "reference-reused", "This reference already names a different reservation"
 
 
+class ReferenceTaken(Conflict):
+    slug, title = "reference-taken", "This reference names a reservation someone else made"
+
+
+class ProposalReference(Forbidden):
+    slug, title = "proposal-reference", "Only the matching service reserves for a proposal"
+
+
+class ReservationForProposal(Conflict):
+    slug, title = "reservation-for-proposal", "This reservation holds an accepted proposal's goods"
+
+
 class ProcurementRegistered(Conflict):
     slug, title = "procurement-registered", "The goods of this procurement order are already registered"

@@ -102,7 +102,10 @@ class Reservation(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     reference: Mapped[str] = mapped_column(String(200), unique=True)
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Whoever made it is (created_by_org, created_by); rows from before the organisation was recorded have
+    # none, and only staff may release those.
     created_by: Mapped[str] = mapped_column(String(200))
+    created_by_org: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

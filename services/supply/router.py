@@ -18,7 +18,10 @@ from services.supply.errors import (
     OfferNotOpen,
     OverAllocation,
     ProcurementRegistered,
+    ProposalReference,
     ReferenceReused,
+    ReferenceTaken,
+    ReservationForProposal,
     ReservationNotFound,
     UnknownItem,
 )
@@ -192,14 +195,24 @@ async def get_lot(
     "/lots/{lot_id}/reservations",
     status_code=status.HTTP_201_CREATED,
     responses={
-        **problem_responses(LotNotFound, Forbidden, OverAllocation, LotUnavailable, ReferenceReused, Conflict),
+        **problem_responses(
+            LotNotFound,
+            Forbidden,
+            ProposalReference,
+            OverAllocation,
+            LotUnavailable,
+            ReferenceReused,
+            ReferenceTaken,
+            Conflict,
+        ),
         200: {"model": schemas.Reservation, "description": "The reservation this reference made"},
     },
 )
 async def create_reservation(
     lot_id: uuid.UUID, data: schemas.ReservationCreate, principal: Reserver, session: SessionDep, response: Response
 ) -> schemas.Reservation:
-    """Reserve quantity of a lot; 409 when it would over-allocate. Idempotent by `reference`."""
+    """Reserve quantity of a lot (coordinators by hand; matching for accepted proposals); 409 when it would
+    over-allocate. Idempotent by `reference`, for the caller that made it."""
     reservation, created = await service.reserve(session, principal, lot_id, data)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -210,9 +223,10 @@ async def create_reservation(
 @router.delete(
     "/reservations/{reservation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(ReservationNotFound, Forbidden),
+    responses=problem_responses(ReservationNotFound, Forbidden, ReservationForProposal),
 )
 async def release_reservation(reservation_id: uuid.UUID, principal: Reserver, session: SessionDep) -> Response:
-    """Release a reservation; its quantity becomes available again. Releasing twice is harmless."""
+    """Release a hold; its quantity becomes available again. Releasing twice is harmless. A proposal's
+    reservation is given back by its shipment instead (409)."""
     await service.release(session, principal, reservation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -209,7 +209,8 @@ class ReservationCreate(BaseModel):
 
     quantity: Quantity
     reference: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
-        description="The caller's id for this hold (e.g. a proposal id); repeating it returns the same reservation."
+        description="The caller's id for this hold; repeating it returns the same reservation to the same caller. "
+        "A UUID names a matching proposal: only the matching service reserves with one."
     )
     hold_seconds: Annotated[int, Field(gt=0, le=30 * 86400)] | None = Field(
         None, description="Release the hold automatically after this long, unless it is consumed first."
@@ -224,6 +225,8 @@ class Reservation(BaseModel):
     quantity: int
     reference: str
     status: str
+    created_by: str
+    created_by_org: str | None = Field(description="With created_by, who made it; null on the oldest rows.")
     created_at: datetime
     expires_at: datetime | None
     released_at: datetime | None

@@ -25,7 +25,10 @@ from services.supply.errors import (
     OfferNotOpen,
     OverAllocation,
     ProcurementRegistered,
+    ProposalReference,
     ReferenceReused,
+    ReferenceTaken,
+    ReservationForProposal,
     ReservationNotFound,
     UnknownItem,
 )
@@ -36,6 +39,7 @@ from shared.catalog import get_catalog
 from shared.errors import Forbidden
 from shared.etag import IfMatch, check_version
 from shared.events import CloudEvent, publish
+from shared.http import service_identity
 from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.tabular import (
@@ -321,11 +325,36 @@ def _reservation_event(res: Reservation, lot: Lot) -> events.ReservationData:
     )
 
 
+MATCHING = service_identity("matching")
+
+
+def names_a_proposal(reference: str) -> bool:
+    """Matching reserves with the proposal's id as the reference, and reads any UUID reference as one."""
+    try:
+        uuid.UUID(reference)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_matching(principal: Principal) -> bool:
+    return principal.identity == MATCHING and principal.has(Role.admin)
+
+
+def _maker(res: Reservation) -> tuple[str | None, str]:
+    return (res.created_by_org, res.created_by)
+
+
 async def reserve(
     session: AsyncSession, principal: Principal, lot_id: uuid.UUID, data: schemas.ReservationCreate
 ) -> tuple[Reservation, bool]:
     """Reserve quantity of a lot, never beyond what is unreserved. Returns (reservation, created_now);
-    repeating a reference returns the reservation it already names."""
+    repeating a reference returns the reservation it already names, to whoever made it and nobody else."""
+    if names_a_proposal(data.reference) and not _is_matching(principal):
+        raise ProposalReference(
+            "A UUID reference names a matching proposal; accept the proposal instead "
+            "(POST /v1/proposals/{id}/accept), or hold stock under a reference of your own."
+        )
     lot, offer = await get_lot(session, lot_id)
     reservations = ReservationRepository(session)
     now = _now()
@@ -337,6 +366,7 @@ async def reserve(
             "reference": data.reference,
             "status": "active",
             "created_by": principal.sub,
+            "created_by_org": principal.org,
             "created_at": now,
             "expires_at": now + timedelta(seconds=data.hold_seconds) if data.hold_seconds else None,
         }
@@ -344,6 +374,8 @@ async def reserve(
     if new_id is None:
         existing = await reservations.by_reference(data.reference)
         assert existing is not None
+        if _maker(existing) != principal.identity:
+            raise ReferenceTaken(f"Reference {data.reference!r} names a reservation someone else made.")
         if existing.lot_id != lot_id or existing.quantity != data.quantity:
             raise ReferenceReused(
                 f"Reference {data.reference!r} already reserves {existing.quantity} of lot {existing.lot_id}."
@@ -374,18 +406,26 @@ async def reserve(
     return reservation, True
 
 
-async def release(
-    session: AsyncSession, principal: Principal, reservation_id: uuid.UUID, *, status: str = "released"
-) -> Reservation:
+async def release(session: AsyncSession, principal: Principal, reservation_id: uuid.UUID) -> Reservation:
     """Release an active reservation (its maker, or a coordinator); releasing one already released changes
-    nothing."""
-    reservations = ReservationRepository(session)
-    existing = await reservations.get(reservation_id)
+    nothing. A proposal's reservation holds goods that may be on their way: only its shipment gives it back."""
+    existing = await ReservationRepository(session).get(reservation_id)
     if existing is None:
         raise ReservationNotFound(f"No reservation {reservation_id}.")
-    if not (principal.is_staff or existing.created_by == principal.sub):
+    mine = _maker(existing) == principal.identity
+    if names_a_proposal(existing.reference) and not mine:
+        raise ReservationForProposal(
+            f"Reservation {reservation_id} holds the goods of proposal {existing.reference}; they come back when "
+            "its shipment is cancelled or what did not arrive is recorded, not by releasing the reservation."
+        )
+    if not (mine or principal.is_staff):
         raise Forbidden("Only whoever made a reservation, or a coordinator, may release it.")
-    marked = await reservations.mark(reservation_id, "active", status, _now())
+    return await _release(session, existing, "released")
+
+
+async def _release(session: AsyncSession, existing: Reservation, status: str) -> Reservation:
+    reservations = ReservationRepository(session)
+    marked = await reservations.mark(existing.id, "active", status, _now())
     if marked is None:
         return existing
     lot = await LotRepository(session).unreserve(marked.lot_id, marked.quantity)
@@ -396,10 +436,12 @@ async def release(
 
 async def expire_reservations(session: AsyncSession, settings: Settings) -> int:
     """Release holds whose time ran out."""
-    ids = await ReservationRepository(session).expired_ids(_now(), 500)
-    system = Principal(sub="system:supply", org="reliefhub", roles=frozenset({Role.admin}))
+    reservations = ReservationRepository(session)
+    ids = await reservations.expired_ids(_now(), 500)
     for reservation_id in ids:
-        await release(session, system, reservation_id, status="expired")
+        existing = await reservations.get(reservation_id)
+        assert existing is not None
+        await _release(session, existing, "expired")
     return len(ids)
 
 

@@ -69,7 +69,7 @@ HUB_ORG = "org-hub"
 SITE_ORG = "org-a"  # the site, its needs, the shipments to it
 DONOR_ORG = "org-b"  # the donor and its offers
 GROUP_ORG = "org-g"  # the medical-device working group; owns the webhook endpoint
-CARRIER_ORG = "org-l"  # a logistics unit; owns the reservation it made
+CARRIER_ORG = "org-l"  # a logistics unit: the carrier assigned to the shipment being received
 OTHER_ORG = "org-x"
 CHECK_GROUP = "medical_device"  # checks ppe.mask.n95 (the catalog's check_by)
 BUY_GROUP = "procurement"
@@ -120,9 +120,11 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # owned by the working group that checks the item class (medical_device for N95 masks), whatever its org
     ("POST", "/v1/offers/{offer_id}/verification"): Row(only(W, A), other=only(A)),
     ("GET", "/v1/lots/{lot_id}"): Row(ANY, other=ANY),
-    ("POST", "/v1/lots/{lot_id}/reservations"): Row(only(C, L, A)),  # matching (admin service token), logistics
-    # owned by the unit that made the reservation
-    ("DELETE", "/v1/reservations/{reservation_id}"): Row(only(C, L, A), other=STAFF),
+    # matching (its admin service token) for accepted proposals; coordinators hold stock by hand
+    ("POST", "/v1/lots/{lot_id}/reservations"): Row(only(C, A)),
+    # owned by whoever made the hold (org and sub); coordinators release any hold (a proposal's reservation is
+    # given back by its shipment, not released: tests/flows/test_double_commitment.py)
+    ("DELETE", "/v1/reservations/{reservation_id}"): Row(only(C, A), other=STAFF),
     # --- matching: hub staff and the working groups read; coordinators decide
     ("GET", "/v1/candidates"): Row(MATCHING_READERS),
     ("GET", "/v1/allocation-runs"): Row(MATCHING_READERS),
@@ -136,15 +138,15 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("PUT", "/v1/policy"): Row(STAFF),
     ("GET", "/v1/matching-kpis"): Row(MATCHING_READERS),
     # --- logistics: carriers and the logistics group move shipments; the receiving organisation receives
-    ("GET", "/v1/shipments"): Row(ANY),  # the handover PIN only for the receiving organisation
+    ("GET", "/v1/shipments"): Row(ANY),  # the handover PIN only for the receiving site's frontline
     ("POST", "/v1/shipments"): Row(only(C, L, A)),
     ("GET", "/v1/shipments/{shipment_id}"): Row(ANY, other=ANY),
     ("PATCH", "/v1/shipments/{shipment_id}"): Row(only(C, L, A), other=only(C, L, A)),
     # the receiving frontline may only report `not_received` (see EXTRAS), never move it on
     ("POST", "/v1/shipments/{shipment_id}/status"): Row(only(C, L, A), other=only(C, L, A)),
-    # "the recipient confirms with a handover PIN": the receiving organisation, or the carrier at the handover
-    # entering the PIN the site gives them (carriers are logistics tokens of their own organisations)
-    ("POST", "/v1/shipments/{shipment_id}/receipt"): Row(only(C, F, L, A), other=only(C, L, A)),
+    # "the recipient confirms with a handover PIN": the receiving site's frontline, or the assigned carrier at the
+    # handover entering the PIN the site gives them (its logistics tokens, see EXTRAS), or a coordinator
+    ("POST", "/v1/shipments/{shipment_id}/receipt"): Row(only(C, F, A), other=STAFF),
     ("POST", "/v1/shipments/{shipment_id}/feedback"): Row(only(C, F, A), other=STAFF),
     # procurement: coordinators and the `procurement` working group (of any organisation, see EXTRAS); "other"
     # is a token of another working group
@@ -192,6 +194,18 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
     ("POST", "/v1/donors"): [
         Extra("donor registers a donor for another org", D, DONOR_ORG, None, False, {"org": OTHER_ORG}),
         Extra("coordinator registers a donor for another org", C, HUB_ORG, None, True, {"org": OTHER_ORG}),
+    ],
+    ("POST", "/v1/shipments"): [
+        Extra("logistics assigns a carrier org", L, CARRIER_ORG, None, False, {"carrier_org": CARRIER_ORG}),
+        Extra("a coordinator assigns the carrier org", C, HUB_ORG, None, True, {"carrier_org": CARRIER_ORG}),
+    ],
+    ("PATCH", "/v1/shipments/{shipment_id}"): [
+        Extra("a carrier assigns its own org", L, CARRIER_ORG, None, False, {"carrier_org": CARRIER_ORG}),
+        Extra("a coordinator assigns the carrier org", C, HUB_ORG, None, True, {"carrier_org": CARRIER_ORG}),
+    ],
+    ("POST", "/v1/shipments/{shipment_id}/receipt"): [
+        Extra("the assigned carrier", L, CARRIER_ORG, None, True),
+        Extra("the assigned carrier's frontline token", F, CARRIER_ORG, None, False),
     ],
     ("POST", "/v1/shipments/{shipment_id}/status"): [
         Extra("another org's frontline reports not_received", F, OTHER_ORG, None, False, {"status": "not_received"}),
@@ -275,7 +289,6 @@ class World:
         self.recipient = auth(F, org=SITE_ORG)
         self.giver = auth(D, org=DONOR_ORG)
         self.checker = auth(W, org=GROUP_ORG, group=CHECK_GROUP)
-        self.carrier = auth(L, org=CARRIER_ORG)
         self._made: dict[str, Any] = {}
 
     async def _once(self, name: str, make: Callable[[], Awaitable[T]]) -> T:
@@ -347,8 +360,8 @@ class World:
     async def reservation(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
             lot = await self.rice_lot()
-            body = {"quantity": 3, "reference": "carrier-hold"}
-            return await self.post(f"/v1/lots/{lot['id']}/reservations", self.carrier, json=body)
+            body = {"quantity": 3, "reference": "hub-hold"}
+            return await self.post(f"/v1/lots/{lot['id']}/reservations", self.coordinator, json=body)
 
         return await self._once("reservation", make)
 
@@ -542,6 +555,10 @@ def _shipment_target(suffix: str = "", body: Any = None) -> Prepare:
 
 async def _receipt_target(w: World) -> Target:
     gift = await w.gift()
+    url = f"/v1/shipments/{gift.shipment['id']}"
+    etag = (await w.client.get(url, headers=w.coordinator)).headers["etag"]
+    r = await w.client.patch(url, headers={**w.coordinator, "If-Match": etag}, json={"carrier_org": CARRIER_ORG})
+    assert r.status_code == 200, r.text
     await advance(w.client, gift.carrier, gift.shipment["id"], "picked_up", "delivered")
     shipment = await w.shipment(gift)
     body = full_receipt(shipment, shipment["handover_pin"])
@@ -637,7 +654,7 @@ async def _reserve(w: World) -> Target:
 
 async def _release(w: World) -> Target:
     reservation = await w.reservation()
-    return Target(f"/v1/reservations/{reservation['id']}", owner_org=CARRIER_ORG)
+    return Target(f"/v1/reservations/{reservation['id']}", owner_org=HUB_ORG)
 
 
 async def _candidates(w: World) -> Target:

@@ -88,16 +88,23 @@ async def test_accepted_lines_make_one_planned_shipment_whose_pin_only_the_recip
     elsewhere = (await client.get("/v1/shipments?region_code=11", headers=gift.carrier)).json()
     assert elsewhere["items"] == []
 
-    # The handover PIN: only the receiving site's organisation sees it.
+    # The handover PIN: only the receiving site's frontline sees it — not its organisation's other tokens, not
+    # coordinators (a receipt they record must mean the site read the PIN out to them).
     sid = gift.shipment["id"]
     pin = (await shipment(client, gift.recipient, sid))["handover_pin"]
     assert isinstance(pin, str) and len(pin) == 6 and pin.isdigit()
     assert gift.shipment["handover_pin"] == pin  # the recipient's list shows it too
+    assert (await shipment(client, auth("frontline", "coordinator", org="org-shelter"), sid))["handover_pin"] == pin
     others = {
         "coordinator": gift.coordinator,
         "carrier": gift.carrier,
         "donor": gift.donor,
         "other frontline": auth("frontline", org="org-elsewhere"),
+        "the site org's coordinator": auth("coordinator", org="org-shelter"),
+        "the site org's admin": auth("admin", org="org-shelter"),
+        "the site org's logistics": auth("logistics", org="org-shelter"),
+        "the site org's donor": auth("donor", org="org-shelter"),
+        "the site org's working group": auth("working_group", org="org-shelter", group="food_safety"),
     }
     for who, headers in others.items():
         one = await shipment(client, headers, sid)
@@ -226,6 +233,59 @@ async def test_wrong_pins_count_down_then_lock_receipt(
     done = await receive(client, gift.recipient, sid, full_receipt(s, pin))
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "received" and done.json()["pin_locked_until"] is None
+
+
+async def test_only_the_site_its_assigned_carrier_and_coordinators_may_try_the_pin(
+    client: httpx.AsyncClient, auth: TokenFactory, migrated: Settings, workers: None
+) -> None:
+    limit = migrated.pin_max_failures
+    gift = await ship_a_gift(client, auth)
+    sid, url = gift.shipment["id"], f"/v1/shipments/{gift.shipment['id']}"
+    await advance(client, gift.carrier, sid, "picked_up")
+    s = await shipment(client, gift.recipient, sid)
+    pin = s["handover_pin"]
+    bad, right = full_receipt(s, wrong(pin)), full_receipt(s, pin)
+
+    # Nobody else may try it, and their tries do not count towards the lock: more of them than the limit.
+    strangers = {
+        "another org's logistics": auth("logistics", org="org-trucks"),
+        "a carrier not assigned to it": gift.carrier,
+        "the site org's logistics": auth("logistics", org="org-shelter"),
+        "another org's frontline": auth("frontline", org="org-elsewhere"),
+    }
+    for who, headers in strangers.items():
+        for _ in range(limit + 1):
+            body = assert_problem(await receive(client, headers, sid, bad), 403, context=who)
+            assert slug(body) == "not-the-recipient", (who, body)
+        assert slug(assert_problem(await receive(client, headers, sid, right), 403, context=who)) == "not-the-recipient"
+    unchanged(await shipment(client, gift.coordinator, sid), s)
+    assert (await shipment(client, gift.coordinator, sid))["pin_locked_until"] is None
+
+    # Coordinators assign the carrier's organisation; a carrier cannot assign itself.
+    etag = (await client.get(url, headers=gift.carrier)).headers["etag"]
+    for org in ("org-carrier", "org-trucks"):
+        refused = await client.patch(url, headers={**gift.carrier, "If-Match": etag}, json={"carrier_org": org})
+        assert_problem(refused, 403, context=org)
+    assigned = await client.patch(
+        url, headers={**gift.coordinator, "If-Match": etag}, json={"carrier": "顺丰速运", "carrier_org": "org-carrier"}
+    )
+    assert assigned.status_code == 200, assigned.text
+    assert (assigned.json()["carrier"], assigned.json()["carrier_org"]) == ("顺丰速运", "org-carrier")
+    assert assigned.json()["handover_pin"] is None
+    await advance(client, gift.carrier, sid, "delivered")
+
+    # The site, its assigned carrier and coordinators may try; each wrong PIN of theirs counts.
+    for left, headers in zip(range(limit - 1, 0, -1), (gift.recipient, gift.carrier, gift.coordinator), strict=False):
+        body = assert_problem(await receive(client, headers, sid, bad), 403)
+        assert slug(body) == "wrong-pin" and body["attempts_left"] == left, body
+    assert slug(assert_problem(await receive(client, strangers["another org's logistics"], sid, bad), 403)) == (
+        "not-the-recipient"
+    )
+    # The carrier at the handover, with the PIN the site gives them.
+    done = await receive(client, gift.carrier, sid, right)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "received" and done.json()["handover_pin"] is None
+    assert (await shipment(client, gift.recipient, sid))["history"][-1]["status"] == "received"
 
 
 async def test_invalid_receipts_answer_422_and_change_nothing(

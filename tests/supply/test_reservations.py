@@ -157,8 +157,8 @@ async def test_invalid_reservation_is_422(client, auth: TokenFactory, coordinato
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 0
 
 
-@pytest.mark.parametrize("role", ["donor", "frontline", "working_group"])
-async def test_only_coordinators_and_logistics_reserve(client, auth: TokenFactory, coordinator, role: str) -> None:
+@pytest.mark.parametrize("role", ["donor", "frontline", "working_group", "logistics"])
+async def test_only_coordinators_reserve(client, auth: TokenFactory, coordinator, role: str) -> None:
     lot = await reservable_lot(client, auth, 5)
     headers = auth(role, org="org-grain", group="medical_device")
     problem(await reserve(client, headers, lot["id"], 1), 403, "forbidden")
@@ -168,12 +168,90 @@ async def test_only_coordinators_and_logistics_reserve(client, auth: TokenFactor
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 1
 
 
-async def test_logistics_may_reserve_and_release(client, auth: TokenFactory, coordinator) -> None:
-    lot = await reservable_lot(client, auth, 5)
-    logistics = auth("logistics", org="org-trucks")
-    held = await reserve(client, logistics, lot["id"], 2)
-    assert held.status_code == 201, held.text
-    assert (await client.delete(f"/v1/reservations/{held.json()['id']}", headers=logistics)).status_code == 204
+def matching(auth: TokenFactory) -> dict[str, str]:
+    """The matching service's token (shared.http): admin, org "reliefhub", sub "service:matching"."""
+    return auth("admin", org="reliefhub", sub="service:matching")
+
+
+async def test_a_proposal_reference_is_for_the_matching_service_alone(client, auth: TokenFactory, coordinator) -> None:
+    lot = await reservable_lot(client, auth, 10)
+    proposal_id = uuid.uuid4()
+    # Every spelling Python's UUID parser (and so matching's projection) reads as that proposal.
+    spellings = [str(proposal_id), str(proposal_id).upper(), proposal_id.hex, f"urn:uuid:{proposal_id}"]
+    impostors = {
+        "coordinator": coordinator,
+        "admin": auth("admin", org="org-hub"),
+        "admin of another org with matching's sub": auth("admin", org="org-x", sub="service:matching"),
+        "coordinator with matching's org and sub": auth("coordinator", org="reliefhub", sub="service:matching"),
+    }
+    for who, headers in impostors.items():
+        for reference in spellings:
+            body = problem(await reserve(client, headers, lot["id"], 4, reference), 403, "proposal-reference")
+            assert "accept the proposal" in body["detail"], who
+    assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 0
+
+    made = await reserve(client, matching(auth), lot["id"], 4, str(proposal_id))
+    assert made.status_code == 201, made.text
+    assert (made.json()["created_by_org"], made.json()["created_by"]) == ("reliefhub", "service:matching")
+    assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 4
+    # A hand hold under a reference of one's own still works.
+    assert (await reserve(client, coordinator, lot["id"], 2, f"proposal-{proposal_id}")).status_code == 201
+
+
+async def test_a_repeated_reference_answers_only_the_principal_that_made_it(client, auth: TokenFactory) -> None:
+    lot = await reservable_lot(client, auth, 10)
+    alice = auth("coordinator", org="org-hub", sub="alice")
+    first = await reserve(client, alice, lot["id"], 4, "hold-1")
+    assert first.status_code == 201, first.text
+    assert (first.json()["created_by_org"], first.json()["created_by"]) == ("org-hub", "alice")
+    # The same sub in another organisation is someone else; so is another subject of the same organisation.
+    for other in (
+        auth("coordinator", org="org-x", sub="alice"),
+        auth("admin", org="org-x", sub="alice"),
+        auth("coordinator", org="org-hub", sub="bob"),
+    ):
+        body = problem(await reserve(client, other, lot["id"], 4, "hold-1"), 409, "reference-taken")
+        assert "4" not in body["detail"] and lot["id"] not in body["detail"]  # nothing of the hold is told
+    again = await reserve(client, alice, lot["id"], 4, "hold-1")
+    assert again.status_code == 200 and again.json() == first.json()
+    problem(await reserve(client, alice, lot["id"], 5, "hold-1"), 409, "reference-reused")
+    assert (await get_lot(client, alice, lot["id"]))["quantity_reserved"] == 4
+
+
+async def test_a_proposal_reservation_is_given_back_by_its_shipment_not_by_hand(
+    client, auth: TokenFactory, coordinator
+) -> None:
+    lot = await reservable_lot(client, auth, 10)
+    made = await reserve(client, matching(auth), lot["id"], 6, str(uuid.uuid4()))
+    assert made.status_code == 201, made.text
+    url = f"/v1/reservations/{made.json()['id']}"
+    for headers in (
+        coordinator,
+        auth("admin", org="org-hub"),
+        auth("admin", org="org-x", sub="service:matching"),
+        auth("coordinator", org="reliefhub", sub="service:matching-2"),
+    ):
+        body = problem(await client.delete(url, headers=headers), 409, "reservation-for-proposal")
+        assert "shipment" in body["detail"]
+    assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 6
+    # Matching itself may.
+    assert (await client.delete(url, headers=matching(auth))).status_code == 204
+    assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 0
+
+
+async def test_a_hold_whose_maker_is_unknown_is_released_by_staff(
+    client, auth: TokenFactory, engine, coordinator
+) -> None:
+    """Rows from before the maker's organisation was recorded: nobody is their maker any more."""
+    lot = await reservable_lot(client, auth, 10)
+    held = (await reserve(client, coordinator, lot["id"], 3, "old-hold")).json()
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE supply.reservation SET created_by_org = NULL WHERE id = :id"), {"id": held["id"]}
+        )
+    problem(await reserve(client, coordinator, lot["id"], 3, "old-hold"), 409, "reference-taken")
+    other = auth("coordinator", org="org-elsewhere", sub="carol")
+    assert (await client.delete(f"/v1/reservations/{held['id']}", headers=other)).status_code == 204
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 0
 
 
