@@ -12,7 +12,7 @@ from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.matching.models import DirtyScope, LotView, NeedLineView, Proposal
+from services.matching.models import DirtyScope, LotView, NeedLineView, Proposal, ShipmentReturn
 from shared.events import CloudEvent, register_event_type
 from shared.service import Subscription
 
@@ -51,6 +51,8 @@ class ProposalData(BaseModel):
     offer_org: str | None = None
     origin: dict[str, Any] | None = None
     decided_at: datetime | None = None
+    # The proposal's version after the decision (added later; absent in older events): orders its events.
+    version: int | None = None
 
 
 class PolicyData(BaseModel):
@@ -260,30 +262,55 @@ async def _update_lot(session: AsyncSession, lot_id: uuid.UUID, lot_version: int
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     """logistics.events → what a shipment gave back (short, not received, cancelled) leaves its proposal's
-    accepted quantity, so the need line is open for it again and the next run sees it."""
-    if event.type not in (
-        "reliefhub.logistics.shipment.received",
-        "reliefhub.logistics.shipment.not_received",
-        "reliefhub.logistics.shipment.cancelled",
-    ):
+    accepted quantity, so the need line is open for it again and the next run sees it. The newest version seen
+    of each shipment line is kept, and a proposal's quantity_returned is the sum over its lines."""
+    if not event.type.startswith("reliefhub.logistics.shipment."):
         return
-    items: set[str] = set()
-    for line in event.data["lines"]:
-        returned = int(line.get("quantity_returned") or 0)
-        if returned <= 0 or not line.get("proposal_id"):
-            continue
-        result = await session.execute(
-            update(Proposal)
-            .where(Proposal.id == uuid.UUID(line["proposal_id"]), Proposal.status == "accepted")
-            .values(
-                quantity_returned=func.least(
-                    Proposal.quantity_returned + returned, func.coalesce(Proposal.accepted_quantity, 0)
-                )
+    d = event.data
+    rows = [
+        {
+            "shipment_line_id": uuid.UUID(line["id"]),
+            "proposal_id": uuid.UUID(line["proposal_id"]),
+            "quantity_returned": int(line.get("quantity_returned") or 0),
+            "version": int(d["version"]),
+        }
+        for line in d["lines"]
+        if line.get("proposal_id")
+    ]
+    if not rows:
+        return
+    t = ShipmentReturn.__table__
+    assert isinstance(t, Table)
+    stmt = insert(t).values(rows)
+    changed = set(
+        (
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[t.c.shipment_line_id],
+                    set_={c: stmt.excluded[c] for c in ("proposal_id", "quantity_returned", "version")},
+                    where=t.c.version < stmt.excluded.version,
+                ).returning(t.c.proposal_id)
             )
-            .returning(Proposal.item_code)
-        )
-        items.update(result.scalars())
-    await mark_dirty(session, items)
+        ).scalars()
+    )
+    if not changed:
+        return
+    ids = sorted(changed)
+    # Locked first, summed after, in statements of their own: a concurrent handler's lines are then counted.
+    await session.execute(select(Proposal.id).where(Proposal.id.in_(ids)).order_by(Proposal.id).with_for_update())
+    returned = func.least(
+        select(func.coalesce(func.sum(t.c.quantity_returned), 0))
+        .where(t.c.proposal_id == Proposal.id)
+        .scalar_subquery(),
+        func.coalesce(Proposal.accepted_quantity, 0),
+    )
+    result = await session.execute(
+        update(Proposal)
+        .where(Proposal.id.in_(ids), Proposal.status == "accepted", Proposal.quantity_returned != returned)
+        .values(quantity_returned=returned)
+        .returning(Proposal.item_code)
+    )
+    await mark_dirty(session, set(result.scalars()))
 
 
 SUBSCRIPTIONS = [

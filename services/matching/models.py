@@ -156,3 +156,14 @@ class DirtyScope(Base):
 
     item_code: Mapped[str] = mapped_column(String(100), primary_key=True)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ShipmentReturn(Base):
+    """What a shipment line (logistics.events) gave back of its proposal, as of the newest shipment version seen."""
+
+    __tablename__ = "shipment_return"
+
+    shipment_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    quantity_returned: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
