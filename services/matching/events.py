@@ -160,10 +160,10 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
 _LOT_UPSERT = text(
     """
     INSERT INTO matching.lot_view AS v (lot_id, offer_id, lot_version, offer_version, org, item_code, quantity,
-        quantity_reserved, lat, lon, region_code, available_from, expires_at, verification, offer_status,
-        restrictions, updated_at)
+        quantity_reserved, lat, lon, region_code, available_from, expires_at, verification, verification_version,
+        offer_status, restrictions, updated_at)
     VALUES (:lot_id, :offer_id, :lot_version, :offer_version, :org, :item_code, :quantity, :quantity_reserved,
-        :lat, :lon, :region_code, :available_from, :expires_at, :verification, :offer_status,
+        :lat, :lon, :region_code, :available_from, :expires_at, :verification, :lot_version, :offer_status,
         CAST(:restrictions AS jsonb), now())
     ON CONFLICT (lot_id) DO UPDATE SET
         offer_status = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.offer_status
@@ -171,8 +171,9 @@ _LOT_UPSERT = text(
         restrictions = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.restrictions
                             ELSE v.restrictions END,
         offer_version = GREATEST(v.offer_version, excluded.offer_version),
-        verification = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.verification
+        verification = CASE WHEN excluded.lot_version > v.verification_version THEN excluded.verification
                             ELSE v.verification END,
+        verification_version = GREATEST(v.verification_version, excluded.lot_version),
         quantity_reserved = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity_reserved
                                  ELSE v.quantity_reserved END,
         lot_version = GREATEST(v.lot_version, excluded.lot_version),
@@ -215,10 +216,7 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
     elif event.type == "reliefhub.supply.lot.verified":
         for lot in d["lots"]:
             await _update_lot(
-                session,
-                uuid.UUID(lot["id"]),
-                int(lot["version"]),
-                {"verification": lot["verification"], "quantity_reserved": int(lot["quantity_reserved"])},
+                session, uuid.UUID(lot["id"]), int(lot["version"]), int(lot["quantity_reserved"]), lot["verification"]
             )
         await mark_dirty(session, {lot["item_code"] for lot in d["lots"]})
     elif event.type.startswith("reliefhub.supply.reservation."):
@@ -227,12 +225,7 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
             await mark_dirty(session, {d["item_code"]})
         if d.get("lot_version") is None:
             return
-        await _update_lot(
-            session,
-            uuid.UUID(d["lot_id"]),
-            int(d["lot_version"]),
-            {"quantity_reserved": int(d["lot_quantity_reserved"])},
-        )
+        await _update_lot(session, uuid.UUID(d["lot_id"]), int(d["lot_version"]), int(d["lot_quantity_reserved"]))
         if event.type != "reliefhub.supply.reservation.created":
             await mark_dirty(session, {d["item_code"]})
 
@@ -249,15 +242,18 @@ async def _mark_projected(session: AsyncSession, reference: str) -> bool:
     return result.first() is not None
 
 
-async def _update_lot(session: AsyncSession, lot_id: uuid.UUID, lot_version: int, values: dict[str, Any]) -> None:
+async def _update_lot(
+    session: AsyncSession, lot_id: uuid.UUID, lot_version: int, quantity_reserved: int, verification: str | None = None
+) -> None:
+    """Each field from the newest lot version that carries it."""
     exists = await session.get(LotView, lot_id)
     if exists is None:
         raise LotNotProjectedYet(f"lot {lot_id} not projected yet")
     if exists.lot_version < lot_version:
-        exists.lot_version = lot_version
-        for key, value in values.items():
-            setattr(exists, key, value)
-        await session.flush()
+        exists.lot_version, exists.quantity_reserved = lot_version, quantity_reserved
+    if verification is not None and exists.verification_version < lot_version:
+        exists.verification, exists.verification_version = verification, lot_version
+    await session.flush()
 
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:

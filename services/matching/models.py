@@ -68,6 +68,8 @@ class LotView(Base):
     available_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     verification: Mapped[str] = mapped_column(String(20))
+    # The lot version `verification` is from: reservation events move lot_version on without carrying it.
+    verification_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     offer_status: Mapped[str] = mapped_column(String(20))
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
