@@ -131,12 +131,6 @@ class NeedRepository(RepositoryBase[Need]):
             exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
         )
 
-    async def need_of_line(self, line_id: uuid.UUID) -> Need | None:
-        """The need that owns a line, locked, with its lines."""
-        owner = select(NeedLine.need_id).where(NeedLine.id == line_id).scalar_subquery()
-        stmt = self._with_lines().where(Need.id == owner).with_for_update(of=Need)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
     async def active_of_site(self, site_id: uuid.UUID, statuses: tuple[str, ...]) -> list[Need]:
         stmt = self._with_lines().where(Need.site_id == site_id, Need.status.in_(statuses)).with_for_update(of=Need)
         return list((await self.session.execute(stmt)).scalars())
