@@ -107,6 +107,9 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
         return
     d = event.data
     version = int(d["version"])
+    # Two versions of one need handled at once (two consumers of the group) take turns: otherwise the older
+    # could re-insert a line the newer one is deleting.
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"need-lines:{d['id']}", 0))))
     # A stale event (redelivered after a newer one) would re-insert lines the newer version dropped.
     newest = await session.scalar(
         select(func.max(NeedLineView.need_version)).where(NeedLineView.need_id == uuid.UUID(d["id"]))
