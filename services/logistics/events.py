@@ -23,12 +23,17 @@ class ShipmentLineData(BaseModel):
     quantity_received: int | None
     quantity_returned: int | None  # what goes back to the need and the lot (short, not received, cancelled)
     discrepancy_reason: str | None
+    # The line's state after the change (added later; absent in older events): what is on its way now, and
+    # what arrived. With `quantity_returned` each line can be read alone, whatever the event's type.
+    quantity_in_transit: int | None = None
+    quantity_delivered: int | None = None
 
 
 class ShipmentData(BaseModel):
-    """A shipment's state after the change. Consumers read the lines by event type: `picked_up` moves every
-    line's `quantity` into transit; `received` / `not_received` settle each line (`quantity_received` arrived,
-    `quantity_returned` goes back to its need and lot); `cancelled` (only before pick-up) returns every line."""
+    """A shipment's whole state after the change, with its `version` (one more on every change). Each line
+    says what is in transit, delivered (`quantity_received`) and given back to its need and lot
+    (`quantity_returned`: short, not received, cancelled) now, so a consumer keeps per line the state of the
+    newest version it has seen instead of applying the event type as a step: events may arrive late or twice."""
 
     id: uuid.UUID
     status: str

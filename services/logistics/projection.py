@@ -65,6 +65,7 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
                 "need_created_at": _ts(d["created_at"]),
             }
         )
+        await repo.derive_need_times(uuid.UUID(d["id"]))
 
 
 def _goods_value(lots: list[dict[str, Any]]) -> int:

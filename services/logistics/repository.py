@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select, text, update
+from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
@@ -141,11 +141,41 @@ class ProjectionRepository(RepositoryBase[SiteView]):
         return await self.session.get(NeedView, need_id)
 
     async def mark_need_times(self, need_ids: Sequence[uuid.UUID], column: str, at: datetime) -> None:
+        """The earliest time wins, whatever order the facts are learnt in."""
         if need_ids:
             col = getattr(NeedView, column)
             await self.session.execute(
-                update(NeedView).where(NeedView.need_id.in_(list(need_ids)), col.is_(None)).values({column: at})
+                update(NeedView)
+                .where(NeedView.need_id.in_(list(need_ids)), or_(col.is_(None), col > at))
+                .values({column: at})
             )
+
+    async def derive_need_times(self, need_id: uuid.UUID) -> None:
+        """A need learnt after its proposals or receipts: its first matched and delivered times from them."""
+        matched = (
+            select(func.min(AcceptedProposal.accepted_at))
+            .where(AcceptedProposal.need_id == NeedView.need_id)
+            .scalar_subquery()
+        )
+        delivered = (
+            select(func.min(Shipment.received_at))
+            .join(ShipmentLine, ShipmentLine.shipment_id == Shipment.id)
+            .where(ShipmentLine.need_id == NeedView.need_id, ShipmentLine.quantity_received > 0)
+            .scalar_subquery()
+        )
+        first_matched = func.least(NeedView.first_matched_at, matched)
+        first_delivered = func.least(NeedView.first_delivered_at, delivered)
+        await self.session.execute(
+            update(NeedView)
+            .where(
+                NeedView.need_id == need_id,
+                or_(
+                    NeedView.first_matched_at.is_distinct_from(first_matched),
+                    NeedView.first_delivered_at.is_distinct_from(first_delivered),
+                ),
+            )
+            .values(first_matched_at=first_matched, first_delivered_at=first_delivered)
+        )
 
     async def offer(self, offer_id: uuid.UUID, *, for_update: bool = False) -> OfferView | None:
         if for_update:

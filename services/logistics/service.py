@@ -104,6 +104,14 @@ def origin_key(origin: dict[str, Any], offer_org: str | None) -> str:
     return f"{offer_org or '-'}@{where}"[:200]
 
 
+def _line_event(line: ShipmentLine, status: str) -> events.ShipmentLineData:
+    data = events.ShipmentLineData.model_validate(line, from_attributes=True)
+    # Picked up, moving or handed over and not yet confirmed: on its way (RECEIVABLE are exactly those).
+    data.quantity_in_transit = line.quantity if status in RECEIVABLE else 0
+    data.quantity_delivered = line.quantity_received or 0
+    return data
+
+
 def shipment_event(shipment: Shipment, location: str | None = None, note: str | None = None) -> events.ShipmentData:
     return events.ShipmentData(
         id=shipment.id,
@@ -113,7 +121,7 @@ def shipment_event(shipment: Shipment, location: str | None = None, note: str | 
         destination_org=shipment.destination_org,
         region_code=shipment.region_code,
         carrier=shipment.carrier,
-        lines=[events.ShipmentLineData.model_validate(line, from_attributes=True) for line in shipment.lines],
+        lines=[_line_event(line, shipment.status) for line in shipment.lines],
         version=shipment.version,
         created_at=shipment.created_at,
         location=location,

@@ -12,7 +12,7 @@ from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.matching.models import DirtyScope, LotView, NeedLineView, Proposal
+from services.matching.models import DirtyScope, LotView, NeedLineView, Proposal, ShipmentReturn
 from shared.events import CloudEvent, register_event_type
 from shared.service import Subscription
 
@@ -51,6 +51,8 @@ class ProposalData(BaseModel):
     offer_org: str | None = None
     origin: dict[str, Any] | None = None
     decided_at: datetime | None = None
+    # The proposal's version after the decision (added later; absent in older events): orders its events.
+    version: int | None = None
 
 
 class PolicyData(BaseModel):
@@ -105,6 +107,9 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
         return
     d = event.data
     version = int(d["version"])
+    # Two versions of one need handled at once (two consumers of the group) take turns: otherwise the older
+    # could re-insert a line the newer one is deleting.
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"need-lines:{d['id']}", 0))))
     # A stale event (redelivered after a newer one) would re-insert lines the newer version dropped.
     newest = await session.scalar(
         select(func.max(NeedLineView.need_version)).where(NeedLineView.need_id == uuid.UUID(d["id"]))
@@ -158,10 +163,10 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
 _LOT_UPSERT = text(
     """
     INSERT INTO matching.lot_view AS v (lot_id, offer_id, lot_version, offer_version, org, item_code, quantity,
-        quantity_reserved, lat, lon, region_code, available_from, expires_at, verification, offer_status,
-        restrictions, updated_at)
+        quantity_reserved, lat, lon, region_code, available_from, expires_at, verification, verification_version,
+        offer_status, restrictions, updated_at)
     VALUES (:lot_id, :offer_id, :lot_version, :offer_version, :org, :item_code, :quantity, :quantity_reserved,
-        :lat, :lon, :region_code, :available_from, :expires_at, :verification, :offer_status,
+        :lat, :lon, :region_code, :available_from, :expires_at, :verification, :lot_version, :offer_status,
         CAST(:restrictions AS jsonb), now())
     ON CONFLICT (lot_id) DO UPDATE SET
         offer_status = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.offer_status
@@ -169,8 +174,9 @@ _LOT_UPSERT = text(
         restrictions = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.restrictions
                             ELSE v.restrictions END,
         offer_version = GREATEST(v.offer_version, excluded.offer_version),
-        verification = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.verification
+        verification = CASE WHEN excluded.lot_version > v.verification_version THEN excluded.verification
                             ELSE v.verification END,
+        verification_version = GREATEST(v.verification_version, excluded.lot_version),
         quantity_reserved = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity_reserved
                                  ELSE v.quantity_reserved END,
         lot_version = GREATEST(v.lot_version, excluded.lot_version),
@@ -213,10 +219,7 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
     elif event.type == "reliefhub.supply.lot.verified":
         for lot in d["lots"]:
             await _update_lot(
-                session,
-                uuid.UUID(lot["id"]),
-                int(lot["version"]),
-                {"verification": lot["verification"], "quantity_reserved": int(lot["quantity_reserved"])},
+                session, uuid.UUID(lot["id"]), int(lot["version"]), int(lot["quantity_reserved"]), lot["verification"]
             )
         await mark_dirty(session, {lot["item_code"] for lot in d["lots"]})
     elif event.type.startswith("reliefhub.supply.reservation."):
@@ -225,12 +228,7 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
             await mark_dirty(session, {d["item_code"]})
         if d.get("lot_version") is None:
             return
-        await _update_lot(
-            session,
-            uuid.UUID(d["lot_id"]),
-            int(d["lot_version"]),
-            {"quantity_reserved": int(d["lot_quantity_reserved"])},
-        )
+        await _update_lot(session, uuid.UUID(d["lot_id"]), int(d["lot_version"]), int(d["lot_quantity_reserved"]))
         if event.type != "reliefhub.supply.reservation.created":
             await mark_dirty(session, {d["item_code"]})
 
@@ -247,43 +245,71 @@ async def _mark_projected(session: AsyncSession, reference: str) -> bool:
     return result.first() is not None
 
 
-async def _update_lot(session: AsyncSession, lot_id: uuid.UUID, lot_version: int, values: dict[str, Any]) -> None:
+async def _update_lot(
+    session: AsyncSession, lot_id: uuid.UUID, lot_version: int, quantity_reserved: int, verification: str | None = None
+) -> None:
+    """Each field from the newest lot version that carries it."""
     exists = await session.get(LotView, lot_id)
     if exists is None:
         raise LotNotProjectedYet(f"lot {lot_id} not projected yet")
     if exists.lot_version < lot_version:
-        exists.lot_version = lot_version
-        for key, value in values.items():
-            setattr(exists, key, value)
-        await session.flush()
+        exists.lot_version, exists.quantity_reserved = lot_version, quantity_reserved
+    if verification is not None and exists.verification_version < lot_version:
+        exists.verification, exists.verification_version = verification, lot_version
+    await session.flush()
 
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     """logistics.events → what a shipment gave back (short, not received, cancelled) leaves its proposal's
-    accepted quantity, so the need line is open for it again and the next run sees it."""
-    if event.type not in (
-        "reliefhub.logistics.shipment.received",
-        "reliefhub.logistics.shipment.not_received",
-        "reliefhub.logistics.shipment.cancelled",
-    ):
+    accepted quantity, so the need line is open for it again and the next run sees it. The newest version seen
+    of each shipment line is kept, and a proposal's quantity_returned is the sum over its lines."""
+    if not event.type.startswith("reliefhub.logistics.shipment."):
         return
-    items: set[str] = set()
-    for line in event.data["lines"]:
-        returned = int(line.get("quantity_returned") or 0)
-        if returned <= 0 or not line.get("proposal_id"):
-            continue
-        result = await session.execute(
-            update(Proposal)
-            .where(Proposal.id == uuid.UUID(line["proposal_id"]), Proposal.status == "accepted")
-            .values(
-                quantity_returned=func.least(
-                    Proposal.quantity_returned + returned, func.coalesce(Proposal.accepted_quantity, 0)
-                )
+    d = event.data
+    rows = [
+        {
+            "shipment_line_id": uuid.UUID(line["id"]),
+            "proposal_id": uuid.UUID(line["proposal_id"]),
+            "quantity_returned": int(line.get("quantity_returned") or 0),
+            "version": int(d["version"]),
+        }
+        for line in d["lines"]
+        if line.get("proposal_id")
+    ]
+    if not rows:
+        return
+    t = ShipmentReturn.__table__
+    assert isinstance(t, Table)
+    stmt = insert(t).values(rows)
+    changed = set(
+        (
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[t.c.shipment_line_id],
+                    set_={c: stmt.excluded[c] for c in ("proposal_id", "quantity_returned", "version")},
+                    where=t.c.version < stmt.excluded.version,
+                ).returning(t.c.proposal_id)
             )
-            .returning(Proposal.item_code)
-        )
-        items.update(result.scalars())
-    await mark_dirty(session, items)
+        ).scalars()
+    )
+    if not changed:
+        return
+    ids = sorted(changed)
+    # Locked first, summed after, in statements of their own: a concurrent handler's lines are then counted.
+    await session.execute(select(Proposal.id).where(Proposal.id.in_(ids)).order_by(Proposal.id).with_for_update())
+    returned = func.least(
+        select(func.coalesce(func.sum(t.c.quantity_returned), 0))
+        .where(t.c.proposal_id == Proposal.id)
+        .scalar_subquery(),
+        func.coalesce(Proposal.accepted_quantity, 0),
+    )
+    result = await session.execute(
+        update(Proposal)
+        .where(Proposal.id.in_(ids), Proposal.status == "accepted", Proposal.quantity_returned != returned)
+        .values(quantity_returned=returned)
+        .returning(Proposal.item_code)
+    )
+    await mark_dirty(session, set(result.scalars()))
 
 
 SUBSCRIPTIONS = [

@@ -68,6 +68,8 @@ class LotView(Base):
     available_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     verification: Mapped[str] = mapped_column(String(20))
+    # The lot version `verification` is from: reservation events move lot_version on without carrying it.
+    verification_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     offer_status: Mapped[str] = mapped_column(String(20))
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -156,3 +158,14 @@ class DirtyScope(Base):
 
     item_code: Mapped[str] = mapped_column(String(100), primary_key=True)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ShipmentReturn(Base):
+    """What a shipment line (logistics.events) gave back of its proposal, as of the newest shipment version seen."""
+
+    __tablename__ = "shipment_return"
+
+    shipment_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    quantity_returned: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)

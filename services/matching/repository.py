@@ -146,6 +146,8 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         ]
 
     async def refresh_lot(self, lot_id: uuid.UUID, lot_version: int, **values: Any) -> None:
+        if "verification" in values:
+            values["verification_version"] = lot_version
         await self.session.execute(
             update(LotView)
             .where(LotView.lot_id == lot_id, LotView.lot_version < lot_version)

@@ -342,6 +342,7 @@ async def _publish_decision(session: AsyncSession, type_: Any, p: Proposal, quan
                 else None
             ),
             decided_at=p.decided_at,
+            version=p.version,
         ),
         subject=str(p.id),
     )

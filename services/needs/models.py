@@ -91,3 +91,34 @@ class NeedLine(Base):
         CheckConstraint("quantity_matched >= 0 AND quantity_delivered >= 0", name="progress_nonnegative"),
         CheckConstraint("quantity_in_transit >= 0", name="in_transit_nonnegative"),
     )
+
+
+# --- what the roll-up has seen of other services' entities ----------------------------------------------------
+
+
+class LineMatch(Base):
+    """What an accepted proposal (matching.events) matched to a need line, as of the proposal's version."""
+
+    __tablename__ = "line_match"
+
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    quantity: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class LineShipment(Base):
+    """A shipment line for a need line (logistics.events) as of the newest shipment version seen: what of it is
+    in transit, delivered and given back."""
+
+    __tablename__ = "line_shipment"
+
+    shipment_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    shipment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    quantity_in_transit: Mapped[int] = mapped_column(Integer)
+    quantity_delivered: Mapped[int] = mapped_column(Integer)
+    quantity_returned: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select, update
+from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import joinedload, selectinload
 
-from services.needs.models import Need, NeedLine, Site
+from services.needs.models import LineMatch, LineShipment, Need, NeedLine, Site
 from shared.db import RepositoryBase, driver_connection
 from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
@@ -130,12 +131,6 @@ class NeedRepository(RepositoryBase[Need]):
             exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
         )
 
-    async def need_of_line(self, line_id: uuid.UUID) -> Need | None:
-        """The need that owns a line, locked, with its lines."""
-        owner = select(NeedLine.need_id).where(NeedLine.id == line_id).scalar_subquery()
-        stmt = self._with_lines().where(Need.id == owner).with_for_update(of=Need)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
     async def active_of_site(self, site_id: uuid.UUID, statuses: tuple[str, ...]) -> list[Need]:
         stmt = self._with_lines().where(Need.site_id == site_id, Need.status.in_(statuses)).with_for_update(of=Need)
         return list((await self.session.execute(stmt)).scalars())
@@ -206,3 +201,67 @@ class NeedRepository(RepositoryBase[Need]):
             .returning(Need.id)
         )
         return list(result.scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class LineTotals:
+    matched: int
+    in_transit: int
+    delivered: int
+
+
+class RollupRepository(RepositoryBase[LineMatch]):
+    """The latest state the roll-up has seen of each accepted proposal and shipment line, and the sums over it."""
+
+    model = LineMatch
+
+    async def record_matches(self, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        """Upsert, keeping the newer version; returns the needs whose rows changed."""
+        return await self._upsert(LineMatch, LineMatch.proposal_id, rows)
+
+    async def record_shipment_lines(self, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        return await self._upsert(LineShipment, LineShipment.shipment_line_id, rows)
+
+    async def _upsert(self, model: Any, key: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        if not rows:
+            return set()
+        stmt = insert(model).values(rows)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[key],
+            set_={c: stmt.excluded[c] for c in rows[0] if c != key.key},
+            where=model.version < stmt.excluded.version,
+        ).returning(model.need_id)
+        return set((await self.session.execute(upsert)).scalars())
+
+    async def line_totals(self, need_id: uuid.UUID) -> dict[uuid.UUID, LineTotals]:
+        """Per line of the need: accepted minus given back, in transit, delivered; summed over the rows."""
+        matched = (
+            select(LineMatch.need_line_id, func.sum(LineMatch.quantity).label("accepted"))
+            .where(LineMatch.need_id == need_id)
+            .group_by(LineMatch.need_line_id)
+            .subquery()
+        )
+        shipped = (
+            select(
+                LineShipment.need_line_id,
+                func.sum(LineShipment.quantity_in_transit).label("in_transit"),
+                func.sum(LineShipment.quantity_delivered).label("delivered"),
+                func.sum(LineShipment.quantity_returned).label("returned"),
+            )
+            .where(LineShipment.need_id == need_id)
+            .group_by(LineShipment.need_line_id)
+            .subquery()
+        )
+        stmt = (
+            select(
+                NeedLine.id,
+                func.greatest(func.coalesce(matched.c.accepted, 0) - func.coalesce(shipped.c.returned, 0), 0),
+                func.coalesce(shipped.c.in_transit, 0),
+                func.coalesce(shipped.c.delivered, 0),
+            )
+            .outerjoin(matched, matched.c.need_line_id == NeedLine.id)
+            .outerjoin(shipped, shipped.c.need_line_id == NeedLine.id)
+            .where(NeedLine.need_id == need_id)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return {r[0]: LineTotals(int(r[1]), int(r[2]), int(r[3])) for r in rows}

@@ -21,7 +21,7 @@ from services.needs.errors import (
     UnknownItem,
 )
 from services.needs.models import Need, NeedLine, Site
-from services.needs.repository import NeedRepository, SiteRef, SiteRepository
+from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
 from shared.auth import Principal
 from shared.catalog import get_catalog
 from shared.etag import IfMatch, check_version
@@ -474,51 +474,84 @@ def rolled_up_status(need: Need) -> str:
 
 
 async def _roll_up(session: AsyncSession, need: Need) -> None:
-    need.status = rolled_up_status(need)
+    """Recompute the need's lines from the rows the roll-up keeps (the need is locked), then its status; publish
+    need.progressed only when something changed, so a late or repeated event leaves no trace."""
+    totals = await RollupRepository(session).line_totals(need.id)
+    changed = False
+    for line in need.lines:
+        got = totals.get(line.id)
+        new = (got.matched, got.in_transit, got.delivered) if got else (0, 0, 0)
+        if (line.quantity_matched, line.quantity_in_transit, line.quantity_delivered) != new:
+            line.quantity_matched, line.quantity_in_transit, line.quantity_delivered = new
+            changed = True
+    status = rolled_up_status(need)
+    if not changed and status == need.status:
+        return
+    need.status = status
     _bump(need)
     await session.flush()
     await _emit(session, events.NEED_PROGRESSED, need)
 
 
+async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> None:
+    repo = NeedRepository(session)
+    for need_id in sorted(need_ids):  # one lock order for every handler
+        need = await repo.get_with_lines(need_id, for_update=True)
+        if need is not None:
+            await _roll_up(session, need)
+
+
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
-    """matching.events → quantity_matched per line and the need's status (open → matched)."""
+    """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
+    proposal is kept with its version; the line's quantity_matched is the sum over its proposals."""
     if event.type != "reliefhub.matching.proposal.accepted":
         return
-    line_id, quantity = uuid.UUID(event.data["need_line_id"]), int(event.data["quantity"])
-    need = await NeedRepository(session).need_of_line(line_id)
-    if need is None:
-        return  # a line replaced meanwhile: nothing to roll up
-    for line in need.lines:
-        if line.id == line_id:
-            line.quantity_matched += quantity
-    await _roll_up(session, need)
+    d = event.data
+    changed = await RollupRepository(session).record_matches(
+        [
+            {
+                "proposal_id": uuid.UUID(d["id"]),
+                "need_id": uuid.UUID(d["need_id"]),
+                "need_line_id": uuid.UUID(d["need_line_id"]),
+                "quantity": int(d["quantity"]),
+                "version": int(d.get("version") or 0),
+            }
+        ]
+    )
+    await _roll_up_needs(session, changed)
+
+
+# Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
+_ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
 
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
-    """logistics.events → quantities in transit and delivered per line. What came short, was not received or
-    was cancelled leaves quantity_matched, so the line is open for it again."""
-    kind = event.type.removeprefix("reliefhub.logistics.shipment.")
-    if kind not in ("picked_up", "received", "not_received", "cancelled"):
+    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
+    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
+    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
+    received or was cancelled leaves quantity_matched, so the line is open for it again."""
+    if not event.type.startswith("reliefhub.logistics.shipment."):
         return
-    by_need: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for line in event.data["lines"]:
-        if line.get("need_id") and line.get("need_line_id"):
-            by_need.setdefault(uuid.UUID(line["need_id"]), []).append(line)
-    repo = NeedRepository(session)
-    for need_id in sorted(by_need):
-        need = await repo.get_with_lines(need_id, for_update=True)
-        if need is None:
+    d = event.data
+    status, version = d["status"], int(d["version"])
+    rows = []
+    for line in d["lines"]:
+        if not (line.get("need_id") and line.get("need_line_id")):
             continue
-        ours = {line.id: line for line in need.lines}
-        for moved in by_need[need_id]:
-            line = ours.get(uuid.UUID(moved["need_line_id"]))
-            if line is None:
-                continue  # a line replaced meanwhile
-            quantity, returned = int(moved["quantity"]), int(moved.get("quantity_returned") or 0)
-            if kind == "picked_up":
-                line.quantity_in_transit += quantity
-            elif kind in ("received", "not_received"):
-                line.quantity_in_transit = max(0, line.quantity_in_transit - quantity)
-                line.quantity_delivered += int(moved.get("quantity_received") or 0)
-            line.quantity_matched = max(0, line.quantity_matched - returned)
-        await _roll_up(session, need)
+        in_transit, delivered = line.get("quantity_in_transit"), line.get("quantity_delivered")
+        if in_transit is None:  # an event from before these fields existed
+            in_transit = line["quantity"] if status in _ON_THE_WAY else 0
+            delivered = line.get("quantity_received") or 0
+        rows.append(
+            {
+                "shipment_line_id": uuid.UUID(line["id"]),
+                "shipment_id": uuid.UUID(d["id"]),
+                "need_id": uuid.UUID(line["need_id"]),
+                "need_line_id": uuid.UUID(line["need_line_id"]),
+                "quantity_in_transit": int(in_transit),
+                "quantity_delivered": int(delivered or 0),
+                "quantity_returned": int(line.get("quantity_returned") or 0),
+                "version": version,
+            }
+        )
+    await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))

@@ -114,3 +114,21 @@ class Reservation(Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         Index(None, "expires_at", postgresql_where="status = 'active' AND expires_at IS NOT NULL"),
     )
+
+
+class LotShipment(Base):
+    """A shipment line from a lot (logistics.events) as of the newest shipment version seen: what of it is in
+    transit, delivered and given back, and how much of that its reservation has shrunk by already."""
+
+    __tablename__ = "lot_shipment"
+
+    shipment_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    shipment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    # The reservation's reference: the proposal the line ships.
+    reference: Mapped[str | None] = mapped_column(String(200))
+    quantity_in_transit: Mapped[int] = mapped_column(Integer)
+    quantity_delivered: Mapped[int] = mapped_column(Integer)
+    quantity_returned: Mapped[int] = mapped_column(Integer)
+    quantity_given_back: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    version: Mapped[int] = mapped_column(Integer)

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, String, any_, bindparam, exists, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import selectinload
 
-from services.supply.models import Donor, Lot, Offer, Reservation
+from services.supply.models import Donor, Lot, LotShipment, Offer, Reservation
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
 
@@ -133,3 +133,53 @@ class ReservationRepository(RepositoryBase[Reservation]):
             .with_for_update(skip_locked=True)
         )
         return list((await self.session.execute(stmt)).scalars())
+
+
+class LotShipmentRepository(RepositoryBase[LotShipment]):
+    """The latest state supply has seen of each shipment line from its lots, and what it adds up to."""
+
+    model = LotShipment
+
+    async def record(self, rows: list[dict[str, Any]]) -> list[LotShipment]:
+        """Upsert, keeping the newer version; returns the rows that changed (locked until commit)."""
+        if not rows:
+            return []
+        stmt = insert(LotShipment).values(rows)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[LotShipment.shipment_line_id],
+            set_={c: stmt.excluded[c] for c in rows[0] if c != "shipment_line_id"},
+            where=LotShipment.version < stmt.excluded.version,
+        ).returning(LotShipment)
+        result = await self.session.execute(upsert.execution_options(populate_existing=True))
+        return list(result.scalars())
+
+    async def totals(self, lot_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
+        """(shipped — in transit or delivered —, delivered) per lot."""
+        stmt = (
+            select(
+                LotShipment.lot_id,
+                func.sum(LotShipment.quantity_in_transit + LotShipment.quantity_delivered),
+                func.sum(LotShipment.quantity_delivered),
+            )
+            .where(LotShipment.lot_id == any_(bindparam(None, lot_ids, ARRAY(UUID(as_uuid=True)))))
+            .group_by(LotShipment.lot_id)
+        )
+        return {r[0]: (int(r[1]), int(r[2])) for r in (await self.session.execute(stmt)).all()}
+
+    async def lock_reservations(self, references: list[str]) -> dict[str, Reservation]:
+        stmt = (
+            select(Reservation)
+            .where(Reservation.reference == any_(bindparam(None, references, ARRAY(String))))
+            .order_by(Reservation.reference)
+            .with_for_update()
+        )
+        return {r.reference: r for r in (await self.session.execute(stmt)).scalars()}
+
+    async def lock_lots(self, lot_ids: list[uuid.UUID]) -> list[Lot]:
+        stmt = (
+            select(Lot)
+            .where(Lot.id == any_(bindparam(None, lot_ids, ARRAY(UUID(as_uuid=True)))))
+            .order_by(Lot.id)
+            .with_for_update()
+        )
+        return list((await self.session.execute(stmt.execution_options(populate_existing=True))).scalars())

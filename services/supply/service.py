@@ -33,7 +33,13 @@ from services.supply.errors import (
     UnknownItem,
 )
 from services.supply.models import Donor, Lot, Offer, Reservation
-from services.supply.repository import DonorRepository, LotRepository, OfferRepository, ReservationRepository
+from services.supply.repository import (
+    DonorRepository,
+    LotRepository,
+    LotShipmentRepository,
+    OfferRepository,
+    ReservationRepository,
+)
 from shared.auth import Principal, Role
 from shared.catalog import get_catalog
 from shared.errors import Forbidden
@@ -533,31 +539,65 @@ async def import_offers(
 # --- shipments (logistics.events) ----------------------------------------------------------------------------
 
 
+# Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
+_ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
+
+
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
-    """logistics.events → shipped and delivered quantities per lot. What a shipment returns (came short, not
-    received, cancelled before pick-up) leaves its reservation and the lot, and is available again."""
-    kind = event.type.removeprefix("reliefhub.logistics.shipment.")
-    if kind not in ("picked_up", "received", "not_received", "cancelled"):
+    """logistics.events → shipped and delivered quantities per lot. The newest version seen of each shipment
+    line is kept; a lot's quantities are sums over its lines, so the order events arrive in does not matter.
+    What a shipment returns (came short, not received, cancelled before pick-up) leaves its reservation and
+    the lot, and is available again: each line gives back what it returned beyond what it gave back before."""
+    if not event.type.startswith("reliefhub.logistics.shipment."):
         return
-    lines = [line for line in event.data["lines"] if line.get("lot_id")]
-    lots = LotRepository(session)
-    reservations = ReservationRepository(session)
-    offers: set[uuid.UUID] = set()
-    for moved in sorted(lines, key=lambda line: str(line["lot_id"])):  # one lock order for every handler
-        lot = await lots.get(uuid.UUID(moved["lot_id"]), for_update=True)
-        if lot is None:
+    d = event.data
+    status, version = d["status"], int(d["version"])
+    rows = []
+    for line in d["lines"]:
+        if not line.get("lot_id"):
             continue
-        quantity, returned = int(moved["quantity"]), int(moved.get("quantity_returned") or 0)
-        if kind == "picked_up":
-            lot.quantity_shipped = min(lot.quantity, lot.quantity_shipped + quantity)
-        elif kind in ("received", "not_received"):
-            lot.quantity_shipped = max(0, lot.quantity_shipped - returned)
-            lot.quantity_delivered = min(
-                lot.quantity, lot.quantity_delivered + int(moved.get("quantity_received") or 0)
-            )
-        if returned:
-            taken = await _give_back(reservations, moved.get("proposal_id"), returned)
-            lot.quantity_reserved = max(0, lot.quantity_reserved - taken)
+        in_transit, delivered = line.get("quantity_in_transit"), line.get("quantity_delivered")
+        if in_transit is None:  # an event from before these fields existed
+            in_transit = line["quantity"] if status in _ON_THE_WAY else 0
+            delivered = line.get("quantity_received") or 0
+        rows.append(
+            {
+                "shipment_line_id": uuid.UUID(line["id"]),
+                "shipment_id": uuid.UUID(d["id"]),
+                "lot_id": uuid.UUID(line["lot_id"]),
+                "reference": str(line["proposal_id"]) if line.get("proposal_id") else None,
+                "quantity_in_transit": int(in_transit),
+                "quantity_delivered": int(delivered or 0),
+                "quantity_returned": int(line.get("quantity_returned") or 0),
+                "version": version,
+            }
+        )
+    progress = LotShipmentRepository(session)
+    changed = await progress.record(rows)
+    if not changed:
+        return  # late or repeated: nothing newer than what was seen
+    # Lock order as in reserve and release: reservations, then lots.
+    owed = [row for row in changed if row.reference and row.quantity_returned > row.quantity_given_back]
+    reservations = await progress.lock_reservations(sorted({str(row.reference) for row in owed}))
+    given: dict[uuid.UUID, int] = {}
+    for row in owed:
+        taken = _give_back(reservations.get(str(row.reference)), row.quantity_returned - row.quantity_given_back)
+        row.quantity_given_back += taken
+        given[row.lot_id] = given.get(row.lot_id, 0) + taken
+    lot_ids = sorted({row.lot_id for row in changed})
+    lots = await progress.lock_lots(lot_ids)
+    totals = await progress.totals(lot_ids)
+    offers: set[uuid.UUID] = set()
+    for lot in lots:
+        shipped, delivered_total = totals.get(lot.id, (0, 0))
+        new = (
+            min(lot.quantity, shipped),
+            min(lot.quantity, delivered_total),
+            max(0, lot.quantity_reserved - given.get(lot.id, 0)),
+        )
+        if (lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved) == new:
+            continue
+        lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved = new
         lot.version += 1
         offers.add(lot.offer_id)
     await session.flush()
@@ -566,10 +606,9 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         await publish(session, events.OFFER_PROGRESSED, offer_event(offer), subject=str(offer.id))
 
 
-async def _give_back(reservations: ReservationRepository, reference: str | None, quantity: int) -> int:
-    """Shrink the reservation a shipment line came from by `quantity` (releasing it when nothing is left);
-    returns how much it gave back to the lot."""
-    reservation = await reservations.by_reference(str(reference)) if reference else None
+def _give_back(reservation: Reservation | None, quantity: int) -> int:
+    """Shrink a shipment line's reservation by `quantity` (releasing it when nothing is left); returns how much
+    it gave back to the lot."""
     if reservation is None or reservation.status != "active":
         return 0
     taken = min(quantity, reservation.quantity)

@@ -238,6 +238,28 @@ async def test_reservation_events_apply_by_lot_version(client, auth: TokenFactor
     assert (row["quantity_reserved"], row["lot_version"]) == (10, 4)
 
 
+async def test_a_verdict_arriving_after_the_lots_reservation_still_applies(
+    client, auth: TokenFactory, gateway, engine
+) -> None:
+    offer = await donor_offer(client, auth, {"item_code": N95, "quantity": 500})
+    lot = offer["lots"][0]
+    r = await client.post(
+        f"/v1/offers/{offer['id']}/verification",
+        headers=auth("working_group", org="wg", group="medical_device"),
+        json={"verdict": "verified"},
+    )
+    assert r.status_code == 200, r.text
+    assert (await reserve(client, auth("coordinator"), lot["id"], 10, "ref-early")).status_code == 201
+    donor, created, verified, reserved = await outbox_envelopes(engine, "supply")
+    assert (verified["type"], reserved["data"]["lot_version"]) == ("reliefhub.supply.lot.verified", 3)
+
+    # The reservation (lot version 3, which says nothing of the verdict) is projected before the verdict (2).
+    await xadd(gateway, "supply.events", [donor, created, reserved, verified])
+    assert await consume(gateway) == 4
+    (row,) = await rows(engine, LOT, l=lot["id"])
+    assert (row["verification"], row["quantity_reserved"], row["lot_version"]) == ("verified", 10, 3)
+
+
 async def test_a_reservation_before_its_offer_is_redelivered_until_the_offer_arrives(
     client, auth: TokenFactory, gateway, engine
 ) -> None:
