@@ -1,7 +1,7 @@
 """projections from versioned per-entity state
 
 Revision ID: fb503c0342b9
-Revises: 088615b30824
+Revises: dc5bd3aad637
 Create Date: 2026-12-01 20:16:02.599638
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = 'fb503c0342b9'
-down_revision: str | None = '088615b30824'
+down_revision: str | None = 'dc5bd3aad637'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
