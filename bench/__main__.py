@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, intake, load, time_to_proposal, webhooks
+from bench import allocation, continuous, intake, load, time_to_proposal, webhooks
 
 
 def main() -> int:
     intake.main(sys.argv[1:])
     allocation.main([])
     time_to_proposal.main([])
+    continuous.main([])
     webhooks.main([])
     load.main([])
     return 0

@@ -725,7 +725,10 @@ class ContinuousMatching:
                     actor=SYSTEM,
                     stop=self.stop,
                 )
-        except (RunAbandoned, _GroupBusy):
+        except _GroupBusy:
+            if marks:  # changes the other worker's run may have missed
+                await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
+        except RunAbandoned:
             await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
         except asyncio.CancelledError:  # not abandoned in time
             await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
