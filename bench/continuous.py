@@ -35,13 +35,15 @@ INSERT INTO matching.need_line_view (line_id, need_id, need_version, site_id, or
     item_code, quantity, quantity_delivered, urgency, need_status, verification)
 SELECT gen_random_uuid(), gen_random_uuid(), 1, gen_random_uuid(), 'org-load', 'community',
     '3101' || lpad(CAST(g % 16 + 1 AS text), 2, '0'), 31.0 + (g % 97) / 250.0, 121.2 + (g % 89) / 180.0,
-    (CAST(:items AS text[]))[g % cardinality(CAST(:items AS text[])) + 1], 10 + g % 50, 0, 'normal', 'open', 'unverified'
+    (CAST(:items AS text[]))[g % cardinality(CAST(:items AS text[])) + 1], 10 + g % 50, 0, 'normal', 'open',
+    'unverified'
 FROM generate_series(1, :n) AS g
 """
 SEED_LOTS = """
 INSERT INTO matching.lot_view (lot_id, offer_id, lot_version, offer_version, org, item_code, quantity,
     quantity_reserved, lat, lon, region_code, verification, offer_status, restrictions)
-SELECT gen_random_uuid(), gen_random_uuid(), 1, 1, 'org-load-donor', (CAST(:items AS text[]))[g % cardinality(CAST(:items AS text[])) + 1], :q, 0,
+SELECT gen_random_uuid(), gen_random_uuid(), 1, 1, 'org-load-donor',
+    (CAST(:items AS text[]))[g % cardinality(CAST(:items AS text[])) + 1], :q, 0,
     31.0 + (g % 13) / 30.0, 121.2 + (g % 11) / 20.0, '310101', 'verified', 'open', '{}'
 FROM generate_series(1, :n) AS g
 """
