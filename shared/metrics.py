@@ -23,3 +23,11 @@ ALLOCATION_SECONDS = Histogram(
     ["phase", "trigger"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+MATCHING_RUN_FAILURES = Counter(
+    "reliefhub_matching_run_failures_total",
+    "Continuous and periodic allocation runs of an item group that failed (the group backs off, then is retried)",
+    ["trigger", "reason"],
+)
+MATCHING_BACKING_OFF = Gauge(
+    "reliefhub_matching_scopes_backing_off", "Item groups whose last run failed, waiting to be retried"
+)

@@ -88,10 +88,17 @@ class Settings(BaseSettings):
     # lag and pending entries, dead letters, webhook attempts, allocation times — on this port (0: not at all).
     worker_metrics_port: int = 0
 
-    # matching
+    # matching: continuous runs go item group by item group (an item with its substitutes), each in its own
+    # transaction, at most `matching_concurrency` at once per worker. A group whose run fails (for one, because
+    # it waited longer than the lock timeout for a proposal being decided) is retried after the backoff, which
+    # doubles with each failure up to its maximum.
     matching_debounce_seconds: float = 0.5
     matching_global_seconds: float = 900.0
     matching_expire_seconds: float = 30.0
+    matching_concurrency: int = 4
+    matching_lock_timeout_seconds: float = 2.0
+    matching_backoff_seconds: float = 1.0
+    matching_backoff_max_seconds: float = 300.0
 
     # logistics: accepted proposals become shipments by themselves (lines of one route join one shipment);
     # wrong handover PINs lock receipt for a while; the public tracking page is rate-limited per client.

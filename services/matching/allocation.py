@@ -3,8 +3,17 @@ line so that scarce supply is spread across needs before any one is topped up; p
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +70,10 @@ def pair_capacities(remaining: npt.NDArray[np.integer], available: npt.NDArray[n
     return np.maximum(cap, 0)
 
 
+class SolveCancelled(Exception):
+    """The caller gave up on the allocation (its `cancelled` event was set)."""
+
+
 def allocate(
     remaining: npt.NDArray[np.integer],
     available: npt.NDArray[np.integer],
@@ -68,12 +81,16 @@ def allocate(
     policy: Policy,
     *,
     tiered: bool = True,
+    cancelled: threading.Event | None = None,
 ) -> Allocation:
     """Maximise Σ score·flow + Σ tier value·tier units over source → lots → lines → tiers → sink.
 
     Connected components of the candidate graph are independent problems; the large ones are solved one by
     one and the small ones packed together, because cost scaling slows down faster than the graph grows
-    (10k × 10k with 1M pairs over 50 items: 3.6 s as one network, 0.9 s by components)."""
+    (10k × 10k with 1M pairs over 50 items: 3.6 s as one network, 0.9 s by components).
+
+    Setting `cancelled` (from another thread) stops the work between networks, and a network being solved in
+    a solver process at once: SolveCancelled."""
     started = time.perf_counter()
     m = len(cand)
     rem = np.maximum(np.asarray(remaining, dtype=np.int64), 0)
@@ -87,9 +104,13 @@ def allocate(
     pair_cap = pair_capacities(rem, avail, cand)
     cost = 0
     for batch in _batches(cand, len(avail)):
-        batch_flow, batch_cost = _solve(
-            cand.line[batch], cand.lot[batch], pair_cap[batch], pair_cost[batch], rem, avail, caps, values
-        )
+        if cancelled is not None and cancelled.is_set():
+            raise SolveCancelled()
+        args = (cand.line[batch], cand.lot[batch], pair_cap[batch], pair_cost[batch], rem, avail, caps, values)
+        if len(batch) >= _PROCESS_PAIRS:
+            batch_flow, batch_cost = _solve_in_process(args, cancelled)
+        else:
+            batch_flow, batch_cost = _solve(*args)
         flow[batch] = batch_flow
         cost += batch_cost
     return Allocation(flow, -cost / SCALE, time.perf_counter() - started, "optimal")
@@ -97,6 +118,10 @@ def allocate(
 
 # Components with fewer pairs than this share one network with other small ones.
 _BATCH_PAIRS = 20_000
+# Networks with at least this many pairs are solved in a solver process. OR-Tools holds the GIL while it solves
+# (3.2 s for 3.5M pairs here), which would stall the event loop of the process meanwhile: its requests, its
+# consumers and the signal that asks it to stop. 200k pairs take about 0.25 s.
+_PROCESS_PAIRS = 200_000
 
 
 def _batches(cand: Candidates, n_lots: int) -> list[I64]:
@@ -168,6 +193,109 @@ def _solve(
         raise RuntimeError(f"min-cost flow did not solve to optimality: {status.name}")
     flows = np.asarray(smcf.flows(arcs[n_lots : n_lots + len(line)]), dtype=np.int64)
     return flows, int(smcf.optimal_cost())
+
+
+def _solver_context() -> Any:
+    """Solver processes fork from a server process that has imported this module once, so they start in
+    milliseconds and inherit no threads of the caller (fork from a multithreaded process may deadlock)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: killed when the fork server exits, which it does when the process that asked for the solve
+    exits. While OR-Tools holds the GIL no Python code of the solver process runs to notice."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it exited before the request took effect
+        os._exit(1)
+
+
+def _solve_child(conn: Connection) -> None:
+    _die_with_parent()
+    try:
+        line, lot, cost, rem, avail, caps, values = conn.recv()
+        line64, lot64 = line.astype(np.int64), lot.astype(np.int64)
+        pair_cap = np.maximum(np.minimum(avail[lot64], rem[line64]), 0)
+        flows, total = _solve(line64, lot64, pair_cap, cost.astype(np.int64), rem, avail, caps, values)
+        used = np.flatnonzero(flows)
+        conn.send(("ok", (len(flows), used, flows[used], total)))
+    except Exception as exc:
+        conn.send(("error", exc))
+    finally:
+        conn.close()
+
+
+# Solver processes at work, by the event that cancels them (see cancel_solving).
+_solvers: dict[threading.Event, Any] = {}
+_solvers_lock = threading.Lock()
+
+
+def cancel_solving(cancelled: threading.Event) -> None:
+    """Set `cancelled`, and kill the solver process working for it at once (callable from any thread)."""
+    cancelled.set()
+    with _solvers_lock:
+        process = _solvers.get(cancelled)
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+
+
+def _solve_in_process(args: tuple[I64, ...], cancelled: threading.Event | None) -> tuple[I64, int]:
+    """`_solve(*args)` in a solver process; killed as soon as `cancelled` is set.
+
+    The pairs go as int32 (indices and costs in hundredths fit) and their capacities are derived again over
+    there, the flows come back as the pairs that carry any: a third of the bytes to copy. They are sent once
+    the process runs, so that it can be killed meanwhile."""
+    line, lot, _, pair_cost, rem, avail, caps, values = args
+    ctx = _solver_context()
+    conn, child_conn = ctx.Pipe()
+    process = ctx.Process(target=_solve_child, args=(child_conn,), name="matching-solver", daemon=True)
+    try:
+        process.start()
+        child_conn.close()
+        if cancelled is not None:
+            with _solvers_lock:
+                _solvers[cancelled] = process
+            if cancelled.is_set():
+                raise SolveCancelled()
+        try:
+            conn.send(
+                (line.astype(np.int32), lot.astype(np.int32), pair_cost.astype(np.int32), rem, avail, caps, values)
+            )
+            while not conn.poll(0.05):
+                if cancelled is not None and cancelled.is_set():
+                    raise SolveCancelled()
+                if not process.is_alive() and not conn.poll():
+                    raise RuntimeError(f"the solver process ended without an answer (exit code {process.exitcode})")
+            outcome, value = conn.recv()
+        except (OSError, EOFError):
+            if cancelled is not None and cancelled.is_set():
+                raise SolveCancelled() from None
+            raise
+    finally:
+        if cancelled is not None:
+            with _solvers_lock:
+                _solvers.pop(cancelled, None)
+        child_conn.close()
+        conn.close()
+        if process.pid is not None:
+            if process.is_alive():
+                process.kill()
+            process.join(5)
+            process.close()
+    if outcome == "error":
+        raise value
+    n, used, carried, total = value
+    flows = np.zeros(n, dtype=np.int64)
+    flows[used] = carried
+    return flows, int(total)
 
 
 def objective_of(

@@ -152,12 +152,16 @@ class Decision(Base):
 
 
 class DirtyScope(Base):
-    """Item codes whose lines or lots changed since the last continuous run (debounce queue)."""
+    """Item codes whose lines or lots changed since the last continuous run (debounce queue), and the backoff of
+    an item group whose run failed: retried no sooner than `not_before`."""
 
     __tablename__ = "dirty_scope"
 
     item_code: Mapped[str] = mapped_column(String(100), primary_key=True)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class ShipmentReturn(Base):

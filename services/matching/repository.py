@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, String, and_, any_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.types import TypeEngine
 
 from services.matching.models import (
     AllocationRun,
@@ -24,6 +26,31 @@ from shared.pagination import PageParams, paginate
 
 ACTIVE_NEED = ("open", "matched", "in_transit")
 AVAILABLE_LOT = ("not_required", "verified")
+_LOAD_BATCH = 2000
+
+
+def _any(values: Iterable[Any], item_type: TypeEngine[Any]) -> Any:
+    """`= ANY(:array)`: one parameter however many values (an IN list takes one each, and asyncpg stops at
+    32,767)."""
+    return any_(bindparam(None, list(values), type_=ARRAY(item_type)))
+
+
+def _ids(values: Iterable[uuid.UUID]) -> Any:
+    return _any(values, UUID(as_uuid=True))
+
+
+def _codes(values: Iterable[str]) -> Any:
+    return _any(values, String())
+
+
+@dataclass(frozen=True)
+class DirtyMark:
+    """A dirty item as taken from the queue: when it was first marked and how often its group failed."""
+
+    item_code: str
+    since: datetime
+    attempts: int
+    not_before: datetime | None = None
 
 
 def _accepted_by_line() -> Any:
@@ -47,6 +74,20 @@ def _unprojected_by_lot() -> Any:
     )
 
 
+_PUT_BACK = text(
+    """
+    INSERT INTO matching.dirty_scope AS d (item_code, since, attempts, not_before, last_error)
+    SELECT code, since, :attempts, :not_before, :error
+    FROM unnest(CAST(:codes AS varchar[]), CAST(:since AS timestamptz[])) AS t (code, since)
+    ON CONFLICT (item_code) DO UPDATE SET
+        since = LEAST(d.since, excluded.since),
+        attempts = GREATEST(d.attempts, excluded.attempts),
+        not_before = excluded.not_before,
+        last_error = excluded.last_error
+    """
+)
+
+
 class ProjectionRepository(RepositoryBase[NeedLineView]):
     model = NeedLineView
 
@@ -56,15 +97,30 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         region_code: str | None = None,
         item_codes: Sequence[str] | None = None,
         line_ids: Sequence[uuid.UUID] | None = None,
+        on_batch: Callable[[], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Open need lines with remaining demand, with the fill ratios of their site and county."""
+        """Open need lines with remaining demand, with the fill ratios of their site and county. `on_batch` is
+        called after each batch of rows (it may raise to give up)."""
         accepted = _accepted_by_line()
-        matched = func.coalesce(accepted.c.accepted, 0)
         v = NeedLineView
-        # Fill ratios over every active line of the site / county, not only those in scope.
-        totals = (
+        matched = func.coalesce(accepted.c.accepted, 0)
+        # Fill ratios over every active line of the site / county, not only those in scope: the windows run over
+        # all active lines and the scope filters their result. (A self-join on line_id instead is planned as a
+        # nested loop while the table's statistics still describe it as empty: minutes for 40,000 fresh lines.)
+        active = (
             select(
                 v.line_id,
+                v.need_id,
+                v.item_code,
+                v.quantity,
+                v.urgency,
+                v.needed_by,
+                v.lat,
+                v.lon,
+                v.region_code,
+                v.site_kind,
+                v.verification,
+                matched.label("matched"),
                 (
                     func.sum(matched).over(partition_by=v.site_id)
                     / func.nullif(func.sum(v.quantity).over(partition_by=v.site_id), 0)
@@ -74,47 +130,43 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                     / func.nullif(func.sum(v.quantity).over(partition_by=v.region_code), 0)
                 ).label("county_fill"),
             )
-            .select_from(v)
             .outerjoin(accepted, accepted.c.need_line_id == v.line_id)
             .where(v.need_status.in_(ACTIVE_NEED))
             .subquery()
         )
-        conditions: list[ColumnElement[bool]] = [
-            v.need_status.in_(ACTIVE_NEED),
-            v.verification != "rejected",
-            v.quantity - matched > 0,
-        ]
+        a = active.c
+        conditions: list[ColumnElement[bool]] = [a.verification != "rejected", a.quantity - a.matched > 0]
         if region_code:
-            conditions.append(v.region_code.startswith(region_code, autoescape=True))
+            conditions.append(a.region_code.startswith(region_code, autoescape=True))
         if item_codes:
-            conditions.append(v.item_code.in_(list(item_codes)))
+            conditions.append(a.item_code == _codes(item_codes))
         if line_ids is not None:
-            conditions.append(v.line_id.in_(list(line_ids)))
-        stmt = (
-            select(v, matched.label("matched"), totals.c.site_fill, totals.c.county_fill)
-            .outerjoin(accepted, accepted.c.need_line_id == v.line_id)
-            .join(totals, totals.c.line_id == v.line_id)
-            .where(and_(*conditions))
-        )
-        out = []
-        for line, done, site_fill, county_fill in (await self.session.execute(stmt)).all():
-            out.append(
+            conditions.append(a.line_id == _ids(line_ids))
+        stmt = select(active).where(and_(*conditions)).execution_options(yield_per=_LOAD_BATCH)
+        out: list[dict[str, Any]] = []
+        # In batches from a cursor: tens of thousands of rows at once would keep the event loop busy for most of
+        # a second (its other requests, and a worker's stop signal, wait meanwhile).
+        async for batch in (await self.session.stream(stmt)).partitions():
+            out.extend(
                 {
-                    "id": str(line.line_id),
-                    "need_id": line.need_id,
-                    "item_code": line.item_code,
-                    "remaining": line.quantity - int(done),
-                    "urgency": line.urgency,
-                    "needed_by": line.needed_by,
-                    "lat": line.lat,
-                    "lon": line.lon,
-                    "region_code": line.region_code,
-                    "site_kind": line.site_kind,
-                    "verified": line.verification == "verified",
-                    "site_fill": float(site_fill or 0),
-                    "county_fill": float(county_fill or 0),
+                    "id": str(row.line_id),
+                    "need_id": row.need_id,
+                    "item_code": row.item_code,
+                    "remaining": row.quantity - int(row.matched),
+                    "urgency": row.urgency,
+                    "needed_by": row.needed_by,
+                    "lat": row.lat,
+                    "lon": row.lon,
+                    "region_code": row.region_code,
+                    "site_kind": row.site_kind,
+                    "verified": row.verification == "verified",
+                    "site_fill": float(row.site_fill or 0),
+                    "county_fill": float(row.county_fill or 0),
                 }
+                for row in batch
             )
+            if on_batch is not None:
+                on_batch()
         return out
 
     async def available_lots(self, item_codes: set[str]) -> list[dict[str, Any]]:
@@ -124,7 +176,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             select(LotView, available.label("available"))
             .outerjoin(pending, pending.c.lot_id == LotView.lot_id)
             .where(
-                LotView.item_code.in_(sorted(item_codes)),
+                LotView.item_code == _codes(sorted(item_codes)),
                 LotView.offer_status == "open",
                 LotView.verification.in_(AVAILABLE_LOT),
                 available > 0,
@@ -154,6 +206,14 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             .values(lot_version=lot_version, **values)
         )
 
+    async def load_views(self, line_ids: Iterable[uuid.UUID], lot_ids: Iterable[uuid.UUID]) -> None:
+        """These lines and lots into the session (later `session.get`s of them need no query)."""
+        lines, lots = list(line_ids), list(lot_ids)
+        if lines:
+            await self.session.execute(select(NeedLineView).where(NeedLineView.line_id == _ids(lines)))
+        if lots:
+            await self.session.execute(select(LotView).where(LotView.lot_id == _ids(lots)))
+
     async def line(self, line_id: uuid.UUID) -> NeedLineView | None:
         return await self.session.get(NeedLineView, line_id)
 
@@ -164,11 +224,46 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             .values(first_matched_at=at)
         )
 
-    async def take_dirty(self, older_than: datetime) -> set[str]:
+    async def dirty(self) -> list[DirtyMark]:
+        """The whole queue: one row per dirty item code, so never more rows than items."""
+        stmt = select(DirtyScope.item_code, DirtyScope.since, DirtyScope.attempts, DirtyScope.not_before)
+        return [DirtyMark(*row) for row in (await self.session.execute(stmt)).all()]
+
+    async def take_dirty(self, item_codes: Iterable[str]) -> list[DirtyMark]:
+        """Remove these items from the queue; the marks actually removed (another worker may have been first)."""
         rows = await self.session.execute(
-            delete(DirtyScope).where(DirtyScope.since <= older_than).returning(DirtyScope.item_code)
+            delete(DirtyScope)
+            .where(DirtyScope.item_code == _codes(item_codes))
+            .returning(DirtyScope.item_code, DirtyScope.since, DirtyScope.attempts)
         )
-        return set(rows.scalars())
+        return [DirtyMark(*row) for row in rows.all()]
+
+    async def put_back_dirty(
+        self, marks: Sequence[DirtyMark], *, attempts: int, not_before: datetime | None, error: str | None
+    ) -> None:
+        """Queue taken marks again (a mark that arrived meanwhile keeps the earlier `since`), with the group's
+        attempts and backoff."""
+        await self.session.execute(
+            _PUT_BACK,
+            {
+                "codes": [m.item_code for m in marks],
+                "since": [m.since for m in marks],
+                "attempts": attempts,
+                "not_before": not_before,
+                "error": error,
+            },
+        )
+
+    async def active_item_codes(self) -> list[str]:
+        stmt = select(NeedLineView.item_code).where(NeedLineView.need_status.in_(ACTIVE_NEED)).distinct()
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def try_lock(self, key: str) -> bool:
+        """A transaction-scoped advisory lock on `key`, if no other transaction holds it."""
+        return bool(await self.session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(key)))))
+
+    async def set_lock_timeout(self, seconds: float) -> None:
+        await self.session.execute(select(func.set_config("lock_timeout", f"{max(1, round(seconds * 1000))}ms", True)))
 
     async def kpis(self, level: int, region_code: str | None) -> list[tuple[Any, ...]]:
         accepted = _accepted_by_line()
@@ -220,7 +315,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
             return []
         stmt = (
             select(Proposal)
-            .where(Proposal.need_line_id.in_(list(line_ids)), Proposal.status == "proposed")
+            .where(Proposal.need_line_id == _ids(line_ids), Proposal.status == "proposed")
             .order_by(Proposal.id)  # every run locks in one order, so two runs never deadlock each other
             .with_for_update()
         )

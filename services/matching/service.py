@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
-from services.matching.allocation import Allocation, allocate
+from services.matching.allocation import Allocation, allocate, cancel_solving
 from services.matching.errors import (
     InvalidPolicy,
     LotTaken,
@@ -22,7 +28,13 @@ from services.matching.errors import (
     SupplyUnavailable,
 )
 from services.matching.models import AllocationRun, Decision, LotView, NeedLineView, PolicyVersion, Proposal
-from services.matching.repository import PolicyRepository, ProjectionRepository, ProposalRepository, RunRepository
+from services.matching.repository import (
+    DirtyMark,
+    PolicyRepository,
+    ProjectionRepository,
+    ProposalRepository,
+    RunRepository,
+)
 from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
 from shared.auth import Principal
 from shared.catalog import get_catalog
@@ -30,12 +42,15 @@ from shared.errors import InvalidRequest, PreconditionFailed
 from shared.etag import IfMatch, check_version
 from shared.events import publish
 from shared.http import service_identity
-from shared.metrics import ALLOCATION_SECONDS
+from shared.metrics import ALLOCATION_SECONDS, MATCHING_BACKING_OFF, MATCHING_RUN_FAILURES
 from shared.pagination import PageParams
-from shared.runtime import runtime_of_session
+from shared.runtime import Runtime, runtime_of_session
 from shared.settings import Settings
 
 SYSTEM = "matching"
+
+log = logging.getLogger("reliefhub.matching")
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -141,12 +156,66 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
 
 
 def _score_and_solve(
-    lines: list[dict[str, Any]], lots: list[dict[str, Any]], policy: Policy
+    lines: list[dict[str, Any]], lots: list[dict[str, Any]], policy: Policy, cancelled: threading.Event
 ) -> tuple[Candidates, Allocation, float]:
     line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
     cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
     built = time.perf_counter()
-    return cand, allocate(line_table.remaining, lot_table.available, cand, policy), built
+    return cand, allocate(line_table.remaining, lot_table.available, cand, policy, cancelled=cancelled), built
+
+
+class RunAbandoned(Exception):
+    """The worker is stopping: the run in progress is dropped and its transaction rolled back."""
+
+
+def _in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """`fn(*args)` in a daemon thread. Unlike asyncio.to_thread (whose pool threads the interpreter joins at
+    exit), a process that stops meanwhile neither waits for it nor hangs on exit; its result is discarded."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        result, error = None, None
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:
+            pass  # the event loop is closed: nobody waits for this result any more
+
+    threading.Thread(target=work, name="matching-allocation", daemon=True).start()
+    return future
+
+
+def _check(stop: asyncio.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise RunAbandoned()
+
+
+async def _unless_stopped(work: asyncio.Future[T], stop: asyncio.Event | None) -> T:
+    """The result of `work`, or RunAbandoned as soon as `stop` is set (`work` goes on, unheard)."""
+    if stop is None:
+        return await work
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not work.done():
+            work.cancel()
+    if work.cancelled():
+        raise RunAbandoned()
+    return work.result()
 
 
 async def run_allocation(
@@ -157,19 +226,30 @@ async def run_allocation(
     actor: str,
     line_ids: list[uuid.UUID] | None = None,
     auto_accept: bool = True,
+    stop: asyncio.Event | None = None,
 ) -> tuple[AllocationRun, list[Proposal]]:
     """Score every feasible pair in scope, allocate optimally, store the proposals (superseding open ones
-    for the same lines), and auto-accept above the policy's threshold."""
+    for the same lines), and auto-accept above the policy's threshold.
+
+    Once `stop` is set the run raises RunAbandoned at its next step (without waiting for scoring and solving
+    to end), so that the caller's transaction rolls back."""
     started = time.perf_counter()
     repo = ProjectionRepository(session)
     policy, _ = await current_policy(session)
-    lines = await repo.open_lines(region_code=scope.region_code, item_codes=scope.item_codes, line_ids=line_ids)
+    lines = await repo.open_lines(
+        region_code=scope.region_code, item_codes=scope.item_codes, line_ids=line_ids, on_batch=lambda: _check(stop)
+    )
     lots = await repo.available_lots(_lot_items_for({ln["item_code"] for ln in lines})) if lines else []
     _perishable(lots)
     loaded = time.perf_counter()
-    # Scoring and solving are CPU work: in a thread, so that the service's other requests (and, in one-process
-    # development, every service's) keep being answered meanwhile.
-    cand, result, built = await asyncio.to_thread(_score_and_solve, lines, lots, policy)
+    _check(stop)
+    # Scoring and solving are CPU work: in a thread (large networks in a solver process), so that the service's
+    # other requests (and, in one-process development, every service's) keep being answered meanwhile.
+    cancelled = threading.Event()
+    try:
+        cand, result, built = await _unless_stopped(_in_thread(_score_and_solve, lines, lots, policy, cancelled), stop)
+    finally:
+        cancel_solving(cancelled)  # an abandoned run's solver stops at once
     solved = time.perf_counter()
 
     now = _now()
@@ -226,6 +306,7 @@ async def run_allocation(
                 reservation_projected=False,
             )
         )
+    _check(stop)
     superseded = await proposals_repo.supersede(list(still_open.values()), run.id, now)
     session.add_all(proposals)
     run.counts = {
@@ -246,7 +327,10 @@ async def run_allocation(
         "total_ms": _ms(started, time.perf_counter()),
     }
     await session.flush()
+    # Their lines and lots in the session at once, rather than two lookups per event.
+    await ProjectionRepository(session).load_views({p.need_line_id for p in superseded}, {p.lot_id for p in superseded})
     for old in superseded:
+        _check(stop)
         await _publish_decision(session, events.PROPOSAL_CANCELLED, old, old.quantity)
     await publish(
         session,
@@ -263,6 +347,7 @@ async def run_allocation(
     )
     if auto_accept and policy.auto_accept_score is not None:
         for proposal_id in await proposals_repo.auto_acceptable(run.id, policy.auto_accept_score):
+            _check(stop)
             try:
                 await accept(session, None, proposal_id, None)
             except (LotTaken, ProposalNotOpen, SupplyUnavailable):
@@ -504,34 +589,225 @@ async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
     return len(due)
 
 
-async def continuous_run(session: AsyncSession, settings: Settings) -> int:
-    """Match the items whose lines or lots changed, once they have been quiet for the debounce interval."""
-    # The marks are taken in a transaction of their own, committed at once: deleted inside the run's transaction,
-    # every projection event of those items (mark_dirty) would wait for the whole run to end.
-    sessionmaker = runtime_of_session(session).sessionmaker
-    async with sessionmaker() as own, own.begin():
-        dirty = await ProjectionRepository(own).take_dirty(
-            _now() - timedelta(seconds=settings.matching_debounce_seconds)
-        )
-    if not dirty:
-        return 0
-    catalog = get_catalog()
-    # A changed lot of X matters to lines of X and to lines that accept X as a substitute.
-    items = set(dirty) | {i.code for i in catalog.items if dirty.intersection(i.substitutes)}
-    try:
-        _, proposals = await run_allocation(
-            session, scope=schemas.RunScope(item_codes=sorted(items)), trigger="continuous", actor=SYSTEM
-        )
-    except BaseException:
-        async with sessionmaker() as own, own.begin():  # not matched after all: the next run takes them again
-            await events.mark_dirty(own, dirty)
-        raise
-    return len(proposals)
+# --- continuous matching ------------------------------------------------------------------------------------
 
 
-async def global_run(session: AsyncSession, settings: Settings) -> int:
-    _, proposals = await run_allocation(session, scope=schemas.RunScope(), trigger="periodic", actor=SYSTEM)
-    return len(proposals)
+@dataclass(frozen=True)
+class ItemGroup:
+    """Items whose lines compete for the same lots: a connected component of the catalog's substitutes (an
+    item the catalog does not know is a group of its own). Groups are independent allocation problems, so each
+    is run, fails and backs off on its own."""
+
+    key: str
+    items: tuple[str, ...]
+
+
+@lru_cache(maxsize=1)
+def _catalog_groups() -> dict[str, ItemGroup]:
+    parent: dict[str, str] = {}
+
+    def root(code: str) -> str:
+        parent.setdefault(code, code)
+        while parent[code] != code:
+            parent[code] = parent[parent[code]]
+            code = parent[code]
+        return code
+
+    for item in get_catalog().items:
+        for sub in item.substitutes:
+            a, b = root(item.code), root(sub)
+            parent[max(a, b)] = min(a, b)
+        root(item.code)
+    members: dict[str, list[str]] = {}
+    for code in parent:
+        members.setdefault(root(code), []).append(code)
+    return {code: ItemGroup(r, tuple(sorted(members[r]))) for code in parent for r in (root(code),)}
+
+
+def item_group(code: str) -> ItemGroup:
+    return _catalog_groups().get(code) or ItemGroup(code, (code,))
+
+
+def _groups_of(codes: Iterable[str]) -> dict[str, ItemGroup]:
+    return {g.key: g for g in map(item_group, codes)}
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """The driver's error class under SQLAlchemy's wrappers (LockNotAvailableError, QueryCanceledError, …)."""
+    cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    while cause.__cause__ is not None and type(cause).__module__.startswith("sqlalchemy"):
+        cause = cause.__cause__
+    return type(cause).__name__
+
+
+class _GroupBusy(Exception):
+    """Another worker is running this group."""
+
+
+# How long runs in progress get to notice the stop and roll back before they are cancelled outright.
+_ABANDON_SECONDS = 1.5
+
+
+class ContinuousMatching:
+    """A worker's continuous matching: each item group whose lines or lots changed (dirty_scope) is re-allocated
+    once quiet for the debounce interval, and every group with active lines every `matching_global_seconds`.
+
+    Each group runs in its own transaction, several at once, so a slow group delays no other. A failing group
+    is retried after a backoff kept in dirty_scope (doubling per failure), while groups that never failed go
+    first. On stop no new run starts, runs in progress are abandoned (rolled back) and their marks queued
+    again for whichever worker runs next."""
+
+    def __init__(self, rt: Runtime, stop: asyncio.Event) -> None:
+        self.rt, self.stop, self.settings = rt, stop, rt.settings
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.periodic: dict[str, ItemGroup] = {}  # groups of the global pass not run yet, in order
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_pass = loop.time()
+        try:
+            while not self.stop.is_set():
+                try:
+                    if loop.time() >= next_pass:
+                        await self._queue_global_pass()
+                        next_pass = loop.time() + self.settings.matching_global_seconds
+                    await self._dispatch()
+                except Exception as exc:
+                    log.warning("continuous matching could not dispatch: %r", exc)
+                try:
+                    await asyncio.wait_for(self.stop.wait(), timeout=self.settings.matching_debounce_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._abandon()
+
+    async def _queue_global_pass(self) -> None:
+        async with self.rt.sessionmaker() as session:
+            codes = await ProjectionRepository(session).active_item_codes()
+        for key, group in sorted(_groups_of(codes).items()):
+            self.periodic.setdefault(key, group)
+
+    async def _dispatch(self) -> None:
+        free = self.settings.matching_concurrency - len(self.running)
+        if free <= 0:
+            return
+        now = _now()
+        cutoff = now - timedelta(seconds=self.settings.matching_debounce_seconds)
+        async with self.rt.sessionmaker() as session, session.begin():
+            repo = ProjectionRepository(session)
+            queued: dict[str, list[DirtyMark]] = {}
+            for mark in await repo.dirty():
+                queued.setdefault(item_group(mark.item_code).key, []).append(mark)
+            backing_off = {
+                key for key, marks in queued.items() if any(m.not_before and m.not_before > now for m in marks)
+            }
+            MATCHING_BACKING_OFF.set(len(backing_off))
+            due = [
+                key
+                for key, marks in queued.items()
+                if key not in self.running and key not in backing_off and any(m.since <= cutoff for m in marks)
+            ]
+            # Groups that never failed first, then the longest waiting: new work never queues behind retries.
+            due.sort(key=lambda k: (max(m.attempts for m in queued[k]), min(m.since for m in queued[k])))
+            chosen = due[:free]
+            taken = await repo.take_dirty([m.item_code for key in chosen for m in queued[key]]) if chosen else []
+        by_group: dict[str, list[DirtyMark]] = {}
+        for mark in taken:
+            by_group.setdefault(item_group(mark.item_code).key, []).append(mark)
+        for key, marks in by_group.items():
+            self.periodic.pop(key, None)
+            self._start(item_group(marks[0].item_code), "continuous", marks)
+        for key in list(self.periodic):
+            if len(self.running) >= self.settings.matching_concurrency:
+                break
+            group = self.periodic.pop(key)
+            if key not in self.running and key not in queued:  # a queued group runs (or retries) from the queue
+                self._start(group, "periodic", [])
+
+    def _start(self, group: ItemGroup, trigger: str, marks: list[DirtyMark]) -> None:
+        task = asyncio.create_task(self._run_group(group, trigger, marks), name=f"matching-run-{group.key}")
+        self.running[group.key] = task
+        task.add_done_callback(lambda _: self.running.pop(group.key, None))
+
+    async def _run_group(self, group: ItemGroup, trigger: str, marks: list[DirtyMark]) -> None:
+        attempts = max((m.attempts for m in marks), default=0)
+        try:
+            async with self.rt.sessionmaker() as session, session.begin():
+                repo = ProjectionRepository(session)
+                if not await repo.try_lock(f"matching:group:{group.key}"):
+                    raise _GroupBusy()
+                await repo.set_lock_timeout(self.settings.matching_lock_timeout_seconds)
+                await run_allocation(
+                    session,
+                    scope=schemas.RunScope(item_codes=list(group.items)),
+                    trigger=trigger,
+                    actor=SYSTEM,
+                    stop=self.stop,
+                )
+        except _GroupBusy:
+            if marks:  # changes the other worker's run may have missed
+                await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
+        except RunAbandoned:
+            await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
+        except asyncio.CancelledError:  # not abandoned in time
+            await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
+            raise
+        except Exception as exc:
+            attempts += 1
+            delay = min(
+                self.settings.matching_backoff_max_seconds, self.settings.matching_backoff_seconds * 2 ** (attempts - 1)
+            )
+            reason = _failure_reason(exc)
+            MATCHING_RUN_FAILURES.labels(trigger, reason).inc()
+            log.warning(
+                "%s run of item group %s failed (attempt %d, retried in %.1f s): %s: %s",
+                trigger,
+                group.key,
+                attempts,
+                delay,
+                reason,
+                exc,
+            )
+            await self._queue_again(
+                group,
+                marks,
+                attempts=attempts,
+                not_before=_now() + timedelta(seconds=delay),
+                error=f"{reason}: {exc}"[:1000],
+            )
+
+    async def _queue_again(
+        self,
+        group: ItemGroup,
+        marks: list[DirtyMark],
+        *,
+        attempts: int,
+        not_before: datetime | None,
+        error: str | None,
+    ) -> None:
+        marks = marks or [DirtyMark(group.key, _now(), 0)]  # a periodic run: its group is left dirty
+        try:
+            async with self.rt.sessionmaker() as session, session.begin():
+                await ProjectionRepository(session).put_back_dirty(
+                    marks, attempts=attempts, not_before=not_before, error=error
+                )
+        except Exception as exc:  # the next global pass covers the group
+            log.warning("item group %s could not be queued again: %r", group.key, exc)
+
+    async def _abandon(self) -> None:
+        tasks = list(self.running.values())
+        if not tasks:
+            return
+        log.info("continuous matching stopped, abandoning %d run(s) in progress", len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=_ABANDON_SECONDS)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=_ABANDON_SECONDS)
+
+
+async def continuous_matching(rt: Runtime, stop: asyncio.Event) -> None:
+    await ContinuousMatching(rt, stop).run()
 
 
 async def kpis(session: AsyncSession, level: int, region_code: str | None) -> schemas.KpiReport:

@@ -3,6 +3,10 @@ tiers that spread scarce supply across needs."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+import time
 from typing import Any
 from unittest.mock import patch
 
@@ -193,8 +197,7 @@ def test_a_lot_shared_by_lines_and_a_line_fed_by_lots() -> None:
     assert np.bincount(cand.lot, weights=result.flow, minlength=2).tolist() == [30, 30]
 
 
-@pytest.mark.parametrize("batch_pairs", [1, 50, 20_000])
-def test_a_medium_instance_matches_the_lp(batch_pairs: int) -> None:
+def _medium() -> Instance:
     rng = np.random.default_rng(11)
     lines = [
         line_row(
@@ -221,7 +224,12 @@ def test_a_medium_instance_matches_the_lp(batch_pairs: int) -> None:
         )
         for j in range(120)
     ]
-    line_t, lot_t, cand, policy = tables((lines, lots, Policy(max_candidates_per_line=15)))
+    return lines, lots, Policy(max_candidates_per_line=15)
+
+
+@pytest.mark.parametrize("batch_pairs", [1, 50, 20_000])
+def test_a_medium_instance_matches_the_lp(batch_pairs: int) -> None:
+    line_t, lot_t, cand, policy = tables(_medium())
     assert len(cand) > 1000
     with patch.object(allocation, "_BATCH_PAIRS", batch_pairs):
         result = allocate(line_t.remaining, lot_t.available, cand, policy)
@@ -232,3 +240,53 @@ def test_a_medium_instance_matches_the_lp(batch_pairs: int) -> None:
         greedy_allocate(line_t.remaining, lot_t.available, cand, policy), line_t.remaining, cand, policy
     )
     assert greedy < result.objective
+
+
+def test_large_networks_are_solved_in_a_solver_process_alike() -> None:
+    line_t, lot_t, cand, policy = tables(_medium())
+    in_process = allocate(line_t.remaining, lot_t.available, cand, policy)
+    with patch.object(allocation, "_PROCESS_PAIRS", 1):
+        solved_apart = allocate(line_t.remaining, lot_t.available, cand, policy)
+    assert solved_apart.objective == pytest.approx(in_process.objective, abs=1e-9)
+    assert objective_of(solved_apart.flow, line_t.remaining, cand, policy) == pytest.approx(in_process.objective)
+    assert (np.bincount(cand.lot, weights=solved_apart.flow, minlength=len(lot_t)) <= lot_t.available).all()
+
+
+def test_cancelling_kills_the_solver_process_at_once() -> None:
+    """One connected network of 2M pairs (seconds to solve): cancelled while it is being solved."""
+    rng = np.random.default_rng(5)
+    n_lines, n_lots, per_line = 50_000, 2_000, 40
+    line = np.repeat(np.arange(n_lines, dtype=np.int64), per_line)
+    cand = Candidates(
+        line=line,
+        lot=rng.integers(0, n_lots, len(line)),
+        score=rng.uniform(0, 100, len(line)),
+        contributions={},
+        distance_km=np.zeros(len(line)),
+        substitute=np.zeros(len(line), dtype=np.bool_),
+    )
+    remaining, available = rng.integers(1, 60, n_lines), rng.integers(100, 1000, n_lots)
+    cancelled = threading.Event()
+    outcome: list[BaseException] = []
+
+    def solve() -> None:
+        try:
+            allocate(remaining, available, cand, Policy(), cancelled=cancelled)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=solve)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not multiprocessing.active_children() and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (solver,) = multiprocessing.active_children()
+    pid = solver.pid
+    time.sleep(0.5)  # its network received, solving
+    allocation.cancel_solving(cancelled)
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], allocation.SolveCancelled)
+    assert multiprocessing.active_children() == []
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(pid, 0)
