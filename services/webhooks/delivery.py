@@ -59,6 +59,11 @@ def signature_header(claimed: Any, msg_id: str, at: datetime, body: str) -> str:
     return " ".join(signatures)
 
 
+def _loggable(value: str) -> str:
+    """PostgreSQL text holds no NUL: one in a receiver's answer would fail the whole batch being recorded."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _retry_after(status: int, value: str | None) -> float | None:
     if value is None or status not in (429, 503):
         return None
@@ -157,13 +162,13 @@ class Dispatcher:
                 status_code = response.status
                 retry_after = _retry_after(response.status, response.headers.get("retry-after"))
                 head = await response.content.read(RESPONSE_LOG_BYTES)
-                response_body = head.decode("utf-8", "replace") or None
+                response_body = _loggable(head.decode("utf-8", "replace")) or None
         except RefusedAddress as exc:
-            error = f"refused: {exc}"
+            error = _loggable(f"refused: {exc}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = f"{exc.__class__.__name__}: {exc}"[:1000]
+            error = _loggable(f"{exc.__class__.__name__}: {exc}"[:1000])
         except Exception as exc:  # never lose the outcome of an attempt
-            error = f"{exc.__class__.__name__}: {exc}"[:1000]
+            error = _loggable(f"{exc.__class__.__name__}: {exc}"[:1000])
             log.exception("webhook attempt %s failed unexpectedly", claimed.id)
         finally:
             self.in_flight[claimed.endpoint_id] -= 1

@@ -259,3 +259,33 @@ async def test_an_attempt_in_flight_during_a_retry_request_leaves_the_retry_to_r
     assert detail["status"] == "succeeded" and detail["attempts"] == 1
     assert [(x["number"], x["status_code"]) for x in detail["attempt_log"]] == [(1, 200)]
     assert len(receiver.at("/requeue")) == 2
+
+
+async def test_an_answer_holding_a_nul_byte_is_logged_and_does_not_lose_the_batch(
+    client: httpx.AsyncClient,
+    auth: TokenFactory,
+    receiver: Receiver,
+    engine: AsyncEngine,
+    gateway: Gateway,
+) -> None:
+    """PostgreSQL text cannot hold NUL: unless it is replaced, recording the batch fails, and every attempt in
+    it (other endpoints' too) is made again once its lease runs out."""
+    group = auth("working_group", org="org-claims", group="logistics")
+    odd = await make_endpoint(client, group, receiver, "/nul", [EVENT_TYPE])
+    plain = await make_endpoint(client, group, receiver, "/plain", [EVENT_TYPE])
+    receiver.bodies["/nul"] = b"ok\x00done"
+    await _owe(engine, [odd["id"], plain["id"]], 1)
+    async with _dispatchers(gateway, 1) as (dispatcher,):
+        claimed = await dispatcher._claim()
+        assert len(claimed) == 2
+        for row in claimed:
+            dispatcher.in_flight[row.endpoint_id] = dispatcher.in_flight.get(row.endpoint_id, 0) + 1
+            await dispatcher._attempt(row)
+        batch, dispatcher.outcomes = dispatcher.outcomes, []
+        await dispatcher._record(batch)  # one batch, as the write loop takes them
+
+    for endpoint, body in [(odd, "ok\ufffddone"), (plain, "status 200")]:
+        [delivery] = await _deliveries(client, group, endpoint["id"])
+        assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
+        [attempt] = (await _detail(client, group, delivery["id"]))["attempt_log"]
+        assert attempt["response_body"] == body
