@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     consumer_claim_idle_ms: int = 30_000
     consumer_max_deliveries: int = 5
     stream_trim_seconds: float = 60.0
+    # How often a worker refreshes the bus's gauges: outbox backlog (from PostgreSQL, so it shows while Redis
+    # is away), consumer groups' pending entries and lag.
+    bus_metrics_seconds: float = 10.0
 
     # needs: a need not re-confirmed for this many days expires.
     need_confirm_days: int = 14

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.consumer import Consumer
 from shared.events.envelope import stream_for
+from shared.events.lag import export_stream_metrics
 from shared.events.relay import OutboxRelay
 from shared.events.trim import trim_stream
 from shared.idempotency import purge_expired
@@ -58,6 +59,22 @@ async def _trim_loop(rt: Runtime, stop: asyncio.Event) -> None:
             log.warning("trimming %s failed: %r", stream, exc)
 
 
+async def _bus_metrics_loop(rt: Runtime, relay: OutboxRelay, stop: asyncio.Event) -> None:
+    """The outbox backlog and the consumer groups of this service's stream, each refreshed on its own: one
+    server being away does not hide what the other says."""
+    stream = stream_for(rt.spec.name)
+    while not stop.is_set():
+        try:
+            await relay.export_backlog()
+        except Exception as exc:
+            log.debug("outbox backlog of %s unavailable: %r", rt.spec.name, exc)
+        try:
+            await export_stream_metrics(rt.redis, stream)
+        except Exception as exc:
+            log.debug("consumer metrics of %s unavailable: %r", stream, exc)
+        await _wait(stop, rt.settings.bus_metrics_seconds)
+
+
 def consumers_for(rt: Runtime, name: str | None = None) -> list[Consumer]:
     return [
         Consumer(
@@ -87,6 +104,7 @@ async def run_worker(rt: Runtime, stop: asyncio.Event) -> None:
     tasks = [
         asyncio.create_task(relay.run(stop), name=f"{rt.spec.name}-relay"),
         asyncio.create_task(_trim_loop(rt, stop), name=f"{rt.spec.name}-trim"),
+        asyncio.create_task(_bus_metrics_loop(rt, relay, stop), name=f"{rt.spec.name}-bus-metrics"),
     ]
     tasks += [asyncio.create_task(c.run(stop), name=f"{rt.spec.name}-{c.group}") for c in consumers_for(rt)]
     tasks += [

@@ -75,6 +75,7 @@ def make_test_settings(db_url: str, redis_url: str, **overrides: Any) -> Setting
         consumer_block_ms=100,
         relay_poll_seconds=0.2,
         stream_trim_seconds=3600,
+        bus_metrics_seconds=0.5,
         matching_debounce_seconds=0.2,
         matching_global_seconds=3600,
         sweep_seconds=3600,

@@ -1,8 +1,10 @@
-"""The dispatcher: sends due deliveries, signed per the Standard Webhooks spec, and records every attempt.
+"""The dispatcher: sends due deliveries, signed per the Standard Webhooks spec, and records their attempts.
 
 Due deliveries are claimed from PostgreSQL with a lease, so a worker that dies mid-attempt loses nothing (the
-lease runs out and any dispatcher takes them again), and several worker replicas share the work. A slow or
-dead endpoint holds at most `webhook_concurrency_per_endpoint` attempts; others are not kept waiting."""
+lease runs out and any dispatcher takes them again), and several worker replicas share the work, each delivery
+claimed by one of them at a time. An outcome is recorded only while its lease is still the delivery's: an
+attempt that outlived its lease is neither counted nor logged beside the one made under the new lease. A slow
+or dead endpoint holds at most `webhook_concurrency_per_endpoint` attempts; others are not kept waiting."""
 
 from __future__ import annotations
 
@@ -17,12 +19,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, insert, select, update
 from standardwebhooks import Webhook
 
 from services.webhooks import service
-from services.webhooks.models import Attempt, Delivery, Endpoint
-from services.webhooks.repository import DeliveryRepository
+from services.webhooks.repository import DeliveryRepository, EndpointRepository
 from services.webhooks.safety import AddressPolicy, RefusedAddress, guarded_session
 from shared.metrics import WEBHOOK_ATTEMPTS
 from shared.runtime import Runtime
@@ -37,6 +37,7 @@ RESPONSE_LOG_BYTES = 1024
 class Outcome:
     delivery_id: uuid.UUID
     endpoint_id: uuid.UUID
+    lease_id: uuid.UUID  # the claim it was made under
     number: int  # 1-based attempt number
     started_at: datetime
     duration_ms: int
@@ -56,6 +57,11 @@ def signature_header(claimed: Any, msg_id: str, at: datetime, body: str) -> str:
     if claimed.previous_secret and claimed.previous_secret_expires_at and claimed.previous_secret_expires_at > at:
         signatures.append(Webhook(claimed.previous_secret).sign(msg_id, at, body))
     return " ".join(signatures)
+
+
+def _loggable(value: str) -> str:
+    """PostgreSQL text holds no NUL: one in a receiver's answer would fail the whole batch being recorded."""
+    return value.replace("\x00", "\ufffd")
 
 
 def _retry_after(status: int, value: str | None) -> float | None:
@@ -157,13 +163,13 @@ class Dispatcher:
                 status_code = response.status
                 retry_after = _retry_after(response.status, response.headers.get("retry-after"))
                 head = await response.content.read(RESPONSE_LOG_BYTES)
-                response_body = head.decode("utf-8", "replace") or None
+                response_body = _loggable(head.decode("utf-8", "replace")) or None
         except RefusedAddress as exc:
-            error = f"refused: {exc}"
+            error = _loggable(f"refused: {exc}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = f"{exc.__class__.__name__}: {exc}"[:1000]
+            error = _loggable(f"{exc.__class__.__name__}: {exc}"[:1000])
         except Exception as exc:  # never lose the outcome of an attempt
-            error = f"{exc.__class__.__name__}: {exc}"[:1000]
+            error = _loggable(f"{exc.__class__.__name__}: {exc}"[:1000])
             log.exception("webhook attempt %s failed unexpectedly", claimed.id)
         finally:
             self.in_flight[claimed.endpoint_id] -= 1
@@ -172,6 +178,7 @@ class Dispatcher:
         outcome = Outcome(
             delivery_id=claimed.id,
             endpoint_id=claimed.endpoint_id,
+            lease_id=claimed.lease_id,
             number=claimed.attempts + 1,
             started_at=started,
             duration_ms=int((time.perf_counter() - t0) * 1000),
@@ -206,9 +213,37 @@ class Dispatcher:
 
     async def _record(self, batch: list[Outcome]) -> None:
         now = datetime.now(UTC)
+        settlements = []
+        for o in batch:
+            row: dict[str, Any] = {
+                "id": o.delivery_id,
+                "lease_id": o.lease_id,
+                "attempts": o.number,
+                "status": "pending",
+                "next_attempt_at": None,
+                "last_status_code": o.status_code,
+                "last_error": o.error,
+                "succeeded_at": None,
+            }
+            if o.succeeded:
+                row.update(status="succeeded", succeeded_at=now)
+            else:
+                delay = None if o.status_code == 410 else self._next_delay(o)
+                if delay is None:
+                    row.update(status="failed")
+                else:
+                    row.update(next_attempt_at=now + timedelta(seconds=delay))
+            settlements.append(row)
         async with self.rt.sessionmaker() as session, session.begin():
-            await session.execute(
-                insert(Attempt),
+            repo = DeliveryRepository(session)
+            settled = await repo.settle(settlements)
+            stale = [o for o in batch if (o.delivery_id, o.lease_id) not in settled]
+            if stale:
+                # Its lease ran out (and the delivery was claimed again) or it was requeued: the attempt made
+                # under the current lease is the one the delivery and its log count.
+                log.warning("%d webhook attempts finished after losing their lease; not recorded", len(stale))
+            batch = [o for o in batch if (o.delivery_id, o.lease_id) in settled]
+            await repo.add_attempts(
                 [
                     {
                         "id": uuid.uuid4(),
@@ -221,45 +256,17 @@ class Dispatcher:
                         "error": o.error,
                     }
                     for o in batch
-                ],
+                ]
             )
-            rows = []
-            for o in batch:
-                row: dict[str, Any] = {
-                    "id": o.delivery_id,
-                    "attempts": o.number,
-                    "last_status_code": o.status_code,
-                    "last_error": o.error,
-                    "updated_at": now,
-                }
-                if o.succeeded:
-                    row.update(status="succeeded", next_attempt_at=None, succeeded_at=now)
-                else:
-                    delay = None if o.status_code == 410 else self._next_delay(o)
-                    if delay is None:
-                        row.update(status="failed", next_attempt_at=None)
-                    else:
-                        row.update(next_attempt_at=now + timedelta(seconds=delay))
-                rows.append(row)
-            await session.execute(update(Delivery), rows)
             ok = sorted({o.endpoint_id for o in batch if o.succeeded})
             failing = sorted({o.endpoint_id for o in batch if not o.succeeded} - set(ok))
-            if ok:
-                await session.execute(
-                    update(Endpoint)
-                    .where(Endpoint.id.in_(ok), Endpoint.failing_since.is_not(None))
-                    .values(failing_since=None)
-                )
+            endpoints = EndpointRepository(session)
+            await endpoints.clear_failing(ok)
             if failing:
-                await session.execute(
-                    update(Endpoint)
-                    .where(Endpoint.id.in_(failing), Endpoint.failing_since.is_(None))
-                    .values(failing_since=func.now())
-                )
+                await endpoints.mark_failing(failing)
                 gone = {o.endpoint_id for o in batch if o.status_code == 410}
                 cutoff = now - timedelta(seconds=self.settings.webhook_disable_after_seconds)
-                stmt = select(Endpoint).where(Endpoint.id.in_(failing), Endpoint.enabled.is_(True)).with_for_update()
-                for endpoint in (await session.execute(stmt)).scalars():
+                for endpoint in await endpoints.enabled_for_update(failing):
                     if endpoint.id in gone:
                         await service.disable(session, endpoint, "the endpoint answered 410 Gone")
                     elif endpoint.failing_since is not None and endpoint.failing_since <= cutoff:

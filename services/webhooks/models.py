@@ -58,6 +58,8 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(20))  # pending | succeeded | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set by each claim, cleared when its outcome is recorded: only the holder of the current lease records one.
+    lease_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -27,6 +27,27 @@ class EndpointRepository(RepositoryBase[Endpoint]):
     async def enabled(self) -> list[Endpoint]:
         return list((await self.session.execute(select(Endpoint).where(Endpoint.enabled.is_(True)))).scalars())
 
+    async def clear_failing(self, ids: list[uuid.UUID]) -> None:
+        if ids:
+            await self.session.execute(
+                update(Endpoint)
+                .where(Endpoint.id.in_(ids), Endpoint.failing_since.is_not(None))
+                .values(failing_since=None)
+            )
+
+    async def mark_failing(self, ids: list[uuid.UUID]) -> None:
+        """Failing since now, unless already failing."""
+        if ids:
+            await self.session.execute(
+                update(Endpoint)
+                .where(Endpoint.id.in_(ids), Endpoint.failing_since.is_(None))
+                .values(failing_since=func.now())
+            )
+
+    async def enabled_for_update(self, ids: list[uuid.UUID]) -> list[Endpoint]:
+        stmt = select(Endpoint).where(Endpoint.id.in_(ids), Endpoint.enabled.is_(True)).with_for_update()
+        return list((await self.session.execute(stmt)).scalars())
+
 
 class DeliveryRepository(RepositoryBase[Delivery]):
     model = Delivery
@@ -66,8 +87,11 @@ class DeliveryRepository(RepositoryBase[Delivery]):
         since: datetime | None = None,
     ) -> int:
         """Send again now: one delivery, or every delivery of an endpoint made since a time. The attempt
-        count starts over; the log keeps the earlier attempts."""
-        stmt = update(Delivery).values(status="pending", attempts=0, next_attempt_at=func.now(), updated_at=func.now())
+        count starts over; the log keeps the earlier attempts. An attempt in flight meanwhile loses its lease:
+        its outcome is not recorded, the requeued delivery's own attempts are."""
+        stmt = update(Delivery).values(
+            status="pending", attempts=0, next_attempt_at=func.now(), lease_id=None, updated_at=func.now()
+        )
         if delivery_id is not None:
             stmt = stmt.where(Delivery.id == delivery_id)
         if endpoint_id is not None:
@@ -87,7 +111,12 @@ class DeliveryRepository(RepositoryBase[Delivery]):
     ) -> list[Any]:
         """Take due deliveries of enabled endpoints (at most `per_endpoint` each, counting the attempts already
         `in_flight`, none of the `busy` ones) and lease them: another dispatcher sees them again only if this
-        one dies before recording the attempt."""
+        one dies before recording the attempt.
+
+        The locking step repeats the due condition: a row another dispatcher leased and committed after this
+        statement's snapshot was taken is locked in its new version, and PostgreSQL re-checks the conditions of
+        the FOR UPDATE level (not those of an earlier CTE) on that version, so it is dropped, not claimed twice.
+        The candidates are an array computed once: a join would let the planner loop over `due` per row."""
         sql = text(
             """
             WITH flying AS (
@@ -101,17 +130,19 @@ class DeliveryRepository(RepositoryBase[Delivery]):
                  ORDER BY d.next_attempt_at
                  LIMIT :scan
             ), picked AS (
-                SELECT d.id FROM webhooks.delivery d JOIN due ON due.id = d.id
-                 WHERE due.n <= :per_endpoint
+                SELECT d.id FROM webhooks.delivery d
+                 WHERE d.id = ANY(ARRAY(SELECT due.id FROM due WHERE due.n <= :per_endpoint))
+                   AND d.status = 'pending' AND d.next_attempt_at <= now()
                  ORDER BY d.next_attempt_at
                  LIMIT :limit
                    FOR UPDATE OF d SKIP LOCKED
             )
             UPDATE webhooks.delivery d
-               SET next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()
+               SET next_attempt_at = now() + make_interval(secs => :lease), lease_id = gen_random_uuid(),
+                   updated_at = now()
               FROM picked, webhooks.endpoint e
              WHERE d.id = picked.id AND e.id = d.endpoint_id
-            RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.event_time, d.payload, d.attempts,
+            RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.event_time, d.payload, d.attempts, d.lease_id,
                       e.url, e.secret, e.previous_secret, e.previous_secret_expires_at
             """
         )
@@ -126,3 +157,40 @@ class DeliveryRepository(RepositoryBase[Delivery]):
             "lease": lease_seconds,
         }
         return list((await self.session.execute(sql, params)).all())
+
+    async def settle(self, outcomes: list[dict[str, Any]]) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        """Record attempt outcomes on their deliveries, each only while the lease it was attempted under is
+        still the delivery's (compare-and-set): an outcome whose lease ran out and was claimed again, or was
+        requeued meanwhile, changes nothing. Returns the (delivery, lease) pairs settled."""
+        if not outcomes:
+            return set()
+        sql = text(
+            """
+            UPDATE webhooks.delivery d
+               SET attempts = o.attempts, status = o.status, next_attempt_at = o.next_attempt_at,
+                   last_status_code = o.last_status_code, last_error = o.last_error,
+                   succeeded_at = coalesce(o.succeeded_at, d.succeeded_at), lease_id = NULL, updated_at = now()
+              FROM unnest(CAST(:ids AS uuid[]), CAST(:leases AS uuid[]), CAST(:attempts AS int[]),
+                          CAST(:statuses AS text[]), CAST(:next_attempts AS timestamptz[]),
+                          CAST(:status_codes AS int[]), CAST(:errors AS text[]), CAST(:succeeded AS timestamptz[]))
+                   AS o(id, lease_id, attempts, status, next_attempt_at, last_status_code, last_error, succeeded_at)
+             WHERE d.id = o.id AND d.lease_id = o.lease_id
+            RETURNING d.id, o.lease_id
+            """
+        )
+        columns = {
+            "ids": "id",
+            "leases": "lease_id",
+            "attempts": "attempts",
+            "statuses": "status",
+            "next_attempts": "next_attempt_at",
+            "status_codes": "last_status_code",
+            "errors": "last_error",
+            "succeeded": "succeeded_at",
+        }
+        params = {param: [o[key] for o in outcomes] for param, key in columns.items()}
+        return {(row.id, row.lease_id) for row in await self.session.execute(sql, params)}
+
+    async def add_attempts(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(insert(Attempt), rows)

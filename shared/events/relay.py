@@ -80,6 +80,12 @@ class OutboxRelay:
         async with self.engine.connect() as conn:
             return int((await conn.execute(self._backlog)).scalar_one())
 
+    async def export_backlog(self) -> int:
+        """Set `reliefhub_outbox_backlog` from PostgreSQL alone: it holds while Redis is away."""
+        count = await self.backlog()
+        OUTBOX_BACKLOG.labels(self.kit.schema).set(count)
+        return count
+
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop`: back to back while there is a backlog, else every `relay_poll_seconds`
         (a cheap query on a partial index). No LISTEN/NOTIFY: NOTIFY serialises every committing writer
@@ -101,7 +107,7 @@ class OutboxRelay:
             if published >= self.settings.relay_batch_size:
                 continue
             with contextlib.suppress(Exception):
-                OUTBOX_BACKLOG.labels(self.kit.schema).set(await self.backlog())
+                await self.export_backlog()
             await _sleep_or_stop(stop, self.settings.relay_poll_seconds)
 
 

@@ -6,8 +6,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.metrics import CONSUMER_LAG, CONSUMER_PENDING
-
 
 def _parse(id_: str) -> tuple[int, int]:
     ms, _, seq = id_.partition("-")
@@ -23,9 +21,6 @@ async def safe_minid(redis: Redis, stream: str) -> str | None:
     bounds: list[tuple[int, int]] = []
     for g in groups:
         name = g["name"]
-        CONSUMER_PENDING.labels(stream, name).set(int(g.get("pending") or 0))
-        if g.get("lag") is not None:
-            CONSUMER_LAG.labels(stream, name).set(int(g["lag"]))
         oldest = None
         if int(g.get("pending") or 0) > 0:
             # Acked meanwhile (between XINFO and XPENDING): then nothing is pending and min is None.

@@ -44,6 +44,7 @@ class Receiver:
     extra_secrets: list[str] = field(default_factory=list)
     answers: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     delay: dict[str, float] = field(default_factory=dict)
+    bodies: dict[str, bytes] = field(default_factory=dict)  # what a path answers with (else "status <code>")
     on_event: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -83,7 +84,8 @@ class Receiver:
             task = asyncio.create_task(callback(orjson.loads(body)))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        return Response(f"status {status}", status_code=status, headers=extra)
+        content = self.bodies.get(path, f"status {status}".encode())
+        return Response(content, status_code=status, headers=extra)
 
 
 def free_port() -> int:
