@@ -23,7 +23,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.dml import Insert
 
@@ -140,30 +140,41 @@ def make_sessionmaker(engine: AsyncEngine, kit: KitTables, service: str) -> asyn
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info={"kit": kit, "service": service})
 
 
-async def driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session, inside the session's transaction.
+class DriverConnection:
+    """The session's connection for a few hot statements (intake, the outbox), in asyncpg's own SQL ($1, $2, …):
+    for them SQLAlchemy's per-statement work costs more than the statement itself.
 
-    For a few hot statements (intake, the outbox) SQLAlchemy's per-statement work costs more than the
-    statement itself; they go to asyncpg directly, still in the same transaction."""
+    Only public API: a statement that would be the transaction's first goes through SQLAlchemy
+    (`exec_driver_sql`), which begins the transaction as it always does — and, on a pooled connection that died
+    with a restarted server, invalidates the pool and raises its own error, which the app answers with a 503.
+    Once SQLAlchemy has begun, statements go to asyncpg directly, inside that same transaction, and raise
+    asyncpg's own errors (shared.errors maps those too)."""
+
+    __slots__ = ("_conn", "_driver")
+
+    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
+        self._conn = conn
+        self._driver = driver
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        if self._driver.is_in_transaction():
+            await self._driver.execute(sql, *args)
+        else:
+            await self._conn.exec_driver_sql(sql, args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        if self._driver.is_in_transaction():
+            row = await self._driver.fetchrow(sql, *args)
+        else:
+            row = (await self._conn.exec_driver_sql(sql, args)).first()
+        return None if row is None else tuple(row)
+
+
+async def driver_connection(session: AsyncSession) -> DriverConnection:
+    """The asyncpg connection under the session, for statements inside the session's transaction."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    if not driver.is_in_transaction():
-        # SQLAlchemy's asyncpg adapter begins lazily, on its first statement; begin it now (pinned version).
-        adapted: Any = raw.dbapi_connection
-        if hasattr(adapted, "_start_transaction") and getattr(adapted, "_transaction", None) is None:
-            try:
-                await adapted._start_transaction()
-            except Exception:
-                # Outside SQLAlchemy a failure (a pooled connection that died with a restarted server) skips its
-                # handling: the dead connection would go back to the pool and fail request after request with a
-                # 500. Begin through SQLAlchemy instead: it invalidates the pool and raises its own (503) error.
-                adapted._transaction = None
-                await conn.exec_driver_sql("SELECT 1")
-        else:
-            await conn.exec_driver_sql("SELECT 1")
-    return driver
+    return DriverConnection(conn, raw.driver_connection)
 
 
 def kit_of(session: AsyncSession) -> KitTables:
