@@ -469,7 +469,8 @@ def build_production() -> list[dict[str, Any]]:
         targets = [r for r in resources if select(patch["target"], r)]
         assert targets, f"{patch['path']} patches nothing"
         for resource in targets:
-            for operation in load(path.relative_to(ROOT).as_posix())[0]:
+            operations: list[dict[str, Any]] = yaml.safe_load(path.read_text())
+            for operation in operations:
                 apply_json_patch(resource, operation)
     images = {image["name"]: f"{image['newName']}:{image['newTag']}" for image in kustomization["images"]}
     for resource in resources:
