@@ -1,16 +1,18 @@
-"""shared.db.driver_connection: hot statements on asyncpg, inside the session's transaction, which SQLAlchemy
-begins (and whose failures on a dead pooled connection SQLAlchemy handles)."""
+"""shared.db.driver_connection: hot statements on asyncpg, inside the session's transaction (begun in SQLAlchemy's
+adapter by shared.db.begin_in_adapter, or by SQLAlchemy itself, which handles a dead pooled connection)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.db import create_engine, driver_connection
+from shared.db import begin_in_adapter, create_engine, driver_connection
 from shared.errors import database_unavailable
 from shared.settings import Settings
 
@@ -49,8 +51,8 @@ async def test_hot_statements_run_in_the_sessions_one_transaction(
 ) -> None:
     async with one_connection() as session, session.begin():
         driver = await driver_connection(session)
-        await driver.execute(INSERT.removesuffix(" RETURNING txid"), 1)  # the first: SQLAlchemy begins
-        second = await driver.fetchrow(INSERT, 2)  # then asyncpg directly
+        await driver.execute(INSERT.removesuffix(" RETURNING txid"), 1)  # the first: begins the transaction
+        second = await driver.fetchrow(INSERT, 2)
         through_orm = (await session.execute(text("SELECT txid_current()"))).scalar_one()
     assert second is not None
     rows = await _rows(hot_rows)
@@ -77,8 +79,8 @@ async def test_a_first_hot_statement_on_a_dead_pooled_connection_invalidates_the
     engine: AsyncEngine, hot_rows: AsyncEngine, one_connection: async_sessionmaker[AsyncSession]
 ) -> None:
     """No pre-ping: the server dropped the pooled connection, and the first statement of the next request is a
-    hot one. SQLAlchemy begins, sees the disconnect and raises its own error (the app's 503), and the next
-    session gets a fresh connection instead of the dead one again."""
+    hot one. Beginning in the adapter fails, the statement goes through SQLAlchemy, which sees the disconnect and
+    raises its own error (the app's 503), and the next session gets a fresh connection, not the dead one again."""
     async with one_connection() as session, session.begin():
         pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     async with engine.connect() as admin:
@@ -94,3 +96,23 @@ async def test_a_first_hot_statement_on_a_dead_pooled_connection_invalidates_the
         assert await driver.fetchrow(INSERT, 2) is not None
         assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
     assert [n for n, _ in await _rows(hot_rows)] == [2]
+
+
+async def test_begin_in_adapter_finds_what_it_uses_in_the_installed_sqlalchemy(
+    one_connection: async_sessionmaker[AsyncSession],
+) -> None:
+    """begin_in_adapter calls the asyncpg adapter's private `_start_transaction` and reads its `_transaction`.
+    When an upgrade of SQLAlchemy renames or changes them, this fails (the hot paths would otherwise fall back to
+    the slower public path without a word)."""
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+    assert inspect.iscoroutinefunction(AsyncAdapt_asyncpg_connection._start_transaction)
+    async with one_connection() as session, session.begin():
+        raw = await (await session.connection()).get_raw_connection()
+        adapter: Any = raw.dbapi_connection
+        driver: Any = raw.driver_connection
+        assert isinstance(adapter, AsyncAdapt_asyncpg_connection) and adapter._transaction is None
+        assert not driver.is_in_transaction()
+        assert await begin_in_adapter(raw)
+        assert driver.is_in_transaction() and adapter._transaction is not None
+        assert not await begin_in_adapter(raw)  # begun already: nothing to do
