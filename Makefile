@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint format bench clean
+.PHONY: install dev test lint size format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,15 @@ dev: install
 test: install
 	$(BIN)/python -m pytest
 
+## ruff (format and lint) over everything; mypy: strict for application code, checking tests/ and bench/ too.
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+## Application code's size limits: no function of complexity above 20 (radon), no module over 700 lines.
+size: install
+	$(BIN)/python -m tools.code_size
 
 format: install
 	$(BIN)/ruff format .

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI
 from pydantic import BaseModel
 
@@ -64,7 +64,7 @@ def create_app() -> FastAPI:
                     for i, ln in enumerate(data.lines)
                 ],
             )
-            envelope = {
+            envelope: dict[str, Any] = {
                 "id": str(uuid.uuid4()),
                 "type": "reliefhub.needs.need.created",
                 "data": data.model_dump(mode="json"),

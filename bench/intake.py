@@ -83,12 +83,10 @@ def main(argv: list[str] | None = None) -> str:
             for _ in range(args.rounds):
                 for name, port in (("needs service", ours), ("bare FastAPI + asyncpg", bare)):
                     warm = reqs[cursor : cursor + 200]
-                    asyncio.run(run_load(port, lambda i, w=warm: w[i], total=len(warm), concurrency=args.concurrency))
+                    asyncio.run(run_load(port, warm.__getitem__, total=len(warm), concurrency=args.concurrency))
                     batch = reqs[cursor + 200 : cursor + 200 + args.requests]
                     cursor = (cursor + 200 + args.requests) % (len(reqs) - 200 - args.requests)
-                    res = asyncio.run(
-                        run_load(port, lambda i, b=batch: b[i], total=len(batch), concurrency=args.concurrency)
-                    )
+                    res = asyncio.run(run_load(port, batch.__getitem__, total=len(batch), concurrency=args.concurrency))
                     runs[name].append((res.rps, res.pct(50), res.pct(99), res.errors))
     rows = []
     ceiling = median([r[0] for r in runs["bare FastAPI + asyncpg"]])

@@ -388,7 +388,7 @@ def deploy_render(
 
 @deploy_app.command("nginx")
 def deploy_nginx(
-    docs: Annotated[str, typer.Option(help="host:port of api-docs (`uvicorn --factory reliefhub.deploy:docs_app`).")],
+    docs: Annotated[str, typer.Option(help="host:port of api-docs (`uvicorn --factory reliefhub.gateway:docs_app`).")],
     listen: Annotated[str, typer.Option(help="nginx's `listen`: a port or address:port.")] = "8000",
 ) -> None:
     """Print an nginx.conf for services run as processes on known addresses (RELIEFHUB_SERVICE_URLS), the same

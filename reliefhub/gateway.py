@@ -22,12 +22,12 @@ from shared.errors import problem_response
 from shared.settings import Settings, get_settings
 from shared.worker import run_worker
 
-# How the project runs uvicorn (`reliefhub dev`, `reliefhub serve`): no `server` header naming the software
-# (the Date header stays), and no logging set-up of uvicorn's own, so its logs go through shared.logging's
-# redacting handler.
-# How the project runs uvicorn: no `server` header; the kit's logging; forwarded headers believed only from
-# RELIEFHUB_TRUSTED_PROXIES (shared.app), never from uvicorn's FORWARDED_ALLOW_IPS (loopback by default).
+# How the project runs uvicorn (`reliefhub dev`, `reliefhub serve`): no `server` header naming the software (the
+# Date header stays); no logging set-up of uvicorn's own, so its logs go through shared.logging's redacting
+# handler; forwarded headers believed only from RELIEFHUB_TRUSTED_PROXIES (shared.app), never from uvicorn's
+# FORWARDED_ALLOW_IPS (loopback by default).
 UVICORN_OPTIONS: dict[str, Any] = {"server_header": False, "log_config": None, "proxy_headers": False}
+DOCS_SERVICE = "api-docs"  # the merged document's own deployment (reliefhub/deploy)
 
 
 def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
@@ -63,17 +63,44 @@ def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
     return merged
 
 
+def service_apps(settings: Settings) -> dict[str, FastAPI]:
+    """Every service's app, built (not started)."""
+    apps: dict[str, FastAPI] = {}
+    for name, spec in services().items():
+        module = __import__(f"services.{name}.main", fromlist=["create_app"])
+        apps[name] = module.create_app(settings)
+        assert apps[name].state.spec is spec
+    return apps
+
+
+def docs_app(apps: dict[str, FastAPI] | None = None) -> FastAPI:
+    """`/openapi.json` (every service's, merged) and `/docs`, with no database or Redis: the `api-docs`
+    deployment, `uvicorn --factory reliefhub.gateway:docs_app`. `apps`: the service apps (default: built here)."""
+    document = merge_openapi(apps if apps is not None else service_apps(get_settings()))
+    app = FastAPI(title="ReliefHub API docs", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/openapi.json")
+    async def openapi() -> JSONResponse:
+        return JSONResponse(document)
+
+    @app.get("/docs")
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ReliefHub API")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": DOCS_SERVICE}
+
+    return app
+
+
 class Gateway:
     """An ASGI app dispatching by collection to in-process service apps."""
 
     def __init__(self, settings: Settings | None = None, *, run_workers: bool = False) -> None:
         self.settings = settings or get_settings()
         self.run_workers = run_workers
-        self.apps: dict[str, FastAPI] = {}
-        for name, spec in services().items():
-            module = __import__(f"services.{name}.main", fromlist=["create_app"])
-            self.apps[name] = module.create_app(self.settings)
-            assert self.apps[name].state.spec is spec
+        self.apps = service_apps(self.settings)
         self.routes = route_table()
         self._openapi: dict[str, Any] | None = None
         self.stop = asyncio.Event()

@@ -1,7 +1,7 @@
 """Rebuilding a projection by replaying the durable event log: each publisher's outbox, in order.
 
 Redis streams are the transport and are trimmed once every consumer group has what it needs; PostgreSQL's
-outbox keeps every event (ARCHITECTURE.md: "PostgreSQL stays the source of truth and can replay"). The
+outbox keeps every event (docs/design.md: "PostgreSQL stays the source of truth and can replay"). The
 consumer's own handlers are applied to each event, exactly as they would be on delivery, so a rebuilt
 projection equals one built live.
 """

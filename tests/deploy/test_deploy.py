@@ -24,7 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 from reliefhub import cli, deploy
-from reliefhub.gateway import Gateway
+from reliefhub.gateway import Gateway, docs_app
 from reliefhub.registry import route_table, services
 from shared.settings import Settings
 
@@ -63,7 +63,7 @@ def test_committed_file_is_as_rendered(path: str) -> None:
     committed = ROOT / path
     assert committed.exists(), f"{path} is missing: run `reliefhub deploy render`"
     assert committed.read_text() == RENDERED[path], (
-        f"{path} differs from what reliefhub/deploy.py renders from the route table: run `reliefhub deploy render` "
+        f"{path} differs from what reliefhub/deploy/ renders from the route table: run `reliefhub deploy render` "
         "(and change the generator, not the file)"
     )
 
@@ -253,7 +253,7 @@ async def test_every_documented_path_reaches_its_service_and_docs_app_merges_the
     assert paths
 
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=deploy.docs_app(dev_gateway.apps)), base_url="http://d"
+        transport=httpx.ASGITransport(app=docs_app(dev_gateway.apps)), base_url="http://d"
     ) as client:
         assert set((await client.get("/openapi.json")).json()["paths"]) == paths
         assert (await client.get("/docs")).headers["content-type"].startswith("text/html")
@@ -469,7 +469,8 @@ def build_production() -> list[dict[str, Any]]:
         targets = [r for r in resources if select(patch["target"], r)]
         assert targets, f"{patch['path']} patches nothing"
         for resource in targets:
-            for operation in load(path.relative_to(ROOT).as_posix())[0]:
+            operations: list[dict[str, Any]] = yaml.safe_load(path.read_text())
+            for operation in operations:
                 apply_json_patch(resource, operation)
     images = {image["name"]: f"{image['newName']}:{image['newTag']}" for image in kustomization["images"]}
     for resource in resources:

@@ -287,8 +287,8 @@ async def relay_all(gateway: Gateway, service: str = "needs") -> int:
 
 async def xadd_event(redis: Redis, envelope: dict[str, Any], stream: str = NEEDS_STREAM) -> str:
     """Put an envelope on a stream exactly as the relay does."""
-    msg_id: str = await redis.xadd(
-        stream, {"type": envelope["type"], "event": json.dumps(envelope, ensure_ascii=False)}
+    msg_id = str(
+        await redis.xadd(stream, {"type": envelope["type"], "event": json.dumps(envelope, ensure_ascii=False)})
     )
     return msg_id
 

@@ -112,7 +112,7 @@ async def test_a_consumer_killed_mid_batch_is_taken_over_and_each_effect_happens
         stop.set()
         await asyncio.wait_for(worker, timeout=10)
 
-    entries = await redis.xrange(NEEDS_STREAM)
+    entries: Any = await redis.xrange(NEEDS_STREAM)
     ids = [CloudEvent.model_validate_json(fields["event"]).id for _id, fields in entries]
     assert await effect_counts(engine) == dict.fromkeys(ids, 1)
     assert sorted(await inbox_ids(engine, "matching", GROUP)) == sorted(ids)
@@ -172,7 +172,8 @@ async def test_a_batch_consumer_killed_mid_batch_commits_nothing_and_is_taken_ov
 
     await asyncio.sleep(CLAIM_IDLE_MS / 1000 + 0.1)
     assert await consumer("rescuer", batch).reclaim() == 10
-    ids = [CloudEvent.model_validate_json(fields["event"]).id for _id, fields in await redis.xrange(NEEDS_STREAM)]
+    entries: Any = await redis.xrange(NEEDS_STREAM)
+    ids = [CloudEvent.model_validate_json(fields["event"]).id for _id, fields in entries]
     assert await effect_counts(engine) == dict.fromkeys(ids, 1)
     assert await pending_by_consumer(redis, group) == {}
     assert sorted(await inbox_ids(engine, "needs", group)) == sorted(ids)

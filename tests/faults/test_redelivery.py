@@ -149,7 +149,7 @@ async def test_a_pick_up_handled_after_the_receipt_leaves_nothing_in_transit(
     for group in SHIPMENT_GROUPS:
         # Each group (made by the first workers) has read up to the shipment's planning; its old consumer read
         # the pick-up and was killed before acking it.
-        read = await redis.xreadgroup(group, "killed", {LOGISTICS_STREAM: ">"}, count=1)
+        read: Any = await redis.xreadgroup(group, "killed", {LOGISTICS_STREAM: ">"}, count=1)
         assert [kind for _s, entries in read for _id, f in entries for kind in [f["type"]]] == [moves[0]["type"]]
 
     async with running_workers(gateway):

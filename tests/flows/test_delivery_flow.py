@@ -173,14 +173,9 @@ async def test_a_gift_from_offer_to_feedback(client: httpx.AsyncClient, auth: To
     assert pudong["needs"] == 1 and pudong["quantity_needed"] == 340 and pudong["quantity_delivered"] == 300
     assert pudong["fill_rate"] == round(300 / 340, 4)
     assert pudong["time_to_match_hours_p50"] is not None and pudong["time_to_delivery_hours_p50"] is not None
-    assert (
-        report["goods_value_offered"]
-        == 100 * catalog.get(RICE).unit_value_fen
-        + 240
-        * catalog.get(  # type: ignore[union-attr]
-            WATER
-        ).unit_value_fen
-    )  # type: ignore[union-attr]
+    rice, water = catalog.get(RICE), catalog.get(WATER)
+    assert rice is not None and water is not None
+    assert report["goods_value_offered"] == 100 * rice.unit_value_fen + 240 * water.unit_value_fen
 
 
 async def _lot_with(

@@ -30,7 +30,7 @@ async def read_group(redis: Redis, stream: str, group: str, want: int) -> list[d
     await redis.xgroup_create(stream, group, id="0", mkstream=True)
     events: list[dict[str, Any]] = []
     for _ in range(100):
-        resp = await redis.xreadgroup(group, "flow-test", {stream: ">"}, count=100, block=100)
+        resp: Any = await redis.xreadgroup(group, "flow-test", {stream: ">"}, count=100, block=100)
         for _stream, entries in resp or []:
             for msg_id, fields in entries:
                 events.append(json.loads(fields["event"]))

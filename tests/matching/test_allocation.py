@@ -282,6 +282,7 @@ def test_cancelling_kills_the_solver_process_at_once() -> None:
         time.sleep(0.01)
     (solver,) = multiprocessing.active_children()
     pid = solver.pid
+    assert pid is not None
     time.sleep(0.5)  # its network received, solving
     allocation.cancel_solving(cancelled)
     worker.join(timeout=5)

@@ -302,7 +302,7 @@ async def test_a_reservation_before_its_offer_is_redelivered_until_the_offer_arr
 async def test_the_same_event_delivered_twice_is_handled_once(client, auth: TokenFactory, gateway, engine) -> None:
     need = await shelter_need(client, auth)
     assert await publish(gateway, "needs") == 2
-    stream = await runtime(gateway).redis.xrange("needs.events")
+    stream: Any = await runtime(gateway).redis.xrange("needs.events")
     assert len(stream) == 2
     # The relay may publish a batch again after a crash: the same envelope twice on the stream.
     await runtime(gateway).redis.xadd("needs.events", stream[1][1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -100,7 +101,7 @@ async def test_site_events_never_carry_contacts(client, auth: TokenFactory, gate
     )
     assert r.status_code == 200, r.text
     await publish_outbox(gateway)
-    raw = await redis.xrange("needs.events")
+    raw: Any = await redis.xrange("needs.events")
     assert len(raw) == 2
     assert all("1391234" not in f["event"] and "1398765" not in f["event"] for _, f in raw)
     assert all("李护士长" not in f["event"] for _, f in raw)

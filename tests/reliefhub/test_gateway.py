@@ -7,7 +7,7 @@ import httpx
 from reliefhub.gateway import Gateway
 from reliefhub.registry import route_table, services
 
-# Every path API.md names for the needs and supply services (issue: the merged document must list them).
+# Every path docs/api.md names for the needs and supply services (issue: the merged document must list them).
 NEEDS_AND_SUPPLY_PATHS = {
     "/v1/items": {"get"},
     "/v1/sites": {"get", "post"},

@@ -10,7 +10,7 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def assert_problem(response: httpx.Response, status: int, *, context: str = "") -> dict[str, Any]:
-    """The response is a problem+json document with `status` and every member API.md promises."""
+    """The response is a problem+json document with `status` and every member docs/api.md promises."""
     where = f"{context}: " if context else ""
     assert response.status_code == status, f"{where}expected {status}, got {response.status_code}: {response.text}"
     content_type = response.headers.get("content-type", "")

@@ -52,7 +52,7 @@ async def any_redis(request: pytest.FixtureRequest, migrated: Settings) -> Async
 
 
 async def _fill(redis: Redis, stream: str, n: int) -> list[str]:
-    return [await redis.xadd(stream, {"event": f'{{"n": {i}}}'}) for i in range(n)]
+    return [str(await redis.xadd(stream, {"event": f'{{"n": {i}}}'})) for i in range(n)]
 
 
 async def _read(redis: Redis, stream: str, group: str, count: int) -> None:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ async def test_validation_errors_are_422_with_their_locations(client: httpx.Asyn
 
 async def test_a_nul_character_postgresql_refuses_is_422(client: httpx.AsyncClient, auth: TokenFactory) -> None:
     """Found by tests/fuzz: text with U+0000 reaches a query (PostgreSQL refuses it) and was a 500."""
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/v1/sites", {"json": {**SITE, "name": "社区\x00服务站"}}),
         ("POST", "/v1/allocation-runs", {"json": {"scope": {"item_codes": ["food.grain.rice\x00"]}}}),
         ("GET", "/v1/needs", {"params": {"item_code": "water\x00"}}),
@@ -154,7 +155,7 @@ async def test_invalid_tokens_are_401(client: httpx.AsyncClient, migrated: Setti
         "wrong-issuer": lambda: _token(migrated, jwt_issuer="someone-else"),
         "garbage": lambda: "not.a.jwt",
         "unsigned": lambda: jwt.encode(
-            {**jwt.decode(_token(migrated), options={"verify_signature": False})}, key=None, algorithm="none"
+            {**jwt.decode(_token(migrated), options={"verify_signature": False})}, key="", algorithm="none"
         ),
     }[case]()
     response = await client.get("/v1/sites", headers={"Authorization": f"Bearer {token}"})

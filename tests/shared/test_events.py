@@ -133,7 +133,7 @@ async def test_relay_publishes_committed_rows_in_seq_order_once(rt: Runtime, eng
         rows = (await conn.execute(text("SELECT id, published_at FROM needs.outbox_event ORDER BY seq"))).all()
     assert [str(r[0]) for r in rows] == [e.id for e in events]
     assert all(r[1] is not None for r in rows)
-    entries = await redis.xrange(STREAM)
+    entries: Any = await redis.xrange(STREAM)
     published = [json.loads(fields["event"]) for _id, fields in entries]
     assert [p["id"] for p in published] == [e.id for e in events]
     assert {fields["type"] for _id, fields in entries} == {SITE_CREATED.name}
@@ -186,7 +186,8 @@ async def test_each_event_is_handled_once_per_group(rt: Runtime, effects: AsyncE
     assert await pending_count(redis) == 0
 
     # The relay may publish a batch twice (crash between XADD and its UPDATE): the inbox absorbs it.
-    for _id, fields in await redis.xrange(STREAM):
+    published_entries: Any = await redis.xrange(STREAM)
+    for _id, fields in published_entries:
         await redis.xadd(STREAM, fields)
     assert await consumer.read_new(block_ms=50) == 3
     assert await effect_counts(effects) == dict.fromkeys(ids, 1)
@@ -266,7 +267,8 @@ async def test_a_handler_that_keeps_failing_goes_to_dead_letters_after_max_deliv
 
     [event] = await publish_sites(rt, 1)
     await relay_of(rt).publish_batch()
-    [(msg_id, original)] = await redis.xrange(STREAM)
+    entries: Any = await redis.xrange(STREAM)
+    [(msg_id, original)] = entries
     consumer = consumer_of(rt, broken, name="c1", consumer_claim_idle_ms=0, consumer_max_deliveries=3)
     await consumer.ensure_group()
 
@@ -279,7 +281,8 @@ async def test_a_handler_that_keeps_failing_goes_to_dead_letters_after_max_deliv
 
     assert len(attempts) == 3
     assert await pending_count(redis) == 0
-    [(_dead_id, dead)] = await redis.xrange(DEAD)
+    dead_entries: Any = await redis.xrange(DEAD)
+    [(_dead_id, dead)] = dead_entries
     assert dead["original_id"] == msg_id and dead["group"] == GROUP
     assert "delivered 4 times" in dead["reason"]
     assert dead["event"] == original["event"] and json.loads(dead["event"])["id"] == event.id
@@ -304,7 +307,7 @@ async def test_an_undecodable_entry_goes_to_dead_letters_at_once(
     assert await consumer.read_new(block_ms=50) == 3
     assert handled == []
     assert await pending_count(redis) == 0
-    dead = await redis.xrange(DEAD)
+    dead: Any = await redis.xrange(DEAD)
     assert [d["original_id"] for _id, d in dead] == [garbage, no_event, wrong_shape]
     assert all(d["group"] == GROUP and d["reason"].startswith("undecodable") for _id, d in dead)
     assert dead[0][1]["event"] == "{not json"
@@ -322,7 +325,7 @@ async def trim_redis(redis: Redis) -> Redis:
 
 
 async def _fill(redis: Redis, n: int) -> list[str]:
-    return [await redis.xadd(TRIM, {"n": str(i)}) for i in range(n)]
+    return [str(await redis.xadd(TRIM, {"n": str(i)})) for i in range(n)]
 
 
 async def _read(redis: Redis, group: str, count: int) -> list[str]:
@@ -331,7 +334,8 @@ async def _read(redis: Redis, group: str, count: int) -> list[str]:
 
 
 async def _ids(redis: Redis) -> list[str]:
-    return [msg_id for msg_id, _fields in await redis.xrange(TRIM)]
+    entries: Any = await redis.xrange(TRIM)
+    return [msg_id for msg_id, _fields in entries]
 
 
 async def test_trim_without_groups_trims_nothing(trim_redis: Redis) -> None:

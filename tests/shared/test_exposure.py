@@ -10,8 +10,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from reliefhub import deploy
-from reliefhub.gateway import Gateway
+from reliefhub.gateway import Gateway, docs_app
 from services.needs.main import create_app
 from shared.settings import Settings
 from tests.conftest import make_test_settings
@@ -56,7 +55,7 @@ async def test_the_api_port_shows_docs_and_metrics_as_the_settings_say(
 async def test_the_public_merged_document_is_served_whatever_the_services_show() -> None:
     production = Settings(environment="production", jwt_secret=SECRET)
     apps = Gateway(production).apps
-    docs = deploy.docs_app(apps)
+    docs = docs_app(apps)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=docs), base_url="http://docs") as client:
         document = (await client.get("/openapi.json")).json()
         assert (await client.get("/docs")).status_code == 200

@@ -17,7 +17,7 @@ import pytest
 
 from reliefhub.devservers import free_port
 from shared.auth import Role, decode_token
-from shared.http import ServiceClient
+from shared.http import RetryingClient, ServiceClient, retryable_response
 from shared.settings import Settings
 from shared.tracing import continue_trace, parse_trace_id
 
@@ -38,6 +38,7 @@ class ScriptedServer:
 
     statuses: list[int]
     delay: float = 0.0
+    retry_after: str | None = None
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -57,8 +58,9 @@ class ScriptedServer:
             if self.delay:
                 await asyncio.sleep(self.delay)
             payload = json.dumps({"attempt": len(self.seen)}).encode()
+            retry_after = f"Retry-After: {self.retry_after}\r\n" if self.retry_after else ""
             writer.write(
-                f"HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\n{retry_after}"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
                 + payload
             )
@@ -154,3 +156,35 @@ async def test_a_slow_server_times_out_per_attempt() -> None:
         elapsed = time.monotonic() - started
     assert len(server.seen) == 2  # one retry, then the timeout is raised
     assert elapsed < 4.0  # far less than the server's 5 s per answer
+
+
+async def test_a_retrying_client_retries_what_its_caller_names_and_can_wait_for_retry_after() -> None:
+    def in_flight(response: httpx.Response) -> bool:
+        return retryable_response(response) or response.status_code == 409
+
+    async with ScriptedServer([409, 503, 201], retry_after="0.4").running() as server:
+        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}")
+        client = RetryingClient(http, attempts=3, honour_retry_after=True, retry_response=in_flight)
+        try:
+            started = time.monotonic()
+            response = await client.request("POST", "/v1/x", json={}, idempotency_key="k-1")
+            elapsed = time.monotonic() - started
+        finally:
+            await client.aclose()
+    assert response.status_code == 201 and len(server.seen) == 3
+    assert {s.headers["idempotency-key"] for s in server.seen} == {"k-1"}
+    assert elapsed >= 0.8  # two waits of the answer's Retry-After, longer than the backoff's 0.1 s and 0.2 s
+
+
+async def test_retry_after_never_stretches_a_wait_past_the_clients_maximum() -> None:
+    async with ScriptedServer([429, 200], retry_after="30").running() as server:
+        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}")
+        client = RetryingClient(http, attempts=2, max_wait=0.2, honour_retry_after=True)
+        try:
+            started = time.monotonic()
+            response = await client.request("GET", "/v1/x")
+            elapsed = time.monotonic() - started
+        finally:
+            await client.aclose()
+    assert response.status_code == 200 and len(server.seen) == 2
+    assert elapsed < 10  # not the 30 s asked for

@@ -37,7 +37,7 @@ def restore_logging() -> Iterator[None]:
 
 def settings_for(environment: str) -> Settings:
     return Settings(
-        environment=environment,  # type: ignore[arg-type]
+        environment=environment,
         jwt_secret=SECRET,
         database_url=f"postgresql+asyncpg://reliefhub:{DB_PASSWORD}@db.internal:5432/reliefhub",
     )

@@ -56,7 +56,7 @@ def test_every_other_environment_refuses_the_development_secret() -> None:
 
 def test_an_unknown_environment_is_refused() -> None:
     with pytest.raises(ValidationError):
-        Settings(environment="staging")  # type: ignore[arg-type]
+        Settings(environment="staging")
 
 
 def test_database_url_and_redis_url_are_read_from_the_plain_names(clean_env: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import tracemalloc
+from collections.abc import Sequence
 from datetime import date, datetime
 
 import pytest
@@ -52,12 +53,12 @@ def test_short_rows_are_padded_and_unnamed_columns_dropped() -> None:
     assert read_rows(b"a,,c\n1\n1,2,3,4\n") == [{"a": "1", "c": ""}, {"a": "1", "c": "3"}]
 
 
-def _xlsx(rows: list[list[object]]) -> bytes:
+def _xlsx(rows: Sequence[Sequence[object]]) -> bytes:
     wb = Workbook()
     ws = wb.active
     assert ws is not None
     for row in rows:
-        ws.append(row)
+        ws.append(list(row))
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

@@ -34,7 +34,7 @@ async def read_events(redis: Redis, group: str) -> list[tuple[dict[str, str], di
     await redis.xgroup_create(STREAM, group, id="0", mkstream=True)
     out: list[tuple[dict[str, str], dict[str, Any]]] = []
     while True:
-        resp = await redis.xreadgroup(group, "tester", {STREAM: ">"}, count=100)
+        resp: Any = await redis.xreadgroup(group, "tester", {STREAM: ">"}, count=100)
         if not resp:
             return out
         for _stream, entries in resp:

@@ -40,7 +40,8 @@ async def test_reserved_is_the_sum_of_active_reservations(
 
     for ops in rounds:
         reserved_before = sum(active.values())
-        calls, kinds = [], []
+        calls: list[Any] = []
+        kinds: list[tuple[str, Any]] = []  # (operation, its quantity or reservation id)
         for op, arg in ops:
             if op == "reserve":
                 calls.append(reserve(client, coordinator, lot["id"], arg))

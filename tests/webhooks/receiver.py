@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +45,7 @@ class Receiver:
     answers: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     delay: dict[str, float] = field(default_factory=dict)
     bodies: dict[str, bytes] = field(default_factory=dict)  # what a path answers with (else "status <code>")
-    on_event: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = field(default_factory=dict)
+    on_event: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     in_flight: dict[str, int] = field(default_factory=dict)  # requests being answered now, per path

@@ -1,0 +1,117 @@
+"""What a demo run did, step by step, and what the impact report says about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+
+@dataclass
+class Summary:
+    """What the demo did, step by step, and what the impact report says about it."""
+
+    base_url: str = ""
+    seed: int = 0
+    sites: int = 0
+    needs: int = 0
+    need_lines: int = 0
+    quantity_needed: int = 0
+    donors: int = 0
+    inkind_offers: int = 0
+    lots: int = 0
+    lots_verified: int = 0
+    lots_rejected: int = 0
+    pledges: int = 0
+    pledged_fen: int = 0
+    procurement_orders: int = 0
+    procurement_ordered: int = 0
+    procurement_received: int = 0
+    procurement_fen: int = 0
+    allocation_runs: int = 0
+    proposals_accepted: int = 0
+    proposals_auto_accepted: int = 0
+    proposals_conflicts: int = 0
+    accept_retries: int = 0
+    quantity_accepted: int = 0
+    shipments: int = 0
+    picked_up: int = 0
+    in_transit: int = 0
+    delivered: int = 0
+    received: int = 0
+    received_with_problem: int = 0
+    short_receipts: int = 0
+    quantity_received: int = 0
+    feedback: int = 0
+    beneficiaries_reported: int = 0
+    money_raised_fen: int = 0
+    money_spent_fen: int = 0
+    goods_value_offered_fen: int = 0
+    goods_value_delivered_fen: int = 0
+    sites_supported: int = 0
+    beneficiaries: int = 0
+    fill_rate: float = 0.0
+    time_to_match_p50_hours: float | None = None
+    tracking_code: str = ""
+    tracking_url: str = ""
+    tracking_steps: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        return [
+            ("recipient sites", f"{self.sites}", "16 districts of Shanghai; one organisation each"),
+            ("needs posted", f"{self.needs}", f"{self.need_lines} lines, {self.quantity_needed:,} units asked for"),
+            ("donors", f"{self.donors}", "companies, foundations, individuals, volunteer groups"),
+            ("in-kind offers", f"{self.inkind_offers}", f"{self.lots} lots"),
+            ("lots checked by working groups", f"{self.lots_verified + self.lots_rejected}",
+             f"{self.lots_verified} verified, {self.lots_rejected} rejected"),
+            ("cash pledges", f"{self.pledges}", yuan(self.pledged_fen)),
+            ("procurement orders", f"{self.procurement_orders}",
+             f"{self.procurement_ordered} ordered, {self.procurement_received} received, "
+             f"{yuan(self.procurement_fen)}"),
+            ("allocation runs (manual)", f"{self.allocation_runs}", "plus the continuous runs matching makes itself"),
+            ("proposals accepted", f"{self.proposals_accepted}",
+             f"{self.quantity_accepted:,} units; {self.proposals_auto_accepted} by policy, "
+             f"{self.proposals_conflicts} superseded meanwhile"
+             + (f", {self.accept_retries} retried after a 500" if self.accept_retries else "")),
+            ("shipments planned", f"{self.shipments}", "by logistics, from the accepted proposals"),
+            ("picked up → in transit → delivered", f"{self.delivered}",
+             f"{self.picked_up} picked up, {self.in_transit} through district sub-centers"),
+            ("receipts with PIN", f"{self.received + self.received_with_problem}",
+             f"{self.received} complete, {self.received_with_problem} with a problem; "
+             f"{self.quantity_received:,} units"),
+            ("short receipts", f"{self.short_receipts}", "each with a discrepancy reason"),
+            ("feedback", f"{self.feedback}", f"{self.beneficiaries_reported:,} beneficiaries reported"),
+            ("money raised", yuan(self.money_raised_fen), "impact report"),
+            ("money spent", yuan(self.money_spent_fen), "on the purchase"),
+            ("goods value delivered", yuan(self.goods_value_delivered_fen),
+             f"catalog value, purchased goods included; {yuan(self.goods_value_offered_fen)} given in kind"),
+            ("sites supported", f"{self.sites_supported}", "confirmed at least one receipt"),
+            ("beneficiaries", f"{self.beneficiaries:,}", "as the sites reported"),
+            ("fill rate", f"{self.fill_rate:.1%}",
+             "delivered / asked for" + (
+                 f"; time to match p50 {duration(self.time_to_match_p50_hours)}"
+                 if self.time_to_match_p50_hours is not None else "")),
+            ("requests", f"{self.requests:,}", f"in {self.seconds:.1f} s"),
+        ]  # fmt: skip
+
+
+def duration(hours: float) -> str:
+    seconds = hours * 3600
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{hours:.1f} h"
+
+
+def yuan(fen: int) -> str:
+    return f"¥{fen / 100:,.2f}"
+
+
+def summary_table(summary: Summary) -> Table:
+    table = Table(title=f"ReliefHub demo — Shanghai 2022 (seed {summary.seed})", title_justify="left")
+    table.add_column("step")
+    table.add_column("count", justify="right")
+    table.add_column("detail")
+    for step, count, detail in summary.rows():
+        table.add_row(step, count, detail)
+    return table
