@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from services.matching.search import Found, NearestSearch, TimeLimits, keep_nearest, unit_vectors
 from shared.catalog import Catalog, get_catalog
 
 FACTORS = ("urgency", "deadline_slack", "distance", "quantity_fit", "expiry_pressure", "substitute", "equity")
@@ -34,13 +35,8 @@ NO_DEADLINE_SLACK = 0.2
 SLACK_HORIZON_DAYS = 30.0
 EXPIRY_HORIZON_DAYS = 90.0
 NON_PERISHABLE_EXPIRY_SHARE = 0.5
-EARTH_RADIUS_KM = 6371.0088
 DAY = 86400.0
 
-# Dense (lines × lots) blocks are built per item group in chunks of at most this many cells: one popular item
-# with 10k lines and 10k lots never needs a 100M-cell matrix, and blocks this small stay in cache (measured:
-# 1.7 s for 10k × 10k of a single item against 2.4 s at 2M cells).
-_BLOCK_CELLS = 1 << 16
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -328,41 +324,6 @@ class Candidates:
         )
 
 
-@dataclass(frozen=True)
-class _Points:
-    """Half-angle trigonometry of points, so a (rows × cols) haversine block needs no trig per cell."""
-
-    sin_lat: F64
-    cos_lat: F64
-    sin_lon: F64  # both longitude terms carry √cos φ, so their product carries cos φ1 cos φ2
-    cos_lon: F64
-
-    @classmethod
-    def of(cls, lat: F64, lon: F64) -> _Points:
-        half_lat, half_lon = np.radians(lat) / 2, np.radians(lon) / 2
-        root_cos = np.sqrt(np.maximum(np.cos(2 * half_lat), 0.0))
-        return cls(np.sin(half_lat), np.cos(half_lat), np.sin(half_lon) * root_cos, np.cos(half_lon) * root_cos)
-
-    def take(self, idx: I64) -> _Points:
-        return _Points(self.sin_lat[idx], self.cos_lat[idx], self.sin_lon[idx], self.cos_lon[idx])
-
-    def distance_km(self, other: _Points) -> F64:
-        """Haversine distances from each of these points (rows) to each of `other` (columns); NaN if unknown."""
-        # sin((φ2-φ1)/2) and √(cos φ1 cos φ2)·sin((λ2-λ1)/2) by the angle-difference identity.
-        a = np.multiply.outer(self.cos_lat, other.sin_lat)
-        a -= np.multiply.outer(self.sin_lat, other.cos_lat)
-        a *= a
-        b = np.multiply.outer(self.cos_lon, other.sin_lon)
-        b -= np.multiply.outer(self.sin_lon, other.cos_lon)
-        b *= b
-        a += b
-        np.clip(a, 0.0, 1.0, out=a)
-        np.sqrt(a, out=a)
-        np.arcsin(a, out=a)
-        a *= 2 * EARTH_RADIUS_KM
-        return a
-
-
 class _Restrictions:
     """Line masks for donor restrictions, computed once per distinct restriction and reused across lots."""
 
@@ -386,13 +347,14 @@ class _Restrictions:
 
 
 def _groups(codes: Obj) -> dict[str, I64]:
-    """Indices of each distinct code."""
+    """Indices of each distinct code, in increasing order (a dict of the codes is faster than sorting strings)."""
     if len(codes) == 0:
         return {}
-    keys, inverse = np.unique(codes.astype(str), return_inverse=True)
+    number: dict[str, int] = {}
+    inverse = np.fromiter((number.setdefault(str(c), len(number)) for c in codes), np.int64, len(codes))
     order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
-    return {str(k): order[bounds[i] : bounds[i + 1]].astype(np.int64) for i, k in enumerate(keys)}
+    bounds = np.searchsorted(inverse[order], np.arange(len(number) + 1))
+    return {k: order[bounds[i] : bounds[i + 1]] for k, i in sorted(number.items())}
 
 
 def _compatible_items(item: str, catalog: Catalog) -> list[str]:
@@ -401,125 +363,116 @@ def _compatible_items(item: str, catalog: Catalog) -> list[str]:
     return [item, *dict.fromkeys(subs)]
 
 
-@dataclass
-class _Pairs:
-    line: list[I64] = field(default_factory=list)
-    lot: list[I64] = field(default_factory=list)
-    distance: list[F64] = field(default_factory=list)
-    arrival: list[F64] = field(default_factory=list)
-    substitute: list[Bool] = field(default_factory=list)
+class _CandidateSearch:
+    """The feasible lots of each need line: same item or an allowed substitute, the donors' restrictions, and
+    (by the spatial search) arrival before the deadline and before expiry; the nearest few per line."""
 
-    def add(self, line: I64, lot: I64, distance: F64, arrival: F64, substitute: Bool) -> None:
-        self.line.append(line)
-        self.lot.append(lot)
-        self.distance.append(distance)
-        self.arrival.append(arrival)
-        self.substitute.append(substitute)
+    def __init__(self, lines: LineTable, lots: LotTable, policy: Policy, now: float, catalog: Catalog) -> None:
+        self.lines, self.lots, self.catalog = lines, lots, catalog
+        line_ok = lines.remaining > 0
+        if policy.require_verified_need:
+            line_ok &= lines.verified
+        self.line_ok = np.flatnonzero(line_ok)
+        lot_ok = np.flatnonzero(lots.available > 0)
+        self.lot_groups = {k: lot_ok[v] for k, v in _groups(lots.item[lot_ok]).items()}
+        self.restricted = np.array(
+            [bool(r or k) for r, k in zip(lots.restrict_regions, lots.restrict_kinds, strict=True)], dtype=np.bool_
+        )
+        self.restrictions = _Restrictions(lines)
+        self.item_restricted = np.array([bool(r) for r in lots.restrict_items], dtype=np.bool_)
+        depart = np.where(np.isnan(lots.available_from), now, np.maximum(lots.available_from, now))
+        limits = TimeLimits(
+            deadline=lines.needed_by,
+            depart=depart,
+            expires=lots.expires_at,
+            seconds_per_km=3600.0 / policy.speed_kmh,
+            default_km=policy.default_distance_km,
+        )
+        self.nearest = NearestSearch(
+            unit_vectors(lines.lat, lines.lon),
+            unit_vectors(lots.lat, lots.lon),
+            limits,
+            policy.max_candidates_per_line,
+        )
 
+    def line_groups(self) -> Iterator[tuple[str, I64]]:
+        for item, group in _groups(self.lines.item[self.line_ok]).items():
+            yield item, self.line_ok[group]
 
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
+    def lots_for(self, item: str) -> I64:
+        """Lots of the item and its substitutes whose donors allow that item."""
+        codes = [code for code in _compatible_items(item, self.catalog) if code in self.lot_groups]
+        if not codes:
+            return np.zeros(0, dtype=np.int64)
+        cols = np.concatenate([self.lot_groups[code] for code in codes])
+        restricted = cols[self.item_restricted[cols]]
+        refused = [j for j in restricted.tolist() if item not in self.lots.restrict_items[j]]
+        return np.setdiff1d(cols, refused, assume_unique=True) if refused else cols
+
+    def by_restriction(self, rows: I64, cols: I64) -> Iterator[tuple[I64, I64]]:
+        """(lines allowed, lots) per distinct region/site-kind restriction among `cols`; unrestricted lots first."""
+        restricted = self.restricted[cols]
+        if not restricted.all():
+            yield rows, cols[~restricted]
+        buckets: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        for j in cols[restricted].tolist():
+            buckets.setdefault((self.lots.restrict_regions[j], self.lots.restrict_kinds[j]), []).append(j)
+        for key, bucket in buckets.items():
+            allowed = rows[self.restrictions.mask(*key)[rows]]
+            if len(allowed):
+                yield allowed, np.array(bucket, dtype=np.int64)
+
+    def pairs(self) -> Found:
+        found = Found()
+        for item, rows in self.line_groups():
+            cols = self.lots_for(item)
+            if not len(cols):
+                continue
+            buckets = list(self.by_restriction(rows, cols))
+            if len(buckets) == 1:
+                self.nearest.run(*buckets[0], found)
+                continue
+            group = Found()
+            for allowed, bucket in buckets:
+                self.nearest.run(allowed, bucket, group)
+            keep_nearest(group, self.nearest.k, found)
+        return found
 
 
 def build_candidates(
     lines: LineTable, lots: LotTable, policy: Policy, *, now: float, catalog: Catalog | None = None
 ) -> Candidates:
     """Every feasible pair, keeping the `max_candidates_per_line` nearest lots per line, with its score."""
-    catalog = catalog or get_catalog()
-    line_ok = lines.remaining > 0
-    if policy.require_verified_need:
-        line_ok &= lines.verified
-    lot_ok = lots.available > 0
-    line_groups = _groups(lines.item[line_ok])
-    line_idx_ok = np.flatnonzero(line_ok)
-    lot_idx_ok = np.flatnonzero(lot_ok)
-    lot_groups = {k: lot_idx_ok[v] for k, v in _groups(lots.item[lot_ok]).items()}
-
-    depart = np.where(np.isnan(lots.available_from), now, np.maximum(lots.available_from, now))
-    restricted = np.array(
-        [bool(r or k) for r, k in zip(lots.restrict_regions, lots.restrict_kinds, strict=True)], dtype=np.bool_
-    )
-    restrictions = _Restrictions(lines)
-    line_points, lot_points = _Points.of(lines.lat, lines.lon), _Points.of(lots.lat, lots.lon)
-    seconds_per_km = 3600.0 / policy.speed_kmh
-    k_max = policy.max_candidates_per_line
-    pairs = _Pairs()
-
-    for item, group in line_groups.items():
-        group_lines = line_idx_ok[group]
-        compatible = [code for code in _compatible_items(item, catalog) if code in lot_groups]
-        if not compatible:
-            continue
-        group_lots = np.concatenate([lot_groups[code] for code in compatible])
-        # The item restriction depends only on the line's item, constant within this group.
-        allowed = np.array([not r or item in r for r in (lots.restrict_items[j] for j in group_lots)], dtype=np.bool_)
-        group_lots = group_lots[allowed]
-        if len(group_lots) == 0:
-            continue
-        is_sub = lots.item[group_lots] != item
-        group_points = lot_points.take(group_lots)
-        lot_depart, lot_expires = depart[group_lots], lots.expires_at[group_lots]
-        # Lots with region/kind restrictions, bucketed by restriction so each bucket costs one mask lookup.
-        buckets: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
-        for col in np.flatnonzero(restricted[group_lots]).tolist():
-            j = int(group_lots[col])
-            buckets.setdefault((lots.restrict_regions[j], lots.restrict_kinds[j]), []).append(col)
-        bucket_masks = [(restrictions.mask(*key), np.array(cols, dtype=np.int64)) for key, cols in buckets.items()]
-
-        rows_per_block = max(1, _BLOCK_CELLS // len(group_lots))
-        for block in _chunks(len(group_lines), rows_per_block):
-            rows = group_lines[block]
-            dist = line_points.take(rows).distance_km(group_points)
-            dist[np.isnan(dist)] = policy.default_distance_km
-            arrival = lot_depart[None, :] + dist * seconds_per_km
-            deadline = lines.needed_by[rows][:, None]
-            ok = ~(arrival > deadline)  # NaN deadline compares False: no deadline
-            ok &= ~(lot_expires[None, :] <= arrival)  # NaN expiry compares False: never expires
-            for line_mask, cols in bucket_masks:
-                ok[:, cols] &= line_mask[rows][:, None]
-            ranked = np.where(ok, dist, np.inf)
-            if ranked.shape[1] > k_max:
-                cols_kept = np.argpartition(ranked, k_max - 1, axis=1)[:, :k_max]
-            else:
-                cols_kept = np.broadcast_to(np.arange(ranked.shape[1]), ranked.shape)
-            kept = np.take_along_axis(ranked, cols_kept, axis=1)
-            order = np.argsort(kept, axis=1, kind="stable")
-            cols_kept = np.take_along_axis(cols_kept, order, axis=1)
-            kept = np.take_along_axis(kept, order, axis=1)
-            r, c = np.nonzero(np.isfinite(kept))
-            picked = cols_kept[r, c]
-            pairs.add(
-                line=rows[r].astype(np.int64),
-                lot=group_lots[picked].astype(np.int64),
-                distance=kept[r, c],
-                arrival=arrival[r, picked],
-                substitute=is_sub[picked],
-            )
-
-    if not pairs.line:
+    found = _CandidateSearch(lines, lots, policy, now, catalog or get_catalog()).pairs()
+    if not len(found):
         return Candidates.empty()
-    line = np.concatenate(pairs.line)
+    line, lot, distance, arrival = found.arrays()
     order = np.argsort(line, kind="stable")
-    line = line[order]
-    lot = np.concatenate(pairs.lot)[order]
-    distance = np.concatenate(pairs.distance)[order]
-    arrival = np.concatenate(pairs.arrival)[order]
-    substitute = np.concatenate(pairs.substitute)[order]
-    values = factor_values(lines, lots, policy, line=line, lot=lot, distance_km=distance, arrival=arrival)
+    line, lot, distance, arrival = line[order], lot[order], distance[order], arrival[order]
+    return score_pairs(lines, lots, policy, line=line, lot=lot, distance_km=distance, arrival=arrival)
+
+
+def score_pairs(
+    lines: LineTable, lots: LotTable, policy: Policy, *, line: I64, lot: I64, distance_km: F64, arrival: F64
+) -> Candidates:
+    """The weighted factors of each pair and their sum, the score (never below zero)."""
+    substitute = lots.item[lot] != lines.item[line]
+    values = factor_values(lines, lots, policy, line=line, lot=lot, distance_km=distance_km, arrival=arrival)
     values["substitute"] = substitute.astype(np.float64)
     contributions: dict[str, F64] = {}
+    score = np.zeros(len(line), dtype=np.float64)
     for f in FACTORS:
-        sign = -1.0 if f == "substitute" else 1.0
-        contributions[f] = sign * policy.weights[f] * values[f]
-    score = np.maximum(0.0, np.sum([contributions[f] for f in FACTORS], axis=0))
+        values[f] *= -policy.weights[f] if f == "substitute" else policy.weights[f]
+        contributions[f] = values[f]
+        score += values[f]
+    np.maximum(score, 0.0, out=score)
     return Candidates(
         line=line,
         lot=lot,
         score=score,
         contributions=contributions,
-        distance_km=distance,
-        substitute=substitute,
+        distance_km=distance_km,
+        substitute=substitute.astype(np.bool_),
     )
 
 
