@@ -12,8 +12,9 @@ NOW = 1_800_000_000.0
 DAY = 86400.0
 # The struck province: Henan (41), roughly its bounding box; the rest of the demand and all supply spread over
 # mainland China's.
-STRUCK = {"prefix": 41, "lat": (31.4, 36.4), "lon": (110.3, 116.6)}
-CHINA = {"lat": (20.0, 45.0), "lon": (100.0, 125.0)}
+STRUCK_PROVINCE = 41
+STRUCK_LAT, STRUCK_LON = (31.4, 36.4), (110.3, 116.6)
+CHINA_LAT, CHINA_LON = (20.0, 45.0), (100.0, 125.0)
 PROVINCES = [11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 61]
 
 
@@ -30,9 +31,9 @@ def realistic(
     lot_items = codes[rng.choice(len(codes), n_lots, p=weights)]
 
     struck = rng.random(n_lines) < struck_share
-    lat = np.where(struck, rng.uniform(*STRUCK["lat"], n_lines), rng.uniform(*CHINA["lat"], n_lines))
-    lon = np.where(struck, rng.uniform(*STRUCK["lon"], n_lines), rng.uniform(*CHINA["lon"], n_lines))
-    province = np.where(struck, STRUCK["prefix"], rng.choice(PROVINCES, n_lines))
+    lat = np.where(struck, rng.uniform(*STRUCK_LAT, n_lines), rng.uniform(*CHINA_LAT, n_lines))
+    lon = np.where(struck, rng.uniform(*STRUCK_LON, n_lines), rng.uniform(*CHINA_LON, n_lines))
+    province = np.where(struck, STRUCK_PROVINCE, rng.choice(PROVINCES, n_lines))
     county = rng.integers(1, 30, n_lines)
     region = [f"{p:02d}{c:02d}{c % 7 + 1:02d}" for p, c in zip(province.tolist(), county.tolist(), strict=True)]
     urgency = np.array(["critical", "high", "normal", "low"], dtype=object)[rng.integers(0, 4, n_lines)]
@@ -57,8 +58,8 @@ def realistic(
         ids=[f"t{j}" for j in range(n_lots)],
         item=lot_items,
         available=rng.integers(10, 501, n_lots).astype(np.int64),
-        lat=rng.uniform(*CHINA["lat"], n_lots),
-        lon=rng.uniform(*CHINA["lon"], n_lots),
+        lat=rng.uniform(*CHINA_LAT, n_lots),
+        lon=rng.uniform(*CHINA_LON, n_lots),
         available_from=np.full(n_lots, np.nan),
         expires_at=expires,
         perishable=np.zeros(n_lots, dtype=np.bool_),
