@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -149,7 +150,7 @@ def _realistic_row(n: int, repeat: int) -> list[str]:
         t0 = time.perf_counter()
         cand = build_candidates(lines, lots, run_policy, now=NOW)
         t1 = time.perf_counter()
-        result = allocate(lines.remaining, lots.available, cand, run_policy)
+        result = allocate(lines.remaining, lots.available, cand, run_policy, processes=os.cpu_count() or 1)
         t2 = time.perf_counter()
         builds.append(t1 - t0)
         solves.append(t2 - t1)

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     matching_global_seconds: float = 900.0
     matching_expire_seconds: float = 30.0
     matching_concurrency: int = 4
+    # Large allocation networks are solved in solver processes, this many at once per run.
+    matching_solver_processes: int = 2
     matching_lock_timeout_seconds: float = 2.0
     matching_backoff_seconds: float = 1.0
     matching_backoff_max_seconds: float = 300.0

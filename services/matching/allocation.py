@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -82,6 +83,7 @@ def allocate(
     *,
     tiered: bool = True,
     cancelled: threading.Event | None = None,
+    processes: int = 1,
 ) -> Allocation:
     """Maximise Σ score·flow + Σ tier value·tier units over source → lots → lines → tiers → sink.
 
@@ -89,8 +91,9 @@ def allocate(
     one and the small ones packed together, because cost scaling slows down faster than the graph grows
     (10k × 10k with 1M pairs over 50 items: 3.6 s as one network, 0.9 s by components).
 
-    Setting `cancelled` (from another thread) stops the work between networks, and a network being solved in
-    a solver process at once: SolveCancelled."""
+    Networks of `_PROCESS_PAIRS` pairs or more are solved in solver processes, `processes` of them at once.
+    Setting `cancelled` (from another thread) stops the work between networks, and the networks being solved
+    in solver processes at once: SolveCancelled."""
     started = time.perf_counter()
     m = len(cand)
     rem = np.maximum(np.asarray(remaining, dtype=np.int64), 0)
@@ -102,17 +105,37 @@ def allocate(
     values = tier_values(policy, tiered=tiered)
     pair_cost = -pair_values(cand)
     pair_cap = pair_capacities(rem, avail, cand)
-    cost = 0
-    for batch in _batches(cand, len(avail)):
+    batches = _batches(cand, len(avail))
+
+    def args(batch: I64) -> tuple[I64, ...]:
+        return (cand.line[batch], cand.lot[batch], pair_cap[batch], pair_cost[batch], rem, avail, caps, values)
+
+    def check() -> None:
         if cancelled is not None and cancelled.is_set():
             raise SolveCancelled()
-        args = (cand.line[batch], cand.lot[batch], pair_cap[batch], pair_cost[batch], rem, avail, caps, values)
-        if len(batch) >= _PROCESS_PAIRS:
-            batch_flow, batch_cost = _solve_in_process(args, cancelled)
-        else:
-            batch_flow, batch_cost = _solve(*args)
-        flow[batch] = batch_flow
-        cost += batch_cost
+
+    cost = 0
+    large = [b for b in batches if len(b) >= _PROCESS_PAIRS]
+    # Large networks go to solver processes, up to `processes` at once, largest first; the small ones are
+    # solved here meanwhile (the threads only wait on their processes' pipes).
+    with ThreadPoolExecutor(max_workers=max(1, min(processes, len(large) or 1))) as pool:
+        running = {pool.submit(_solve_in_process, args(b), cancelled): b for b in large}
+        try:
+            for batch in batches:
+                if len(batch) < _PROCESS_PAIRS:
+                    check()
+                    flow[batch], batch_cost = _solve(*args(batch))
+                    cost += batch_cost
+            for done in as_completed(running):
+                flow[running[done]], batch_cost = done.result()
+                cost += batch_cost
+        except BaseException:
+            for future in running:
+                future.cancel()
+            if cancelled is not None:
+                cancel_solving(cancelled)
+            raise
+    check()
     return Allocation(flow, -cost / SCALE, time.perf_counter() - started, "optimal")
 
 
@@ -233,7 +256,7 @@ def _solve_child(conn: Connection) -> None:
 
 
 # Solver processes at work, by the event that cancels them (see cancel_solving).
-_solvers: dict[threading.Event, Any] = {}
+_solvers: dict[threading.Event, set[Any]] = {}
 _solvers_lock = threading.Lock()
 
 
@@ -241,8 +264,7 @@ def cancel_solving(cancelled: threading.Event) -> None:
     """Set `cancelled`, and kill the solver process working for it at once (callable from any thread)."""
     cancelled.set()
     with _solvers_lock:
-        process = _solvers.get(cancelled)
-        if process is not None:
+        for process in _solvers.get(cancelled, ()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
 
@@ -262,7 +284,7 @@ def _solve_in_process(args: tuple[I64, ...], cancelled: threading.Event | None) 
         child_conn.close()
         if cancelled is not None:
             with _solvers_lock:
-                _solvers[cancelled] = process
+                _solvers.setdefault(cancelled, set()).add(process)
             if cancelled.is_set():
                 raise SolveCancelled()
         try:
@@ -282,7 +304,10 @@ def _solve_in_process(args: tuple[I64, ...], cancelled: threading.Event | None) 
     finally:
         if cancelled is not None:
             with _solvers_lock:
-                _solvers.pop(cancelled, None)
+                running = _solvers.get(cancelled, set())
+                running.discard(process)
+                if not running:
+                    _solvers.pop(cancelled, None)
         child_conn.close()
         conn.close()
         if process.pid is not None:

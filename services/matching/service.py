@@ -156,12 +156,17 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
 
 
 def _score_and_solve(
-    lines: list[dict[str, Any]], lots: list[dict[str, Any]], policy: Policy, cancelled: threading.Event
+    lines: list[dict[str, Any]],
+    lots: list[dict[str, Any]],
+    policy: Policy,
+    cancelled: threading.Event,
+    processes: int,
 ) -> tuple[Candidates, Allocation, float]:
     line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
     cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
     built = time.perf_counter()
-    return cand, allocate(line_table.remaining, lot_table.available, cand, policy, cancelled=cancelled), built
+    result = allocate(line_table.remaining, lot_table.available, cand, policy, cancelled=cancelled, processes=processes)
+    return cand, result, built
 
 
 class RunAbandoned(Exception):
@@ -247,7 +252,9 @@ async def run_allocation(
     # other requests (and, in one-process development, every service's) keep being answered meanwhile.
     cancelled = threading.Event()
     try:
-        cand, result, built = await _unless_stopped(_in_thread(_score_and_solve, lines, lots, policy, cancelled), stop)
+        processes = runtime_of_session(session).settings.matching_solver_processes
+        work = _in_thread(_score_and_solve, lines, lots, policy, cancelled, processes)
+        cand, result, built = await _unless_stopped(work, stop)
     finally:
         cancel_solving(cancelled)  # an abandoned run's solver stops at once
     solved = time.perf_counter()

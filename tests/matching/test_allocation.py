@@ -11,6 +11,7 @@ from typing import Any
 from unittest.mock import patch
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import scipy.sparse as sp
 from hypothesis import given
@@ -291,3 +292,61 @@ def test_cancelling_kills_the_solver_process_at_once() -> None:
     assert multiprocessing.active_children() == []
     with pytest.raises(ProcessLookupError):  # killed and reaped
         os.kill(pid, 0)
+
+
+def _two_networks(seed: int) -> tuple[Candidates, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Two disconnected networks of 1M pairs each (lines and lots of the second offset past the first's)."""
+    rng = np.random.default_rng(seed)
+    n_lines, n_lots, per_line = 25_000, 1_000, 40
+    line = np.repeat(np.arange(2 * n_lines, dtype=np.int64), per_line)
+    lot = rng.integers(0, n_lots, len(line)) + np.where(line >= n_lines, n_lots, 0)
+    cand = Candidates(
+        line=line,
+        lot=lot,
+        score=rng.uniform(0, 100, len(line)),
+        contributions={},
+        distance_km=np.zeros(len(line)),
+        substitute=np.zeros(len(line), dtype=np.bool_),
+    )
+    return cand, rng.integers(1, 60, 2 * n_lines), rng.integers(100, 1000, 2 * n_lots)
+
+
+def test_networks_solved_side_by_side_give_the_one_by_one_optimum() -> None:
+    cand, remaining, available = _two_networks(6)
+    with patch.object(allocation, "_PROCESS_PAIRS", 1_000_000):
+        one_by_one = allocate(remaining, available, cand, Policy(), processes=1)
+        side_by_side = allocate(remaining, available, cand, Policy(), processes=2)
+    assert side_by_side.objective == pytest.approx(one_by_one.objective, abs=1e-9)
+    assert objective_of(side_by_side.flow, remaining, cand, Policy()) == pytest.approx(one_by_one.objective)
+    assert (np.bincount(cand.lot, weights=side_by_side.flow, minlength=len(available)) <= available).all()
+
+
+def test_cancelling_kills_every_solver_process_of_the_run() -> None:
+    cand, remaining, available = _two_networks(7)
+    cancelled = threading.Event()
+    outcome: list[BaseException] = []
+
+    def solve() -> None:
+        try:
+            allocate(remaining, available, cand, Policy(), cancelled=cancelled, processes=2)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with patch.object(allocation, "_PROCESS_PAIRS", 1_000_000):
+        worker = threading.Thread(target=solve)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while len(multiprocessing.active_children()) < 2 and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        solvers = [p.pid for p in multiprocessing.active_children()]
+        assert len(solvers) == 2
+        time.sleep(0.3)
+        allocation.cancel_solving(cancelled)
+        worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], allocation.SolveCancelled)
+    assert multiprocessing.active_children() == []
+    for pid in solvers:
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
