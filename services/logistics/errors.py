@@ -63,10 +63,6 @@ class ProcurementNotInState(Conflict):
     slug, title = "procurement-state", "The procurement order is not in a state that allows this"
 
 
-class UnknownItem(InvalidRequest):
-    slug, title = "unknown-item", "Item code not in the catalog"
-
-
 class SupplyUnavailable(DomainError):
     status, slug, title = 503, "supply-unavailable", "The supply service could not register the goods; retry"
 

@@ -26,12 +26,12 @@ from services.logistics.errors import (
     SupplyUnavailable,
     TooManyRequests,
     TrackingCodeNotFound,
-    UnknownItem,
     WrongPin,
 )
 from services.logistics.models import Feedback, Procurement, Shipment
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
+from shared.catalog import UnknownItem
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.html import html_response

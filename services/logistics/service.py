@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +26,6 @@ from services.logistics.errors import (
     ProposalNotShippable,
     ShipmentNotFound,
     SupplyUnavailable,
-    UnknownItem,
     WrongPin,
 )
 from services.logistics.models import (
@@ -45,7 +44,8 @@ from services.logistics.repository import (
     ShipmentRepository,
 )
 from shared.auth import Principal, Role
-from shared.catalog import get_catalog
+from shared.catalog import get_catalog, require_known
+from shared.db import utcnow
 from shared.errors import Forbidden, InvalidRequest
 from shared.etag import IfMatch, check_version
 from shared.events import EventType, publish
@@ -64,10 +64,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 RECEIVABLE = frozenset({"picked_up", "in_transit", "delivered"})
 SETTLED = frozenset({"received", "received_with_problem", "not_received"})
 EDITABLE = frozenset({"planned", "picked_up", "in_transit"})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_pin() -> str:
@@ -132,7 +128,7 @@ def shipment_event(shipment: Shipment, location: str | None = None, note: str | 
 async def _emit(
     session: AsyncSession, type_: EventType, shipment: Shipment, location: str | None = None, note: str | None = None
 ) -> None:
-    shipment.updated_at = _now()  # set here, not by the column's onupdate, so the response can read it
+    shipment.updated_at = utcnow()  # set here, not by the column's onupdate, so the response can read it
     await session.flush()
     await publish(session, type_, shipment_event(shipment, location, note), subject=str(shipment.id))
 
@@ -205,7 +201,7 @@ async def plan_accepted(session: AsyncSession, proposal: AcceptedProposal, actor
     repo = ShipmentRepository(session)
     key = origin_key(proposal.origin, proposal.offer_org)
     await repo.lock_route(key, proposal.site_id)
-    now = _now()
+    now = utcnow()
     shipment = await repo.open_auto(key, proposal.site_id)
     created = shipment is None
     if shipment is None:
@@ -241,7 +237,7 @@ async def create_shipment(session: AsyncSession, principal: Principal, data: sch
             "Every line of a shipment goes to one site.",
             errors=[{"loc": ["body", "lines"], "msg": "proposals for different sites"}],
         )
-    now = _now()
+    now = utcnow()
     origin = data.origin.model_dump(exclude_none=True) if data.origin else first.origin
     shipment = _new_shipment(first, origin, principal.sub, now, auto=False)
     shipment.carrier, shipment.carrier_org, shipment.note = data.carrier, data.carrier_org, data.note
@@ -311,7 +307,7 @@ async def change_status(
         raise InvalidRequest(
             f"The shipment has {len(shipment.legs)} legs.", errors=[{"loc": ["body", "leg"], "msg": "no such leg"}]
         )
-    now = _now()
+    now = utcnow()
     shipment.status = target
     if target == "picked_up":
         shipment.picked_up_at = now
@@ -385,7 +381,7 @@ async def record_receipt(
         raise IllegalTransition(
             f"A {shipment.status} shipment cannot be received.", extra={"status": shipment.status, "allowed": []}
         )
-    now = _now()
+    now = utcnow()
     if shipment.pin_locked_until is not None and shipment.pin_locked_until > now:
         wait = int((shipment.pin_locked_until - now).total_seconds()) + 1
         raise PinLocked(
@@ -475,7 +471,7 @@ async def give_feedback(
         beneficiaries_served=data.beneficiaries_served,
         photo_urls=[str(u) for u in data.photo_urls],
         created_by=principal.sub,
-        created_at=_now(),
+        created_at=utcnow(),
     )
     session.add(feedback)
     await session.flush()
@@ -516,7 +512,7 @@ def procurement_event(p: Procurement) -> events.ProcurementData:
 
 
 async def _emit_procurement(session: AsyncSession, type_: EventType, p: Procurement) -> None:
-    p.updated_at = _now()
+    p.updated_at = utcnow()
     await session.flush()
     await publish(session, type_, procurement_event(p), subject=str(p.id))
 
@@ -569,15 +565,9 @@ async def create_procurement(
 ) -> Procurement:
     """Draft a purchase paid from cash pledges; the pledges must hold the amounts now (they are spent when
     the order is placed)."""
-    catalog = get_catalog()
-    unknown = [i for i, line in enumerate(data.lines) if line.item_code not in catalog]
-    if unknown:
-        raise UnknownItem(
-            "Not in the item catalog.",
-            errors=[{"loc": ["body", "lines", i, "item_code"], "msg": "unknown item code"} for i in unknown],
-        )
+    require_known((["body", "lines", i, "item_code"], line.item_code) for i, line in enumerate(data.lines))
     await _check_pledges(session, data.currency, data.funding)
-    now = _now()
+    now = utcnow()
     p = Procurement(
         id=uuid.uuid4(),
         org=principal.org,
@@ -642,7 +632,7 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
                 "memo": str(p.supplier.get("name", ""))[:200],
             }
         )
-    p.status, p.ordered_at = "ordered", _now()
+    p.status, p.ordered_at = "ordered", utcnow()
     p.version += 1
     await _emit_procurement(session, events.PROCUREMENT_ORDERED, p)
     return p
@@ -681,7 +671,7 @@ async def receive_procurement(session: AsyncSession, principal: Principal, procu
     if response.status_code != 201:
         raise SupplyUnavailable(f"Supply answered {response.status_code} when registering the goods.")
     p.goods_offer_id = uuid.UUID(response.json()["id"])
-    p.status, p.received_at = "received", _now()
+    p.status, p.received_at = "received", utcnow()
     p.version += 1
     await _emit_procurement(session, events.PROCUREMENT_RECEIVED, p)
     return p
@@ -709,7 +699,7 @@ async def cancel_procurement(
                     "memo": reason,
                 }
             )
-    p.status, p.cancelled_at = "cancelled", _now()
+    p.status, p.cancelled_at = "cancelled", utcnow()
     if reason:
         p.note = f"{p.note}\n{reason}" if p.note else reason
     p.version += 1

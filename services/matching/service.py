@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from services.matching.repository import (
 from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
 from shared.auth import Principal
 from shared.catalog import get_catalog
+from shared.db import utcnow
 from shared.errors import InvalidRequest, PreconditionFailed
 from shared.etag import IfMatch, check_version
 from shared.events import publish
@@ -51,10 +52,6 @@ SYSTEM = "matching"
 
 log = logging.getLogger("reliefhub.matching")
 T = TypeVar("T")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- policy ------------------------------------------------------------------------------------------------
@@ -259,7 +256,7 @@ async def run_allocation(
         cancel_solving(cancelled)  # an abandoned run's solver stops at once
     solved = time.perf_counter()
 
-    now = _now()
+    now = utcnow()
     run = AllocationRun(
         id=uuid.uuid4(),
         trigger=trigger,
@@ -455,7 +452,7 @@ async def accept(
     proposal = await get_proposal(session, proposal_id, for_update=True)
     if proposal.status == "accepted" and principal is not None:
         return proposal  # a retried accept
-    now = _now()
+    now = utcnow()
     _check_open(proposal, now)
     amount = proposal.quantity if quantity is None else quantity
     if amount > proposal.quantity:
@@ -559,7 +556,7 @@ async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID) -> None:
 
 async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
     proposal = await get_proposal(session, proposal_id, for_update=True)
-    now = _now()
+    now = utcnow()
     _check_open(proposal, now)
     proposal.status, proposal.reason = "rejected", reason
     proposal.decided_at, proposal.decided_by = now, principal.sub
@@ -584,10 +581,10 @@ async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.
 
 async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
     repo = ProposalRepository(session)
-    due = await repo.due_to_expire(_now(), 1000)
+    due = await repo.due_to_expire(utcnow(), 1000)
     for proposal in due:
         proposal.status, proposal.reason = "expired", "not decided in time"
-        proposal.decided_at, proposal.decided_by = _now(), SYSTEM
+        proposal.decided_at, proposal.decided_by = utcnow(), SYSTEM
         proposal.version += 1
         repo.record(Decision(proposal_id=proposal.id, action="expire", quantity=proposal.quantity, actor=SYSTEM))
     await session.flush()
@@ -698,7 +695,7 @@ class ContinuousMatching:
         free = self.settings.matching_concurrency - len(self.running)
         if free <= 0:
             return
-        now = _now()
+        now = utcnow()
         cutoff = now - timedelta(seconds=self.settings.matching_debounce_seconds)
         async with self.rt.sessionmaker() as session, session.begin():
             repo = ProjectionRepository(session)
@@ -779,7 +776,7 @@ class ContinuousMatching:
                 group,
                 marks,
                 attempts=attempts,
-                not_before=_now() + timedelta(seconds=delay),
+                not_before=utcnow() + timedelta(seconds=delay),
                 error=f"{reason}: {exc}"[:1000],
             )
 
@@ -792,7 +789,7 @@ class ContinuousMatching:
         not_before: datetime | None,
         error: str | None,
     ) -> None:
-        marks = marks or [DirtyMark(group.key, _now(), 0)]  # a periodic run: its group is left dirty
+        marks = marks or [DirtyMark(group.key, utcnow(), 0)]  # a periodic run: its group is left dirty
         try:
             async with self.rt.sessionmaker() as session, session.begin():
                 await ProjectionRepository(session).put_back_dirty(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from shared.errors import Conflict, Forbidden, NotFound
 
 
 class SiteNotFound(NotFound):
@@ -15,10 +15,6 @@ class NeedNotFound(NotFound):
 
 class NotYourSite(Forbidden):
     slug, title = "not-your-site", "This site belongs to another organisation"
-
-
-class UnknownItem(InvalidRequest):
-    slug, title = "unknown-item", "Item code not in the catalog"
 
 
 class NeedNotOpen(Conflict):

@@ -9,11 +9,11 @@ from fastapi import Query, Request, Response, status
 
 from services.needs import schemas, service
 from services.needs.dependencies import Coordinator, SiteWriter
-from services.needs.errors import NeedNotFound, SiteNotFound, UnknownItem
+from services.needs.errors import NeedNotFound, SiteNotFound
 from services.needs.models import Need, Site
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
-from shared.catalog import get_catalog
+from shared.catalog import UnknownItem, get_catalog
 from shared.errors import (
     Conflict,
     Forbidden,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -18,12 +18,12 @@ from services.needs.errors import (
     NeedNotOpen,
     NotYourSite,
     SiteNotFound,
-    UnknownItem,
 )
 from services.needs.models import Need, NeedLine, Site
 from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
 from shared.auth import Principal
-from shared.catalog import get_catalog
+from shared.catalog import get_catalog, require_known
+from shared.db import utcnow
 from shared.etag import IfMatch, check_version
 from shared.events import CloudEvent, EventType, publish
 from shared.events.outbox import outbox_row
@@ -33,10 +33,6 @@ from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, 
 
 DuplicatePolicy = Literal["flag", "merge"]
 ACTIVE = tuple(s.value for s in schemas.ACTIVE_STATUSES)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def may_see_contact(principal: Principal, org: str) -> bool:
@@ -96,7 +92,7 @@ async def update_site(
     for key, value in changes.items():
         setattr(site, key, value)
     site.version += 1
-    site.updated_at = _now()
+    site.updated_at = utcnow()
     await session.flush()
     await publish(session, events.SITE_UPDATED, site_event(site), subject=str(site.id))
     if region_moved:
@@ -115,17 +111,8 @@ async def update_site(
 def _line_rows(
     data: list[schemas.NeedLineCreate], need_id: uuid.UUID | None = None, start: int = 0
 ) -> list[dict[str, Any]]:
+    require_known((["body", "lines", i, "item_code"], line.item_code) for i, line in enumerate(data))
     catalog = get_catalog()
-    unknown = sorted({line.item_code for line in data if line.item_code not in catalog})
-    if unknown:
-        raise UnknownItem(
-            f"Not in the item catalog: {', '.join(unknown)}.",
-            errors=[
-                {"loc": ["body", "lines", i, "item_code"], "msg": "unknown item code"}
-                for i, line in enumerate(data)
-                if line.item_code in unknown
-            ],
-        )
     rows = []
     for i, line in enumerate(data):
         item = catalog.get(line.item_code)
@@ -214,7 +201,7 @@ async def create_need(
         if twin is not None:
             merged = await _merge_into(session, twin, ref, data, _lines(data.lines))
             return schemas.Need.model_validate(merged), True
-    now = _now()
+    now = utcnow()
     row: dict[str, Any] = {
         "id": need_id,
         "site_id": ref.id,
@@ -271,9 +258,9 @@ async def _merge_into(
         twin.needed_by = data.needed_by
     if data.beneficiaries is not None:
         twin.beneficiaries = max(twin.beneficiaries or 0, data.beneficiaries)
-    twin.confirmed_at = _now()
+    twin.confirmed_at = utcnow()
     twin.version += 1
-    twin.updated_at = _now()
+    twin.updated_at = utcnow()
     await session.flush()
     await _emit(session, events.NEED_MERGED, twin, site)
     return twin
@@ -301,7 +288,7 @@ async def _get_for_change(
 
 def _bump(need: Need) -> None:
     need.version += 1
-    need.updated_at = _now()
+    need.updated_at = utcnow()
 
 
 async def update_need(
@@ -326,7 +313,7 @@ async def update_need(
         need.lines.clear()
         await session.flush()
         need.lines.extend(_lines(data.lines))
-    need.confirmed_at = _now()
+    need.confirmed_at = utcnow()
     _bump(need)
     await session.flush()
     await _emit(session, events.NEED_UPDATED, need)
@@ -342,7 +329,7 @@ async def verify_need(
     need.verification = data.verdict.value
     need.verification_reason = data.reason
     need.verified_by = principal.sub
-    need.verified_at = _now()
+    need.verified_at = utcnow()
     _bump(need)
     await session.flush()
     await _emit(session, events.NEED_VERIFIED, need, reason=data.reason)
@@ -357,7 +344,7 @@ async def close_need(
         raise NeedNotOpen(f"The need is already {need.status}.")
     need.status = "closed"
     need.close_reason = data.reason
-    need.closed_at = _now()
+    need.closed_at = utcnow()
     _bump(need)
     await session.flush()
     await _emit(session, events.NEED_CLOSED, need, reason=data.reason)
@@ -368,7 +355,7 @@ async def confirm_need(session: AsyncSession, principal: Principal, need_id: uui
     need = await _get_for_change(session, principal, need_id, None)
     if need.status not in ACTIVE:
         raise NeedNotOpen(f"The need is {need.status}; it cannot be re-confirmed.")
-    need.confirmed_at = _now()
+    need.confirmed_at = utcnow()
     _bump(need)
     await session.flush()
     await _emit(session, events.NEED_CONFIRMED, need)
@@ -377,7 +364,7 @@ async def confirm_need(session: AsyncSession, principal: Principal, need_id: uui
 
 async def expire_stale_needs(session: AsyncSession, settings: Settings) -> int:
     """Expire open needs past `needed_by` or not re-confirmed within `need_confirm_days`."""
-    now = _now()
+    now = utcnow()
     ids = await NeedRepository(session).expire_stale(now, now - timedelta(days=settings.need_confirm_days), 500)
     for need_id in ids:
         need = await get_need(session, need_id)

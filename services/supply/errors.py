@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from shared.errors import Conflict, Forbidden, NotFound
 
 
 class DonorNotFound(NotFound):
@@ -27,10 +27,6 @@ class NotYourDonor(Forbidden):
 
 class NotYourCheck(Forbidden):
     slug, title = "not-your-check", "Your working group does not check these items"
-
-
-class UnknownItem(InvalidRequest):
-    slug, title = "unknown-item", "Item code not in the catalog"
 
 
 class OfferNotOpen(Conflict):

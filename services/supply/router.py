@@ -23,11 +23,11 @@ from services.supply.errors import (
     ReferenceTaken,
     ReservationForProposal,
     ReservationNotFound,
-    UnknownItem,
 )
 from services.supply.models import Donor, Offer
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
+from shared.catalog import UnknownItem
 from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,7 +30,6 @@ from services.supply.errors import (
     ReferenceTaken,
     ReservationForProposal,
     ReservationNotFound,
-    UnknownItem,
 )
 from services.supply.models import Donor, Lot, Offer, Reservation
 from services.supply.repository import (
@@ -41,7 +40,8 @@ from services.supply.repository import (
     ReservationRepository,
 )
 from shared.auth import Principal, Role
-from shared.catalog import get_catalog
+from shared.catalog import get_catalog, require_known
+from shared.db import utcnow
 from shared.errors import Forbidden
 from shared.etag import IfMatch, check_version
 from shared.events import CloudEvent, publish
@@ -57,10 +57,6 @@ from shared.tabular import (
     split_list,
     unknown_items,
 )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def tracking_ref(code: str) -> str:
@@ -133,16 +129,7 @@ def offer_event(offer: Offer, reason: str | None = None) -> events.OfferData:
 
 
 def _check_items(codes: list[str], loc: list[Any]) -> None:
-    catalog = get_catalog()
-    unknown = [(i, c) for i, c in enumerate(codes) if c not in catalog]
-    if unknown:
-        raise UnknownItem(
-            f"Not in the item catalog: {', '.join(sorted({c for _, c in unknown}))}.",
-            errors=[
-                {"loc": [*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i], "msg": "unknown item code"}
-                for i, _ in unknown
-            ],
-        )
+    require_known(([*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i], c) for i, c in enumerate(codes))
 
 
 async def create_offer(session: AsyncSession, principal: Principal, data: schemas.OfferCreate) -> tuple[Offer, str]:
@@ -159,7 +146,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
     _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
     catalog = get_catalog()
     code = secrets.token_urlsafe(18)
-    now = _now()
+    now = utcnow()
     lots = []
     for i, lot in enumerate(lots_in):
         item = catalog.get(lot.item_code)
@@ -238,7 +225,7 @@ async def update_offer(
     if "note" in data.model_fields_set:
         offer.note = data.note
     offer.version += 1
-    offer.updated_at = _now()
+    offer.updated_at = utcnow()
     await session.flush()
     await publish(session, events.OFFER_UPDATED, offer_event(offer), subject=str(offer.id))
     return offer
@@ -255,7 +242,7 @@ async def withdraw_offer(
     offer.status = "withdrawn"
     offer.withdraw_reason = data.reason
     offer.version += 1
-    offer.updated_at = _now()
+    offer.updated_at = utcnow()
     await session.flush()
     await publish(session, events.OFFER_WITHDRAWN, offer_event(offer, data.reason), subject=str(offer.id))
     return offer
@@ -277,7 +264,7 @@ async def record_verification(
     pending = [lot for lot in offer.lots if lot.check_by in groups and lot.verification == "pending"]
     if not pending:
         raise NothingToVerify()
-    now = _now()
+    now = utcnow()
     for lot in pending:
         lot.verification = data.verdict.value
         lot.verification_notes = data.notes
@@ -363,7 +350,7 @@ async def reserve(
         )
     lot, offer = await get_lot(session, lot_id)
     reservations = ReservationRepository(session)
-    now = _now()
+    now = utcnow()
     new_id = await reservations.insert_if_new(
         {
             "id": uuid.uuid4(),
@@ -431,7 +418,7 @@ async def release(session: AsyncSession, principal: Principal, reservation_id: u
 
 async def _release(session: AsyncSession, existing: Reservation, status: str) -> Reservation:
     reservations = ReservationRepository(session)
-    marked = await reservations.mark(existing.id, "active", status, _now())
+    marked = await reservations.mark(existing.id, "active", status, utcnow())
     if marked is None:
         return existing
     lot = await LotRepository(session).unreserve(marked.lot_id, marked.quantity)
@@ -443,7 +430,7 @@ async def _release(session: AsyncSession, existing: Reservation, status: str) ->
 async def expire_reservations(session: AsyncSession, settings: Settings) -> int:
     """Release holds whose time ran out."""
     reservations = ReservationRepository(session)
-    ids = await reservations.expired_ids(_now(), 500)
+    ids = await reservations.expired_ids(utcnow(), 500)
     for reservation_id in ids:
         existing = await reservations.get(reservation_id)
         assert existing is not None
@@ -613,7 +600,7 @@ def _give_back(reservation: Reservation | None, quantity: int) -> int:
         return 0
     taken = min(quantity, reservation.quantity)
     if taken >= reservation.quantity:
-        reservation.status, reservation.released_at = "released", _now()
+        reservation.status, reservation.released_at = "released", utcnow()
     else:
         reservation.quantity -= taken
     return taken

@@ -8,7 +8,7 @@ import importlib
 import json
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,14 +19,11 @@ from services.webhooks.models import Delivery, Endpoint
 from services.webhooks.repository import DeliveryRepository, EndpointRepository
 from services.webhooks.safety import AddressPolicy, RefusedAddress
 from shared.auth import Principal
+from shared.db import utcnow
 from shared.etag import IfMatch, check_version
 from shared.events import CloudEvent, event_catalog, publish
 from shared.pagination import PageParams
 from shared.settings import Settings
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_secret() -> str:
@@ -69,7 +66,7 @@ async def create_endpoint(
 ) -> Endpoint:
     url = str(data.url)
     await check_url(url, settings)
-    now = _now()
+    now = utcnow()
     endpoint = Endpoint(
         id=uuid.uuid4(),
         org=principal.org,
@@ -133,7 +130,7 @@ async def update_endpoint(
         if not endpoint.enabled and endpoint.disabled_reason is None:
             endpoint.disabled_reason = f"disabled by {principal.sub}"
     endpoint.version += 1
-    endpoint.updated_at = _now()
+    endpoint.updated_at = utcnow()
     await session.flush()
     return endpoint
 
@@ -151,10 +148,10 @@ async def rotate_secret(
     endpoint = await get_endpoint(session, principal, endpoint_id, for_update=True)
     grace = settings.webhook_secret_grace_seconds if grace_seconds is None else grace_seconds
     endpoint.previous_secret = endpoint.secret if grace > 0 else None
-    endpoint.previous_secret_expires_at = _now() + timedelta(seconds=grace) if grace > 0 else None
+    endpoint.previous_secret_expires_at = utcnow() + timedelta(seconds=grace) if grace > 0 else None
     endpoint.secret = new_secret()
     endpoint.version += 1
-    endpoint.updated_at = _now()
+    endpoint.updated_at = utcnow()
     await session.flush()
     return endpoint
 
@@ -165,7 +162,7 @@ async def disable(session: AsyncSession, endpoint: Endpoint, reason: str) -> Non
         return
     endpoint.enabled, endpoint.disabled_reason = False, reason
     endpoint.version += 1
-    endpoint.updated_at = _now()
+    endpoint.updated_at = utcnow()
     await session.flush()
     await publish(
         session,
@@ -270,7 +267,7 @@ async def on_events(session: AsyncSession, batch: list[CloudEvent]) -> None:
     """Every service's stream → the deliveries owed to each enabled endpoint that wants an event."""
     endpoints = await EndpointRepository(session).enabled()
     rows: list[dict[str, Any]] = []
-    now = _now()
+    now = utcnow()
     for event in batch:
         wanted = [e for e in endpoints if wants(e, event)]
         payload = event.model_dump(mode="json") if wanted else None

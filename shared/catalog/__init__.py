@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
 
 from pydantic import BaseModel, ConfigDict
+
+from shared.errors import InvalidRequest
+
+
+class UnknownItem(InvalidRequest):
+    slug, title = "unknown-item", "Item code not in the catalog"
 
 
 class ItemName(BaseModel):
@@ -58,3 +65,17 @@ class Catalog:
 def get_catalog() -> Catalog:
     raw = json.loads(resources.files("shared.catalog").joinpath("items.json").read_text(encoding="utf-8"))
     return Catalog([Item.model_validate(i) for i in raw["items"]])
+
+
+def require_known(entries: Iterable[tuple[Sequence[str | int], str]]) -> None:
+    """Refuse item codes the catalog does not hold: one 422 naming every unknown code and where it was.
+
+    ``entries`` are ``(loc, item_code)`` pairs, ``loc`` as in the problem's ``errors`` (``["body", "lines",
+    0, "item_code"]``)."""
+    catalog = get_catalog()
+    unknown = [(list(loc), code) for loc, code in entries if code not in catalog]
+    if unknown:
+        raise UnknownItem(
+            f"Not in the item catalog: {', '.join(sorted({code for _, code in unknown}))}.",
+            errors=[{"loc": loc, "msg": "unknown item code"} for loc, _ in unknown],
+        )
