@@ -84,14 +84,14 @@ def _request(authorization: str | None) -> Request:
     return Request({"type": "http", "method": "POST", "path": "/", "headers": headers, "query_string": b""})
 
 
-def test_principal_subject_identifies_the_caller_unambiguously() -> None:
-    def subject(org: str, sub: str) -> str | None:
+async def test_principal_subject_identifies_the_caller_unambiguously() -> None:
+    async def subject(org: str, sub: str) -> str | None:
         token = create_token(sub=sub, org=org, roles=["frontline"], settings=SETTINGS)
-        return principal_subject(_request(f"Bearer {token}"), SETTINGS)
+        return await principal_subject(_request(f"Bearer {token}"), SETTINGS)
 
-    assert subject("org-a", "alice") == subject("org-a", "alice")
-    ids = {subject("org-a", "alice"), subject("org-a", "bob"), subject("org-b", "alice")}
-    ids |= {subject("a/b", "c"), subject("a", "b/c"), subject("a", "x" * 200)}
+    assert await subject("org-a", "alice") == await subject("org-a", "alice")
+    ids = {await subject("org-a", "alice"), await subject("org-a", "bob"), await subject("org-b", "alice")}
+    ids |= {await subject("a/b", "c"), await subject("a", "b/c"), await subject("a", "x" * 200)}
     assert len(ids) == 6 and None not in ids
     assert all(len(i) <= 300 for i in ids if i)  # fits idempotency_key.principal
 
@@ -105,8 +105,8 @@ def test_overlong_org_or_sub_claims_are_refused() -> None:
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic dTpw", "Bearer not-a-jwt"])
-def test_principal_subject_is_none_without_a_valid_token(header: str | None) -> None:
-    assert principal_subject(_request(header), SETTINGS) is None
+async def test_principal_subject_is_none_without_a_valid_token(header: str | None) -> None:
+    assert await principal_subject(_request(header), SETTINGS) is None
 
 
 def test_principal_is_a_value() -> None:
