@@ -43,7 +43,7 @@ from services.logistics.repository import (
     ProjectionRepository,
     ShipmentRepository,
 )
-from shared.auth import Principal, Role
+from shared.auth import Principal, Role, require_in_region
 from shared.catalog import get_catalog, require_known
 from shared.db import utcnow
 from shared.errors import Forbidden, InvalidRequest
@@ -237,6 +237,7 @@ async def create_shipment(session: AsyncSession, principal: Principal, data: sch
             "Every line of a shipment goes to one site.",
             errors=[{"loc": ["body", "lines"], "msg": "proposals for different sites"}],
         )
+    require_in_region(principal, first.region_code, what="The shipment's destination")
     now = utcnow()
     origin = data.origin.model_dump(exclude_none=True) if data.origin else first.origin
     shipment = _new_shipment(first, origin, principal.sub, now, auto=False)
@@ -267,6 +268,7 @@ async def update_shipment(
     expected: IfMatch,
 ) -> Shipment:
     shipment = await get_shipment(session, shipment_id, for_update=True)
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     if "carrier_org" in data.model_fields_set:
         _check_carrier_assignment(principal, shipment.carrier_org, data.carrier_org)
     check_version(expected, shipment.version)
@@ -291,6 +293,7 @@ async def change_status(
 ) -> Shipment:
     """Move a shipment along its status machine; anything else is a 409 that changes nothing."""
     shipment = await get_shipment(session, shipment_id, for_update=True)
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     target = data.status.value
     shipper = principal.is_staff or principal.has(Role.logistics)
     # The receiving site may only report that nothing arrived.
@@ -377,6 +380,7 @@ async def record_receipt(
             "The receipt is recorded by the receiving site's frontline, the shipment's assigned carrier or a "
             "coordinator."
         )
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     if shipment.status not in RECEIVABLE:
         raise IllegalTransition(
             f"A {shipment.status} shipment cannot be received.", extra={"status": shipment.status, "allowed": []}
@@ -459,6 +463,7 @@ async def give_feedback(
     shipment = await get_shipment(session, shipment_id, for_update=True)
     if not (principal.is_staff or is_recipient(principal, shipment)):
         raise NotTheRecipient("Feedback comes from the receiving site's organisation (or a coordinator).")
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     if shipment.status not in SETTLED:
         raise NotReceivedYet(f"The shipment is {shipment.status}; give feedback once it is received.")
     repo = ShipmentRepository(session)
@@ -566,6 +571,7 @@ async def create_procurement(
     """Draft a purchase paid from cash pledges; the pledges must hold the amounts now (they are spent when
     the order is placed)."""
     require_known((["body", "lines", i, "item_code"], line.item_code) for i, line in enumerate(data.lines))
+    require_in_region(principal, data.region_code, what="The procurement's destination")
     await _check_pledges(session, data.currency, data.funding)
     now = utcnow()
     p = Procurement(
@@ -608,6 +614,7 @@ def _require_state(p: Procurement, *allowed: str) -> None:
 async def order_procurement(session: AsyncSession, principal: Principal, procurement_id: uuid.UUID) -> Procurement:
     """Place the order: spend each pledge's share, all or nothing — never beyond what a pledge holds."""
     p = await get_procurement(session, procurement_id, for_update=True)
+    require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, "draft")
     projection, ledger = ProjectionRepository(session), LedgerRepository(session)
     for f in sorted(p.funding, key=lambda f: f.offer_id):  # one lock order across concurrent orders
@@ -642,6 +649,7 @@ async def receive_procurement(session: AsyncSession, principal: Principal, procu
     """The supplier delivered: register the goods in supply as an in-kind offer of the (largest) paying
     pledge's donor, so they are matched and shipped like any lot."""
     p = await get_procurement(session, procurement_id, for_update=True)
+    require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, "ordered")
     main = max(p.funding, key=lambda f: (f.amount, -f.position))
     pledge = await ProjectionRepository(session).offer(main.offer_id)
@@ -682,6 +690,7 @@ async def cancel_procurement(
 ) -> Procurement:
     """Cancel a draft, or an order not yet received (its amounts go back to the pledges)."""
     p = await get_procurement(session, procurement_id, for_update=True)
+    require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, "draft", "ordered")
     if p.status == "ordered":
         projection, ledger = ProjectionRepository(session), LedgerRepository(session)

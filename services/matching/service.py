@@ -36,7 +36,7 @@ from services.matching.repository import (
     RunRepository,
 )
 from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
-from shared.auth import Principal
+from shared.auth import Principal, require_in_region, require_national
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.errors import InvalidRequest, PreconditionFailed
@@ -80,6 +80,7 @@ def policy_out(policy: Policy, row: PolicyVersion | None) -> schemas.Policy:
 async def put_policy(
     session: AsyncSession, principal: Principal, body: schemas.PolicyBody, expected: IfMatch
 ) -> tuple[Policy, PolicyVersion]:
+    require_national(principal, what="The scoring policy")
     current, _ = await current_policy(session)
     check_version(expected, current.version)
     raw = body.model_dump()
@@ -450,6 +451,8 @@ async def accept(
     """Reserve the proposal's quantity (or less) in supply, idempotently by proposal id, then record it.
     When supply answers 409 the lot was taken: the proposal is cancelled and its line re-matched."""
     proposal = await get_proposal(session, proposal_id, for_update=True)
+    if principal is not None:
+        require_in_region(principal, proposal.region_code, what="The proposal's need")
     if proposal.status == "accepted" and principal is not None:
         return proposal  # a retried accept
     now = utcnow()
@@ -556,6 +559,7 @@ async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID) -> None:
 
 async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
     proposal = await get_proposal(session, proposal_id, for_update=True)
+    require_in_region(principal, proposal.region_code, what="The proposal's need")
     now = utcnow()
     _check_open(proposal, now)
     proposal.status, proposal.reason = "rejected", reason
