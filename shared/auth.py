@@ -201,8 +201,12 @@ async def authenticate(token: str, settings: Settings) -> Principal:
 
 def _verify(token: str, header: dict[str, Any], provider_key: PyJWK | None, settings: Settings) -> Principal:
     if provider_key is not None:
-        raw = oidc.verified_claims(token, provider_key, settings)
-        return principal_from_claims(oidc.mapped_claims(raw, settings, known_roles=_ROLE_NAMES))
+        claims = oidc.mapped_claims(
+            oidc.verified_claims(token, provider_key, settings), settings, known_roles=_ROLE_NAMES
+        )
+        if claims["org"] is None:
+            raise Unauthorized(f"The token has no organisation (claim `{settings.oidc_claim_org}`).")
+        return principal_from_claims(claims)
     algorithm = header.get("alg")
     if algorithm != "HS256":
         accepted = ["HS256", *(settings.oidc_algorithms if settings.oidc_enabled else [])]
