@@ -194,11 +194,13 @@ def test_a_hub_coordinator_acts_inside_its_regions_only() -> None:
     for code in ("410102", "4101", "310101", "31"):
         assert in_region(hub, code) and may_act_in(hub, code)
         require_in_region(hub, code)
-    for code in ("410201", "41", "3", "320101", None):  # a wider prefix is not inside a narrower one
-        assert not may_act_in(hub, code)
+    outside: tuple[str | None, ...] = ("410201", "41", "3", "320101", None)  # a wider prefix is not inside
+    for elsewhere in outside:
+        assert not may_act_in(hub, elsewhere)
         with pytest.raises(OutOfRegion) as caught:
-            require_in_region(hub, code, what="The need")
-        assert caught.value.status == 403 and caught.value.extra == {"region_code": code, "regions": ["4101", "31"]}
+            require_in_region(hub, elsewhere, what="The need")
+        assert caught.value.status == 403
+        assert caught.value.extra == {"region_code": elsewhere, "regions": ["4101", "31"]}
         assert caught.value.detail.startswith("The need is in")
     with pytest.raises(OutOfRegion, match="national coordinator"):
         require_national(hub, what="The scoring policy")

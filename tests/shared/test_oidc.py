@@ -223,7 +223,7 @@ async def test_hs256_tokens_are_refused_where_disabled_but_the_services_own_pass
 
 
 def test_production_refuses_hs256_once_a_provider_is_set_unless_enabled(idp: IdentityProvider) -> None:
-    provider = {"oidc_issuer": idp.issuer, "oidc_audience": idp.audience, "oidc_jwks_url": idp.jwks_url}
+    provider: dict[str, Any] = {"oidc_issuer": idp.issuer, "oidc_audience": idp.audience, "oidc_jwks_url": idp.jwks_url}
     assert not Settings(environment="production", jwt_secret=SECRET, **provider).hs256_accepted
     assert Settings(environment="production", jwt_secret=SECRET, allow_hs256=True, **provider).hs256_accepted
     assert Settings(environment="production", jwt_secret=SECRET).hs256_accepted  # no provider: its only identity
@@ -269,15 +269,16 @@ def test_claim_names_may_be_paths_or_namespaced(idp: IdentityProvider) -> None:
         oidc_claim_regions="attributes.hub_regions",
         oidc_claim_group="attributes.working_group",
     )
-    token = idp.token(
-        org=None,
-        roles=None,
-        **{"https://reliefhub.org/org": "wg-devices"},
-        resource_access={"reliefhub-api": {"roles": ["working_group", "manage-account"]}},
-        attributes={"hub_regions": ["31", "3201"], "working_group": ["medical_device"]},
-    )
+    claims: dict[str, Any] = {
+        "org": None,
+        "roles": None,
+        "https://reliefhub.org/org": "wg-devices",
+        "resource_access": {"reliefhub-api": {"roles": ["working_group", "manage-account"]}},
+        "attributes": {"hub_regions": ["31", "3201"], "working_group": ["medical_device"]},
+    }
+    token = idp.token(**claims)
     p = decode_token(token, settings)
-    assert (p.org, p.roles, p.group) == ("wg-devices", {Role.working_group}, "medical_device")
+    assert (p.org, p.roles, p.group) == ("wg-devices", frozenset({Role.working_group}), "medical_device")
     assert p.regions == ("31", "3201")
     assert p.claims["attributes"]["hub_regions"] == ["31", "3201"]
 
