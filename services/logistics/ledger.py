@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,61 @@ from services.logistics.models import LedgerEntry, Procurement, Shipment
 from services.logistics.repository import LedgerRepository
 from shared.catalog import get_catalog
 from shared.pagination import PageParams
+
+
+def goods_value(lots: list[dict[str, Any]]) -> int:
+    """The catalog value of offered lots (items the catalog does not know count nothing)."""
+    catalog = get_catalog()
+    total = 0
+    for lot in lots:
+        item = catalog.get(lot["item_code"])
+        total += int(lot["quantity"]) * (item.unit_value_fen if item else 0)
+    return total
+
+
+async def book_pledged(
+    session: AsyncSession, offer_id: uuid.UUID, amount: int, currency: str, at: datetime | None
+) -> None:
+    """A cash pledge, when it is made."""
+    await LedgerRepository(session).book(
+        {
+            "ref": f"pledged:{offer_id}",
+            "kind": "pledged",
+            "amount": amount,
+            "currency": currency,
+            "offer_id": offer_id,
+            "created_at": at,
+        }
+    )
+
+
+async def book_in_kind_offered(
+    session: AsyncSession, offer_id: uuid.UUID, lots: list[dict[str, Any]], at: datetime | None
+) -> None:
+    """The catalog value of donated goods, when they are offered."""
+    await LedgerRepository(session).book(
+        {
+            "ref": f"in_kind_offered:{offer_id}",
+            "kind": "in_kind_offered",
+            "amount": goods_value(lots),
+            "currency": "CNY",
+            "offer_id": offer_id,
+            "created_at": at,
+        }
+    )
+
+
+async def book_pledge_withdrawn(session: AsyncSession, offer_id: uuid.UUID, unspent: int, currency: str) -> None:
+    """What a withdrawn pledge still held unspent, taken out again."""
+    await LedgerRepository(session).book(
+        {
+            "ref": f"pledge_withdrawn:{offer_id}",
+            "kind": "pledge_withdrawn",
+            "amount": -unspent,
+            "currency": currency,
+            "offer_id": offer_id,
+        }
+    )
 
 
 async def book_delivered(session: AsyncSession, shipment: Shipment) -> None:

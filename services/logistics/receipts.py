@@ -184,7 +184,7 @@ async def give_feedback(
         created_by=principal.sub,
         created_at=utcnow(),
     )
-    session.add(feedback)
+    repo.add_feedback(feedback)
     await session.flush()
     await publish(
         session,

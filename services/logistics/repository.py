@@ -81,6 +81,9 @@ class ShipmentRepository(RepositoryBase[Shipment]):
     async def feedback(self, shipment_id: uuid.UUID) -> Feedback | None:
         return await self.session.get(Feedback, shipment_id)
 
+    def add_feedback(self, feedback: Feedback) -> None:
+        self.session.add(feedback)
+
     async def feedback_for(self, shipment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Feedback]:
         if not shipment_ids:
             return {}
