@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
 from services.logistics.repository import ProjectionRepository
-from shared.events import CloudEvent, register_event_type
+from shared.events import CloudEvent, EventType, register_event_type
 from shared.runtime import runtime_of_session
 from shared.service import Subscription
+from shared.vocabulary import ShipmentStatus
 
 
 class ShipmentLineData(BaseModel):
@@ -141,14 +142,14 @@ PROCUREMENT_CANCELLED = register_event_type(
     ProcurementData,
 )
 
-SHIPMENT_STATUS_EVENTS = {
-    "picked_up": SHIPMENT_PICKED_UP,
-    "in_transit": SHIPMENT_IN_TRANSIT,
-    "delivered": SHIPMENT_DELIVERED,
-    "received": SHIPMENT_RECEIVED,
-    "received_with_problem": SHIPMENT_RECEIVED,
-    "not_received": SHIPMENT_NOT_RECEIVED,
-    "cancelled": SHIPMENT_CANCELLED,
+SHIPMENT_STATUS_EVENTS: dict[ShipmentStatus, EventType] = {
+    ShipmentStatus.picked_up: SHIPMENT_PICKED_UP,
+    ShipmentStatus.in_transit: SHIPMENT_IN_TRANSIT,
+    ShipmentStatus.delivered: SHIPMENT_DELIVERED,
+    ShipmentStatus.received: SHIPMENT_RECEIVED,
+    ShipmentStatus.received_with_problem: SHIPMENT_RECEIVED,
+    ShipmentStatus.not_received: SHIPMENT_NOT_RECEIVED,
+    ShipmentStatus.cancelled: SHIPMENT_CANCELLED,
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.logistics.models import LedgerEntry, Procurement, Shipment
+from services.logistics.models import LedgerEntry, LedgerKind, Procurement, Shipment
 from services.logistics.repository import LedgerRepository
 from shared.catalog import get_catalog
 from shared.pagination import PageParams
@@ -31,14 +31,12 @@ async def book_pledged(
 ) -> None:
     """A cash pledge, when it is made."""
     await LedgerRepository(session).book(
-        {
-            "ref": f"pledged:{offer_id}",
-            "kind": "pledged",
-            "amount": amount,
-            "currency": currency,
-            "offer_id": offer_id,
-            "created_at": at,
-        }
+        ref=f"pledged:{offer_id}",
+        kind=LedgerKind.pledged,
+        amount=amount,
+        currency=currency,
+        offer_id=offer_id,
+        created_at=at,
     )
 
 
@@ -47,27 +45,23 @@ async def book_in_kind_offered(
 ) -> None:
     """The catalog value of donated goods, when they are offered."""
     await LedgerRepository(session).book(
-        {
-            "ref": f"in_kind_offered:{offer_id}",
-            "kind": "in_kind_offered",
-            "amount": goods_value(lots),
-            "currency": "CNY",
-            "offer_id": offer_id,
-            "created_at": at,
-        }
+        ref=f"in_kind_offered:{offer_id}",
+        kind=LedgerKind.in_kind_offered,
+        amount=goods_value(lots),
+        currency="CNY",
+        offer_id=offer_id,
+        created_at=at,
     )
 
 
 async def book_pledge_withdrawn(session: AsyncSession, offer_id: uuid.UUID, unspent: int, currency: str) -> None:
     """What a withdrawn pledge still held unspent, taken out again."""
     await LedgerRepository(session).book(
-        {
-            "ref": f"pledge_withdrawn:{offer_id}",
-            "kind": "pledge_withdrawn",
-            "amount": -unspent,
-            "currency": currency,
-            "offer_id": offer_id,
-        }
+        ref=f"pledge_withdrawn:{offer_id}",
+        kind=LedgerKind.pledge_withdrawn,
+        amount=-unspent,
+        currency=currency,
+        offer_id=offer_id,
     )
 
 
@@ -80,33 +74,29 @@ async def book_delivered(session: AsyncSession, shipment: Shipment) -> None:
         if not line.quantity_received or item is None:
             continue
         await ledger.book(
-            {
-                "ref": f"in_kind_delivered:{line.id}",
-                "kind": "in_kind_delivered",
-                "amount": line.quantity_received * item.unit_value_fen,
-                "currency": "CNY",
-                "offer_id": line.offer_id,
-                "shipment_id": shipment.id,
-                "region_code": shipment.region_code,
-                "item_code": line.item_code,
-                "quantity": line.quantity_received,
-            }
+            ref=f"in_kind_delivered:{line.id}",
+            kind=LedgerKind.in_kind_delivered,
+            amount=line.quantity_received * item.unit_value_fen,
+            currency="CNY",
+            offer_id=line.offer_id,
+            shipment_id=shipment.id,
+            region_code=shipment.region_code,
+            item_code=line.item_code,
+            quantity=line.quantity_received,
         )
 
 
 async def book_spent(session: AsyncSession, p: Procurement, offer_id: uuid.UUID, amount: int) -> None:
     """One pledge's share of a placed order."""
     await LedgerRepository(session).book(
-        {
-            "ref": f"spent:{p.id}:{offer_id}",
-            "kind": "spent",
-            "amount": amount,
-            "currency": p.currency,
-            "offer_id": offer_id,
-            "procurement_id": p.id,
-            "region_code": p.region_code,
-            "memo": str(p.supplier.get("name", ""))[:200],
-        }
+        ref=f"spent:{p.id}:{offer_id}",
+        kind=LedgerKind.spent,
+        amount=amount,
+        currency=p.currency,
+        offer_id=offer_id,
+        procurement_id=p.id,
+        region_code=p.region_code,
+        memo=str(p.supplier.get("name", ""))[:200],
     )
 
 
@@ -115,20 +105,32 @@ async def book_refunded(
 ) -> None:
     """One pledge's share of a cancelled order, given back."""
     await LedgerRepository(session).book(
-        {
-            "ref": f"refunded:{p.id}:{offer_id}",
-            "kind": "refunded",
-            "amount": amount,
-            "currency": p.currency,
-            "offer_id": offer_id,
-            "procurement_id": p.id,
-            "region_code": p.region_code,
-            "memo": reason,
-        }
+        ref=f"refunded:{p.id}:{offer_id}",
+        kind=LedgerKind.refunded,
+        amount=amount,
+        currency=p.currency,
+        offer_id=offer_id,
+        procurement_id=p.id,
+        region_code=p.region_code,
+        memo=reason,
     )
 
 
 async def list_ledger(
-    session: AsyncSession, params: PageParams, **filters: Any
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    kind: LedgerKind | None = None,
+    offer_id: uuid.UUID | None = None,
+    procurement_id: uuid.UUID | None = None,
+    shipment_id: uuid.UUID | None = None,
+    region_code: str | None = None,
 ) -> tuple[list[LedgerEntry], str | None]:
-    return await LedgerRepository(session).search(params, **filters)
+    return await LedgerRepository(session).search(
+        params,
+        kind=kind,
+        offer_id=offer_id,
+        procurement_id=procurement_id,
+        shipment_id=shipment_id,
+        region_code=region_code,
+    )

@@ -35,6 +35,7 @@ from shared.auth import Principal, require_in_region
 from shared.db import utcnow
 from shared.events import publish
 from shared.settings import Settings
+from shared.vocabulary import ShipmentStatus
 
 
 def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid.UUID, tuple[int, str | None]]:
@@ -127,11 +128,11 @@ def _settle(shipment: Shipment, got: dict[uuid.UUID, tuple[int, str | None]], ac
         )
     total = sum(line.quantity_received or 0 for line in shipment.lines)
     if total == 0:
-        shipment.status = "not_received"
+        shipment.status = ShipmentStatus.not_received
     elif all(line.quantity_returned == 0 for line in shipment.lines):
-        shipment.status = "received"
+        shipment.status = ShipmentStatus.received
     else:
-        shipment.status = "received_with_problem"
+        shipment.status = ShipmentStatus.received_with_problem
     shipment.pin_failures, shipment.pin_locked_until = 0, None
     shipment.received_at = now
     shipment.delivered_at = shipment.delivered_at or now
@@ -158,7 +159,7 @@ async def record_receipt(
         "first_delivered_at",
         now,
     )
-    event = events.SHIPMENT_NOT_RECEIVED if shipment.status == "not_received" else events.SHIPMENT_RECEIVED
+    event = events.SHIPMENT_NOT_RECEIVED if shipment.status == ShipmentStatus.not_received else events.SHIPMENT_RECEIVED
     await emit_shipment(session, event, shipment)
     return shipment
 
