@@ -20,7 +20,7 @@ from services.logistics.errors import (
     PinLocked,
     WrongPin,
 )
-from services.logistics.models import Feedback, Shipment
+from services.logistics.models import Feedback, Shipment, ShipmentLine
 from services.logistics.repository import ProjectionRepository, ShipmentRepository
 from services.logistics.shipments import (
     RECEIVABLE,
@@ -38,18 +38,29 @@ from shared.settings import Settings
 from shared.vocabulary import ShipmentStatus
 
 
+def _lines_named(shipment: Shipment, entry: schemas.ReceiptLine) -> list[ShipmentLine]:
+    """The shipment lines a receipt entry speaks of: one by its id, or every line of its item."""
+    if entry.line_id is not None:
+        return [line for line in shipment.lines if line.id == entry.line_id]
+    return [line for line in shipment.lines if line.item_code == entry.item_code]
+
+
+def _quantity_problem(entry: schemas.ReceiptLine, capacity: int, i: int) -> dict[str, Any] | None:
+    if entry.quantity_received > capacity:
+        return {"loc": ["body", "lines", i, "quantity_received"], "msg": f"at most {capacity} were sent"}
+    if entry.quantity_received < capacity and not entry.discrepancy_reason:
+        return {"loc": ["body", "lines", i, "discrepancy_reason"], "msg": "say why it came short"}
+    return None
+
+
 def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid.UUID, tuple[int, str | None]]:
     """What arrived per shipment line. A receipt names lines by id or by item; an item's quantity fills its
     lines in order. Every line must be accounted for, and a short line needs a reason."""
-    by_id = {line.id: line for line in shipment.lines}
     errors: list[dict[str, Any]] = []
     got: dict[uuid.UUID, tuple[int, str | None]] = {}
     named: set[uuid.UUID] = set()
     for i, entry in enumerate(receipt.lines):
-        if entry.line_id is not None:
-            targets = [by_id[entry.line_id]] if entry.line_id in by_id else []
-        else:
-            targets = [line for line in shipment.lines if line.item_code == entry.item_code]
+        targets = _lines_named(shipment, entry)
         if not targets:
             errors.append({"loc": ["body", "lines", i], "msg": "no such line or item on this shipment"})
             continue
@@ -57,12 +68,9 @@ def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid
             errors.append({"loc": ["body", "lines", i], "msg": "this line is named twice"})
             continue
         named.update(t.id for t in targets)
-        capacity = sum(t.quantity for t in targets)
-        if entry.quantity_received > capacity:
-            errors.append({"loc": ["body", "lines", i, "quantity_received"], "msg": f"at most {capacity} were sent"})
-            continue
-        if entry.quantity_received < capacity and not entry.discrepancy_reason:
-            errors.append({"loc": ["body", "lines", i, "discrepancy_reason"], "msg": "say why it came short"})
+        problem = _quantity_problem(entry, sum(t.quantity for t in targets), i)
+        if problem is not None:
+            errors.append(problem)
             continue
         left = entry.quantity_received
         for t in targets:
