@@ -41,6 +41,25 @@ def _within_span(value: datetime) -> datetime:
 Timestamp = Annotated[AwareDatetime, AfterValidator(_within_span)]
 
 
+class ShipmentStatus(StrEnum):
+    """A shipment's status, in logistics' rows and events and in the needs and supply projections of them."""
+
+    planned = "planned"
+    picked_up = "picked_up"
+    in_transit = "in_transit"
+    delivered = "delivered"
+    received = "received"
+    received_with_problem = "received_with_problem"
+    not_received = "not_received"
+    cancelled = "cancelled"
+
+
+# Picked up, moving or handed over and not yet confirmed by the site: the goods are on their way.
+ON_THE_WAY_SHIPMENT_STATUSES = frozenset(
+    {ShipmentStatus.picked_up, ShipmentStatus.in_transit, ShipmentStatus.delivered}
+)
+
+
 class SiteKind(StrEnum):
     hospital = "hospital"
     community = "community"
