@@ -20,12 +20,12 @@ from services.needs.errors import (
     SiteNotFound,
 )
 from services.needs.models import Need, NeedLine, Site
-from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
+from services.needs.repository import NeedRepository, SiteRef, SiteRepository
 from shared.auth import Principal
 from shared.catalog import get_catalog, require_known
 from shared.db import utcnow
 from shared.etag import IfMatch, check_version
-from shared.events import CloudEvent, EventType, publish
+from shared.events import publish
 from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
@@ -47,10 +47,6 @@ def _require_owner(principal: Principal, org: str) -> None:
 # --- sites -------------------------------------------------------------------------------------------
 
 
-def site_event(site: Site) -> events.SiteData:
-    return events.SiteData.model_validate(site, from_attributes=True)
-
-
 async def create_site(session: AsyncSession, principal: Principal, data: schemas.SiteCreate) -> Site:
     org = data.org if (data.org and principal.is_staff) else principal.org
     if data.org and data.org != principal.org and not principal.is_staff:
@@ -59,7 +55,7 @@ async def create_site(session: AsyncSession, principal: Principal, data: schemas
     SiteRepository(session).add(site)
     await session.flush()
     await session.refresh(site)
-    await publish(session, events.SITE_CREATED, site_event(site), subject=str(site.id))
+    await publish(session, events.SITE_CREATED, events.site_data(site), subject=str(site.id))
     return site
 
 
@@ -94,14 +90,14 @@ async def update_site(
     site.version += 1
     site.updated_at = utcnow()
     await session.flush()
-    await publish(session, events.SITE_UPDATED, site_event(site), subject=str(site.id))
+    await publish(session, events.SITE_UPDATED, events.site_data(site), subject=str(site.id))
     if region_moved:
         # Needs keep a copy of their site's region for filtering and roll-ups; active ones move with it.
         for need in await NeedRepository(session).active_of_site(site.id, ACTIVE):
             need.region_code = site.region_code
             _bump(need)
             await session.flush()
-            await _emit(session, events.NEED_UPDATED, need, site)
+            await events.publish_need(session, events.NEED_UPDATED, need, site)
     return site
 
 
@@ -136,40 +132,6 @@ def _line_rows(
 
 def _lines(data: list[schemas.NeedLineCreate], start: int = 0) -> list[NeedLine]:
     return [NeedLine(**row) for row in _line_rows(data, start=start)]
-
-
-def need_event(need: Need | schemas.Need, site: Site | SiteRef, reason: str | None = None) -> events.NeedData:
-    return events.NeedData(
-        id=need.id,
-        site_id=need.site_id,
-        org=need.org,
-        site_kind=site.kind,
-        region_code=need.region_code,
-        lat=site.lat,
-        lon=site.lon,
-        title=need.title,
-        urgency=need.urgency,
-        needed_by=need.needed_by,
-        beneficiaries=need.beneficiaries,
-        status=need.status,
-        verification=need.verification,
-        duplicate_of=need.duplicate_of,
-        version=need.version,
-        created_at=need.created_at,
-        reason=reason,
-        lines=[events.NeedLineData.model_validate(line, from_attributes=True) for line in need.lines],
-    )
-
-
-async def _emit(
-    session: AsyncSession,
-    type_: EventType,
-    need: Need,
-    site: Site | SiteRef | None = None,
-    reason: str | None = None,
-) -> None:
-    site = site or await get_site(session, need.site_id)
-    await publish(session, type_, need_event(need, site, reason), subject=str(need.id))
 
 
 async def create_need(
@@ -231,7 +193,7 @@ async def create_need(
         close_reason=None,
         lines=[schemas.NeedLine.model_construct(**line) for line in line_rows],
     )
-    _, outbox = outbox_row(session, events.NEED_CREATED, need_event(need, ref), subject=str(need_id))
+    _, outbox = outbox_row(session, events.NEED_CREATED, events.need_data(need, ref), subject=str(need_id))
     await repo.insert_new(row, line_rows, outbox)
     return need, False
 
@@ -262,7 +224,7 @@ async def _merge_into(
     twin.version += 1
     twin.updated_at = utcnow()
     await session.flush()
-    await _emit(session, events.NEED_MERGED, twin, site)
+    await events.publish_need(session, events.NEED_MERGED, twin, site)
     return twin
 
 
@@ -316,7 +278,7 @@ async def update_need(
     need.confirmed_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_UPDATED, need)
+    await events.publish_need(session, events.NEED_UPDATED, need)
     return need
 
 
@@ -332,7 +294,7 @@ async def verify_need(
     need.verified_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_VERIFIED, need, reason=data.reason)
+    await events.publish_need(session, events.NEED_VERIFIED, need, reason=data.reason)
     return need
 
 
@@ -347,7 +309,7 @@ async def close_need(
     need.closed_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_CLOSED, need, reason=data.reason)
+    await events.publish_need(session, events.NEED_CLOSED, need, reason=data.reason)
     return need
 
 
@@ -358,7 +320,7 @@ async def confirm_need(session: AsyncSession, principal: Principal, need_id: uui
     need.confirmed_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_CONFIRMED, need)
+    await events.publish_need(session, events.NEED_CONFIRMED, need)
     return need
 
 
@@ -369,7 +331,7 @@ async def expire_stale_needs(session: AsyncSession, settings: Settings) -> int:
     for need_id in ids:
         need = await get_need(session, need_id)
         await session.refresh(need)
-        await _emit(session, events.NEED_EXPIRED, need, reason="past needed_by or not re-confirmed")
+        await events.publish_need(session, events.NEED_EXPIRED, need, reason="past needed_by or not re-confirmed")
     return len(ids)
 
 
@@ -440,105 +402,3 @@ async def import_needs(
         if progress is not None:
             progress(len(numbers))
     return ImportReport(rows_total=len(rows), rows_accepted=len(rows), rows_rejected=[], created=created, imported=True)
-
-
-# --- roll-up from other services' events -------------------------------------------------------------------
-
-
-def rolled_up_status(need: Need) -> str:
-    """A need's status from its lines: fulfilled when every line is delivered, else the most advanced work
-    still under way (in transit, then matched), else open (what came short or was returned is open again)."""
-    if need.status not in ACTIVE:
-        return need.status
-    lines = need.lines
-    if all(line.quantity_delivered >= line.quantity for line in lines):
-        return "fulfilled"
-    if any(line.quantity_in_transit > 0 for line in lines):
-        return "in_transit"
-    if any(line.quantity_matched > line.quantity_delivered for line in lines):
-        return "matched"
-    return "open"
-
-
-async def _roll_up(session: AsyncSession, need: Need) -> None:
-    """Recompute the need's lines from the rows the roll-up keeps (the need is locked), then its status; publish
-    need.progressed only when something changed, so a late or repeated event leaves no trace."""
-    totals = await RollupRepository(session).line_totals(need.id)
-    changed = False
-    for line in need.lines:
-        got = totals.get(line.id)
-        new = (got.matched, got.in_transit, got.delivered) if got else (0, 0, 0)
-        if (line.quantity_matched, line.quantity_in_transit, line.quantity_delivered) != new:
-            line.quantity_matched, line.quantity_in_transit, line.quantity_delivered = new
-            changed = True
-    status = rolled_up_status(need)
-    if not changed and status == need.status:
-        return
-    need.status = status
-    _bump(need)
-    await session.flush()
-    await _emit(session, events.NEED_PROGRESSED, need)
-
-
-async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> None:
-    repo = NeedRepository(session)
-    for need_id in sorted(need_ids):  # one lock order for every handler
-        need = await repo.get_with_lines(need_id, for_update=True)
-        if need is not None:
-            await _roll_up(session, need)
-
-
-async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
-    """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
-    proposal is kept with its version; the line's quantity_matched is the sum over its proposals."""
-    if event.type != "reliefhub.matching.proposal.accepted":
-        return
-    d = event.data
-    changed = await RollupRepository(session).record_matches(
-        [
-            {
-                "proposal_id": uuid.UUID(d["id"]),
-                "need_id": uuid.UUID(d["need_id"]),
-                "need_line_id": uuid.UUID(d["need_line_id"]),
-                "quantity": int(d["quantity"]),
-                "version": int(d.get("version") or 0),
-            }
-        ]
-    )
-    await _roll_up_needs(session, changed)
-
-
-# Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
-_ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
-
-
-async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
-    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
-    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
-    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
-    received or was cancelled leaves quantity_matched, so the line is open for it again."""
-    if not event.type.startswith("reliefhub.logistics.shipment."):
-        return
-    d = event.data
-    status, version = d["status"], int(d["version"])
-    rows = []
-    for line in d["lines"]:
-        if not (line.get("need_id") and line.get("need_line_id")):
-            continue
-        in_transit, delivered = line.get("quantity_in_transit"), line.get("quantity_delivered")
-        if in_transit is None:  # an event from before these fields existed
-            in_transit = line["quantity"] if status in _ON_THE_WAY else 0
-            delivered = line.get("quantity_received") or 0
-        rows.append(
-            {
-                "shipment_line_id": uuid.UUID(line["id"]),
-                "shipment_id": uuid.UUID(d["id"]),
-                "need_id": uuid.UUID(line["need_id"]),
-                "need_line_id": uuid.UUID(line["need_line_id"]),
-                "quantity_in_transit": int(in_transit),
-                "quantity_delivered": int(delivered or 0),
-                "quantity_returned": int(line.get("quantity_returned") or 0),
-                "version": version,
-            }
-        )
-    await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))
