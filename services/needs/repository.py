@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import joinedload, selectinload
 
 from services.needs.models import LineMatch, LineShipment, Need, NeedLine, Site
+from services.needs.schemas import NeedStatus, Urgency
 from shared.db import RepositoryBase, driver_connection
 from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import SiteKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ class SiteRepository(RepositoryBase[Site]):
         return {s.id: s for s in rows}
 
     async def search(
-        self, params: PageParams, *, org: str | None, kind: str | None, region_code: str | None
+        self, params: PageParams, *, org: str | None, kind: SiteKind | None, region_code: str | None
     ) -> tuple[list[Site], str | None]:
         stmt = select(Site)
         if org:
@@ -108,23 +110,32 @@ class NeedRepository(RepositoryBase[Need]):
             stmt = stmt.with_for_update(of=Need)
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        status: NeedStatus | None,
+        site_id: uuid.UUID | None,
+        region_code: str | None,
+        item_code: str | None,
+        urgency: Urgency | None,
+    ) -> tuple[list[Need], str | None]:
         stmt = self._with_lines()
-        if filters.get("status"):
-            stmt = stmt.where(Need.status == filters["status"])
-        if filters.get("site_id"):
-            stmt = stmt.where(Need.site_id == filters["site_id"])
-        if filters.get("region_code"):
-            stmt = stmt.where(Need.region_code.startswith(filters["region_code"], autoescape=True))
-        if filters.get("urgency"):
-            stmt = stmt.where(Need.urgency == filters["urgency"])
-        if filters.get("org"):
-            stmt = stmt.where(Need.org == filters["org"])
-        if filters.get("item_code"):
-            stmt = stmt.where(exists().where(NeedLine.need_id == Need.id, NeedLine.item_code == filters["item_code"]))
+        if status:
+            stmt = stmt.where(Need.status == status)
+        if site_id:
+            stmt = stmt.where(Need.site_id == site_id)
+        if region_code:
+            stmt = stmt.where(Need.region_code.startswith(region_code, autoescape=True))
+        if urgency:
+            stmt = stmt.where(Need.urgency == urgency)
+        if item_code:
+            stmt = stmt.where(exists().where(NeedLine.need_id == Need.id, NeedLine.item_code == item_code))
         return await paginate(self.session, stmt, Need.created_at, Need.id, params)
 
-    def _twin_condition(self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]) -> Any:
+    def _twin_condition(
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]
+    ) -> tuple[ColumnElement[bool], ...]:
         return (
             Need.site_id == site_id,
             Need.status.in_(statuses),
@@ -169,11 +180,7 @@ class NeedRepository(RepositoryBase[Need]):
         """The most recent active need of the site that asks for any of these items, with its lines."""
         stmt = (
             self._with_lines()
-            .where(
-                Need.site_id == site_id,
-                Need.status.in_(statuses),
-                exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
-            )
+            .where(*self._twin_condition(site_id, item_codes, statuses))
             .order_by(Need.created_at.desc())
             .limit(1)
         )

@@ -30,6 +30,7 @@ from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows, unknown_items
+from shared.vocabulary import SiteKind
 
 DuplicatePolicy = Literal["flag", "merge"]
 ACTIVE = tuple(s.value for s in schemas.ACTIVE_STATUSES)
@@ -66,8 +67,15 @@ async def get_site(session: AsyncSession, site_id: uuid.UUID, *, for_update: boo
     return site
 
 
-async def list_sites(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Site], str | None]:
-    return await SiteRepository(session).search(params, **filters)
+async def list_sites(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    org: str | None = None,
+    kind: SiteKind | None = None,
+    region_code: str | None = None,
+) -> tuple[list[Site], str | None]:
+    return await SiteRepository(session).search(params, org=org, kind=kind, region_code=region_code)
 
 
 async def update_site(
@@ -235,8 +243,20 @@ async def get_need(session: AsyncSession, need_id: uuid.UUID, *, for_update: boo
     return need
 
 
-async def list_needs(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
-    return await NeedRepository(session).search(params, **filters)
+async def list_needs(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    status: schemas.NeedStatus | None = None,
+    site_id: uuid.UUID | None = None,
+    region_code: str | None = None,
+    item_code: str | None = None,
+    urgency: schemas.Urgency | None = None,
+) -> tuple[list[Need], str | None]:
+    """Needs, newest first; every filter given narrows the list."""
+    return await NeedRepository(session).search(
+        params, status=status, site_id=site_id, region_code=region_code, item_code=item_code, urgency=urgency
+    )
 
 
 async def _get_for_change(

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import selectinload
 
 from services.supply.models import Donor, Lot, LotShipment, Offer, Reservation
+from services.supply.schemas import OfferKind, OfferStatus
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
 
@@ -39,18 +40,28 @@ class OfferRepository(RepositoryBase[Offer]):
     async def by_procurement(self, procurement_id: uuid.UUID) -> Offer | None:
         return (await self.session.execute(select(Offer).where(Offer.procurement_id == procurement_id))).scalar()
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        donor_id: uuid.UUID | None,
+        status: OfferStatus | None,
+        kind: OfferKind | None,
+        item_code: str | None,
+        region_code: str | None,
+    ) -> tuple[list[Offer], str | None]:
         stmt = self._with_lots()
-        for key in ("donor_id", "status", "kind", "org"):
-            if filters.get(key):
-                stmt = stmt.where(getattr(Offer, key) == filters[key])
-        if filters.get("item_code"):
-            stmt = stmt.where(exists().where(Lot.offer_id == Offer.id, Lot.item_code == filters["item_code"]))
-        if filters.get("region_code"):
+        if donor_id:
+            stmt = stmt.where(Offer.donor_id == donor_id)
+        if status:
+            stmt = stmt.where(Offer.status == status)
+        if kind:
+            stmt = stmt.where(Offer.kind == kind)
+        if item_code:
+            stmt = stmt.where(exists().where(Lot.offer_id == Offer.id, Lot.item_code == item_code))
+        if region_code:
             stmt = stmt.where(
-                exists().where(
-                    Lot.offer_id == Offer.id, Lot.region_code.startswith(filters["region_code"], autoescape=True)
-                )
+                exists().where(Lot.offer_id == Offer.id, Lot.region_code.startswith(region_code, autoescape=True))
             )
         return await paginate(self.session, stmt, Offer.created_at, Offer.id, params)
 

@@ -183,8 +183,20 @@ async def get_offer(session: AsyncSession, offer_id: uuid.UUID, *, for_update: b
     return offer
 
 
-async def list_offers(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
-    return await OfferRepository(session).search(params, **filters)
+async def list_offers(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    donor_id: uuid.UUID | None = None,
+    status: schemas.OfferStatus | None = None,
+    kind: schemas.OfferKind | None = None,
+    item_code: str | None = None,
+    region_code: str | None = None,
+) -> tuple[list[Offer], str | None]:
+    """Offers, newest first; every filter given narrows the list (region_code: a prefix of a lot's region)."""
+    return await OfferRepository(session).search(
+        params, donor_id=donor_id, status=status, kind=kind, item_code=item_code, region_code=region_code
+    )
 
 
 async def update_offer(
