@@ -14,6 +14,7 @@ from services.needs.models import Need, Site
 from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
 from shared.db import utcnow
 from shared.events import CloudEvent, EventType, publish, register_event_type
+from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus
 
 
 class SiteData(BaseModel):
@@ -131,19 +132,19 @@ async def publish_need(
 # --- roll-up from other services' events -------------------------------------------------------------------
 
 
-def rolled_up_status(need: Need) -> str:
+def rolled_up_status(need: Need) -> NeedStatus:
     """A need's status from its lines: fulfilled when every line is delivered, else the most advanced work
     still under way (in transit, then matched), else open (what came short or was returned is open again)."""
-    if need.status not in schemas.ACTIVE_STATUSES:
+    if need.status not in ACTIVE_NEED_STATUSES:
         return need.status
     lines = need.lines
     if all(line.quantity_delivered >= line.quantity for line in lines):
-        return "fulfilled"
+        return NeedStatus.fulfilled
     if any(line.quantity_in_transit > 0 for line in lines):
-        return "in_transit"
+        return NeedStatus.in_transit
     if any(line.quantity_matched > line.quantity_delivered for line in lines):
-        return "matched"
-    return "open"
+        return NeedStatus.matched
+    return NeedStatus.open
 
 
 async def _roll_up(session: AsyncSession, need: Need) -> None:

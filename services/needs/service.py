@@ -30,10 +30,9 @@ from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows, unknown_items
-from shared.vocabulary import SiteKind
+from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus, SiteKind, Urgency, Verification
 
 DuplicatePolicy = Literal["flag", "merge"]
-ACTIVE = tuple(s.value for s in schemas.ACTIVE_STATUSES)
 
 
 def may_see_contact(principal: Principal, org: str) -> bool:
@@ -101,7 +100,7 @@ async def update_site(
     await publish(session, events.SITE_UPDATED, events.site_data(site), subject=str(site.id))
     if region_moved:
         # Needs keep a copy of their site's region for filtering and roll-ups; active ones move with it.
-        for need in await NeedRepository(session).active_of_site(site.id, ACTIVE):
+        for need in await NeedRepository(session).active_of_site(site.id, ACTIVE_NEED_STATUSES):
             need.region_code = site.region_code
             _bump(need)
             await session.flush()
@@ -157,17 +156,17 @@ async def create_need(
     codes = {line.item_code for line in data.lines}
     ref: Site | SiteRef | None = site
     if site is None:
-        ref, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE)
+        ref, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE_NEED_STATUSES)
         if ref is None:
             raise SiteNotFound(f"No site {data.site_id}.")
     else:
-        twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE)
+        twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE_NEED_STATUSES)
     assert ref is not None
     _require_owner(principal, ref.org)
     need_id = uuid.uuid4()
     line_rows = _line_rows(data.lines, need_id)
     if on_duplicate == "merge" and twin_id is not None:
-        twin = await repo.find_open_twin(ref.id, codes, ACTIVE, for_update=True)
+        twin = await repo.find_open_twin(ref.id, codes, ACTIVE_NEED_STATUSES, for_update=True)
         if twin is not None:
             merged = await _merge_into(session, twin, ref, data, _lines(data.lines))
             return schemas.Need.model_validate(merged), True
@@ -181,8 +180,8 @@ async def create_need(
         "urgency": data.urgency.value,
         "needed_by": data.needed_by,
         "beneficiaries": data.beneficiaries,
-        "status": "open",
-        "verification": "unverified",
+        "status": NeedStatus.open.value,
+        "verification": Verification.unverified.value,
         "duplicate_of": twin_id,
         "confirmed_at": now,
         "created_at": now,
@@ -194,8 +193,8 @@ async def create_need(
         **{
             **row,
             "urgency": data.urgency,
-            "status": schemas.NeedStatus.open,
-            "verification": schemas.Verification.unverified,
+            "status": NeedStatus.open,
+            "verification": Verification.unverified,
         },
         verification_reason=None,
         close_reason=None,
@@ -206,7 +205,7 @@ async def create_need(
     return need, False
 
 
-_URGENCY_RANK = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+_URGENCY_RANK = {Urgency.critical: 0, Urgency.high: 1, Urgency.normal: 2, Urgency.low: 3}
 
 
 async def _merge_into(
@@ -222,8 +221,8 @@ async def _merge_into(
             line.position = position
             position += 1
             twin.lines.append(line)
-    if _URGENCY_RANK[data.urgency.value] < _URGENCY_RANK[twin.urgency]:
-        twin.urgency = data.urgency.value
+    if _URGENCY_RANK[data.urgency] < _URGENCY_RANK[twin.urgency]:
+        twin.urgency = data.urgency
     if data.needed_by and (twin.needed_by is None or data.needed_by < twin.needed_by):
         twin.needed_by = data.needed_by
     if data.beneficiaries is not None:
@@ -247,11 +246,11 @@ async def list_needs(
     session: AsyncSession,
     params: PageParams,
     *,
-    status: schemas.NeedStatus | None = None,
+    status: NeedStatus | None = None,
     site_id: uuid.UUID | None = None,
     region_code: str | None = None,
     item_code: str | None = None,
-    urgency: schemas.Urgency | None = None,
+    urgency: Urgency | None = None,
 ) -> tuple[list[Need], str | None]:
     """Needs, newest first; every filter given narrows the list."""
     return await NeedRepository(session).search(
@@ -281,14 +280,14 @@ async def update_need(
     expected_version: IfMatch,
 ) -> Need:
     need = await _get_for_change(session, principal, need_id, expected_version)
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is {need.status}; it can no longer be edited.")
     changes = data.model_dump(exclude_unset=True, exclude={"lines"})
     for key in ("title", "urgency"):
         if key in changes and changes[key] is None:
             changes.pop(key)
     for key, value in changes.items():
-        setattr(need, key, value.value if hasattr(value, "value") else value)
+        setattr(need, key, value)
     if data.lines is not None:
         if any(line.quantity_matched or line.quantity_delivered for line in need.lines):
             raise NeedAlreadyMatched()
@@ -306,9 +305,9 @@ async def verify_need(
     session: AsyncSession, principal: Principal, need_id: uuid.UUID, data: schemas.VerifyRequest
 ) -> Need:
     need = await get_need(session, need_id, for_update=True)
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is {need.status}; there is nothing to verify.")
-    need.verification = data.verdict.value
+    need.verification = Verification(data.verdict)
     need.verification_reason = data.reason
     need.verified_by = principal.sub
     need.verified_at = utcnow()
@@ -322,9 +321,9 @@ async def close_need(
     session: AsyncSession, principal: Principal, need_id: uuid.UUID, data: schemas.CloseRequest
 ) -> Need:
     need = await _get_for_change(session, principal, need_id, None)
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is already {need.status}.")
-    need.status = "closed"
+    need.status = NeedStatus.closed
     need.close_reason = data.reason
     need.closed_at = utcnow()
     _bump(need)
@@ -335,7 +334,7 @@ async def close_need(
 
 async def confirm_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID) -> Need:
     need = await _get_for_change(session, principal, need_id, None)
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is {need.status}; it cannot be re-confirmed.")
     need.confirmed_at = utcnow()
     _bump(need)

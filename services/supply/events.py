@@ -10,10 +10,11 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.supply.models import Lot, Offer, Reservation
+from services.supply.models import Lot, LotShipment, Offer, Reservation
 from services.supply.repository import LotShipmentRepository, OfferRepository
 from shared.db import utcnow
 from shared.events import CloudEvent, publish, register_event_type
+from shared.vocabulary import ReservationStatus
 
 
 class DonorData(BaseModel):
@@ -173,7 +174,22 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     the lot, and is available again: each line gives back what it returned beyond what it gave back before."""
     if not event.type.startswith("reliefhub.logistics.shipment."):
         return
-    d = event.data
+    progress = LotShipmentRepository(session)
+    changed = await progress.record(_shipment_lines(event.data))
+    if not changed:
+        return  # late or repeated: nothing newer than what was seen
+    # Lock order as in reserve and release: reservations, then lots.
+    given = await _give_back_returns(progress, changed)
+    offers = await _sum_up_lots(progress, sorted({row.lot_id for row in changed}), given)
+    await session.flush()
+    for offer_id in sorted(offers):
+        offer = await OfferRepository(session).get_with_lots(offer_id)
+        assert offer is not None  # the lot's offer: a foreign key
+        await publish(session, OFFER_PROGRESSED, offer_data(offer), subject=str(offer.id))
+
+
+def _shipment_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of lot_shipment a shipment event carries: one per line shipped from a lot."""
     status, version = d["status"], int(d["version"])
     rows = []
     for line in d["lines"]:
@@ -195,11 +211,12 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
                 "version": version,
             }
         )
-    progress = LotShipmentRepository(session)
-    changed = await progress.record(rows)
-    if not changed:
-        return  # late or repeated: nothing newer than what was seen
-    # Lock order as in reserve and release: reservations, then lots.
+    return rows
+
+
+async def _give_back_returns(progress: LotShipmentRepository, changed: list[LotShipment]) -> dict[uuid.UUID, int]:
+    """Shrink the reservations of lines that returned more than they gave back so far; returns what each lot
+    gets back."""
     owed = [row for row in changed if row.reference and row.quantity_returned > row.quantity_given_back]
     reservations = await progress.lock_reservations(sorted({str(row.reference) for row in owed}))
     given: dict[uuid.UUID, int] = {}
@@ -207,15 +224,22 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         taken = _give_back(reservations.get(str(row.reference)), row.quantity_returned - row.quantity_given_back)
         row.quantity_given_back += taken
         given[row.lot_id] = given.get(row.lot_id, 0) + taken
-    lot_ids = sorted({row.lot_id for row in changed})
+    return given
+
+
+async def _sum_up_lots(
+    progress: LotShipmentRepository, lot_ids: list[uuid.UUID], given: dict[uuid.UUID, int]
+) -> set[uuid.UUID]:
+    """Set each lot's shipped and delivered quantities to the sums over its shipment lines and take what came
+    back off its reserved quantity; returns the offers whose lots changed."""
     lots = await progress.lock_lots(lot_ids)
     totals = await progress.totals(lot_ids)
     offers: set[uuid.UUID] = set()
     for lot in lots:
-        shipped, delivered_total = totals.get(lot.id, (0, 0))
+        shipped, delivered = totals.get(lot.id, (0, 0))
         new = (
             min(lot.quantity, shipped),
-            min(lot.quantity, delivered_total),
+            min(lot.quantity, delivered),
             max(0, lot.quantity_reserved - given.get(lot.id, 0)),
         )
         if (lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved) == new:
@@ -223,21 +247,17 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved = new
         lot.version += 1
         offers.add(lot.offer_id)
-    await session.flush()
-    for offer_id in sorted(offers):
-        offer = await OfferRepository(session).get_with_lots(offer_id)
-        assert offer is not None  # the lot's offer: a foreign key
-        await publish(session, OFFER_PROGRESSED, offer_data(offer), subject=str(offer.id))
+    return offers
 
 
 def _give_back(reservation: Reservation | None, quantity: int) -> int:
     """Shrink a shipment line's reservation by `quantity` (releasing it when nothing is left); returns how much
     it gave back to the lot."""
-    if reservation is None or reservation.status != "active":
+    if reservation is None or reservation.status != ReservationStatus.active:
         return 0
     taken = min(quantity, reservation.quantity)
     if taken >= reservation.quantity:
-        reservation.status, reservation.released_at = "released", utcnow()
+        reservation.status, reservation.released_at = ReservationStatus.released, utcnow()
     else:
         reservation.quantity -= taken
     return taken

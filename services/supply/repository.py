@@ -11,9 +11,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import selectinload
 
 from services.supply.models import Donor, Lot, LotShipment, Offer, Reservation
-from services.supply.schemas import OfferKind, OfferStatus
+from services.supply.schemas import OfferKind
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import AVAILABLE_LOT_VERIFICATIONS, OfferStatus, ReservationStatus
 
 
 class DonorRepository(RepositoryBase[Donor]):
@@ -86,9 +87,9 @@ class LotRepository(RepositoryBase[Lot]):
             .where(
                 Lot.id == lot_id,
                 Lot.quantity - Lot.quantity_reserved >= quantity,
-                Lot.verification.in_(("not_required", "verified")),
+                Lot.verification.in_(AVAILABLE_LOT_VERIFICATIONS),
                 (Lot.expires_at.is_(None)) | (Lot.expires_at > now),
-                exists().where(Offer.id == Lot.offer_id, Offer.status == "open"),
+                exists().where(Offer.id == Lot.offer_id, Offer.status == OfferStatus.open),
             )
             .values(quantity_reserved=Lot.quantity_reserved + quantity, version=Lot.version + 1)
             .returning(Lot)
@@ -125,7 +126,7 @@ class ReservationRepository(RepositoryBase[Reservation]):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def mark(
-        self, reservation_id: uuid.UUID, from_status: str, to_status: str, now: datetime
+        self, reservation_id: uuid.UUID, from_status: ReservationStatus, to_status: ReservationStatus, now: datetime
     ) -> Reservation | None:
         stmt = (
             update(Reservation)
@@ -139,7 +140,7 @@ class ReservationRepository(RepositoryBase[Reservation]):
     async def expired_ids(self, now: datetime, limit: int) -> list[uuid.UUID]:
         stmt = (
             select(Reservation.id)
-            .where(Reservation.status == "active", Reservation.expires_at < now)
+            .where(Reservation.status == ReservationStatus.active, Reservation.expires_at < now)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )

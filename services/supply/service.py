@@ -56,6 +56,7 @@ from shared.tabular import (
     split_list,
     unknown_items,
 )
+from shared.vocabulary import AVAILABLE_LOT_VERIFICATIONS, LotVerification, OfferStatus, ReservationStatus
 
 
 def tracking_ref(code: str) -> str:
@@ -149,7 +150,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
                 quantity_delivered=0,
                 check_by=item.check_by,
                 version=1,
-                verification="pending" if item.check_by else "not_required",
+                verification=LotVerification.pending if item.check_by else LotVerification.not_required,
             )
         )
     offer = Offer(
@@ -161,7 +162,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         currency=data.currency,
         restrictions=data.restrictions.model_dump(mode="json"),
         note=data.note,
-        status="open",
+        status=OfferStatus.open,
         tracking_ref=tracking_ref(code),
         procurement_id=data.procurement_id,
         created_by=principal.sub,
@@ -188,7 +189,7 @@ async def list_offers(
     params: PageParams,
     *,
     donor_id: uuid.UUID | None = None,
-    status: schemas.OfferStatus | None = None,
+    status: OfferStatus | None = None,
     kind: schemas.OfferKind | None = None,
     item_code: str | None = None,
     region_code: str | None = None,
@@ -209,7 +210,7 @@ async def update_offer(
     offer = await get_offer(session, offer_id, for_update=True)
     _require_owner(principal, offer.org)
     check_version(expected_version, offer.version)
-    if offer.status != "open":
+    if offer.status != OfferStatus.open:
         raise OfferNotOpen(f"The offer is {offer.status}.")
     if data.restrictions is not None:
         _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
@@ -229,9 +230,9 @@ async def withdraw_offer(
     """Withdraw an open offer: no new reservations; holds already made stay until released or used."""
     offer = await get_offer(session, offer_id, for_update=True)
     _require_owner(principal, offer.org)
-    if offer.status != "open":
+    if offer.status != OfferStatus.open:
         raise OfferNotOpen(f"The offer is already {offer.status}.")
-    offer.status = "withdrawn"
+    offer.status = OfferStatus.withdrawn
     offer.withdraw_reason = data.reason
     offer.version += 1
     offer.updated_at = utcnow()
@@ -253,12 +254,12 @@ async def record_verification(
         raise NotYourCheck("Your token names no working group.")
     if not any(lot.check_by in groups for lot in offer.lots):
         raise NotYourCheck(f"No lot of this offer is checked by {', '.join(sorted(groups)) or 'your group'}.")
-    pending = [lot for lot in offer.lots if lot.check_by in groups and lot.verification == "pending"]
+    pending = [lot for lot in offer.lots if lot.check_by in groups and lot.verification == LotVerification.pending]
     if not pending:
         raise NothingToVerify()
     now = utcnow()
     for lot in pending:
-        lot.verification = data.verdict.value
+        lot.verification = LotVerification(data.verdict)
         lot.verification_notes = data.notes
         lot.verified_by = principal.sub
         lot.verified_at = now
@@ -333,7 +334,7 @@ async def reserve(
             "lot_id": lot_id,
             "quantity": data.quantity,
             "reference": data.reference,
-            "status": "active",
+            "status": ReservationStatus.active,
             "created_by": principal.sub,
             "created_by_org": principal.org,
             "created_at": now,
@@ -353,12 +354,12 @@ async def reserve(
     updated = await LotRepository(session).reserve(lot_id, data.quantity, now)
     if updated is None:
         await session.refresh(lot)
-        if offer.status != "open":
+        if offer.status != OfferStatus.open:
             raise LotUnavailable(f"The offer is {offer.status}.")
-        if lot.verification not in ("not_required", "verified"):
+        if lot.verification not in AVAILABLE_LOT_VERIFICATIONS:
             raise LotUnavailable(
                 f"The lot's verification is {lot.verification}; it awaits the {lot.check_by} group's verdict."
-                if lot.verification == "pending"
+                if lot.verification == LotVerification.pending
                 else f"The lot's verification is {lot.verification}."
             )
         if lot.expires_at is not None and lot.expires_at <= now:
@@ -389,16 +390,16 @@ async def release(session: AsyncSession, principal: Principal, reservation_id: u
         )
     if not (mine or principal.is_staff):
         raise Forbidden("Only whoever made a reservation, or a coordinator, may release it.")
-    return await _release(session, existing, "released")
+    return await _release(session, existing, ReservationStatus.released)
 
 
-async def _release(session: AsyncSession, existing: Reservation, status: str) -> Reservation:
+async def _release(session: AsyncSession, existing: Reservation, status: ReservationStatus) -> Reservation:
     reservations = ReservationRepository(session)
-    marked = await reservations.mark(existing.id, "active", status, utcnow())
+    marked = await reservations.mark(existing.id, ReservationStatus.active, status, utcnow())
     if marked is None:
         return existing
     lot = await LotRepository(session).unreserve(marked.lot_id, marked.quantity)
-    event = events.RESERVATION_EXPIRED if status == "expired" else events.RESERVATION_RELEASED
+    event = events.RESERVATION_EXPIRED if status == ReservationStatus.expired else events.RESERVATION_RELEASED
     await publish(session, event, events.reservation_data(marked, lot), subject=str(marked.id))
     return marked
 
@@ -410,7 +411,7 @@ async def expire_reservations(session: AsyncSession, settings: Settings) -> int:
     for reservation_id in ids:
         existing = await reservations.get(reservation_id)
         assert existing is not None
-        await _release(session, existing, "expired")
+        await _release(session, existing, ReservationStatus.expired)
     return len(ids)
 
 
