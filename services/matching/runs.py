@@ -37,7 +37,7 @@ def _lot_items_for(line_items: set[str]) -> set[str]:
     for code in line_items:
         item = catalog.get(code)
         if item is not None:
-            out.update(item.substitutes)
+            out |= set(item.substitutes)
     return out
 
 

@@ -24,6 +24,11 @@ class EndpointRepository(RepositoryBase[Endpoint]):
                 stmt = stmt.where(getattr(Endpoint, key) == filters[key])
         return await paginate(self.session, stmt, Endpoint.created_at, Endpoint.id, params)
 
+    async def remove(self, endpoint: Endpoint) -> None:
+        """The endpoint goes, and its deliveries and their attempts with it (ON DELETE CASCADE)."""
+        await self.session.delete(endpoint)
+        await self.session.flush()
+
     async def enabled(self) -> list[Endpoint]:
         return list((await self.session.execute(select(Endpoint).where(Endpoint.enabled.is_(True)))).scalars())
 
