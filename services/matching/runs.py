@@ -17,9 +17,9 @@ from services.matching import events, schemas
 from services.matching.allocation import Allocation, allocate, cancel_solving
 from services.matching.errors import NeedLineNotFound, RunNotFound
 from services.matching.models import AllocationRun, Proposal
-from services.matching.policy import current_policy
+from services.matching.policy import Policy, current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository, RunRepository
-from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
+from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.events import publish

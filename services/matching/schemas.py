@@ -12,30 +12,23 @@ from shared.vocabulary import ItemCode, RegionPrefix
 
 
 class Tier(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    share: Annotated[float, Field(gt=0, le=1, description="Share of a need line's remaining demand.")]
-    value: Annotated[int, Field(gt=0, le=100_000, description="Value per unit allocated within this tier.")]
+    share: float = Field(description="Share of a need line's remaining demand.")
+    value: int = Field(description="Value per unit allocated within this tier.")
 
 
-class PolicyBody(BaseModel):
-    """Factor weights and thresholds. Tiers of decreasing value spread scarce supply across needs."""
+class PolicyRecord(BaseModel):
+    """A stored policy version (the body written with PUT is `services.matching.policy.Policy`)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    weights: dict[str, Annotated[float, Field(ge=0, le=1000)]]
-    tiers: Annotated[list[Tier], Field(min_length=1, max_length=10)]
-    require_verified_need: bool = False
-    speed_kmh: Annotated[float, Field(gt=0, le=2000)] = 40.0
-    default_distance_km: Annotated[float, Field(ge=0, le=5000)] = 50.0
-    max_distance_km: Annotated[float, Field(gt=0, le=20000)] = 1500.0
-    max_candidates_per_line: Annotated[int, Field(ge=1, le=1000)] = 100
-    auto_accept_score: Annotated[float, Field(ge=0)] | None = None
-    proposal_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 6 * 3600
-
-
-class Policy(PolicyBody):
     version: int
+    weights: dict[str, float]
+    tiers: list[Tier]
+    require_verified_need: bool
+    speed_kmh: float
+    default_distance_km: float
+    max_distance_km: float
+    max_candidates_per_line: int
+    auto_accept_score: float | None
+    proposal_ttl_seconds: int
     created_at: datetime | None = None
     created_by: str | None = None
 
