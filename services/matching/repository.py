@@ -23,8 +23,10 @@ from services.matching.models import (
     Proposal,
     ShipmentReturn,
 )
+from services.matching.schemas import ProposalStatus
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import Verdict
 
 ACTIVE_NEED = ("open", "matched", "in_transit")
 AVAILABLE_LOT = ("not_required", "verified")
@@ -60,7 +62,7 @@ def _accepted_by_line() -> Any:
         select(
             Proposal.need_line_id, func.sum(Proposal.accepted_quantity - Proposal.quantity_returned).label("accepted")
         )
-        .where(Proposal.status == "accepted")
+        .where(Proposal.status == ProposalStatus.accepted)
         .group_by(Proposal.need_line_id)
         .subquery()
     )
@@ -70,7 +72,7 @@ def _unprojected_by_lot() -> Any:
     """Accepted quantity whose reservation event has not reached lot_view yet."""
     return (
         select(Proposal.lot_id, func.sum(Proposal.accepted_quantity).label("pending"))
-        .where(Proposal.status == "accepted", Proposal.reservation_projected.is_(False))
+        .where(Proposal.status == ProposalStatus.accepted, Proposal.reservation_projected.is_(False))
         .group_by(Proposal.lot_id)
         .subquery()
     )
@@ -162,7 +164,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             .subquery()
         )
         a = active.c
-        conditions: list[ColumnElement[bool]] = [a.verification != "rejected", a.quantity - a.matched > 0]
+        conditions: list[ColumnElement[bool]] = [a.verification != Verdict.rejected, a.quantity - a.matched > 0]
         if region_code:
             conditions.append(a.region_code.startswith(region_code, autoescape=True))
         if item_codes:
@@ -392,7 +394,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
             return []
         stmt = (
             select(Proposal)
-            .where(Proposal.need_line_id == _ids(line_ids), Proposal.status == "proposed")
+            .where(Proposal.need_line_id == _ids(line_ids), Proposal.status == ProposalStatus.proposed)
             .order_by(Proposal.id)  # every run locks in one order, so two runs never deadlock each other
             .with_for_update()
         )
@@ -400,7 +402,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
 
     async def supersede(self, proposals: list[Proposal], run_id: uuid.UUID, now: datetime) -> list[Proposal]:
         for p in proposals:
-            p.status, p.reason = "cancelled", f"superseded by run {run_id}"
+            p.status, p.reason = ProposalStatus.cancelled, f"superseded by run {run_id}"
             p.decided_at, p.decided_by = now, "matching"
             p.version += 1
             self.session.add(
@@ -413,19 +415,33 @@ class ProposalRepository(RepositoryBase[Proposal]):
         stmt = select(Proposal).where(Proposal.run_id == run_id).order_by(Proposal.score.desc(), Proposal.id)
         return list((await self.session.execute(stmt)).scalars())
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Proposal], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        status: ProposalStatus | None,
+        need_id: uuid.UUID | None,
+        offer_id: uuid.UUID | None,
+        need_line_id: uuid.UUID | None,
+        region_code: str | None,
+    ) -> tuple[list[Proposal], str | None]:
         stmt = select(Proposal)
-        for key in ("status", "need_id", "offer_id", "need_line_id", "lot_id", "run_id"):
-            if filters.get(key):
-                stmt = stmt.where(getattr(Proposal, key) == filters[key])
-        if filters.get("region_code"):
-            stmt = stmt.where(Proposal.region_code.startswith(filters["region_code"], autoescape=True))
+        if status:
+            stmt = stmt.where(Proposal.status == status)
+        if need_id:
+            stmt = stmt.where(Proposal.need_id == need_id)
+        if offer_id:
+            stmt = stmt.where(Proposal.offer_id == offer_id)
+        if need_line_id:
+            stmt = stmt.where(Proposal.need_line_id == need_line_id)
+        if region_code:
+            stmt = stmt.where(Proposal.region_code.startswith(region_code, autoescape=True))
         return await paginate(self.session, stmt, Proposal.created_at, Proposal.id, params)
 
     async def due_to_expire(self, now: datetime, limit: int) -> list[Proposal]:
         stmt = (
             select(Proposal)
-            .where(Proposal.status == "proposed", Proposal.expires_at < now)
+            .where(Proposal.status == ProposalStatus.proposed, Proposal.expires_at < now)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -434,7 +450,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
     async def auto_acceptable(self, run_id: uuid.UUID, threshold: float) -> list[uuid.UUID]:
         stmt = (
             select(Proposal.id)
-            .where(Proposal.run_id == run_id, Proposal.status == "proposed", Proposal.score >= threshold)
+            .where(Proposal.run_id == run_id, Proposal.status == ProposalStatus.proposed, Proposal.score >= threshold)
             .order_by(Proposal.score.desc())
         )
         return list((await self.session.execute(stmt)).scalars())
@@ -477,7 +493,9 @@ class ProposalRepository(RepositoryBase[Proposal]):
         )
         result = await self.session.execute(
             update(Proposal)
-            .where(Proposal.id.in_(ids), Proposal.status == "accepted", Proposal.quantity_returned != returned)
+            .where(
+                Proposal.id.in_(ids), Proposal.status == ProposalStatus.accepted, Proposal.quantity_returned != returned
+            )
             .values(quantity_returned=returned)
             .returning(Proposal.item_code)
         )

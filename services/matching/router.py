@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Query, Request, Response, status
 
@@ -73,7 +73,7 @@ async def list_proposals(
     principal: Staff,
     session: SessionDep,
     page: PageQuery,
-    status: Literal["proposed", "accepted", "rejected", "expired", "cancelled"] | None = None,
+    status: schemas.ProposalStatus | None = None,
     need_id: uuid.UUID | None = None,
     offer_id: uuid.UUID | None = None,
     need_line_id: uuid.UUID | None = None,

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.vocabulary import ItemCode, RegionPrefix
+
+
+class ProposalStatus(StrEnum):
+    proposed = "proposed"
+    accepted = "accepted"
+    rejected = "rejected"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+class RunStatus(StrEnum):
+    completed = "completed"
 
 
 class Tier(BaseModel):
@@ -85,7 +98,7 @@ class Proposal(BaseModel):
     factors: dict[str, float]
     distance_km: float
     policy_version: int
-    status: str
+    status: ProposalStatus
     auto: bool
     reservation_id: uuid.UUID | None
     reason: str | None
@@ -117,7 +130,7 @@ class AllocationRun(BaseModel):
     trigger: str
     scope: dict[str, Any]
     policy_version: int
-    status: str
+    status: RunStatus
     objective: float
     counts: dict[str, int]
     timings: dict[str, float]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks.models import Endpoint
 from services.webhooks.repository import DeliveryRepository, EndpointRepository
+from services.webhooks.schemas import DeliveryStatus
 from shared.db import utcnow
 from shared.events import CloudEvent, register_event_type
 from shared.service import Subscription
@@ -85,7 +86,7 @@ async def on_events(session: AsyncSession, batch: list[CloudEvent]) -> None:
                 "event_type": event.type,
                 "event_time": event.time,
                 "payload": payload,
-                "status": "pending",
+                "status": DeliveryStatus.pending,
                 "attempts": 0,
                 "next_attempt_at": now,
             }

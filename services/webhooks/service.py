@@ -187,10 +187,20 @@ async def disable(session: AsyncSession, endpoint: Endpoint, reason: str) -> Non
 
 
 async def list_deliveries(
-    session: AsyncSession, principal: Principal, endpoint_id: uuid.UUID, params: PageParams, **filters: Any
+    session: AsyncSession,
+    principal: Principal,
+    endpoint_id: uuid.UUID,
+    params: PageParams,
+    *,
+    status: schemas.DeliveryStatus | None,
+    event_type: str | None,
+    event_id: str | None,
+    since: datetime | None,
 ) -> tuple[list[Delivery], str | None]:
     await get_endpoint(session, principal, endpoint_id)
-    return await DeliveryRepository(session).search(endpoint_id, params, **filters)
+    return await DeliveryRepository(session).search(
+        endpoint_id, params, status=status, event_type=event_type, event_id=event_id, since=since
+    )
 
 
 async def get_delivery(session: AsyncSession, principal: Principal, delivery_id: uuid.UUID) -> schemas.DeliveryDetail:
