@@ -263,7 +263,7 @@ class Dispatcher:
         await endpoints.mark_failing(failing)
         gone = {o.endpoint_id for o in recorded if o.status_code == 410}
         cutoff = now - timedelta(seconds=self.settings.webhook_disable_after_seconds)
-        for endpoint in await endpoints.enabled_for_update(failing):
+        for endpoint in await endpoints.lock_enabled(failing):
             if endpoint.id in gone:
                 await service.disable(session, endpoint, "the endpoint answered 410 Gone")
             elif endpoint.failing_since is not None and endpoint.failing_since <= cutoff:

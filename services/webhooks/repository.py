@@ -53,7 +53,8 @@ class EndpointRepository(RepositoryBase[Endpoint]):
                 .values(failing_since=func.now())
             )
 
-    async def enabled_for_update(self, ids: list[uuid.UUID]) -> list[Endpoint]:
+    async def lock_enabled(self, ids: list[uuid.UUID]) -> list[Endpoint]:
+        """The enabled endpoints among `ids`, locked until the transaction ends."""
         stmt = select(Endpoint).where(Endpoint.id.in_(ids), Endpoint.enabled.is_(True)).with_for_update()
         return list((await self.session.execute(stmt)).scalars())
 
