@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics.repository import LedgerRepository, ProjectionRepository
-from services.logistics.service import plan_accepted
+from services.logistics.shipments import plan_accepted
 from shared.catalog import get_catalog
 from shared.events import CloudEvent
 from shared.runtime import runtime_of_session

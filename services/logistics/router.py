@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response, status
 
-from services.logistics import page, schemas, service, tracking
+from services.logistics import ledger, page, procurement, receipts, schemas, shipments, tracking
 from services.logistics.dependencies import Buyer, Recipient, ShipmentActor, Shipper, Staff, TrackRateLimit
 from services.logistics.errors import (
     FeedbackExists,
@@ -45,7 +45,7 @@ def shipment_out(shipment: Shipment, principal: Principal, feedback: Feedback | 
     out = schemas.Shipment.model_validate(shipment)
     # The PIN proves the handover: only the receiving site's frontline ever sees it (not even coordinators, so
     # that a receipt a coordinator records means the site read the PIN out).
-    out.handover_pin = shipment.handover_pin if service.is_recipient(principal, shipment) else None
+    out.handover_pin = shipment.handover_pin if shipments.is_recipient(principal, shipment) else None
     out.feedback = schemas.Feedback.model_validate(feedback) if feedback else None
     return out
 
@@ -66,7 +66,7 @@ async def create_shipment(
     data: schemas.ShipmentCreate, principal: Shipper, session: SessionDep, response: Response
 ) -> schemas.Shipment:
     """Plan a shipment by hand from accepted proposals (accepted proposals are also shipped automatically)."""
-    shipment = await service.create_shipment(session, principal, data)
+    shipment = await shipments.create_shipment(session, principal, data)
     set_etag(response, shipment.version)
     response.headers["Location"] = f"/v1/shipments/{shipment.id}"
     return shipment_out(shipment, principal)
@@ -85,7 +85,7 @@ async def list_shipments(
     region_code: Annotated[RegionPrefix | None, Query(description="Destination region prefix.")] = None,
 ) -> Page[schemas.Shipment]:
     """Shipments, newest first, by status, destination site, need, offer, proposal or region prefix."""
-    items, cursor = await service.list_shipments(
+    items, cursor = await shipments.list_shipments(
         session,
         page,
         status=status,
@@ -95,7 +95,7 @@ async def list_shipments(
         proposal_id=proposal_id,
         region_code=region_code,
     )
-    feedback = await service.feedback_of(session, items)
+    feedback = await shipments.feedback_of(session, items)
     return Page(items=[shipment_out(s, principal, feedback.get(s.id)) for s in items], next_cursor=cursor)
 
 
@@ -105,9 +105,9 @@ async def get_shipment(
 ) -> schemas.Shipment:
     """One shipment with its lines, legs, status history and feedback; the handover PIN for the receiving site's
     frontline."""
-    shipment = await service.get_shipment(session, shipment_id)
+    shipment = await shipments.get_shipment(session, shipment_id)
     set_etag(response, shipment.version)
-    feedback = await service.feedback_of(session, [shipment])
+    feedback = await shipments.feedback_of(session, [shipment])
     return shipment_out(shipment, principal, feedback.get(shipment.id))
 
 
@@ -128,7 +128,7 @@ async def update_shipment(
     """Set the carrier, the legs (through regional sub-centers) or the note of a moving shipment (If-Match);
     coordinators assign the carrier's organisation (`carrier_org`)."""
     expected = if_match_version(request)
-    shipment = await service.update_shipment(session, principal, shipment_id, data, expected)
+    shipment = await shipments.update_shipment(session, principal, shipment_id, data, expected)
     set_etag(response, shipment.version)
     return shipment_out(shipment, principal)
 
@@ -146,7 +146,7 @@ async def change_status(
 ) -> schemas.Shipment:
     """Move a shipment on: planned → picked_up → in_transit → delivered (or cancelled before pick-up, or
     not_received); 409 for any other move."""
-    shipment = await service.change_status(session, principal, shipment_id, data)
+    shipment = await shipments.change_status(session, principal, shipment_id, data)
     set_etag(response, shipment.version)
     return shipment_out(shipment, principal)
 
@@ -168,7 +168,7 @@ async def record_receipt(
     """Proof of delivery: the handover PIN and the quantity received per line, with a reason where short — by
     the receiving site's frontline, the assigned carrier (`carrier_org`) or a coordinator. Shortfalls go back to
     their needs and lots; repeated wrong PINs lock receipt for a while."""
-    shipment = await service.record_receipt(session, principal, shipment_id, data, request.app.state.settings)
+    shipment = await receipts.record_receipt(session, principal, shipment_id, data, request.app.state.settings)
     set_etag(response, shipment.version)
     return shipment_out(shipment, principal)
 
@@ -182,7 +182,7 @@ async def give_feedback(
     shipment_id: uuid.UUID, data: schemas.FeedbackCreate, principal: Recipient, session: SessionDep
 ) -> schemas.Feedback:
     """The recipient's feedback: rating 1–5, comment, beneficiaries served, photo URLs."""
-    _, feedback = await service.give_feedback(session, principal, shipment_id, data)
+    _, feedback = await receipts.give_feedback(session, principal, shipment_id, data)
     return schemas.Feedback.model_validate(feedback)
 
 
@@ -198,7 +198,7 @@ async def create_procurement(
     data: schemas.ProcurementCreate, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """Draft a purchase from a supplier paid from one or more cash pledges (their sum is the order's total)."""
-    p = await service.create_procurement(session, principal, data)
+    p = await procurement.create_procurement(session, principal, data)
     set_etag(response, p.version)
     response.headers["Location"] = f"/v1/procurements/{p.id}"
     return procurement_out(p)
@@ -213,7 +213,7 @@ async def list_procurements(
     offer_id: Annotated[uuid.UUID | None, Query(description="Orders paid from this pledge.")] = None,
 ) -> Page[schemas.Procurement]:
     """Procurement orders, newest first."""
-    items, cursor = await service.list_procurements(session, page, status=status, offer_id=offer_id)
+    items, cursor = await procurement.list_procurements(session, page, status=status, offer_id=offer_id)
     return Page(items=[procurement_out(p) for p in items], next_cursor=cursor)
 
 
@@ -222,7 +222,7 @@ async def get_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """One procurement order: supplier, lines and unit prices, funding, status and the goods it became."""
-    p = await service.get_procurement(session, procurement_id)
+    p = await procurement.get_procurement(session, procurement_id)
     set_etag(response, p.version)
     return procurement_out(p)
 
@@ -235,7 +235,7 @@ async def order_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """Place the order: each pledge's share is spent now; 409 (and nothing spent) if any pledge falls short."""
-    p = await service.order_procurement(session, principal, procurement_id)
+    p = await procurement.order_procurement(session, principal, procurement_id)
     set_etag(response, p.version)
     return procurement_out(p)
 
@@ -248,7 +248,7 @@ async def receive_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
 ) -> schemas.Procurement:
     """The supplier delivered: the goods become an in-kind offer that is matched and shipped like any lot."""
-    p = await service.receive_procurement(session, principal, procurement_id)
+    p = await procurement.receive_procurement(session, principal, procurement_id)
     set_etag(response, p.version)
     return procurement_out(p)
 
@@ -265,7 +265,9 @@ async def cancel_procurement(
     data: schemas.CancelRequest | None = None,
 ) -> schemas.Procurement:
     """Cancel a draft or an order not yet received; an ordered one gives its amounts back to the pledges."""
-    p = await service.cancel_procurement(session, principal, procurement_id, (data or schemas.CancelRequest()).reason)
+    p = await procurement.cancel_procurement(
+        session, principal, procurement_id, (data or schemas.CancelRequest()).reason
+    )
     set_etag(response, p.version)
     return procurement_out(p)
 
@@ -282,7 +284,7 @@ async def list_ledger(
     region_code: RegionPrefix | None = None,
 ) -> Page[schemas.LedgerEntry]:
     """The ledger, newest first: money pledged, spent and refunded, in-kind value offered and delivered (fen)."""
-    items, cursor = await service.list_ledger(
+    items, cursor = await ledger.list_ledger(
         session,
         page,
         kind=kind,

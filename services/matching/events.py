@@ -13,7 +13,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching.models import DirtyScope, LotView, NeedLineView, Proposal, ShipmentReturn
-from shared.events import CloudEvent, register_event_type
+from services.matching.repository import ProjectionRepository
+from shared.events import CloudEvent, EventType, publish, register_event_type
 from shared.service import Subscription
 
 
@@ -82,6 +83,49 @@ PROPOSAL_CANCELLED = register_event_type(
 POLICY_UPDATED = register_event_type(
     "reliefhub.matching.policy.updated", "The scoring policy got a new version.", PolicyData
 )
+
+# The actor of what matching decides by itself (auto-accept, expiry, superseding, continuous runs).
+SYSTEM = "matching"
+
+
+async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal, quantity: int) -> None:
+    """A decision on a proposal, with where the goods go and come from, so that logistics can plan a shipment
+    without asking anyone."""
+    views = ProjectionRepository(session)
+    line, lot = await views.line(p.need_line_id), await views.lot(p.lot_id)
+    await publish(
+        session,
+        type_,
+        ProposalData(
+            id=p.id,
+            run_id=p.run_id,
+            need_id=p.need_id,
+            need_line_id=p.need_line_id,
+            lot_id=p.lot_id,
+            offer_id=p.offer_id,
+            item_code=p.item_code,
+            lot_item_code=p.lot_item_code,
+            region_code=p.region_code,
+            quantity=quantity,
+            score=p.score,
+            status=p.status,
+            reservation_id=p.reservation_id,
+            reason=p.reason,
+            decided_by=p.decided_by,
+            auto=p.auto,
+            site_id=line.site_id if line else None,
+            need_org=line.org if line else None,
+            offer_org=lot.org if lot else None,
+            origin=(
+                {"region_code": lot.region_code, "lat": lot.lat, "lon": lot.lon}
+                if lot and (lot.region_code or lot.lat is not None)
+                else None
+            ),
+            decided_at=p.decided_at,
+            version=p.version,
+        ),
+        subject=str(p.id),
+    )
 
 
 # --- projection ------------------------------------------------------------------------------------------

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.matching.continuous import continuous_matching
+from services.matching.decisions import expire_proposals
 from services.matching.events import SUBSCRIPTIONS
 from services.matching.models import Base, kit
 from services.matching.router import router
-from services.matching.service import continuous_matching, expire_proposals
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import PeriodicJob, ServiceSpec

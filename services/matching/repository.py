@@ -217,6 +217,9 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
     async def line(self, line_id: uuid.UUID) -> NeedLineView | None:
         return await self.session.get(NeedLineView, line_id)
 
+    async def lot(self, lot_id: uuid.UUID) -> LotView | None:
+        return await self.session.get(LotView, lot_id)
+
     async def mark_first_matched(self, line_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
             update(NeedLineView)

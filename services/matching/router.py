@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import Query, Request, Response, status
 
-from services.matching import schemas, service
+from services.matching import decisions, policy, runs, schemas, service
 from services.matching.dependencies import Coordinator, Staff
 from services.matching.errors import (
     InvalidPolicy,
@@ -41,7 +41,7 @@ def run_out(run: AllocationRun, proposals: list[Proposal]) -> schemas.Allocation
 @router.get("/candidates", responses=problem_responses(NeedLineNotFound, Forbidden))
 async def list_candidates(need_line_id: uuid.UUID, principal: Staff, session: SessionDep) -> schemas.CandidateList:
     """Feasible lots for one need line, best first, each with its per-factor score breakdown."""
-    return await service.candidates_for_line(session, need_line_id)
+    return await runs.candidates_for_line(session, need_line_id)
 
 
 @router.post("/allocation-runs", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden))
@@ -57,14 +57,14 @@ async def create_allocation_run(
 @router.get("/allocation-runs", responses=problem_responses(Forbidden))
 async def list_allocation_runs(principal: Staff, session: SessionDep, page: PageQuery) -> Page[schemas.AllocationRun]:
     """Allocation runs, newest first (without their proposals)."""
-    items, cursor = await service.list_runs(session, page)
+    items, cursor = await runs.list_runs(session, page)
     return Page(items=[schemas.AllocationRun.model_validate(r) for r in items], next_cursor=cursor)
 
 
 @router.get("/allocation-runs/{run_id}", responses=problem_responses(RunNotFound, Forbidden))
 async def get_allocation_run(run_id: uuid.UUID, principal: Staff, session: SessionDep) -> schemas.AllocationRun:
     """One allocation run: its scope, objective value, counts, timings and proposals."""
-    run, proposals = await service.get_run(session, run_id)
+    run, proposals = await runs.get_run(session, run_id)
     return run_out(run, proposals)
 
 
@@ -80,7 +80,7 @@ async def list_proposals(
     region_code: Annotated[str | None, Query(pattern=r"^\d{2,6}$")] = None,
 ) -> Page[schemas.Proposal]:
     """Proposals, newest first, by status, need, offer, line or region prefix."""
-    items, cursor = await service.list_proposals(
+    items, cursor = await decisions.list_proposals(
         session,
         page,
         status=status,
@@ -97,9 +97,9 @@ async def get_proposal(
     proposal_id: uuid.UUID, principal: Staff, session: SessionDep, response: Response
 ) -> schemas.ProposalDetail:
     """One proposal with its score breakdown and every decision taken on it (the audit of overrides)."""
-    proposal = await service.get_proposal(session, proposal_id)
+    proposal = await decisions.get_proposal(session, proposal_id)
     set_etag(response, proposal.version)
-    return await service.proposal_detail(session, proposal)
+    return await decisions.proposal_detail(session, proposal)
 
 
 @router.post(
@@ -115,7 +115,7 @@ async def accept_proposal(
     data: schemas.AcceptRequest | None = None,
 ) -> schemas.Proposal:
     """Accept a proposal (optionally a smaller quantity): its quantity is reserved in supply."""
-    proposal = await service.accept(session, principal, proposal_id, (data or schemas.AcceptRequest()).quantity)
+    proposal = await decisions.accept(session, principal, proposal_id, (data or schemas.AcceptRequest()).quantity)
     set_etag(response, proposal.version)
     return schemas.Proposal.model_validate(proposal)
 
@@ -127,7 +127,7 @@ async def reject_proposal(
     proposal_id: uuid.UUID, data: schemas.RejectRequest, principal: Coordinator, session: SessionDep, response: Response
 ) -> schemas.Proposal:
     """Reject a proposal with a reason (recorded as an override)."""
-    proposal = await service.reject(session, principal, proposal_id, data.reason)
+    proposal = await decisions.reject(session, principal, proposal_id, data.reason)
     set_etag(response, proposal.version)
     return schemas.Proposal.model_validate(proposal)
 
@@ -135,9 +135,9 @@ async def reject_proposal(
 @router.get("/policy", responses=problem_responses())
 async def get_policy(principal: Staff, session: SessionDep, response: Response) -> schemas.Policy:
     """The current scoring policy: factor weights, tiers and thresholds, with its version."""
-    policy, row = await service.current_policy(session)
-    set_etag(response, policy.version)
-    return service.policy_out(policy, row)
+    current, row = await policy.current_policy(session)
+    set_etag(response, current.version)
+    return policy.policy_out(current, row)
 
 
 @router.put("/policy", responses=problem_responses(Forbidden, InvalidPolicy, PreconditionFailed, PreconditionRequired))
@@ -146,9 +146,9 @@ async def put_policy(
 ) -> schemas.Policy:
     """Write a new policy version (send If-Match with the current version's ETag)."""
     expected = if_match_version(request)
-    policy, row = await service.put_policy(session, principal, data, expected)
-    set_etag(response, policy.version)
-    return service.policy_out(policy, row)
+    written, row = await policy.put_policy(session, principal, data, expected)
+    set_etag(response, written.version)
+    return policy.policy_out(written, row)
 
 
 @router.get("/matching-kpis", responses=problem_responses(Forbidden))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 
@@ -30,9 +30,9 @@ def endpoint_out(endpoint: Endpoint, *, with_secret: bool = False) -> schemas.En
 
 
 @router.get("/event-types", responses=problem_responses())
-async def list_event_types(principal: CurrentPrincipal) -> dict[str, Any]:
+async def list_event_types(principal: CurrentPrincipal) -> schemas.EventTypeList:
     """The catalog of event types every service publishes, each with the JSON Schema of its data."""
-    return {"items": service.event_type_catalog()}
+    return service.event_type_catalog()
 
 
 @router.post("/webhook-endpoints", status_code=status.HTTP_201_CREATED, responses=problem_responses(RefusedUrl))

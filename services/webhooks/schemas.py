@@ -19,16 +19,18 @@ ItemPrefix = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,100}$")]
 
 
 class EventTypeInfo(BaseModel):
-    type: str
+    """One event type a service publishes."""
+
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+
+    type: str = Field(description="`reliefhub.<service>.<entity>.<verb>`")
     service: str
     description: str
-    schema_: dict[str, Any]
-
-    model_config = {"populate_by_name": True, "serialize_by_alias": True}
+    schema_: dict[str, Any] = Field(alias="schema", description="The JSON Schema of the event's `data`.")
 
 
 class EventTypeList(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[EventTypeInfo]
 
 
 class Filters(BaseModel):

@@ -4,11 +4,11 @@ period), which events each endpoint is owed, and the event catalog."""
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from importlib.metadata import entry_points
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,17 +30,22 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def event_type_catalog() -> list[dict[str, Any]]:
-    """Every event type the services publish, from their own `events` modules (importing one registers its
-    types), with the JSON Schema of its data."""
-    from reliefhub.registry import services
+EVENT_TYPES_GROUP = "reliefhub.event_types"
 
-    for name in services():
-        importlib.import_module(f"services.{name}.events")
-    return [
-        {"type": et.name, "service": et.service, "description": et.description, "schema": et.json_schema()}
-        for et in event_catalog()
-    ]
+
+def event_type_catalog() -> schemas.EventTypeList:
+    """Every event type the services publish, with the JSON Schema of its data. Each service declares its events
+    module in the `reliefhub.event_types` entry-point group; loading one registers its types."""
+    for entry_point in entry_points(group=EVENT_TYPES_GROUP):
+        entry_point.load()
+    return schemas.EventTypeList(
+        items=[
+            schemas.EventTypeInfo(
+                type=et.name, service=et.service, description=et.description, schema_=et.json_schema()
+            )
+            for et in event_catalog()
+        ]
+    )
 
 
 # --- endpoints ------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.matching.service import item_group
+from services.matching.continuous import item_group
 from shared.settings import Settings
 from tests.conftest import ROOT, TokenFactory, eventually
 from tests.matching.helpers import RICE, donor_offer, rows, shelter_need

@@ -3,10 +3,18 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from reliefhub.registry import services
+from shared.events import EventType
 from tests.conftest import TokenFactory, eventually
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.test_delivery import make_endpoint
@@ -192,3 +200,34 @@ async def test_the_event_catalog_lists_every_type_with_its_schema(
     ):
         assert name in types and types[name]["schema"]["type"] == "object", name
     assert "reason" in types["reliefhub.webhooks.endpoint.disabled"]["schema"]["properties"]
+
+
+def test_the_catalog_finds_every_services_types_by_their_entry_points() -> None:
+    """In a process where only the webhooks service is imported, the catalog still lists every type each
+    service publishes: the services declare their events modules in the `reliefhub.event_types` group."""
+    declared = {ep.name: ep.value for ep in entry_points(group="reliefhub.event_types")}
+    assert declared == {name: f"services.{name}.events" for name in services()}
+    published = {
+        value.name
+        for name in services()
+        for value in vars(importlib.import_module(f"services.{name}.events")).values()
+        if isinstance(value, EventType)
+    }
+    script = (
+        "import json, sys\n"
+        "from services.webhooks.service import event_type_catalog\n"
+        "before = sorted({m.split('.')[1] for m in sys.modules if m.startswith('services.')})\n"
+        "print(json.dumps({'before': before, 'types': [t.type for t in event_type_catalog().items]}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    found = json.loads(out.stdout)
+    assert found["before"] == ["webhooks"]  # no other service's code until the catalog is asked for
+    assert set(found["types"]) == published
+    assert {t.split(".")[1] for t in found["types"]} == set(services())

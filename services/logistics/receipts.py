@@ -1,0 +1,201 @@
+"""Proof of delivery — the handover PIN, what arrived per line and why anything came short — and the
+receiving site's feedback on a settled shipment."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.logistics import events, ledger, schemas
+from services.logistics.errors import (
+    FeedbackExists,
+    IllegalTransition,
+    InvalidReceipt,
+    NotReceivedYet,
+    NotTheRecipient,
+    PinLocked,
+    WrongPin,
+)
+from services.logistics.models import Feedback, Shipment
+from services.logistics.repository import ProjectionRepository, ShipmentRepository
+from services.logistics.shipments import (
+    RECEIVABLE,
+    SETTLED,
+    emit_shipment,
+    get_shipment,
+    is_recipient,
+    may_record_receipt,
+    record_update,
+)
+from shared.auth import Principal
+from shared.db import utcnow
+from shared.events import publish
+from shared.settings import Settings
+
+
+def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid.UUID, tuple[int, str | None]]:
+    """What arrived per shipment line. A receipt names lines by id or by item; an item's quantity fills its
+    lines in order. Every line must be accounted for, and a short line needs a reason."""
+    by_id = {line.id: line for line in shipment.lines}
+    errors: list[dict[str, Any]] = []
+    got: dict[uuid.UUID, tuple[int, str | None]] = {}
+    named: set[uuid.UUID] = set()
+    for i, entry in enumerate(receipt.lines):
+        if entry.line_id is not None:
+            targets = [by_id[entry.line_id]] if entry.line_id in by_id else []
+        else:
+            targets = [line for line in shipment.lines if line.item_code == entry.item_code]
+        if not targets:
+            errors.append({"loc": ["body", "lines", i], "msg": "no such line or item on this shipment"})
+            continue
+        if any(t.id in named for t in targets):
+            errors.append({"loc": ["body", "lines", i], "msg": "this line is named twice"})
+            continue
+        named.update(t.id for t in targets)
+        capacity = sum(t.quantity for t in targets)
+        if entry.quantity_received > capacity:
+            errors.append({"loc": ["body", "lines", i, "quantity_received"], "msg": f"at most {capacity} were sent"})
+            continue
+        if entry.quantity_received < capacity and not entry.discrepancy_reason:
+            errors.append({"loc": ["body", "lines", i, "discrepancy_reason"], "msg": "say why it came short"})
+            continue
+        left = entry.quantity_received
+        for t in targets:
+            take = min(left, t.quantity)
+            left -= take
+            got[t.id] = (take, entry.discrepancy_reason if take < t.quantity else None)
+    errors.extend(
+        {"loc": ["body", "lines"], "msg": f"line {line.id} ({line.item_code}) is missing"}
+        for line in shipment.lines
+        if line.id not in named
+    )
+    if errors:
+        raise InvalidReceipt("The receipt does not account for the shipment's lines.", errors=errors)
+    return got
+
+
+def _check_may_receive(principal: Principal, shipment: Shipment) -> None:
+    if not may_record_receipt(principal, shipment):
+        raise NotTheRecipient(
+            "The receipt is recorded by the receiving site's frontline, the shipment's assigned carrier or a "
+            "coordinator."
+        )
+    if shipment.status not in RECEIVABLE:
+        raise IllegalTransition(
+            f"A {shipment.status} shipment cannot be received.", extra={"status": shipment.status, "allowed": []}
+        )
+
+
+async def _check_pin(session: AsyncSession, shipment: Shipment, pin: str, settings: Settings, now: datetime) -> None:
+    """The handover PIN, compared in constant time; repeated wrong PINs lock the receipt for a while. A wrong PIN
+    is counted (flushed) before the error, which the request's transaction still commits."""
+    if shipment.pin_locked_until is not None and shipment.pin_locked_until > now:
+        wait = int((shipment.pin_locked_until - now).total_seconds()) + 1
+        raise PinLocked(
+            f"Receipt is locked for {wait} s after repeated wrong PINs.", headers={"Retry-After": str(wait)}
+        )
+    if hmac.compare_digest(pin.encode(), shipment.handover_pin.encode()):
+        return
+    shipment.pin_failures += 1
+    left = settings.pin_max_failures - shipment.pin_failures
+    if left <= 0:
+        shipment.pin_failures = 0
+        shipment.pin_locked_until = now + timedelta(seconds=settings.pin_lock_seconds)
+        await session.flush()
+        raise PinLocked(
+            f"Too many wrong PINs; receipt is locked for {settings.pin_lock_seconds} s.",
+            headers={"Retry-After": str(settings.pin_lock_seconds)},
+        )
+    await session.flush()
+    raise WrongPin(f"Wrong PIN; {left} attempts left before receipt is locked.", extra={"attempts_left": left})
+
+
+def _settle(shipment: Shipment, got: dict[uuid.UUID, tuple[int, str | None]], actor: str, now: datetime) -> None:
+    """Write what arrived on each line and settle the shipment as received, received_with_problem or
+    not_received."""
+    for line in shipment.lines:
+        received, reason = got[line.id]
+        line.quantity_received, line.quantity_returned, line.discrepancy_reason = (
+            received,
+            line.quantity - received,
+            reason,
+        )
+    total = sum(line.quantity_received or 0 for line in shipment.lines)
+    if total == 0:
+        shipment.status = "not_received"
+    elif all(line.quantity_returned == 0 for line in shipment.lines):
+        shipment.status = "received"
+    else:
+        shipment.status = "received_with_problem"
+    shipment.pin_failures, shipment.pin_locked_until = 0, None
+    shipment.received_at = now
+    shipment.delivered_at = shipment.delivered_at or now
+    record_update(shipment, shipment.status, actor, now, note="; ".join(r for _, r in got.values() if r) or None)
+    shipment.version += 1
+
+
+async def record_receipt(
+    session: AsyncSession,
+    principal: Principal,
+    shipment_id: uuid.UUID,
+    data: schemas.ReceiptRequest,
+    settings: Settings,
+) -> Shipment:
+    """Proof of delivery: the handover PIN, what arrived per line, and why anything came short."""
+    shipment = await get_shipment(session, shipment_id, for_update=True)
+    _check_may_receive(principal, shipment)
+    now = utcnow()
+    await _check_pin(session, shipment, data.pin, settings, now)
+    _settle(shipment, _apportion(shipment, data), principal.sub, now)
+    await ledger.book_delivered(session, shipment)
+    await ProjectionRepository(session).mark_need_times(
+        sorted({line.need_id for line in shipment.lines if line.need_id and line.quantity_received}),
+        "first_delivered_at",
+        now,
+    )
+    event = events.SHIPMENT_NOT_RECEIVED if shipment.status == "not_received" else events.SHIPMENT_RECEIVED
+    await emit_shipment(session, event, shipment)
+    return shipment
+
+
+async def give_feedback(
+    session: AsyncSession, principal: Principal, shipment_id: uuid.UUID, data: schemas.FeedbackCreate
+) -> tuple[Shipment, Feedback]:
+    shipment = await get_shipment(session, shipment_id, for_update=True)
+    if not (principal.is_staff or is_recipient(principal, shipment)):
+        raise NotTheRecipient("Feedback comes from the receiving site's organisation (or a coordinator).")
+    if shipment.status not in SETTLED:
+        raise NotReceivedYet(f"The shipment is {shipment.status}; give feedback once it is received.")
+    repo = ShipmentRepository(session)
+    if await repo.feedback(shipment.id) is not None:
+        raise FeedbackExists()
+    feedback = Feedback(
+        shipment_id=shipment.id,
+        rating=data.rating,
+        comment=data.comment,
+        beneficiaries_served=data.beneficiaries_served,
+        photo_urls=[str(u) for u in data.photo_urls],
+        created_by=principal.sub,
+        created_at=utcnow(),
+    )
+    session.add(feedback)
+    await session.flush()
+    await publish(
+        session,
+        events.FEEDBACK_RECEIVED,
+        events.FeedbackData(
+            shipment_id=shipment.id,
+            destination_site_id=shipment.destination_site_id,
+            region_code=shipment.region_code,
+            rating=feedback.rating,
+            comment=feedback.comment,
+            beneficiaries_served=feedback.beneficiaries_served,
+            photo_urls=feedback.photo_urls,
+        ),
+        subject=str(shipment.id),
+    )
+    return shipment, feedback

@@ -1,0 +1,252 @@
+"""Continuous matching: each item group whose lines or lots changed is re-allocated once quiet, and every group
+with active lines periodically; each group in its own transaction, failing groups backing off."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy.exc import DBAPIError
+
+from services.matching import schemas
+from services.matching.events import SYSTEM
+from services.matching.repository import DirtyMark, ProjectionRepository
+from services.matching.runs import RunAbandoned
+from services.matching.service import run_allocation
+from shared.catalog import get_catalog
+from shared.db import utcnow
+from shared.metrics import MATCHING_BACKING_OFF, MATCHING_RUN_FAILURES
+from shared.runtime import Runtime
+
+log = logging.getLogger("reliefhub.matching")
+
+
+@dataclass(frozen=True)
+class ItemGroup:
+    """Items whose lines compete for the same lots: a connected component of the catalog's substitutes (an
+    item the catalog does not know is a group of its own). Groups are independent allocation problems, so each
+    is run, fails and backs off on its own."""
+
+    key: str
+    items: tuple[str, ...]
+
+
+@lru_cache(maxsize=1)
+def _catalog_groups() -> dict[str, ItemGroup]:
+    parent: dict[str, str] = {}
+
+    def root(code: str) -> str:
+        parent.setdefault(code, code)
+        while parent[code] != code:
+            parent[code] = parent[parent[code]]
+            code = parent[code]
+        return code
+
+    for item in get_catalog().items:
+        for sub in item.substitutes:
+            a, b = root(item.code), root(sub)
+            parent[max(a, b)] = min(a, b)
+        root(item.code)
+    members: dict[str, list[str]] = {}
+    for code in parent:
+        members.setdefault(root(code), []).append(code)
+    return {code: ItemGroup(r, tuple(sorted(members[r]))) for code in parent for r in (root(code),)}
+
+
+def item_group(code: str) -> ItemGroup:
+    return _catalog_groups().get(code) or ItemGroup(code, (code,))
+
+
+def _groups_of(codes: Iterable[str]) -> dict[str, ItemGroup]:
+    return {g.key: g for g in map(item_group, codes)}
+
+
+def _by_group(marks: Iterable[DirtyMark]) -> dict[str, list[DirtyMark]]:
+    out: dict[str, list[DirtyMark]] = {}
+    for mark in marks:
+        out.setdefault(item_group(mark.item_code).key, []).append(mark)
+    return out
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """The driver's error class under SQLAlchemy's wrappers (LockNotAvailableError, QueryCanceledError, …)."""
+    cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    while cause.__cause__ is not None and type(cause).__module__.startswith("sqlalchemy"):
+        cause = cause.__cause__
+    return type(cause).__name__
+
+
+class _GroupBusy(Exception):
+    """Another worker is running this group."""
+
+
+# How long runs in progress get to notice the stop and roll back before they are cancelled outright.
+_ABANDON_SECONDS = 1.5
+
+
+class ContinuousMatching:
+    """A worker's continuous matching: each item group whose lines or lots changed (dirty_scope) is re-allocated
+    once quiet for the debounce interval, and every group with active lines every `matching_global_seconds`.
+
+    Each group runs in its own transaction, several at once, so a slow group delays no other. A failing group
+    is retried after a backoff kept in dirty_scope (doubling per failure), while groups that never failed go
+    first. On stop no new run starts, runs in progress are abandoned (rolled back) and their marks queued
+    again for whichever worker runs next."""
+
+    def __init__(self, rt: Runtime, stop: asyncio.Event) -> None:
+        self.rt, self.stop, self.settings = rt, stop, rt.settings
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.periodic: dict[str, ItemGroup] = {}  # groups of the global pass not run yet, in order
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_pass = loop.time()
+        try:
+            while not self.stop.is_set():
+                try:
+                    if loop.time() >= next_pass:
+                        await self._queue_global_pass()
+                        next_pass = loop.time() + self.settings.matching_global_seconds
+                    await self._dispatch()
+                except Exception as exc:
+                    log.warning("continuous matching could not dispatch: %r", exc)
+                try:
+                    await asyncio.wait_for(self.stop.wait(), timeout=self.settings.matching_debounce_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._abandon()
+
+    async def _queue_global_pass(self) -> None:
+        async with self.rt.sessionmaker() as session:
+            codes = await ProjectionRepository(session).active_item_codes()
+        for key, group in sorted(_groups_of(codes).items()):
+            self.periodic.setdefault(key, group)
+
+    async def _dispatch(self) -> None:
+        free = self.settings.matching_concurrency - len(self.running)
+        if free <= 0:
+            return
+        async with self.rt.sessionmaker() as session, session.begin():
+            repo = ProjectionRepository(session)
+            queued = _by_group(await repo.dirty())
+            chosen = self._due(queued, free)
+            taken = await repo.take_dirty([m.item_code for key in chosen for m in queued[key]]) if chosen else []
+        for key, marks in _by_group(taken).items():
+            self.periodic.pop(key, None)
+            self._start(item_group(marks[0].item_code), "continuous", marks)
+        self._start_periodic(queued)
+
+    def _due(self, queued: dict[str, list[DirtyMark]], free: int) -> list[str]:
+        """The queued groups to run now (at most `free`): quiet for the debounce interval, not running, not
+        backing off; groups that never failed first, then the longest waiting, so new work never queues behind
+        retries."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.matching_debounce_seconds)
+        backing_off = {key for key, marks in queued.items() if any(m.not_before and m.not_before > now for m in marks)}
+        MATCHING_BACKING_OFF.set(len(backing_off))
+        due = [
+            key
+            for key, marks in queued.items()
+            if key not in self.running and key not in backing_off and any(m.since <= cutoff for m in marks)
+        ]
+        due.sort(key=lambda k: (max(m.attempts for m in queued[k]), min(m.since for m in queued[k])))
+        return due[:free]
+
+    def _start_periodic(self, queued: dict[str, list[DirtyMark]]) -> None:
+        """Groups of the global pass, while there is room; a queued group runs (or retries) from the queue."""
+        for key in list(self.periodic):
+            if len(self.running) >= self.settings.matching_concurrency:
+                break
+            group = self.periodic.pop(key)
+            if key not in self.running and key not in queued:
+                self._start(group, "periodic", [])
+
+    def _start(self, group: ItemGroup, trigger: str, marks: list[DirtyMark]) -> None:
+        task = asyncio.create_task(self._run_group(group, trigger, marks), name=f"matching-run-{group.key}")
+        self.running[group.key] = task
+        task.add_done_callback(lambda _: self.running.pop(group.key, None))
+
+    async def _run_group(self, group: ItemGroup, trigger: str, marks: list[DirtyMark]) -> None:
+        attempts = max((m.attempts for m in marks), default=0)
+        try:
+            async with self.rt.sessionmaker() as session, session.begin():
+                repo = ProjectionRepository(session)
+                if not await repo.try_lock(f"matching:group:{group.key}"):
+                    raise _GroupBusy()
+                await repo.set_lock_timeout(self.settings.matching_lock_timeout_seconds)
+                await run_allocation(
+                    session,
+                    scope=schemas.RunScope(item_codes=list(group.items)),
+                    trigger=trigger,
+                    actor=SYSTEM,
+                    stop=self.stop,
+                )
+        except _GroupBusy:
+            if marks:  # changes the other worker's run may have missed
+                await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
+        except RunAbandoned:
+            await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
+        except asyncio.CancelledError:  # not abandoned in time
+            await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)
+            raise
+        except Exception as exc:
+            attempts += 1
+            delay = min(
+                self.settings.matching_backoff_max_seconds, self.settings.matching_backoff_seconds * 2 ** (attempts - 1)
+            )
+            reason = _failure_reason(exc)
+            MATCHING_RUN_FAILURES.labels(trigger, reason).inc()
+            log.warning(
+                "%s run of item group %s failed (attempt %d, retried in %.1f s): %s: %s",
+                trigger,
+                group.key,
+                attempts,
+                delay,
+                reason,
+                exc,
+            )
+            await self._queue_again(
+                group,
+                marks,
+                attempts=attempts,
+                not_before=utcnow() + timedelta(seconds=delay),
+                error=f"{reason}: {exc}"[:1000],
+            )
+
+    async def _queue_again(
+        self,
+        group: ItemGroup,
+        marks: list[DirtyMark],
+        *,
+        attempts: int,
+        not_before: datetime | None,
+        error: str | None,
+    ) -> None:
+        marks = marks or [DirtyMark(group.key, utcnow(), 0)]  # a periodic run: its group is left dirty
+        try:
+            async with self.rt.sessionmaker() as session, session.begin():
+                await ProjectionRepository(session).put_back_dirty(
+                    marks, attempts=attempts, not_before=not_before, error=error
+                )
+        except Exception as exc:  # the next global pass covers the group
+            log.warning("item group %s could not be queued again: %r", group.key, exc)
+
+    async def _abandon(self) -> None:
+        tasks = list(self.running.values())
+        if not tasks:
+            return
+        log.info("continuous matching stopped, abandoning %d run(s) in progress", len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=_ABANDON_SECONDS)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=_ABANDON_SECONDS)
+
+
+async def continuous_matching(rt: Runtime, stop: asyncio.Event) -> None:
+    await ContinuousMatching(rt, stop).run()

@@ -1,0 +1,212 @@
+"""Proposals and the decisions taken on them: accept (a reservation in supply), reject, expire."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.matching import events, schemas
+from services.matching.errors import LotTaken, ProposalNotFound, ProposalNotOpen, SupplyUnavailable
+from services.matching.events import SYSTEM
+from services.matching.models import Decision, Proposal
+from services.matching.policy import current_policy
+from services.matching.repository import ProjectionRepository, ProposalRepository
+from services.matching.runs import check_stop, propose
+from shared.auth import Principal
+from shared.db import utcnow
+from shared.errors import InvalidRequest
+from shared.http import service_identity
+from shared.pagination import PageParams
+from shared.runtime import runtime_of_session
+from shared.settings import Settings
+
+
+async def get_proposal(session: AsyncSession, proposal_id: uuid.UUID, *, for_update: bool = False) -> Proposal:
+    proposal = await ProposalRepository(session).get(proposal_id, for_update=for_update)
+    if proposal is None:
+        raise ProposalNotFound(f"No proposal {proposal_id}.")
+    return proposal
+
+
+async def proposal_detail(session: AsyncSession, proposal: Proposal) -> schemas.ProposalDetail:
+    out = schemas.ProposalDetail.model_validate(proposal)
+    out.decisions = [
+        schemas.DecisionRecord.model_validate(d) for d in await ProposalRepository(session).decisions(proposal.id)
+    ]
+    return out
+
+
+async def list_proposals(
+    session: AsyncSession, params: PageParams, **filters: Any
+) -> tuple[list[Proposal], str | None]:
+    return await ProposalRepository(session).search(params, **filters)
+
+
+def _check_open(proposal: Proposal, now: datetime) -> None:
+    if proposal.status != "proposed":
+        raise ProposalNotOpen(f"The proposal is {proposal.status}.")
+    if proposal.expires_at <= now:
+        raise ProposalNotOpen("The proposal has expired.")
+
+
+async def accept(
+    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
+) -> Proposal:
+    """Reserve the proposal's quantity (or less) in supply, idempotently by proposal id, then record it.
+    When supply answers 409 the lot was taken: the proposal is cancelled and its line re-matched."""
+    proposal = await get_proposal(session, proposal_id, for_update=True)
+    if proposal.status == "accepted" and principal is not None:
+        return proposal  # a retried accept
+    now = utcnow()
+    _check_open(proposal, now)
+    amount = proposal.quantity if quantity is None else quantity
+    if amount > proposal.quantity:
+        raise InvalidRequest(
+            f"At most the proposed {proposal.quantity} can be accepted.",
+            errors=[{"loc": ["body", "quantity"], "msg": f"at most {proposal.quantity}"}],
+        )
+    actor = principal.sub if principal is not None else SYSTEM
+    client = runtime_of_session(session).client("supply")
+    try:
+        response = await client.request(
+            "POST",
+            f"/v1/lots/{proposal.lot_id}/reservations",
+            json={"quantity": amount, "reference": str(proposal.id)},
+            idempotency_key=f"accept-{proposal.id}-{amount}",
+        )
+    except Exception as exc:  # timeouts or connection errors after retries
+        raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
+    repo = ProposalRepository(session)
+    taken: str | None = None
+    if response.status_code == 409:
+        problem = response.json()
+        if str(problem.get("type", "")).endswith("reference-reused"):
+            # An earlier accept of this proposal reserved another quantity; the proposal stays as it is.
+            raise ProposalNotOpen(f"A reservation for this proposal already exists: {problem.get('detail', '')}")
+        taken = f"lot taken: {problem.get('detail', '')}"
+    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, amount):
+        # Supply answered with a reservation under this proposal's id that is not (or no longer) our hold of
+        # these goods: adopting it would ship goods nobody holds.
+        taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
+    if taken is not None:
+        proposal.status, proposal.reason = "cancelled", taken[:500]
+        proposal.decided_at, proposal.decided_by = now, actor
+        proposal.version += 1
+        repo.record(
+            Decision(proposal_id=proposal.id, action="cancel", quantity=amount, reason=proposal.reason, actor=actor)
+        )
+        await session.flush()
+        await events.publish_decision(session, events.PROPOSAL_CANCELLED, proposal, proposal.quantity)
+        # Our projection of the lot is behind (that is why we proposed it): ask supply, then re-match the line.
+        await _refresh_lot(session, proposal.lot_id)
+        policy, _ = await current_policy(session)
+        await propose(
+            session,
+            policy=policy,
+            scope=schemas.RunScope(),
+            trigger="retry",
+            actor=actor,
+            line_ids=[proposal.need_line_id],
+        )
+        raise LotTaken(
+            "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
+            extra={"proposal_status": "cancelled"},
+        )
+    if response.status_code not in (200, 201):
+        raise SupplyUnavailable(f"Supply answered {response.status_code} to the reservation.")
+    proposal.status = "accepted"
+    proposal.accepted_quantity = amount
+    proposal.reservation_id = uuid.UUID(response.json()["id"])
+    proposal.auto = principal is None
+    proposal.decided_at, proposal.decided_by = now, actor
+    proposal.version += 1
+    repo.record(
+        Decision(
+            proposal_id=proposal.id,
+            action="accept",
+            quantity=amount,
+            override=amount < proposal.quantity,
+            reason=None if amount == proposal.quantity else f"accepted {amount} of {proposal.quantity}",
+            actor=actor,
+        )
+    )
+    await ProjectionRepository(session).mark_first_matched(proposal.need_line_id, now)
+    await session.flush()
+    await events.publish_decision(session, events.PROPOSAL_ACCEPTED, proposal, amount)
+    return proposal
+
+
+def _holds(reservation: dict[str, Any], proposal: Proposal, amount: int) -> bool:
+    """Whether supply's answer is matching's own active hold of `amount` of the proposal's lot."""
+    return (
+        reservation.get("lot_id") == str(proposal.lot_id)
+        and reservation.get("quantity") == amount
+        and reservation.get("status") == "active"
+        and (reservation.get("created_by_org"), reservation.get("created_by")) == service_identity(SYSTEM)
+    )
+
+
+async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID) -> None:
+    """Bring lot_view up to what supply says now (only ever forward: guarded by the lot's version)."""
+    try:
+        response = await runtime_of_session(session).client("supply").request("GET", f"/v1/lots/{lot_id}")
+    except Exception:
+        return  # the reservation events will bring it up to date
+    if response.status_code != 200:
+        return
+    lot = response.json()
+    await ProjectionRepository(session).refresh_lot(
+        lot_id, int(lot["version"]), quantity_reserved=int(lot["quantity_reserved"]), verification=lot["verification"]
+    )
+
+
+async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
+    proposal = await get_proposal(session, proposal_id, for_update=True)
+    now = utcnow()
+    _check_open(proposal, now)
+    proposal.status, proposal.reason = "rejected", reason
+    proposal.decided_at, proposal.decided_by = now, principal.sub
+    proposal.version += 1
+    ProposalRepository(session).record(
+        Decision(
+            proposal_id=proposal.id,
+            action="reject",
+            quantity=proposal.quantity,
+            override=True,
+            reason=reason,
+            actor=principal.sub,
+        )
+    )
+    await session.flush()
+    await events.publish_decision(session, events.PROPOSAL_REJECTED, proposal, proposal.quantity)
+    return proposal
+
+
+async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
+    repo = ProposalRepository(session)
+    due = await repo.due_to_expire(utcnow(), 1000)
+    for proposal in due:
+        proposal.status, proposal.reason = "expired", "not decided in time"
+        proposal.decided_at, proposal.decided_by = utcnow(), SYSTEM
+        proposal.version += 1
+        repo.record(Decision(proposal_id=proposal.id, action="expire", quantity=proposal.quantity, actor=SYSTEM))
+    await session.flush()
+    for proposal in due:
+        await events.publish_decision(session, events.PROPOSAL_EXPIRED, proposal, proposal.quantity)
+    return len(due)
+
+
+async def accept_automatically(
+    session: AsyncSession, run_id: uuid.UUID, threshold: float, stop: asyncio.Event | None = None
+) -> None:
+    """Accept, as the system, every open proposal of the run scoring at least `threshold`, best first."""
+    for proposal_id in await ProposalRepository(session).auto_acceptable(run_id, threshold):
+        check_stop(stop)
+        try:
+            await accept(session, None, proposal_id, None)
+        except (LotTaken, ProposalNotOpen, SupplyUnavailable):
+            continue  # left for a coordinator, or re-matched
