@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -299,10 +300,22 @@ def token_create(
     org: Annotated[str, typer.Option(help="The organisation the caller acts for.")],
     sub: Annotated[str, typer.Option(help="The caller's id.")],
     group: Annotated[str | None, typer.Option(help="Working group (e.g. medical_device).")] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option("--region", help="A region-code prefix a hub's coordinator acts in; repeat. None: national."),
+    ] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 12 * 3600,
 ) -> None:
-    """Print a signed bearer token."""
-    typer.echo(create_token(sub=sub, org=org, roles=role, group=group, ttl_seconds=ttl, settings=_settings()))
+    """Print a signed (HS256) bearer token."""
+    for prefix in region or []:
+        if not re.fullmatch(r"[0-9]{2,6}", prefix):
+            raise typer.BadParameter(f"{prefix!r} is not a region-code prefix (2 to 6 digits)", param_hint="--region")
+    settings = _settings()
+    if not settings.hs256_accepted:
+        typer.echo("This deployment refuses HS256 tokens; RELIEFHUB_ALLOW_HS256=true accepts them.", err=True)
+    typer.echo(
+        create_token(sub=sub, org=org, roles=role, group=group, regions=region, ttl_seconds=ttl, settings=settings)
+    )
 
 
 def _run_import(kind: str, file: Path, org: str, sub: str) -> None:

@@ -94,7 +94,7 @@ class TransactionalRoute(APIRoute):
             rt = runtime_of(request)
             idem: IdempotentRequest | None = None
             if request.method == "POST" and "idempotency-key" in request.headers:
-                subject = principal_subject(request, rt.settings)
+                subject = await principal_subject(request, rt.settings)
                 if subject is not None:  # without a valid token the route answers 401 anyway
                     for check in checks:  # 401 / 403 before a replay, or a word about the key
                         outcome = check(request)

@@ -73,6 +73,12 @@ class Forbidden(DomainError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+class OutOfRegion(Forbidden):
+    """A coordinator whose token names regions acted on something outside them."""
+
+    slug, title = "out-of-region", "Outside the regions of the token"
+
+
 class Unauthorized(DomainError):
     status, slug, title = 401, "unauthorized", "Authentication required"
 
@@ -98,6 +104,10 @@ class PayloadTooLarge(DomainError):
 
 class ServiceUnavailable(DomainError):
     status, slug, title = 503, "service-unavailable", "A backing service is unavailable; retry shortly"
+
+
+class IdentityProviderUnavailable(ServiceUnavailable):
+    slug, title = "identity-provider-unavailable", "The identity provider's keys cannot be fetched; retry shortly"
 
 
 def problem_response(

@@ -10,12 +10,11 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from shared.auth import Role, create_token
+from shared.auth import SERVICE_ORG, Role, create_token
 from shared.settings import Settings
 from shared.tracing import current_traceparent
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-SERVICE_ORG = "reliefhub"
 
 
 def service_identity(service: str) -> tuple[str, str]:

@@ -10,6 +10,8 @@ from pydantic import AliasChoices, Field, FilePath, field_validator, model_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SIGNING_SECRET = "reliefhub-development-secret-change-me"
+# The asymmetric algorithms an identity provider's tokens may use (never HS256 or "none": the JWKS is public).
+SigningAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
 
 class Settings(BaseSettings):
@@ -39,6 +41,26 @@ class Settings(BaseSettings):
     jwt_issuer: str = "reliefhub"
     jwt_audience: str = "reliefhub"
     token_ttl_seconds: int = 12 * 3600
+    # Identity provider (OpenID Connect): its access tokens (RS256/ES256) are accepted beside the HS256 ones when
+    # issuer, audience and JWKS URL are set. The JWKS is cached for `oidc_jwks_cache_seconds` and fetched again
+    # for a key id it does not hold, at most once per `oidc_jwks_cooldown_seconds`. Claim names may be dotted
+    # paths into nested claims (Keycloak's realm roles: `realm_access.roles`).
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: list[SigningAlgorithm] = ["RS256", "ES256"]
+    oidc_claim_org: str = "org"
+    oidc_claim_roles: str = "roles"
+    oidc_claim_regions: str = "regions"
+    oidc_claim_group: str = "group"
+    oidc_jwks_cache_seconds: float = Field(300.0, gt=0)
+    oidc_jwks_cooldown_seconds: float = Field(30.0, ge=0)
+    oidc_jwks_timeout_seconds: float = Field(5.0, gt=0)
+    # Clock skew allowed between the identity provider and this host (exp, nbf, iat).
+    oidc_leeway_seconds: float = Field(10.0, ge=0)
+    # HS256 tokens signed with jwt_secret (`reliefhub token create`). None: accepted, except in production once an
+    # identity provider is configured; the services' own calls to each other are accepted whatever this says.
+    allow_hs256: bool | None = None
 
     # Idempotency-Key records are kept at least this long (clients may retry within it).
     idempotency_ttl_hours: int = 24
@@ -140,12 +162,42 @@ class Settings(BaseSettings):
         return networks
 
     @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
+
+    @property
+    def hs256_accepted(self) -> bool:
+        """Whether people's HS256 tokens are accepted (the services' own always are)."""
+        if self.allow_hs256 is not None:
+            return self.allow_hs256
+        return not (self.environment == "production" and self.oidc_enabled)
+
+    @property
     def docs_exposed(self) -> bool:
         return self.environment != "production" if self.expose_docs is None else self.expose_docs
 
     @property
     def metrics_on_api_port(self) -> bool:
         return self.metrics_port == 0 and self.environment != "production"
+
+    @model_validator(mode="after")
+    def _identity_provider(self) -> Settings:
+        named = {
+            "RELIEFHUB_OIDC_ISSUER": self.oidc_issuer,
+            "RELIEFHUB_OIDC_AUDIENCE": self.oidc_audience,
+            "RELIEFHUB_OIDC_JWKS_URL": self.oidc_jwks_url,
+        }
+        missing = [name for name, value in named.items() if not value]
+        if len(missing) < len(named) and missing:
+            raise ValueError(f"an identity provider needs issuer, audience and JWKS URL: set {', '.join(missing)}")
+        if self.oidc_jwks_url and not self.oidc_jwks_url.startswith(("https://", "http://")):
+            raise ValueError("RELIEFHUB_OIDC_JWKS_URL must be an http(s) URL")
+        if not self.oidc_algorithms:
+            raise ValueError("RELIEFHUB_OIDC_ALGORITHMS must name at least one algorithm")
+        for claim in ("org", "roles", "regions", "group"):
+            if not getattr(self, f"oidc_claim_{claim}").strip():
+                raise ValueError(f"RELIEFHUB_OIDC_CLAIM_{claim.upper()} must not be empty")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

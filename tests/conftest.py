@@ -168,13 +168,23 @@ TokenFactory = Callable[..., dict[str, str]]
 
 @pytest.fixture(scope="session")
 def auth(migrated: Settings) -> TokenFactory:
-    """Headers with a bearer token: auth("coordinator", org="hub")."""
+    """Headers with a bearer token: auth("coordinator", org="hub"); `regions` for a hub's coordinator."""
 
     def make(
-        *roles: str, org: str = "org-hub", sub: str | None = None, group: str | None = None, **headers: str
+        *roles: str,
+        org: str = "org-hub",
+        sub: str | None = None,
+        group: str | None = None,
+        regions: list[str] | None = None,
+        **headers: str,
     ) -> dict[str, str]:
         token = create_token(
-            sub=sub or f"user-{org}", org=org, roles=[Role(r) for r in roles], group=group, settings=migrated
+            sub=sub or f"user-{org}",
+            org=org,
+            roles=[Role(r) for r in roles],
+            group=group,
+            regions=regions,
+            settings=migrated,
         )
         return {"Authorization": f"Bearer {token}", **{k.replace("_", "-"): v for k, v in headers.items()}}
 

@@ -18,7 +18,7 @@ from services.logistics.errors import (
 )
 from services.logistics.models import Procurement, ProcurementFunding
 from services.logistics.repository import ProcurementRepository, ProjectionRepository
-from shared.auth import Principal
+from shared.auth import Principal, require_in_region
 from shared.catalog import require_known
 from shared.db import utcnow
 from shared.events import EventType, publish
@@ -97,6 +97,7 @@ async def create_procurement(
     """Draft a purchase paid from cash pledges; the pledges must hold the amounts now (they are spent when
     the order is placed)."""
     require_known((["body", "lines", i, "item_code"], line.item_code) for i, line in enumerate(data.lines))
+    require_in_region(principal, data.region_code, what="The procurement's destination")
     await _check_pledges(session, data.currency, data.funding)
     now = utcnow()
     p = Procurement(
@@ -139,6 +140,7 @@ def _require_state(p: Procurement, *allowed: str) -> None:
 async def order_procurement(session: AsyncSession, principal: Principal, procurement_id: uuid.UUID) -> Procurement:
     """Place the order: spend each pledge's share, all or nothing — never beyond what a pledge holds."""
     p = await get_procurement(session, procurement_id, for_update=True)
+    require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, "draft")
     projection = ProjectionRepository(session)
     for f in sorted(p.funding, key=lambda f: f.offer_id):  # one lock order across concurrent orders
@@ -162,6 +164,7 @@ async def receive_procurement(session: AsyncSession, principal: Principal, procu
     """The supplier delivered: register the goods in supply as an in-kind offer of the (largest) paying
     pledge's donor, so they are matched and shipped like any lot."""
     p = await get_procurement(session, procurement_id, for_update=True)
+    require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, "ordered")
     main = max(p.funding, key=lambda f: (f.amount, -f.position))
     pledge = await ProjectionRepository(session).offer(main.offer_id)
@@ -202,6 +205,7 @@ async def cancel_procurement(
 ) -> Procurement:
     """Cancel a draft, or an order not yet received (its amounts go back to the pledges)."""
     p = await get_procurement(session, procurement_id, for_update=True)
+    require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, "draft", "ordered")
     if p.status == "ordered":
         projection = ProjectionRepository(session)

@@ -31,7 +31,7 @@ from services.logistics.shipments import (
     may_record_receipt,
     record_update,
 )
-from shared.auth import Principal
+from shared.auth import Principal, require_in_region
 from shared.db import utcnow
 from shared.events import publish
 from shared.settings import Settings
@@ -84,6 +84,7 @@ def _check_may_receive(principal: Principal, shipment: Shipment) -> None:
             "The receipt is recorded by the receiving site's frontline, the shipment's assigned carrier or a "
             "coordinator."
         )
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     if shipment.status not in RECEIVABLE:
         raise IllegalTransition(
             f"A {shipment.status} shipment cannot be received.", extra={"status": shipment.status, "allowed": []}
@@ -168,6 +169,7 @@ async def give_feedback(
     shipment = await get_shipment(session, shipment_id, for_update=True)
     if not (principal.is_staff or is_recipient(principal, shipment)):
         raise NotTheRecipient("Feedback comes from the receiving site's organisation (or a coordinator).")
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     if shipment.status not in SETTLED:
         raise NotReceivedYet(f"The shipment is {shipment.status}; give feedback once it is received.")
     repo = ShipmentRepository(session)

@@ -30,7 +30,7 @@ from services.logistics.errors import (
 )
 from services.logistics.models import Feedback, Procurement, Shipment
 from shared.app import SessionDep, service_router
-from shared.auth import CurrentPrincipal, Principal
+from shared.auth import CurrentPrincipal, Principal, require_in_region
 from shared.catalog import UnknownItem
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
@@ -283,7 +283,9 @@ async def list_ledger(
     shipment_id: uuid.UUID | None = None,
     region_code: RegionPrefix | None = None,
 ) -> Page[schemas.LedgerEntry]:
-    """The ledger, newest first: money pledged, spent and refunded, in-kind value offered and delivered (fen)."""
+    """The ledger, newest first: money pledged, spent and refunded, in-kind value offered and delivered (fen). A
+    hub's coordinator (a token with `regions`) reads it by a `region_code` inside its regions."""
+    require_in_region(principal, region_code, what="The ledger asked for")
     items, cursor = await ledger.list_ledger(
         session,
         page,

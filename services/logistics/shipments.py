@@ -14,7 +14,7 @@ from services.logistics import events, schemas
 from services.logistics.errors import IllegalTransition, ProposalNotShippable, ShipmentNotFound
 from services.logistics.models import AcceptedProposal, Feedback, Shipment, ShipmentLine, ShipmentUpdate
 from services.logistics.repository import ProjectionRepository, ShipmentRepository
-from shared.auth import Principal, Role
+from shared.auth import Principal, Role, require_in_region
 from shared.db import utcnow
 from shared.errors import Forbidden, InvalidRequest
 from shared.etag import IfMatch, check_version
@@ -202,6 +202,7 @@ async def create_shipment(session: AsyncSession, principal: Principal, data: sch
             "Every line of a shipment goes to one site.",
             errors=[{"loc": ["body", "lines"], "msg": "proposals for different sites"}],
         )
+    require_in_region(principal, first.region_code, what="The shipment's destination")
     now = utcnow()
     origin = data.origin.model_dump(exclude_none=True) if data.origin else first.origin
     shipment = _new_shipment(first, origin, principal.sub, now, auto=False)
@@ -232,6 +233,7 @@ async def update_shipment(
     expected: IfMatch,
 ) -> Shipment:
     shipment = await get_shipment(session, shipment_id, for_update=True)
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     if "carrier_org" in data.model_fields_set:
         _check_carrier_assignment(principal, shipment.carrier_org, data.carrier_org)
     check_version(expected, shipment.version)
@@ -256,6 +258,7 @@ async def change_status(
 ) -> Shipment:
     """Move a shipment along its status machine; anything else is a 409 that changes nothing."""
     shipment = await get_shipment(session, shipment_id, for_update=True)
+    require_in_region(principal, shipment.region_code, what="The shipment's destination")
     target = data.status.value
     shipper = principal.is_staff or principal.has(Role.logistics)
     # The receiving site may only report that nothing arrived.

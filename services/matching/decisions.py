@@ -16,7 +16,7 @@ from services.matching.models import Decision, Proposal
 from services.matching.policy import current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository
 from services.matching.runs import check_stop, propose
-from shared.auth import Principal
+from shared.auth import Principal, require_in_region
 from shared.db import utcnow
 from shared.errors import InvalidRequest
 from shared.http import service_identity
@@ -59,6 +59,8 @@ async def accept(
     """Reserve the proposal's quantity (or less) in supply, idempotently by proposal id, then record it.
     When supply answers 409 the lot was taken: the proposal is cancelled and its line re-matched."""
     proposal = await get_proposal(session, proposal_id, for_update=True)
+    if principal is not None:
+        require_in_region(principal, proposal.region_code, what="The proposal's need")
     if proposal.status == "accepted" and principal is not None:
         return proposal  # a retried accept
     now = utcnow()
@@ -166,6 +168,7 @@ async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID) -> None:
 
 async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
     proposal = await get_proposal(session, proposal_id, for_update=True)
+    require_in_region(principal, proposal.region_code, what="The proposal's need")
     now = utcnow()
     _check_open(proposal, now)
     proposal.status, proposal.reason = "rejected", reason

@@ -9,7 +9,7 @@ from services.matching.errors import InvalidPolicy
 from services.matching.models import PolicyVersion
 from services.matching.repository import PolicyRepository
 from services.matching.scoring import Policy
-from shared.auth import Principal
+from shared.auth import Principal, require_national
 from shared.errors import PreconditionFailed
 from shared.etag import IfMatch, check_version
 from shared.events import publish
@@ -38,6 +38,7 @@ def policy_out(policy: Policy, row: PolicyVersion | None) -> schemas.Policy:
 async def put_policy(
     session: AsyncSession, principal: Principal, body: schemas.PolicyBody, expected: IfMatch
 ) -> tuple[Policy, PolicyVersion]:
+    require_national(principal, what="The scoring policy")
     current, _ = await current_policy(session)
     check_version(expected, current.version)
     raw = body.model_dump()

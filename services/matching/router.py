@@ -20,6 +20,7 @@ from services.matching.errors import (
 )
 from services.matching.models import AllocationRun, Proposal
 from shared.app import SessionDep, service_router
+from shared.auth import require_in_region
 from shared.errors import (
     Forbidden,
     PreconditionFailed,
@@ -48,7 +49,9 @@ async def list_candidates(need_line_id: uuid.UUID, principal: Staff, session: Se
 async def create_allocation_run(
     data: schemas.RunCreate, principal: Coordinator, session: SessionDep, response: Response
 ) -> schemas.AllocationRun:
-    """Allocate available supply to open needs in scope (optimal min-cost flow) and propose the result."""
+    """Allocate available supply to open needs in scope (optimal min-cost flow) and propose the result. A hub's
+    coordinator (a token with `regions`) sets `scope.region_code` inside its regions."""
+    require_in_region(principal, data.scope.region_code, what="The run's scope")
     run, proposals = await service.run_allocation(session, scope=data.scope, trigger="manual", actor=principal.sub)
     response.headers["Location"] = f"/v1/allocation-runs/{run.id}"
     return run_out(run, proposals)

@@ -21,7 +21,7 @@ from services.needs.errors import (
 )
 from services.needs.models import Need, NeedLine, Site
 from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
-from shared.auth import Principal
+from shared.auth import Principal, may_act_in, require_in_region
 from shared.catalog import get_catalog, require_known
 from shared.db import utcnow
 from shared.etag import IfMatch, check_version
@@ -55,6 +55,7 @@ async def create_site(session: AsyncSession, principal: Principal, data: schemas
     org = data.org if (data.org and principal.is_staff) else principal.org
     if data.org and data.org != principal.org and not principal.is_staff:
         raise NotYourSite("Only coordinators may register a site for another organisation.")
+    require_in_region(principal, data.region_code, what="The site")
     site = Site(id=uuid.uuid4(), org=org, version=1, **data.model_dump(exclude={"org"}))
     SiteRepository(session).add(site)
     await session.flush()
@@ -83,11 +84,14 @@ async def update_site(
 ) -> Site:
     site = await get_site(session, site_id, for_update=True)
     _require_owner(principal, site.org)
+    require_in_region(principal, site.region_code, what="The site")
     check_version(expected_version, site.version)
     changes = data.model_dump(exclude_unset=True)
     for key in ("name", "kind", "region_code"):
         if key in changes and changes[key] is None:
             changes.pop(key)
+    if "region_code" in changes:
+        require_in_region(principal, changes["region_code"], what="The site's new region")
     region_moved = "region_code" in changes and changes["region_code"] != site.region_code
     for key, value in changes.items():
         setattr(site, key, value)
@@ -194,6 +198,7 @@ async def create_need(
         twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE)
     assert ref is not None
     _require_owner(principal, ref.org)
+    require_in_region(principal, ref.region_code, what="The site")
     need_id = uuid.uuid4()
     line_rows = _line_rows(data.lines, need_id)
     if on_duplicate == "merge" and twin_id is not None:
@@ -282,6 +287,7 @@ async def _get_for_change(
 ) -> Need:
     need = await get_need(session, need_id, for_update=True)
     _require_owner(principal, need.org)
+    require_in_region(principal, need.region_code, what="The need")
     check_version(expected_version, need.version)
     return need
 
@@ -324,6 +330,7 @@ async def verify_need(
     session: AsyncSession, principal: Principal, need_id: uuid.UUID, data: schemas.VerifyRequest
 ) -> Need:
     need = await get_need(session, need_id, for_update=True)
+    require_in_region(principal, need.region_code, what="The need")
     if need.status not in ACTIVE:
         raise NeedNotOpen(f"The need is {need.status}; there is nothing to verify.")
     need.verification = data.verdict.value
@@ -431,6 +438,8 @@ async def import_needs(
             errors.add(numbers[0], f"site_id: no site {need.site_id}")
         elif not (principal.is_staff or principal.owns(site.org)):
             errors.add(numbers[0], "site_id: the site belongs to another organisation")
+        elif not may_act_in(principal, site.region_code):
+            errors.add(numbers[0], f"site_id: the site is in region {site.region_code}, outside your token's regions")
     if errors:
         raise ImportRejected.from_report(errors.report(len(rows)))
     created: list[uuid.UUID] = []

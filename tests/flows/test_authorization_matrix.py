@@ -22,6 +22,12 @@ tables stop changing); allowed calls follow, on a fresh resource each where the 
 that cannot disturb each other share one set of resources (`SHARED`: all the reads, GET and PATCH of one
 shipment…) to keep the file fast; every other operation gets its own.
 
+Hubs scope coordinators: every operation a coordinator may call is also called by a coordinator whose token names
+`regions` — once covering the resources' region (310101, under "31"), once not ("4101", "3201"). Out of region,
+`REGIONAL` operations (those on something that lies in a region: sites, needs, proposals, runs, shipments,
+procurements, the ledger) are refused like any other denial, changing nothing; the others pass as for a national
+coordinator. `NATIONAL` operations (what holds for every region) refuse a token with `regions` wherever it is.
+
 No operation hides a resource from an unauthorized caller behind a 404: every refusal is a 403 problem, except
 the imports', where another organisation's site or donor in a row is rejected in the per-row report (422
 `import-rejected`, nothing imported; `Row.other_denial`).
@@ -172,6 +178,40 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/webhook-deliveries/{delivery_id}"): Row(only(C, L, W, A), other=STAFF),
     ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"): Row(only(C, L, W, A), other=STAFF),
 }
+
+
+# The regions of a hub's coordinator whose hub covers the resources (all in 310101), and of one whose does not.
+IN_REGION = ("4101", "31")
+OUT_OF_REGION = ("4101", "3201")
+
+# Operations on something in a region, and the status a coordinator of other regions gets (the needs import
+# rejects the row in its per-row report, like another organisation's site).
+REGIONAL: dict[tuple[str, str], int] = {
+    ("POST", "/v1/sites"): 403,  # the region of the site in the body
+    ("PATCH", "/v1/sites/{site_id}"): 403,
+    ("POST", "/v1/needs"): 403,
+    ("PATCH", "/v1/needs/{need_id}"): 403,
+    ("POST", "/v1/needs/{need_id}/verify"): 403,
+    ("POST", "/v1/needs/{need_id}/close"): 403,
+    ("POST", "/v1/needs/{need_id}/confirm"): 403,
+    ("POST", "/v1/needs/imports"): 422,
+    ("POST", "/v1/allocation-runs"): 403,  # the run's scope.region_code
+    ("POST", "/v1/proposals/{proposal_id}/accept"): 403,  # the need's region
+    ("POST", "/v1/proposals/{proposal_id}/reject"): 403,
+    ("PUT", "/v1/policy"): 403,
+    ("POST", "/v1/shipments"): 403,  # the destination's region
+    ("PATCH", "/v1/shipments/{shipment_id}"): 403,
+    ("POST", "/v1/shipments/{shipment_id}/status"): 403,
+    ("POST", "/v1/shipments/{shipment_id}/receipt"): 403,
+    ("POST", "/v1/shipments/{shipment_id}/feedback"): 403,
+    ("POST", "/v1/procurements"): 403,  # the procurement's region_code
+    ("POST", "/v1/procurements/{procurement_id}/order"): 403,
+    ("POST", "/v1/procurements/{procurement_id}/receive"): 403,
+    ("POST", "/v1/procurements/{procurement_id}/cancel"): 403,
+    ("GET", "/v1/ledger"): 403,  # the region_code asked for
+}
+# What holds for every region: a coordinator with `regions` is refused in region too.
+NATIONAL = frozenset({("PUT", "/v1/policy")})
 
 
 @dataclass(frozen=True)
@@ -434,7 +474,7 @@ class World:
     async def procurement(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
             cash = await self.cash()
-            body = example(("POST", "/v1/procurements"), cash["id"])
+            body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}
 
             async def drafted() -> Any:  # 409 pledge-unavailable until logistics has seen the pledge
                 r = await self.client.post("/v1/procurements", headers=self.coordinator, json=body)
@@ -673,7 +713,7 @@ async def _create_shipment(w: World) -> Target:
 async def _create_procurement(w: World) -> Target:
     await w.procurement()  # the pledge is known to logistics
     cash = await w.cash()
-    body = example(("POST", "/v1/procurements"), cash["id"])
+    body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}  # bought for Shanghai
     return Target("/v1/procurements", body, owner_org=GROUP_ORG, owner_group=BUY_GROUP)
 
 
@@ -759,7 +799,7 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         _procurement_target("/cancel", ("POST", "/v1/procurements/{procurement_id}/cancel")),
         True,
     ),
-    ("GET", "/v1/ledger"): (_plain("/v1/ledger"), False),
+    ("GET", "/v1/ledger"): (_plain("/v1/ledger?region_code=31"), False),
     ("GET", "/v1/track/{code}"): (_track, True),
     ("GET", "/v1/reports/impact"): (_plain("/v1/reports/impact?region_code=31"), False),
     ("GET", "/v1/event-types"): (_plain("/v1/event-types"), False),
@@ -797,9 +837,11 @@ class Case:
     allowed: bool
     deny_status: int = 403
     body: Any = None
+    regions: tuple[str, ...] | None = None
 
     def __str__(self) -> str:
-        return f"{self.label} ({self.role}, org={self.org}, group={self.group})"
+        regions = f", regions={','.join(self.regions)}" if self.regions is not None else ""
+        return f"{self.label} ({self.role}, org={self.org}, group={self.group}{regions})"
 
 
 def cases_of(key: tuple[str, str], target: Target) -> list[Case]:
@@ -824,11 +866,29 @@ def cases_of(key: tuple[str, str], target: Target) -> list[Case]:
         org = (target.owner_org or HUB_ORG) if extra.org == "owner" else extra.org
         body = {**target.body, **extra.body} if isinstance(target.body, dict) and extra.body else extra.body
         out.append(Case(extra.label, extra.role, org, extra.group, extra.allowed, body=body))
-    return out
+    return out + regional_cases(key)
+
+
+def regional_cases(key: tuple[str, str]) -> list[Case]:
+    """A hub's coordinator in region and out of it, wherever a coordinator may act (on an owned resource, as
+    another organisation's coordinator: by its staff powers, which the regions bound)."""
+    row = EXPECTED[key]
+    if row.other is not None and C in row.other:
+        org = OTHER_ORG
+    elif row.other is None and C in row.allowed:
+        org = HOME[C]
+    else:
+        return []
+    status = REGIONAL.get(key, 403)
+    return [
+        Case("a hub's coordinator in region", C, org, None, key not in NATIONAL, status, regions=IN_REGION),
+        Case("a hub's coordinator out of region", C, org, None, key not in REGIONAL, status, regions=OUT_OF_REGION),
+    ]
 
 
 async def send(w: World, op: Operation, target: Target, case: Case) -> httpx.Response:
-    headers = w.auth(case.role, org=case.org, group=case.group)
+    regions = list(case.regions) if case.regions is not None else None
+    headers = w.auth(case.role, org=case.org, group=case.group, regions=regions)
     if op.method in ("PATCH", "PUT"):
         current = await w.client.get(target.url, headers=w.admin)
         assert current.status_code == 200, current.text
@@ -882,6 +942,8 @@ def test_every_operation_has_a_row() -> None:
     for key, row in EXPECTED.items():
         assert row.allowed <= ANY and (row.other is None or row.other <= row.allowed | STAFF), key
         assert A in row.allowed, f"{key}: admins pass every role check"
+        assert key not in REGIONAL or regional_cases(key), f"{key}: regional, yet no coordinator may call it"
+    assert set(REGIONAL) <= set(EXPECTED) and set(REGIONAL) >= NATIONAL, "REGIONAL names unknown operations"
 
 
 @pytest.fixture

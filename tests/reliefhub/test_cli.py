@@ -44,6 +44,16 @@ def test_token_create_signs_a_usable_token(cli_env: Settings) -> None:
     assert (principal.org, principal.sub, principal.group) == ("wg-devices", "li", "medical_device")
 
 
+def test_token_create_names_a_hub_coordinator_s_regions(cli_env: Settings) -> None:
+    args = ["token", "create", "--role", "coordinator", "--org", "hub-zz", "--sub", "zhang"]
+    result = runner.invoke(cli.app, [*args, "--region", "4101", "--region", "4102"])
+    assert result.exit_code == 0, result.output
+    assert decode_token(result.output.strip(), cli_env).regions == ("4101", "4102")
+    assert decode_token(runner.invoke(cli.app, args).output.strip(), cli_env).regions is None
+    result = runner.invoke(cli.app, [*args, "--region", "Zhengzhou"])
+    assert result.exit_code != 0 and "not a region-code prefix" in result.output
+
+
 def test_token_create_rejects_unknown_role(cli_env: Settings) -> None:
     result = runner.invoke(cli.app, ["token", "create", "--role", "emperor", "--org", "o", "--sub", "s"])
     assert result.exit_code != 0

@@ -13,8 +13,18 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from shared.auth import Principal, Role, create_token, decode_token, principal_subject
-from shared.errors import Unauthorized
+from shared.auth import (
+    Principal,
+    Role,
+    create_token,
+    decode_token,
+    in_region,
+    may_act_in,
+    principal_subject,
+    require_in_region,
+    require_national,
+)
+from shared.errors import OutOfRegion, Unauthorized
 from shared.settings import Settings
 from tests.conftest import TokenFactory
 from tests.shared.problem import assert_problem
@@ -84,14 +94,14 @@ def _request(authorization: str | None) -> Request:
     return Request({"type": "http", "method": "POST", "path": "/", "headers": headers, "query_string": b""})
 
 
-def test_principal_subject_identifies_the_caller_unambiguously() -> None:
-    def subject(org: str, sub: str) -> str | None:
+async def test_principal_subject_identifies_the_caller_unambiguously() -> None:
+    async def subject(org: str, sub: str) -> str | None:
         token = create_token(sub=sub, org=org, roles=["frontline"], settings=SETTINGS)
-        return principal_subject(_request(f"Bearer {token}"), SETTINGS)
+        return await principal_subject(_request(f"Bearer {token}"), SETTINGS)
 
-    assert subject("org-a", "alice") == subject("org-a", "alice")
-    ids = {subject("org-a", "alice"), subject("org-a", "bob"), subject("org-b", "alice")}
-    ids |= {subject("a/b", "c"), subject("a", "b/c"), subject("a", "x" * 200)}
+    assert await subject("org-a", "alice") == await subject("org-a", "alice")
+    ids = {await subject("org-a", "alice"), await subject("org-a", "bob"), await subject("org-b", "alice")}
+    ids |= {await subject("a/b", "c"), await subject("a", "b/c"), await subject("a", "x" * 200)}
     assert len(ids) == 6 and None not in ids
     assert all(len(i) <= 300 for i in ids if i)  # fits idempotency_key.principal
 
@@ -105,8 +115,8 @@ def test_overlong_org_or_sub_claims_are_refused() -> None:
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic dTpw", "Bearer not-a-jwt"])
-def test_principal_subject_is_none_without_a_valid_token(header: str | None) -> None:
-    assert principal_subject(_request(header), SETTINGS) is None
+async def test_principal_subject_is_none_without_a_valid_token(header: str | None) -> None:
+    assert await principal_subject(_request(header), SETTINGS) is None
 
 
 def test_principal_is_a_value() -> None:
@@ -173,6 +183,47 @@ def test_numeric_dates_may_be_floats_and_extra_claims_are_kept() -> None:
 def test_region_prefixes_are_exposed_on_the_principal() -> None:
     p = decode_token(_raw({"regions": ["31", "510104"]}), SETTINGS)
     assert p.regions == ("31", "510104")
+
+
+def _principal(*roles: Role, regions: tuple[str, ...] | None) -> Principal:
+    return Principal(sub="u", org="hub", roles=frozenset(roles), regions=regions)
+
+
+def test_a_hub_coordinator_acts_inside_its_regions_only() -> None:
+    hub = _principal(Role.coordinator, regions=("4101", "31"))
+    for code in ("410102", "4101", "310101", "31"):
+        assert in_region(hub, code) and may_act_in(hub, code)
+        require_in_region(hub, code)
+    outside: tuple[str | None, ...] = ("410201", "41", "3", "320101", None)  # a wider prefix is not inside
+    for elsewhere in outside:
+        assert not may_act_in(hub, elsewhere)
+        with pytest.raises(OutOfRegion) as caught:
+            require_in_region(hub, elsewhere, what="The need")
+        assert caught.value.status == 403
+        assert caught.value.extra == {"region_code": elsewhere, "regions": ["4101", "31"]}
+        assert caught.value.detail.startswith("The need is in")
+    with pytest.raises(OutOfRegion, match="national coordinator"):
+        require_national(hub, what="The scoring policy")
+    nowhere = _principal(Role.admin, regions=())
+    assert not may_act_in(nowhere, "310101")
+
+
+def test_regions_bound_staff_powers_only_and_no_claim_is_national() -> None:
+    national = _principal(Role.coordinator, regions=None)
+    require_in_region(national, "650102")
+    require_in_region(national, None)
+    require_national(national, what="The scoring policy")
+    frontline = _principal(Role.frontline, Role.donor, regions=("4101",))  # acts by ownership, not by region
+    assert not in_region(frontline, "310101") and may_act_in(frontline, "310101")
+    require_in_region(frontline, "310101")
+    require_national(frontline, what="The scoring policy")
+
+
+def test_create_token_carries_regions() -> None:
+    token = create_token(sub="u", org="hub", roles=["coordinator"], regions=["4101"], settings=SETTINGS)
+    assert decode_token(token, SETTINGS).regions == ("4101",)
+    national = create_token(sub="u", org="hub", roles=["coordinator"], settings=SETTINGS)
+    assert "regions" not in jwt.decode(national, options={"verify_signature": False})
 
 
 def test_a_cached_token_still_expires() -> None:
