@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from reliefhub.registry import route_table
 from shared.settings import Settings
 from tests.conftest import TokenFactory, eventually
-from tests.flows.test_error_matrix import EXAMPLES, OPERATIONS, PUBLIC, SITE_ID, Operation
+from tests.helpers.surface import EXAMPLES, OPERATIONS, PUBLIC, SITE_ID, Operation
 from tests.logistics.scenario import Gift, advance, full_receipt, ship_a_gift
 from tests.shared.problem import assert_problem
 from tests.webhooks.receiver import serve_receiver

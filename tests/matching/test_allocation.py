@@ -27,7 +27,7 @@ from services.matching.allocation import (
     tier_values,
 )
 from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
-from tests.matching.test_scoring import CATALOG, NOW, PROPERTY, at, build, check, instances, line_row, lot_row
+from tests.helpers.scoring import CATALOG, NOW, PROPERTY, at, build, check, instances, line_row, lot_row
 
 Instance = tuple[list[dict[str, Any]], list[dict[str, Any]], Policy]
 
