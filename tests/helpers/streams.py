@@ -91,7 +91,7 @@ async def xadd_events(redis: Redis, stream: str, envelopes: Sequence[dict[str, A
         await xadd_event(redis, stream, env)
 
 
-async def read_entries(redis: Redis, stream: str, group: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
+async def read_entries(redis: Redis, stream: str, group: str = "tests") -> list[tuple[dict[str, str], dict[str, Any]]]:
     """Every entry of the stream not yet delivered to `group` (created if need be), in stream order, acked:
     (raw fields, decoded envelope)."""
     groups = [g["name"] for g in await redis.xinfo_groups(stream)] if await redis.exists(stream) else []
@@ -108,7 +108,7 @@ async def read_entries(redis: Redis, stream: str, group: str) -> list[tuple[dict
                 await redis.xack(stream, group, msg_id)
 
 
-async def read_events(redis: Redis, stream: str, group: str) -> list[dict[str, Any]]:
+async def read_events(redis: Redis, stream: str, group: str = "tests") -> list[dict[str, Any]]:
     """The envelopes of `read_entries`, each checked to carry its type in the entry's `type` field too."""
     out = []
     for fields, event in await read_entries(redis, stream, group):
