@@ -26,8 +26,8 @@ async def create_donor(client: httpx.AsyncClient, headers: dict[str, str], **ove
 
 
 def offer_body(donor_id: str, **over: Any) -> dict[str, Any]:
-    """An in-kind offer of the donor (one lot of 100 rice in Xuhui unless `lots` is given), or, with
-    `kind="cash"`, whatever `over` says of the pledge."""
+    """An in-kind offer of the donor (one lot of 100 rice in Xuhui unless `lots` is given); with `kind="cash"`,
+    what `over` says (see `pledge_body` for a whole one)."""
     payload: dict[str, Any] = {"donor_id": donor_id, "kind": "in_kind", **over}
     if payload["kind"] == "in_kind" and "lots" not in payload:
         payload["lots"] = [{"item_code": RICE, "quantity": 100, "region_code": "310104"}]
@@ -44,11 +44,19 @@ async def create_offer(
     return body
 
 
+def pledge_body(donor_id: str, amount: int, **over: Any) -> dict[str, Any]:
+    """A cash offer of the donor: `amount` fen in CNY; `over` replaces or adds fields."""
+    return {"donor_id": donor_id, "kind": "cash", "amount": amount, "currency": "CNY", **over}
+
+
 async def create_pledge(
     client: httpx.AsyncClient, headers: dict[str, str], donor_id: str, amount: int, **over: Any
 ) -> dict[str, Any]:
-    """A cash offer of `amount` fen in CNY, answered 201; the offer."""
-    return await create_offer(client, headers, donor_id, kind="cash", amount=amount, currency="CNY", **over)
+    """`POST /v1/offers` of `pledge_body(donor_id, amount, **over)`, answered 201; the offer."""
+    resp = await client.post("/v1/offers", headers=headers, json=pledge_body(donor_id, amount, **over))
+    assert resp.status_code == 201, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
 
 
 async def donor_offer(
