@@ -1,10 +1,12 @@
-"""Moving shipments through the logistics service's API, and the bodies of their receipts."""
+"""Moving shipments through the logistics service's API, and the bodies of receipts and procurements."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+
+from tests.helpers.catalog import RICE
 
 
 async def advance(
@@ -24,4 +26,17 @@ def full_receipt(shipment: dict[str, Any], pin: str) -> dict[str, Any]:
     return {
         "pin": pin,
         "lines": [{"line_id": line["id"], "quantity_received": line["quantity"]} for line in shipment["lines"]],
+    }
+
+
+def procurement_body(offer_id: str, *, quantity: int = 10, unit_price: int = 5_000, **fields: Any) -> dict[str, Any]:
+    """A purchase of `quantity` rice from a Pudong wholesaler for Shanghai, paid in full by the pledge `offer_id`;
+    `fields` replace or add fields."""
+    total = quantity * unit_price
+    return {
+        "supplier": {"name": "浦东粮油批发市场", "region_code": "310115", "lat": 31.2, "lon": 121.6},
+        "lines": [{"item_code": RICE, "quantity": quantity, "unit_price": unit_price}],
+        "funding": [{"offer_id": offer_id, "amount": total}],
+        "region_code": "3101",
+        **fields,
     }

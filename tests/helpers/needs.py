@@ -9,6 +9,17 @@ import httpx
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import N95, RICE, SHANGHAI
 
+# The shelter of the flow scenarios, with the contact that no public page may show.
+PUDONG_SHELTER: dict[str, Any] = {
+    "name": "浦东临时安置点",
+    "kind": "shelter",
+    "region_code": "310115",
+    "lat": 31.22,
+    "lon": 121.54,
+    "contact_name": "张三",
+    "contact_phone": "13800000000",
+}
+
 
 def site_body(**over: Any) -> dict[str, Any]:
     """A hospital in Huangpu with its address and contact; `over` replaces or adds fields."""

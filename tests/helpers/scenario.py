@@ -1,17 +1,18 @@
-"""A gift on its way: site → need → offer → automatic proposals → accepted → the shipment logistics planned.
+"""A gift on its way: site → need → offer → automatic proposals → accepted (`accept_a_gift`) → the shipment
+logistics planned (`ship_a_gift`).
 Used by the logistics tests and the cross-service flow tests; everything goes through HTTP and the streams (the
 `workers` fixture must be running)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE, WATER
-from tests.helpers.needs import create_need, create_site
+from tests.helpers.needs import PUDONG_SHELTER, create_need, create_site
 from tests.helpers.supply import create_donor, create_offer
 from tests.helpers.waiting import eventually
 
@@ -26,14 +27,14 @@ class Gift:
     need: dict[str, Any]
     offer: dict[str, Any]
     proposals: list[dict[str, Any]]
-    shipment: dict[str, Any]
+    shipment: dict[str, Any] = field(default_factory=dict)  # once logistics has planned it
 
     @property
     def tracking_code(self) -> str:
         return str(self.offer["tracking_code"])
 
 
-async def ship_a_gift(
+async def accept_a_gift(
     client: httpx.AsyncClient,
     auth: TokenFactory,
     *,
@@ -43,21 +44,11 @@ async def ship_a_gift(
     donor_org: str = "org-grain",
 ) -> Gift:
     """A shelter of `org` in `region_code` needs `lines`; a donor of `donor_org` offers exactly that near
-    Pudong; the coordinator accepts every proposal; returns once logistics has planned the one shipment."""
+    Pudong; returns once the coordinator has accepted every proposal matching made (no shipment yet)."""
     coordinator = auth("coordinator")
     recipient = auth("frontline", org=org)
     donor = auth("donor", org=donor_org)
-    site = await create_site(
-        client,
-        recipient,
-        name="浦东临时安置点",
-        kind="shelter",
-        region_code=region_code,
-        lat=31.22,
-        lon=121.54,
-        contact_name="张三",
-        contact_phone="13800000000",
-    )
+    site = await create_site(client, recipient, **{**PUDONG_SHELTER, "region_code": region_code})
     need = await create_need(
         client,
         recipient,
@@ -74,10 +65,9 @@ async def ship_a_gift(
         donor_row["id"],
         lots=[{"item_code": code, "quantity": q, "lat": 31.3, "lon": 121.5} for code, q in lines],
     )
-    need_id = need["id"]
 
     async def proposed() -> list[dict[str, Any]] | None:
-        r = await client.get(f"/v1/proposals?need_id={need_id}&status=proposed", headers=coordinator)
+        r = await client.get(f"/v1/proposals?need_id={need['id']}&status=proposed", headers=coordinator)
         items = list(r.json()["items"])
         return items if len(items) == len(lines) else None
 
@@ -85,13 +75,6 @@ async def ship_a_gift(
     for p in proposals:
         accepted = await client.post(f"/v1/proposals/{p['id']}/accept", headers=coordinator)
         assert accepted.status_code == 200, accepted.text
-
-    async def planned() -> dict[str, Any] | None:
-        r = await client.get(f"/v1/shipments?need_id={need_id}", headers=recipient)
-        items = r.json()["items"]
-        return items[0] if items and len(items[0]["lines"]) == len(lines) else None
-
-    shipment = await eventually(planned)
     return Gift(
         coordinator=coordinator,
         carrier=auth("logistics", org="org-carrier"),
@@ -101,5 +84,25 @@ async def ship_a_gift(
         need=need,
         offer=offer,
         proposals=proposals,
-        shipment=shipment,
     )
+
+
+async def ship_a_gift(
+    client: httpx.AsyncClient,
+    auth: TokenFactory,
+    *,
+    lines: tuple[tuple[str, int], ...] = ((RICE, 100), (WATER, 240)),
+    region_code: str = "310115",
+    org: str = "org-shelter",
+    donor_org: str = "org-grain",
+) -> Gift:
+    """`accept_a_gift`, then wait until logistics has planned the one shipment of it."""
+    gift = await accept_a_gift(client, auth, lines=lines, region_code=region_code, org=org, donor_org=donor_org)
+
+    async def planned() -> dict[str, Any] | None:
+        r = await client.get(f"/v1/shipments?need_id={gift.need['id']}", headers=gift.recipient)
+        items = r.json()["items"]
+        return items[0] if items and len(items[0]["lines"]) == len(lines) else None
+
+    gift.shipment = await eventually(planned)
+    return gift

@@ -59,6 +59,15 @@ async def create_pledge(
     return body
 
 
+async def fund_pledge(client: httpx.AsyncClient, auth: TokenFactory, amount: int = 100_000) -> dict[str, Any]:
+    """A cash pledge of `amount` fen by a fresh foundation (of org-fund), created in supply; the offer."""
+    headers = auth("donor", org="org-fund")
+    donor = await create_donor(client, headers, name="爱心基金会", kind="foundation")
+    offer = await create_pledge(client, headers, donor["id"], amount)
+    assert offer["kind"] == "cash" and offer["amount"] == amount
+    return offer
+
+
 async def donor_offer(
     client: httpx.AsyncClient, auth: TokenFactory, *lots: dict[str, Any], org: str = "org-grain", **fields: Any
 ) -> dict[str, Any]:
