@@ -16,8 +16,8 @@ from starlette.requests import Request
 from shared.auth import Principal, Role, create_token, decode_token, principal_subject
 from shared.errors import Unauthorized
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
 
 SETTINGS = Settings(environment="test", jwt_secret="test-secret-" + "t" * 32)
 
