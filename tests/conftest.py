@@ -25,13 +25,8 @@ from shared.settings import Settings
 from tests.helpers.auth import TokenFactory, token_factory
 from tests.helpers.db import truncate_services
 from tests.helpers.settings import ROOT, make_test_settings
-from tests.helpers.waiting import eventually
-
-# TRANSITIONAL: the names test modules imported from here, until every one imports tests.helpers.
-__all__ = ["ROOT", "TokenFactory", "eventually", "make_test_settings"]
 
 TEST_DB = "reliefhub_test"
-_truncate = truncate_services  # TRANSITIONAL: until every module imports tests.helpers
 
 
 @pytest.fixture(scope="session")
