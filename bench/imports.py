@@ -20,7 +20,7 @@ from openpyxl import Workbook
 
 from bench.common import median, table, write_result
 from shared.tabular import UnreadableFile, read_rows
-from tests.shared.spreadsheets import handmade_xlsx, header_cells
+from tests.helpers.spreadsheets import handmade_xlsx, header_cells
 
 HEADER = ["need_ref", "site_id", "title", "urgency", "needed_by", "beneficiaries", "item_code", "quantity", "unit"]
 ROWS = 20_000

@@ -1,11 +1,12 @@
 """Test fixtures: real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are set), every
-service migrated with Alembic, tables truncated and Redis flushed before each test."""
+service migrated with Alembic, tables truncated and Redis flushed before each test. Plain helpers (builders,
+scenarios, readers) are in tests/helpers."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,16 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis
 from reliefhub.gateway import Gateway
 from reliefhub.registry import services
-from shared.auth import Role, create_token
 from shared.migrations import upgrade
 from shared.settings import Settings
+from tests.helpers.auth import TokenFactory, token_factory
+from tests.helpers.db import truncate_services
+from tests.helpers.settings import ROOT, make_test_settings
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = "reliefhub_test"
 
 
@@ -62,30 +63,6 @@ async def _recreate_database(admin_url: str, name: str) -> None:
         await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     await engine.dispose()
-
-
-def make_test_settings(db_url: str, redis_url: str, **overrides: Any) -> Settings:
-    """Settings for tests: a test secret, and every interval compressed so that events flow in moments."""
-    values: dict[str, Any] = dict(
-        environment="test",
-        jwt_secret="test-secret-" + "t" * 32,
-        database_url=db_url,
-        redis_url=redis_url,
-        consumer_claim_idle_ms=300,
-        consumer_block_ms=100,
-        relay_poll_seconds=0.2,
-        stream_trim_seconds=3600,
-        bus_metrics_seconds=0.5,
-        matching_debounce_seconds=0.2,
-        matching_global_seconds=3600,
-        sweep_seconds=3600,
-        db_pool_size=40,
-        db_max_overflow=0,
-        webhook_allowed_networks=["127.0.0.0/8", "::1/128"],
-        webhook_retry_schedule=[0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4],
-        webhook_poll_seconds=0.02,
-    )
-    return Settings(**{**values, **overrides})
 
 
 @pytest.fixture(scope="session")
@@ -129,31 +106,12 @@ def clean(request: pytest.FixtureRequest) -> None:
     if not {"engine", "gateway", "redis"} & set(request.fixturenames):
         return
     settings: Settings = request.getfixturevalue("migrated")
-    asyncio.run(_truncate(settings.database_url))
+    asyncio.run(truncate_services(settings.database_url))
     sync_redis = SyncRedis.from_url(settings.redis_url)
     try:
         sync_redis.flushdb()
     finally:
         sync_redis.close()
-
-
-async def _truncate(database_url: str) -> None:
-    engine = create_async_engine(database_url, poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(:s) "
-                        "AND tablename <> 'alembic_version'"
-                    ),
-                    {"s": list(services())},
-                )
-            ).all()
-            if rows:
-                await conn.execute(text("TRUNCATE " + ", ".join(f'"{s}"."{t}"' for s, t in rows) + " CASCADE"))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -163,32 +121,10 @@ async def client(gateway: Gateway, engine: AsyncEngine) -> AsyncIterator[httpx.A
         yield c
 
 
-TokenFactory = Callable[..., dict[str, str]]
-
-
 @pytest.fixture(scope="session")
 def auth(migrated: Settings) -> TokenFactory:
     """Headers with a bearer token: auth("coordinator", org="hub"); `regions` for a hub's coordinator."""
-
-    def make(
-        *roles: str,
-        org: str = "org-hub",
-        sub: str | None = None,
-        group: str | None = None,
-        regions: list[str] | None = None,
-        **headers: str,
-    ) -> dict[str, str]:
-        token = create_token(
-            sub=sub or f"user-{org}",
-            org=org,
-            roles=[Role(r) for r in roles],
-            group=group,
-            regions=regions,
-            settings=migrated,
-        )
-        return {"Authorization": f"Bearer {token}", **{k.replace("_", "-"): v for k, v in headers.items()}}
-
-    return make
+    return token_factory(migrated)
 
 
 @pytest.fixture
@@ -214,15 +150,3 @@ async def workers(gateway: Gateway, client: httpx.AsyncClient) -> AsyncIterator[
     yield
     stop.set()
     await asyncio.gather(*tasks)
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], *, seconds: float = 15.0) -> Any:
-    """Poll `probe` until it returns something truthy (and return that), or fail after `seconds`."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)

@@ -24,15 +24,10 @@ import uvicorn
 
 from reliefhub import deploy
 from reliefhub.registry import services
+from tests.helpers.receiver import free_port
 
 NGINX = shutil.which("nginx")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def recorder(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -23,7 +23,7 @@ from reliefhub import cli, deploy
 from reliefhub.registry import services
 from shared.runtime import Runtime, unreachable_services
 from shared.settings import Settings
-from tests.webhooks.receiver import free_port
+from tests.helpers.receiver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 5

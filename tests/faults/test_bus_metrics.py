@@ -8,11 +8,12 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TokenFactory, eventually
-from tests.faults.conftest import FaultServers, scalar
-from tests.faults.test_redis_outage import redis_is_down
-from tests.needs.helpers import create_need, create_site
-from tests.shared.scrape import sample
+from tests.helpers.auth import TokenFactory
+from tests.helpers.db import scalar
+from tests.helpers.faults import FaultServers, redis_is_down
+from tests.helpers.metrics import sample
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.waiting import eventually
 
 UNPUBLISHED = "SELECT count(*) FROM needs.outbox_event WHERE published_at IS NULL"
 

@@ -18,9 +18,12 @@ from reliefhub.gateway import Gateway
 from services.matching.events import on_need_event
 from shared.events import CloudEvent
 from shared.events.consumer import Consumer
-from tests.conftest import TokenFactory, eventually
-from tests.faults.conftest import NEEDS_STREAM, effect_counts, inbox_ids, relay_all, runtime
-from tests.needs.helpers import N95, RICE, create_need, create_site
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, RICE
+from tests.helpers.faults import NEEDS_STREAM, effect_counts, inbox_ids
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.streams import publish, runtime
+from tests.helpers.waiting import eventually
 
 GROUP = "matching-projection"
 CLAIM_IDLE_MS = 200
@@ -53,7 +56,8 @@ async def test_a_consumer_killed_mid_batch_is_taken_over_and_each_effect_happens
     is acked at its end), or gone right after XREADGROUP. A second consumer of the group reclaims the whole
     batch: the 4 committed events are skipped by the inbox, the rest are handled; every event once."""
     needs = await post_needs(client, auth, 12)
-    assert await relay_all(gateway) == 13  # site.created and 12 need.created, in the stream, nobody has read them
+    # site.created and 12 need.created, in the stream, nobody has read them
+    assert await publish(gateway, "needs") == 13
     rt = runtime(gateway, "matching")
     fast_claim = rt.settings.model_copy(update={"consumer_claim_idle_ms": CLAIM_IDLE_MS})
     in_fifth = asyncio.Event()
@@ -130,7 +134,7 @@ async def test_a_batch_consumer_killed_mid_batch_commits_nothing_and_is_taken_ov
     cancelled inside its batch handler commits none of the batch; another consumer reclaims it all, once."""
     group = f"faults-batch-{uuid.uuid4().hex[:6]}"
     await post_needs(client, auth, 9)
-    assert await relay_all(gateway) == 10
+    assert await publish(gateway, "needs") == 10
     rt = runtime(gateway, "needs")
     settings = rt.settings.model_copy(update={"consumer_claim_idle_ms": CLAIM_IDLE_MS})
     killed = asyncio.Event()

@@ -18,9 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliefhub.gateway import Gateway
 from shared.errors import install_error_handlers
-from tests.conftest import TokenFactory, eventually
-from tests.faults.conftest import NEEDS_STREAM, FaultServers, new_ids, outbox_events, runtime, xadd_event
-from tests.needs.helpers import N95, assert_problem, create_site, need_body
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95
+from tests.helpers.faults import NEEDS_STREAM, FaultServers, new_ids
+from tests.helpers.needs import create_site, need_body
+from tests.helpers.problems import assert_problem
+from tests.helpers.streams import outbox_events, runtime, xadd_event
+from tests.helpers.waiting import eventually
 
 REQUEST_TIMEOUT = 8.0  # seconds; a request that takes longer during the outage counts as a hang
 OUTAGE_SECONDS = 3.0  # longer than consumer_max_deliveries x consumer_claim_idle_ms (5 x 0.3 s)
@@ -53,7 +57,7 @@ async def test_postgres_restart_gives_503_then_recovers_without_restarting_the_a
     assert r.status_code == 201, r.text
     before = r.json()
     await eventually(lambda: projected_lines(engine, before["id"]))
-    [_site_created, need_created] = await outbox_events(engine)
+    [_site_created, need_created] = await outbox_events(engine, "needs")
 
     # Meanwhile a client keeps reading, through the stop, the outage and the start: only 200s and 503s.
     seen: list[int] = []
@@ -82,7 +86,7 @@ async def test_postgres_restart_gives_503_then_recovers_without_restarting_the_a
         # An event arrives while the database is away (from a service whose own database is up, or relayed just
         # before the outage): matching's consumer cannot handle it until PostgreSQL is back.
         waiting = new_ids(need_created)
-        await xadd_event(redis, waiting)
+        await xadd_event(redis, NEEDS_STREAM, waiting)
         await asyncio.sleep(OUTAGE_SECONDS)
     finally:
         await asyncio.to_thread(fault_servers.start_postgres)

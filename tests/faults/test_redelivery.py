@@ -14,21 +14,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliefhub.gateway import Gateway
-from tests.conftest import TokenFactory, eventually
-from tests.faults.conftest import (
-    EFFECT_GROUP,
-    NEEDS_GROUPS,
-    NEEDS_STREAM,
-    caught_up,
-    effect_counts,
-    inbox_ids,
-    outbox_events,
-    running_workers,
-    scalar,
-    xadd_event,
-)
-from tests.logistics.scenario import advance, ship_a_gift
-from tests.needs.helpers import N95, RICE, WATER, create_need, create_site
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, RICE, WATER
+from tests.helpers.db import scalar
+from tests.helpers.faults import EFFECT_GROUP, NEEDS_GROUPS, NEEDS_STREAM, effect_counts, inbox_ids, running_workers
+from tests.helpers.logistics import advance
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.scenario import ship_a_gift
+from tests.helpers.streams import caught_up, outbox_events, xadd_event
+from tests.helpers.waiting import eventually
 
 LINES = "SELECT line_id::text, item_code, quantity, need_version FROM matching.need_line_view WHERE need_id = :n"
 
@@ -51,13 +45,13 @@ async def test_duplicate_and_stale_events_are_handled_once_and_keep_the_newer_ve
     )
     assert r.status_code == 200, r.text
     v2 = r.json()
-    site_created, created, updated = await outbox_events(engine)
+    site_created, created, updated = await outbox_events(engine, "needs")
     assert (created["data"]["version"], updated["data"]["version"]) == (1, 2)
 
     # Nothing relayed yet. The stream gets the newer version first, the same event twice, then the older version
     # (late), twice; then the workers start and the relay publishes the outbox as well (three more duplicates).
     for envelope in (site_created, updated, updated, created, created):
-        await xadd_event(redis, envelope)
+        await xadd_event(redis, NEEDS_STREAM, envelope)
     before = {(g, o): handled(g, o) for g in NEEDS_GROUPS for o in ("ok", "duplicate")}
     async with running_workers(gateway):
 
@@ -65,7 +59,7 @@ async def test_duplicate_and_stale_events_are_handled_once_and_keep_the_newer_ve
             published = await scalar(engine, "SELECT count(*) FROM needs.outbox_event WHERE published_at IS NULL")
             if published != 0 or await redis.xlen(NEEDS_STREAM) != 8:
                 return False
-            return all([await caught_up(redis, g) for g in [*NEEDS_GROUPS, EFFECT_GROUP]])
+            return all([await caught_up(redis, g, NEEDS_STREAM) for g in [*NEEDS_GROUPS, EFFECT_GROUP]])
 
         await eventually(settled, seconds=20)
 
@@ -145,7 +139,7 @@ async def test_a_pick_up_handled_after_the_receipt_leaves_nothing_in_transit(
     kinds = [env["type"].rsplit(".", 1)[1] for env in moves]
     assert kinds == ["picked_up", "in_transit", "delivered", "received"]
     for envelope in moves:
-        await xadd_event(redis, envelope, LOGISTICS_STREAM)
+        await xadd_event(redis, LOGISTICS_STREAM, envelope)
     for group in SHIPMENT_GROUPS:
         # Each group (made by the first workers) has read up to the shipment's planning; its old consumer read
         # the pick-up and was killed before acking it.

@@ -15,23 +15,25 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliefhub.gateway import Gateway
-from tests.conftest import TokenFactory, eventually
-from tests.faults.conftest import (
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, QUILT, RICE, WATER
+from tests.helpers.db import scalar
+from tests.helpers.faults import (
     EFFECT_GROUP,
     NEEDS_GROUPS,
     NEEDS_STREAM,
     FaultServers,
     effect_counts,
-    relay_all,
+    redis_is_down,
     running_workers,
-    scalar,
 )
-from tests.needs.helpers import N95, QUILT, RICE, WATER, create_need, create_site, need_body
+from tests.helpers.needs import create_need, create_site, need_body
+from tests.helpers.streams import publish
+from tests.helpers.waiting import eventually
 
 N_NEEDS = 1000
 CONCURRENCY = 20
@@ -54,14 +56,6 @@ def delivery_sql() -> str:
         for group, schema in GROUP_INBOXES.items()
     ]
     return "SELECT (SELECT count(*) FROM needs.outbox_event WHERE published_at IS NULL), " + ", ".join(per_group)
-
-
-async def redis_is_down(redis: Redis) -> bool:
-    try:
-        await redis.ping()
-    except (RedisConnectionError, OSError):
-        return True
-    return False
 
 
 async def test_a_burst_of_needs_survives_a_redis_outage_and_every_event_is_handled_once(
@@ -153,7 +147,7 @@ async def test_a_redis_that_restarts_empty_gets_everything_again(
     h = auth("frontline", org="org-faults")
     site = await create_site(client, h)
     relayed = [await create_need(client, h, site["id"], title=f"before {i}") for i in range(5)]
-    assert await relay_all(gateway) == 6  # on the stream, rows marked published; no consumer has run yet
+    assert await publish(gateway, "needs") == 6  # on the stream, rows marked published; no consumer has run yet
 
     await asyncio.to_thread(fault_servers.stop_redis)
     while_down = [await create_need(client, h, site["id"], title=f"while down {i}") for i in range(5)]

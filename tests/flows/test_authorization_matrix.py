@@ -49,11 +49,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliefhub.registry import route_table
 from shared.settings import Settings
-from tests.conftest import TokenFactory, eventually
-from tests.flows.test_error_matrix import EXAMPLES, OPERATIONS, PUBLIC, SITE_ID, Operation
-from tests.logistics.scenario import Gift, advance, full_receipt, ship_a_gift
-from tests.shared.problem import assert_problem
-from tests.webhooks.receiver import serve_receiver
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, RICE
+from tests.helpers.logistics import advance, full_receipt
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.problems import assert_problem
+from tests.helpers.receiver import serve_receiver
+from tests.helpers.scenario import Gift, ship_a_gift
+from tests.helpers.supply import create_donor, create_offer, create_pledge
+from tests.helpers.surface import EXAMPLES, OPERATIONS, PUBLIC, SITE_ID, Operation
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("redis")
 T = TypeVar("T")
@@ -82,8 +87,6 @@ BUY_GROUP = "procurement"
 OTHER_GROUP = "translation"
 # The organisation each role's token speaks for where the resource has no owner.
 HOME = {C: HUB_ORG, F: SITE_ORG, D: DONOR_ORG, L: CARRIER_ORG, W: GROUP_ORG, A: HUB_ORG}
-
-RICE, N95 = "food.grain.rice", "ppe.mask.n95"
 
 
 @dataclass(frozen=True)
@@ -345,31 +348,25 @@ class World:
 
     # needs
     async def site(self) -> dict[str, Any]:
-        body = {
-            "name": "瑞金医院",
-            "kind": "hospital",
-            "region_code": "310101",
-            "lat": 31.2,
-            "lon": 121.5,
-            "contact_name": "李四",
-            "contact_phone": "13900000000",
-        }
-        return await self._once("site", lambda: self.post("/v1/sites", self.recipient, json=body))
+        contact = {"contact_name": "李四", "contact_phone": "13900000000"}
+        return await self._once("site", lambda: create_site(self.client, self.recipient, **contact))
 
     async def need(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
             site = await self.site()
-            body = {"site_id": site["id"], "title": "大米", "urgency": "high", "beneficiaries": 200}
-            return await self.post(
-                "/v1/needs", self.recipient, json={**body, "lines": [{"item_code": RICE, "quantity": 100}]}
+            line = {"item_code": RICE, "quantity": 100}
+            return await create_need(
+                self.client, self.recipient, site["id"], line, title="大米", urgency="high", beneficiaries=200
             )
 
         return await self._once("need", make)
 
     # supply
     async def donor(self) -> dict[str, Any]:
-        body = {"name": "粮油公司", "kind": "company", "contact": {"name": "王五", "phone": "13700000000"}}
-        return await self._once("donor", lambda: self.post("/v1/donors", self.giver, json=body))
+        contact = {"name": "王五", "phone": "13700000000"}
+        return await self._once(
+            "donor", lambda: create_donor(self.client, self.giver, name="粮油公司", contact=contact)
+        )
 
     async def in_kind(self) -> dict[str, Any]:
         """Rice (nothing to check) and N95 masks (checked by the medical_device group)."""
@@ -380,9 +377,7 @@ class World:
                 {"item_code": RICE, "quantity": 100, "lat": 31.3, "lon": 121.5},
                 {"item_code": N95, "quantity": 500, "lat": 31.3, "lon": 121.5},
             ]
-            return await self.post(
-                "/v1/offers", self.giver, json={"donor_id": donor["id"], "kind": "in_kind", "lots": lots}
-            )
+            return await create_offer(self.client, self.giver, donor["id"], lots=lots)
 
         return await self._once("in_kind", make)
 
@@ -392,8 +387,7 @@ class World:
     async def cash(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
             donor = await self.donor()
-            body = {"donor_id": donor["id"], "kind": "cash", "amount": 1_000_000, "currency": "CNY"}
-            return await self.post("/v1/offers", self.giver, json=body)
+            return await create_pledge(self.client, self.giver, donor["id"], 1_000_000)
 
         return await self._once("cash", make)
 

@@ -10,8 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import WATER
+from tests.helpers.needs import create_site, need_body
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import create_donor
 
 pytestmark = pytest.mark.usefixtures("redis")
 
@@ -22,7 +25,6 @@ OUT_OF_RANGE = [
     "1900-01-01T07:59:59+08:00",
     "9000-01-01T00:00:01Z",
 ]
-WATER = "water.bottled.small_550ml"
 
 
 @pytest.fixture
@@ -37,13 +39,12 @@ async def created(client: httpx.AsyncClient, headers: dict[str, str], path: str,
 
 
 async def site(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
-    body = {"name": "瑞金医院", "kind": "hospital", "region_code": "310101", "lat": 31.2, "lon": 121.5}
-    return str((await created(client, headers, "/v1/sites", body))["id"])
+    return str((await create_site(client, headers))["id"])
 
 
 def need(site_id: str, needed_by: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"site_id": site_id, "title": "饮用水", "lines": [{"item_code": WATER, "quantity": 5}]}
-    return body if needed_by is None else {**body, "needed_by": needed_by}
+    when = {} if needed_by is None else {"needed_by": needed_by}
+    return need_body(site_id, {"item_code": WATER, "quantity": 5}, title="饮用水", **when)
 
 
 def names(body: dict[str, Any], loc: list[Any]) -> bool:
@@ -81,7 +82,7 @@ async def test_the_bounds_themselves_are_taken(client: httpx.AsyncClient, coordi
 async def test_lot_dates_out_of_range_are_refused(
     client: httpx.AsyncClient, coordinator: dict[str, str], when: str
 ) -> None:
-    donor = await created(client, coordinator, "/v1/donors", {"name": "某基金会", "kind": "foundation"})
+    donor = await create_donor(client, coordinator, name="某基金会", kind="foundation")
     for field in ("available_from", "expires_at"):
         lot = {"item_code": WATER, "quantity": 10, "region_code": "310101", field: when}
         body = {"donor_id": donor["id"], "kind": "in_kind", "lots": [lot]}
@@ -145,7 +146,7 @@ async def test_an_import_row_with_a_date_out_of_range_is_rejected_by_row(
     (row,) = body["report"]["rows_rejected"]
     assert row["row"] == 1 and "needed_by" in row["errors"][0] and "1900-01-01" in row["errors"][0]
 
-    donor = await created(client, coordinator, "/v1/donors", {"name": "某基金会", "kind": "foundation"})
+    donor = await create_donor(client, coordinator, name="某基金会", kind="foundation")
     data = f"donor_id,item_code,quantity,expires_at\n{donor['id']},{WATER},5,9999-12-31T23:59:59-23:59\n".encode()
     r = await client.post("/v1/offers/imports", headers=coordinator, files={"file": ("o.csv", data, "text/csv")})
     body = assert_problem(r, 422)

@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 
 from shared.catalog import get_catalog
-from tests.conftest import TokenFactory, eventually
-from tests.logistics.scenario import ship_a_gift
-
-RICE, WATER = "food.grain.rice", "water.bottled.small_550ml"
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE, WATER
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.scenario import ship_a_gift
+from tests.helpers.supply import create_donor, create_pledge
+from tests.helpers.waiting import eventually
 
 
 async def test_a_gift_from_offer_to_feedback(client: httpx.AsyncClient, auth: TokenFactory, workers: None) -> None:
@@ -193,41 +195,19 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
     first donor's tracking page follows the money to the site."""
     coordinator, donor = auth("coordinator"), auth("donor", org="org-fund")
     recipient, carrier = auth("frontline", org="org-clinic"), auth("logistics", org="org-carrier")
-    fund = (await client.post("/v1/donors", headers=donor, json={"name": "某慈善基金会", "kind": "foundation"})).json()
-    pledges = []
-    for amount in (60_000, 30_000):
-        r = await client.post(
-            "/v1/offers",
-            headers=donor,
-            json={"donor_id": fund["id"], "kind": "cash", "amount": amount, "currency": "CNY"},
-        )
-        assert r.status_code == 201, r.text
-        pledges.append(r.json())
-    site = (
-        await client.post(
-            "/v1/sites",
-            headers=recipient,
-            json={
-                "name": "崇明区社区卫生服务中心",
-                "kind": "hospital",
-                "region_code": "310151",
-                "lat": 31.62,
-                "lon": 121.4,
-            },
-        )
-    ).json()
-    need = (
-        await client.post(
-            "/v1/needs",
-            headers=recipient,
-            json={
-                "site_id": site["id"],
-                "title": "消毒液",
-                "urgency": "critical",
-                "lines": [{"item_code": "hygiene.body.soap", "quantity": 300}],
-            },
-        )
-    ).json()
+    fund = await create_donor(client, donor, name="某慈善基金会", kind="foundation")
+    pledges = [await create_pledge(client, donor, fund["id"], amount) for amount in (60_000, 30_000)]
+    site = await create_site(
+        client, recipient, name="崇明区社区卫生服务中心", kind="hospital", region_code="310151", lat=31.62, lon=121.4
+    )
+    need = await create_need(
+        client,
+        recipient,
+        site["id"],
+        {"item_code": "hygiene.body.soap", "quantity": 300},
+        title="消毒液",
+        urgency="critical",
+    )
     body = {
         "supplier": {"name": "上海某日化厂", "region_code": "310113", "lat": 31.4, "lon": 121.49},
         "lines": [{"item_code": "hygiene.body.soap", "quantity": 300, "unit_price": 250}],

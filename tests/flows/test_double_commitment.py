@@ -13,10 +13,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TokenFactory, eventually
-from tests.logistics.scenario import advance
-from tests.supply.flow import Match, commitments, get_lot, proposed_match, shipments_of
-from tests.supply.helpers import problem, reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.commitments import Match, commitments, proposed_match, shipments_of
+from tests.helpers.logistics import advance
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import get_lot, reserve
+from tests.helpers.waiting import eventually
 
 
 async def planned_shipment(client: httpx.AsyncClient, match: Match, proposal_id: str) -> dict[str, Any]:
@@ -41,10 +43,10 @@ async def test_a_proposals_goods_are_promised_once_whoever_asks(
     impostor = auth("admin", org="org-x", sub="service:matching")
 
     # A logistics token may not reserve at all; nobody but matching under a proposal's id.
-    problem(await reserve(client, carrier, lot_id, 10, proposal["id"]), 403, "forbidden")
+    assert_problem(await reserve(client, carrier, lot_id, 10, proposal["id"]), 403, "forbidden")
     for headers in (coordinator, impostor):
-        problem(await reserve(client, headers, lot_id, 10, proposal["id"]), 403, "proposal-reference")
-    assert (await get_lot(client, match))["quantity_reserved"] == 0
+        assert_problem(await reserve(client, headers, lot_id, 10, proposal["id"]), 403, "proposal-reference")
+    assert (await get_lot(client, match.coordinator, match.lot_id))["quantity_reserved"] == 0
 
     accepted = await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=coordinator)
     assert accepted.status_code == 200, accepted.text
@@ -52,24 +54,24 @@ async def test_a_proposals_goods_are_promised_once_whoever_asks(
     reservation_url = f"/v1/reservations/{accepted.json()['reservation_id']}"
 
     # Nobody releases it by hand: not another organisation's token with matching's sub, not the hub's staff.
-    problem(await client.delete(reservation_url, headers=carrier), 403, "forbidden")
+    assert_problem(await client.delete(reservation_url, headers=carrier), 403, "forbidden")
     for headers in (coordinator, impostor, auth("admin", org="org-hub")):
-        problem(await client.delete(reservation_url, headers=headers), 409, "reservation-for-proposal")
-    lot = await get_lot(client, match)
+        assert_problem(await client.delete(reservation_url, headers=headers), 409, "reservation-for-proposal")
+    lot = await get_lot(client, match.coordinator, match.lot_id)
     assert (lot["quantity_reserved"], lot["quantity_available"]) == (10, 0)
 
     shipment = await planned_shipment(client, match, proposal["id"])
     await advance(client, auth("logistics", org="org-carrier"), shipment["id"], "picked_up", "in_transit")
 
     async def shipped() -> dict[str, Any] | None:
-        body = await get_lot(client, match)
+        body = await get_lot(client, match.coordinator, match.lot_id)
         return body if body["quantity_shipped"] == 10 else None
 
     lot = await eventually(shipped)
     assert (lot["quantity_reserved"], lot["quantity_available"]) == (10, 0)
     # Nothing more can be promised from the lot while its goods are on the road.
-    problem(await reserve(client, coordinator, lot_id, 10, "second-promise"), 409, "over-allocation")
-    problem(await reserve(client, coordinator, lot_id, 1, "one-more"), 409, "over-allocation")
+    assert_problem(await reserve(client, coordinator, lot_id, 10, "second-promise"), 409, "over-allocation")
+    assert_problem(await reserve(client, coordinator, lot_id, 1, "one-more"), 409, "over-allocation")
     assert (await commitments(client, engine, match))[0] == 10
 
     # What did not arrive comes back, and only that becomes available again.
@@ -81,12 +83,12 @@ async def test_a_proposals_goods_are_promised_once_whoever_asks(
     assert received.status_code == 200, received.text
 
     async def returned() -> dict[str, Any] | None:
-        body = await get_lot(client, match)
+        body = await get_lot(client, match.coordinator, match.lot_id)
         return body if body["quantity_reserved"] == 7 else None
 
     lot = await eventually(returned)
     assert (lot["quantity_available"], lot["quantity_shipped"], lot["quantity_delivered"]) == (3, 7, 7)
-    problem(await reserve(client, coordinator, lot_id, 4, "too-much"), 409, "over-allocation")
+    assert_problem(await reserve(client, coordinator, lot_id, 4, "too-much"), 409, "over-allocation")
     assert (await reserve(client, coordinator, lot_id, 3, "the-rest")).status_code == 201
     total, parts = await commitments(client, engine, match)
     assert total == 10, parts
@@ -136,7 +138,7 @@ async def test_accept_never_adopts_a_reservation_that_is_not_its_active_hold(
             )
 
     r = await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=match.coordinator)
-    problem(r, 409, "lot-taken")
+    assert_problem(r, 409, "lot-taken")
     after = (await client.get(f"/v1/proposals/{proposal['id']}", headers=match.coordinator)).json()
     assert after["status"] == "cancelled" and after["reservation_id"] is None, after
     assert [d["action"] for d in after["decisions"]] == ["cancel"]

@@ -2,150 +2,29 @@
 unknown-id requests get a 4xx problem+json, never a 500.
 
 The operations are read from the services' routers when the tests are collected, and checked against
-`gateway.openapi()`; an operation that takes a body must have a valid example below, so a new endpoint fails
-here until it is covered.
+`gateway.openapi()`; an operation that takes a body must have a valid example in `tests.helpers.surface`, so a
+new endpoint fails here until it is covered.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from pydantic import TypeAdapter
 
-from reliefhub.gateway import Gateway, merge_openapi
+from reliefhub.gateway import Gateway
 from reliefhub.registry import services
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
+from tests.helpers.surface import EXAMPLES, JSON, MULTIPART, OPERATIONS, PUBLIC, Operation, operations_of
 
 pytestmark = pytest.mark.usefixtures("redis")
 
-JSON = "application/json"
-MULTIPART = "multipart/form-data"
-METHODS = ("get", "post", "put", "patch", "delete")
-PUBLIC: set[tuple[str, str]] = {("GET", "/v1/track/{code}")}  # API.md: no token needed
-
-SITE_ID = "00000000-0000-4000-8000-000000000001"
-IMPORT_CSV = f"site_id,title,item_code,quantity\n{SITE_ID},饮用水,water.bottled.small_550ml,10\n".encode()
-
-# A valid body for every operation that takes one, so that only the thing under test is wrong.
-EXAMPLES: dict[tuple[str, str], Any] = {
-    ("POST", "/v1/sites"): {"name": "瑞金医院", "kind": "hospital", "region_code": "310101", "lat": 31.2, "lon": 121.5},
-    ("PATCH", "/v1/sites/{site_id}"): {"name": "瑞金医院北院"},
-    ("POST", "/v1/needs"): {
-        "site_id": SITE_ID,
-        "title": "饮用水",
-        "urgency": "high",
-        "lines": [{"item_code": "water.bottled.small_550ml", "quantity": 100}],
-    },
-    ("PATCH", "/v1/needs/{need_id}"): {"title": "饮用水（更新）"},
-    ("POST", "/v1/needs/{need_id}/verify"): {"verdict": "verified", "reason": "called the site"},
-    ("POST", "/v1/needs/{need_id}/close"): {"reason": "received from a neighbour"},
-    ("POST", "/v1/needs/imports"): IMPORT_CSV,
-    ("POST", "/v1/donors"): {"name": "某基金会", "kind": "foundation"},
-    ("POST", "/v1/offers"): {"donor_id": SITE_ID, "kind": "cash", "amount": 100_000, "currency": "CNY"},
-    ("POST", "/v1/offers/imports"): f"donor_id,item_code,quantity\n{SITE_ID},food.grain.rice,5\n".encode(),
-    ("PATCH", "/v1/offers/{offer_id}"): {"note": "仅限上海"},
-    ("POST", "/v1/offers/{offer_id}/withdraw"): {"reason": "sold out"},
-    ("POST", "/v1/offers/{offer_id}/verification"): {"verdict": "verified", "notes": "certificates checked"},
-    ("POST", "/v1/lots/{lot_id}/reservations"): {"quantity": 1, "reference": "proposal-1"},
-    ("POST", "/v1/allocation-runs"): {"scope": {"region_code": "31", "item_codes": ["food.grain.rice"]}},
-    ("POST", "/v1/proposals/{proposal_id}/accept"): {"quantity": 1},
-    ("POST", "/v1/proposals/{proposal_id}/reject"): {"reason": "the site already received rice"},
-    ("PUT", "/v1/policy"): {
-        "weights": {
-            "urgency": 30,
-            "deadline_slack": 15,
-            "distance": 15,
-            "quantity_fit": 10,
-            "expiry_pressure": 10,
-            "substitute": 10,
-            "equity": 20,
-        },
-        "tiers": [{"share": 0.5, "value": 300}, {"share": 0.5, "value": 50}],
-    },
-    ("POST", "/v1/shipments"): {"lines": [{"proposal_id": SITE_ID, "quantity": 1}], "carrier": "顺丰"},
-    ("PATCH", "/v1/shipments/{shipment_id}"): {"carrier": "京东物流"},
-    ("POST", "/v1/shipments/{shipment_id}/status"): {"status": "picked_up", "location": "浦东仓库"},
-    ("POST", "/v1/shipments/{shipment_id}/receipt"): {
-        "pin": "123456",
-        "lines": [{"item_code": "food.grain.rice", "quantity_received": 1}],
-    },
-    ("POST", "/v1/shipments/{shipment_id}/feedback"): {"rating": 5, "comment": "谢谢", "beneficiaries_served": 10},
-    ("POST", "/v1/procurements"): {
-        "supplier": {"name": "国药控股"},
-        "lines": [{"item_code": "ppe.mask.n95", "quantity": 10, "unit_price": 300}],
-        "funding": [{"offer_id": SITE_ID, "amount": 3000}],
-    },
-    ("POST", "/v1/procurements/{procurement_id}/cancel"): {"reason": "supplier out of stock"},
-    ("POST", "/v1/webhook-endpoints"): {
-        "url": "https://hooks.example.org/reliefhub",
-        "event_types": ["reliefhub.supply.*"],
-        "filters": {"item_codes": ["medical_device."], "region_codes": ["31"]},
-    },
-    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "器械核验组"},
-    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {"grace_seconds": 3600},
-    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): {"since": "2026-11-01T00:00:00Z"},
-}
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    body: str | None  # the content type of its request body
-    parameters: tuple[tuple[str, str], ...]  # (name, in)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.method, self.path)
-
-    @property
-    def id_params(self) -> list[str]:
-        return [n for n, where in self.parameters if where == "path" and n.endswith("_id")]
-
-    def url(self, id_value: str) -> str:
-        return re.sub(r"\{(\w+)\}", lambda m: id_value if m.group(1).endswith("_id") else "unknown", self.path)
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path}"
-
-
-def operations_of(doc: dict[str, Any]) -> list[Operation]:
-    out = []
-    for path, item in doc["paths"].items():
-        assert path.startswith("/v1/"), path
-        for method in METHODS:
-            op = item.get(method)
-            if op is None:
-                continue
-            content = op.get("requestBody", {}).get("content", {})
-            body = MULTIPART if MULTIPART in content else JSON if content else None
-            params = tuple((p["name"], p["in"]) for p in op.get("parameters", []))
-            out.append(Operation(method.upper(), path, body, params))
-    return out
-
-
-@cache
-def _surface() -> list[Operation]:
-    """The merged document of the services' routers, as the gateway builds it (without starting anything)."""
-    apps = {}
-    for name, spec in services().items():
-        app = FastAPI(title=name, description=spec.description)
-        for router in spec.routers:
-            app.include_router(router)
-        apps[name] = app
-    return operations_of(merge_openapi(apps))
-
-
-OPERATIONS = _surface()
 WITH_BODY = [op for op in OPERATIONS if op.body]
 WITH_ID = [op for op in OPERATIONS if op.id_params]
 PAGED = [op for op in OPERATIONS if ("limit", "query") in op.parameters]
@@ -187,7 +66,7 @@ async def test_the_matrix_covers_what_the_gateway_serves(gateway: Gateway) -> No
 def test_every_operation_with_a_body_has_a_valid_example() -> None:
     needed = {op.key for op in WITH_BODY}
     missing, stale = needed - set(EXAMPLES), set(EXAMPLES) - needed
-    assert not missing, f"add a valid example body to EXAMPLES for: {sorted(missing)}"
+    assert not missing, f"add a valid example body to EXAMPLES (tests/helpers/surface.py) for: {sorted(missing)}"
     assert not stale, f"EXAMPLES names operations that no longer exist or take no body: {sorted(stale)}"
 
 

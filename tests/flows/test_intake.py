@@ -15,6 +15,9 @@ from reliefhub import cli
 from reliefhub.gateway import Gateway
 from shared.settings import Settings
 from shared.worker import run_worker
+from tests.helpers.catalog import CONCENTRATOR
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.supply import create_donor, create_offer, reserve
 
 runner = CliRunner()
 
@@ -53,57 +56,31 @@ async def test_intake_to_reservation_with_events(
     stop = asyncio.Event()  # the services' workers: outbox relays, consumers, jobs
     workers = [asyncio.create_task(run_worker(gateway.apps[n].state.runtime, stop)) for n in ("needs", "supply")]
     try:
-        site = await client.post(
-            "/v1/sites",
-            headers=frontline,
-            json={
-                "name": "瑞金医院",
-                "kind": "hospital",
-                "region_code": "310101",
-                "lat": 31.21,
-                "lon": 121.47,
-                "contact_name": "王医生",
-                "contact_phone": "+86 138 0000 0000",
-            },
+        site = await create_site(client, frontline)
+        need = await create_need(
+            client,
+            frontline,
+            site["id"],
+            {"item_code": CONCENTRATOR, "quantity": 10},
+            title="ICU 制氧",
+            urgency="critical",
+            beneficiaries=40,
         )
-        assert site.status_code == 201, site.text
-        need = await client.post(
-            "/v1/needs",
-            headers=frontline,
-            json={
-                "site_id": site.json()["id"],
-                "title": "ICU 制氧",
-                "urgency": "critical",
-                "beneficiaries": 40,
-                "lines": [{"item_code": "medical_device.oxygen.concentrator_5l", "quantity": 10}],
-            },
-        )
-        assert need.status_code == 201, need.text
-        assert need.json()["status"] == "open" and need.json()["lines"][0]["quantity_matched"] == 0
+        assert need["status"] == "open" and need["lines"][0]["quantity_matched"] == 0
 
-        donor = await client.post("/v1/donors", headers=donor_org, json={"name": "某医疗器械公司", "kind": "company"})
-        assert donor.status_code == 201, donor.text
-        offer = await client.post(
-            "/v1/offers",
-            headers=donor_org,
-            json={
-                "donor_id": donor.json()["id"],
-                "kind": "in_kind",
-                "lots": [
-                    {"item_code": "medical_device.oxygen.concentrator_5l", "quantity": 12, "region_code": "310104"}
-                ],
-                "restrictions": {"region_codes": ["31"], "site_kinds": ["hospital"]},
-            },
+        donor = await create_donor(client, donor_org, name="某医疗器械公司")
+        body = await create_offer(
+            client,
+            donor_org,
+            donor["id"],
+            lots=[{"item_code": CONCENTRATOR, "quantity": 12, "region_code": "310104"}],
+            restrictions={"region_codes": ["31"], "site_kinds": ["hospital"]},
         )
-        assert offer.status_code == 201, offer.text
-        body = offer.json()
         assert body["tracking_code"] and len(body["tracking_code"]) >= 20
         lot = body["lots"][0]
         assert lot["verification"] == "pending" and lot["quantity_available"] == 0
 
-        blocked = await client.post(
-            f"/v1/lots/{lot['id']}/reservations", headers=coordinator, json={"quantity": 5, "reference": "p-1"}
-        )
+        blocked = await reserve(client, coordinator, lot["id"], 5, "p-1")
         assert blocked.status_code == 409, blocked.text
 
         verdict = await client.post(
@@ -114,9 +91,7 @@ async def test_intake_to_reservation_with_events(
         assert verdict.status_code == 200, verdict.text
         assert verdict.json()["lots"][0]["quantity_available"] == 12
 
-        res = await client.post(
-            f"/v1/lots/{lot['id']}/reservations", headers=coordinator, json={"quantity": 5, "reference": "p-1"}
-        )
+        res = await reserve(client, coordinator, lot["id"], 5, "p-1")
         assert res.status_code == 201, res.text
         again = await client.get(f"/v1/lots/{lot['id']}", headers=donor_org)
         assert again.json()["quantity_reserved"] == 5 and again.json()["quantity_available"] == 7

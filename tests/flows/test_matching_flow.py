@@ -8,7 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TokenFactory, eventually
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE
+from tests.helpers.needs import shelter_need
+from tests.helpers.supply import donor_offer
+from tests.helpers.waiting import eventually
 
 
 async def test_proposals_appear_by_themselves_and_acceptance_reserves(
@@ -16,38 +20,8 @@ async def test_proposals_appear_by_themselves_and_acceptance_reserves(
 ) -> None:
     coordinator = auth("coordinator")
     frontline = auth("frontline", org="org-shelter")
-    donor_org = auth("donor", org="org-grain")
-    site = (
-        await client.post(
-            "/v1/sites",
-            headers=frontline,
-            json={"name": "浦东临时安置点", "kind": "shelter", "region_code": "310115", "lat": 31.22, "lon": 121.54},
-        )
-    ).json()
-    need = (
-        await client.post(
-            "/v1/needs",
-            headers=frontline,
-            json={
-                "site_id": site["id"],
-                "title": "大米",
-                "urgency": "high",
-                "lines": [{"item_code": "food.grain.rice", "quantity": 100}],
-            },
-        )
-    ).json()
-    donor = (await client.post("/v1/donors", headers=donor_org, json={"name": "粮油公司", "kind": "company"})).json()
-    offer = (
-        await client.post(
-            "/v1/offers",
-            headers=donor_org,
-            json={
-                "donor_id": donor["id"],
-                "kind": "in_kind",
-                "lots": [{"item_code": "food.grain.rice", "quantity": 60, "lat": 31.3, "lon": 121.5}],
-            },
-        )
-    ).json()
+    need = await shelter_need(client, auth, {"item_code": RICE, "quantity": 100}, title="大米")
+    offer = await donor_offer(client, auth, {"item_code": RICE, "quantity": 60})
     lot_id = offer["lots"][0]["id"]
 
     async def proposed() -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """Property: every consumer's projection reaches the same state whatever order, and however often, its events
-arrive. One recorded history (tests/flows/event_history.py) is fed to each consumer's own subscription
+arrive. One recorded history (tests/helpers/history.py) is fed to each consumer's own subscription
 handlers, one transaction per event as the consumer runs them, in a shuffled order with some events repeated
 (an event that refers to something not seen yet fails and comes back later, as a redelivery would), and the
 projection is compared with the one the same events make in the order they happened — which is also what the
@@ -25,8 +25,9 @@ from services.logistics.events import NotProjectedYet
 from services.matching.events import LotNotProjectedYet
 from shared.events import CloudEvent
 from shared.settings import Settings
-from tests.conftest import TokenFactory, _truncate
-from tests.flows.event_history import SUPPLY_TABLES, History, record_history, restore, truncate
+from tests.helpers.auth import TokenFactory
+from tests.helpers.db import restore, truncate, truncate_services
+from tests.helpers.history import SUPPLY_TABLES, History, record_history
 
 ROOT = Path(__file__).resolve().parents[2]
 RETRYABLE = (LotNotProjectedYet, NotProjectedYet)
@@ -90,7 +91,7 @@ LOGISTICS_TABLES = [
 
 @pytest.fixture(scope="module")
 async def history(gateway: Gateway, engine: AsyncEngine, redis: Any, auth: TokenFactory, migrated: Settings) -> History:
-    await _truncate(migrated.database_url)
+    await truncate_services(migrated.database_url)
     await redis.flushdb()
     return await record_history(gateway, engine, redis, auth)
 

@@ -10,8 +10,12 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import TokenFactory, eventually
-from tests.webhooks.receiver import serve_receiver
+from tests.helpers.auth import TokenFactory
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.receiver import serve_receiver
+from tests.helpers.supply import create_donor, create_offer
+from tests.helpers.waiting import eventually
+from tests.helpers.webhooks import create_endpoint
 
 ITEMS = Path(__file__).resolve().parents[2] / "shared" / "catalog" / "items.json"
 
@@ -33,39 +37,23 @@ async def test_the_device_group_verifies_from_its_webhook_and_matching_follows(
     donor_org = auth("donor", org="org-maker")
 
     # 1. A frontline site needs the device.
-    site = await client.post(
-        "/v1/sites",
-        headers=frontline,
-        json={"name": "瑞金医院", "kind": "hospital", "region_code": "310101", "lat": 31.21, "lon": 121.47},
+    site = await create_site(client, frontline)
+    need = await create_need(
+        client, frontline, site["id"], {"item_code": device, "quantity": 2}, title="制氧机", urgency="critical"
     )
-    assert site.status_code == 201, site.text
-    need = await client.post(
-        "/v1/needs",
-        headers=frontline,
-        json={
-            "site_id": site.json()["id"],
-            "title": "制氧机",
-            "urgency": "critical",
-            "lines": [{"item_code": device, "quantity": 2}],
-        },
-    )
-    assert need.status_code == 201, need.text
-    need_id = need.json()["id"]
+    need_id = need["id"]
 
     async with serve_receiver() as receiver:
         # 2. The device-check group listens for offers of medical devices.
-        r = await client.post(
-            "/v1/webhook-endpoints",
-            headers=group,
-            json={
-                "url": receiver.url("/device-check"),
-                "event_types": ["reliefhub.supply.offer.created"],
-                "filters": {"item_codes": ["medical_device."]},
-                "description": "器械核验组",
-            },
+        await create_endpoint(
+            client,
+            group,
+            receiver,
+            "/device-check",
+            ["reliefhub.supply.offer.created"],
+            filters={"item_codes": ["medical_device."]},
+            description="器械核验组",
         )
-        assert r.status_code == 201, r.text
-        receiver.secrets["/device-check"] = r.json()["secret"]
 
         verdicts: list[httpx.Response] = []
         seen: list[dict[str, Any]] = []
@@ -85,20 +73,15 @@ async def test_the_device_group_verifies_from_its_webhook_and_matching_follows(
         receiver.on_event["/device-check"] = check
 
         # 3. A donor offers the device; its lot awaits the group's check.
-        donor = await client.post("/v1/donors", headers=donor_org, json={"name": "鱼跃医疗", "kind": "company"})
-        assert donor.status_code == 201, donor.text
-        offer = await client.post(
-            "/v1/offers",
-            headers=donor_org,
-            json={
-                "donor_id": donor.json()["id"],
-                "kind": "in_kind",
-                "lots": [{"item_code": device, "quantity": 2, "lat": 31.25, "lon": 121.45, "region_code": "310106"}],
-            },
+        donor = await create_donor(client, donor_org, name="鱼跃医疗")
+        offer = await create_offer(
+            client,
+            donor_org,
+            donor["id"],
+            lots=[{"item_code": device, "quantity": 2, "lat": 31.25, "lon": 121.45, "region_code": "310106"}],
         )
-        assert offer.status_code == 201, offer.text
-        offer_id = offer.json()["id"]
-        [lot] = offer.json()["lots"]
+        offer_id = offer["id"]
+        [lot] = offer["lots"]
         assert lot["verification"] == "pending" and lot["check_by"] == "medical_device"
         assert lot["quantity_available"] == 0
 

@@ -41,7 +41,8 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from reliefhub.gateway import Gateway
 from shared.settings import Settings
-from tests.conftest import TokenFactory, _truncate
+from tests.helpers.auth import TokenFactory
+from tests.helpers.db import truncate_services
 
 pytestmark = pytest.mark.slow  # under a minute here; `pytest -m "not slow"` leaves it out
 
@@ -81,7 +82,7 @@ class Seeds:
 def fuzz_gateway(migrated: Settings) -> Iterator[Gateway]:
     settings_copy = migrated.model_copy(update={"track_requests_per_minute": 1_000_000})
     # Start from empty tables and Redis, as the `clean` fixture does for tests on the session gateway.
-    asyncio.run(_truncate(settings_copy.database_url))
+    asyncio.run(truncate_services(settings_copy.database_url))
     redis = SyncRedis.from_url(settings_copy.redis_url)
     try:
         redis.flushdb()

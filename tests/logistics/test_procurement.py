@@ -10,36 +10,21 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import TokenFactory, eventually
-from tests.shared.problem import assert_problem
-
-RICE = "food.grain.rice"
-WATER = "water.bottled.small_550ml"
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE, WATER
+from tests.helpers.logistics import procurement_body
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import fund_pledge
+from tests.helpers.waiting import eventually
 
 
 def slug(body: dict[str, Any]) -> str:
     return str(body["type"]).rsplit(":", 1)[-1]
 
 
-async def pledge(client: httpx.AsyncClient, auth: TokenFactory, amount: int = 100_000) -> dict[str, Any]:
-    """A donor's cash pledge, created in supply (not yet known to logistics)."""
-    donor = auth("donor", org="org-fund")
-    row = await client.post("/v1/donors", headers=donor, json={"name": "爱心基金会", "kind": "foundation"})
-    assert row.status_code == 201, row.text
-    offer = await client.post(
-        "/v1/offers",
-        headers=donor,
-        json={"donor_id": row.json()["id"], "kind": "cash", "amount": amount, "currency": "CNY"},
-    )
-    assert offer.status_code == 201, offer.text
-    body: dict[str, Any] = offer.json()
-    assert body["kind"] == "cash" and body["amount"] == amount
-    return body
-
-
 async def known_pledge(client: httpx.AsyncClient, auth: TokenFactory, amount: int = 100_000) -> dict[str, Any]:
     """A cash pledge that logistics has heard of (its `pledged` ledger entry is in)."""
-    offer = await pledge(client, auth, amount)
+    offer = await fund_pledge(client, auth, amount)
     coordinator = auth("coordinator")
 
     async def booked() -> list[dict[str, Any]]:
@@ -50,17 +35,6 @@ async def known_pledge(client: httpx.AsyncClient, auth: TokenFactory, amount: in
     entries = await eventually(booked)
     assert [(e["amount"], e["currency"]) for e in entries] == [(amount, "CNY")]
     return offer
-
-
-def order_body(offer_id: str, *, quantity: int = 10, unit_price: int = 5_000, **fields: Any) -> dict[str, Any]:
-    total = quantity * unit_price
-    return {
-        "supplier": {"name": "浦东粮油批发市场", "region_code": "310115", "lat": 31.2, "lon": 121.6},
-        "lines": [{"item_code": RICE, "quantity": quantity, "unit_price": unit_price}],
-        "funding": [{"offer_id": offer_id, "amount": total}],
-        "region_code": "3101",
-        **fields,
-    }
 
 
 async def create(client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +66,8 @@ async def test_a_pledge_reaches_logistics_and_funds_a_draft(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None
 ) -> None:
     coordinator = auth("coordinator")
-    offer = await pledge(client, auth)
-    body = order_body(offer["id"], note="为浦东安置点采购大米")
+    offer = await fund_pledge(client, auth)
+    body = procurement_body(offer["id"], note="为浦东安置点采购大米")
 
     async def drafted() -> httpx.Response | None:
         r = await client.post("/v1/procurements", headers=coordinator, json=body)
@@ -128,13 +102,13 @@ async def test_funding_must_equal_the_total(client: httpx.AsyncClient, auth: Tok
     coordinator = auth("coordinator")
     offer = await known_pledge(client, auth)
     for amount in (49_999, 50_001):
-        body = order_body(offer["id"])
+        body = procurement_body(offer["id"])
         body["funding"] = [{"offer_id": offer["id"], "amount": amount}]
         assert_problem(await client.post("/v1/procurements", headers=coordinator, json=body), 422, context=str(amount))
-    twice = order_body(offer["id"])
+    twice = procurement_body(offer["id"])
     twice["funding"] = [{"offer_id": offer["id"], "amount": 25_000}] * 2
     assert_problem(await client.post("/v1/procurements", headers=coordinator, json=twice), 422)
-    unknown_item = order_body(offer["id"])
+    unknown_item = procurement_body(offer["id"])
     unknown_item["lines"][0]["item_code"] = "food.unknown.thing"
     assert slug(assert_problem(await client.post("/v1/procurements", headers=coordinator, json=unknown_item), 422)) == (
         "unknown-item"
@@ -146,7 +120,7 @@ async def test_a_pledge_that_is_not_there_or_not_cash_funds_nothing(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None
 ) -> None:
     coordinator = auth("coordinator")
-    unknown = await client.post("/v1/procurements", headers=coordinator, json=order_body(str(uuid.uuid4())))
+    unknown = await client.post("/v1/procurements", headers=coordinator, json=procurement_body(str(uuid.uuid4())))
     assert slug(assert_problem(unknown, 409)) == "pledge-unavailable"
     donor = auth("donor", org="org-grain")
     row = (await client.post("/v1/donors", headers=donor, json={"name": "粮油公司", "kind": "company"})).json()
@@ -158,7 +132,7 @@ async def test_a_pledge_that_is_not_there_or_not_cash_funds_nothing(
     assert goods.status_code == 201, goods.text
 
     async def refused_as_goods() -> bool:
-        r = await client.post("/v1/procurements", headers=coordinator, json=order_body(goods.json()["id"]))
+        r = await client.post("/v1/procurements", headers=coordinator, json=procurement_body(goods.json()["id"]))
         body = assert_problem(r, 409)
         assert slug(body) == "pledge-unavailable"
         return "not a cash pledge" in body["detail"]
@@ -173,14 +147,14 @@ async def test_overspending_a_pledge_at_create_is_409_and_writes_nothing(
     coordinator = auth("coordinator")
     offer = await known_pledge(client, auth)
     r = await client.post(
-        "/v1/procurements", headers=coordinator, json=order_body(offer["id"], quantity=1, unit_price=100_001)
+        "/v1/procurements", headers=coordinator, json=procurement_body(offer["id"], quantity=1, unit_price=100_001)
     )
     body = assert_problem(r, 409)
     assert slug(body) == "pledge-insufficient" and body["available"] == 100_000, body
     assert await procurements(client, coordinator) == []
     assert await ledger(client, auth, "spent") == []
     # All of it is fine.
-    exact = await create(client, coordinator, order_body(offer["id"], quantity=1, unit_price=100_000))
+    exact = await create(client, coordinator, procurement_body(offer["id"], quantity=1, unit_price=100_000))
     assert exact["total"] == 100_000 and exact["status"] == "draft"
 
 
@@ -189,8 +163,8 @@ async def test_two_orders_never_spend_more_than_the_pledge(
 ) -> None:
     coordinator = auth("coordinator")
     offer = await known_pledge(client, auth)
-    first = await create(client, coordinator, order_body(offer["id"], quantity=12))  # 60 000
-    second = await create(client, coordinator, order_body(offer["id"], quantity=12))  # 60 000
+    first = await create(client, coordinator, procurement_body(offer["id"], quantity=12))  # 60 000
+    second = await create(client, coordinator, procurement_body(offer["id"], quantity=12))  # 60 000
     ordered = await act(client, coordinator, first["id"], "order")
     assert ordered.status_code == 200, ordered.text
     assert ordered.json()["status"] == "ordered" and ordered.json()["ordered_at"]
@@ -206,10 +180,10 @@ async def test_two_orders_never_spend_more_than_the_pledge(
     assert len(await ledger(client, auth, "spent")) == 1
     # What is left of the pledge still funds a new draft; more than that does not.
     assert (
-        await client.post("/v1/procurements", headers=coordinator, json=order_body(offer["id"], quantity=8))
+        await client.post("/v1/procurements", headers=coordinator, json=procurement_body(offer["id"], quantity=8))
     ).status_code == 201
     assert_problem(
-        await client.post("/v1/procurements", headers=coordinator, json=order_body(offer["id"], quantity=9)), 409
+        await client.post("/v1/procurements", headers=coordinator, json=procurement_body(offer["id"], quantity=9)), 409
     )
 
 
@@ -218,10 +192,14 @@ async def test_concurrent_orders_spend_the_pledge_at_most_once(
 ) -> None:
     coordinator = auth("coordinator")
     offer = await known_pledge(client, auth)
-    drafts = [await create(client, coordinator, order_body(offer["id"], quantity=3)) for _ in range(5)]  # 15 000 each
+    drafts = [
+        await create(client, coordinator, procurement_body(offer["id"], quantity=3)) for _ in range(5)
+    ]  # 15 000 each
     answers = await asyncio.gather(*(act(client, coordinator, d["id"], "order") for d in drafts))
     assert sorted(r.status_code for r in answers) == [200] * 5  # 75 000 of 100 000
-    more = [await create(client, coordinator, order_body(offer["id"], quantity=2)) for _ in range(4)]  # 10 000 each
+    more = [
+        await create(client, coordinator, procurement_body(offer["id"], quantity=2)) for _ in range(4)
+    ]  # 10 000 each
     answers = await asyncio.gather(*(act(client, coordinator, d["id"], "order") for d in more))
     assert sorted(r.status_code for r in answers) == [200, 200, 409, 409], [r.text for r in answers]
     spent = await ledger(client, auth, "spent", offer_id=offer["id"])
@@ -233,8 +211,8 @@ async def test_cancelling_an_order_refunds_the_pledge(
 ) -> None:
     coordinator = auth("coordinator")
     offer = await known_pledge(client, auth)
-    first = await create(client, coordinator, order_body(offer["id"], quantity=12))  # 60 000
-    second = await create(client, coordinator, order_body(offer["id"], quantity=12))
+    first = await create(client, coordinator, procurement_body(offer["id"], quantity=12))  # 60 000
+    second = await create(client, coordinator, procurement_body(offer["id"], quantity=12))
     assert (await act(client, coordinator, first["id"], "order")).status_code == 200
     assert_problem(await act(client, coordinator, second["id"], "order"), 409)
 
@@ -258,7 +236,7 @@ async def test_cancelling_an_order_refunds_the_pledge(
     assert slug(assert_problem(await act(client, coordinator, first["id"], "order"), 409)) == "procurement-state"
     assert len(await ledger(client, auth, "refunded")) == 1
     # A draft cancels without touching the ledger.
-    draft = await create(client, coordinator, order_body(offer["id"], quantity=1))
+    draft = await create(client, coordinator, procurement_body(offer["id"], quantity=1))
     assert (await act(client, coordinator, draft["id"], "cancel")).json()["status"] == "cancelled"
     assert len(await ledger(client, auth, "refunded")) == 1
 
@@ -268,7 +246,7 @@ async def test_received_goods_become_an_in_kind_offer(
 ) -> None:
     coordinator = auth("coordinator")
     offer = await known_pledge(client, auth)
-    body = order_body(offer["id"])
+    body = procurement_body(offer["id"])
     body["lines"].append({"item_code": WATER, "quantity": 20, "unit_price": 2_500})
     body["funding"][0]["amount"] = 100_000
     p = await create(client, coordinator, body)
@@ -304,7 +282,7 @@ async def test_only_coordinators_and_the_procurement_group_procure(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None
 ) -> None:
     offer = await known_pledge(client, auth)
-    body = order_body(offer["id"])
+    body = procurement_body(offer["id"])
     for who, headers in {
         "donor": auth("donor", org="org-fund"),
         "frontline": auth("frontline", org="org-shelter"),
@@ -333,15 +311,15 @@ async def test_an_order_spends_all_its_pledges_or_none(
     coordinator = auth("coordinator")
     a = await known_pledge(client, auth, 100_000)
     b = await known_pledge(client, auth, 100_000)
-    both = order_body(a["id"], quantity=14)  # 70 000: 10 000 from a, 60 000 from b
+    both = procurement_body(a["id"], quantity=14)  # 70 000: 10 000 from a, 60 000 from b
     both["funding"] = [{"offer_id": a["id"], "amount": 10_000}, {"offer_id": b["id"], "amount": 60_000}]
     x = await create(client, coordinator, both)
-    y = await create(client, coordinator, order_body(b["id"], quantity=12))  # 60 000 from b
+    y = await create(client, coordinator, procurement_body(b["id"], quantity=12))  # 60 000 from b
     assert (await act(client, coordinator, y["id"], "order")).status_code == 200
     body = assert_problem(await act(client, coordinator, x["id"], "order"), 409)
     assert slug(body) == "pledge-insufficient" and body["offer_id"] == b["id"] and body["available"] == 40_000
     # Nothing was taken from a either.
     assert [e["procurement_id"] for e in await ledger(client, auth, "spent")] == [y["id"]]
-    whole_a = await create(client, coordinator, order_body(a["id"], quantity=20))  # 100 000
+    whole_a = await create(client, coordinator, procurement_body(a["id"], quantity=20))  # 100 000
     assert (await act(client, coordinator, whole_a["id"], "order")).status_code == 200
     assert (await client.get(f"/v1/procurements/{x['id']}", headers=coordinator)).json()["status"] == "draft"

@@ -14,12 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.settings import Settings
-from tests.conftest import TokenFactory, eventually
-from tests.logistics.scenario import advance, full_receipt, ship_a_gift
-from tests.shared.problem import assert_problem
-
-RICE = "food.grain.rice"
-WATER = "water.bottled.small_550ml"
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE, WATER
+from tests.helpers.logistics import advance, full_receipt
+from tests.helpers.problems import assert_problem
+from tests.helpers.scenario import accept_a_gift, ship_a_gift
+from tests.helpers.waiting import eventually
 
 
 def slug(body: dict[str, Any]) -> str:
@@ -643,46 +643,9 @@ async def test_manual_shipments_plan_what_is_left_of_accepted_proposals(
     client: httpx.AsyncClient, auth: TokenFactory, migrated: Settings, monkeypatch: pytest.MonkeyPatch, workers: None
 ) -> None:
     monkeypatch.setattr(migrated, "logistics_auto_shipments", False)
-    coordinator, recipient = auth("coordinator"), auth("frontline", org="org-shelter")
-    donor = auth("donor", org="org-grain")
-    site = await client.post(
-        "/v1/sites", headers=recipient, json={"name": "浦东临时安置点", "kind": "shelter", "region_code": "310115"}
-    )
-    need = await client.post(
-        "/v1/needs",
-        headers=recipient,
-        json={
-            "site_id": site.json()["id"],
-            "title": "大米和水",
-            "urgency": "high",
-            "lines": [{"item_code": RICE, "quantity": 100}, {"item_code": WATER, "quantity": 240}],
-        },
-    )
-    assert need.status_code == 201, need.text
-    donor_row = (await client.post("/v1/donors", headers=donor, json={"name": "粮油公司", "kind": "company"})).json()
-    offer = await client.post(
-        "/v1/offers",
-        headers=donor,
-        json={
-            "donor_id": donor_row["id"],
-            "kind": "in_kind",
-            "lots": [
-                {"item_code": RICE, "quantity": 100, "lat": 31.3, "lon": 121.5},
-                {"item_code": WATER, "quantity": 240, "lat": 31.3, "lon": 121.5},
-            ],
-        },
-    )
-    assert offer.status_code == 201, offer.text
-    need_id = need.json()["id"]
-
-    async def proposed() -> list[dict[str, Any]] | None:
-        r = await client.get(f"/v1/proposals?need_id={need_id}&status=proposed", headers=coordinator)
-        items = list(r.json()["items"])
-        return items if len(items) == 2 else None
-
-    proposals = {p["item_code"]: p for p in await eventually(proposed)}
-    for p in proposals.values():
-        assert (await client.post(f"/v1/proposals/{p['id']}/accept", headers=coordinator)).status_code == 200
+    gift = await accept_a_gift(client, auth)
+    coordinator, recipient, site, need_id = gift.coordinator, gift.recipient, gift.site, gift.need["id"]
+    proposals = {p["item_code"]: p for p in gift.proposals}
     rice, water = proposals[RICE]["id"], proposals[WATER]["id"]
     carrier = auth("logistics", org="org-carrier")
     first_body = {
@@ -703,7 +666,7 @@ async def test_manual_shipments_plan_what_is_left_of_accepted_proposals(
     assert first.headers["location"] == f"/v1/shipments/{one['id']}"
     assert one["status"] == "planned" and one["auto"] is False and one["carrier"] == "顺丰速运"
     assert one["origin"] == {"label": "粮油公司仓库", "region_code": "310114"}
-    assert one["destination_site_id"] == site.json()["id"] and one["region_code"] == "310115"
+    assert one["destination_site_id"] == site["id"] and one["region_code"] == "310115"
     assert [(line["item_code"], line["quantity"], line["proposal_id"]) for line in one["lines"]] == [(RICE, 60, rice)]
     assert one["handover_pin"] is None  # the carrier does not see it
     assert (await shipment(client, recipient, one["id"]))["handover_pin"]

@@ -12,12 +12,15 @@ from typing import Any
 import httpx
 
 from shared.settings import Settings
-from tests.conftest import TokenFactory, eventually
-from tests.logistics.scenario import advance, full_receipt, ship_a_gift
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE, WATER
+from tests.helpers.logistics import advance, full_receipt, procurement_body
+from tests.helpers.needs import PUDONG_SHELTER, create_need, create_site
+from tests.helpers.problems import assert_problem
+from tests.helpers.scenario import ship_a_gift
+from tests.helpers.supply import fund_pledge
+from tests.helpers.waiting import eventually
 
-RICE = "food.grain.rice"
-WATER = "water.bottled.small_550ml"
 PERSONAL = ("张三", "13800000000", "121.54")
 
 
@@ -203,43 +206,13 @@ async def test_a_cash_pledge_shows_what_it_bought_and_where_it_went(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None
 ) -> None:
     coordinator, recipient = auth("coordinator"), auth("frontline", org="org-shelter")
-    fund = auth("donor", org="org-fund")
-    site = await client.post(
-        "/v1/sites",
-        headers=recipient,
-        json={
-            "name": "浦东临时安置点",
-            "kind": "shelter",
-            "region_code": "310115",
-            "lat": 31.22,
-            "lon": 121.54,
-            "contact_name": "张三",
-            "contact_phone": "13800000000",
-        },
+    site = await create_site(client, recipient, **PUDONG_SHELTER)
+    need = await create_need(
+        client, recipient, site["id"], {"item_code": RICE, "quantity": 10}, title="大米", urgency="high"
     )
-    need = await client.post(
-        "/v1/needs",
-        headers=recipient,
-        json={
-            "site_id": site.json()["id"],
-            "title": "大米",
-            "urgency": "high",
-            "lines": [{"item_code": RICE, "quantity": 10}],
-        },
-    )
-    assert need.status_code == 201, need.text
-    donor = (await client.post("/v1/donors", headers=fund, json={"name": "爱心基金会", "kind": "foundation"})).json()
-    pledge = await client.post(
-        "/v1/offers", headers=fund, json={"donor_id": donor["id"], "kind": "cash", "amount": 100_000, "currency": "CNY"}
-    )
-    assert pledge.status_code == 201, pledge.text
-    code = pledge.json()["tracking_code"]
-    order = {
-        "supplier": {"name": "浦东粮油批发市场", "region_code": "310115", "lat": 31.2, "lon": 121.6},
-        "lines": [{"item_code": RICE, "quantity": 10, "unit_price": 5_000}],
-        "funding": [{"offer_id": pledge.json()["id"], "amount": 50_000}],
-        "region_code": "3101",
-    }
+    pledge = await fund_pledge(client, auth, 100_000)
+    code = pledge["tracking_code"]
+    order = procurement_body(pledge["id"], quantity=10)
 
     async def drafted() -> httpx.Response | None:
         r = await client.post("/v1/procurements", headers=coordinator, json=order)
@@ -250,14 +223,14 @@ async def test_a_cash_pledge_shows_what_it_bought_and_where_it_went(
     assert (await client.post(f"/v1/procurements/{p['id']}/receive", headers=coordinator)).status_code == 200
 
     async def proposed() -> list[dict[str, Any]]:
-        r = await client.get(f"/v1/proposals?need_id={need.json()['id']}&status=proposed", headers=coordinator)
+        r = await client.get(f"/v1/proposals?need_id={need['id']}&status=proposed", headers=coordinator)
         return list(r.json()["items"])
 
     proposal = (await eventually(proposed))[0]
     assert (await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=coordinator)).status_code == 200
 
     async def planned() -> list[dict[str, Any]]:
-        r = await client.get(f"/v1/shipments?need_id={need.json()['id']}", headers=recipient)
+        r = await client.get(f"/v1/shipments?need_id={need['id']}", headers=recipient)
         return list(r.json()["items"])
 
     shipment = (await eventually(planned))[0]

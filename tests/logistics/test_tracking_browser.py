@@ -17,8 +17,9 @@ import pytest
 import uvicorn
 
 from reliefhub.gateway import Gateway
-from tests.conftest import TokenFactory
-from tests.logistics.scenario import advance, full_receipt, ship_a_gift
+from tests.helpers.auth import TokenFactory
+from tests.helpers.logistics import advance, full_receipt
+from tests.helpers.scenario import ship_a_gift
 
 CHROMIUM_SECONDS = 60
 CSP_VIOLATION = "Content Security Policy"

@@ -15,8 +15,10 @@ import httpx
 from services.logistics import page
 from shared.catalog import get_catalog
 from shared.vocabulary import SiteKind, Verdict
-from tests.conftest import TokenFactory, eventually
-from tests.logistics.scenario import Gift, advance, ship_a_gift
+from tests.helpers.auth import TokenFactory
+from tests.helpers.logistics import advance
+from tests.helpers.scenario import Gift, ship_a_gift
+from tests.helpers.waiting import eventually
 
 RICE = "food.grain.rice"
 WATER = "water.bottled.small_550ml"

@@ -28,7 +28,7 @@ from services.matching.allocation import (
 )
 from services.matching.policy import Policy
 from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
-from tests.matching.test_scoring import CATALOG, NOW, PROPERTY, at, build, check, instances, line_row, lot_row
+from tests.helpers.scoring import CATALOG, NOW, PROPERTY, at, build, check, instances, line_row, lot_row
 
 Instance = tuple[list[dict[str, Any]], list[dict[str, Any]], Policy]
 

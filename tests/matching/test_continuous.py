@@ -14,18 +14,22 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.matching.continuous import item_group
 from shared.settings import Settings
-from tests.conftest import ROOT, TokenFactory, eventually
-from tests.matching.helpers import RICE, donor_offer, rows, shelter_need
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE, WATER
+from tests.helpers.db import rows
+from tests.helpers.metrics import sample
+from tests.helpers.needs import shelter_need
+from tests.helpers.settings import ROOT
+from tests.helpers.supply import donor_offer
+from tests.helpers.waiting import eventually
 
 MASKS = ["ppe.mask.n95", "ppe.mask.kn95", "ppe.mask.surgical", "ppe.mask.disposable_medical"]
 MASK_GROUP = item_group(MASKS[0])
-WATER = "water.bottled.small_550ml"
 
 
 async def seed_lines(engine: AsyncEngine, count: int, items: list[str]) -> None:
@@ -80,12 +84,7 @@ async def mark_dirty(engine: AsyncEngine, items: list[str]) -> None:
 
 async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
     """A sample of the process's Prometheus metrics, as GET /metrics shows it (0 when absent)."""
-    body = (await client.get("/metrics")).text
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+    return await sample(client, name, **labels) or 0.0
 
 
 async def proposals_of(client: httpx.AsyncClient, auth: TokenFactory, need: dict[str, Any]) -> list[dict[str, Any]]:

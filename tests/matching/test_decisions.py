@@ -8,19 +8,16 @@ from typing import Any
 
 from sqlalchemy import text
 
-from tests.conftest import TokenFactory, eventually
-from tests.matching.helpers import (
-    NEAR_BEIJING,
-    allocation_run,
-    donor_offer,
-    get_json,
-    problem,
-    project,
-    rows,
-    run_job,
-    shelter_need,
-)
-from tests.supply.helpers import get_lot, reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import NEAR_BEIJING
+from tests.helpers.db import rows
+from tests.helpers.http import get_json
+from tests.helpers.matching import allocation_run
+from tests.helpers.needs import shelter_need
+from tests.helpers.problems import assert_problem
+from tests.helpers.streams import project, run_job
+from tests.helpers.supply import donor_offer, get_lot, reserve
+from tests.helpers.waiting import eventually
 
 DECISIONS = (
     "SELECT action, quantity, override, reason, actor FROM matching.decision WHERE proposal_id = :p ORDER BY created_at"
@@ -46,9 +43,9 @@ async def test_accepting_less_reserves_less_and_records_an_override(
     assert proposal["quantity"] == 60
     accept = f"/v1/proposals/{proposal['id']}/accept"
 
-    problem(await client.post(accept, headers=coordinator, json={"quantity": 61}), 422)
-    problem(await client.post(accept, headers=coordinator, json={"quantity": 0}), 422)
-    problem(await client.post(accept, headers=auth("logistics"), json={"quantity": 40}), 403)
+    assert_problem(await client.post(accept, headers=coordinator, json={"quantity": 61}), 422)
+    assert_problem(await client.post(accept, headers=coordinator, json={"quantity": 0}), 422)
+    assert_problem(await client.post(accept, headers=auth("logistics"), json={"quantity": 40}), 403)
     assert (await get_lot(client, coordinator, proposal["lot_id"]))["quantity_reserved"] == 0
 
     r = await client.post(accept, headers=coordinator, json={"quantity": 40})
@@ -71,8 +68,8 @@ async def test_rejecting_records_the_reason(client, auth: TokenFactory, gateway,
     proposal = await proposed(client, auth, gateway)
     reject = f"/v1/proposals/{proposal['id']}/reject"
 
-    problem(await client.post(reject, headers=coordinator, json={"reason": "  "}), 422)
-    problem(await client.post(reject, headers=coordinator, json={}), 422)
+    assert_problem(await client.post(reject, headers=coordinator, json={"reason": "  "}), 422)
+    assert_problem(await client.post(reject, headers=coordinator, json={}), 422)
     r = await client.post(reject, headers=coordinator, json={"reason": "该批大米已霉变"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -90,17 +87,17 @@ async def test_only_open_proposals_take_a_decision(client, auth: TokenFactory, g
     base = f"/v1/proposals/{proposal['id']}"
     assert (await client.post(f"{base}/reject", headers=coordinator, json={"reason": "不需要"})).status_code == 200
 
-    problem(await client.post(f"{base}/accept", headers=coordinator), 409, "proposal-not-open")
-    problem(
+    assert_problem(await client.post(f"{base}/accept", headers=coordinator), 409, "proposal-not-open")
+    assert_problem(
         await client.post(f"{base}/reject", headers=coordinator, json={"reason": "again"}), 409, "proposal-not-open"
     )
     assert (await get_lot(client, coordinator, proposal["lot_id"]))["quantity_reserved"] == 0
     assert [d["action"] for d in await rows(engine, DECISIONS, p=proposal["id"])] == ["reject"]
 
     unknown = f"/v1/proposals/{uuid.uuid4()}"
-    problem(await client.post(f"{unknown}/accept", headers=coordinator), 404, "proposal-not-found")
-    problem(await client.post(f"{unknown}/reject", headers=coordinator, json={"reason": "x"}), 404)
-    problem(await client.get(unknown, headers=coordinator), 404, "proposal-not-found")
+    assert_problem(await client.post(f"{unknown}/accept", headers=coordinator), 404, "proposal-not-found")
+    assert_problem(await client.post(f"{unknown}/reject", headers=coordinator, json={"reason": "x"}), 404)
+    assert_problem(await client.get(unknown, headers=coordinator), 404, "proposal-not-found")
 
 
 async def test_expired_proposals_are_refused_and_marked_by_the_job(client, auth: TokenFactory, gateway, engine) -> None:
@@ -113,9 +110,11 @@ async def test_expired_proposals_are_refused_and_marked_by_the_job(client, auth:
         )
     base = f"/v1/proposals/{proposal['id']}"
 
-    detail = problem(await client.post(f"{base}/accept", headers=coordinator), 409, "proposal-not-open")["detail"]
+    detail = assert_problem(await client.post(f"{base}/accept", headers=coordinator), 409, "proposal-not-open")[
+        "detail"
+    ]
     assert "expired" in detail
-    problem(await client.post(f"{base}/reject", headers=coordinator, json={"reason": "late"}), 409)
+    assert_problem(await client.post(f"{base}/reject", headers=coordinator, json={"reason": "late"}), 409)
     assert (await get_lot(client, coordinator, proposal["lot_id"]))["quantity_reserved"] == 0
     assert await rows(engine, RESERVATIONS, r=proposal["id"]) == []
 
@@ -126,7 +125,7 @@ async def test_expired_proposals_are_refused_and_marked_by_the_job(client, auth:
     assert await rows(engine, DECISIONS, p=proposal["id"]) == [
         {"action": "expire", "quantity": 60, "override": False, "reason": None, "actor": "matching"}
     ]
-    problem(await client.post(f"{base}/accept", headers=coordinator), 409, "proposal-not-open")
+    assert_problem(await client.post(f"{base}/accept", headers=coordinator), 409, "proposal-not-open")
 
 
 async def test_a_lot_taken_meanwhile_cancels_and_rematches_the_line(
@@ -146,7 +145,7 @@ async def test_a_lot_taken_meanwhile_cancels_and_rematches_the_line(
     assert r.status_code == 201, r.text
 
     r = await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=coordinator)
-    body = problem(r, 409, "lot-taken")
+    body = assert_problem(r, 409, "lot-taken")
     assert body["proposal_status"] == "cancelled"
 
     cancelled = await get_json(client, f"/v1/proposals/{proposal['id']}", coordinator)

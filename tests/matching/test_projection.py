@@ -12,23 +12,13 @@ import pytest
 from services.matching.events import LotNotProjectedYet, on_need_event, on_supply_event
 from shared.events import CloudEvent
 from shared.events.consumer import Consumer
-from tests.conftest import TokenFactory
-from tests.matching.helpers import (
-    N95,
-    RICE,
-    allocation_run,
-    consume,
-    donor_offer,
-    outbox_envelopes,
-    project,
-    publish,
-    rows,
-    run_job,
-    runtime,
-    shelter_need,
-    xadd,
-)
-from tests.supply.helpers import reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, RICE
+from tests.helpers.db import rows
+from tests.helpers.matching import allocation_run
+from tests.helpers.needs import shelter_need
+from tests.helpers.streams import consume, project, publish, run_job, runtime, take_outbox, xadd_events
+from tests.helpers.supply import donor_offer, reserve
 
 LINES_OF = "SELECT * FROM matching.need_line_view WHERE need_id = :n ORDER BY item_code, quantity"
 LOT = "SELECT * FROM matching.lot_view WHERE lot_id = :l"
@@ -36,7 +26,7 @@ LOT = "SELECT * FROM matching.lot_view WHERE lot_id = :l"
 
 async def handle(gateway: Any, handler: Any, event: CloudEvent) -> None:
     """Run a projection handler in its own transaction, as a consumer would."""
-    async with runtime(gateway).sessionmaker() as session, session.begin():
+    async with runtime(gateway, "matching").sessionmaker() as session, session.begin():
         await handler(session, event)
 
 
@@ -223,11 +213,11 @@ async def test_reservation_events_apply_by_lot_version(client, auth: TokenFactor
     second = await reserve(client, coordinator, lot["id"], 20, "ref-second")
     assert first.status_code == second.status_code == 201
 
-    donor, offer, reserved_10, reserved_30 = await outbox_envelopes(engine, "supply")
+    donor, offer, reserved_10, reserved_30 = await take_outbox(engine, "supply")
     assert [e["data"].get("lot_quantity_reserved") for e in (reserved_10, reserved_30)] == [10, 30]
     # The later reservation's event arrives first: the earlier one must not roll the quantity back.
-    await xadd(gateway, "supply.events", [donor, offer, reserved_30, reserved_10])
-    assert await consume(gateway) == 4
+    await xadd_events(runtime(gateway, "matching").redis, "supply.events", [donor, offer, reserved_30, reserved_10])
+    assert await consume(gateway, "matching") == 4
     (row,) = await rows(engine, LOT, l=lot["id"])
     assert (row["quantity_reserved"], row["lot_version"]) == (30, 3)
 
@@ -250,12 +240,12 @@ async def test_a_verdict_arriving_after_the_lots_reservation_still_applies(
     )
     assert r.status_code == 200, r.text
     assert (await reserve(client, auth("coordinator"), lot["id"], 10, "ref-early")).status_code == 201
-    donor, created, verified, reserved = await outbox_envelopes(engine, "supply")
+    donor, created, verified, reserved = await take_outbox(engine, "supply")
     assert (verified["type"], reserved["data"]["lot_version"]) == ("reliefhub.supply.lot.verified", 3)
 
     # The reservation (lot version 3, which says nothing of the verdict) is projected before the verdict (2).
-    await xadd(gateway, "supply.events", [donor, created, reserved, verified])
-    assert await consume(gateway) == 4
+    await xadd_events(runtime(gateway, "matching").redis, "supply.events", [donor, created, reserved, verified])
+    assert await consume(gateway, "matching") == 4
     (row,) = await rows(engine, LOT, l=lot["id"])
     assert (row["verification"], row["quantity_reserved"], row["lot_version"]) == ("verified", 10, 3)
 
@@ -265,12 +255,12 @@ async def test_a_reservation_before_its_offer_is_redelivered_until_the_offer_arr
 ) -> None:
     lot = (await donor_offer(client, auth, {"quantity": 100}))["lots"][0]
     assert (await reserve(client, auth("coordinator"), lot["id"], 25)).status_code == 201
-    _donor, offer, reserved = await outbox_envelopes(engine, "supply")
+    _donor, offer, reserved = await take_outbox(engine, "supply")
 
     with pytest.raises(LotNotProjectedYet):
         await handle(gateway, on_supply_event, CloudEvent.model_validate(reserved))
 
-    rt = runtime(gateway)
+    rt = runtime(gateway, "matching")
     # Claims pending entries at once, so the redelivery need not wait for the idle time.
     settings = rt.settings.model_copy(update={"consumer_claim_idle_ms": 0})
     consumer = Consumer(
@@ -283,12 +273,12 @@ async def test_a_reservation_before_its_offer_is_redelivered_until_the_offer_arr
         name="tests",
     )
     await consumer.ensure_group()
-    await xadd(gateway, "supply.events", [reserved])
+    await xadd_events(runtime(gateway, "matching").redis, "supply.events", [reserved])
     assert await consumer.read_new(block_ms=1) == 0  # failed: left pending, not acked
     assert await rows(engine, LOT, l=lot["id"]) == []
     assert (await rt.redis.xpending("supply.events", "matching-projection"))["pending"] == 1
 
-    await xadd(gateway, "supply.events", [offer])
+    await xadd_events(runtime(gateway, "matching").redis, "supply.events", [offer])
     assert await consumer.read_new(block_ms=1) == 1
     (row,) = await rows(engine, LOT, l=lot["id"])
     assert (row["quantity_reserved"], row["lot_version"]) == (0, 1)
@@ -302,10 +292,10 @@ async def test_a_reservation_before_its_offer_is_redelivered_until_the_offer_arr
 async def test_the_same_event_delivered_twice_is_handled_once(client, auth: TokenFactory, gateway, engine) -> None:
     need = await shelter_need(client, auth)
     assert await publish(gateway, "needs") == 2
-    stream: Any = await runtime(gateway).redis.xrange("needs.events")
+    stream: Any = await runtime(gateway, "matching").redis.xrange("needs.events")
     assert len(stream) == 2
     # The relay may publish a batch again after a crash: the same envelope twice on the stream.
-    await runtime(gateway).redis.xadd("needs.events", stream[1][1])
+    await runtime(gateway, "matching").redis.xadd("needs.events", stream[1][1])
 
     calls: list[str] = []
 
@@ -313,7 +303,7 @@ async def test_the_same_event_delivered_twice_is_handled_once(client, auth: Toke
         calls.append(event.id)
         await on_need_event(session, event)
 
-    rt = runtime(gateway)
+    rt = runtime(gateway, "matching")
     consumer = Consumer(
         group="matching-projection",
         stream="needs.events",

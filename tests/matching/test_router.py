@@ -10,23 +10,15 @@ from typing import Any
 import pytest
 
 from services.matching.policy import DEFAULT_WEIGHTS, FACTORS
-from tests.conftest import TokenFactory
-from tests.matching.helpers import (
-    BEIJING,
-    N95,
-    NEAR_BEIJING,
-    NEAR_SHANGHAI,
-    RICE,
-    allocation_run,
-    donor_offer,
-    get_json,
-    problem,
-    project,
-    shelter_need,
-    substitutable_item,
-)
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import BEIJING, N95, NEAR_BEIJING, NEAR_SHANGHAI, RICE, WATER, substitutable_item
+from tests.helpers.http import get_json
+from tests.helpers.matching import allocation_run
+from tests.helpers.needs import shelter_need
+from tests.helpers.problems import assert_problem
+from tests.helpers.streams import project
+from tests.helpers.supply import donor_offer
 
-WATER = "water.bottled.small_550ml"
 HANGZHOU = {"lat": 30.27, "lon": 120.15, "region_code": "330106"}
 
 
@@ -118,20 +110,20 @@ async def test_candidates_unknown_line_and_roles(client, auth: TokenFactory, gat
     await project(gateway)
     line_id = need["lines"][0]["id"]
 
-    problem(
+    assert_problem(
         await client.get("/v1/candidates", headers=auth("coordinator"), params={"need_line_id": str(uuid.uuid4())}),
         404,
         "need-line-not-found",
     )
-    problem(await client.get("/v1/candidates", headers=auth("coordinator"), params={"need_line_id": "x"}), 422)
+    assert_problem(await client.get("/v1/candidates", headers=auth("coordinator"), params={"need_line_id": "x"}), 422)
     for role in ("donor", "frontline"):
         r = await client.get("/v1/candidates", headers=auth(role), params={"need_line_id": line_id})
-        problem(r, 403, "forbidden")
+        assert_problem(r, 403, "forbidden")
     for role in ("logistics", "working_group"):
         r = await client.get("/v1/candidates", headers=auth(role), params={"need_line_id": line_id})
         assert r.status_code == 200, r.text
     for role in ("logistics", "donor"):
-        problem(await client.post("/v1/allocation-runs", headers=auth(role), json={}), 403, "forbidden")
+        assert_problem(await client.post("/v1/allocation-runs", headers=auth(role), json={}), 403, "forbidden")
 
 
 async def test_allocation_runs_propose_keep_and_supersede(client, auth: TokenFactory, gateway) -> None:
@@ -171,7 +163,7 @@ async def test_allocation_runs_propose_keep_and_supersede(client, auth: TokenFac
     fetched = await get_json(client, f"/v1/allocation-runs/{run['id']}", coordinator)
     assert fetched["objective"] == run["objective"] and fetched["counts"] == counts
     assert {p["id"] for p in fetched["proposals"]} == {p["id"] for p in run["proposals"]}
-    problem(await client.get(f"/v1/allocation-runs/{uuid.uuid4()}", headers=coordinator), 404)
+    assert_problem(await client.get(f"/v1/allocation-runs/{uuid.uuid4()}", headers=coordinator), 404)
 
     again = await allocation_run(client, auth, region_code="31")
     assert again["id"] != run["id"]
@@ -214,9 +206,9 @@ async def test_policy_is_versioned_and_validated(client, auth: TokenFactory) -> 
     assert policy["auto_accept_score"] is None
     body = {k: v for k, v in policy.items() if k not in ("version", "created_at", "created_by")}
 
-    problem(await client.put("/v1/policy", headers=coordinator, json=body), 428)
-    problem(await client.put("/v1/policy", headers={**coordinator, "If-Match": '"7"'}, json=body), 412)
-    problem(await client.put("/v1/policy", headers=auth("logistics", If_Match='"1"'), json=body), 403)
+    assert_problem(await client.put("/v1/policy", headers=coordinator, json=body), 428)
+    assert_problem(await client.put("/v1/policy", headers={**coordinator, "If-Match": '"7"'}, json=body), 412)
+    assert_problem(await client.put("/v1/policy", headers=auth("logistics", If_Match='"1"'), json=body), 403)
     current = {**coordinator, "If-Match": '"1"'}
     invalid = [
         {**body, "weights": {**body["weights"], "popularity": 5}},
@@ -224,9 +216,13 @@ async def test_policy_is_versioned_and_validated(client, auth: TokenFactory) -> 
         {**body, "tiers": [{"share": 0.5, "value": 100}, {"share": 0.5, "value": 400}]},
     ]
     for bad in invalid:
-        detail = problem(await client.put("/v1/policy", headers=current, json=bad), 422, "invalid-policy")["detail"]
+        detail = assert_problem(await client.put("/v1/policy", headers=current, json=bad), 422, "invalid-policy")[
+            "detail"
+        ]
         assert detail
-    problem(await client.put("/v1/policy", headers=current, json={**body, "speed_kmh": -1}), 422, "invalid-request")
+    assert_problem(
+        await client.put("/v1/policy", headers=current, json={**body, "speed_kmh": -1}), 422, "invalid-request"
+    )
     assert (await get_json(client, "/v1/policy", coordinator))["version"] == 1
 
     r = await client.put("/v1/policy", headers=current, json={**body, "weights": {"distance": 40.0}})
@@ -236,7 +232,7 @@ async def test_policy_is_versioned_and_validated(client, auth: TokenFactory) -> 
     assert updated["version"] == 2 and updated["created_by"] == "coord-7"
     assert updated["weights"] == {**DEFAULT_WEIGHTS, "distance": 40.0}  # unnamed factors keep their defaults
     assert (await get_json(client, "/v1/policy", coordinator))["version"] == 2
-    problem(await client.put("/v1/policy", headers=current, json=body), 412)
+    assert_problem(await client.put("/v1/policy", headers=current, json=body), 412)
 
 
 async def put_policy(client, auth: TokenFactory, **changes: Any) -> dict[str, Any]:
@@ -314,9 +310,9 @@ async def test_proposal_filters_and_pagination(client, auth: TokenFactory, gatew
     assert len(second["items"]) == 1 and second["next_cursor"] is None
     assert {first["items"][0]["id"], second["items"][0]["id"]} == {sh_id, bj_id}
 
-    problem(await client.get("/v1/proposals", headers=coordinator, params={"status": "maybe"}), 422)
-    problem(await client.get("/v1/proposals", headers=coordinator, params={"region_code": "3"}), 422)
-    problem(await client.get("/v1/proposals", headers=auth("donor")), 403)
+    assert_problem(await client.get("/v1/proposals", headers=coordinator, params={"status": "maybe"}), 422)
+    assert_problem(await client.get("/v1/proposals", headers=coordinator, params={"region_code": "3"}), 422)
+    assert_problem(await client.get("/v1/proposals", headers=auth("donor")), 403)
 
 
 async def test_matching_kpis_by_region_level(client, auth: TokenFactory, gateway) -> None:
@@ -364,6 +360,6 @@ async def test_matching_kpis_by_region_level(client, auth: TokenFactory, gateway
     assert await kpis(level=4, region_code="44") == {}
 
     for level in (1, 3, 8):
-        problem(await client.get("/v1/matching-kpis", headers=coordinator, params={"level": level}), 422)
-    problem(await client.get("/v1/matching-kpis", headers=coordinator, params={"region_code": "x1"}), 422)
-    problem(await client.get("/v1/matching-kpis", headers=auth("frontline")), 403)
+        assert_problem(await client.get("/v1/matching-kpis", headers=coordinator, params={"level": level}), 422)
+    assert_problem(await client.get("/v1/matching-kpis", headers=coordinator, params={"region_code": "x1"}), 422)
+    assert_problem(await client.get("/v1/matching-kpis", headers=auth("frontline")), 403)

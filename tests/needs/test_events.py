@@ -11,8 +11,10 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TokenFactory
-from tests.needs.helpers import N95, RICE, create_need, create_site, need_body, publish_outbox, read_events
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, RICE
+from tests.helpers.needs import create_need, create_site, need_body
+from tests.helpers.streams import publish, read_events
 
 SITE_FIELDS = {"id", "org", "name", "kind", "region_code", "lat", "lon", "version"}
 
@@ -40,8 +42,8 @@ async def test_lifecycle_events_reach_the_stream(client, auth: TokenFactory, gat
     r = await client.post(f"/v1/needs/{nid}/close", headers=h, json={"reason": "已收到捐赠"})
     assert r.status_code == 200, r.text
 
-    assert await publish_outbox(gateway) == 4
-    events = await read_events(redis)
+    assert await publish(gateway, "needs") == 4
+    events = await read_events(redis, "needs.events")
     assert [e["type"] for e in events] == [
         "reliefhub.needs.site.created",
         "reliefhub.needs.need.created",
@@ -89,8 +91,8 @@ async def test_lifecycle_events_reach_the_stream(client, auth: TokenFactory, gat
     assert closed["data"]["version"] == 3
 
     # published once: the relay marks rows, the group has nothing new
-    assert await publish_outbox(gateway) == 0
-    assert await read_events(redis) == []
+    assert await publish(gateway, "needs") == 0
+    assert await read_events(redis, "needs.events") == []
 
 
 async def test_site_events_never_carry_contacts(client, auth: TokenFactory, gateway, redis: Redis) -> None:
@@ -100,12 +102,12 @@ async def test_site_events_never_carry_contacts(client, auth: TokenFactory, gate
         f"/v1/sites/{site['id']}", headers={**h, "If-Match": '"1"'}, json={"contact_phone": "13987654321"}
     )
     assert r.status_code == 200, r.text
-    await publish_outbox(gateway)
+    await publish(gateway, "needs")
     raw: Any = await redis.xrange("needs.events")
     assert len(raw) == 2
     assert all("1391234" not in f["event"] and "1398765" not in f["event"] for _, f in raw)
     assert all("李护士长" not in f["event"] for _, f in raw)
-    events = await read_events(redis)
+    events = await read_events(redis, "needs.events")
     assert [e["type"] for e in events] == ["reliefhub.needs.site.created", "reliefhub.needs.site.updated"]
     for e in events:
         assert set(e["data"]) == SITE_FIELDS
@@ -131,8 +133,8 @@ async def test_duplicate_merge_update_confirm_events(client, auth: TokenFactory,
     assert patched.status_code == 200, patched.text
     assert (await client.post(f"/v1/needs/{first['id']}/confirm", headers=h)).status_code == 200
 
-    await publish_outbox(gateway)
-    events = [e for e in await read_events(redis) if e["type"] != "reliefhub.needs.site.created"]
+    await publish(gateway, "needs")
+    events = [e for e in await read_events(redis, "needs.events") if e["type"] != "reliefhub.needs.site.created"]
     assert [(e["type"].rsplit(".", 1)[1], e["subject"]) for e in events] == [
         ("created", first["id"]),
         ("created", second["id"]),
@@ -150,8 +152,8 @@ async def test_failed_requests_publish_nothing(
 ) -> None:
     h = auth("frontline", org="org-a")
     site = await create_site(client, h)
-    await publish_outbox(gateway)
-    await read_events(redis)
+    await publish(gateway, "needs")
+    await read_events(redis, "needs.events")
 
     bad_item = await client.post(
         "/v1/needs", headers=h, json=need_body(site["id"], {"item_code": "nope", "quantity": 1})
@@ -167,8 +169,8 @@ async def test_failed_requests_publish_nothing(
             await conn.execute(text("SELECT count(*) FROM needs.outbox_event WHERE published_at IS NULL"))
         ).scalar()
     assert pending == 0
-    assert await publish_outbox(gateway) == 0
-    assert await read_events(redis) == []
+    assert await publish(gateway, "needs") == 0
+    assert await read_events(redis, "needs.events") == []
 
 
 async def test_imported_needs_each_publish_created(client, auth: TokenFactory, gateway, redis: Redis) -> None:
@@ -182,7 +184,7 @@ async def test_imported_needs_each_publish_created(client, auth: TokenFactory, g
     ).encode()
     r = await client.post("/v1/needs/imports", headers=h, files={"file": ("n.csv", data, "text/csv")})
     assert r.status_code == 201, r.text
-    await publish_outbox(gateway)
-    created = [e for e in await read_events(redis) if e["type"] == "reliefhub.needs.need.created"]
+    await publish(gateway, "needs")
+    created = [e for e in await read_events(redis, "needs.events") if e["type"] == "reliefhub.needs.need.created"]
     assert [e["subject"] for e in created] == r.json()["created"]
     assert [len(e["data"]["lines"]) for e in created] == [2, 1]

@@ -12,9 +12,11 @@ import pytest
 from openpyxl import Workbook
 
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.needs.helpers import N95, QUILT, RICE, WATER, assert_problem, create_site, error_locs
-from tests.shared.spreadsheets import answer_while_healthy, handmade_xlsx, header_cells
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, QUILT, RICE, WATER
+from tests.helpers.needs import create_site
+from tests.helpers.problems import assert_problem, error_locs
+from tests.helpers.spreadsheets import answer_while_healthy, handmade_xlsx, header_cells
 
 HEADER = [
     "need_ref",

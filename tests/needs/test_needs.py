@@ -11,20 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.worker import run_job_once
-from tests.conftest import TokenFactory
-from tests.needs.helpers import (
-    N95,
-    QUILT,
-    RICE,
-    WATER,
-    assert_problem,
-    collect_pages,
-    create_need,
-    create_site,
-    error_locs,
-    need_body,
-    needs_runtime,
-)
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import N95, QUILT, RICE, WATER
+from tests.helpers.http import collect_pages
+from tests.helpers.needs import create_need, create_site, need_body
+from tests.helpers.problems import assert_problem, error_locs
+from tests.helpers.streams import runtime
 
 # --- create ------------------------------------------------------------------------------------------
 
@@ -520,7 +512,7 @@ async def test_confirm_refreshes_confirmed_at(client, auth: TokenFactory, engine
 
 
 async def _run_expiry(gateway) -> int | None:
-    rt = needs_runtime(gateway)
+    rt = runtime(gateway, "needs")
     job = next(j for j in rt.spec.jobs if j.name == "expire-stale-needs")
     return await run_job_once(rt, job)
 
@@ -541,7 +533,7 @@ async def test_stale_needs_expire(client, auth: TokenFactory, engine: AsyncEngin
     )
     closed = await create_need(client, h, site["id"], {"item_code": "hygiene.body.soap", "quantity": 1}, needed_by=past)
     assert (await client.post(f"/v1/needs/{closed['id']}/close", headers=h, json={"reason": "x"})).status_code == 200
-    days = needs_runtime(gateway).settings.need_confirm_days
+    days = runtime(gateway, "needs").settings.need_confirm_days
     async with engine.begin() as conn:
         await conn.execute(
             text("UPDATE needs.need SET confirmed_at = now() - make_interval(days => :d) WHERE id = ANY(:ids)"),

@@ -6,17 +6,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import TokenFactory
-from tests.needs.helpers import (
-    assert_problem,
-    collect_pages,
-    create_need,
-    create_site,
-    error_locs,
-    publish_outbox,
-    read_events,
-    site_body,
-)
+from tests.helpers.auth import TokenFactory
+from tests.helpers.http import collect_pages
+from tests.helpers.needs import create_need, create_site, site_body
+from tests.helpers.problems import assert_problem, error_locs
+from tests.helpers.streams import publish, read_events
 
 # --- items -------------------------------------------------------------------------------------------
 
@@ -362,6 +356,6 @@ async def test_moving_a_site_moves_its_active_needs(client, auth: TokenFactory, 
     moved = (await client.get("/v1/needs?region_code=3201", headers=owner)).json()["items"]
     assert [n["id"] for n in moved] == [active["id"]]
     assert (await client.get(f"/v1/needs/{closed['id']}", headers=owner)).json()["region_code"] == "310101"
-    await publish_outbox(gateway)
-    updated = [e for e in await read_events(redis) if e["type"] == "reliefhub.needs.need.updated"]
+    await publish(gateway, "needs")
+    updated = [e for e in await read_events(redis, "needs.events") if e["type"] == "reliefhub.needs.need.updated"]
     assert [e["data"]["region_code"] for e in updated] == ["320102"]

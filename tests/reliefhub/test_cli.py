@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from reliefhub import cli
 from shared.auth import Role, decode_token
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.shared.spreadsheets import handmade_xlsx, header_cells
+from tests.helpers.auth import TokenFactory
+from tests.helpers.spreadsheets import handmade_xlsx, header_cells
 
 runner = CliRunner()
 

@@ -26,7 +26,8 @@ from redis import Redis
 
 from reliefhub import cli
 from shared.settings import Settings
-from tests.conftest import ROOT, _truncate
+from tests.helpers.db import truncate_services
+from tests.helpers.settings import ROOT
 
 START_SECONDS = 240
 STOP_SECONDS = 60
@@ -78,7 +79,7 @@ def stack(migrated: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """One `make dev PORT=…` for this module's tests, on emptied test servers."""
     if shutil.which("make") is None or shutil.which("curl") is None:
         pytest.skip("make and curl are needed (.ci/run installs curl with apt-get)")
-    asyncio.run(_truncate(migrated.database_url))
+    asyncio.run(truncate_services(migrated.database_url))
     with Redis.from_url(migrated.redis_url) as r:
         r.flushdb()
     port = free_port()

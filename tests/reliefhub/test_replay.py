@@ -14,7 +14,7 @@ from reliefhub import cli
 from reliefhub.gateway import Gateway
 from shared.settings import Settings
 from shared.worker import run_worker
-from tests.conftest import TokenFactory
+from tests.helpers.auth import TokenFactory
 
 COLUMNS = {
     "need_line_view": "line_id, need_id, need_version, site_kind, region_code, item_code, quantity, urgency, "

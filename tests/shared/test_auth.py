@@ -26,8 +26,8 @@ from shared.auth import (
 )
 from shared.errors import OutOfRegion, Unauthorized
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
 
 SETTINGS = Settings(environment="test", jwt_secret="test-secret-" + "t" * 32)
 

@@ -16,9 +16,10 @@ from redis.exceptions import RedisError
 
 from shared.events.lag import counted_lag, export_stream_metrics, group_lags
 from shared.settings import Settings
-from tests.conftest import TokenFactory, eventually
-from tests.needs.helpers import create_site
-from tests.shared.scrape import sample
+from tests.helpers.auth import TokenFactory
+from tests.helpers.metrics import sample
+from tests.helpers.needs import create_site
+from tests.helpers.waiting import eventually
 
 SYSTEM_REDIS = "redis://127.0.0.1:6379/0"
 NEEDS_GROUPS = ("matching-projection", "logistics-projection", "webhooks-fanout")

@@ -25,8 +25,8 @@ from shared.db import driver_connection, make_kit_tables, service_metadata
 from shared.errors import Conflict, NotFound, problem_responses
 from shared.service import ServiceSpec
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
 
 pytestmark = pytest.mark.usefixtures("redis")
 

@@ -8,8 +8,8 @@ from starlette.requests import Request
 
 from shared.errors import PreconditionFailed, PreconditionRequired
 from shared.etag import check_version, etag, if_match_version
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
 
 
 def _request(if_match: str | None) -> Request:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from reliefhub.gateway import Gateway, docs_app
 from services.needs.main import create_app
 from shared.settings import Settings
-from tests.conftest import make_test_settings
+from tests.helpers.settings import make_test_settings
 
 SECRET = "s" * 40
 EXTRAS = ("/docs", "/redoc", "/openapi.json", "/metrics")

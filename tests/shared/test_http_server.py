@@ -19,7 +19,7 @@ from shared.app import create_service_app
 from shared.db import make_kit_tables, service_metadata
 from shared.service import ServiceSpec
 from shared.settings import Settings
-from tests.shared.problem import assert_problem
+from tests.helpers.problems import assert_problem
 
 
 @contextlib.asynccontextmanager

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliefhub.gateway import Gateway
 from shared.idempotency import REPLAYED_HEADER, purge_expired
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
 
 pytestmark = pytest.mark.usefixtures("redis")
 

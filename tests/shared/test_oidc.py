@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from shared.auth import Role, create_token, decode_token
 from shared.errors import Unauthorized
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.needs.helpers import create_need, create_site, site_body
-from tests.shared.identity_provider import IdentityProvider, SigningKey, serve_identity_provider
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.identity_provider import IdentityProvider, SigningKey, serve_identity_provider
+from tests.helpers.needs import create_need, create_site, site_body
+from tests.helpers.problems import assert_problem
 
 SECRET = "test-secret-" + "t" * 32
 KEYCLOAK_CLAIMS = {"oidc_claim_roles": "realm_access.roles", "oidc_claim_org": "org", "oidc_claim_regions": "regions"}

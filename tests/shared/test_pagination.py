@@ -12,8 +12,9 @@ import pytest
 
 from shared.errors import InvalidRequest
 from shared.pagination import decode_cursor, encode_cursor
-from tests.conftest import TokenFactory
-from tests.shared.problem import assert_problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.needs import create_site
+from tests.helpers.problems import assert_problem
 
 
 def _cursor(value: object) -> str:
@@ -78,10 +79,8 @@ async def test_pages_walk_every_item_once_newest_first(client: httpx.AsyncClient
     frontline = auth("frontline")
     made = []
     for i in range(5):
-        site = {"name": f"站点 {i}", "kind": "community", "region_code": "420106"}
-        response = await client.post("/v1/sites", headers=frontline, json=site)
-        assert response.status_code == 201, response.text
-        made.append(response.json()["id"])
+        site = await create_site(client, frontline, name=f"站点 {i}", kind="community", region_code="420106")
+        made.append(site["id"])
 
     seen: list[str] = []
     sizes: list[int] = []

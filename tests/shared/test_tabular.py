@@ -13,7 +13,7 @@ from openpyxl import Workbook
 
 from shared import tabular
 from shared.tabular import MAX_COLUMNS, UnreadableFile, end_of_day, read_rows, split_list
-from tests.shared.spreadsheets import handmade_xlsx, header_cells
+from tests.helpers.spreadsheets import handmade_xlsx, header_cells
 
 ROWS = [
     {"site_id": "s-1", "title": "急需口罩", "item_code": "ppe.mask.n95", "quantity": "1000"},

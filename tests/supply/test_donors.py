@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from tests.conftest import TokenFactory
-from tests.supply.helpers import create_donor, problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import create_donor, pledge_body
 
 CONTACT = {"name": "李经理", "phone": "+86 139 1234 5678", "email": "li@example.cn"}
 
@@ -41,7 +42,7 @@ async def test_donor_may_name_own_org_explicitly(client, auth: TokenFactory) -> 
 async def test_donor_may_not_register_for_another_org(client, auth: TokenFactory) -> None:
     headers = auth("donor", org="org-grain")
     resp = await client.post("/v1/donors", headers=headers, json={"name": "X", "kind": "company", "org": "org-other"})
-    problem(resp, 403, "not-your-donor")
+    assert_problem(resp, 403, "not-your-donor")
 
 
 async def test_coordinator_may_register_for_another_org(client, auth: TokenFactory) -> None:
@@ -52,7 +53,7 @@ async def test_coordinator_may_register_for_another_org(client, auth: TokenFacto
     offer = await client.post(
         "/v1/offers",
         headers=auth("donor", org="org-foundation"),
-        json={"donor_id": donor["id"], "kind": "cash", "amount": 100, "currency": "CNY"},
+        json=pledge_body(donor["id"], 100),
     )
     assert offer.status_code == 201, offer.text
 
@@ -65,12 +66,12 @@ async def test_coordinator_without_org_registers_for_own_org(client, auth: Token
 @pytest.mark.parametrize("role", ["frontline", "logistics", "working_group"])
 async def test_other_roles_may_not_register_donors(client, auth: TokenFactory, role: str) -> None:
     resp = await client.post("/v1/donors", headers=auth(role, org="org-x"), json={"name": "X", "kind": "company"})
-    problem(resp, 403, "forbidden")
+    assert_problem(resp, 403, "forbidden")
 
 
 async def test_registering_needs_a_token(client) -> None:
     resp = await client.post("/v1/donors", json={"name": "X", "kind": "company"})
-    problem(resp, 401, "unauthorized")
+    assert_problem(resp, 401, "unauthorized")
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ async def test_registering_needs_a_token(client) -> None:
 )
 async def test_invalid_donor_is_422(client, auth: TokenFactory, body: dict) -> None:
     resp = await client.post("/v1/donors", headers=auth("donor", org="org-grain"), json=body)
-    err = problem(resp, 422, "invalid-request")
+    err = assert_problem(resp, 422, "invalid-request")
     assert err["errors"] and all("loc" in e and "msg" in e for e in err["errors"])
 
 
@@ -129,17 +130,17 @@ async def test_coordinator_sees_contact_it_entered_for_another_org(client, auth:
 async def test_unknown_donor_is_404(client, auth: TokenFactory) -> None:
     missing = uuid.uuid4()
     resp = await client.get(f"/v1/donors/{missing}", headers=auth("coordinator"))
-    body = problem(resp, 404, "donor-not-found")
+    body = assert_problem(resp, 404, "donor-not-found")
     assert str(missing) in body["detail"]
     assert body["instance"] == f"/v1/donors/{missing}"
 
 
 async def test_malformed_donor_id_is_422(client, auth: TokenFactory) -> None:
     resp = await client.get("/v1/donors/not-a-uuid", headers=auth("coordinator"))
-    body = problem(resp, 422, "invalid-request")
+    body = assert_problem(resp, 422, "invalid-request")
     assert any(e["loc"][:2] == ["path", "donor_id"] for e in body["errors"])
 
 
 async def test_reading_a_donor_needs_a_token(client, auth: TokenFactory) -> None:
     donor = await create_donor(client, auth("donor", org="org-grain"))
-    problem(await client.get(f"/v1/donors/{donor['id']}"), 401)
+    assert_problem(await client.get(f"/v1/donors/{donor['id']}"), 401)

@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from datetime import datetime
-from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from shared.events.relay import OutboxRelay
-from shared.worker import run_job_once
-from tests.conftest import TokenFactory
-from tests.supply.helpers import CONCENTRATOR, RICE, create_donor, create_offer, problem, reservable_lot, reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import CONCENTRATOR, RICE
+from tests.helpers.problems import assert_problem
+from tests.helpers.streams import publish, read_entries, read_events, run_job
+from tests.helpers.supply import create_donor, create_offer, reservable_lot, reserve
 
 STREAM = "supply.events"
 CONTACT = {"name": "张女士", "phone": "+86 137 5555 0101", "email": "zhang@example.cn"}
-
-
-async def publish_all(gateway) -> int:
-    rt = gateway.apps["supply"].state.runtime
-    relay = OutboxRelay(engine=rt.engine, kit=rt.spec.kit, redis=rt.redis, settings=rt.settings)
-    total = 0
-    while published := await relay.publish_batch():
-        total += published
-    return total
-
-
-async def read_events(redis: Redis, group: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
-    """Every entry of the stream through a fresh consumer group: (raw fields, decoded envelope)."""
-    await redis.xgroup_create(STREAM, group, id="0", mkstream=True)
-    out: list[tuple[dict[str, str], dict[str, Any]]] = []
-    while True:
-        resp: Any = await redis.xreadgroup(group, "tester", {STREAM: ">"}, count=100)
-        if not resp:
-            return out
-        for _stream, entries in resp:
-            for msg_id, fields in entries:
-                out.append((fields, json.loads(fields["event"])))
-                await redis.xack(STREAM, group, msg_id)
 
 
 async def test_supply_events_flow(client, auth: TokenFactory, gateway, redis: Redis) -> None:
@@ -64,15 +40,15 @@ async def test_supply_events_flow(client, auth: TokenFactory, gateway, redis: Re
     assert verdict.status_code == 200, verdict.text
     held = (await reserve(client, coordinator, device_lot["id"], 4, "proposal-e1")).json()
     # Refused and replayed requests publish nothing.
-    problem(await reserve(client, coordinator, device_lot["id"], 7, "proposal-e2"), 409, "over-allocation")
+    assert_problem(await reserve(client, coordinator, device_lot["id"], 7, "proposal-e2"), 409, "over-allocation")
     assert (await reserve(client, coordinator, device_lot["id"], 4, "proposal-e1")).status_code == 200
     assert (await client.delete(f"/v1/reservations/{held['id']}", headers=coordinator)).status_code == 204
     assert (await client.delete(f"/v1/reservations/{held['id']}", headers=coordinator)).status_code == 204
-    problem(await client.post("/v1/donors", headers=donor_headers, json={"name": "X", "kind": "x"}), 422)
+    assert_problem(await client.post("/v1/donors", headers=donor_headers, json={"name": "X", "kind": "x"}), 422)
 
-    assert await publish_all(gateway) == 5
-    assert await publish_all(gateway) == 0
-    events = await read_events(redis, "tests-supply")
+    assert await publish(gateway, "supply") == 5
+    assert await publish(gateway, "supply") == 0
+    events = await read_entries(redis, STREAM, "tests-supply")
     types = [env["type"] for _, env in events]
     assert types == [
         "reliefhub.supply.donor.created",
@@ -150,10 +126,10 @@ async def test_offer_lifecycle_events(client, auth: TokenFactory, gateway, redis
     assert patched.status_code == 200, patched.text
     withdrawn = await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=donor_headers, json={"reason": "改捐"})
     assert withdrawn.status_code == 200, withdrawn.text
-    problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=donor_headers), 409)
+    assert_problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=donor_headers), 409)
 
-    await publish_all(gateway)
-    envs = [env for _, env in await read_events(redis, "tests-offers")]
+    await publish(gateway, "supply")
+    envs = await read_events(redis, STREAM, "tests-offers")
     assert [e["type"] for e in envs] == [
         "reliefhub.supply.donor.created",
         "reliefhub.supply.offer.created",
@@ -177,11 +153,10 @@ async def test_expired_hold_publishes_expired_event(client, auth: TokenFactory, 
             text("UPDATE supply.reservation SET expires_at = now() - interval '1 second' WHERE id = :id"),
             {"id": held["id"]},
         )
-    rt = gateway.apps["supply"].state.runtime
-    assert await run_job_once(rt, next(j for j in rt.spec.jobs if j.name == "expire-reservations")) == 1
+    assert await run_job(gateway, "supply", "expire-reservations") == 1
 
-    await publish_all(gateway)
-    envs = [env for _, env in await read_events(redis, "tests-expiry")]
+    await publish(gateway, "supply")
+    envs = await read_events(redis, STREAM, "tests-expiry")
     assert [e["type"].rsplit(".", 2)[-2:] for e in envs][-2:] == [
         ["reservation", "created"],
         ["reservation", "expired"],

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import TokenFactory
-from tests.shared.spreadsheets import answer_while_healthy, handmade_xlsx, header_cells
-from tests.supply.helpers import RICE, WATER, create_donor, problem
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE, WATER
+from tests.helpers.problems import assert_problem
+from tests.helpers.spreadsheets import answer_while_healthy, handmade_xlsx, header_cells
+from tests.helpers.supply import create_donor
 
 COLUMNS = [
     "offer_ref",
@@ -135,7 +137,7 @@ async def test_import_with_a_bad_row_creates_nothing(client, donor_headers, dono
         ]
     )
     resp = await upload(client, donor_headers, data)
-    body = problem(resp, 422, "import-rejected")
+    body = assert_problem(resp, 422, "import-rejected")
     report = body["report"]
     assert report["imported"] is False and report["created"] == [] and report["rows_accepted"] == 0
     assert report["rows_total"] == 6
@@ -159,7 +161,7 @@ async def test_import_rows_for_unknown_or_foreign_donors_are_rejected(client, au
             {"donor_id": "not-a-uuid", "item_code": RICE, "quantity": "10"},
         ]
     )
-    report = problem(await upload(client, other_headers, data), 422, "import-rejected")["report"]
+    report = assert_problem(await upload(client, other_headers, data), 422, "import-rejected")["report"]
     assert sorted(r["row"] for r in report["rows_rejected"]) == [2, 3, 4]
     assert await all_offers(client, other_headers) == []
 
@@ -178,7 +180,7 @@ async def test_import_rows_for_unknown_or_foreign_donors_are_rejected(client, au
 
 async def test_import_needs_donor_id_column(client, donor_headers) -> None:
     data = csv_file([{"item_code": RICE, "quantity": "1"}], columns=["item_code", "quantity"])
-    report = problem(await upload(client, donor_headers, data), 422, "import-rejected")["report"]
+    report = assert_problem(await upload(client, donor_headers, data), 422, "import-rejected")["report"]
     assert report["rows_rejected"] == [{"row": 0, "errors": ["missing column: donor_id"]}]
 
 
@@ -191,14 +193,14 @@ async def test_import_of_gb18030_csv(client, donor_headers, donor) -> None:
 
 
 async def test_unreadable_file_is_422(client, donor_headers) -> None:
-    problem(await upload(client, donor_headers, b"\x00\x01\x02binary"), 422, "unreadable-file")
-    problem(await upload(client, donor_headers, b""), 422, "unreadable-file")
+    assert_problem(await upload(client, donor_headers, b"\x00\x01\x02binary"), 422, "unreadable-file")
+    assert_problem(await upload(client, donor_headers, b""), 422, "unreadable-file")
 
 
 @pytest.mark.parametrize("role", ["frontline", "logistics", "working_group"])
 async def test_only_donors_and_coordinators_import(client, auth: TokenFactory, donor, role: str) -> None:
     data = csv_file([{"donor_id": donor["id"], "item_code": RICE, "quantity": "1"}])
-    problem(await upload(client, auth(role, org="org-grain"), data), 403, "forbidden")
+    assert_problem(await upload(client, auth(role, org="org-grain"), data), 403, "forbidden")
     assert await all_offers(client, auth("coordinator")) == []
 
 
@@ -217,7 +219,7 @@ async def test_import_refuses_a_sheet_declaring_a_huge_size_and_the_service_keep
     assert len(data) < 10_000
     xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     resp, _ = await answer_while_healthy(client, upload(client, donor_headers, data, "offers.xlsx", xlsx))
-    problem(resp, 422, "unreadable-file")
+    assert_problem(resp, 422, "unreadable-file")
     assert await all_offers(client, donor_headers) == []
 
 
@@ -227,6 +229,6 @@ async def test_import_refuses_a_million_row_csv_and_the_service_keeps_answering(
     data = b"donor_id,item_code,quantity\n" + b"d,i,1\n" * 1_000_000
     assert len(data) < migrated.max_import_bytes  # refused for its rows, not its size
     resp, _ = await answer_while_healthy(client, upload(client, donor_headers, data))
-    body = problem(resp, 422, "unreadable-file")
+    body = assert_problem(resp, 422, "unreadable-file")
     assert f"more than {migrated.max_import_rows} rows" in body["detail"]
     assert await all_offers(client, donor_headers) == []

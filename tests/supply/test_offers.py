@@ -8,18 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TokenFactory
-from tests.supply.helpers import (
-    CONCENTRATOR,
-    IBUPROFEN,
-    RICE,
-    WATER,
-    create_donor,
-    create_offer,
-    get_lot,
-    problem,
-    reserve,
-)
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import CONCENTRATOR, IBUPROFEN, RICE, WATER
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import create_donor, create_offer, get_lot, pledge_body, reserve
 
 GRAIN = "org-grain"
 
@@ -136,9 +128,9 @@ async def test_donor_may_not_offer_for_another_orgs_donor(client, auth: TokenFac
     resp = await client.post(
         "/v1/offers",
         headers=auth("donor", org="org-other"),
-        json={"donor_id": donor["id"], "kind": "cash", "amount": 100, "currency": "CNY"},
+        json=pledge_body(donor["id"], 100),
     )
-    problem(resp, 403, "not-your-donor")
+    assert_problem(resp, 403, "not-your-donor")
     assert await list_ids(client, auth("coordinator")) == []
 
 
@@ -147,18 +139,18 @@ async def test_other_roles_may_not_offer(client, auth: TokenFactory, donor, role
     resp = await client.post(
         "/v1/offers",
         headers=auth(role, org=GRAIN),
-        json={"donor_id": donor["id"], "kind": "cash", "amount": 100, "currency": "CNY"},
+        json=pledge_body(donor["id"], 100),
     )
-    problem(resp, 403, "forbidden")
+    assert_problem(resp, 403, "forbidden")
 
 
 async def test_offer_for_unknown_donor_is_404(client, donor_headers) -> None:
     resp = await client.post(
         "/v1/offers",
         headers=donor_headers,
-        json={"donor_id": str(uuid.uuid4()), "kind": "cash", "amount": 100, "currency": "CNY"},
+        json=pledge_body(str(uuid.uuid4()), 100),
     )
-    problem(resp, 404, "donor-not-found")
+    assert_problem(resp, 404, "donor-not-found")
 
 
 LOT = {"item_code": RICE, "quantity": 10}
@@ -201,7 +193,7 @@ SHAPE_ERRORS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("body", SHAPE_ERRORS.values(), ids=SHAPE_ERRORS.keys())
 async def test_offer_shape_errors_are_422(client, donor_headers, donor, body: dict[str, Any]) -> None:
     resp = await client.post("/v1/offers", headers=donor_headers, json={"donor_id": donor["id"], **body})
-    err = problem(resp, 422, "invalid-request")
+    err = assert_problem(resp, 422, "invalid-request")
     assert err["errors"] and all({"loc", "msg"} <= e.keys() for e in err["errors"])
     assert await list_ids(client, donor_headers) == []
 
@@ -216,7 +208,7 @@ async def test_unknown_item_in_lots_is_422(client, donor_headers, donor) -> None
             "lots": [LOT, {"item_code": "food.grain.unobtainium", "quantity": 1}],
         },
     )
-    err = problem(resp, 422, "unknown-item")
+    err = assert_problem(resp, 422, "unknown-item")
     assert "food.grain.unobtainium" in err["detail"]
     assert err["errors"] == [{"loc": ["body", "lots", 1, "item_code"], "msg": "unknown item code"}]
     assert await list_ids(client, donor_headers) == []
@@ -234,7 +226,7 @@ async def test_unknown_item_in_restrictions_is_422(client, donor_headers, donor)
             "restrictions": {"item_codes": [RICE, "no.such.item"]},
         },
     )
-    err = problem(resp, 422, "unknown-item")
+    err = assert_problem(resp, 422, "unknown-item")
     assert err["errors"] == [{"loc": ["body", "restrictions", "item_codes", 1], "msg": "unknown item code"}]
     assert await list_ids(client, donor_headers) == []
 
@@ -261,10 +253,10 @@ async def test_tracking_code_is_returned_once_and_unique(client, donor_headers, 
 
 
 async def test_unknown_and_malformed_offer_ids(client, donor_headers) -> None:
-    problem(await client.get(f"/v1/offers/{uuid.uuid4()}", headers=donor_headers), 404, "offer-not-found")
-    problem(await client.get("/v1/offers/12345", headers=donor_headers), 422, "invalid-request")
-    problem(await client.get(f"/v1/lots/{uuid.uuid4()}", headers=donor_headers), 404, "lot-not-found")
-    problem(await client.get("/v1/lots/nope", headers=donor_headers), 422, "invalid-request")
+    assert_problem(await client.get(f"/v1/offers/{uuid.uuid4()}", headers=donor_headers), 404, "offer-not-found")
+    assert_problem(await client.get("/v1/offers/12345", headers=donor_headers), 422, "invalid-request")
+    assert_problem(await client.get(f"/v1/lots/{uuid.uuid4()}", headers=donor_headers), 404, "lot-not-found")
+    assert_problem(await client.get("/v1/lots/nope", headers=donor_headers), 422, "invalid-request")
 
 
 async def test_list_filters(client, auth: TokenFactory, donor_headers, donor) -> None:
@@ -328,7 +320,7 @@ async def test_list_filters(client, auth: TokenFactory, donor_headers, donor) ->
     ],
 )
 async def test_list_rejects_bad_parameters(client, donor_headers, params: dict[str, Any]) -> None:
-    problem(await client.get("/v1/offers", headers=donor_headers, params=params), 422)
+    assert_problem(await client.get("/v1/offers", headers=donor_headers, params=params), 422)
 
 
 async def test_list_cursor_pagination(client, donor_headers, donor) -> None:
@@ -382,18 +374,20 @@ async def test_patch_restrictions_needs_current_if_match(client, auth: TokenFact
     url = f"/v1/offers/{offer['id']}"
     new = {"region_codes": ["42", "4201"], "site_kinds": ["nursing_home"], "item_codes": [RICE]}
 
-    problem(await client.patch(url, headers=donor_headers, json={"restrictions": new}), 428, "precondition-required")
-    problem(
+    assert_problem(
+        await client.patch(url, headers=donor_headers, json={"restrictions": new}), 428, "precondition-required"
+    )
+    assert_problem(
         await client.patch(url, headers={**donor_headers, "If-Match": '"7"'}, json={"restrictions": new}),
         412,
         "precondition-failed",
     )
-    problem(
+    assert_problem(
         await client.patch(url, headers=auth("donor", org="org-other", If_Match='"1"'), json={"restrictions": new}),
         403,
         "not-your-donor",
     )
-    problem(
+    assert_problem(
         await client.patch(url, headers=auth("frontline", org=GRAIN, If_Match='"1"'), json={"restrictions": new}),
         403,
         "forbidden",
@@ -410,7 +404,7 @@ async def test_patch_restrictions_needs_current_if_match(client, auth: TokenFact
 
     # The ETag just used is now stale.
     stale = await client.patch(url, headers={**donor_headers, "If-Match": '"1"'}, json={"restrictions": {}})
-    problem(stale, 412, "precondition-failed")
+    assert_problem(stale, 412, "precondition-failed")
 
     # A coordinator may change it; a note-only patch keeps the restrictions.
     resp = await client.patch(url, headers=auth("coordinator", If_Match='"2"'), json={"note": "改为配送"})
@@ -424,11 +418,11 @@ async def test_patch_with_unknown_item_or_bad_body(client, donor_headers, donor)
     offer = await create_offer(client, donor_headers, donor["id"])
     url = f"/v1/offers/{offer['id']}"
     headers = {**donor_headers, "If-Match": '"1"'}
-    problem(
+    assert_problem(
         await client.patch(url, headers=headers, json={"restrictions": {"item_codes": ["x.y"]}}), 422, "unknown-item"
     )
-    problem(await client.patch(url, headers=headers, json={"status": "closed"}), 422, "invalid-request")
-    problem(await client.patch(url, headers=headers, json={"restrictions": {"site_kinds": ["bar"]}}), 422)
+    assert_problem(await client.patch(url, headers=headers, json={"status": "closed"}), 422, "invalid-request")
+    assert_problem(await client.patch(url, headers=headers, json={"restrictions": {"site_kinds": ["bar"]}}), 422)
     assert (await client.get(url, headers=donor_headers)).json()["version"] == 1
 
 
@@ -436,7 +430,7 @@ async def test_patch_unknown_offer_is_404(client, donor_headers) -> None:
     resp = await client.patch(
         f"/v1/offers/{uuid.uuid4()}", headers={**donor_headers, "If-Match": '"1"'}, json={"note": "x"}
     )
-    problem(resp, 404, "offer-not-found")
+    assert_problem(resp, 404, "offer-not-found")
 
 
 # --- withdrawing ------------------------------------------------------------------------------------
@@ -449,8 +443,8 @@ async def test_withdraw_stops_new_reservations(client, auth: TokenFactory, donor
     held = await reserve(client, coordinator, lot_id, 20)
     assert held.status_code == 201, held.text
 
-    problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=auth("donor", org="org-x")), 403)
-    problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=auth("frontline", org=GRAIN)), 403)
+    assert_problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=auth("donor", org="org-x")), 403)
+    assert_problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=auth("frontline", org=GRAIN)), 403)
 
     resp = await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=donor_headers, json={"reason": "已售出"})
     assert resp.status_code == 200, resp.text
@@ -460,10 +454,12 @@ async def test_withdraw_stops_new_reservations(client, auth: TokenFactory, donor
     assert body["lots"][0]["quantity_available"] == 0
     assert body["lots"][0]["quantity_reserved"] == 20  # holds already made stay
 
-    problem(await reserve(client, coordinator, lot_id, 1), 409, "lot-unavailable")
-    problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=donor_headers), 409, "offer-not-open")
-    problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=coordinator), 409, "offer-not-open")
-    problem(
+    assert_problem(await reserve(client, coordinator, lot_id, 1), 409, "lot-unavailable")
+    assert_problem(
+        await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=donor_headers), 409, "offer-not-open"
+    )
+    assert_problem(await client.post(f"/v1/offers/{offer['id']}/withdraw", headers=coordinator), 409, "offer-not-open")
+    assert_problem(
         await client.patch(
             f"/v1/offers/{offer['id']}", headers={**donor_headers, "If-Match": '"2"'}, json={"note": "x"}
         ),
@@ -488,7 +484,9 @@ async def test_coordinator_may_withdraw_without_reason(client, auth: TokenFactor
 
 
 async def test_withdraw_unknown_offer_is_404(client, donor_headers) -> None:
-    problem(await client.post(f"/v1/offers/{uuid.uuid4()}/withdraw", headers=donor_headers), 404, "offer-not-found")
+    assert_problem(
+        await client.post(f"/v1/offers/{uuid.uuid4()}/withdraw", headers=donor_headers), 404, "offer-not-found"
+    )
 
 
 # --- idempotent creation ----------------------------------------------------------------------------
@@ -496,7 +494,7 @@ async def test_withdraw_unknown_offer_is_404(client, donor_headers) -> None:
 
 async def test_create_offer_with_idempotency_key_creates_once(client, donor_headers, donor) -> None:
     headers = {**donor_headers, "Idempotency-Key": f"offer-{uuid.uuid4()}"}
-    body = {"donor_id": donor["id"], "kind": "cash", "amount": 100, "currency": "CNY"}
+    body = pledge_body(donor["id"], 100)
     first = await client.post("/v1/offers", headers=headers, json=body)
     second = await client.post("/v1/offers", headers=headers, json=body)
     assert first.status_code == second.status_code == 201

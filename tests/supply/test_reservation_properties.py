@@ -18,9 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.supply.service import MATCHING, names_a_proposal
-from tests.conftest import TokenFactory, eventually
-from tests.supply.flow import OUT, Match, commitments, open_proposals, proposed_match, shipments_of
-from tests.supply.helpers import get_lot, problem, reservable_lot, reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.commitments import OUT, Match, commitments, open_proposals, proposed_match, shipments_of
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import get_lot, reservable_lot, reserve
+from tests.helpers.waiting import eventually
 
 RESERVE = st.tuples(st.just("reserve"), st.integers(1, 10))
 # Which earlier reservation to release, modulo how many there are; two in one round may hit the same one.
@@ -63,7 +65,7 @@ async def test_reserved_is_the_sum_of_active_reservations(
                     made.append(body["id"])
                     granted += arg
                 else:
-                    problem(resp, 409, "over-allocation")
+                    assert_problem(resp, 409, "over-allocation")
                     refused.append(arg)
             else:
                 assert resp.status_code == 204, resp.text
@@ -184,20 +186,20 @@ async def run_step(
         _, reserved_before, _ = await lot_and_holds(engine, match.lot_id)
         r = await reserve(client, headers, match.lot_id, quantity, reference)
         if role == "logistics":
-            problem(r, 403, "forbidden")
+            assert_problem(r, 403, "forbidden")
         elif names_a_proposal(reference):
-            problem(r, 403, "proposal-reference")
+            assert_problem(r, 403, "proposal-reference")
         elif hold := next((h for h in hands if h.reference == reference), None):
             if hold.maker != (org, sub):
-                problem(r, 409, "reference-taken")
+                assert_problem(r, 409, "reference-taken")
             elif hold.quantity != quantity:
-                problem(r, 409, "reference-reused")
+                assert_problem(r, 409, "reference-reused")
             else:
                 assert r.status_code == 200 and r.json()["id"] == hold.id, r.text
         elif r.status_code == 201:
             model.holds.append(Hold(r.json()["id"], reference, quantity, (org, sub), for_proposal=False))
         else:
-            problem(r, 409, "over-allocation")  # supply's holds only shrink behind our back, never grow
+            assert_problem(r, 409, "over-allocation")  # supply's holds only shrink behind our back, never grow
             assert quantity > match.lot["quantity"] - reserved_before, (step, reserved_before)
     elif kind == "release":
         if not model.holds:
@@ -205,9 +207,9 @@ async def run_step(
         hold = model.holds[b % len(model.holds)]
         r = await client.delete(f"/v1/reservations/{hold.id}", headers=headers)
         if role == "logistics":
-            problem(r, 403, "forbidden")
+            assert_problem(r, 403, "forbidden")
         elif hold.for_proposal:
-            problem(r, 409, "reservation-for-proposal")
+            assert_problem(r, 409, "reservation-for-proposal")
         else:
             assert r.status_code == 204, r.text
             model.released.add(hold.id)
@@ -252,7 +254,7 @@ async def run_step(
         by = (recipient, match.coordinator, carrier)[who % 3]
         r = await client.post(f"{url}/receipt", headers=by, json={"pin": pin, "lines": lines})
         if by is carrier:
-            problem(r, 403, "not-the-recipient")
+            assert_problem(r, 403, "not-the-recipient")
             assert (await client.get(url, headers=recipient)).json()["version"] == s["version"]
         else:
             assert r.status_code == 200, r.text
@@ -294,6 +296,6 @@ async def test_goods_are_never_promised_twice_whoever_asks_in_whatever_order(
     left = quantity - reserved
     if left:
         assert (await reserve(client, match.coordinator, match.lot_id, left)).status_code == 201
-    problem(await reserve(client, match.coordinator, match.lot_id, 1), 409, "over-allocation")
+    assert_problem(await reserve(client, match.coordinator, match.lot_id, 1), 409, "over-allocation")
     total, parts = await commitments(client, engine, match)
     assert total == quantity, parts

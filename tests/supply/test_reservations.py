@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from shared.worker import run_job_once
-from tests.conftest import TokenFactory
-from tests.supply.helpers import get_lot, problem, reservable_lot, reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import get_lot, reservable_lot, reserve
 
 
 @pytest.fixture
@@ -40,23 +41,23 @@ async def test_concurrent_reservations_never_over_allocate(client, auth: TokenFa
     assert len(created) == 37, sorted({r.status_code for r in responses})
     assert len(refused) == 63
     for r in refused:
-        problem(r, 409, "over-allocation")
+        assert_problem(r, 409, "over-allocation")
     assert len({r.json()["id"] for r in created}) == 37
     after = await get_lot(client, coordinator, lot["id"])
     assert after["quantity_reserved"] == 37 and after["quantity_available"] == 0
-    problem(await reserve(client, coordinator, lot["id"], 1), 409, "over-allocation")
+    assert_problem(await reserve(client, coordinator, lot["id"], 1), 409, "over-allocation")
 
 
 async def test_over_allocation_names_what_is_left(client, auth: TokenFactory, coordinator) -> None:
     lot = await reservable_lot(client, auth, 10)
     assert (await reserve(client, coordinator, lot["id"], 7)).status_code == 201
-    body = problem(await reserve(client, coordinator, lot["id"], 4, "too-much"), 409, "over-allocation")
+    body = assert_problem(await reserve(client, coordinator, lot["id"], 4, "too-much"), 409, "over-allocation")
     assert "Only 3 of 10" in body["detail"]
     # The refused reference was not kept: it can be used again once it fits.
     resp = await reserve(client, coordinator, lot["id"], 3, "too-much")
     assert resp.status_code == 201, resp.text
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 10
-    problem(await reserve(client, coordinator, lot["id"], 11), 409, "over-allocation")
+    assert_problem(await reserve(client, coordinator, lot["id"], 11), 409, "over-allocation")
 
 
 async def test_same_reference_is_idempotent(client, auth: TokenFactory, coordinator) -> None:
@@ -74,8 +75,8 @@ async def test_same_reference_other_quantity_or_lot_is_409(client, auth: TokenFa
     lot = await reservable_lot(client, auth, 40)
     other = await reservable_lot(client, auth, 40)
     assert (await reserve(client, coordinator, lot["id"], 15, "proposal-8")).status_code == 201
-    problem(await reserve(client, coordinator, lot["id"], 16, "proposal-8"), 409, "reference-reused")
-    problem(await reserve(client, coordinator, other["id"], 15, "proposal-8"), 409, "reference-reused")
+    assert_problem(await reserve(client, coordinator, lot["id"], 16, "proposal-8"), 409, "reference-reused")
+    assert_problem(await reserve(client, coordinator, other["id"], 15, "proposal-8"), 409, "reference-reused")
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 15
     assert (await get_lot(client, coordinator, other["id"]))["quantity_reserved"] == 0
 
@@ -127,13 +128,15 @@ async def test_concurrent_releases_of_one_reservation_release_once(client, auth:
 
 
 async def test_release_unknown_or_malformed(client, auth: TokenFactory, coordinator) -> None:
-    problem(await client.delete(f"/v1/reservations/{uuid.uuid4()}", headers=coordinator), 404, "reservation-not-found")
-    problem(await client.delete("/v1/reservations/abc", headers=coordinator), 422, "invalid-request")
+    assert_problem(
+        await client.delete(f"/v1/reservations/{uuid.uuid4()}", headers=coordinator), 404, "reservation-not-found"
+    )
+    assert_problem(await client.delete("/v1/reservations/abc", headers=coordinator), 422, "invalid-request")
 
 
 async def test_reserve_unknown_or_malformed_lot(client, auth: TokenFactory, coordinator) -> None:
-    problem(await reserve(client, coordinator, str(uuid.uuid4()), 1), 404, "lot-not-found")
-    problem(await reserve(client, coordinator, "lot-1", 1), 422, "invalid-request")
+    assert_problem(await reserve(client, coordinator, str(uuid.uuid4()), 1), 404, "lot-not-found")
+    assert_problem(await reserve(client, coordinator, "lot-1", 1), 422, "invalid-request")
 
 
 @pytest.mark.parametrize(
@@ -153,7 +156,7 @@ async def test_reserve_unknown_or_malformed_lot(client, auth: TokenFactory, coor
 async def test_invalid_reservation_is_422(client, auth: TokenFactory, coordinator, body: dict) -> None:
     lot = await reservable_lot(client, auth, 5)
     resp = await client.post(f"/v1/lots/{lot['id']}/reservations", headers=coordinator, json=body)
-    problem(resp, 422, "invalid-request")
+    assert_problem(resp, 422, "invalid-request")
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 0
 
 
@@ -161,10 +164,10 @@ async def test_invalid_reservation_is_422(client, auth: TokenFactory, coordinato
 async def test_only_coordinators_reserve(client, auth: TokenFactory, coordinator, role: str) -> None:
     lot = await reservable_lot(client, auth, 5)
     headers = auth(role, org="org-grain", group="medical_device")
-    problem(await reserve(client, headers, lot["id"], 1), 403, "forbidden")
+    assert_problem(await reserve(client, headers, lot["id"], 1), 403, "forbidden")
     held = await reserve(client, coordinator, lot["id"], 1)
     assert held.status_code == 201, held.text
-    problem(await client.delete(f"/v1/reservations/{held.json()['id']}", headers=headers), 403, "forbidden")
+    assert_problem(await client.delete(f"/v1/reservations/{held.json()['id']}", headers=headers), 403, "forbidden")
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 1
 
 
@@ -186,7 +189,7 @@ async def test_a_proposal_reference_is_for_the_matching_service_alone(client, au
     }
     for who, headers in impostors.items():
         for reference in spellings:
-            body = problem(await reserve(client, headers, lot["id"], 4, reference), 403, "proposal-reference")
+            body = assert_problem(await reserve(client, headers, lot["id"], 4, reference), 403, "proposal-reference")
             assert "accept the proposal" in body["detail"], who
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 0
 
@@ -210,11 +213,11 @@ async def test_a_repeated_reference_answers_only_the_principal_that_made_it(clie
         auth("admin", org="org-x", sub="alice"),
         auth("coordinator", org="org-hub", sub="bob"),
     ):
-        body = problem(await reserve(client, other, lot["id"], 4, "hold-1"), 409, "reference-taken")
+        body = assert_problem(await reserve(client, other, lot["id"], 4, "hold-1"), 409, "reference-taken")
         assert "4" not in body["detail"] and lot["id"] not in body["detail"]  # nothing of the hold is told
     again = await reserve(client, alice, lot["id"], 4, "hold-1")
     assert again.status_code == 200 and again.json() == first.json()
-    problem(await reserve(client, alice, lot["id"], 5, "hold-1"), 409, "reference-reused")
+    assert_problem(await reserve(client, alice, lot["id"], 5, "hold-1"), 409, "reference-reused")
     assert (await get_lot(client, alice, lot["id"]))["quantity_reserved"] == 4
 
 
@@ -231,7 +234,7 @@ async def test_a_proposal_reservation_is_given_back_by_its_shipment_not_by_hand(
         auth("admin", org="org-x", sub="service:matching"),
         auth("coordinator", org="reliefhub", sub="service:matching-2"),
     ):
-        body = problem(await client.delete(url, headers=headers), 409, "reservation-for-proposal")
+        body = assert_problem(await client.delete(url, headers=headers), 409, "reservation-for-proposal")
         assert "shipment" in body["detail"]
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 6
     # Matching itself may.
@@ -249,7 +252,7 @@ async def test_a_hold_whose_maker_is_unknown_is_released_by_staff(
         await conn.execute(
             text("UPDATE supply.reservation SET created_by_org = NULL WHERE id = :id"), {"id": held["id"]}
         )
-    problem(await reserve(client, coordinator, lot["id"], 3, "old-hold"), 409, "reference-taken")
+    assert_problem(await reserve(client, coordinator, lot["id"], 3, "old-hold"), 409, "reference-taken")
     other = auth("coordinator", org="org-elsewhere", sub="carol")
     assert (await client.delete(f"/v1/reservations/{held['id']}", headers=other)).status_code == 204
     assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 0
@@ -257,7 +260,7 @@ async def test_a_hold_whose_maker_is_unknown_is_released_by_staff(
 
 async def test_reserving_needs_a_token(client, auth: TokenFactory, coordinator) -> None:
     lot = await reservable_lot(client, auth, 5)
-    problem(await reserve(client, {}, lot["id"], 1), 401, "unauthorized")
+    assert_problem(await reserve(client, {}, lot["id"], 1), 401, "unauthorized")
 
 
 # --- expiry ---------------------------------------------------------------------------------------------
@@ -328,7 +331,7 @@ async def test_expired_lot_cannot_be_reserved(client, auth: TokenFactory, engine
         await conn.execute(
             text("UPDATE supply.lot SET expires_at = now() - interval '1 minute' WHERE id = :id"), {"id": lot["id"]}
         )
-    body = problem(await reserve(client, coordinator, lot["id"], 1), 409, "lot-unavailable")
+    body = assert_problem(await reserve(client, coordinator, lot["id"], 1), 409, "lot-unavailable")
     assert "expired" in body["detail"]
     after = await get_lot(client, coordinator, lot["id"])
     assert after["quantity_reserved"] == 5

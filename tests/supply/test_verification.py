@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TokenFactory
-from tests.supply.helpers import CONCENTRATOR, IBUPROFEN, RICE, create_donor, create_offer, get_lot, problem, reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import CONCENTRATOR, IBUPROFEN, RICE
+from tests.helpers.problems import assert_problem
+from tests.helpers.supply import create_donor, create_offer, get_lot, reserve
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def devices(auth: TokenFactory) -> dict[str, str]:
 async def test_checking_group_verifies_its_lots(client, auth: TokenFactory, mixed_offer) -> None:
     coordinator = auth("coordinator")
     device, pills, rice = mixed_offer["lots"]
-    problem(await reserve(client, coordinator, device["id"], 1), 409, "lot-unavailable")
+    assert_problem(await reserve(client, coordinator, device["id"], 1), 409, "lot-unavailable")
 
     resp = await client.post(
         f"/v1/offers/{mixed_offer['id']}/verification",
@@ -65,7 +67,7 @@ async def test_checking_group_verifies_its_lots(client, auth: TokenFactory, mixe
     assert (await get_lot(client, coordinator, device["id"]))["quantity_available"] == 12
     held = await reserve(client, coordinator, device["id"], 12)
     assert held.status_code == 201, held.text
-    problem(await reserve(client, coordinator, pills["id"], 1), 409, "lot-unavailable")
+    assert_problem(await reserve(client, coordinator, pills["id"], 1), 409, "lot-unavailable")
 
     pharmacy = auth("working_group", org="wg-pharma", group="pharmacy")
     resp = await client.post(
@@ -79,9 +81,9 @@ async def test_checking_group_verifies_its_lots(client, auth: TokenFactory, mixe
 async def test_group_that_checks_none_of_the_items_is_403(client, auth: TokenFactory, mixed_offer) -> None:
     url = f"/v1/offers/{mixed_offer['id']}/verification"
     food = auth("working_group", org="wg-food", group="food_safety")
-    problem(await client.post(url, headers=food, json={"verdict": "verified"}), 403, "not-your-check")
+    assert_problem(await client.post(url, headers=food, json={"verdict": "verified"}), 403, "not-your-check")
     groupless = auth("working_group", org="wg")
-    problem(await client.post(url, headers=groupless, json={"verdict": "verified"}), 403, "not-your-check")
+    assert_problem(await client.post(url, headers=groupless, json={"verdict": "verified"}), 403, "not-your-check")
     offer = (await client.get(f"/v1/offers/{mixed_offer['id']}", headers=food)).json()
     assert [lot["verification"] for lot in offer["lots"]] == ["pending", "pending", "not_required"]
 
@@ -92,7 +94,7 @@ async def test_rice_only_offer_cannot_be_verified(client, auth: TokenFactory, do
     resp = await client.post(
         f"/v1/offers/{offer['id']}/verification", headers=devices(auth), json={"verdict": "verified"}
     )
-    problem(resp, 403, "not-your-check")
+    assert_problem(resp, 403, "not-your-check")
 
 
 @pytest.mark.parametrize("role", ["frontline", "donor", "coordinator", "logistics"])
@@ -101,7 +103,7 @@ async def test_only_working_groups_verify(client, auth: TokenFactory, mixed_offe
     resp = await client.post(
         f"/v1/offers/{mixed_offer['id']}/verification", headers=headers, json={"verdict": "verified"}
     )
-    problem(resp, 403, "forbidden")
+    assert_problem(resp, 403, "forbidden")
     offer = (await client.get(f"/v1/offers/{mixed_offer['id']}", headers=headers)).json()
     assert offer["lots"][0]["verification"] == "pending"
 
@@ -109,7 +111,9 @@ async def test_only_working_groups_verify(client, auth: TokenFactory, mixed_offe
 async def test_second_verdict_has_nothing_to_verify(client, auth: TokenFactory, mixed_offer) -> None:
     url = f"/v1/offers/{mixed_offer['id']}/verification"
     assert (await client.post(url, headers=devices(auth), json={"verdict": "verified"})).status_code == 200
-    problem(await client.post(url, headers=devices(auth), json={"verdict": "rejected"}), 409, "nothing-to-verify")
+    assert_problem(
+        await client.post(url, headers=devices(auth), json={"verdict": "rejected"}), 409, "nothing-to-verify"
+    )
     lot = await get_lot(client, devices(auth), mixed_offer["lots"][0]["id"])
     assert lot["verification"] == "verified"
 
@@ -126,10 +130,10 @@ async def test_rejected_lot_stays_unavailable(client, auth: TokenFactory, mixed_
     lot = await get_lot(client, coordinator, device["id"])
     assert lot["verification"] == "rejected" and lot["verification_notes"] == "无注册证"
     assert lot["quantity_available"] == 0
-    body = problem(await reserve(client, coordinator, device["id"], 1), 409, "lot-unavailable")
+    body = assert_problem(await reserve(client, coordinator, device["id"], 1), 409, "lot-unavailable")
     assert "rejected" in body["detail"]
     assert (await get_lot(client, coordinator, device["id"]))["quantity_reserved"] == 0
-    problem(
+    assert_problem(
         await client.post(
             f"/v1/offers/{mixed_offer['id']}/verification", headers=devices(auth), json={"verdict": "verified"}
         ),
@@ -151,11 +155,11 @@ async def test_admin_gives_every_groups_verdict(client, auth: TokenFactory, mixe
 @pytest.mark.parametrize("body", [{}, {"verdict": "maybe"}, {"verdict": "verified", "score": 5}])
 async def test_bad_verdict_is_422(client, auth: TokenFactory, mixed_offer, body: dict[str, Any]) -> None:
     resp = await client.post(f"/v1/offers/{mixed_offer['id']}/verification", headers=devices(auth), json=body)
-    problem(resp, 422, "invalid-request")
+    assert_problem(resp, 422, "invalid-request")
 
 
 async def test_verifying_unknown_offer_is_404(client, auth: TokenFactory) -> None:
     resp = await client.post(
         f"/v1/offers/{uuid.uuid4()}/verification", headers=devices(auth), json={"verdict": "verified"}
     )
-    problem(resp, 404, "offer-not-found")
+    assert_problem(resp, 404, "offer-not-found")

@@ -1,4 +1,4 @@
-"""Fixtures of the webhook tests: a real local HTTP receiver (see receiver.py)."""
+"""Fixtures of the webhook tests: a real local HTTP receiver (tests/helpers/receiver.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.webhooks.receiver import Receiver, serve_receiver
+from tests.helpers.receiver import Receiver, serve_receiver
 
 
 @pytest.fixture

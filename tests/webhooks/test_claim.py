@@ -28,9 +28,11 @@ from reliefhub.gateway import Gateway
 from services.webhooks.delivery import Dispatcher
 from services.webhooks.safety import guarded_session
 from shared.settings import Settings
-from tests.conftest import ROOT, TokenFactory, eventually
-from tests.webhooks.receiver import Receiver
-from tests.webhooks.test_delivery import _deliveries, _detail, make_endpoint
+from tests.helpers.auth import TokenFactory
+from tests.helpers.receiver import Receiver
+from tests.helpers.settings import ROOT
+from tests.helpers.waiting import eventually
+from tests.helpers.webhooks import create_endpoint, deliveries, delivery_detail
 
 ENDPOINTS = 30
 PER_ENDPOINT = 100  # 3,000 deliveries
@@ -133,7 +135,7 @@ async def test_two_dispatcher_processes_send_each_of_3000_deliveries_exactly_onc
     migrated: Settings,
 ) -> None:
     group = auth("working_group", org="org-claims", group="logistics")
-    endpoints = [await make_endpoint(client, group, receiver, f"/e{k}", [EVENT_TYPE]) for k in range(ENDPOINTS)]
+    endpoints = [await create_endpoint(client, group, receiver, f"/e{k}", [EVENT_TYPE]) for k in range(ENDPOINTS)]
     with dispatcher_processes(migrated, 2) as procs:
         await asyncio.gather(*(_started(p) for p in procs))
         await asyncio.sleep(1.0)  # both dispatchers polling
@@ -167,10 +169,10 @@ async def test_two_dispatcher_processes_send_each_of_3000_deliveries_exactly_onc
         ).one()
     assert tuple(summary) == (total, total, total, total, total)
     # And as the API tells it, for one endpoint.
-    items = await _deliveries(client, group, endpoints[0]["id"], limit="100")
+    items = await deliveries(client, group, endpoints[0]["id"], limit="100")
     assert len(items) == PER_ENDPOINT and {d["status"] for d in items} == {"succeeded"}
     assert {d["attempts"] for d in items} == {1}
-    detail = await _detail(client, group, items[0]["id"])
+    detail = await delivery_detail(client, group, items[0]["id"])
     assert [a["number"] for a in detail["attempt_log"]] == [1]
 
 
@@ -206,7 +208,7 @@ async def test_an_attempt_that_outlived_its_lease_is_not_counted_or_logged_twice
     stale_first: bool,
 ) -> None:
     group = auth("working_group", org="org-claims", group="logistics")
-    endpoint = await make_endpoint(client, group, receiver, "/lease", [EVENT_TYPE])
+    endpoint = await create_endpoint(client, group, receiver, "/lease", [EVENT_TYPE])
     [event_id] = await _owe(engine, [endpoint["id"]], 1)
     async with _dispatchers(gateway, 2) as (first, second):
         [a] = await first._claim()
@@ -227,9 +229,9 @@ async def test_an_attempt_that_outlived_its_lease_is_not_counted_or_logged_twice
 
     # Sent twice (at least once is the contract; receivers deduplicate by webhook-id), counted and logged once.
     assert [r.headers["webhook-id"] for r in receiver.at("/lease")] == [event_id, event_id]
-    [delivery] = await _deliveries(client, group, endpoint["id"])
+    [delivery] = await deliveries(client, group, endpoint["id"])
     assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
-    detail = await _detail(client, group, delivery["id"])
+    detail = await delivery_detail(client, group, delivery["id"])
     assert [(x["number"], x["status_code"]) for x in detail["attempt_log"]] == [(1, 200)]
 
 
@@ -241,7 +243,7 @@ async def test_an_attempt_in_flight_during_a_retry_request_leaves_the_retry_to_r
     gateway: Gateway,
 ) -> None:
     group = auth("working_group", org="org-claims", group="logistics")
-    endpoint = await make_endpoint(client, group, receiver, "/requeue", [EVENT_TYPE])
+    endpoint = await create_endpoint(client, group, receiver, "/requeue", [EVENT_TYPE])
     await _owe(engine, [endpoint["id"]], 1)
     async with _dispatchers(gateway, 1) as (dispatcher,):
         [a] = await dispatcher._claim()
@@ -249,13 +251,13 @@ async def test_an_attempt_in_flight_during_a_retry_request_leaves_the_retry_to_r
         assert r.status_code == 200 and r.json()["attempts"] == 0, r.text
         receiver.answers["/requeue"] = [(500, {}), (200, {})]
         await _attempt_and_record(dispatcher, a)  # answered 500, but the retry asked for since
-        detail = await _detail(client, group, str(a.id))
+        detail = await delivery_detail(client, group, str(a.id))
         assert detail["status"] == "pending" and detail["attempts"] == 0 and detail["attempt_log"] == []
 
         [b] = await dispatcher._claim()  # the retry, due at once
         assert b.id == a.id and b.attempts == 0
         await _attempt_and_record(dispatcher, b)
-    detail = await _detail(client, group, str(a.id))
+    detail = await delivery_detail(client, group, str(a.id))
     assert detail["status"] == "succeeded" and detail["attempts"] == 1
     assert [(x["number"], x["status_code"]) for x in detail["attempt_log"]] == [(1, 200)]
     assert len(receiver.at("/requeue")) == 2
@@ -271,8 +273,8 @@ async def test_an_answer_holding_a_nul_byte_is_logged_and_does_not_lose_the_batc
     """PostgreSQL text cannot hold NUL: unless it is replaced, recording the batch fails, and every attempt in
     it (other endpoints' too) is made again once its lease runs out."""
     group = auth("working_group", org="org-claims", group="logistics")
-    odd = await make_endpoint(client, group, receiver, "/nul", [EVENT_TYPE])
-    plain = await make_endpoint(client, group, receiver, "/plain", [EVENT_TYPE])
+    odd = await create_endpoint(client, group, receiver, "/nul", [EVENT_TYPE])
+    plain = await create_endpoint(client, group, receiver, "/plain", [EVENT_TYPE])
     receiver.bodies["/nul"] = b"ok\x00done"
     await _owe(engine, [odd["id"], plain["id"]], 1)
     async with _dispatchers(gateway, 1) as (dispatcher,):
@@ -285,7 +287,7 @@ async def test_an_answer_holding_a_nul_byte_is_logged_and_does_not_lose_the_batc
         await dispatcher._record(batch)  # one batch, as the write loop takes them
 
     for endpoint, body in [(odd, "ok\ufffddone"), (plain, "status 200")]:
-        [delivery] = await _deliveries(client, group, endpoint["id"])
+        [delivery] = await deliveries(client, group, endpoint["id"])
         assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
-        [attempt] = (await _detail(client, group, delivery["id"]))["attempt_log"]
+        [attempt] = (await delivery_detail(client, group, delivery["id"]))["attempt_log"]
         assert attempt["response_body"] == body

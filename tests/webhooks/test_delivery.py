@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,52 +18,24 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from reliefhub.gateway import Gateway
 from shared.settings import Settings
 from shared.worker import run_worker
-from tests.conftest import TokenFactory, eventually
-from tests.webhooks.receiver import Receiver, serve_receiver
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as r:
-        yield r
-
-
-async def make_endpoint(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    receiver: Receiver,
-    path: str,
-    event_types: list[str],
-    **extra: Any,
-) -> dict[str, Any]:
-    r = await client.post(
-        "/v1/webhook-endpoints",
-        headers=headers,
-        json={"url": receiver.url(path), "event_types": event_types, **extra},
-    )
-    assert r.status_code == 201, r.text
-    body = r.json()
-    assert body["secret"].startswith("whsec_")
-    receiver.secrets[path] = body["secret"]
-    return dict(body)
+from tests.helpers.auth import TokenFactory
+from tests.helpers.needs import create_site
+from tests.helpers.receiver import Receiver
+from tests.helpers.supply import create_donor
+from tests.helpers.waiting import eventually
+from tests.helpers.webhooks import create_endpoint, deliveries, delivery_detail
 
 
 async def post_site(client: httpx.AsyncClient, auth: TokenFactory, name: str = "瑞金医院") -> dict[str, Any]:
-    r = await client.post(
-        "/v1/sites",
-        headers=auth("frontline", org="org-site"),
-        json={"name": name, "kind": "hospital", "region_code": "310101", "lat": 31.2, "lon": 121.5},
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
+    return await create_site(client, auth("frontline", org="org-site"), name=name)
 
 
 async def test_an_event_is_delivered_signed(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None, receiver: Receiver
 ) -> None:
     group = auth("working_group", org="org-logistics-group", group="logistics")
-    endpoint = await make_endpoint(client, group, receiver, "/needs", ["reliefhub.needs.*"], description="需求")
-    await make_endpoint(client, group, receiver, "/supply", ["reliefhub.supply.*"])
+    endpoint = await create_endpoint(client, group, receiver, "/needs", ["reliefhub.needs.*"], description="需求")
+    await create_endpoint(client, group, receiver, "/supply", ["reliefhub.supply.*"])
     site = await post_site(client, auth)
 
     got = await eventually(lambda: _first(receiver, "/needs"))
@@ -102,20 +73,6 @@ def _group(auth: TokenFactory) -> dict[str, str]:
     return auth("working_group", org="org-device-check", group="medical_device")
 
 
-async def _deliveries(
-    client: httpx.AsyncClient, headers: dict[str, str], endpoint_id: str, **params: str
-) -> list[dict[str, Any]]:
-    r = await client.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries", headers=headers, params=params)
-    assert r.status_code == 200, r.text
-    return list(r.json()["items"])
-
-
-async def _detail(client: httpx.AsyncClient, headers: dict[str, str], delivery_id: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/webhook-deliveries/{delivery_id}", headers=headers)
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
 async def _endpoint(client: httpx.AsyncClient, headers: dict[str, str], endpoint_id: str) -> dict[str, Any]:
     r = await client.get(f"/v1/webhook-endpoints/{endpoint_id}", headers=headers)
     assert r.status_code == 200, r.text
@@ -144,7 +101,7 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None, receiver: Receiver
 ) -> None:
     group = _group(auth)
-    endpoint = await make_endpoint(client, group, receiver, "/rot", ["reliefhub.needs.site.created"])
+    endpoint = await create_endpoint(client, group, receiver, "/rot", ["reliefhub.needs.site.created"])
     old = endpoint["secret"]
     await post_site(client, auth, "第一")
     [first] = await eventually(lambda: _count(receiver, "/rot", 1))
@@ -189,11 +146,11 @@ async def test_failures_are_retried_with_the_same_webhook_id_until_success(
 ) -> None:
     group = _group(auth)
     receiver.answers["/flaky"] = [(500, {}), (500, {}), (500, {}), (200, {})]
-    endpoint = await make_endpoint(client, group, receiver, "/flaky", ["reliefhub.needs.site.created"])
+    endpoint = await create_endpoint(client, group, receiver, "/flaky", ["reliefhub.needs.site.created"])
     await post_site(client, auth)
 
     async def succeeded() -> list[dict[str, Any]] | None:
-        return await _deliveries(client, group, endpoint["id"], status="succeeded") or None
+        return await deliveries(client, group, endpoint["id"], status="succeeded") or None
 
     [delivery] = await eventually(succeeded)
     await asyncio.sleep(0.6)  # longer than the next step of the schedule: nothing more comes
@@ -204,9 +161,9 @@ async def test_failures_are_retried_with_the_same_webhook_id_until_success(
     assert all(r.verified_with == [endpoint["secret"]] for r in requests)
     assert len({r.headers["webhook-timestamp"] + r.headers["webhook-signature"] for r in requests}) >= 2
 
-    assert len(await _deliveries(client, group, endpoint["id"])) == 1
+    assert len(await deliveries(client, group, endpoint["id"])) == 1
     assert delivery["event_id"] == event_id and delivery["attempts"] == 4 and delivery["last_status_code"] == 200
-    detail = await _detail(client, group, delivery["id"])
+    detail = await delivery_detail(client, group, delivery["id"])
     assert detail["status"] == "succeeded" and detail["next_attempt_at"] is None
     assert [a["number"] for a in detail["attempt_log"]] == [1, 2, 3, 4]
     assert [a["status_code"] for a in detail["attempt_log"]] == [500, 500, 500, 200]
@@ -222,9 +179,9 @@ async def test_410_disables_the_endpoint_at_once_and_says_so(
 ) -> None:
     group = _group(auth)
     receiver.answers["/gone"] = [(410, {})]
-    gone = await make_endpoint(client, group, receiver, "/gone", ["reliefhub.needs.site.created"])
-    watcher = await make_endpoint(client, group, receiver, "/watch", ["reliefhub.webhooks.*"])
-    await make_endpoint(client, group, receiver, "/alive", ["reliefhub.needs.site.created"])
+    gone = await create_endpoint(client, group, receiver, "/gone", ["reliefhub.needs.site.created"])
+    watcher = await create_endpoint(client, group, receiver, "/watch", ["reliefhub.webhooks.*"])
+    await create_endpoint(client, group, receiver, "/alive", ["reliefhub.needs.site.created"])
     await post_site(client, auth, "第一")
 
     [notice] = await eventually(lambda: _count(receiver, "/watch", 1))
@@ -239,7 +196,7 @@ async def test_410_disables_the_endpoint_at_once_and_says_so(
     after = await _endpoint(client, group, gone["id"])
     assert after["enabled"] is False and "410" in after["disabled_reason"]
     assert after["version"] > gone["version"]
-    [delivery] = await _deliveries(client, group, gone["id"])
+    [delivery] = await deliveries(client, group, gone["id"])
     assert delivery["status"] == "failed" and delivery["attempts"] == 1 and delivery["last_status_code"] == 410
     disabled = await client.get("/v1/webhook-endpoints?enabled=false", headers=group)
     assert [e["id"] for e in disabled.json()["items"]] == [gone["id"]]
@@ -249,7 +206,7 @@ async def test_410_disables_the_endpoint_at_once_and_says_so(
     await eventually(lambda: _count(receiver, "/alive", 2))
     await asyncio.sleep(0.5)
     assert len(receiver.at("/gone")) == 1
-    assert len(await _deliveries(client, group, gone["id"])) == 1
+    assert len(await deliveries(client, group, gone["id"])) == 1
     assert len(receiver.at("/watch")) == 1
 
 
@@ -261,20 +218,20 @@ async def test_retry_after_is_honoured(
 ) -> None:
     group = _group(auth)
     receiver.answers["/busy"] = [(429, {"Retry-After": "2"}), (200, {})]
-    endpoint = await make_endpoint(client, group, receiver, "/busy", ["reliefhub.needs.site.created"])
+    endpoint = await create_endpoint(client, group, receiver, "/busy", ["reliefhub.needs.site.created"])
     await post_site(client, auth)
 
     await eventually(lambda: _count(receiver, "/busy", 1))
     await asyncio.sleep(1.2)  # the schedule alone would have retried after 0.2 s
     assert len(receiver.at("/busy")) == 1
-    [pending] = await _deliveries(client, group, endpoint["id"], status="pending")
+    [pending] = await deliveries(client, group, endpoint["id"], status="pending")
     assert pending["attempts"] == 1 and pending["last_status_code"] == 429
 
     async def succeeded() -> list[dict[str, Any]] | None:
-        return await _deliveries(client, group, endpoint["id"], status="succeeded") or None
+        return await deliveries(client, group, endpoint["id"], status="succeeded") or None
 
     [delivery] = await eventually(succeeded)
-    first, second = (await _detail(client, group, delivery["id"]))["attempt_log"]
+    first, second = (await delivery_detail(client, group, delivery["id"]))["attempt_log"]
     assert (first["status_code"], second["status_code"]) == (429, 200)
     gap = datetime.fromisoformat(second["started_at"]) - datetime.fromisoformat(first["started_at"])
     assert gap.total_seconds() >= 1.9, gap
@@ -294,7 +251,7 @@ async def test_an_endpoint_failing_for_too_long_is_disabled(
 ) -> None:
     group = _group(auth)
     receiver.answers["/down"] = [(500, {})]
-    endpoint = await make_endpoint(client, group, receiver, "/down", ["reliefhub.needs.site.created"])
+    endpoint = await create_endpoint(client, group, receiver, "/down", ["reliefhub.needs.site.created"])
     await post_site(client, auth)
 
     async def failing() -> dict[str, Any] | None:
@@ -323,7 +280,7 @@ async def test_an_endpoint_failing_for_too_long_is_disabled(
     assert made < 8  # disabled before the schedule was spent
     await asyncio.sleep(1.0)
     assert len(receiver.at("/down")) == made
-    [delivery] = await _deliveries(client, group, endpoint["id"])
+    [delivery] = await deliveries(client, group, endpoint["id"])
     assert delivery["status"] == "pending" and delivery["attempts"] == made
 
 
@@ -342,14 +299,14 @@ async def test_a_worker_restart_mid_retry_loses_nothing(
 
     group = _group(auth)
     receiver.answers["/restart"] = [(500, {}), (500, {}), (200, {})]
-    endpoint = await make_endpoint(client, group, receiver, "/restart", ["reliefhub.needs.site.created"])
+    endpoint = await create_endpoint(client, group, receiver, "/restart", ["reliefhub.needs.site.created"])
     stop = asyncio.Event()
     tasks = start(stop)
     try:
         await post_site(client, auth)
 
         async def failed_once() -> list[dict[str, Any]] | None:
-            items = await _deliveries(client, group, endpoint["id"])
+            items = await deliveries(client, group, endpoint["id"])
             return items if items and items[0]["attempts"] >= 1 else None
 
         await eventually(failed_once)
@@ -358,7 +315,7 @@ async def test_a_worker_restart_mid_retry_loses_nothing(
         await asyncio.gather(*tasks)
 
     # Stopped: the delivery waits in PostgreSQL, due, and nothing is sent.
-    [waiting] = await _deliveries(client, group, endpoint["id"])
+    [waiting] = await deliveries(client, group, endpoint["id"])
     assert waiting["status"] == "pending" and 1 <= waiting["attempts"] <= 2
     made = len(receiver.at("/restart"))
     assert made == waiting["attempts"]
@@ -370,7 +327,7 @@ async def test_a_worker_restart_mid_retry_loses_nothing(
     try:
 
         async def succeeded() -> list[dict[str, Any]] | None:
-            return await _deliveries(client, group, endpoint["id"], status="succeeded") or None
+            return await deliveries(client, group, endpoint["id"], status="succeeded") or None
 
         [delivery] = await eventually(succeeded)
         await asyncio.sleep(0.5)
@@ -379,7 +336,7 @@ async def test_a_worker_restart_mid_retry_loses_nothing(
         await asyncio.gather(*tasks)
 
     assert delivery["attempts"] == 3
-    detail = await _detail(client, group, delivery["id"])
+    detail = await delivery_detail(client, group, delivery["id"])
     assert [a["status_code"] for a in detail["attempt_log"]] == [500, 500, 200]
     requests = receiver.at("/restart")
     assert len(requests) == 3 and len({r.headers["webhook-id"] for r in requests}) == 1
@@ -401,8 +358,8 @@ async def test_a_slow_endpoint_does_not_delay_a_fast_one(
 ) -> None:
     group = _group(auth)
     receiver.delay["/slow"] = 3.0
-    await make_endpoint(client, group, receiver, "/slow", ["reliefhub.needs.site.created"])
-    await make_endpoint(client, group, receiver, "/fast", ["reliefhub.needs.site.created"])
+    await create_endpoint(client, group, receiver, "/slow", ["reliefhub.needs.site.created"])
+    await create_endpoint(client, group, receiver, "/fast", ["reliefhub.needs.site.created"])
     loop = asyncio.get_running_loop()
     for i in range(20):
         await post_site(client, auth, f"站点{i}")
@@ -427,13 +384,13 @@ async def test_at_most_the_limit_of_attempts_are_in_flight_per_endpoint(
     not beyond."""
     group = _group(auth)
     limit = migrated.webhook_concurrency_per_endpoint
-    endpoint = await make_endpoint(client, group, receiver, "/burst", ["reliefhub.needs.site.created"])
+    endpoint = await create_endpoint(client, group, receiver, "/burst", ["reliefhub.needs.site.created"])
     since = datetime.now(UTC)
     for i in range(2 * limit):
         await post_site(client, auth, f"站点{i}")
 
     async def all_succeeded() -> bool:
-        return len(await _deliveries(client, group, endpoint["id"], status="succeeded")) == 2 * limit
+        return len(await deliveries(client, group, endpoint["id"], status="succeeded")) == 2 * limit
 
     await eventually(all_succeeded)
     receiver.delay["/burst"] = 2.0
@@ -454,19 +411,13 @@ async def test_at_most_the_limit_of_attempts_are_in_flight_per_endpoint(
 # --- 10. large payloads ----------------------------------------------------------------------------------------
 
 
-async def _donor(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
-    r = await client.post("/v1/donors", headers=headers, json={"name": "粮油公司", "kind": "company"})
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
 async def test_a_large_event_is_sent_as_a_dataref(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None, receiver: Receiver, migrated: Settings
 ) -> None:
     group = _group(auth)
-    endpoint = await make_endpoint(client, group, receiver, "/big", ["reliefhub.supply.*"])
+    endpoint = await create_endpoint(client, group, receiver, "/big", ["reliefhub.supply.*"])
     donor_org = auth("donor", org="org-grain")
-    donor = await _donor(client, donor_org)
+    donor = await create_donor(client, donor_org, name="粮油公司")
     lots = [
         {"item_code": "food.grain.rice", "quantity": 10 + i, "lat": 31.2, "lon": 121.5, "region_code": "310101"}
         for i in range(200)
@@ -490,7 +441,7 @@ async def test_a_large_event_is_sent_as_a_dataref(
     assert body["dataref"].startswith(prefix)
     delivery_id = body["dataref"].removeprefix(prefix)
 
-    full = await _detail(client, group, delivery_id)
+    full = await delivery_detail(client, group, delivery_id)
     assert full["event_id"] == body["id"] and full["event_type"] == "reliefhub.supply.offer.created"
     payload = full["payload"]
     assert payload["id"] == body["id"] and payload["data"]["id"] == offer["id"]
@@ -512,7 +463,7 @@ async def test_the_delivery_log_retry_and_replay(
     client: httpx.AsyncClient, auth: TokenFactory, workers: None, receiver: Receiver
 ) -> None:
     group = _group(auth)
-    endpoint = await make_endpoint(
+    endpoint = await create_endpoint(
         client, group, receiver, "/log", ["reliefhub.needs.site.created", "reliefhub.needs.site.updated"]
     )
     eid = endpoint["id"]
@@ -520,7 +471,7 @@ async def test_the_delivery_log_retry_and_replay(
     site = await post_site(client, auth)
 
     async def count(n: int, **params: str) -> list[dict[str, Any]] | None:
-        items = await _deliveries(client, group, eid, **params)
+        items = await deliveries(client, group, eid, **params)
         return items if len(items) == n else None
 
     [created] = await eventually(lambda: count(1, status="succeeded"))
@@ -533,20 +484,20 @@ async def test_the_delivery_log_retry_and_replay(
     assert r.status_code == 200, r.text
 
     async def refused() -> list[dict[str, Any]] | None:
-        items = await _deliveries(client, group, eid, status="pending")
+        items = await deliveries(client, group, eid, status="pending")
         return items if items and items[0]["attempts"] == 1 else None
 
     [updated] = await eventually(refused)
     assert updated["event_type"] == "reliefhub.needs.site.updated" and updated["last_status_code"] == 503
 
     # Filters.
-    assert [d["id"] for d in await _deliveries(client, group, eid)] == [updated["id"], created["id"]]
-    assert [d["id"] for d in await _deliveries(client, group, eid, status="succeeded")] == [created["id"]]
-    assert await _deliveries(client, group, eid, status="failed") == []
-    by_type = await _deliveries(client, group, eid, event_type="reliefhub.needs.site.created")
+    assert [d["id"] for d in await deliveries(client, group, eid)] == [updated["id"], created["id"]]
+    assert [d["id"] for d in await deliveries(client, group, eid, status="succeeded")] == [created["id"]]
+    assert await deliveries(client, group, eid, status="failed") == []
+    by_type = await deliveries(client, group, eid, event_type="reliefhub.needs.site.created")
     assert [d["id"] for d in by_type] == [created["id"]]
-    assert [d["id"] for d in await _deliveries(client, group, eid, event_id=updated["event_id"])] == [updated["id"]]
-    assert await _deliveries(client, group, eid, event_type="reliefhub.supply.offer.created") == []
+    assert [d["id"] for d in await deliveries(client, group, eid, event_id=updated["event_id"])] == [updated["id"]]
+    assert await deliveries(client, group, eid, event_type="reliefhub.supply.offer.created") == []
     bad = await client.get(f"/v1/webhook-endpoints/{eid}/deliveries?status=lost", headers=group)
     assert bad.status_code == 422
 
@@ -563,7 +514,7 @@ async def test_the_delivery_log_retry_and_replay(
     again = receiver.at("/log")[sent:]
     assert [x.headers["webhook-id"] for x in again] == [updated["event_id"]]
     assert again[0].event["type"] == "reliefhub.needs.site.updated"
-    log = (await _detail(client, group, updated["id"]))["attempt_log"]
+    log = (await delivery_detail(client, group, updated["id"]))["attempt_log"]
     assert [a["status_code"] for a in log] == [503, 200]
 
     # Replay everything since a time: both again, with their own webhook-ids.

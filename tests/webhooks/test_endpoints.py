@@ -15,12 +15,15 @@ import httpx
 
 from reliefhub.registry import services
 from shared.events import EventType
-from tests.conftest import TokenFactory, eventually
-from tests.webhooks.receiver import Receiver
-from tests.webhooks.test_delivery import make_endpoint
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import CONCENTRATOR, N95, RICE
+from tests.helpers.needs import create_need
+from tests.helpers.receiver import Receiver
+from tests.helpers.supply import create_donor, create_offer
+from tests.helpers.waiting import eventually
+from tests.helpers.webhooks import create_endpoint
 
 SHANGHAI, WUHAN = "310101", "420102"
-DEVICE, RICE, N95 = "medical_device.oxygen.concentrator_5l", "food.grain.rice", "ppe.mask.n95"
 
 
 async def _site(client: httpx.AsyncClient, headers: dict[str, str], name: str, region: str) -> dict[str, Any]:
@@ -30,20 +33,15 @@ async def _site(client: httpx.AsyncClient, headers: dict[str, str], name: str, r
 
 
 async def _need(client: httpx.AsyncClient, headers: dict[str, str], site: dict[str, Any], item: str) -> str:
-    r = await client.post(
-        "/v1/needs",
-        headers=headers,
-        json={"site_id": site["id"], "title": item, "urgency": "high", "lines": [{"item_code": item, "quantity": 2}]},
+    need = await create_need(
+        client, headers, site["id"], {"item_code": item, "quantity": 2}, title=item, urgency="high"
     )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return str(need["id"])
 
 
 async def _offer(client: httpx.AsyncClient, headers: dict[str, str], donor_id: str, *items: str) -> str:
     lots = [{"item_code": item, "quantity": 5, "region_code": SHANGHAI} for item in items]
-    r = await client.post("/v1/offers", headers=headers, json={"donor_id": donor_id, "kind": "in_kind", "lots": lots})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return str((await create_offer(client, headers, donor_id, lots=lots))["id"])
 
 
 def _subjects(receiver: Receiver, path: str) -> set[str]:
@@ -55,9 +53,9 @@ async def test_filters_by_item_code_and_region_prefix(
 ) -> None:
     group = auth("working_group", org="org-device-check", group="medical_device")
     offers, needs = ["reliefhub.supply.offer.created"], ["reliefhub.needs.need.created"]
-    await make_endpoint(client, group, receiver, "/devices", offers, filters={"item_codes": ["medical_device."]})
-    await make_endpoint(client, group, receiver, "/shanghai", needs, filters={"region_codes": ["3101"]})
-    await make_endpoint(
+    await create_endpoint(client, group, receiver, "/devices", offers, filters={"item_codes": ["medical_device."]})
+    await create_endpoint(client, group, receiver, "/shanghai", needs, filters={"region_codes": ["3101"]})
+    await create_endpoint(
         client,
         group,
         receiver,
@@ -65,12 +63,11 @@ async def test_filters_by_item_code_and_region_prefix(
         needs,
         filters={"item_codes": ["medical_device."], "region_codes": ["3101"]},
     )
-    await make_endpoint(client, group, receiver, "/all", offers + needs)
+    await create_endpoint(client, group, receiver, "/all", offers + needs)
 
     donor_org = auth("donor", org="org-donor")
-    r = await client.post("/v1/donors", headers=donor_org, json={"name": "器械公司", "kind": "company"})
-    donor_id = r.json()["id"]
-    device = await _offer(client, donor_org, donor_id, DEVICE)
+    donor_id = (await create_donor(client, donor_org, name="器械公司"))["id"]
+    device = await _offer(client, donor_org, donor_id, CONCENTRATOR)
     mixed = await _offer(client, donor_org, donor_id, RICE, "medical_device.monitor.pulse_oximeter")
     rice = await _offer(client, donor_org, donor_id, RICE)
     n95 = await _offer(client, donor_org, donor_id, N95)  # checked by the device group, but not a device code
@@ -79,8 +76,8 @@ async def test_filters_by_item_code_and_region_prefix(
     sh_site = await _site(client, frontline_sh, "瑞金医院", SHANGHAI)
     wh_site = await _site(client, frontline_wh, "协和医院", WUHAN)
     sh_rice = await _need(client, frontline_sh, sh_site, RICE)
-    sh_device = await _need(client, frontline_sh, sh_site, DEVICE)
-    wh_device = await _need(client, frontline_wh, wh_site, DEVICE)
+    sh_device = await _need(client, frontline_sh, sh_site, CONCENTRATOR)
+    wh_device = await _need(client, frontline_wh, wh_site, CONCENTRATOR)
 
     everything = {device, mixed, rice, n95, sh_rice, sh_device, wh_device}
 
@@ -113,7 +110,7 @@ async def test_endpoint_crud_if_match_and_ownership(
 ) -> None:
     group = auth("working_group", org="org-device-check", group="medical_device")
     other = auth("working_group", org="org-other", group="translation")
-    endpoint = await make_endpoint(client, group, receiver, "/crud", ["reliefhub.supply.*"], description="器械")
+    endpoint = await create_endpoint(client, group, receiver, "/crud", ["reliefhub.supply.*"], description="器械")
     eid, url = endpoint["id"], f"/v1/webhook-endpoints/{endpoint['id']}"
     assert endpoint["org"] == "org-device-check" and endpoint["enabled"] is True and endpoint["version"] == 1
 

@@ -30,9 +30,9 @@ from services.webhooks.events import on_event
 from services.webhooks.safety import AddressPolicy, RefusedAddress
 from shared.events import CloudEvent
 from shared.runtime import Runtime
-from tests.conftest import TokenFactory
-from tests.webhooks.receiver import Receiver, free_port
-from tests.webhooks.test_delivery import make_endpoint
+from tests.helpers.auth import TokenFactory
+from tests.helpers.receiver import Receiver, free_port
+from tests.helpers.webhooks import create_endpoint
 
 REFUSED_URLS = [
     "http://10.0.0.1/x",
@@ -200,7 +200,7 @@ async def test_connections_are_checked_on_the_address_actually_used(
     checks the address it actually connects to: deployed without the loopback allow-list, it reaches neither
     the receiver's 127.0.0.1 URL nor `localhost`; with it (the test settings) the same deliveries arrive."""
     group = auth("working_group", org="org-device-check", group="medical_device")
-    literal = await make_endpoint(client, group, receiver, "/literal", ["reliefhub.needs.site.created"])
+    literal = await create_endpoint(client, group, receiver, "/literal", ["reliefhub.needs.site.created"])
     named = await client.post(
         "/v1/webhook-endpoints",
         headers=group,

@@ -18,11 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from reliefhub.gateway import Gateway
 from shared.events import CloudEvent
 from shared.worker import run_worker
-from tests.conftest import TokenFactory, eventually
-from tests.logistics.scenario import Gift, advance, full_receipt, ship_a_gift
-from tests.needs.helpers import N95, QUILT, RICE, WATER
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import CONCENTRATOR, N95, QUILT, RICE, WATER
+from tests.helpers.db import snapshot
+from tests.helpers.logistics import advance, full_receipt
+from tests.helpers.needs import create_need
+from tests.helpers.scenario import Gift, ship_a_gift
+from tests.helpers.supply import create_donor, create_offer, create_pledge
+from tests.helpers.waiting import eventually
 
-CONCENTRATOR = "medical_device.oxygen.concentrator_5l"
 SERVICES = ("needs", "supply", "matching", "logistics", "webhooks")
 
 
@@ -41,29 +45,6 @@ class History:
 
     def of(self, *streams: str) -> list[tuple[str, CloudEvent]]:
         return [(s, e) for s, e in self.events if s in streams]
-
-
-async def snapshot(engine: AsyncEngine, tables: list[str]) -> dict[str, str]:
-    async with engine.connect() as conn:
-        return {
-            t: (await conn.execute(text(f"SELECT COALESCE(json_agg(t), '[]')::text FROM {t} t"))).scalar_one()
-            for t in tables
-        }
-
-
-async def restore(engine: AsyncEngine, saved: dict[str, str], tables: list[str]) -> None:
-    """Put saved rows back, in the order given (parents first)."""
-    async with engine.begin() as conn:
-        for t in tables:
-            await conn.execute(
-                text(f"INSERT INTO {t} OVERRIDING SYSTEM VALUE SELECT * FROM json_populate_recordset(NULL::{t}, :r)"),
-                {"r": saved[t]},
-            )
-
-
-async def truncate(engine: AsyncEngine, tables: list[str]) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
 
 
 async def quiet(engine: AsyncEngine, redis: Redis) -> bool:
@@ -96,12 +77,7 @@ async def _sideshows(client: httpx.AsyncClient, auth: TokenFactory) -> None:
     coordinator = auth("coordinator")
     clinic = auth("frontline", org="org-clinic")
     site = await _post(client, "/v1/sites", clinic, {"name": "卫生站", "kind": "hospital", "region_code": "310104"})
-    need = await _post(
-        client,
-        "/v1/needs",
-        clinic,
-        {"site_id": site["id"], "title": "口罩", "lines": [{"item_code": N95, "quantity": 50}]},
-    )
+    need = await create_need(client, clinic, site["id"], {"item_code": N95, "quantity": 50}, title="口罩")
     r = await client.patch(
         f"/v1/needs/{need['id']}",
         headers={**clinic, "If-Match": '"1"'},
@@ -111,13 +87,8 @@ async def _sideshows(client: httpx.AsyncClient, auth: TokenFactory) -> None:
     await _post(client, f"/v1/needs/{need['id']}/close", clinic, {"reason": "已自行采购"})
 
     donor_headers = auth("donor", org="org-devices")
-    donor = await _post(client, "/v1/donors", donor_headers, {"name": "器械公司", "kind": "company"})
-    devices = await _post(
-        client,
-        "/v1/offers",
-        donor_headers,
-        {"donor_id": donor["id"], "kind": "in_kind", "lots": [{"item_code": CONCENTRATOR, "quantity": 5}]},
-    )
+    donor = await create_donor(client, donor_headers, name="器械公司")
+    devices = await create_offer(client, donor_headers, donor["id"], lots=[{"item_code": CONCENTRATOR, "quantity": 5}])
     await _post(
         client,
         f"/v1/offers/{devices['id']}/verification",
@@ -129,18 +100,8 @@ async def _sideshows(client: httpx.AsyncClient, auth: TokenFactory) -> None:
     )
     r = await client.delete(f"/v1/reservations/{held['id']}", headers=coordinator)
     assert r.status_code == 204, r.text
-    await _post(
-        client,
-        "/v1/offers",
-        donor_headers,
-        {"donor_id": donor["id"], "kind": "cash", "amount": 500000, "currency": "CNY"},
-    )
-    quilts = await _post(
-        client,
-        "/v1/offers",
-        donor_headers,
-        {"donor_id": donor["id"], "kind": "in_kind", "lots": [{"item_code": QUILT, "quantity": 30}]},
-    )
+    await create_pledge(client, donor_headers, donor["id"], 500000)
+    quilts = await create_offer(client, donor_headers, donor["id"], lots=[{"item_code": QUILT, "quantity": 30}])
     r = await client.patch(
         f"/v1/offers/{quilts['id']}",
         headers={**donor_headers, "If-Match": '"1"'},

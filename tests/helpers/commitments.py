@@ -1,5 +1,6 @@
-"""A lot and the needs it may serve, through the API and the event flow (the `workers` fixture), up to the
-proposals matching makes for them; and what of a lot is committed, read back from supply and logistics."""
+"""A lot and the needs it may serve, through the API and the event flow (the `workers` fixture must be running),
+up to the proposals matching makes for them; and what of a lot is committed, read back from supply and
+logistics."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TokenFactory, eventually
-from tests.supply.helpers import RICE
+from tests.helpers.auth import TokenFactory
+from tests.helpers.catalog import RICE
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.supply import create_donor, create_offer
+from tests.helpers.waiting import eventually
 
 # Shipment statuses whose lines' goods have left the lot and not come back.
 OUT = frozenset({"picked_up", "in_transit", "delivered"})
@@ -51,48 +55,32 @@ async def proposed_match(
     sites, needs, recipients = [], [], []
     for i, demand in enumerate(demands):
         recipient = auth("frontline", org=f"org-site-{tag}-{i}")
-        site = await client.post(
-            "/v1/sites",
-            headers=recipient,
-            json={
-                "name": f"安置点{i}",
-                "kind": "shelter",
-                "region_code": region_code,
-                "lat": 31.22 + i / 100,
-                "lon": 121.54,
-            },
+        site = await create_site(
+            client,
+            recipient,
+            name=f"安置点{i}",
+            kind="shelter",
+            region_code=region_code,
+            lat=31.22 + i / 100,
+            lon=121.54,
         )
-        assert site.status_code == 201, site.text
-        need = await client.post(
-            "/v1/needs",
-            headers=recipient,
-            json={
-                "site_id": site.json()["id"],
-                "title": "大米",
-                "urgency": "high",
-                "lines": [{"item_code": RICE, "quantity": demand}],
-            },
+        need = await create_need(
+            client, recipient, site["id"], {"item_code": RICE, "quantity": demand}, title="大米", urgency="high"
         )
-        assert need.status_code == 201, need.text
-        sites.append(site.json())
-        needs.append(need.json())
+        sites.append(site)
+        needs.append(need)
         recipients.append(recipient)
-    made = await client.post("/v1/donors", headers=donor, json={"name": "粮油公司", "kind": "company"})
-    assert made.status_code == 201, made.text
-    offer = await client.post(
-        "/v1/offers",
-        headers=donor,
-        json={
-            "donor_id": made.json()["id"],
-            "kind": "in_kind",
-            "lots": [{"item_code": RICE, "quantity": lot_quantity, "lat": 31.3, "lon": 121.5}],
-            "restrictions": {"region_codes": [region_code]},
-        },
+    made = await create_donor(client, donor, name="粮油公司")
+    offer = await create_offer(
+        client,
+        donor,
+        made["id"],
+        lots=[{"item_code": RICE, "quantity": lot_quantity, "lat": 31.3, "lon": 121.5}],
+        restrictions={"region_codes": [region_code]},
     )
-    assert offer.status_code == 201, offer.text
     match = Match(
-        lot=offer.json()["lots"][0],
-        offer=offer.json(),
+        lot=offer["lots"][0],
+        offer=offer,
         needs=needs,
         sites=sites,
         recipients=recipients,
@@ -122,13 +110,6 @@ async def shipments_of(client: httpx.AsyncClient, match: Match) -> list[dict[str
     r = await client.get(f"/v1/shipments?offer_id={match.offer['id']}&limit=500", headers=match.coordinator)
     assert r.status_code == 200, r.text
     return list(r.json()["items"])
-
-
-async def get_lot(client: httpx.AsyncClient, match: Match) -> dict[str, Any]:
-    r = await client.get(f"/v1/lots/{match.lot_id}", headers=match.coordinator)
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
 
 
 def out_by_proposal(shipments: list[dict[str, Any]], lot_id: str) -> dict[str, int]:

@@ -1,0 +1,42 @@
+"""Moving shipments through the logistics service's API, and the bodies of receipts and procurements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.helpers.catalog import RICE
+
+
+async def advance(
+    client: httpx.AsyncClient, headers: dict[str, str], shipment_id: str, *statuses: str
+) -> dict[str, Any]:
+    """Move a shipment through `statuses` by `POST …/status`, each step answered 200; the last answer."""
+    body: dict[str, Any] = {}
+    for target in statuses:
+        r = await client.post(f"/v1/shipments/{shipment_id}/status", headers=headers, json={"status": target})
+        assert r.status_code == 200, f"→ {target}: {r.text}"
+        body = r.json()
+    return body
+
+
+def full_receipt(shipment: dict[str, Any], pin: str) -> dict[str, Any]:
+    """A receipt body that confirms every line of `shipment` arrived whole."""
+    return {
+        "pin": pin,
+        "lines": [{"line_id": line["id"], "quantity_received": line["quantity"]} for line in shipment["lines"]],
+    }
+
+
+def procurement_body(offer_id: str, *, quantity: int = 10, unit_price: int = 5_000, **fields: Any) -> dict[str, Any]:
+    """A purchase of `quantity` rice from a Pudong wholesaler for Shanghai, paid in full by the pledge `offer_id`;
+    `fields` replace or add fields."""
+    total = quantity * unit_price
+    return {
+        "supplier": {"name": "浦东粮油批发市场", "region_code": "310115", "lat": 31.2, "lon": 121.6},
+        "lines": [{"item_code": RICE, "quantity": quantity, "unit_price": unit_price}],
+        "funding": [{"offer_id": offer_id, "amount": total}],
+        "region_code": "3101",
+        **fields,
+    }
