@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKe
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
 
 SCHEMA = "logistics"
@@ -119,7 +120,7 @@ class AcceptedProposal(Base):
 # --- shipments ---------------------------------------------------------------------------------------------
 
 
-class Shipment(TimestampedMixin, VersionedMixin, Base):
+class Shipment(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     __tablename__ = "shipment"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)

@@ -185,6 +185,9 @@ async def give_feedback(
         created_at=utcnow(),
     )
     session.add(feedback)
+    # The shipment's representation carries its feedback: a new version, so ETags and change cursors show it.
+    shipment.version += 1
+    shipment.updated_at = utcnow()
     await session.flush()
     await publish(
         session,

@@ -203,6 +203,12 @@ async def get_offer(session: AsyncSession, offer_id: uuid.UUID, *, for_update: b
     return offer
 
 
+async def lots_changed_apart(session: AsyncSession, offer_id: uuid.UUID) -> bool:
+    """Whether a lot of the offer changed on its own (a reservation, a shipment, a verification): the offer's
+    version, its ETag, says nothing of that."""
+    return await OfferRepository(session).lots_changed_apart(offer_id)
+
+
 async def list_offers(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
     return await OfferRepository(session).search(params, **filters)
 
