@@ -195,6 +195,8 @@ async def give_feedback(
         events.FeedbackData(
             shipment_id=shipment.id,
             destination_site_id=shipment.destination_site_id,
+            destination_org=shipment.destination_org,
+            origin_org=shipment.origin_org,
             region_code=shipment.region_code,
             rating=feedback.rating,
             comment=feedback.comment,

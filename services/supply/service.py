@@ -293,6 +293,7 @@ async def record_verification(
                     events.LotData.model_validate(lot, from_attributes=True) for lot in pending if lot.check_by == group
                 ],
             ),
+            orgs=[offer.org],
             subject=str(offer.id),
         )
     return offer
