@@ -22,7 +22,8 @@ import numpy as np
 from bench.common import table, write_result
 from bench.instances import realistic
 from services.matching.allocation import allocate, greedy_allocate, objective_of, pair_capacities, tier_capacities
-from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
+from services.matching.policy import Policy
+from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
 from shared.catalog import get_catalog
 
 NOW = 1_800_000_000.0

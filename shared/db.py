@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -24,6 +25,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, SessionTransaction, mapped_column
@@ -64,6 +66,20 @@ class VersionedMixin:
     """A row version, exposed as the resource's ETag and checked against If-Match."""
 
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+
+
+def enum_type(enum: type[StrEnum], *, length: int) -> SAEnum:
+    """A column type for a StrEnum stored as its value in a VARCHAR(length): no database enum and no CHECK
+    constraint, so typing an existing string column with it changes nothing in the database. Rows read back as
+    members; writing a string that is no member's value fails."""
+    return SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -33,13 +36,28 @@ def make_revision(spec: ServiceSpec, settings: Settings, message: str) -> None:
     command.revision(alembic_config(spec, settings), message=message, autogenerate=True)
 
 
+def _compare_options(schema: str) -> dict[str, Any]:
+    """How autogenerate compares a service's metadata with the database: its own schema only, column types too."""
+
+    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+        return name == schema if type_ == "schema" else True
+
+    return {"include_schemas": True, "include_name": include_name, "compare_type": True}
+
+
+def pending_changes(connection: Connection, metadata: MetaData) -> list[Any]:
+    """What autogenerate would put into a new migration of this service's schema: empty when the models and the
+    migrated database agree."""
+    assert metadata.schema, "service metadata must name its schema"
+    options = {**_compare_options(metadata.schema), "version_table_schema": metadata.schema}
+    migration = MigrationContext.configure(connection, opts=options)
+    return list(compare_metadata(migration, metadata))
+
+
 def run_env(metadata: MetaData) -> None:
     """The body of a service's migrations/env.py."""
     schema = metadata.schema
     assert schema, "service metadata must name its schema"
-
-    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-        return name == schema if type_ == "schema" else True
 
     def configure(connection: Connection | None = None, url: str | None = None) -> None:
         context.configure(
@@ -47,10 +65,8 @@ def run_env(metadata: MetaData) -> None:
             url=url,
             target_metadata=metadata,
             version_table_schema=schema,
-            include_schemas=True,
-            include_name=include_name,
-            compare_type=True,
             literal_binds=connection is None,
+            **_compare_options(schema),
         )
 
     if context.is_offline_mode():

@@ -1,4 +1,5 @@
-"""Words every service shares with its clients: region codes, site kinds, quantities, verdicts."""
+"""Words every service shares with its clients: region codes, site kinds, quantities, verdicts, and the statuses
+more than one service reads (a need's, an offer's, a lot's check, a reservation's)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,25 @@ def _within_span(value: datetime) -> datetime:
 Timestamp = Annotated[AwareDatetime, AfterValidator(_within_span)]
 
 
+class ShipmentStatus(StrEnum):
+    """A shipment's status, in logistics' rows and events and in the needs and supply projections of them."""
+
+    planned = "planned"
+    picked_up = "picked_up"
+    in_transit = "in_transit"
+    delivered = "delivered"
+    received = "received"
+    received_with_problem = "received_with_problem"
+    not_received = "not_received"
+    cancelled = "cancelled"
+
+
+# Picked up, moving or handed over and not yet confirmed by the site: the goods are on their way.
+ON_THE_WAY_SHIPMENT_STATUSES = frozenset(
+    {ShipmentStatus.picked_up, ShipmentStatus.in_transit, ShipmentStatus.delivered}
+)
+
+
 class SiteKind(StrEnum):
     hospital = "hospital"
     community = "community"
@@ -55,3 +75,60 @@ class SiteKind(StrEnum):
 class Verdict(StrEnum):
     verified = "verified"
     rejected = "rejected"
+
+
+# --- statuses more than one service speaks of: in the owner's rows, in its events, in the others' projections ---
+
+
+class Urgency(StrEnum):
+    critical = "critical"
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+class NeedStatus(StrEnum):
+    open = "open"
+    matched = "matched"
+    in_transit = "in_transit"
+    fulfilled = "fulfilled"
+    closed = "closed"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+# A need still asking for supply: editable, matched against, rolled up from shipments.
+ACTIVE_NEED_STATUSES = (NeedStatus.open, NeedStatus.matched, NeedStatus.in_transit)
+
+
+class Verification(StrEnum):
+    """A need's verification by a coordinator."""
+
+    unverified = "unverified"
+    verified = "verified"
+    rejected = "rejected"
+
+
+class OfferStatus(StrEnum):
+    open = "open"
+    withdrawn = "withdrawn"
+    closed = "closed"
+
+
+class LotVerification(StrEnum):
+    """A lot's check by the working group its item names (not required for most items)."""
+
+    not_required = "not_required"
+    pending = "pending"
+    verified = "verified"
+    rejected = "rejected"
+
+
+# A lot whose check allows reserving it.
+AVAILABLE_LOT_VERIFICATIONS = (LotVerification.not_required, LotVerification.verified)
+
+
+class ReservationStatus(StrEnum):
+    active = "active"
+    released = "released"
+    expired = "expired"

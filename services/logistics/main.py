@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.logistics.events import SUBSCRIPTIONS
 from services.logistics.models import Base, kit
-from services.logistics.projection import SUBSCRIPTIONS
 from services.logistics.router import router
 from shared.app import create_service_app
 from shared.migrations import migrations_dir

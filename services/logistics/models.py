@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
@@ -13,7 +14,8 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.changes import ChangeTracked
-from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
+from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
+from shared.vocabulary import ShipmentStatus
 
 SCHEMA = "logistics"
 
@@ -23,6 +25,22 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+
+
+class ProcurementStatus(StrEnum):
+    draft = "draft"
+    ordered = "ordered"
+    received = "received"
+    cancelled = "cancelled"
+
+
+class LedgerKind(StrEnum):
+    pledged = "pledged"
+    pledge_withdrawn = "pledge_withdrawn"
+    spent = "spent"
+    refunded = "refunded"
+    in_kind_offered = "in_kind_offered"
+    in_kind_delivered = "in_kind_delivered"
 
 
 # --- projections of other services' events -----------------------------------------------------------------
@@ -135,7 +153,7 @@ class Shipment(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     # The organisation of the carrier assigned to it: its logistics tokens may record the receipt.
     carrier_org: Mapped[str | None] = mapped_column(String(100))
     legs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
-    status: Mapped[str] = mapped_column(String(30), index=True)
+    status: Mapped[ShipmentStatus] = mapped_column(enum_type(ShipmentStatus, length=30), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
     handover_pin: Mapped[str] = mapped_column(String(12))
@@ -194,7 +212,7 @@ class ShipmentUpdate(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
     shipment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shipment.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(30))
+    status: Mapped[ShipmentStatus] = mapped_column(enum_type(ShipmentStatus, length=30))
     location: Mapped[str | None] = mapped_column(String(300))
     note: Mapped[str | None] = mapped_column(Text)
     leg: Mapped[int | None] = mapped_column(Integer)
@@ -230,7 +248,7 @@ class Procurement(TimestampedMixin, VersionedMixin, Base):
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[int] = mapped_column(BigInteger)
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[ProcurementStatus] = mapped_column(enum_type(ProcurementStatus, length=20), index=True)
     note: Mapped[str | None] = mapped_column(Text)
     goods_offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_by: Mapped[str] = mapped_column(String(200))
@@ -269,7 +287,7 @@ class LedgerEntry(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
     ref: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[str] = mapped_column(String(30), index=True)
+    kind: Mapped[LedgerKind] = mapped_column(enum_type(LedgerKind, length=30), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)

@@ -4,7 +4,6 @@ received (the goods registered in supply as an in-kind offer) or cancelled (an o
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +15,7 @@ from services.logistics.errors import (
     ProcurementNotInState,
     SupplyUnavailable,
 )
-from services.logistics.models import Procurement, ProcurementFunding
+from services.logistics.models import Procurement, ProcurementFunding, ProcurementStatus
 from services.logistics.repository import ProcurementRepository, ProjectionRepository
 from shared.auth import Principal, require_in_region
 from shared.catalog import require_known
@@ -56,9 +55,13 @@ async def get_procurement(session: AsyncSession, procurement_id: uuid.UUID, *, f
 
 
 async def list_procurements(
-    session: AsyncSession, params: PageParams, **filters: Any
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    status: ProcurementStatus | None = None,
+    offer_id: uuid.UUID | None = None,
 ) -> tuple[list[Procurement], str | None]:
-    return await ProcurementRepository(session).search(params, **filters)
+    return await ProcurementRepository(session).search(params, status=status, offer_id=offer_id)
 
 
 async def _check_pledges(session: AsyncSession, currency: str, funding: list[schemas.FundingCreate]) -> None:
@@ -117,7 +120,7 @@ async def create_procurement(
             }
             for line in data.lines
         ],
-        status="draft",
+        status=ProcurementStatus.draft,
         note=data.note,
         created_by=principal.sub,
         version=1,
@@ -132,7 +135,7 @@ async def create_procurement(
     return p
 
 
-def _require_state(p: Procurement, *allowed: str) -> None:
+def _require_state(p: Procurement, *allowed: ProcurementStatus) -> None:
     if p.status not in allowed:
         raise ProcurementNotInState(f"The order is {p.status}; this needs it {' or '.join(allowed)}.")
 
@@ -141,7 +144,7 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
     """Place the order: spend each pledge's share, all or nothing — never beyond what a pledge holds."""
     p = await get_procurement(session, procurement_id, for_update=True)
     require_in_region(principal, p.region_code, what="The procurement's destination")
-    _require_state(p, "draft")
+    _require_state(p, ProcurementStatus.draft)
     projection = ProjectionRepository(session)
     for f in sorted(p.funding, key=lambda f: f.offer_id):  # one lock order across concurrent orders
         if not await projection.spend(f.offer_id, f.amount):
@@ -154,7 +157,7 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
                 extra={"offer_id": str(f.offer_id), "available": left},
             )
         await ledger.book_spent(session, p, f.offer_id, f.amount)
-    p.status, p.ordered_at = "ordered", utcnow()
+    p.status, p.ordered_at = ProcurementStatus.ordered, utcnow()
     p.version += 1
     await _emit_procurement(session, events.PROCUREMENT_ORDERED, p)
     return p
@@ -165,7 +168,7 @@ async def receive_procurement(session: AsyncSession, principal: Principal, procu
     pledge's donor, so they are matched and shipped like any lot."""
     p = await get_procurement(session, procurement_id, for_update=True)
     require_in_region(principal, p.region_code, what="The procurement's destination")
-    _require_state(p, "ordered")
+    _require_state(p, ProcurementStatus.ordered)
     main = max(p.funding, key=lambda f: (f.amount, -f.position))
     pledge = await ProjectionRepository(session).offer(main.offer_id)
     if pledge is None:
@@ -194,7 +197,7 @@ async def receive_procurement(session: AsyncSession, principal: Principal, procu
     if response.status_code != 201:
         raise SupplyUnavailable(f"Supply answered {response.status_code} when registering the goods.")
     p.goods_offer_id = uuid.UUID(response.json()["id"])
-    p.status, p.received_at = "received", utcnow()
+    p.status, p.received_at = ProcurementStatus.received, utcnow()
     p.version += 1
     await _emit_procurement(session, events.PROCUREMENT_RECEIVED, p)
     return p
@@ -206,13 +209,13 @@ async def cancel_procurement(
     """Cancel a draft, or an order not yet received (its amounts go back to the pledges)."""
     p = await get_procurement(session, procurement_id, for_update=True)
     require_in_region(principal, p.region_code, what="The procurement's destination")
-    _require_state(p, "draft", "ordered")
-    if p.status == "ordered":
+    _require_state(p, ProcurementStatus.draft, ProcurementStatus.ordered)
+    if p.status == ProcurementStatus.ordered:
         projection = ProjectionRepository(session)
         for f in sorted(p.funding, key=lambda f: f.offer_id):
             await projection.refund(f.offer_id, f.amount)
             await ledger.book_refunded(session, p, f.offer_id, f.amount, reason)
-    p.status, p.cancelled_at = "cancelled", utcnow()
+    p.status, p.cancelled_at = ProcurementStatus.cancelled, utcnow()
     if reason:
         p.note = f"{p.note}\n{reason}" if p.note else reason
     p.version += 1

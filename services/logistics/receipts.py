@@ -20,7 +20,7 @@ from services.logistics.errors import (
     PinLocked,
     WrongPin,
 )
-from services.logistics.models import Feedback, Shipment
+from services.logistics.models import Feedback, Shipment, ShipmentLine
 from services.logistics.repository import ProjectionRepository, ShipmentRepository
 from services.logistics.shipments import (
     RECEIVABLE,
@@ -35,20 +35,32 @@ from shared.auth import Principal, require_in_region
 from shared.db import utcnow
 from shared.events import publish
 from shared.settings import Settings
+from shared.vocabulary import ShipmentStatus
+
+
+def _lines_named(shipment: Shipment, entry: schemas.ReceiptLine) -> list[ShipmentLine]:
+    """The shipment lines a receipt entry speaks of: one by its id, or every line of its item."""
+    if entry.line_id is not None:
+        return [line for line in shipment.lines if line.id == entry.line_id]
+    return [line for line in shipment.lines if line.item_code == entry.item_code]
+
+
+def _quantity_problem(entry: schemas.ReceiptLine, capacity: int, i: int) -> dict[str, Any] | None:
+    if entry.quantity_received > capacity:
+        return {"loc": ["body", "lines", i, "quantity_received"], "msg": f"at most {capacity} were sent"}
+    if entry.quantity_received < capacity and not entry.discrepancy_reason:
+        return {"loc": ["body", "lines", i, "discrepancy_reason"], "msg": "say why it came short"}
+    return None
 
 
 def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid.UUID, tuple[int, str | None]]:
     """What arrived per shipment line. A receipt names lines by id or by item; an item's quantity fills its
     lines in order. Every line must be accounted for, and a short line needs a reason."""
-    by_id = {line.id: line for line in shipment.lines}
     errors: list[dict[str, Any]] = []
     got: dict[uuid.UUID, tuple[int, str | None]] = {}
     named: set[uuid.UUID] = set()
     for i, entry in enumerate(receipt.lines):
-        if entry.line_id is not None:
-            targets = [by_id[entry.line_id]] if entry.line_id in by_id else []
-        else:
-            targets = [line for line in shipment.lines if line.item_code == entry.item_code]
+        targets = _lines_named(shipment, entry)
         if not targets:
             errors.append({"loc": ["body", "lines", i], "msg": "no such line or item on this shipment"})
             continue
@@ -56,12 +68,9 @@ def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid
             errors.append({"loc": ["body", "lines", i], "msg": "this line is named twice"})
             continue
         named.update(t.id for t in targets)
-        capacity = sum(t.quantity for t in targets)
-        if entry.quantity_received > capacity:
-            errors.append({"loc": ["body", "lines", i, "quantity_received"], "msg": f"at most {capacity} were sent"})
-            continue
-        if entry.quantity_received < capacity and not entry.discrepancy_reason:
-            errors.append({"loc": ["body", "lines", i, "discrepancy_reason"], "msg": "say why it came short"})
+        problem = _quantity_problem(entry, sum(t.quantity for t in targets), i)
+        if problem is not None:
+            errors.append(problem)
             continue
         left = entry.quantity_received
         for t in targets:
@@ -127,11 +136,11 @@ def _settle(shipment: Shipment, got: dict[uuid.UUID, tuple[int, str | None]], ac
         )
     total = sum(line.quantity_received or 0 for line in shipment.lines)
     if total == 0:
-        shipment.status = "not_received"
+        shipment.status = ShipmentStatus.not_received
     elif all(line.quantity_returned == 0 for line in shipment.lines):
-        shipment.status = "received"
+        shipment.status = ShipmentStatus.received
     else:
-        shipment.status = "received_with_problem"
+        shipment.status = ShipmentStatus.received_with_problem
     shipment.pin_failures, shipment.pin_locked_until = 0, None
     shipment.received_at = now
     shipment.delivered_at = shipment.delivered_at or now
@@ -158,7 +167,7 @@ async def record_receipt(
         "first_delivered_at",
         now,
     )
-    event = events.SHIPMENT_NOT_RECEIVED if shipment.status == "not_received" else events.SHIPMENT_RECEIVED
+    event = events.SHIPMENT_NOT_RECEIVED if shipment.status == ShipmentStatus.not_received else events.SHIPMENT_RECEIVED
     await emit_shipment(session, event, shipment)
     return shipment
 
@@ -184,7 +193,7 @@ async def give_feedback(
         created_by=principal.sub,
         created_at=utcnow(),
     )
-    session.add(feedback)
+    repo.add_feedback(feedback)
     # The shipment's representation carries its feedback: a new version, so ETags and change cursors show it.
     shipment.version += 1
     shipment.updated_at = utcnow()

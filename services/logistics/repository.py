@@ -15,10 +15,12 @@ from services.logistics.models import (
     AcceptedProposal,
     Feedback,
     LedgerEntry,
+    LedgerKind,
     NeedView,
     OfferView,
     Procurement,
     ProcurementFunding,
+    ProcurementStatus,
     Shipment,
     ShipmentLine,
     SiteView,
@@ -26,6 +28,7 @@ from services.logistics.models import (
 )
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import ShipmentStatus
 
 
 class ShipmentRepository(RepositoryBase[Shipment]):
@@ -47,7 +50,7 @@ class ShipmentRepository(RepositoryBase[Shipment]):
             .where(
                 Shipment.origin_key == origin_key,
                 Shipment.destination_site_id == site_id,
-                Shipment.status == "planned",
+                Shipment.status == ShipmentStatus.planned,
                 Shipment.auto.is_(True),
             )
             .order_by(Shipment.created_at)
@@ -62,24 +65,42 @@ class ShipmentRepository(RepositoryBase[Shipment]):
             select(func.pg_advisory_xact_lock(func.hashtextextended(f"shipment:{origin_key}:{site_id}", 0)))
         )
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Shipment], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        status: ShipmentStatus | None = None,
+        destination_site_id: uuid.UUID | None = None,
+        need_id: uuid.UUID | None = None,
+        offer_id: uuid.UUID | None = None,
+        proposal_id: uuid.UUID | None = None,
+        region_code: str | None = None,
+    ) -> tuple[list[Shipment], str | None]:
+        """Shipments, newest first; `region_code` is a prefix of the destination's region, and a need, offer or
+        proposal selects the shipments with a line of it."""
         stmt = self._full()
-        for key in ("status", "destination_site_id", "destination_org", "origin_org"):
-            if filters.get(key):
-                stmt = stmt.where(getattr(Shipment, key) == filters[key])
-        if filters.get("region_code"):
-            stmt = stmt.where(Shipment.region_code.startswith(filters["region_code"], autoescape=True))
-        for key in ("need_id", "offer_id", "proposal_id"):
-            if filters.get(key):
+        if status is not None:
+            stmt = stmt.where(Shipment.status == status)
+        if destination_site_id is not None:
+            stmt = stmt.where(Shipment.destination_site_id == destination_site_id)
+        if region_code is not None:
+            stmt = stmt.where(Shipment.region_code.startswith(region_code, autoescape=True))
+        for column, value in (
+            (ShipmentLine.need_id, need_id),
+            (ShipmentLine.offer_id, offer_id),
+            (ShipmentLine.proposal_id, proposal_id),
+        ):
+            if value is not None:
                 stmt = stmt.where(
-                    select(ShipmentLine.id)
-                    .where(ShipmentLine.shipment_id == Shipment.id, getattr(ShipmentLine, key) == filters[key])
-                    .exists()
+                    select(ShipmentLine.id).where(ShipmentLine.shipment_id == Shipment.id, column == value).exists()
                 )
         return await paginate(self.session, stmt, Shipment.created_at, Shipment.id, params)
 
     async def feedback(self, shipment_id: uuid.UUID) -> Feedback | None:
         return await self.session.get(Feedback, shipment_id)
+
+    def add_feedback(self, feedback: Feedback) -> None:
+        self.session.add(feedback)
 
     async def feedback_for(self, shipment_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Feedback]:
         if not shipment_ids:
@@ -127,9 +148,6 @@ class ProjectionRepository(RepositoryBase[SiteView]):
                 where=OfferView.version <= stmt.excluded.version,
             )
         )
-
-    async def site(self, site_id: uuid.UUID) -> SiteView | None:
-        return await self.session.get(SiteView, site_id)
 
     async def sites(self, site_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, SiteView]:
         if not site_ids:
@@ -248,18 +266,17 @@ class ProcurementRepository(RepositoryBase[Procurement]):
             stmt = stmt.with_for_update(of=Procurement)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Procurement], str | None]:
+    async def search(
+        self, params: PageParams, *, status: ProcurementStatus | None = None, offer_id: uuid.UUID | None = None
+    ) -> tuple[list[Procurement], str | None]:
+        """Procurement orders, newest first; `offer_id` selects the orders paid (partly) from that pledge."""
         stmt = select(Procurement).options(selectinload(Procurement.funding))
-        for key in ("status", "org"):
-            if filters.get(key):
-                stmt = stmt.where(getattr(Procurement, key) == filters[key])
-        if filters.get("offer_id"):
+        if status is not None:
+            stmt = stmt.where(Procurement.status == status)
+        if offer_id is not None:
             stmt = stmt.where(
                 select(ProcurementFunding.offer_id)
-                .where(
-                    ProcurementFunding.procurement_id == Procurement.id,
-                    ProcurementFunding.offer_id == filters["offer_id"],
-                )
+                .where(ProcurementFunding.procurement_id == Procurement.id, ProcurementFunding.offer_id == offer_id)
                 .exists()
             )
         return await paginate(self.session, stmt, Procurement.created_at, Procurement.id, params)
@@ -278,19 +295,64 @@ class ProcurementRepository(RepositoryBase[Procurement]):
 class LedgerRepository(RepositoryBase[LedgerEntry]):
     model = LedgerEntry
 
-    async def book(self, values: dict[str, Any]) -> None:
-        """Book an entry once: its `ref` names the fact, so a replayed event books nothing."""
-        await self.session.execute(
-            insert(LedgerEntry).values(id=uuid.uuid4(), **values).on_conflict_do_nothing(index_elements=["ref"])
-        )
+    async def book(
+        self,
+        *,
+        ref: str,
+        kind: LedgerKind,
+        amount: int,
+        currency: str,
+        offer_id: uuid.UUID | None = None,
+        procurement_id: uuid.UUID | None = None,
+        shipment_id: uuid.UUID | None = None,
+        region_code: str | None = None,
+        item_code: str | None = None,
+        quantity: int | None = None,
+        memo: str | None = None,
+        created_at: datetime | None = None,
+    ) -> None:
+        """Book an entry once: its `ref` names the fact, so a replayed event books nothing. Without `created_at`
+        the entry is dated now."""
+        values: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "ref": ref,
+            "kind": kind,
+            "amount": amount,
+            "currency": currency,
+            "offer_id": offer_id,
+            "procurement_id": procurement_id,
+            "shipment_id": shipment_id,
+            "region_code": region_code,
+            "item_code": item_code,
+            "quantity": quantity,
+            "memo": memo,
+        }
+        if created_at is not None:
+            values["created_at"] = created_at
+        await self.session.execute(insert(LedgerEntry).values(values).on_conflict_do_nothing(index_elements=["ref"]))
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[LedgerEntry], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        kind: LedgerKind | None = None,
+        offer_id: uuid.UUID | None = None,
+        procurement_id: uuid.UUID | None = None,
+        shipment_id: uuid.UUID | None = None,
+        region_code: str | None = None,
+    ) -> tuple[list[LedgerEntry], str | None]:
+        """Ledger entries, newest first; `region_code` is a region prefix."""
         stmt = select(LedgerEntry)
-        for key in ("kind", "offer_id", "procurement_id", "shipment_id"):
-            if filters.get(key):
-                stmt = stmt.where(getattr(LedgerEntry, key) == filters[key])
-        if filters.get("region_code"):
-            stmt = stmt.where(LedgerEntry.region_code.startswith(filters["region_code"], autoescape=True))
+        for column, value in (
+            (LedgerEntry.kind, kind),
+            (LedgerEntry.offer_id, offer_id),
+            (LedgerEntry.procurement_id, procurement_id),
+            (LedgerEntry.shipment_id, shipment_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if region_code is not None:
+            stmt = stmt.where(LedgerEntry.region_code.startswith(region_code, autoescape=True))
         return await paginate(self.session, stmt, LedgerEntry.created_at, LedgerEntry.id, params)
 
 
@@ -324,7 +386,7 @@ class ReportRepository(RepositoryBase[LedgerEntry]):
         conditions = [
             LedgerEntry.region_code.is_not(None),
             LedgerEntry.currency == currency,
-            LedgerEntry.kind.in_(("spent", "refunded", "in_kind_delivered")),
+            LedgerEntry.kind.in_((LedgerKind.spent, LedgerKind.refunded, LedgerKind.in_kind_delivered)),
             *_window(LedgerEntry.created_at, since, until),
         ]
         if prefix:
@@ -342,7 +404,7 @@ class ReportRepository(RepositoryBase[LedgerEntry]):
         """(region, sites that confirmed a receipt, beneficiaries they reported) for receipts in the window."""
         region = func.substr(Shipment.region_code, 1, digits)
         conditions = [
-            Shipment.status.in_(("received", "received_with_problem")),
+            Shipment.status.in_((ShipmentStatus.received, ShipmentStatus.received_with_problem)),
             *_window(Shipment.received_at, since, until),
         ]
         if prefix:

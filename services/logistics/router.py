@@ -28,7 +28,7 @@ from services.logistics.errors import (
     TrackingCodeNotFound,
     WrongPin,
 )
-from services.logistics.models import Feedback, Procurement, Shipment
+from services.logistics.models import Feedback, LedgerKind, Procurement, ProcurementStatus, Shipment
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal, require_in_region
 from shared.catalog import UnknownItem
@@ -36,7 +36,7 @@ from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, p
 from shared.etag import if_match_version, not_modified, set_etag
 from shared.html import html_response
 from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
-from shared.vocabulary import RegionPrefix, Timestamp
+from shared.vocabulary import RegionPrefix, ShipmentStatus, Timestamp
 
 router = service_router(prefix="/v1", tags=["logistics"])
 
@@ -77,7 +77,7 @@ async def list_shipments(
     principal: CurrentPrincipal,
     session: SessionDep,
     page: SyncPageQuery,
-    status: schemas.ShipmentStatus | None = None,
+    status: ShipmentStatus | None = None,
     destination_site_id: uuid.UUID | None = None,
     need_id: uuid.UUID | None = None,
     offer_id: uuid.UUID | None = None,
@@ -219,7 +219,7 @@ async def list_procurements(
     principal: Buyer,
     session: SessionDep,
     page: PageQuery,
-    status: schemas.ProcurementStatus | None = None,
+    status: ProcurementStatus | None = None,
     offer_id: Annotated[uuid.UUID | None, Query(description="Orders paid from this pledge.")] = None,
 ) -> Page[schemas.Procurement]:
     """Procurement orders, newest first."""
@@ -287,7 +287,7 @@ async def list_ledger(
     principal: Staff,
     session: SessionDep,
     page: PageQuery,
-    kind: schemas.LedgerKind | None = None,
+    kind: LedgerKind | None = None,
     offer_id: uuid.UUID | None = None,
     procurement_id: uuid.UUID | None = None,
     shipment_id: uuid.UUID | None = None,

@@ -9,21 +9,11 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
-from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, Timestamp
+from services.logistics.models import LedgerKind, ProcurementStatus
+from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, ShipmentStatus, Timestamp
 
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(max_length=2000)]
-
-
-class ShipmentStatus(StrEnum):
-    planned = "planned"
-    picked_up = "picked_up"
-    in_transit = "in_transit"
-    delivered = "delivered"
-    received = "received"
-    received_with_problem = "received_with_problem"
-    not_received = "not_received"
-    cancelled = "cancelled"
 
 
 class StatusChange(StrEnum):
@@ -163,7 +153,7 @@ class ShipmentLine(BaseModel):
 class HistoryEntry(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    status: str
+    status: ShipmentStatus
     location: str | None
     note: str | None
     leg: int | None
@@ -198,13 +188,6 @@ class Shipment(BaseModel):
 
 
 # --- procurement ------------------------------------------------------------------------------------------
-
-
-class ProcurementStatus(StrEnum):
-    draft = "draft"
-    ordered = "ordered"
-    received = "received"
-    cancelled = "cancelled"
 
 
 class Supplier(BaseModel):
@@ -304,15 +287,6 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Note | None = None
-
-
-class LedgerKind(StrEnum):
-    pledged = "pledged"
-    pledge_withdrawn = "pledge_withdrawn"
-    spent = "spent"
-    refunded = "refunded"
-    in_kind_offered = "in_kind_offered"
-    in_kind_delivered = "in_kind_delivered"
 
 
 class LedgerEntry(BaseModel):

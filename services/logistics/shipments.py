@@ -20,18 +20,23 @@ from shared.errors import Forbidden, InvalidRequest
 from shared.etag import IfMatch, check_version
 from shared.events import EventType, publish
 from shared.pagination import PageParams
+from shared.vocabulary import ON_THE_WAY_SHIPMENT_STATUSES, ShipmentStatus
 
 # Where each status may go by `POST …/status`; receipt (with the PIN) settles picked-up, moving or delivered
 # shipments as received, received_with_problem or not_received.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "planned": frozenset({"picked_up", "cancelled"}),
-    "picked_up": frozenset({"in_transit", "delivered", "not_received"}),
-    "in_transit": frozenset({"in_transit", "delivered", "not_received"}),
-    "delivered": frozenset({"not_received"}),
+TRANSITIONS: dict[ShipmentStatus, frozenset[ShipmentStatus]] = {
+    ShipmentStatus.planned: frozenset({ShipmentStatus.picked_up, ShipmentStatus.cancelled}),
+    ShipmentStatus.picked_up: frozenset(
+        {ShipmentStatus.in_transit, ShipmentStatus.delivered, ShipmentStatus.not_received}
+    ),
+    ShipmentStatus.in_transit: frozenset(
+        {ShipmentStatus.in_transit, ShipmentStatus.delivered, ShipmentStatus.not_received}
+    ),
+    ShipmentStatus.delivered: frozenset({ShipmentStatus.not_received}),
 }
-RECEIVABLE = frozenset({"picked_up", "in_transit", "delivered"})
-SETTLED = frozenset({"received", "received_with_problem", "not_received"})
-EDITABLE = frozenset({"planned", "picked_up", "in_transit"})
+RECEIVABLE = ON_THE_WAY_SHIPMENT_STATUSES
+SETTLED = frozenset({ShipmentStatus.received, ShipmentStatus.received_with_problem, ShipmentStatus.not_received})
+EDITABLE = frozenset({ShipmentStatus.planned, ShipmentStatus.picked_up, ShipmentStatus.in_transit})
 
 
 def new_pin() -> str:
@@ -68,7 +73,7 @@ def origin_key(origin: dict[str, Any], offer_org: str | None) -> str:
     return f"{offer_org or '-'}@{where}"[:200]
 
 
-def _line_event(line: ShipmentLine, status: str) -> events.ShipmentLineData:
+def _line_event(line: ShipmentLine, status: ShipmentStatus) -> events.ShipmentLineData:
     data = events.ShipmentLineData.model_validate(line, from_attributes=True)
     # Picked up, moving or handed over and not yet confirmed: on its way (RECEIVABLE are exactly those).
     data.quantity_in_transit = line.quantity if status in RECEIVABLE else 0
@@ -102,8 +107,20 @@ async def emit_shipment(
     await publish(session, type_, shipment_event(shipment, location, note), subject=str(shipment.id))
 
 
-def record_update(shipment: Shipment, status: str, actor: str, at: datetime, **details: Any) -> None:
-    shipment.history.append(ShipmentUpdate(id=uuid.uuid4(), status=status, actor=actor, at=at, **details))
+def record_update(
+    shipment: Shipment,
+    status: ShipmentStatus,
+    actor: str,
+    at: datetime,
+    *,
+    location: str | None = None,
+    note: str | None = None,
+    leg: int | None = None,
+) -> None:
+    """One step of the shipment's status history."""
+    shipment.history.append(
+        ShipmentUpdate(id=uuid.uuid4(), status=status, actor=actor, at=at, location=location, note=note, leg=leg)
+    )
 
 
 async def get_shipment(session: AsyncSession, shipment_id: uuid.UUID, *, for_update: bool = False) -> Shipment:
@@ -114,9 +131,25 @@ async def get_shipment(session: AsyncSession, shipment_id: uuid.UUID, *, for_upd
 
 
 async def list_shipments(
-    session: AsyncSession, params: PageParams, **filters: Any
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    status: ShipmentStatus | None = None,
+    destination_site_id: uuid.UUID | None = None,
+    need_id: uuid.UUID | None = None,
+    offer_id: uuid.UUID | None = None,
+    proposal_id: uuid.UUID | None = None,
+    region_code: str | None = None,
 ) -> tuple[list[Shipment], str | None]:
-    return await ShipmentRepository(session).search(params, **filters)
+    return await ShipmentRepository(session).search(
+        params,
+        status=status,
+        destination_site_id=destination_site_id,
+        need_id=need_id,
+        offer_id=offer_id,
+        proposal_id=proposal_id,
+        region_code=region_code,
+    )
 
 
 async def feedback_of(session: AsyncSession, shipments: list[Shipment]) -> dict[uuid.UUID, Feedback]:
@@ -149,7 +182,7 @@ def _new_shipment(
         destination_org=proposal.destination_org,
         region_code=proposal.region_code,
         legs=[],
-        status="planned",
+        status=ShipmentStatus.planned,
         auto=auto,
         handover_pin=new_pin(),
         pin_failures=0,
@@ -172,7 +205,7 @@ async def plan_accepted(session: AsyncSession, proposal: AcceptedProposal, actor
     created = shipment is None
     if shipment is None:
         shipment = _new_shipment(proposal, proposal.origin, actor, now, auto=True)
-        record_update(shipment, "planned", actor, now, note="from accepted proposals")
+        record_update(shipment, ShipmentStatus.planned, actor, now, note="from accepted proposals")
         repo.add(shipment)
     else:
         shipment.version += 1
@@ -220,7 +253,7 @@ async def create_shipment(session: AsyncSession, principal: Principal, data: sch
             )
         proposal.quantity_planned += quantity
         shipment.lines.append(_line_from(proposal, quantity, i))
-    record_update(shipment, "planned", principal.sub, now, note=data.note)
+    record_update(shipment, ShipmentStatus.planned, principal.sub, now, note=data.note)
     ShipmentRepository(session).add(shipment)
     await emit_shipment(session, events.SHIPMENT_CREATED, shipment)
     return shipment
@@ -260,10 +293,10 @@ async def change_status(
     """Move a shipment along its status machine; anything else is a 409 that changes nothing."""
     shipment = await get_shipment(session, shipment_id, for_update=True)
     require_in_region(principal, shipment.region_code, what="The shipment's destination")
-    target = data.status.value
+    target = ShipmentStatus(data.status.value)
     shipper = principal.is_staff or principal.has(Role.logistics)
     # The receiving site may only report that nothing arrived.
-    if not shipper and not (is_recipient(principal, shipment) and target == "not_received"):
+    if not shipper and not (is_recipient(principal, shipment) and target == ShipmentStatus.not_received):
         raise Forbidden("Carriers, the logistics group and coordinators move shipments along.")
     if target not in TRANSITIONS.get(shipment.status, frozenset()):
         allowed = sorted(TRANSITIONS.get(shipment.status, frozenset()))
@@ -278,11 +311,11 @@ async def change_status(
         )
     now = utcnow()
     shipment.status = target
-    if target == "picked_up":
+    if target == ShipmentStatus.picked_up:
         shipment.picked_up_at = now
-    elif target == "delivered":
+    elif target == ShipmentStatus.delivered:
         shipment.delivered_at = now
-    elif target in ("not_received", "cancelled"):
+    elif target in (ShipmentStatus.not_received, ShipmentStatus.cancelled):
         for line in shipment.lines:
             line.quantity_received, line.quantity_returned = 0, line.quantity
     record_update(shipment, target, principal.sub, now, location=data.location, note=data.note, leg=data.leg)

@@ -20,7 +20,8 @@ import numpy as np
 import numpy.typing as npt
 from ortools.graph.python.min_cost_flow import SimpleMinCostFlow
 
-from services.matching.scoring import Candidates, Policy
+from services.matching.policy import Policy
+from services.matching.scoring import Candidates
 
 I64 = npt.NDArray[np.int64]
 

@@ -16,6 +16,7 @@ from services.matching.models import Decision, Proposal
 from services.matching.policy import current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository
 from services.matching.runs import check_stop, propose
+from services.matching.schemas import ProposalStatus
 from shared.auth import Principal, require_in_region
 from shared.db import utcnow
 from shared.errors import InvalidRequest
@@ -41,13 +42,22 @@ async def proposal_detail(session: AsyncSession, proposal: Proposal) -> schemas.
 
 
 async def list_proposals(
-    session: AsyncSession, params: PageParams, **filters: Any
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    status: ProposalStatus | None,
+    need_id: uuid.UUID | None,
+    offer_id: uuid.UUID | None,
+    need_line_id: uuid.UUID | None,
+    region_code: str | None,
 ) -> tuple[list[Proposal], str | None]:
-    return await ProposalRepository(session).search(params, **filters)
+    return await ProposalRepository(session).search(
+        params, status=status, need_id=need_id, offer_id=offer_id, need_line_id=need_line_id, region_code=region_code
+    )
 
 
 def _check_open(proposal: Proposal, now: datetime) -> None:
-    if proposal.status != "proposed":
+    if proposal.status != ProposalStatus.proposed:
         raise ProposalNotOpen(f"The proposal is {proposal.status}.")
     if proposal.expires_at <= now:
         raise ProposalNotOpen("The proposal has expired.")
@@ -61,7 +71,7 @@ async def accept(
     proposal = await get_proposal(session, proposal_id, for_update=True)
     if principal is not None:
         require_in_region(principal, proposal.region_code, what="The proposal's need")
-    if proposal.status == "accepted" and principal is not None:
+    if proposal.status == ProposalStatus.accepted and principal is not None:
         return proposal  # a retried accept
     now = utcnow()
     _check_open(proposal, now)
@@ -95,7 +105,7 @@ async def accept(
         # these goods: adopting it would ship goods nobody holds.
         taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
     if taken is not None:
-        proposal.status, proposal.reason = "cancelled", taken[:500]
+        proposal.status, proposal.reason = ProposalStatus.cancelled, taken[:500]
         proposal.decided_at, proposal.decided_by = now, actor
         proposal.version += 1
         repo.record(
@@ -116,11 +126,11 @@ async def accept(
         )
         raise LotTaken(
             "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
-            extra={"proposal_status": "cancelled"},
+            extra={"proposal_status": ProposalStatus.cancelled.value},
         )
     if response.status_code not in (200, 201):
         raise SupplyUnavailable(f"Supply answered {response.status_code} to the reservation.")
-    proposal.status = "accepted"
+    proposal.status = ProposalStatus.accepted
     proposal.accepted_quantity = amount
     proposal.reservation_id = uuid.UUID(response.json()["id"])
     proposal.auto = principal is None
@@ -171,7 +181,7 @@ async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.
     require_in_region(principal, proposal.region_code, what="The proposal's need")
     now = utcnow()
     _check_open(proposal, now)
-    proposal.status, proposal.reason = "rejected", reason
+    proposal.status, proposal.reason = ProposalStatus.rejected, reason
     proposal.decided_at, proposal.decided_by = now, principal.sub
     proposal.version += 1
     ProposalRepository(session).record(
@@ -193,7 +203,7 @@ async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
     repo = ProposalRepository(session)
     due = await repo.due_to_expire(utcnow(), 1000)
     for proposal in due:
-        proposal.status, proposal.reason = "expired", "not decided in time"
+        proposal.status, proposal.reason = ProposalStatus.expired, "not decided in time"
         proposal.decided_at, proposal.decided_by = utcnow(), SYSTEM
         proposal.version += 1
         repo.record(Decision(proposal_id=proposal.id, action="expire", quantity=proposal.quantity, actor=SYSTEM))

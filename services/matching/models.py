@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.matching.schemas import ProposalStatus, RunStatus
 from shared.changes import ChangeTracked
 from shared.db import make_kit_tables, new_id, service_metadata
 
@@ -22,6 +23,12 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+
+
+def _status(enum: type[ProposalStatus] | type[RunStatus]) -> Enum:
+    """A status column typed with its enum, stored as before: the value string in a VARCHAR(20) (no database
+    enum type, no constraint)."""
+    return Enum(enum, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
 
 
 class NeedLineView(Base):
@@ -92,7 +99,7 @@ class AllocationRun(Base):
     trigger: Mapped[str] = mapped_column(String(20))  # manual | continuous | periodic | retry
     scope: Mapped[dict[str, Any]] = mapped_column(JSONB)
     policy_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[RunStatus] = mapped_column(_status(RunStatus))
     objective: Mapped[float] = mapped_column(Float)
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB)
     timings: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -122,7 +129,7 @@ class Proposal(ChangeTracked, Base):
     factors: Mapped[dict[str, float]] = mapped_column(JSONB)
     distance_km: Mapped[float] = mapped_column(Float)
     policy_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[ProposalStatus] = mapped_column(_status(ProposalStatus), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
     reservation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     # Set when the reservation's own event reached lot_view, so its quantity is not counted twice.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, any_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, String, Table, and_, any_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.types import TypeEngine
 
@@ -20,9 +21,12 @@ from services.matching.models import (
     NeedLineView,
     PolicyVersion,
     Proposal,
+    ShipmentReturn,
 )
+from services.matching.schemas import ProposalStatus
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import Verdict
 
 ACTIVE_NEED = ("open", "matched", "in_transit")
 AVAILABLE_LOT = ("not_required", "verified")
@@ -58,7 +62,7 @@ def _accepted_by_line() -> Any:
         select(
             Proposal.need_line_id, func.sum(Proposal.accepted_quantity - Proposal.quantity_returned).label("accepted")
         )
-        .where(Proposal.status == "accepted")
+        .where(Proposal.status == ProposalStatus.accepted)
         .group_by(Proposal.need_line_id)
         .subquery()
     )
@@ -68,7 +72,7 @@ def _unprojected_by_lot() -> Any:
     """Accepted quantity whose reservation event has not reached lot_view yet."""
     return (
         select(Proposal.lot_id, func.sum(Proposal.accepted_quantity).label("pending"))
-        .where(Proposal.status == "accepted", Proposal.reservation_projected.is_(False))
+        .where(Proposal.status == ProposalStatus.accepted, Proposal.reservation_projected.is_(False))
         .group_by(Proposal.lot_id)
         .subquery()
     )
@@ -84,6 +88,31 @@ _PUT_BACK = text(
         attempts = GREATEST(d.attempts, excluded.attempts),
         not_before = excluded.not_before,
         last_error = excluded.last_error
+    """
+)
+
+
+_LOT_UPSERT = text(
+    """
+    INSERT INTO matching.lot_view AS v (lot_id, offer_id, lot_version, offer_version, org, item_code, quantity,
+        quantity_reserved, lat, lon, region_code, available_from, expires_at, verification, verification_version,
+        offer_status, restrictions, updated_at)
+    VALUES (:lot_id, :offer_id, :lot_version, :offer_version, :org, :item_code, :quantity, :quantity_reserved,
+        :lat, :lon, :region_code, :available_from, :expires_at, :verification, :lot_version, :offer_status,
+        CAST(:restrictions AS jsonb), now())
+    ON CONFLICT (lot_id) DO UPDATE SET
+        offer_status = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.offer_status
+                            ELSE v.offer_status END,
+        restrictions = CASE WHEN excluded.offer_version > v.offer_version THEN excluded.restrictions
+                            ELSE v.restrictions END,
+        offer_version = GREATEST(v.offer_version, excluded.offer_version),
+        verification = CASE WHEN excluded.lot_version > v.verification_version THEN excluded.verification
+                            ELSE v.verification END,
+        verification_version = GREATEST(v.verification_version, excluded.lot_version),
+        quantity_reserved = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity_reserved
+                                 ELSE v.quantity_reserved END,
+        lot_version = GREATEST(v.lot_version, excluded.lot_version),
+        updated_at = now()
     """
 )
 
@@ -135,7 +164,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             .subquery()
         )
         a = active.c
-        conditions: list[ColumnElement[bool]] = [a.verification != "rejected", a.quantity - a.matched > 0]
+        conditions: list[ColumnElement[bool]] = [a.verification != Verdict.rejected, a.quantity - a.matched > 0]
         if region_code:
             conditions.append(a.region_code.startswith(region_code, autoescape=True))
         if item_codes:
@@ -219,6 +248,53 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
 
     async def lot(self, lot_id: uuid.UUID) -> LotView | None:
         return await self.session.get(LotView, lot_id)
+
+    async def lock_need(self, need_id: uuid.UUID) -> None:
+        """Until the transaction ends, no other transaction projects a version of this need."""
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"need-lines:{need_id}", 0)))
+        )
+
+    async def newest_need_version(self, need_id: uuid.UUID) -> int | None:
+        stmt = select(func.max(NeedLineView.need_version)).where(NeedLineView.need_id == need_id)
+        return await self.session.scalar(stmt)
+
+    async def upsert_lines(self, rows: list[dict[str, Any]]) -> None:
+        """Need lines in, each replacing its row only when from a newer need version."""
+        if not rows:
+            return
+        t = NeedLineView.__table__
+        assert isinstance(t, Table)
+        stmt = insert(t).values(rows)
+        updatable = [c for c in rows[0] if c not in ("line_id",)]
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.line_id],
+                set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": func.now()},
+                where=t.c.need_version < stmt.excluded.need_version,
+            )
+        )
+
+    async def drop_older_lines(self, need_id: uuid.UUID, version: int, *, keep: Sequence[uuid.UUID]) -> None:
+        """The need's lines from versions before `version`, except those in `keep`, leave the projection."""
+        await self.session.execute(
+            delete(NeedLineView).where(
+                NeedLineView.need_id == need_id,
+                NeedLineView.need_version < version,
+                NeedLineView.line_id.notin_(keep),
+            )
+        )
+
+    async def upsert_lot(self, row: dict[str, Any]) -> None:
+        """A lot from an offer event: the offer's fields from the newest offer version, the lot's from the newest
+        lot version."""
+        await self.session.execute(_LOT_UPSERT, {**row, "restrictions": json.dumps(row["restrictions"])})
+
+    async def mark_dirty(self, item_codes: set[str]) -> None:
+        """Queue the items for a debounced continuous run."""
+        if item_codes:
+            stmt = insert(DirtyScope).values([{"item_code": c} for c in sorted(item_codes)]).on_conflict_do_nothing()
+            await self.session.execute(stmt)
 
     async def mark_first_matched(self, line_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
@@ -318,7 +394,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
             return []
         stmt = (
             select(Proposal)
-            .where(Proposal.need_line_id == _ids(line_ids), Proposal.status == "proposed")
+            .where(Proposal.need_line_id == _ids(line_ids), Proposal.status == ProposalStatus.proposed)
             .order_by(Proposal.id)  # every run locks in one order, so two runs never deadlock each other
             .with_for_update()
         )
@@ -326,7 +402,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
 
     async def supersede(self, proposals: list[Proposal], run_id: uuid.UUID, now: datetime) -> list[Proposal]:
         for p in proposals:
-            p.status, p.reason = "cancelled", f"superseded by run {run_id}"
+            p.status, p.reason = ProposalStatus.cancelled, f"superseded by run {run_id}"
             p.decided_at, p.decided_by = now, "matching"
             p.version += 1
             self.session.add(
@@ -339,19 +415,33 @@ class ProposalRepository(RepositoryBase[Proposal]):
         stmt = select(Proposal).where(Proposal.run_id == run_id).order_by(Proposal.score.desc(), Proposal.id)
         return list((await self.session.execute(stmt)).scalars())
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Proposal], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        status: ProposalStatus | None,
+        need_id: uuid.UUID | None,
+        offer_id: uuid.UUID | None,
+        need_line_id: uuid.UUID | None,
+        region_code: str | None,
+    ) -> tuple[list[Proposal], str | None]:
         stmt = select(Proposal)
-        for key in ("status", "need_id", "offer_id", "need_line_id", "lot_id", "run_id"):
-            if filters.get(key):
-                stmt = stmt.where(getattr(Proposal, key) == filters[key])
-        if filters.get("region_code"):
-            stmt = stmt.where(Proposal.region_code.startswith(filters["region_code"], autoescape=True))
+        if status:
+            stmt = stmt.where(Proposal.status == status)
+        if need_id:
+            stmt = stmt.where(Proposal.need_id == need_id)
+        if offer_id:
+            stmt = stmt.where(Proposal.offer_id == offer_id)
+        if need_line_id:
+            stmt = stmt.where(Proposal.need_line_id == need_line_id)
+        if region_code:
+            stmt = stmt.where(Proposal.region_code.startswith(region_code, autoescape=True))
         return await paginate(self.session, stmt, Proposal.created_at, Proposal.id, params)
 
     async def due_to_expire(self, now: datetime, limit: int) -> list[Proposal]:
         stmt = (
             select(Proposal)
-            .where(Proposal.status == "proposed", Proposal.expires_at < now)
+            .where(Proposal.status == ProposalStatus.proposed, Proposal.expires_at < now)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -360,17 +450,56 @@ class ProposalRepository(RepositoryBase[Proposal]):
     async def auto_acceptable(self, run_id: uuid.UUID, threshold: float) -> list[uuid.UUID]:
         stmt = (
             select(Proposal.id)
-            .where(Proposal.run_id == run_id, Proposal.status == "proposed", Proposal.score >= threshold)
+            .where(Proposal.run_id == run_id, Proposal.status == ProposalStatus.proposed, Proposal.score >= threshold)
             .order_by(Proposal.score.desc())
         )
         return list((await self.session.execute(stmt)).scalars())
 
-    async def mark_projected(self, reference: uuid.UUID) -> None:
-        await self.session.execute(
-            update(Proposal)
-            .where(Proposal.id == reference, or_(Proposal.reservation_projected.is_(False)))
-            .values(reservation_projected=True)
+    async def mark_projected(self, proposal_id: uuid.UUID) -> bool:
+        """The proposal's reservation is counted in lot_view now; False when there is no such proposal."""
+        result = await self.session.execute(
+            update(Proposal).where(Proposal.id == proposal_id).values(reservation_projected=True).returning(Proposal.id)
         )
+        return result.first() is not None
+
+    async def record_returns(self, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        """Shipment lines' returned quantities, each kept from the newest shipment version seen; the proposals
+        whose lines changed."""
+        t = ShipmentReturn.__table__
+        assert isinstance(t, Table)
+        stmt = insert(t).values(rows)
+        result = await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.shipment_line_id],
+                set_={c: stmt.excluded[c] for c in ("proposal_id", "quantity_returned", "version")},
+                where=t.c.version < stmt.excluded.version,
+            ).returning(t.c.proposal_id)
+        )
+        return set(result.scalars())
+
+    async def sum_returns(self, ids: list[uuid.UUID]) -> set[str]:
+        """Each accepted proposal's quantity_returned becomes the sum over its shipment lines (at most what was
+        accepted); the item codes of those that changed. Locked first, summed after, in statements of their own:
+        a concurrent handler's lines are then counted."""
+        await self.session.execute(
+            select(Proposal.id).where(Proposal.id.in_(ids)).order_by(Proposal.id).with_for_update()
+        )
+        t = ShipmentReturn.__table__
+        returned = func.least(
+            select(func.coalesce(func.sum(t.c.quantity_returned), 0))
+            .where(t.c.proposal_id == Proposal.id)
+            .scalar_subquery(),
+            func.coalesce(Proposal.accepted_quantity, 0),
+        )
+        result = await self.session.execute(
+            update(Proposal)
+            .where(
+                Proposal.id.in_(ids), Proposal.status == ProposalStatus.accepted, Proposal.quantity_returned != returned
+            )
+            .values(quantity_returned=returned)
+            .returning(Proposal.item_code)
+        )
+        return set(result.scalars())
 
     async def decisions(self, proposal_id: uuid.UUID) -> list[Decision]:
         stmt = select(Decision).where(Decision.proposal_id == proposal_id).order_by(Decision.created_at, Decision.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Query, Request, Response, status
 
@@ -76,7 +76,7 @@ async def list_proposals(
     principal: Staff,
     session: SessionDep,
     page: SyncPageQuery,
-    status: Literal["proposed", "accepted", "rejected", "expired", "cancelled"] | None = None,
+    status: schemas.ProposalStatus | None = None,
     need_id: uuid.UUID | None = None,
     offer_id: uuid.UUID | None = None,
     need_line_id: uuid.UUID | None = None,
@@ -146,7 +146,7 @@ async def reject_proposal(
 
 
 @router.get("/policy", responses=problem_responses())
-async def get_policy(principal: Staff, session: SessionDep, response: Response) -> schemas.Policy:
+async def get_policy(principal: Staff, session: SessionDep, response: Response) -> schemas.PolicyRecord:
     """The current scoring policy: factor weights, tiers and thresholds, with its version."""
     current, row = await policy.current_policy(session)
     set_etag(response, current.version)
@@ -155,8 +155,8 @@ async def get_policy(principal: Staff, session: SessionDep, response: Response) 
 
 @router.put("/policy", responses=problem_responses(Forbidden, InvalidPolicy, PreconditionFailed, PreconditionRequired))
 async def put_policy(
-    data: schemas.PolicyBody, request: Request, principal: Coordinator, session: SessionDep, response: Response
-) -> schemas.Policy:
+    data: policy.Policy, request: Request, principal: Coordinator, session: SessionDep, response: Response
+) -> schemas.PolicyRecord:
     """Write a new policy version (send If-Match with the current version's ETag)."""
     expected = if_match_version(request)
     written, row = await policy.put_policy(session, principal, data, expected)

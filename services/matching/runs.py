@@ -17,9 +17,10 @@ from services.matching import events, schemas
 from services.matching.allocation import Allocation, allocate, cancel_solving
 from services.matching.errors import NeedLineNotFound, RunNotFound
 from services.matching.models import AllocationRun, Proposal
-from services.matching.policy import current_policy
+from services.matching.policy import Policy, current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository, RunRepository
-from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
+from services.matching.schemas import ProposalStatus, RunStatus
+from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.events import publish
@@ -37,7 +38,7 @@ def _lot_items_for(line_items: set[str]) -> set[str]:
     for code in line_items:
         item = catalog.get(code)
         if item is not None:
-            out.update(item.substitutes)
+            out |= set(item.substitutes)
     return out
 
 
@@ -191,7 +192,7 @@ async def propose(
         trigger=trigger,
         scope=scope.model_dump(exclude_none=True),
         policy_version=policy.version,
-        status="completed",
+        status=RunStatus.completed,
         objective=round(float(result.objective), 3),
         created_by=actor,
         counts={},
@@ -231,7 +232,7 @@ async def propose(
                 factors=cand.breakdown(i),
                 distance_km=round(float(cand.distance_km[i]), 1),
                 policy_version=policy.version,
-                status="proposed",
+                status=ProposalStatus.proposed,
                 auto=False,
                 expires_at=expires,
                 created_at=now,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -11,31 +12,36 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from shared.vocabulary import ItemCode, RegionPrefix
 
 
+class ProposalStatus(StrEnum):
+    proposed = "proposed"
+    accepted = "accepted"
+    rejected = "rejected"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+class RunStatus(StrEnum):
+    completed = "completed"
+
+
 class Tier(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    share: Annotated[float, Field(gt=0, le=1, description="Share of a need line's remaining demand.")]
-    value: Annotated[int, Field(gt=0, le=100_000, description="Value per unit allocated within this tier.")]
+    share: float = Field(description="Share of a need line's remaining demand.")
+    value: int = Field(description="Value per unit allocated within this tier.")
 
 
-class PolicyBody(BaseModel):
-    """Factor weights and thresholds. Tiers of decreasing value spread scarce supply across needs."""
+class PolicyRecord(BaseModel):
+    """A stored policy version (the body written with PUT is `services.matching.policy.Policy`)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    weights: dict[str, Annotated[float, Field(ge=0, le=1000)]]
-    tiers: Annotated[list[Tier], Field(min_length=1, max_length=10)]
-    require_verified_need: bool = False
-    speed_kmh: Annotated[float, Field(gt=0, le=2000)] = 40.0
-    default_distance_km: Annotated[float, Field(ge=0, le=5000)] = 50.0
-    max_distance_km: Annotated[float, Field(gt=0, le=20000)] = 1500.0
-    max_candidates_per_line: Annotated[int, Field(ge=1, le=1000)] = 100
-    auto_accept_score: Annotated[float, Field(ge=0)] | None = None
-    proposal_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 6 * 3600
-
-
-class Policy(PolicyBody):
     version: int
+    weights: dict[str, float]
+    tiers: list[Tier]
+    require_verified_need: bool
+    speed_kmh: float
+    default_distance_km: float
+    max_distance_km: float
+    max_candidates_per_line: int
+    auto_accept_score: float | None
+    proposal_ttl_seconds: int
     created_at: datetime | None = None
     created_by: str | None = None
 
@@ -92,7 +98,7 @@ class Proposal(BaseModel):
     factors: dict[str, float]
     distance_km: float
     policy_version: int
-    status: str
+    status: ProposalStatus
     auto: bool
     reservation_id: uuid.UUID | None
     reason: str | None
@@ -124,7 +130,7 @@ class AllocationRun(BaseModel):
     trigger: str
     scope: dict[str, Any]
     policy_version: int
-    status: str
+    status: RunStatus
     objective: float
     counts: dict[str, int]
     timings: dict[str, float]

@@ -3,33 +3,19 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import pairwise
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from services.matching.policy import FACTORS, Policy
 from services.matching.search import Found, NearestSearch, TimeLimits, keep_nearest, unit_vectors
 from shared.catalog import Catalog, get_catalog
 
-FACTORS = ("urgency", "deadline_slack", "distance", "quantity_fit", "expiry_pressure", "substitute", "equity")
-
-DEFAULT_WEIGHTS: Mapping[str, float] = {
-    "urgency": 30.0,
-    "deadline_slack": 15.0,
-    "distance": 15.0,
-    "quantity_fit": 10.0,
-    "expiry_pressure": 10.0,
-    "substitute": 10.0,
-    "equity": 20.0,
-}
-DEFAULT_TIERS: tuple[tuple[float, int], ...] = ((0.25, 400), (0.25, 150), (0.5, 40))
 URGENCY_VALUES: Mapping[str, float] = {"critical": 1.0, "high": 0.7, "normal": 0.4, "low": 0.1}
 NO_DEADLINE_SLACK = 0.2
 SLACK_HORIZON_DAYS = 30.0
@@ -42,144 +28,6 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 Obj = npt.NDArray[np.object_]
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Factor weights and allocation thresholds; immutable, one object per stored version."""
-
-    version: int = 1
-    weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType(dict(DEFAULT_WEIGHTS)))
-    tiers: tuple[tuple[float, int], ...] = DEFAULT_TIERS
-    require_verified_need: bool = False
-    speed_kmh: float = 40.0
-    default_distance_km: float = 50.0
-    max_distance_km: float = 1500.0
-    max_candidates_per_line: int = 100
-    auto_accept_score: float | None = None
-    proposal_ttl_seconds: int = 6 * 3600
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.weights) - set(FACTORS))
-        if unknown:
-            raise ValueError(f"unknown factor(s) in weights: {', '.join(unknown)} (known: {', '.join(FACTORS)})")
-        for name, weight in self.weights.items():
-            if not _is_number(weight) or not math.isfinite(weight):
-                raise ValueError(f"weight of {name!r} must be a finite number, got {weight!r}")
-            if weight < 0:
-                raise ValueError(f"weight of {name!r} must not be negative, got {weight}")
-        # Factors left out keep their default weight, so a policy may name only what it changes.
-        weights = {f: float(self.weights.get(f, DEFAULT_WEIGHTS[f])) for f in FACTORS}
-        object.__setattr__(self, "weights", MappingProxyType(weights))
-        if not self.tiers:
-            raise ValueError("tiers must not be empty")
-        for tier in self.tiers:
-            if len(tier) != 2 or not _is_number(tier[0]) or not isinstance(tier[1], int) or isinstance(tier[1], bool):
-                raise ValueError(f"each tier must be [share, integer value per unit], got {tier!r}")
-            if not tier[0] > 0:
-                raise ValueError(f"tier shares must be positive, got {tier[0]!r}")
-            if tier[1] <= 0:
-                raise ValueError(f"tier values must be positive, got {tier[1]!r}")
-        total = sum(share for share, _ in self.tiers)
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(f"tier shares must sum to 1, got {total!r}")
-        values = [value for _, value in self.tiers]
-        if any(b >= a for a, b in pairwise(values)):
-            raise ValueError(f"tier values must be strictly decreasing, got {values}")
-        object.__setattr__(self, "tiers", tuple((float(s), int(v)) for s, v in self.tiers))
-        for name in ("speed_kmh", "max_distance_km"):
-            value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not _is_number(self.default_distance_km) or not 0 <= self.default_distance_km < math.inf:
-            raise ValueError(f"default_distance_km must be a non-negative number, got {self.default_distance_km!r}")
-        if (
-            not _is_number(self.max_candidates_per_line)
-            or not isinstance(self.max_candidates_per_line, int)
-            or self.max_candidates_per_line < 1
-        ):
-            raise ValueError(
-                f"max_candidates_per_line must be a positive integer, got {self.max_candidates_per_line!r}"
-            )
-        if self.auto_accept_score is not None and (
-            not _is_number(self.auto_accept_score) or not 0 <= self.auto_accept_score < math.inf
-        ):
-            raise ValueError(f"auto_accept_score must be null or a non-negative number, got {self.auto_accept_score!r}")
-        if (
-            not _is_number(self.proposal_ttl_seconds)
-            or not isinstance(self.proposal_ttl_seconds, int)
-            or self.proposal_ttl_seconds <= 0
-        ):
-            raise ValueError(f"proposal_ttl_seconds must be a positive integer, got {self.proposal_ttl_seconds!r}")
-        if not isinstance(self.require_verified_need, bool):
-            raise ValueError(f"require_verified_need must be a boolean, got {self.require_verified_need!r}")
-        for name in ("speed_kmh", "default_distance_km", "max_distance_km"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        if self.auto_accept_score is not None:
-            object.__setattr__(self, "auto_accept_score", float(self.auto_accept_score))
-
-    def __hash__(self) -> int:
-        return hash(json.dumps(self.to_json(), sort_keys=True))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "weights": dict(self.weights),
-            "tiers": [[share, value] for share, value in self.tiers],
-            "require_verified_need": self.require_verified_need,
-            "speed_kmh": self.speed_kmh,
-            "default_distance_km": self.default_distance_km,
-            "max_distance_km": self.max_distance_km,
-            "max_candidates_per_line": self.max_candidates_per_line,
-            "auto_accept_score": self.auto_accept_score,
-            "proposal_ttl_seconds": self.proposal_ttl_seconds,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], version: int) -> Policy:
-        """A policy from its JSON form; `version` wins over any "version" key. Raises ValueError."""
-        known = {"version", "weights", "tiers", *_SCALARS}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown policy field(s): {', '.join(unknown)}")
-        kwargs: dict[str, Any] = {k: data[k] for k in _SCALARS if k in data}
-        for name in ("max_candidates_per_line", "proposal_ttl_seconds"):
-            value = kwargs.get(name)
-            if isinstance(value, float) and value.is_integer():
-                kwargs[name] = int(value)
-        if "weights" in data:
-            if not isinstance(data["weights"], Mapping):
-                raise ValueError("weights must be an object of factor name to weight")
-            kwargs["weights"] = dict(data["weights"])
-        if "tiers" in data:
-            tiers = data["tiers"]
-            if not isinstance(tiers, Sequence) or isinstance(tiers, str):
-                raise ValueError("tiers must be a list of [share, value] pairs")
-            parsed: list[tuple[float, int]] = []
-            for tier in tiers:
-                if not isinstance(tier, Sequence) or isinstance(tier, str) or len(tier) != 2:
-                    raise ValueError(f"each tier must be [share, value], got {tier!r}")
-                share, value = tier
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                parsed.append((share, value))
-            kwargs["tiers"] = tuple(parsed)
-        return cls(version=version, **kwargs)
-
-
-_SCALARS = (
-    "require_verified_need",
-    "speed_kmh",
-    "default_distance_km",
-    "max_distance_km",
-    "max_candidates_per_line",
-    "auto_accept_score",
-    "proposal_ttl_seconds",
-)
 
 
 def _epoch(value: datetime | float | None) -> float:

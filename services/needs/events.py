@@ -1,4 +1,5 @@
-"""Event types the needs service publishes."""
+"""Event types the needs service publishes, and the handlers it runs for the matching and logistics streams
+(the roll-up of matched, in-transit and delivered quantities into each need's lines and status)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events import register_event_type
+from services.needs import schemas
+from services.needs.models import Need, Site
+from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
+from shared.db import utcnow
+from shared.events import CloudEvent, EventType, publish, register_event_type
+from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus
 
 
 class SiteData(BaseModel):
@@ -80,3 +87,146 @@ NEED_PROGRESSED = register_event_type(
     "Matched or delivered quantities of a need's lines changed, and with them perhaps its rolled-up status.",
     NeedData,
 )
+
+
+# --- payloads ---------------------------------------------------------------------------------------------
+
+
+def site_data(site: Site) -> SiteData:
+    return SiteData.model_validate(site, from_attributes=True)
+
+
+def need_data(need: Need | schemas.Need, site: Site | SiteRef, reason: str | None = None) -> NeedData:
+    return NeedData(
+        id=need.id,
+        site_id=need.site_id,
+        org=need.org,
+        site_kind=site.kind,
+        region_code=need.region_code,
+        lat=site.lat,
+        lon=site.lon,
+        title=need.title,
+        urgency=need.urgency,
+        needed_by=need.needed_by,
+        beneficiaries=need.beneficiaries,
+        status=need.status,
+        verification=need.verification,
+        duplicate_of=need.duplicate_of,
+        version=need.version,
+        created_at=need.created_at,
+        reason=reason,
+        lines=[NeedLineData.model_validate(line, from_attributes=True) for line in need.lines],
+    )
+
+
+async def publish_need(
+    session: AsyncSession, type_: EventType, need: Need, site: Site | SiteRef | None = None, reason: str | None = None
+) -> None:
+    """Publish the need's state after a change (its site is read when not given)."""
+    if site is None:
+        site = await SiteRepository(session).get(need.site_id)
+        assert site is not None  # a need's site is a foreign key and never deleted
+    await publish(session, type_, need_data(need, site, reason), subject=str(need.id))
+
+
+# --- roll-up from other services' events -------------------------------------------------------------------
+
+
+def rolled_up_status(need: Need) -> NeedStatus:
+    """A need's status from its lines: fulfilled when every line is delivered, else the most advanced work
+    still under way (in transit, then matched), else open (what came short or was returned is open again)."""
+    if need.status not in ACTIVE_NEED_STATUSES:
+        return need.status
+    lines = need.lines
+    if all(line.quantity_delivered >= line.quantity for line in lines):
+        return NeedStatus.fulfilled
+    if any(line.quantity_in_transit > 0 for line in lines):
+        return NeedStatus.in_transit
+    if any(line.quantity_matched > line.quantity_delivered for line in lines):
+        return NeedStatus.matched
+    return NeedStatus.open
+
+
+async def _roll_up(session: AsyncSession, need: Need) -> None:
+    """Recompute the need's lines from the rows the roll-up keeps (the need is locked), then its status; publish
+    need.progressed only when something changed, so a late or repeated event leaves no trace."""
+    totals = await RollupRepository(session).line_totals(need.id)
+    changed = False
+    for line in need.lines:
+        got = totals.get(line.id)
+        new = (got.matched, got.in_transit, got.delivered) if got else (0, 0, 0)
+        if (line.quantity_matched, line.quantity_in_transit, line.quantity_delivered) != new:
+            line.quantity_matched, line.quantity_in_transit, line.quantity_delivered = new
+            changed = True
+    status = rolled_up_status(need)
+    if not changed and status == need.status:
+        return
+    need.status = status
+    need.version += 1
+    need.updated_at = utcnow()
+    await session.flush()
+    await publish_need(session, NEED_PROGRESSED, need)
+
+
+async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> None:
+    repo = NeedRepository(session)
+    for need_id in sorted(need_ids):  # one lock order for every handler
+        need = await repo.get_with_lines(need_id, for_update=True)
+        if need is not None:
+            await _roll_up(session, need)
+
+
+async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
+    """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
+    proposal is kept with its version; the line's quantity_matched is the sum over its proposals."""
+    if event.type != "reliefhub.matching.proposal.accepted":
+        return
+    d = event.data
+    changed = await RollupRepository(session).record_matches(
+        [
+            {
+                "proposal_id": uuid.UUID(d["id"]),
+                "need_id": uuid.UUID(d["need_id"]),
+                "need_line_id": uuid.UUID(d["need_line_id"]),
+                "quantity": int(d["quantity"]),
+                "version": int(d.get("version") or 0),
+            }
+        ]
+    )
+    await _roll_up_needs(session, changed)
+
+
+# Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
+_ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
+
+
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
+    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
+    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
+    received or was cancelled leaves quantity_matched, so the line is open for it again."""
+    if not event.type.startswith("reliefhub.logistics.shipment."):
+        return
+    d = event.data
+    status, version = d["status"], int(d["version"])
+    rows = []
+    for line in d["lines"]:
+        if not (line.get("need_id") and line.get("need_line_id")):
+            continue
+        in_transit, delivered = line.get("quantity_in_transit"), line.get("quantity_delivered")
+        if in_transit is None:  # an event from before these fields existed
+            in_transit = line["quantity"] if status in _ON_THE_WAY else 0
+            delivered = line.get("quantity_received") or 0
+        rows.append(
+            {
+                "shipment_line_id": uuid.UUID(line["id"]),
+                "shipment_id": uuid.UUID(d["id"]),
+                "need_id": uuid.UUID(line["need_id"]),
+                "need_line_id": uuid.UUID(line["need_line_id"]),
+                "quantity_in_transit": int(in_transit),
+                "quantity_delivered": int(delivered or 0),
+                "quantity_returned": int(line.get("quantity_returned") or 0),
+                "version": version,
+            }
+        )
+    await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.needs.events import on_logistics_event, on_matching_event
 from services.needs.models import Base, kit
 from services.needs.router import router
-from services.needs.service import expire_stale_needs, on_logistics_event, on_matching_event
+from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import PeriodicJob, ServiceSpec, Subscription

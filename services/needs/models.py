@@ -10,7 +10,8 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.changes import ChangeTracked
-from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
+from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
+from shared.vocabulary import NeedStatus, SiteKind, Urgency, Verification
 
 SCHEMA = "needs"
 
@@ -28,7 +29,7 @@ class Site(TimestampedMixin, VersionedMixin, Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
     org: Mapped[str] = mapped_column(String(100), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(30))
+    kind: Mapped[SiteKind] = mapped_column(enum_type(SiteKind, length=30))
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     address: Mapped[str | None] = mapped_column(String(500))
     lat: Mapped[float | None] = mapped_column(Float)
@@ -47,11 +48,13 @@ class Need(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     org: Mapped[str] = mapped_column(String(100), index=True)
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     title: Mapped[str] = mapped_column(String(300))
-    urgency: Mapped[str] = mapped_column(String(20))
+    urgency: Mapped[Urgency] = mapped_column(enum_type(Urgency, length=20))
     needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
-    verification: Mapped[str] = mapped_column(String(20), default="unverified")
+    status: Mapped[NeedStatus] = mapped_column(enum_type(NeedStatus, length=20), default=NeedStatus.open, index=True)
+    verification: Mapped[Verification] = mapped_column(
+        enum_type(Verification, length=20), default=Verification.unverified
+    )
     verification_reason: Mapped[str | None] = mapped_column(Text)
     verified_by: Mapped[str | None] = mapped_column(String(200))
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

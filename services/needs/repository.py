@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -15,6 +15,7 @@ from services.needs.models import LineMatch, LineShipment, Need, NeedLine, Site
 from shared.db import RepositoryBase, driver_connection
 from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import NeedStatus, SiteKind, Urgency
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ class SiteRepository(RepositoryBase[Site]):
         return {s.id: s for s in rows}
 
     async def search(
-        self, params: PageParams, *, org: str | None, kind: str | None, region_code: str | None
+        self, params: PageParams, *, org: str | None, kind: SiteKind | None, region_code: str | None
     ) -> tuple[list[Site], str | None]:
         stmt = select(Site)
         if org:
@@ -108,39 +109,48 @@ class NeedRepository(RepositoryBase[Need]):
             stmt = stmt.with_for_update(of=Need)
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        status: NeedStatus | None,
+        site_id: uuid.UUID | None,
+        region_code: str | None,
+        item_code: str | None,
+        urgency: Urgency | None,
+    ) -> tuple[list[Need], str | None]:
         stmt = self._with_lines()
-        if filters.get("status"):
-            stmt = stmt.where(Need.status == filters["status"])
-        if filters.get("site_id"):
-            stmt = stmt.where(Need.site_id == filters["site_id"])
-        if filters.get("region_code"):
-            stmt = stmt.where(Need.region_code.startswith(filters["region_code"], autoescape=True))
-        if filters.get("urgency"):
-            stmt = stmt.where(Need.urgency == filters["urgency"])
-        if filters.get("org"):
-            stmt = stmt.where(Need.org == filters["org"])
-        if filters.get("item_code"):
-            stmt = stmt.where(exists().where(NeedLine.need_id == Need.id, NeedLine.item_code == filters["item_code"]))
+        if status:
+            stmt = stmt.where(Need.status == status)
+        if site_id:
+            stmt = stmt.where(Need.site_id == site_id)
+        if region_code:
+            stmt = stmt.where(Need.region_code.startswith(region_code, autoescape=True))
+        if urgency:
+            stmt = stmt.where(Need.urgency == urgency)
+        if item_code:
+            stmt = stmt.where(exists().where(NeedLine.need_id == Need.id, NeedLine.item_code == item_code))
         return await paginate(self.session, stmt, Need.created_at, Need.id, params)
 
-    def _twin_condition(self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]) -> Any:
+    def _twin_condition(
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[NeedStatus, ...]
+    ) -> tuple[ColumnElement[bool], ...]:
         return (
             Need.site_id == site_id,
             Need.status.in_(statuses),
             exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
         )
 
-    async def active_of_site(self, site_id: uuid.UUID, statuses: tuple[str, ...]) -> list[Need]:
+    async def active_of_site(self, site_id: uuid.UUID, statuses: tuple[NeedStatus, ...]) -> list[Need]:
         stmt = self._with_lines().where(Need.site_id == site_id, Need.status.in_(statuses)).with_for_update(of=Need)
         return list((await self.session.execute(stmt)).scalars())
 
     async def site_with_twin_id(
-        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[NeedStatus, ...]
     ) -> tuple[SiteRef | None, uuid.UUID | None]:
         """The site and its open twin need's id, in one round trip (the intake hot path)."""
         driver = await driver_connection(self.session)
-        row = await driver.fetchrow(_SITE_WITH_TWIN_SQL, site_id, sorted(item_codes), list(statuses))
+        row = await driver.fetchrow(_SITE_WITH_TWIN_SQL, site_id, sorted(item_codes), [s.value for s in statuses])
         if row is None:
             return None, None
         return SiteRef(row[0], row[1], row[2], row[3], row[4], row[5]), row[6]
@@ -152,7 +162,7 @@ class NeedRepository(RepositoryBase[Need]):
         await driver.execute(_INSERT_NEW_SQL, *(need[c] for c in _NEED_COLUMNS), *columns, *outbox)
 
     async def find_open_twin_id(
-        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...]
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[NeedStatus, ...]
     ) -> uuid.UUID | None:
         """The id of the most recent active need of the site that asks for any of these items."""
         stmt = (
@@ -164,16 +174,12 @@ class NeedRepository(RepositoryBase[Need]):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def find_open_twin(
-        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[str, ...], *, for_update: bool = False
+        self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[NeedStatus, ...], *, for_update: bool = False
     ) -> Need | None:
         """The most recent active need of the site that asks for any of these items, with its lines."""
         stmt = (
             self._with_lines()
-            .where(
-                Need.site_id == site_id,
-                Need.status.in_(statuses),
-                exists().where(NeedLine.need_id == Need.id, NeedLine.item_code.in_(item_codes)),
-            )
+            .where(*self._twin_condition(site_id, item_codes, statuses))
             .order_by(Need.created_at.desc())
             .limit(1)
         )
@@ -184,7 +190,7 @@ class NeedRepository(RepositoryBase[Need]):
     async def expire_stale(self, now: datetime, confirmed_before: datetime, limit: int) -> list[uuid.UUID]:
         candidates = (
             select(Need.id)
-            .where(Need.status == "open", or_(Need.needed_by < now, Need.confirmed_at < confirmed_before))
+            .where(Need.status == NeedStatus.open, or_(Need.needed_by < now, Need.confirmed_at < confirmed_before))
             .limit(limit)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
@@ -193,7 +199,7 @@ class NeedRepository(RepositoryBase[Need]):
             update(Need)
             .where(Need.id.in_(candidates))
             .values(
-                status="expired",
+                status=NeedStatus.expired,
                 closed_at=now,
                 version=Need.version + 1,
                 close_reason="expired: past needed_by or not re-confirmed",

@@ -25,11 +25,11 @@ from shared.errors import (
 from shared.etag import if_match_version, not_modified, set_etag
 from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 from shared.tabular import ImportRejected, ImportReport, UploadedRows
-from shared.vocabulary import SiteKind
+from shared.vocabulary import NeedStatus, RegionPrefix, SiteKind, Urgency
 
 router = service_router(prefix="/v1", tags=["needs"])
 
-RegionPrefix = Annotated[str | None, Query(pattern=r"^\d{2,6}$", description="Region code prefix.")]
+RegionQuery = Annotated[RegionPrefix | None, Query(description="Region code prefix.")]
 
 
 def site_out(site: Site, principal: Principal) -> schemas.Site:
@@ -70,7 +70,7 @@ async def list_sites(
     principal: CurrentPrincipal,
     session: SessionDep,
     page: PageQuery,
-    region_code: RegionPrefix = None,
+    region_code: RegionQuery = None,
     kind: SiteKind | None = None,
     org: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Page[schemas.Site]:
@@ -142,11 +142,11 @@ async def list_needs(
     principal: CurrentPrincipal,
     session: SessionDep,
     page: SyncPageQuery,
-    status: schemas.NeedStatus | None = None,
+    status: NeedStatus | None = None,
     site_id: uuid.UUID | None = None,
-    region_code: RegionPrefix = None,
+    region_code: RegionQuery = None,
     item_code: Annotated[str | None, Query(max_length=100)] = None,
-    urgency: schemas.Urgency | None = None,
+    urgency: Urgency | None = None,
 ) -> SyncPage[schemas.Need]:
     """Needs, newest first, filtered by status, site, region code prefix, item or urgency; with `updated_since`,
     only those changed after that point, in change order."""

@@ -4,42 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import ItemName
-from shared.vocabulary import Quantity, RegionCode, SiteKind, Timestamp, Verdict
+from shared.vocabulary import NeedStatus, Quantity, RegionCode, SiteKind, Timestamp, Urgency, Verdict, Verification
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
-
-
-class Urgency(StrEnum):
-    critical = "critical"
-    high = "high"
-    normal = "normal"
-    low = "low"
-
-
-class NeedStatus(StrEnum):
-    open = "open"
-    matched = "matched"
-    in_transit = "in_transit"
-    fulfilled = "fulfilled"
-    closed = "closed"
-    expired = "expired"
-    cancelled = "cancelled"
-
-
-ACTIVE_STATUSES = (NeedStatus.open, NeedStatus.matched, NeedStatus.in_transit)
-
-
-class Verification(StrEnum):
-    unverified = "unverified"
-    verified = "verified"
-    rejected = "rejected"
 
 
 class CatalogItem(BaseModel):

@@ -20,19 +20,19 @@ from services.needs.errors import (
     SiteNotFound,
 )
 from services.needs.models import Need, NeedLine, Site
-from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
+from services.needs.repository import NeedRepository, SiteRef, SiteRepository
 from shared.auth import Principal, may_act_in, require_in_region
 from shared.catalog import get_catalog, require_known
 from shared.db import utcnow
 from shared.etag import IfMatch, check_version
-from shared.events import CloudEvent, EventType, publish
+from shared.events import publish
 from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows, unknown_items
+from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus, SiteKind, Urgency, Verification
 
 DuplicatePolicy = Literal["flag", "merge"]
-ACTIVE = tuple(s.value for s in schemas.ACTIVE_STATUSES)
 
 
 def may_see_contact(principal: Principal, org: str) -> bool:
@@ -47,10 +47,6 @@ def _require_owner(principal: Principal, org: str) -> None:
 # --- sites -------------------------------------------------------------------------------------------
 
 
-def site_event(site: Site) -> events.SiteData:
-    return events.SiteData.model_validate(site, from_attributes=True)
-
-
 async def create_site(session: AsyncSession, principal: Principal, data: schemas.SiteCreate) -> Site:
     org = data.org if (data.org and principal.is_staff) else principal.org
     if data.org and data.org != principal.org and not principal.is_staff:
@@ -60,7 +56,7 @@ async def create_site(session: AsyncSession, principal: Principal, data: schemas
     SiteRepository(session).add(site)
     await session.flush()
     await session.refresh(site)
-    await publish(session, events.SITE_CREATED, site_event(site), subject=str(site.id))
+    await publish(session, events.SITE_CREATED, events.site_data(site), subject=str(site.id))
     return site
 
 
@@ -71,8 +67,15 @@ async def get_site(session: AsyncSession, site_id: uuid.UUID, *, for_update: boo
     return site
 
 
-async def list_sites(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Site], str | None]:
-    return await SiteRepository(session).search(params, **filters)
+async def list_sites(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    org: str | None = None,
+    kind: SiteKind | None = None,
+    region_code: str | None = None,
+) -> tuple[list[Site], str | None]:
+    return await SiteRepository(session).search(params, org=org, kind=kind, region_code=region_code)
 
 
 async def update_site(
@@ -98,14 +101,14 @@ async def update_site(
     site.version += 1
     site.updated_at = utcnow()
     await session.flush()
-    await publish(session, events.SITE_UPDATED, site_event(site), subject=str(site.id))
+    await publish(session, events.SITE_UPDATED, events.site_data(site), subject=str(site.id))
     if region_moved:
         # Needs keep a copy of their site's region for filtering and roll-ups; active ones move with it.
-        for need in await NeedRepository(session).active_of_site(site.id, ACTIVE):
+        for need in await NeedRepository(session).active_of_site(site.id, ACTIVE_NEED_STATUSES):
             need.region_code = site.region_code
             _bump(need)
             await session.flush()
-            await _emit(session, events.NEED_UPDATED, need, site)
+            await events.publish_need(session, events.NEED_UPDATED, need, site)
     return site
 
 
@@ -142,40 +145,6 @@ def _lines(data: list[schemas.NeedLineCreate], start: int = 0) -> list[NeedLine]
     return [NeedLine(**row) for row in _line_rows(data, start=start)]
 
 
-def need_event(need: Need | schemas.Need, site: Site | SiteRef, reason: str | None = None) -> events.NeedData:
-    return events.NeedData(
-        id=need.id,
-        site_id=need.site_id,
-        org=need.org,
-        site_kind=site.kind,
-        region_code=need.region_code,
-        lat=site.lat,
-        lon=site.lon,
-        title=need.title,
-        urgency=need.urgency,
-        needed_by=need.needed_by,
-        beneficiaries=need.beneficiaries,
-        status=need.status,
-        verification=need.verification,
-        duplicate_of=need.duplicate_of,
-        version=need.version,
-        created_at=need.created_at,
-        reason=reason,
-        lines=[events.NeedLineData.model_validate(line, from_attributes=True) for line in need.lines],
-    )
-
-
-async def _emit(
-    session: AsyncSession,
-    type_: EventType,
-    need: Need,
-    site: Site | SiteRef | None = None,
-    reason: str | None = None,
-) -> None:
-    site = site or await get_site(session, need.site_id)
-    await publish(session, type_, need_event(need, site, reason), subject=str(need.id))
-
-
 async def create_need(
     session: AsyncSession,
     principal: Principal,
@@ -191,18 +160,18 @@ async def create_need(
     codes = {line.item_code for line in data.lines}
     ref: Site | SiteRef | None = site
     if site is None:
-        ref, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE)
+        ref, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE_NEED_STATUSES)
         if ref is None:
             raise SiteNotFound(f"No site {data.site_id}.")
     else:
-        twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE)
+        twin_id = await repo.find_open_twin_id(site.id, codes, ACTIVE_NEED_STATUSES)
     assert ref is not None
     _require_owner(principal, ref.org)
     require_in_region(principal, ref.region_code, what="The site")
     need_id = uuid.uuid4()
     line_rows = _line_rows(data.lines, need_id)
     if on_duplicate == "merge" and twin_id is not None:
-        twin = await repo.find_open_twin(ref.id, codes, ACTIVE, for_update=True)
+        twin = await repo.find_open_twin(ref.id, codes, ACTIVE_NEED_STATUSES, for_update=True)
         if twin is not None:
             merged = await _merge_into(session, twin, ref, data, _lines(data.lines))
             return schemas.Need.model_validate(merged), True
@@ -216,8 +185,8 @@ async def create_need(
         "urgency": data.urgency.value,
         "needed_by": data.needed_by,
         "beneficiaries": data.beneficiaries,
-        "status": "open",
-        "verification": "unverified",
+        "status": NeedStatus.open.value,
+        "verification": Verification.unverified.value,
         "duplicate_of": twin_id,
         "confirmed_at": now,
         "created_at": now,
@@ -229,19 +198,19 @@ async def create_need(
         **{
             **row,
             "urgency": data.urgency,
-            "status": schemas.NeedStatus.open,
-            "verification": schemas.Verification.unverified,
+            "status": NeedStatus.open,
+            "verification": Verification.unverified,
         },
         verification_reason=None,
         close_reason=None,
         lines=[schemas.NeedLine.model_construct(**line) for line in line_rows],
     )
-    _, outbox = outbox_row(session, events.NEED_CREATED, need_event(need, ref), subject=str(need_id))
+    _, outbox = outbox_row(session, events.NEED_CREATED, events.need_data(need, ref), subject=str(need_id))
     await repo.insert_new(row, line_rows, outbox)
     return need, False
 
 
-_URGENCY_RANK = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+_URGENCY_RANK = {Urgency.critical: 0, Urgency.high: 1, Urgency.normal: 2, Urgency.low: 3}
 
 
 async def _merge_into(
@@ -257,8 +226,8 @@ async def _merge_into(
             line.position = position
             position += 1
             twin.lines.append(line)
-    if _URGENCY_RANK[data.urgency.value] < _URGENCY_RANK[twin.urgency]:
-        twin.urgency = data.urgency.value
+    if _URGENCY_RANK[data.urgency] < _URGENCY_RANK[twin.urgency]:
+        twin.urgency = data.urgency
     if data.needed_by and (twin.needed_by is None or data.needed_by < twin.needed_by):
         twin.needed_by = data.needed_by
     if data.beneficiaries is not None:
@@ -267,7 +236,7 @@ async def _merge_into(
     twin.version += 1
     twin.updated_at = utcnow()
     await session.flush()
-    await _emit(session, events.NEED_MERGED, twin, site)
+    await events.publish_need(session, events.NEED_MERGED, twin, site)
     return twin
 
 
@@ -278,8 +247,20 @@ async def get_need(session: AsyncSession, need_id: uuid.UUID, *, for_update: boo
     return need
 
 
-async def list_needs(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Need], str | None]:
-    return await NeedRepository(session).search(params, **filters)
+async def list_needs(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    status: NeedStatus | None = None,
+    site_id: uuid.UUID | None = None,
+    region_code: str | None = None,
+    item_code: str | None = None,
+    urgency: Urgency | None = None,
+) -> tuple[list[Need], str | None]:
+    """Needs, newest first; every filter given narrows the list."""
+    return await NeedRepository(session).search(
+        params, status=status, site_id=site_id, region_code=region_code, item_code=item_code, urgency=urgency
+    )
 
 
 async def _get_for_change(
@@ -305,14 +286,14 @@ async def update_need(
     expected_version: IfMatch,
 ) -> Need:
     need = await _get_for_change(session, principal, need_id, expected_version)
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is {need.status}; it can no longer be edited.")
     changes = data.model_dump(exclude_unset=True, exclude={"lines"})
     for key in ("title", "urgency"):
         if key in changes and changes[key] is None:
             changes.pop(key)
     for key, value in changes.items():
-        setattr(need, key, value.value if hasattr(value, "value") else value)
+        setattr(need, key, value)
     if data.lines is not None:
         if any(line.quantity_matched or line.quantity_delivered for line in need.lines):
             raise NeedAlreadyMatched()
@@ -322,7 +303,7 @@ async def update_need(
     need.confirmed_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_UPDATED, need)
+    await events.publish_need(session, events.NEED_UPDATED, need)
     return need
 
 
@@ -331,15 +312,15 @@ async def verify_need(
 ) -> Need:
     need = await get_need(session, need_id, for_update=True)
     require_in_region(principal, need.region_code, what="The need")
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is {need.status}; there is nothing to verify.")
-    need.verification = data.verdict.value
+    need.verification = Verification(data.verdict)
     need.verification_reason = data.reason
     need.verified_by = principal.sub
     need.verified_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_VERIFIED, need, reason=data.reason)
+    await events.publish_need(session, events.NEED_VERIFIED, need, reason=data.reason)
     return need
 
 
@@ -347,25 +328,25 @@ async def close_need(
     session: AsyncSession, principal: Principal, need_id: uuid.UUID, data: schemas.CloseRequest
 ) -> Need:
     need = await _get_for_change(session, principal, need_id, None)
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is already {need.status}.")
-    need.status = "closed"
+    need.status = NeedStatus.closed
     need.close_reason = data.reason
     need.closed_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_CLOSED, need, reason=data.reason)
+    await events.publish_need(session, events.NEED_CLOSED, need, reason=data.reason)
     return need
 
 
 async def confirm_need(session: AsyncSession, principal: Principal, need_id: uuid.UUID) -> Need:
     need = await _get_for_change(session, principal, need_id, None)
-    if need.status not in ACTIVE:
+    if need.status not in ACTIVE_NEED_STATUSES:
         raise NeedNotOpen(f"The need is {need.status}; it cannot be re-confirmed.")
     need.confirmed_at = utcnow()
     _bump(need)
     await session.flush()
-    await _emit(session, events.NEED_CONFIRMED, need)
+    await events.publish_need(session, events.NEED_CONFIRMED, need)
     return need
 
 
@@ -376,7 +357,7 @@ async def expire_stale_needs(session: AsyncSession, settings: Settings) -> int:
     for need_id in ids:
         need = await get_need(session, need_id)
         await session.refresh(need)
-        await _emit(session, events.NEED_EXPIRED, need, reason="past needed_by or not re-confirmed")
+        await events.publish_need(session, events.NEED_EXPIRED, need, reason="past needed_by or not re-confirmed")
     return len(ids)
 
 
@@ -449,105 +430,3 @@ async def import_needs(
         if progress is not None:
             progress(len(numbers))
     return ImportReport(rows_total=len(rows), rows_accepted=len(rows), rows_rejected=[], created=created, imported=True)
-
-
-# --- roll-up from other services' events -------------------------------------------------------------------
-
-
-def rolled_up_status(need: Need) -> str:
-    """A need's status from its lines: fulfilled when every line is delivered, else the most advanced work
-    still under way (in transit, then matched), else open (what came short or was returned is open again)."""
-    if need.status not in ACTIVE:
-        return need.status
-    lines = need.lines
-    if all(line.quantity_delivered >= line.quantity for line in lines):
-        return "fulfilled"
-    if any(line.quantity_in_transit > 0 for line in lines):
-        return "in_transit"
-    if any(line.quantity_matched > line.quantity_delivered for line in lines):
-        return "matched"
-    return "open"
-
-
-async def _roll_up(session: AsyncSession, need: Need) -> None:
-    """Recompute the need's lines from the rows the roll-up keeps (the need is locked), then its status; publish
-    need.progressed only when something changed, so a late or repeated event leaves no trace."""
-    totals = await RollupRepository(session).line_totals(need.id)
-    changed = False
-    for line in need.lines:
-        got = totals.get(line.id)
-        new = (got.matched, got.in_transit, got.delivered) if got else (0, 0, 0)
-        if (line.quantity_matched, line.quantity_in_transit, line.quantity_delivered) != new:
-            line.quantity_matched, line.quantity_in_transit, line.quantity_delivered = new
-            changed = True
-    status = rolled_up_status(need)
-    if not changed and status == need.status:
-        return
-    need.status = status
-    _bump(need)
-    await session.flush()
-    await _emit(session, events.NEED_PROGRESSED, need)
-
-
-async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> None:
-    repo = NeedRepository(session)
-    for need_id in sorted(need_ids):  # one lock order for every handler
-        need = await repo.get_with_lines(need_id, for_update=True)
-        if need is not None:
-            await _roll_up(session, need)
-
-
-async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
-    """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
-    proposal is kept with its version; the line's quantity_matched is the sum over its proposals."""
-    if event.type != "reliefhub.matching.proposal.accepted":
-        return
-    d = event.data
-    changed = await RollupRepository(session).record_matches(
-        [
-            {
-                "proposal_id": uuid.UUID(d["id"]),
-                "need_id": uuid.UUID(d["need_id"]),
-                "need_line_id": uuid.UUID(d["need_line_id"]),
-                "quantity": int(d["quantity"]),
-                "version": int(d.get("version") or 0),
-            }
-        ]
-    )
-    await _roll_up_needs(session, changed)
-
-
-# Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
-_ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
-
-
-async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
-    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
-    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
-    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
-    received or was cancelled leaves quantity_matched, so the line is open for it again."""
-    if not event.type.startswith("reliefhub.logistics.shipment."):
-        return
-    d = event.data
-    status, version = d["status"], int(d["version"])
-    rows = []
-    for line in d["lines"]:
-        if not (line.get("need_id") and line.get("need_line_id")):
-            continue
-        in_transit, delivered = line.get("quantity_in_transit"), line.get("quantity_delivered")
-        if in_transit is None:  # an event from before these fields existed
-            in_transit = line["quantity"] if status in _ON_THE_WAY else 0
-            delivered = line.get("quantity_received") or 0
-        rows.append(
-            {
-                "shipment_line_id": uuid.UUID(line["id"]),
-                "shipment_id": uuid.UUID(d["id"]),
-                "need_id": uuid.UUID(line["need_id"]),
-                "need_line_id": uuid.UUID(line["need_line_id"]),
-                "quantity_in_transit": int(in_transit),
-                "quantity_delivered": int(delivered or 0),
-                "quantity_returned": int(line.get("quantity_returned") or 0),
-                "version": version,
-            }
-        )
-    await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))

@@ -1,4 +1,5 @@
-"""Event types the supply service publishes."""
+"""Event types the supply service publishes, and the handler it runs for the logistics stream (shipped,
+delivered and returned quantities of its lots)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events import register_event_type
+from services.supply.models import Lot, LotShipment, Offer, Reservation
+from services.supply.repository import LotShipmentRepository, OfferRepository
+from shared.db import utcnow
+from shared.events import CloudEvent, publish, register_event_type
+from shared.vocabulary import ReservationStatus
 
 
 class DonorData(BaseModel):
@@ -114,3 +120,144 @@ RESERVATION_EXPIRED = register_event_type(
     "A reservation's hold ran out and its quantity was released.",
     ReservationData,
 )
+
+
+# --- payloads ---------------------------------------------------------------------------------------------
+
+
+def offer_data(offer: Offer, reason: str | None = None) -> OfferData:
+    return OfferData(
+        id=offer.id,
+        donor_id=offer.donor_id,
+        org=offer.org,
+        kind=offer.kind,
+        amount=offer.amount,
+        currency=offer.currency,
+        restrictions=offer.restrictions,
+        status=offer.status,
+        tracking_ref=offer.tracking_ref,
+        procurement_id=offer.procurement_id,
+        version=offer.version,
+        created_at=offer.created_at,
+        reason=reason,
+        lots=[LotData.model_validate(lot, from_attributes=True) for lot in offer.lots],
+    )
+
+
+def reservation_data(res: Reservation, lot: Lot) -> ReservationData:
+    return ReservationData(
+        id=res.id,
+        lot_id=lot.id,
+        offer_id=lot.offer_id,
+        item_code=lot.item_code,
+        quantity=res.quantity,
+        reference=res.reference,
+        status=res.status,
+        expires_at=res.expires_at,
+        lot_quantity=lot.quantity,
+        lot_quantity_reserved=lot.quantity_reserved,
+        lot_version=lot.version,
+    )
+
+
+# --- shipments (logistics.events) ----------------------------------------------------------------------------
+
+
+# Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
+_ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
+
+
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → shipped and delivered quantities per lot. The newest version seen of each shipment
+    line is kept; a lot's quantities are sums over its lines, so the order events arrive in does not matter.
+    What a shipment returns (came short, not received, cancelled before pick-up) leaves its reservation and
+    the lot, and is available again: each line gives back what it returned beyond what it gave back before."""
+    if not event.type.startswith("reliefhub.logistics.shipment."):
+        return
+    progress = LotShipmentRepository(session)
+    changed = await progress.record(_shipment_lines(event.data))
+    if not changed:
+        return  # late or repeated: nothing newer than what was seen
+    # Lock order as in reserve and release: reservations, then lots.
+    given = await _give_back_returns(progress, changed)
+    offers = await _sum_up_lots(progress, sorted({row.lot_id for row in changed}), given)
+    await session.flush()
+    for offer_id in sorted(offers):
+        offer = await OfferRepository(session).get_with_lots(offer_id)
+        assert offer is not None  # the lot's offer: a foreign key
+        await publish(session, OFFER_PROGRESSED, offer_data(offer), subject=str(offer.id))
+
+
+def _shipment_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of lot_shipment a shipment event carries: one per line shipped from a lot."""
+    status, version = d["status"], int(d["version"])
+    rows = []
+    for line in d["lines"]:
+        if not line.get("lot_id"):
+            continue
+        in_transit, delivered = line.get("quantity_in_transit"), line.get("quantity_delivered")
+        if in_transit is None:  # an event from before these fields existed
+            in_transit = line["quantity"] if status in _ON_THE_WAY else 0
+            delivered = line.get("quantity_received") or 0
+        rows.append(
+            {
+                "shipment_line_id": uuid.UUID(line["id"]),
+                "shipment_id": uuid.UUID(d["id"]),
+                "lot_id": uuid.UUID(line["lot_id"]),
+                "reference": str(line["proposal_id"]) if line.get("proposal_id") else None,
+                "quantity_in_transit": int(in_transit),
+                "quantity_delivered": int(delivered or 0),
+                "quantity_returned": int(line.get("quantity_returned") or 0),
+                "version": version,
+            }
+        )
+    return rows
+
+
+async def _give_back_returns(progress: LotShipmentRepository, changed: list[LotShipment]) -> dict[uuid.UUID, int]:
+    """Shrink the reservations of lines that returned more than they gave back so far; returns what each lot
+    gets back."""
+    owed = [row for row in changed if row.reference and row.quantity_returned > row.quantity_given_back]
+    reservations = await progress.lock_reservations(sorted({str(row.reference) for row in owed}))
+    given: dict[uuid.UUID, int] = {}
+    for row in owed:
+        taken = _give_back(reservations.get(str(row.reference)), row.quantity_returned - row.quantity_given_back)
+        row.quantity_given_back += taken
+        given[row.lot_id] = given.get(row.lot_id, 0) + taken
+    return given
+
+
+async def _sum_up_lots(
+    progress: LotShipmentRepository, lot_ids: list[uuid.UUID], given: dict[uuid.UUID, int]
+) -> set[uuid.UUID]:
+    """Set each lot's shipped and delivered quantities to the sums over its shipment lines and take what came
+    back off its reserved quantity; returns the offers whose lots changed."""
+    lots = await progress.lock_lots(lot_ids)
+    totals = await progress.totals(lot_ids)
+    offers: set[uuid.UUID] = set()
+    for lot in lots:
+        shipped, delivered = totals.get(lot.id, (0, 0))
+        new = (
+            min(lot.quantity, shipped),
+            min(lot.quantity, delivered),
+            max(0, lot.quantity_reserved - given.get(lot.id, 0)),
+        )
+        if (lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved) == new:
+            continue
+        lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved = new
+        lot.version += 1
+        offers.add(lot.offer_id)
+    return offers
+
+
+def _give_back(reservation: Reservation | None, quantity: int) -> int:
+    """Shrink a shipment line's reservation by `quantity` (releasing it when nothing is left); returns how much
+    it gave back to the lot."""
+    if reservation is None or reservation.status != ReservationStatus.active:
+        return 0
+    taken = min(quantity, reservation.quantity)
+    if taken >= reservation.quantity:
+        reservation.status, reservation.released_at = ReservationStatus.released, utcnow()
+    else:
+        reservation.quantity -= taken
+    return taken

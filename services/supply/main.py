@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.supply.events import on_logistics_event
 from services.supply.models import Base, kit
 from services.supply.router import router
-from services.supply.service import expire_reservations, on_logistics_event
+from services.supply.service import expire_reservations
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
 from shared.service import PeriodicJob, ServiceSpec, Subscription

@@ -23,7 +23,8 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.changes import ChangeTracked
-from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
+from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
+from shared.vocabulary import LotVerification, OfferStatus, ReservationStatus
 
 SCHEMA = "supply"
 
@@ -56,7 +57,7 @@ class Offer(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    status: Mapped[OfferStatus] = mapped_column(enum_type(OfferStatus, length=20), default=OfferStatus.open, index=True)
     withdraw_reason: Mapped[str | None] = mapped_column(Text)
     tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
     # Goods bought with cash pledges: the logistics procurement order they came from.
@@ -100,7 +101,7 @@ class Lot(ChangeTracked, VersionedMixin, Base):
     quantity_shipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     check_by: Mapped[str | None] = mapped_column(String(50))
-    verification: Mapped[str] = mapped_column(String(20))
+    verification: Mapped[LotVerification] = mapped_column(enum_type(LotVerification, length=20))
     verification_notes: Mapped[str | None] = mapped_column(Text)
     verified_by: Mapped[str | None] = mapped_column(String(200))
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -122,7 +123,9 @@ class Reservation(Base):
     lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lot.id"), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     reference: Mapped[str] = mapped_column(String(200), unique=True)
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[ReservationStatus] = mapped_column(
+        enum_type(ReservationStatus, length=20), default=ReservationStatus.active
+    )
     # Whoever made it is (created_by_org, created_by); rows from before the organisation was recorded have
     # none, and only staff may release those.
     created_by: Mapped[str] = mapped_column(String(200))

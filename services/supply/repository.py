@@ -11,8 +11,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import selectinload
 
 from services.supply.models import Donor, Lot, LotShipment, Offer, Reservation
+from services.supply.schemas import OfferKind
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import AVAILABLE_LOT_VERIFICATIONS, OfferStatus, ReservationStatus
 
 
 class DonorRepository(RepositoryBase[Donor]):
@@ -39,18 +41,28 @@ class OfferRepository(RepositoryBase[Offer]):
     async def by_procurement(self, procurement_id: uuid.UUID) -> Offer | None:
         return (await self.session.execute(select(Offer).where(Offer.procurement_id == procurement_id))).scalar()
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
+    async def search(
+        self,
+        params: PageParams,
+        *,
+        donor_id: uuid.UUID | None,
+        status: OfferStatus | None,
+        kind: OfferKind | None,
+        item_code: str | None,
+        region_code: str | None,
+    ) -> tuple[list[Offer], str | None]:
         stmt = self._with_lots()
-        for key in ("donor_id", "status", "kind", "org"):
-            if filters.get(key):
-                stmt = stmt.where(getattr(Offer, key) == filters[key])
-        if filters.get("item_code"):
-            stmt = stmt.where(exists().where(Lot.offer_id == Offer.id, Lot.item_code == filters["item_code"]))
-        if filters.get("region_code"):
+        if donor_id:
+            stmt = stmt.where(Offer.donor_id == donor_id)
+        if status:
+            stmt = stmt.where(Offer.status == status)
+        if kind:
+            stmt = stmt.where(Offer.kind == kind)
+        if item_code:
+            stmt = stmt.where(exists().where(Lot.offer_id == Offer.id, Lot.item_code == item_code))
+        if region_code:
             stmt = stmt.where(
-                exists().where(
-                    Lot.offer_id == Offer.id, Lot.region_code.startswith(filters["region_code"], autoescape=True)
-                )
+                exists().where(Lot.offer_id == Offer.id, Lot.region_code.startswith(region_code, autoescape=True))
             )
         return await paginate(self.session, stmt, Offer.created_at, Offer.id, params)
 
@@ -82,9 +94,9 @@ class LotRepository(RepositoryBase[Lot]):
             .where(
                 Lot.id == lot_id,
                 Lot.quantity - Lot.quantity_reserved >= quantity,
-                Lot.verification.in_(("not_required", "verified")),
+                Lot.verification.in_(AVAILABLE_LOT_VERIFICATIONS),
                 (Lot.expires_at.is_(None)) | (Lot.expires_at > now),
-                exists().where(Offer.id == Lot.offer_id, Offer.status == "open"),
+                exists().where(Offer.id == Lot.offer_id, Offer.status == OfferStatus.open),
             )
             .values(quantity_reserved=Lot.quantity_reserved + quantity, version=Lot.version + 1)
             .returning(Lot)
@@ -121,7 +133,7 @@ class ReservationRepository(RepositoryBase[Reservation]):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def mark(
-        self, reservation_id: uuid.UUID, from_status: str, to_status: str, now: datetime
+        self, reservation_id: uuid.UUID, from_status: ReservationStatus, to_status: ReservationStatus, now: datetime
     ) -> Reservation | None:
         stmt = (
             update(Reservation)
@@ -135,7 +147,7 @@ class ReservationRepository(RepositoryBase[Reservation]):
     async def expired_ids(self, now: datetime, limit: int) -> list[uuid.UUID]:
         stmt = (
             select(Reservation.id)
-            .where(Reservation.status == "active", Reservation.expires_at < now)
+            .where(Reservation.status == ReservationStatus.active, Reservation.expires_at < now)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )

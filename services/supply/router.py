@@ -32,6 +32,7 @@ from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionR
 from shared.etag import if_match_version, not_modified, set_etag
 from shared.pagination import SyncPage, SyncPageQuery, sync_page
 from shared.tabular import ImportRejected, UploadedRows
+from shared.vocabulary import OfferStatus, RegionPrefix
 
 router = service_router(prefix="/v1", tags=["supply"])
 
@@ -110,10 +111,10 @@ async def list_offers(
     session: SessionDep,
     page: SyncPageQuery,
     donor_id: uuid.UUID | None = None,
-    status: schemas.OfferStatus | None = None,
+    status: OfferStatus | None = None,
     kind: schemas.OfferKind | None = None,
     item_code: Annotated[str | None, Query(max_length=100)] = None,
-    region_code: Annotated[str | None, Query(pattern=r"^\d{2,6}$", description="Lot region prefix.")] = None,
+    region_code: Annotated[RegionPrefix | None, Query(description="Lot region prefix.")] = None,
 ) -> SyncPage[schemas.Offer]:
     """Offers, newest first, filtered by donor, status, kind, item or lot region prefix; with `updated_since`,
     only those changed (the offer or one of its lots) after that point, in change order."""

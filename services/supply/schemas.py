@@ -10,7 +10,18 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.tabular import ImportReport
-from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, SiteKind, Timestamp, Verdict
+from shared.vocabulary import (
+    AVAILABLE_LOT_VERIFICATIONS,
+    ItemCode,
+    LotVerification,
+    OfferStatus,
+    Quantity,
+    RegionCode,
+    RegionPrefix,
+    SiteKind,
+    Timestamp,
+    Verdict,
+)
 
 
 class DonorKind(StrEnum):
@@ -26,23 +37,10 @@ class OfferKind(StrEnum):
     cash = "cash"
 
 
-class OfferStatus(StrEnum):
-    open = "open"
-    withdrawn = "withdrawn"
-    closed = "closed"
-
-
 class Condition(StrEnum):
     new = "new"
     good = "good"
     fair = "fair"
-
-
-class LotVerification(StrEnum):
-    not_required = "not_required"
-    pending = "pending"
-    verified = "verified"
-    rejected = "rejected"
 
 
 class DonorContact(BaseModel):
@@ -238,10 +236,10 @@ class OfferImportReport(ImportReport):
     )
 
 
-def lot_out(lot: Any, offer_status: str) -> Lot:
+def lot_out(lot: Any, offer_status: OfferStatus) -> Lot:
     available = lot.quantity - lot.quantity_reserved
     expired = lot.expires_at is not None and lot.expires_at <= datetime.now(UTC)
-    if offer_status != "open" or lot.verification not in ("not_required", "verified") or expired:
+    if offer_status != OfferStatus.open or lot.verification not in AVAILABLE_LOT_VERIFICATIONS or expired:
         available = 0
     return Lot.model_validate(
         {

@@ -35,7 +35,6 @@ from services.supply.models import Donor, Lot, Offer, Reservation
 from services.supply.repository import (
     DonorRepository,
     LotRepository,
-    LotShipmentRepository,
     OfferRepository,
     ReservationRepository,
 )
@@ -44,7 +43,7 @@ from shared.catalog import get_catalog, require_known
 from shared.db import utcnow
 from shared.errors import Forbidden
 from shared.etag import IfMatch, check_version
-from shared.events import CloudEvent, publish
+from shared.events import publish
 from shared.http import service_identity
 from shared.pagination import PageParams
 from shared.settings import Settings
@@ -57,6 +56,7 @@ from shared.tabular import (
     split_list,
     unknown_items,
 )
+from shared.vocabulary import AVAILABLE_LOT_VERIFICATIONS, LotVerification, OfferStatus, ReservationStatus
 
 
 def tracking_ref(code: str) -> str:
@@ -109,25 +109,6 @@ async def get_donor(session: AsyncSession, donor_id: uuid.UUID) -> Donor:
 # --- offers ------------------------------------------------------------------------------------------
 
 
-def offer_event(offer: Offer, reason: str | None = None) -> events.OfferData:
-    return events.OfferData(
-        id=offer.id,
-        donor_id=offer.donor_id,
-        org=offer.org,
-        kind=offer.kind,
-        amount=offer.amount,
-        currency=offer.currency,
-        restrictions=offer.restrictions,
-        status=offer.status,
-        tracking_ref=offer.tracking_ref,
-        procurement_id=offer.procurement_id,
-        version=offer.version,
-        created_at=offer.created_at,
-        reason=reason,
-        lots=[events.LotData.model_validate(lot, from_attributes=True) for lot in offer.lots],
-    )
-
-
 def _check_items(codes: list[str], loc: list[Any]) -> None:
     require_known(([*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i], c) for i, c in enumerate(codes))
 
@@ -169,7 +150,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
                 quantity_delivered=0,
                 check_by=item.check_by,
                 version=1,
-                verification="pending" if item.check_by else "not_required",
+                verification=LotVerification.pending if item.check_by else LotVerification.not_required,
             )
         )
     offer = Offer(
@@ -181,7 +162,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         currency=data.currency,
         restrictions=data.restrictions.model_dump(mode="json"),
         note=data.note,
-        status="open",
+        status=OfferStatus.open,
         tracking_ref=tracking_ref(code),
         procurement_id=data.procurement_id,
         created_by=principal.sub,
@@ -192,7 +173,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
     )
     OfferRepository(session).add(offer)
     await session.flush()
-    await publish(session, events.OFFER_CREATED, offer_event(offer), subject=str(offer.id))
+    await publish(session, events.OFFER_CREATED, events.offer_data(offer), subject=str(offer.id))
     return offer, code
 
 
@@ -209,8 +190,20 @@ async def lots_changed_apart(session: AsyncSession, offer_id: uuid.UUID) -> bool
     return await OfferRepository(session).lots_changed_apart(offer_id)
 
 
-async def list_offers(session: AsyncSession, params: PageParams, **filters: Any) -> tuple[list[Offer], str | None]:
-    return await OfferRepository(session).search(params, **filters)
+async def list_offers(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    donor_id: uuid.UUID | None = None,
+    status: OfferStatus | None = None,
+    kind: schemas.OfferKind | None = None,
+    item_code: str | None = None,
+    region_code: str | None = None,
+) -> tuple[list[Offer], str | None]:
+    """Offers, newest first; every filter given narrows the list (region_code: a prefix of a lot's region)."""
+    return await OfferRepository(session).search(
+        params, donor_id=donor_id, status=status, kind=kind, item_code=item_code, region_code=region_code
+    )
 
 
 async def update_offer(
@@ -223,7 +216,7 @@ async def update_offer(
     offer = await get_offer(session, offer_id, for_update=True)
     _require_owner(principal, offer.org)
     check_version(expected_version, offer.version)
-    if offer.status != "open":
+    if offer.status != OfferStatus.open:
         raise OfferNotOpen(f"The offer is {offer.status}.")
     if data.restrictions is not None:
         _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
@@ -233,7 +226,7 @@ async def update_offer(
     offer.version += 1
     offer.updated_at = utcnow()
     await session.flush()
-    await publish(session, events.OFFER_UPDATED, offer_event(offer), subject=str(offer.id))
+    await publish(session, events.OFFER_UPDATED, events.offer_data(offer), subject=str(offer.id))
     return offer
 
 
@@ -243,14 +236,14 @@ async def withdraw_offer(
     """Withdraw an open offer: no new reservations; holds already made stay until released or used."""
     offer = await get_offer(session, offer_id, for_update=True)
     _require_owner(principal, offer.org)
-    if offer.status != "open":
+    if offer.status != OfferStatus.open:
         raise OfferNotOpen(f"The offer is already {offer.status}.")
-    offer.status = "withdrawn"
+    offer.status = OfferStatus.withdrawn
     offer.withdraw_reason = data.reason
     offer.version += 1
     offer.updated_at = utcnow()
     await session.flush()
-    await publish(session, events.OFFER_WITHDRAWN, offer_event(offer, data.reason), subject=str(offer.id))
+    await publish(session, events.OFFER_WITHDRAWN, events.offer_data(offer, data.reason), subject=str(offer.id))
     return offer
 
 
@@ -267,12 +260,12 @@ async def record_verification(
         raise NotYourCheck("Your token names no working group.")
     if not any(lot.check_by in groups for lot in offer.lots):
         raise NotYourCheck(f"No lot of this offer is checked by {', '.join(sorted(groups)) or 'your group'}.")
-    pending = [lot for lot in offer.lots if lot.check_by in groups and lot.verification == "pending"]
+    pending = [lot for lot in offer.lots if lot.check_by in groups and lot.verification == LotVerification.pending]
     if not pending:
         raise NothingToVerify()
     now = utcnow()
     for lot in pending:
-        lot.verification = data.verdict.value
+        lot.verification = LotVerification(data.verdict)
         lot.verification_notes = data.notes
         lot.verified_by = principal.sub
         lot.verified_at = now
@@ -307,22 +300,6 @@ async def get_lot(session: AsyncSession, lot_id: uuid.UUID) -> tuple[Lot, Offer]
     if found is None:
         raise LotNotFound(f"No lot {lot_id}.")
     return found
-
-
-def _reservation_event(res: Reservation, lot: Lot) -> events.ReservationData:
-    return events.ReservationData(
-        id=res.id,
-        lot_id=lot.id,
-        offer_id=lot.offer_id,
-        item_code=lot.item_code,
-        quantity=res.quantity,
-        reference=res.reference,
-        status=res.status,
-        expires_at=res.expires_at,
-        lot_quantity=lot.quantity,
-        lot_quantity_reserved=lot.quantity_reserved,
-        lot_version=lot.version,
-    )
 
 
 MATCHING = service_identity("matching")
@@ -364,7 +341,7 @@ async def reserve(
             "lot_id": lot_id,
             "quantity": data.quantity,
             "reference": data.reference,
-            "status": "active",
+            "status": ReservationStatus.active,
             "created_by": principal.sub,
             "created_by_org": principal.org,
             "created_at": now,
@@ -384,12 +361,12 @@ async def reserve(
     updated = await LotRepository(session).reserve(lot_id, data.quantity, now)
     if updated is None:
         await session.refresh(lot)
-        if offer.status != "open":
+        if offer.status != OfferStatus.open:
             raise LotUnavailable(f"The offer is {offer.status}.")
-        if lot.verification not in ("not_required", "verified"):
+        if lot.verification not in AVAILABLE_LOT_VERIFICATIONS:
             raise LotUnavailable(
                 f"The lot's verification is {lot.verification}; it awaits the {lot.check_by} group's verdict."
-                if lot.verification == "pending"
+                if lot.verification == LotVerification.pending
                 else f"The lot's verification is {lot.verification}."
             )
         if lot.expires_at is not None and lot.expires_at <= now:
@@ -401,7 +378,7 @@ async def reserve(
     reservation = await reservations.get(new_id)
     assert reservation is not None
     await publish(
-        session, events.RESERVATION_CREATED, _reservation_event(reservation, updated), subject=str(reservation.id)
+        session, events.RESERVATION_CREATED, events.reservation_data(reservation, updated), subject=str(reservation.id)
     )
     return reservation, True
 
@@ -420,17 +397,17 @@ async def release(session: AsyncSession, principal: Principal, reservation_id: u
         )
     if not (mine or principal.is_staff):
         raise Forbidden("Only whoever made a reservation, or a coordinator, may release it.")
-    return await _release(session, existing, "released")
+    return await _release(session, existing, ReservationStatus.released)
 
 
-async def _release(session: AsyncSession, existing: Reservation, status: str) -> Reservation:
+async def _release(session: AsyncSession, existing: Reservation, status: ReservationStatus) -> Reservation:
     reservations = ReservationRepository(session)
-    marked = await reservations.mark(existing.id, "active", status, utcnow())
+    marked = await reservations.mark(existing.id, ReservationStatus.active, status, utcnow())
     if marked is None:
         return existing
     lot = await LotRepository(session).unreserve(marked.lot_id, marked.quantity)
-    event = events.RESERVATION_EXPIRED if status == "expired" else events.RESERVATION_RELEASED
-    await publish(session, event, _reservation_event(marked, lot), subject=str(marked.id))
+    event = events.RESERVATION_EXPIRED if status == ReservationStatus.expired else events.RESERVATION_RELEASED
+    await publish(session, event, events.reservation_data(marked, lot), subject=str(marked.id))
     return marked
 
 
@@ -441,7 +418,7 @@ async def expire_reservations(session: AsyncSession, settings: Settings) -> int:
     for reservation_id in ids:
         existing = await reservations.get(reservation_id)
         assert existing is not None
-        await _release(session, existing, "expired")
+        await _release(session, existing, ReservationStatus.expired)
     return len(ids)
 
 
@@ -528,86 +505,3 @@ async def import_offers(
         imported=True,
     )
     return report, codes
-
-
-# --- shipments (logistics.events) ----------------------------------------------------------------------------
-
-
-# Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
-_ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
-
-
-async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
-    """logistics.events → shipped and delivered quantities per lot. The newest version seen of each shipment
-    line is kept; a lot's quantities are sums over its lines, so the order events arrive in does not matter.
-    What a shipment returns (came short, not received, cancelled before pick-up) leaves its reservation and
-    the lot, and is available again: each line gives back what it returned beyond what it gave back before."""
-    if not event.type.startswith("reliefhub.logistics.shipment."):
-        return
-    d = event.data
-    status, version = d["status"], int(d["version"])
-    rows = []
-    for line in d["lines"]:
-        if not line.get("lot_id"):
-            continue
-        in_transit, delivered = line.get("quantity_in_transit"), line.get("quantity_delivered")
-        if in_transit is None:  # an event from before these fields existed
-            in_transit = line["quantity"] if status in _ON_THE_WAY else 0
-            delivered = line.get("quantity_received") or 0
-        rows.append(
-            {
-                "shipment_line_id": uuid.UUID(line["id"]),
-                "shipment_id": uuid.UUID(d["id"]),
-                "lot_id": uuid.UUID(line["lot_id"]),
-                "reference": str(line["proposal_id"]) if line.get("proposal_id") else None,
-                "quantity_in_transit": int(in_transit),
-                "quantity_delivered": int(delivered or 0),
-                "quantity_returned": int(line.get("quantity_returned") or 0),
-                "version": version,
-            }
-        )
-    progress = LotShipmentRepository(session)
-    changed = await progress.record(rows)
-    if not changed:
-        return  # late or repeated: nothing newer than what was seen
-    # Lock order as in reserve and release: reservations, then lots.
-    owed = [row for row in changed if row.reference and row.quantity_returned > row.quantity_given_back]
-    reservations = await progress.lock_reservations(sorted({str(row.reference) for row in owed}))
-    given: dict[uuid.UUID, int] = {}
-    for row in owed:
-        taken = _give_back(reservations.get(str(row.reference)), row.quantity_returned - row.quantity_given_back)
-        row.quantity_given_back += taken
-        given[row.lot_id] = given.get(row.lot_id, 0) + taken
-    lot_ids = sorted({row.lot_id for row in changed})
-    lots = await progress.lock_lots(lot_ids)
-    totals = await progress.totals(lot_ids)
-    offers: set[uuid.UUID] = set()
-    for lot in lots:
-        shipped, delivered_total = totals.get(lot.id, (0, 0))
-        new = (
-            min(lot.quantity, shipped),
-            min(lot.quantity, delivered_total),
-            max(0, lot.quantity_reserved - given.get(lot.id, 0)),
-        )
-        if (lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved) == new:
-            continue
-        lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved = new
-        lot.version += 1
-        offers.add(lot.offer_id)
-    await session.flush()
-    for offer_id in sorted(offers):
-        offer = await get_offer(session, offer_id)
-        await publish(session, events.OFFER_PROGRESSED, offer_event(offer), subject=str(offer.id))
-
-
-def _give_back(reservation: Reservation | None, quantity: int) -> int:
-    """Shrink a shipment line's reservation by `quantity` (releasing it when nothing is left); returns how much
-    it gave back to the lot."""
-    if reservation is None or reservation.status != "active":
-        return 0
-    taken = min(quantity, reservation.quantity)
-    if taken >= reservation.quantity:
-        reservation.status, reservation.released_at = "released", utcnow()
-    else:
-        reservation.quantity -= taken
-    return taken

@@ -19,11 +19,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
 from services.webhooks import service
 from services.webhooks.repository import DeliveryRepository, EndpointRepository
 from services.webhooks.safety import AddressPolicy, RefusedAddress, guarded_session
+from services.webhooks.schemas import DeliveryStatus
 from shared.metrics import WEBHOOK_ATTEMPTS
 from shared.runtime import Runtime
 
@@ -211,68 +213,76 @@ class Dispatcher:
             return outcome.retry_after
         return schedule[outcome.number] * random.uniform(0.8, 1.2)
 
+    def _settlement(self, o: Outcome, now: datetime) -> dict[str, Any]:
+        """The delivery after this attempt: succeeded, failed for good (410 Gone, or the schedule spent), or due
+        again after the next delay."""
+        status, next_attempt_at, succeeded_at = DeliveryStatus.pending, None, None
+        if o.succeeded:
+            status, succeeded_at = DeliveryStatus.succeeded, now
+        else:
+            delay = None if o.status_code == 410 else self._next_delay(o)
+            if delay is None:
+                status = DeliveryStatus.failed
+            else:
+                next_attempt_at = now + timedelta(seconds=delay)
+        return {
+            "id": o.delivery_id,
+            "lease_id": o.lease_id,
+            "attempts": o.number,
+            "status": status,
+            "next_attempt_at": next_attempt_at,
+            "last_status_code": o.status_code,
+            "last_error": o.error,
+            "succeeded_at": succeeded_at,
+        }
+
     async def _record(self, batch: list[Outcome]) -> None:
         now = datetime.now(UTC)
-        settlements = []
-        for o in batch:
-            row: dict[str, Any] = {
-                "id": o.delivery_id,
-                "lease_id": o.lease_id,
-                "attempts": o.number,
-                "status": "pending",
-                "next_attempt_at": None,
-                "last_status_code": o.status_code,
-                "last_error": o.error,
-                "succeeded_at": None,
-            }
-            if o.succeeded:
-                row.update(status="succeeded", succeeded_at=now)
-            else:
-                delay = None if o.status_code == 410 else self._next_delay(o)
-                if delay is None:
-                    row.update(status="failed")
-                else:
-                    row.update(next_attempt_at=now + timedelta(seconds=delay))
-            settlements.append(row)
         async with self.rt.sessionmaker() as session, session.begin():
             repo = DeliveryRepository(session)
-            settled = await repo.settle(settlements)
-            stale = [o for o in batch if (o.delivery_id, o.lease_id) not in settled]
-            if stale:
+            settled = await repo.settle([self._settlement(o, now) for o in batch])
+            recorded = [o for o in batch if (o.delivery_id, o.lease_id) in settled]
+            if len(recorded) < len(batch):
                 # Its lease ran out (and the delivery was claimed again) or it was requeued: the attempt made
                 # under the current lease is the one the delivery and its log count.
-                log.warning("%d webhook attempts finished after losing their lease; not recorded", len(stale))
-            batch = [o for o in batch if (o.delivery_id, o.lease_id) in settled]
-            await repo.add_attempts(
-                [
-                    {
-                        "id": uuid.uuid4(),
-                        "delivery_id": o.delivery_id,
-                        "number": o.number,
-                        "started_at": o.started_at,
-                        "duration_ms": o.duration_ms,
-                        "status_code": o.status_code,
-                        "response_body": o.response_body,
-                        "error": o.error,
-                    }
-                    for o in batch
-                ]
-            )
-            ok = sorted({o.endpoint_id for o in batch if o.succeeded})
-            failing = sorted({o.endpoint_id for o in batch if not o.succeeded} - set(ok))
-            endpoints = EndpointRepository(session)
-            await endpoints.clear_failing(ok)
-            if failing:
-                await endpoints.mark_failing(failing)
-                gone = {o.endpoint_id for o in batch if o.status_code == 410}
-                cutoff = now - timedelta(seconds=self.settings.webhook_disable_after_seconds)
-                for endpoint in await endpoints.enabled_for_update(failing):
-                    if endpoint.id in gone:
-                        await service.disable(session, endpoint, "the endpoint answered 410 Gone")
-                    elif endpoint.failing_since is not None and endpoint.failing_since <= cutoff:
-                        await service.disable(
-                            session, endpoint, f"every delivery failed since {endpoint.failing_since.isoformat()}"
-                        )
+                log.warning(
+                    "%d webhook attempts finished after losing their lease; not recorded", len(batch) - len(recorded)
+                )
+            await repo.add_attempts([_attempt_row(o) for o in recorded])
+            await self._judge_endpoints(session, recorded, now)
+
+    async def _judge_endpoints(self, session: AsyncSession, recorded: list[Outcome], now: datetime) -> None:
+        """Endpoints that answered are failing no more; the others are failing since now (unless already), and
+        are disabled when they answered 410 Gone or have failed every delivery for too long."""
+        ok = sorted({o.endpoint_id for o in recorded if o.succeeded})
+        failing = sorted({o.endpoint_id for o in recorded if not o.succeeded} - set(ok))
+        endpoints = EndpointRepository(session)
+        await endpoints.clear_failing(ok)
+        if not failing:
+            return
+        await endpoints.mark_failing(failing)
+        gone = {o.endpoint_id for o in recorded if o.status_code == 410}
+        cutoff = now - timedelta(seconds=self.settings.webhook_disable_after_seconds)
+        for endpoint in await endpoints.lock_enabled(failing):
+            if endpoint.id in gone:
+                await service.disable(session, endpoint, "the endpoint answered 410 Gone")
+            elif endpoint.failing_since is not None and endpoint.failing_since <= cutoff:
+                await service.disable(
+                    session, endpoint, f"every delivery failed since {endpoint.failing_since.isoformat()}"
+                )
+
+
+def _attempt_row(o: Outcome) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "delivery_id": o.delivery_id,
+        "number": o.number,
+        "started_at": o.started_at,
+        "duration_ms": o.duration_ms,
+        "status_code": o.status_code,
+        "response_body": o.response_body,
+        "error": o.error,
+    }
 
 
 async def run_dispatcher(rt: Runtime, stop: asyncio.Event) -> None:

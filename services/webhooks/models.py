@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import Boolean, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.webhooks.schemas import DeliveryStatus
 from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
 
 SCHEMA = "webhooks"
@@ -58,7 +59,10 @@ class Delivery(Base):
     event_type: Mapped[str] = mapped_column(String(200))
     event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(String(20))  # pending | succeeded | failed
+    # The value string in a VARCHAR(20), as before the enum (no database enum type, no constraint).
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(DeliveryStatus, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set by each claim, cleared when its outcome is recorded: only the holder of the current lease records one.

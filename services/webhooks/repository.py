@@ -10,6 +10,7 @@ from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from services.webhooks.models import Attempt, Delivery, Endpoint
+from services.webhooks.schemas import DeliveryStatus
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
 
@@ -17,12 +18,20 @@ from shared.pagination import PageParams, paginate
 class EndpointRepository(RepositoryBase[Endpoint]):
     model = Endpoint
 
-    async def search(self, params: PageParams, **filters: Any) -> tuple[list[Endpoint], str | None]:
+    async def search(
+        self, params: PageParams, *, org: str | None, enabled: bool | None
+    ) -> tuple[list[Endpoint], str | None]:
         stmt = select(Endpoint)
-        for key in ("org", "enabled"):
-            if filters.get(key) is not None:
-                stmt = stmt.where(getattr(Endpoint, key) == filters[key])
+        if org is not None:
+            stmt = stmt.where(Endpoint.org == org)
+        if enabled is not None:
+            stmt = stmt.where(Endpoint.enabled.is_(enabled))
         return await paginate(self.session, stmt, Endpoint.created_at, Endpoint.id, params)
+
+    async def remove(self, endpoint: Endpoint) -> None:
+        """The endpoint goes, and its deliveries and their attempts with it (ON DELETE CASCADE)."""
+        await self.session.delete(endpoint)
+        await self.session.flush()
 
     async def enabled(self) -> list[Endpoint]:
         return list((await self.session.execute(select(Endpoint).where(Endpoint.enabled.is_(True)))).scalars())
@@ -44,7 +53,8 @@ class EndpointRepository(RepositoryBase[Endpoint]):
                 .values(failing_since=func.now())
             )
 
-    async def enabled_for_update(self, ids: list[uuid.UUID]) -> list[Endpoint]:
+    async def lock_enabled(self, ids: list[uuid.UUID]) -> list[Endpoint]:
+        """The enabled endpoints among `ids`, locked until the transaction ends."""
         stmt = select(Endpoint).where(Endpoint.id.in_(ids), Endpoint.enabled.is_(True)).with_for_update()
         return list((await self.session.execute(stmt)).scalars())
 
@@ -61,17 +71,24 @@ class DeliveryRepository(RepositoryBase[Delivery]):
             await self.session.execute(stmt, rows)
 
     async def search(
-        self, endpoint_id: uuid.UUID, params: PageParams, **filters: Any
+        self,
+        endpoint_id: uuid.UUID,
+        params: PageParams,
+        *,
+        status: DeliveryStatus | None,
+        event_type: str | None,
+        event_id: str | None,
+        since: datetime | None,
     ) -> tuple[list[Delivery], str | None]:
         stmt = select(Delivery).where(Delivery.endpoint_id == endpoint_id)
-        if filters.get("status"):
-            stmt = stmt.where(Delivery.status == filters["status"])
-        if filters.get("event_type"):
-            stmt = stmt.where(Delivery.event_type == filters["event_type"])
-        if filters.get("event_id"):
-            stmt = stmt.where(Delivery.event_id == filters["event_id"])
-        if filters.get("since"):
-            stmt = stmt.where(Delivery.created_at >= filters["since"])
+        if status:
+            stmt = stmt.where(Delivery.status == status)
+        if event_type:
+            stmt = stmt.where(Delivery.event_type == event_type)
+        if event_id:
+            stmt = stmt.where(Delivery.event_id == event_id)
+        if since:
+            stmt = stmt.where(Delivery.created_at >= since)
         return await paginate(self.session, stmt, Delivery.created_at, Delivery.id, params)
 
     async def attempts(self, delivery_id: uuid.UUID) -> list[Attempt]:
@@ -90,7 +107,7 @@ class DeliveryRepository(RepositoryBase[Delivery]):
         count starts over; the log keeps the earlier attempts. An attempt in flight meanwhile loses its lease:
         its outcome is not recorded, the requeued delivery's own attempts are."""
         stmt = update(Delivery).values(
-            status="pending", attempts=0, next_attempt_at=func.now(), lease_id=None, updated_at=func.now()
+            status=DeliveryStatus.pending, attempts=0, next_attempt_at=func.now(), lease_id=None, updated_at=func.now()
         )
         if delivery_id is not None:
             stmt = stmt.where(Delivery.id == delivery_id)

@@ -1,5 +1,5 @@
 """Business rules of the webhooks service: working groups' endpoints (secrets shown once, rotated with a grace
-period), which events each endpoint is owed, and the event catalog."""
+period), the deliveries and their replays, what is sent, and the event catalog."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from services.webhooks.safety import AddressPolicy, RefusedAddress
 from shared.auth import STAFF, Principal, Role
 from shared.db import utcnow
 from shared.etag import IfMatch, check_version
-from shared.events import CloudEvent, event_catalog, publish
+from shared.events import event_catalog, publish
 from shared.pagination import PageParams
 from shared.settings import Settings
 
@@ -157,8 +157,7 @@ async def update_endpoint(
 
 async def delete_endpoint(session: AsyncSession, principal: Principal, endpoint_id: uuid.UUID) -> None:
     endpoint = await get_endpoint(session, principal, endpoint_id, for_update=True)
-    await session.delete(endpoint)
-    await session.flush()
+    await EndpointRepository(session).remove(endpoint)
 
 
 async def rotate_secret(
@@ -203,10 +202,20 @@ async def disable(session: AsyncSession, endpoint: Endpoint, reason: str) -> Non
 
 
 async def list_deliveries(
-    session: AsyncSession, principal: Principal, endpoint_id: uuid.UUID, params: PageParams, **filters: Any
+    session: AsyncSession,
+    principal: Principal,
+    endpoint_id: uuid.UUID,
+    params: PageParams,
+    *,
+    status: schemas.DeliveryStatus | None,
+    event_type: str | None,
+    event_id: str | None,
+    since: datetime | None,
 ) -> tuple[list[Delivery], str | None]:
     await get_endpoint(session, principal, endpoint_id)
-    return await DeliveryRepository(session).search(endpoint_id, params, **filters)
+    return await DeliveryRepository(session).search(
+        endpoint_id, params, status=status, event_type=event_type, event_id=event_id, since=since
+    )
 
 
 async def get_delivery(session: AsyncSession, principal: Principal, delivery_id: uuid.UUID) -> schemas.DeliveryDetail:
@@ -236,42 +245,7 @@ async def replay(session: AsyncSession, principal: Principal, endpoint_id: uuid.
     return await DeliveryRepository(session).requeue(endpoint_id=endpoint_id, since=since)
 
 
-# --- which endpoints an event is owed to --------------------------------------------------------------------
-
-
-def pattern_matches(pattern: str, event_type: str) -> bool:
-    if pattern == "*" or pattern == event_type:
-        return True
-    return pattern.endswith(".*") and event_type.startswith(pattern[:-1])
-
-
-def _facts(data: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """The item codes and region codes an event's data speaks of (top level, lines and lots)."""
-    items: set[str] = set()
-    regions: set[str] = set()
-    for row in [data, *data.get("lines", []), *data.get("lots", [])]:
-        if not isinstance(row, dict):
-            continue
-        for key in ("item_code", "lot_item_code"):
-            if isinstance(row.get(key), str):
-                items.add(row[key])
-        if isinstance(row.get("region_code"), str):
-            regions.add(row["region_code"])
-    return items, regions
-
-
-def wants(endpoint: Endpoint, event: CloudEvent) -> bool:
-    if not any(pattern_matches(p, event.type) for p in endpoint.event_types):
-        return False
-    if event.type.startswith("reliefhub.webhooks.") and event.data.get("org") != endpoint.org:
-        return False  # news about an endpoint is for its own organisation only
-    if endpoint.scope == schemas.EndpointScope.own and endpoint.org not in (event.orgs or ()):
-        return False
-    filters = endpoint.filters or {}
-    items, regions = _facts(event.data)
-    if filters.get("item_codes") and not any(i.startswith(tuple(filters["item_codes"])) for i in items):
-        return False
-    return not (filters.get("region_codes") and not any(r.startswith(tuple(filters["region_codes"])) for r in regions))
+# --- what is sent ---------------------------------------------------------------------------------------------
 
 
 def body_of(event: dict[str, Any], delivery_id: uuid.UUID, settings: Settings) -> str:
@@ -283,33 +257,3 @@ def body_of(event: dict[str, Any], delivery_id: uuid.UUID, settings: Settings) -
     envelope = {k: v for k, v in event.items() if k != "data"}
     envelope["dataref"] = f"{settings.public_base_url.rstrip('/')}/v1/webhook-deliveries/{delivery_id}"
     return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
-
-
-async def on_events(session: AsyncSession, batch: list[CloudEvent]) -> None:
-    """Every service's stream → the deliveries owed to each enabled endpoint that wants an event."""
-    endpoints = await EndpointRepository(session).enabled()
-    rows: list[dict[str, Any]] = []
-    now = utcnow()
-    for event in batch:
-        wanted = [e for e in endpoints if wants(e, event)]
-        # `orgs` routes the event; receivers are not told whose else it is.
-        payload = event.model_dump(mode="json", exclude={"orgs"}) if wanted else None
-        rows.extend(
-            {
-                "id": uuid.uuid4(),
-                "endpoint_id": endpoint.id,
-                "event_id": event.id,
-                "event_type": event.type,
-                "event_time": event.time,
-                "payload": payload,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-            }
-            for endpoint in wanted
-        )
-    await DeliveryRepository(session).add_many(rows)
-
-
-async def on_event(session: AsyncSession, event: CloudEvent) -> None:
-    await on_events(session, [event])

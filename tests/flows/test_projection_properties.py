@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliefhub.gateway import Gateway
-from services.logistics.projection import NotProjectedYet
+from services.logistics.events import NotProjectedYet
 from services.matching.events import LotNotProjectedYet
 from shared.events import CloudEvent
 from shared.settings import Settings

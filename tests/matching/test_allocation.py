@@ -26,7 +26,8 @@ from services.matching.allocation import (
     tier_capacities,
     tier_values,
 )
-from services.matching.scoring import Candidates, LineTable, LotTable, Policy, build_candidates
+from services.matching.policy import Policy
+from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
 from tests.matching.test_scoring import CATALOG, NOW, PROPERTY, at, build, check, instances, line_row, lot_row
 
 Instance = tuple[list[dict[str, Any]], list[dict[str, Any]], Policy]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.matching.scoring import DEFAULT_WEIGHTS, FACTORS
+from services.matching.policy import DEFAULT_WEIGHTS, FACTORS
 from tests.conftest import TokenFactory
 from tests.matching.helpers import (
     BEIJING,

@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from services.matching.scoring import FACTORS, Candidates, LineTable, LotTable, Policy, build_candidates
+from services.matching.errors import InvalidPolicy
+from services.matching.models import PolicyVersion
+from services.matching.policy import FACTORS, Policy, stored
+from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
 from shared.catalog import Catalog, Item, ItemName, get_catalog
 
 NOW = 1_750_000_000.0
@@ -500,11 +504,13 @@ def test_policy_json_round_trip() -> None:
         auto_accept_score=90.0,
         proposal_ttl_seconds=600,
     )
-    data = json.loads(json.dumps(policy.to_json()))
-    assert Policy.from_json(data, 3) == policy
-    assert Policy.from_json(Policy().to_json(), 1) == Policy()
-    assert Policy.from_json({}, 7) == Policy(version=7)
-    assert Policy.from_json({"version": 1}, 7).version == 7
+    data = json.loads(policy.model_dump_json())
+    assert Policy.model_validate(data) == policy
+    assert Policy.model_validate(Policy().model_dump(mode="json")) == Policy()
+    assert Policy.model_validate({"version": 7}) == Policy(version=7)
+    # A stored version's row number wins over the version in its body.
+    row = PolicyVersion(version=7, body={"version": 1}, created_by="coord")
+    assert stored(row).version == 7
 
 
 def test_policy_is_immutable_and_hashable() -> None:
@@ -514,10 +520,12 @@ def test_policy_is_immutable_and_hashable() -> None:
     assert hash(Policy(version=2)) != hash(Policy())
     with pytest.raises(TypeError):
         policy.weights["urgency"] = 99  # type: ignore[index]
+    with pytest.raises(ValidationError):
+        policy.speed_kmh = 80  # type: ignore[misc]
 
 
 def test_policy_names_only_what_it_changes() -> None:
-    policy = Policy.from_json({"weights": {"urgency": 50}}, 2)
+    policy = Policy.model_validate({"weights": {"urgency": 50}, "version": 2})
     assert policy.weights["urgency"] == 50
     assert policy.weights["equity"] == 20
     assert set(policy.weights) == set(FACTORS)
@@ -526,13 +534,9 @@ def test_policy_names_only_what_it_changes() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"weights": {"urgncy": 1}}, "unknown factor"),
         ({"weights": {"urgency": -1}}, "must not be negative"),
         ({"weights": {"urgency": "a lot"}}, "finite number"),
         ({"weights": [1, 2]}, "weights must be an object"),
-        ({"tiers": [[0.5, 400], [0.4, 40]]}, "sum to 1"),
-        ({"tiers": [[0.5, 40], [0.5, 400]]}, "strictly decreasing"),
-        ({"tiers": [[0.5, 40], [0.5, 40]]}, "strictly decreasing"),
         ({"tiers": [[1.0, 0]]}, "positive"),
         ({"tiers": [[1.0, 40.5]]}, "integer value"),
         ({"tiers": []}, "must not be empty"),
@@ -551,12 +555,34 @@ def test_policy_names_only_what_it_changes() -> None:
     ],
 )
 def test_policy_validation(data: dict[str, Any], message: str) -> None:
+    """A malformed or out-of-range field (in a request body: 422 invalid-request)."""
     with pytest.raises(ValueError, match=message):
-        Policy.from_json(data, 1)
+        Policy.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"weights": {"urgncy": 1}}, "unknown factor"),
+        ({"tiers": [[0.5, 400], [0.4, 40]]}, "sum to 1"),
+        ({"tiers": [[0.5, 40], [0.5, 400]]}, "strictly decreasing"),
+        ({"tiers": [[0.5, 40], [0.5, 40]]}, "strictly decreasing"),
+    ],
+)
+def test_policy_rules(data: dict[str, Any], message: str) -> None:
+    """Fields fine each, but not a policy (in a request body: 422 invalid-policy)."""
+    with pytest.raises(InvalidPolicy, match=message):
+        Policy.model_validate(data)
 
 
 def test_tier_shares_may_carry_float_noise() -> None:
     shares = [0.2, 0.7, 0.1]
     assert sum(shares) != 1.0
-    policy = Policy.from_json({"tiers": [[s, v] for s, v in zip(shares, [3, 2, 1], strict=True)]}, 1)
+    policy = Policy.model_validate({"tiers": [[s, v] for s, v in zip(shares, [3, 2, 1], strict=True)]})
     assert policy.tiers == ((0.2, 3), (0.7, 2), (0.1, 1))
+
+
+def test_tiers_may_be_written_as_the_api_shows_them() -> None:
+    policy = Policy.model_validate({"tiers": [{"share": 0.75, "value": 300}, {"share": 0.25, "value": 20}]})
+    assert policy.tiers == ((0.75, 300), (0.25, 20))
+    assert policy.model_dump(mode="json")["tiers"] == [[0.75, 300], [0.25, 20]]  # stored as before

@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from reliefhub.gateway import Gateway
 from services.webhooks.delivery import Dispatcher
+from services.webhooks.events import on_event
 from services.webhooks.safety import AddressPolicy, RefusedAddress
-from services.webhooks.service import on_event
 from shared.events import CloudEvent
 from shared.runtime import Runtime
 from tests.conftest import TokenFactory
