@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Embedded PostgreSQL + Redis (unless DATABASE_URL / REDIS_URL are set), migrations, every service on :8000.
+## Embedded PostgreSQL + Redis (unless DATABASE_URL / REDIS_URL are set), migrations, every service on :8000
+## (`make dev PORT=8080` for another port).
 dev: install
-	$(BIN)/reliefhub dev
+	$(BIN)/reliefhub dev $(if $(PORT),--port $(PORT))
 
 ## The whole suite, on embedded servers (or DATABASE_URL / REDIS_URL when set).
 test: install

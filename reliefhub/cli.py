@@ -38,6 +38,8 @@ console = Console()
 errors = Console(stderr=True)
 STATE_DIR = Path(os.environ.get("RELIEFHUB_STATE_DIR", ".reliefhub"))
 DEV_ENV = STATE_DIR / "dev.env"
+DEV_STATE = STATE_DIR / "dev.json"  # where the running `reliefhub dev` listens, for `reliefhub demo`
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _settings() -> Settings:
@@ -80,6 +82,40 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _local_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a server listening on `host` at."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def _running_dev_url() -> str | None:
+    """The URL of the `reliefhub dev` running from this directory, as it wrote it, while its process lives."""
+    try:
+        state = json.loads(DEV_STATE.read_text())
+    except (OSError, ValueError):
+        return None
+    url, pid = (state.get("url"), state.get("pid")) if isinstance(state, dict) else (None, None)
+    if not isinstance(url, str) or not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # killed without tidying up
+    except PermissionError:
+        pass  # alive, another user's
+    return url
+
+
+def _forget_dev_state() -> None:
+    """Remove the state file if it is this process's (another `reliefhub dev` may have written its own since)."""
+    try:
+        ours = json.loads(DEV_STATE.read_text()).get("pid") == os.getpid()
+    except (OSError, ValueError, AttributeError):
+        return
+    if ours:
+        DEV_STATE.unlink(missing_ok=True)
+
+
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(help="Port for every service.")] = 8000,
@@ -91,6 +127,7 @@ def dev(
 
     from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis
     from reliefhub.gateway import UVICORN_OPTIONS, Gateway
+    from reliefhub.protocol import HTTP_PROTOCOL
 
     started: list[Any] = []
     env: dict[str, str] = {}
@@ -119,7 +156,10 @@ def dev(
         _migrate(settings)
         gateway = Gateway(settings, run_workers=True)
         token = create_token(sub="dev-coordinator", org="reliefhub-hub", roles=[Role.coordinator], settings=settings)
-        base = f"http://{host}:{port}"
+        base = _local_url(host, port)
+        written = DEV_STATE.with_suffix(".tmp")
+        written.write_text(json.dumps({"url": base, "pid": os.getpid()}))
+        written.replace(DEV_STATE)  # whole or not at all, for a `reliefhub demo` reading it meanwhile
         console.print(
             f"\n[bold]ReliefHub[/] on {base}\n  API docs      {base}/docs\n  OpenAPI       {base}/openapi.json"
         )
@@ -129,9 +169,12 @@ def dev(
         console.print(f'\nTry: curl -H "Authorization: Bearer $TOKEN" "{base}/v1/items?q=mask"\n', soft_wrap=True)
         # Uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so `finally` runs.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(gateway, host=host, port=port, log_level="warning", lifespan="on", **UVICORN_OPTIONS)
+        uvicorn.run(
+            gateway, host=host, port=port, log_level="warning", lifespan="on", http=HTTP_PROTOCOL, **UVICORN_OPTIONS
+        )
     finally:
         DEV_ENV.unlink(missing_ok=True)
+        _forget_dev_state()
         for server in reversed(started):
             server.stop()
         if started:
@@ -149,6 +192,7 @@ def serve(
     import uvicorn
 
     from reliefhub.gateway import UVICORN_OPTIONS
+    from reliefhub.protocol import HTTP_PROTOCOL
     from shared.logging import configure_logging
 
     if service not in _service_names():
@@ -170,6 +214,7 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=False,
+        http=HTTP_PROTOCOL,
         **UVICORN_OPTIONS,
     )
 
@@ -230,7 +275,10 @@ def worker(service: Annotated[str, typer.Argument(help="The service whose relay,
 
 @app.command()
 def demo(
-    base_url: Annotated[str, typer.Option(help="The server (default: `reliefhub dev`'s).")] = "http://127.0.0.1:8000",
+    base_url: Annotated[
+        str | None,
+        typer.Option(help=f"The server (default: the running `reliefhub dev`'s, else {DEFAULT_URL})."),
+    ] = None,
     sites: Annotated[int, typer.Option(min=1, max=5000, help="Recipient sites to create.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of the scenario (same seed, same data).")] = 2022,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight at once.")] = 16,
@@ -239,6 +287,9 @@ def demo(
     receipts, feedback and the impact report, and print a summary."""
     from reliefhub.demo import run_cli
 
+    if base_url is None:
+        base_url = _running_dev_url() or DEFAULT_URL
+        console.print(f"[dim]against {base_url}[/]")
     code = run_cli(base_url, sites=sites, seed=seed, concurrency=concurrency, settings=_settings(), console=console)
     raise typer.Exit(code)
 

@@ -200,6 +200,7 @@ def cli_env(migrated: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("REDIS_URL", migrated.redis_url)
     monkeypatch.setenv("RELIEFHUB_JWT_SECRET", migrated.jwt_secret)
     monkeypatch.setattr(cli, "DEV_ENV", tmp_path / "dev.env")
+    monkeypatch.setattr(cli, "DEV_STATE", tmp_path / "dev.json")
     return migrated
 
 

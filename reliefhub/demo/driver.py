@@ -576,7 +576,7 @@ async def _report(
     summary.sites_supported = int(totals["sites_supported"])
     summary.beneficiaries = int(totals["beneficiaries"])
     summary.fill_rate = float(totals["fill_rate"])
-    summary.time_to_match_p50_hours = totals.get("time_to_match_hours_p50")
+    summary.time_to_match_p50_seconds = totals.get("time_to_match_seconds_p50")
 
 
 async def _tracking(api: Api, made: _Created, summary: Summary, received: list[JSON]) -> None:

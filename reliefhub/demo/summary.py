@@ -51,7 +51,7 @@ class Summary:
     sites_supported: int = 0
     beneficiaries: int = 0
     fill_rate: float = 0.0
-    time_to_match_p50_hours: float | None = None
+    time_to_match_p50_seconds: float | None = None
     tracking_code: str = ""
     tracking_url: str = ""
     tracking_steps: int = 0
@@ -92,15 +92,16 @@ class Summary:
             ("beneficiaries", f"{self.beneficiaries:,}", "as the sites reported"),
             ("fill rate", f"{self.fill_rate:.1%}",
              "delivered / asked for" + (
-                 f"; time to match p50 {duration(self.time_to_match_p50_hours)}"
-                 if self.time_to_match_p50_hours is not None else "")),
+                 f"; time to match p50 {duration(self.time_to_match_p50_seconds)}"
+                 if self.time_to_match_p50_seconds is not None else "")),
             ("requests", f"{self.requests:,}", f"in {self.seconds:.1f} s"),
         ]  # fmt: skip
 
 
-def duration(hours: float) -> str:
-    seconds = hours * 3600
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{hours:.1f} h"
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
 def yuan(fen: int) -> str:

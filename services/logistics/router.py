@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response, status
 
-from services.logistics import ledger, procurement, receipts, schemas, shipments, tracking
+from services.logistics import ledger, page, procurement, receipts, schemas, shipments, tracking
 from services.logistics.dependencies import Buyer, Recipient, ShipmentActor, Shipper, Staff, TrackRateLimit
 from services.logistics.errors import (
     FeedbackExists,
@@ -346,8 +346,8 @@ async def track(
     a page in Chinese or English for browsers (`Accept: text/html`). Rate-limited per client."""
     result = await tracking.track(session, code)
     if _wants_html(request, format):
-        page = tracking.render_tracking(result, _language(request, lang))
-        return html_response(page, styles=tracking.tracking_page_styles())
+        html = page.render_tracking(result, _language(request, lang))
+        return html_response(html, styles=page.tracking_page_styles())
     return result
 
 

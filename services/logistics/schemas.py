@@ -319,6 +319,7 @@ class TrackItem(BaseModel):
     name: Localized
     quantity: int
     unit: str
+    unit_name: Localized = Field(description="The unit in words, in English singular or plural as the quantity asks.")
 
 
 class TrackSite(BaseModel):
@@ -337,6 +338,8 @@ class TrackStep(BaseModel):
     items: list[TrackItem] = []
     site: TrackSite | None = None
     amount: int | None = None
+    location: str | None = Field(None, description="Where the carrier said the goods were (shipment steps).")
+    note: str | None = Field(None, description="What the carrier noted at this step (shipment steps).")
     detail: dict[str, Any] = {}
 
 
@@ -358,6 +361,7 @@ class Tracking(BaseModel):
     items: list[TrackItem]
     summary: TrackSummary
     timeline: list[TrackStep]
+    time_zone: str = Field(description="IANA time zone of the recipient site (the page shows its times in it).")
 
 
 class ReportLevel(StrEnum):
@@ -378,7 +382,13 @@ class ImpactFigures(BaseModel):
     quantity_needed: int
     quantity_delivered: int
     fill_rate: float = Field(description="Delivered over needed quantity, per line capped at what was needed.")
-    time_to_match_hours_p50: float | None
+    time_to_match_seconds_p50: float | None = Field(description="From a need's posting to its first accepted proposal.")
+    time_to_match_seconds_p90: float | None
+    time_to_delivery_seconds_p50: float | None = Field(
+        description="From a need's posting to the first receipt of any of it."
+    )
+    time_to_delivery_seconds_p90: float | None
+    time_to_match_hours_p50: float | None = Field(description="The same in hours, rounded to 0.01 (kept for clients).")
     time_to_match_hours_p90: float | None
     time_to_delivery_hours_p50: float | None
     time_to_delivery_hours_p90: float | None

@@ -1,6 +1,6 @@
 """The public tracking page in a real headless Chromium, served by uvicorn on a loopback port: the donor's page
-renders the whole journey of a gift, from the offer to the site's receipt, and breaks none of its own
-Content-Security-Policy (Chromium reports each violation on its console, which it logs to stderr)."""
+renders the whole journey of a gift, from the offer to the site's receipt, in Chinese throughout, and breaks none
+of its own Content-Security-Policy (Chromium reports each violation on its console, which it logs to stderr)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,11 @@ async def test_tracking_page_renders_in_headless_chromium(
 ) -> None:
     gift = await ship_a_gift(client, auth)
     sid = gift.shipment["id"]
-    await advance(client, gift.carrier, sid, "picked_up", "in_transit", "delivered")
+    await advance(client, gift.carrier, sid, "picked_up")
+    for location in ("浦东新区物资分拨中心", "川沙新镇街道"):
+        body = {"status": "in_transit", "location": location, "note": f"已到达{location}"}
+        assert (await client.post(f"/v1/shipments/{sid}/status", headers=gift.carrier, json=body)).status_code == 200
+    await advance(client, gift.carrier, sid, "delivered")
     shipment = (await client.get(f"/v1/shipments/{sid}", headers=gift.recipient)).json()
     receipt = await client.post(
         f"/v1/shipments/{sid}/receipt", headers=gift.recipient, json=full_receipt(shipment, shipment["handover_pin"])
@@ -116,5 +120,13 @@ async def test_tracking_page_renders_in_headless_chromium(
         assert f'data-kind="{kind}"' in dom, f"{kind} step missing: {dom[:3000]}"
     assert dom.count('data-kind="allocated"') == 2
     assert "浦东临时安置点" in dom and "受助方确认收货" in dom and "大米" in dom
+    # The Chinese page as the browser shows it: units, statuses and site kinds in Chinese, the carrier's two hops
+    # told apart by where it was, times in Beijing time with the zone named.
+    assert "大米 × 100 千克" in dom and "× 240 箱" in dom and "状态：进行中" in dom and "（安置点，" in dom
+    assert dom.count('data-kind="in_transit"') == 2
+    assert "位置：浦东新区物资分拨中心" in dom and "备注：已到达川沙新镇街道" in dom
+    assert "中国标准时间 (Asia/Shanghai)" in dom and dom.count("中国标准时间</time>") == dom.count("<time ")
+    for english in (" kg", "carton", "shelter", "open", "UTC"):
+        assert english not in dom.split("<body>", 1)[1], english
     for secret in ("张三", "13800000000", "121.54"):
         assert secret not in dom
