@@ -41,3 +41,15 @@ def check_version(expected: IfMatch, actual: int) -> None:
     if expected is not None and actual not in expected:
         sent = ", ".join(str(v) for v in sorted(expected))
         raise PreconditionFailed(f"The resource is at version {actual}; you sent If-Match for {sent}.")
+
+
+def not_modified(request: Request, version: int) -> Response | None:
+    """304 when If-None-Match names the current ETag (RFC 9110 §13.1.2, weak comparison; `*` matches any)."""
+    header = request.headers.get("if-none-match")
+    if header is None:
+        return None
+    current = etag(version)
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    if "*" in tags or current in tags:
+        return Response(status_code=304, headers={"ETag": current})
+    return None

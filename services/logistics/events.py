@@ -55,11 +55,14 @@ class ShipmentData(BaseModel):
     created_at: datetime
     location: str | None = None
     note: str | None = None
+    origin_org: str | None = None  # the donor organisation of the goods (added later)
 
 
 class FeedbackData(BaseModel):
     shipment_id: uuid.UUID
     destination_site_id: uuid.UUID
+    destination_org: str | None = None  # added later, with origin_org: whose shipment it is
+    origin_org: str | None = None
     region_code: str
     rating: int
     comment: str | None

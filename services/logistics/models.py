@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKe
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import ShipmentStatus
 
@@ -137,7 +138,7 @@ class AcceptedProposal(Base):
 # --- shipments ---------------------------------------------------------------------------------------------
 
 
-class Shipment(TimestampedMixin, VersionedMixin, Base):
+class Shipment(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     __tablename__ = "shipment"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)

@@ -194,6 +194,9 @@ async def give_feedback(
         created_at=utcnow(),
     )
     repo.add_feedback(feedback)
+    # The shipment's representation carries its feedback: a new version, so ETags and change cursors show it.
+    shipment.version += 1
+    shipment.updated_at = utcnow()
     await session.flush()
     await publish(
         session,
@@ -201,6 +204,8 @@ async def give_feedback(
         events.FeedbackData(
             shipment_id=shipment.id,
             destination_site_id=shipment.destination_site_id,
+            destination_org=shipment.destination_org,
+            origin_org=shipment.origin_org,
             region_code=shipment.region_code,
             rating=feedback.rating,
             comment=feedback.comment,

@@ -33,9 +33,9 @@ from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal, require_in_region
 from shared.catalog import UnknownItem
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
-from shared.etag import if_match_version, set_etag
+from shared.etag import if_match_version, not_modified, set_etag
 from shared.html import html_response
-from shared.pagination import Page, PageQuery
+from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 from shared.vocabulary import RegionPrefix, ShipmentStatus, Timestamp
 
 router = service_router(prefix="/v1", tags=["logistics"])
@@ -76,15 +76,16 @@ async def create_shipment(
 async def list_shipments(
     principal: CurrentPrincipal,
     session: SessionDep,
-    page: PageQuery,
+    page: SyncPageQuery,
     status: ShipmentStatus | None = None,
     destination_site_id: uuid.UUID | None = None,
     need_id: uuid.UUID | None = None,
     offer_id: uuid.UUID | None = None,
     proposal_id: uuid.UUID | None = None,
     region_code: Annotated[RegionPrefix | None, Query(description="Destination region prefix.")] = None,
-) -> Page[schemas.Shipment]:
-    """Shipments, newest first, by status, destination site, need, offer, proposal or region prefix."""
+) -> SyncPage[schemas.Shipment]:
+    """Shipments, newest first, by status, destination site, need, offer, proposal or region prefix; with
+    `updated_since`, only those changed after that point, in change order."""
     items, cursor = await shipments.list_shipments(
         session,
         page,
@@ -96,16 +97,25 @@ async def list_shipments(
         region_code=region_code,
     )
     feedback = await shipments.feedback_of(session, items)
-    return Page(items=[shipment_out(s, principal, feedback.get(s.id)) for s in items], next_cursor=cursor)
+    return sync_page([shipment_out(s, principal, feedback.get(s.id)) for s in items], cursor, page)
 
 
-@router.get("/shipments/{shipment_id}", responses=problem_responses(ShipmentNotFound))
+@router.get(
+    "/shipments/{shipment_id}",
+    response_model=schemas.Shipment,
+    responses={
+        **problem_responses(ShipmentNotFound),
+        **{304: {"description": "Not modified: If-None-Match names the current ETag."}},
+    },
+)
 async def get_shipment(
-    shipment_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
-) -> schemas.Shipment:
+    shipment_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, request: Request, response: Response
+) -> schemas.Shipment | Response:
     """One shipment with its lines, legs, status history and feedback; the handover PIN for the receiving site's
     frontline."""
     shipment = await shipments.get_shipment(session, shipment_id)
+    if (unchanged := not_modified(request, shipment.version)) is not None:
+        return unchanged
     set_etag(response, shipment.version)
     feedback = await shipments.feedback_of(session, [shipment])
     return shipment_out(shipment, principal, feedback.get(shipment.id))

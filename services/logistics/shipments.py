@@ -95,6 +95,7 @@ def shipment_event(shipment: Shipment, location: str | None = None, note: str | 
         created_at=shipment.created_at,
         location=location,
         note=note,
+        origin_org=shipment.origin_org,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.matching.schemas import ProposalStatus, RunStatus
+from shared.changes import ChangeTracked
 from shared.db import make_kit_tables, new_id, service_metadata
 
 SCHEMA = "matching"
@@ -108,7 +109,7 @@ class AllocationRun(Base):
     __table_args__ = (Index(None, "created_at", "id"),)
 
 
-class Proposal(Base):
+class Proposal(ChangeTracked, Base):
     __tablename__ = "proposal"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)

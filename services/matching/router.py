@@ -27,8 +27,8 @@ from shared.errors import (
     PreconditionRequired,
     problem_responses,
 )
-from shared.etag import if_match_version, set_etag
-from shared.pagination import Page, PageQuery
+from shared.etag import if_match_version, not_modified, set_etag
+from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 
 router = service_router(prefix="/v1", tags=["matching"])
 
@@ -75,14 +75,15 @@ async def get_allocation_run(run_id: uuid.UUID, principal: Staff, session: Sessi
 async def list_proposals(
     principal: Staff,
     session: SessionDep,
-    page: PageQuery,
+    page: SyncPageQuery,
     status: schemas.ProposalStatus | None = None,
     need_id: uuid.UUID | None = None,
     offer_id: uuid.UUID | None = None,
     need_line_id: uuid.UUID | None = None,
     region_code: Annotated[str | None, Query(pattern=r"^\d{2,6}$")] = None,
-) -> Page[schemas.Proposal]:
-    """Proposals, newest first, by status, need, offer, line or region prefix."""
+) -> SyncPage[schemas.Proposal]:
+    """Proposals, newest first, by status, need, offer, line or region prefix; with `updated_since`, only those
+    changed after that point, in change order."""
     items, cursor = await decisions.list_proposals(
         session,
         page,
@@ -92,15 +93,24 @@ async def list_proposals(
         need_line_id=need_line_id,
         region_code=region_code,
     )
-    return Page(items=[schemas.Proposal.model_validate(p) for p in items], next_cursor=cursor)
+    return sync_page([schemas.Proposal.model_validate(p) for p in items], cursor, page)
 
 
-@router.get("/proposals/{proposal_id}", responses=problem_responses(ProposalNotFound, Forbidden))
+@router.get(
+    "/proposals/{proposal_id}",
+    response_model=schemas.ProposalDetail,
+    responses={
+        **problem_responses(ProposalNotFound, Forbidden),
+        **{304: {"description": "Not modified: If-None-Match names the current ETag."}},
+    },
+)
 async def get_proposal(
-    proposal_id: uuid.UUID, principal: Staff, session: SessionDep, response: Response
-) -> schemas.ProposalDetail:
+    proposal_id: uuid.UUID, principal: Staff, session: SessionDep, request: Request, response: Response
+) -> schemas.ProposalDetail | Response:
     """One proposal with its score breakdown and every decision taken on it (the audit of overrides)."""
     proposal = await decisions.get_proposal(session, proposal_id)
+    if (unchanged := not_modified(request, proposal.version)) is not None:
+        return unchanged
     set_etag(response, proposal.version)
     return await decisions.proposal_detail(session, proposal)
 

@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Inte
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import NeedStatus, SiteKind, Urgency, Verification
 
@@ -39,7 +40,7 @@ class Site(TimestampedMixin, VersionedMixin, Base):
     __table_args__ = (Index(None, "created_at", "id"),)
 
 
-class Need(TimestampedMixin, VersionedMixin, Base):
+class Need(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     __tablename__ = "need"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)

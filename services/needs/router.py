@@ -22,8 +22,8 @@ from shared.errors import (
     PreconditionRequired,
     problem_responses,
 )
-from shared.etag import if_match_version, set_etag
-from shared.pagination import Page, PageQuery
+from shared.etag import if_match_version, not_modified, set_etag
+from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 from shared.tabular import ImportRejected, ImportReport, UploadedRows
 from shared.vocabulary import NeedStatus, RegionPrefix, SiteKind, Urgency
 
@@ -141,26 +141,36 @@ async def create_need(
 async def list_needs(
     principal: CurrentPrincipal,
     session: SessionDep,
-    page: PageQuery,
+    page: SyncPageQuery,
     status: NeedStatus | None = None,
     site_id: uuid.UUID | None = None,
     region_code: RegionQuery = None,
     item_code: Annotated[str | None, Query(max_length=100)] = None,
     urgency: Urgency | None = None,
-) -> Page[schemas.Need]:
-    """Needs, newest first, filtered by status, site, region code prefix, item or urgency."""
+) -> SyncPage[schemas.Need]:
+    """Needs, newest first, filtered by status, site, region code prefix, item or urgency; with `updated_since`,
+    only those changed after that point, in change order."""
     items, cursor = await service.list_needs(
         session, page, status=status, site_id=site_id, region_code=region_code, item_code=item_code, urgency=urgency
     )
-    return Page(items=[need_out(n) for n in items], next_cursor=cursor)
+    return sync_page([need_out(n) for n in items], cursor, page)
 
 
-@router.get("/needs/{need_id}", responses=problem_responses(NeedNotFound))
+@router.get(
+    "/needs/{need_id}",
+    response_model=schemas.Need,
+    responses={
+        **problem_responses(NeedNotFound),
+        **{304: {"description": "Not modified: If-None-Match names the current ETag."}},
+    },
+)
 async def get_need(
-    need_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
-) -> schemas.Need:
+    need_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, request: Request, response: Response
+) -> schemas.Need | Response:
     """One need with its lines and their matched and delivered quantities."""
     need = await service.get_need(session, need_id)
+    if (unchanged := not_modified(request, need.version)) is not None:
+        return unchanged
     set_etag(response, need.version)
     return need_out(need)
 

@@ -6,10 +6,23 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ColumnElement,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    exists,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import LotVerification, OfferStatus, ReservationStatus
 
@@ -33,7 +46,7 @@ class Donor(TimestampedMixin, VersionedMixin, Base):
     contact: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
-class Offer(TimestampedMixin, VersionedMixin, Base):
+class Offer(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     __tablename__ = "offer"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
@@ -60,8 +73,16 @@ class Offer(TimestampedMixin, VersionedMixin, Base):
         CheckConstraint("amount IS NULL OR amount > 0", name="amount_positive"),
     )
 
+    @classmethod
+    def changed_between(cls, since: int, until: int) -> ColumnElement[bool]:
+        """The offer row or one of its lots (reservations and shipments change lots only)."""
+        lot_changed = exists().where(Lot.offer_id == cls.id, Lot.changed_between(since, until))
+        return super().changed_between(since, until) | lot_changed
 
-class Lot(VersionedMixin, Base):
+
+class Lot(ChangeTracked, VersionedMixin, Base):
+    """Its change_seq comes from the offer's sequence: an offer has changed when it or one of its lots has."""
+
     __tablename__ = "lot"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)

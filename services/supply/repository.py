@@ -66,6 +66,13 @@ class OfferRepository(RepositoryBase[Offer]):
             )
         return await paginate(self.session, stmt, Offer.created_at, Offer.id, params)
 
+    async def lots_changed_apart(self, offer_id: uuid.UUID) -> bool:
+        """Whether a lot was last written by another transaction than the offer row was. Commit order is not
+        known, so such a lot may have changed after the offer's current version was read."""
+        offer_xid = select(Offer.change_xid).where(Offer.id == offer_id).scalar_subquery()
+        stmt = select(exists().where(Lot.offer_id == offer_id, Lot.change_xid != offer_xid))
+        return bool((await self.session.execute(stmt)).scalar())
+
 
 class LotRepository(RepositoryBase[Lot]):
     model = Lot

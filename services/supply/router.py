@@ -29,8 +29,8 @@ from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
 from shared.catalog import UnknownItem
 from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
-from shared.etag import if_match_version, set_etag
-from shared.pagination import Page, PageQuery
+from shared.etag import if_match_version, not_modified, set_etag
+from shared.pagination import SyncPage, SyncPageQuery, sync_page
 from shared.tabular import ImportRejected, UploadedRows
 from shared.vocabulary import OfferStatus, RegionPrefix
 
@@ -109,26 +109,38 @@ async def import_offers(rows: UploadedRows, principal: DonorWriter, session: Ses
 async def list_offers(
     principal: CurrentPrincipal,
     session: SessionDep,
-    page: PageQuery,
+    page: SyncPageQuery,
     donor_id: uuid.UUID | None = None,
     status: OfferStatus | None = None,
     kind: schemas.OfferKind | None = None,
     item_code: Annotated[str | None, Query(max_length=100)] = None,
     region_code: Annotated[RegionPrefix | None, Query(description="Lot region prefix.")] = None,
-) -> Page[schemas.Offer]:
-    """Offers, newest first, filtered by donor, status, kind, item or lot region prefix."""
+) -> SyncPage[schemas.Offer]:
+    """Offers, newest first, filtered by donor, status, kind, item or lot region prefix; with `updated_since`,
+    only those changed (the offer or one of its lots) after that point, in change order."""
     items, cursor = await service.list_offers(
         session, page, donor_id=donor_id, status=status, kind=kind, item_code=item_code, region_code=region_code
     )
-    return Page(items=[offer_out(o) for o in items], next_cursor=cursor)
+    return sync_page([offer_out(o) for o in items], cursor, page)
 
 
-@router.get("/offers/{offer_id}", responses=problem_responses(OfferNotFound))
+@router.get(
+    "/offers/{offer_id}",
+    response_model=schemas.Offer,
+    responses={
+        **problem_responses(OfferNotFound),
+        **{304: {"description": "Not modified: If-None-Match names the current ETag."}},
+    },
+)
 async def get_offer(
-    offer_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
-) -> schemas.Offer:
+    offer_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, request: Request, response: Response
+) -> schemas.Offer | Response:
     """One offer with its lots' reserved, shipped and available quantities and verification."""
     offer = await service.get_offer(session, offer_id)
+    # Lots change without the offer's version (reservations, shipments): 304 only while none has on its own.
+    unchanged = not_modified(request, offer.version)
+    if unchanged is not None and not await service.lots_changed_apart(session, offer.id):
+        return unchanged
     set_etag(response, offer.version)
     return offer_out(offer)
 

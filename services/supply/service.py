@@ -184,6 +184,12 @@ async def get_offer(session: AsyncSession, offer_id: uuid.UUID, *, for_update: b
     return offer
 
 
+async def lots_changed_apart(session: AsyncSession, offer_id: uuid.UUID) -> bool:
+    """Whether a lot of the offer changed on its own (a reservation, a shipment, a verification): the offer's
+    version, its ETag, says nothing of that."""
+    return await OfferRepository(session).lots_changed_apart(offer_id)
+
+
 async def list_offers(
     session: AsyncSession,
     params: PageParams,
@@ -280,6 +286,7 @@ async def record_verification(
                     events.LotData.model_validate(lot, from_attributes=True) for lot in pending if lot.check_by == group
                 ],
             ),
+            orgs=[offer.org],
             subject=str(offer.id),
         )
     return offer

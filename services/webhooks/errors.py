@@ -19,3 +19,7 @@ class NotYourEndpoint(Forbidden):
 
 class RefusedUrl(InvalidRequest):
     slug, title = "refused-url", "Webhooks may not call this URL"
+
+
+class ScopeNotAllowed(Forbidden):
+    slug, title = "scope-not-allowed", "This organisation may not register an endpoint of this scope"

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks.models import Endpoint
 from services.webhooks.repository import DeliveryRepository, EndpointRepository
-from services.webhooks.schemas import DeliveryStatus
+from services.webhooks.schemas import DeliveryStatus, EndpointScope
 from shared.db import utcnow
 from shared.events import CloudEvent, register_event_type
 from shared.service import Subscription
@@ -63,6 +63,8 @@ def wants(endpoint: Endpoint, event: CloudEvent) -> bool:
         return False
     if event.type.startswith("reliefhub.webhooks.") and event.data.get("org") != endpoint.org:
         return False  # news about an endpoint is for its own organisation only
+    if endpoint.scope == EndpointScope.own and endpoint.org not in (event.orgs or ()):
+        return False
     filters = endpoint.filters or {}
     items, regions = _facts(event.data)
     if filters.get("item_codes") and not any(i.startswith(tuple(filters["item_codes"])) for i in items):
@@ -77,7 +79,8 @@ async def on_events(session: AsyncSession, batch: list[CloudEvent]) -> None:
     now = utcnow()
     for event in batch:
         wanted = [e for e in endpoints if wants(e, event)]
-        payload = event.model_dump(mode="json") if wanted else None
+        # `orgs` routes the event; receivers are not told whose else it is.
+        payload = event.model_dump(mode="json", exclude={"orgs"}) if wanted else None
         rows.extend(
             {
                 "id": uuid.uuid4(),

@@ -32,6 +32,9 @@ class Endpoint(TimestampedMixin, VersionedMixin, Base):
     url: Mapped[str] = mapped_column(String(2000))
     event_types: Mapped[list[str]] = mapped_column(JSONB)
     filters: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # all: every event the types and filters let through (working groups, logistics, coordinators);
+    # own: only events about the organisation's own records (donor and frontline organisations).
+    scope: Mapped[str] = mapped_column(String(10), default="all", server_default="all")
     description: Mapped[str | None] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)

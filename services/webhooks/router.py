@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response, status
 
 from services.webhooks import schemas, service
-from services.webhooks.errors import DeliveryNotFound, EndpointNotFound, NotYourEndpoint, RefusedUrl
+from services.webhooks.errors import DeliveryNotFound, EndpointNotFound, NotYourEndpoint, RefusedUrl, ScopeNotAllowed
 from services.webhooks.models import Endpoint
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal, Role, require_roles
@@ -19,8 +19,12 @@ from shared.vocabulary import Timestamp
 
 router = service_router(prefix="/v1", tags=["webhooks"])
 
-# Working groups own endpoints for their organisation; the logistics group too; coordinators see all.
-Owner = Annotated[Principal, Depends(require_roles(Role.working_group, Role.logistics, Role.coordinator))]
+# Working groups own endpoints for their organisation, the logistics group too; donor and frontline organisations
+# own endpoints scoped to their own records; coordinators see all.
+Owner = Annotated[
+    Principal,
+    Depends(require_roles(Role.working_group, Role.logistics, Role.coordinator, Role.donor, Role.frontline)),
+]
 
 
 def endpoint_out(endpoint: Endpoint, *, with_secret: bool = False) -> schemas.Endpoint:
@@ -35,7 +39,9 @@ async def list_event_types(principal: CurrentPrincipal) -> schemas.EventTypeList
     return service.event_type_catalog()
 
 
-@router.post("/webhook-endpoints", status_code=status.HTTP_201_CREATED, responses=problem_responses(RefusedUrl))
+@router.post(
+    "/webhook-endpoints", status_code=status.HTTP_201_CREATED, responses=problem_responses(RefusedUrl, ScopeNotAllowed)
+)
 async def create_endpoint(
     data: schemas.EndpointCreate, request: Request, principal: Owner, session: SessionDep, response: Response
 ) -> schemas.Endpoint:

@@ -43,6 +43,11 @@ class Filters(BaseModel):
     region_codes: Annotated[list[RegionPrefix], Field(max_length=100)] = []
 
 
+class EndpointScope(StrEnum):
+    all = "all"
+    own = "own"
+
+
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +58,13 @@ class EndpointCreate(BaseModel):
     filters: Filters = Filters()
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     enabled: bool = True
+    scope: EndpointScope | None = Field(
+        None,
+        description="`own`: only events about your organisation's own records (offers and their lots, "
+        "shipments and receipts of a donor; sites, needs, proposals for them and shipments to them of a frontline "
+        "organisation). `all` (working groups, logistics, coordinators): every event the types and filters let "
+        "through. Default: `own` for donor and frontline tokens, `all` otherwise.",
+    )
 
 
 class EndpointUpdate(BaseModel):
@@ -73,6 +85,7 @@ class Endpoint(BaseModel):
     url: str
     event_types: list[str]
     filters: Filters
+    scope: EndpointScope
     description: str | None
     enabled: bool
     disabled_reason: str | None

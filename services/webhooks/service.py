@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhooks import events, schemas
-from services.webhooks.errors import DeliveryNotFound, EndpointNotFound, NotYourEndpoint, RefusedUrl
+from services.webhooks.errors import DeliveryNotFound, EndpointNotFound, NotYourEndpoint, RefusedUrl, ScopeNotAllowed
 from services.webhooks.models import Delivery, Endpoint
 from services.webhooks.repository import DeliveryRepository, EndpointRepository
 from services.webhooks.safety import AddressPolicy, RefusedAddress
-from shared.auth import Principal
+from shared.auth import STAFF, Principal, Role
 from shared.db import utcnow
 from shared.etag import IfMatch, check_version
 from shared.events import event_catalog, publish
@@ -66,10 +66,24 @@ def _may_manage(principal: Principal, endpoint: Endpoint) -> None:
         raise NotYourEndpoint()
 
 
+def endpoint_scope(principal: Principal, asked: schemas.EndpointScope | None) -> schemas.EndpointScope:
+    """Donor and frontline organisations hear of their own records only; the groups that serve everyone may
+    choose either."""
+    if principal.has(Role.working_group, Role.logistics, *STAFF):
+        return asked or schemas.EndpointScope.all
+    if asked == schemas.EndpointScope.all:
+        raise ScopeNotAllowed(
+            "Donor and frontline organisations receive events about their own records only (scope own).",
+            errors=[{"loc": ["body", "scope"], "msg": "only own"}],
+        )
+    return schemas.EndpointScope.own
+
+
 async def create_endpoint(
     session: AsyncSession, principal: Principal, data: schemas.EndpointCreate, settings: Settings
 ) -> Endpoint:
     url = str(data.url)
+    scope = endpoint_scope(principal, data.scope)
     await check_url(url, settings)
     now = utcnow()
     endpoint = Endpoint(
@@ -78,6 +92,7 @@ async def create_endpoint(
         url=url,
         event_types=sorted(set(data.event_types)),
         filters=data.filters.model_dump(),
+        scope=scope.value,
         description=data.description,
         enabled=data.enabled,
         secret=new_secret(),

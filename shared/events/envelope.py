@@ -26,6 +26,9 @@ class CloudEvent(BaseModel):
     datacontenttype: str = "application/json"
     data: dict[str, Any]
     traceparent: str | None = None
+    # The organisations the event's records belong to (ReliefHub's routing attribute: webhooks deliver an event
+    # to an organisation's own endpoints only when it is named here; never sent to receivers).
+    orgs: list[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -14,12 +15,25 @@ from shared.db import driver_connection, kit_of
 from shared.events.envelope import SPEC_VERSION, CloudEvent, EventType, stream_for
 from shared.tracing import current_traceparent
 
+# Fields of event data that name an organisation the event's records belong to.
+OWNER_FIELDS = ("org", "need_org", "offer_org", "destination_org", "origin_org")
+
+
+def owning_orgs(payload: dict[str, Any]) -> list[str]:
+    return sorted({v for k in OWNER_FIELDS if isinstance(v := payload.get(k), str) and v})
+
 
 def outbox_row(
-    session: AsyncSession, event_type: EventType, data: BaseModel | dict[str, Any], *, subject: str | None = None
+    session: AsyncSession,
+    event_type: EventType,
+    data: BaseModel | dict[str, Any],
+    *,
+    subject: str | None = None,
+    orgs: Iterable[str] | None = None,
 ) -> tuple[CloudEvent, tuple[Any, ...]]:
     """The event and the parameters of its outbox row (id, stream, type, subject, envelope), for a caller
-    that writes the row as part of its own statement (see `OUTBOX_COLUMNS`)."""
+    that writes the row as part of its own statement (see `OUTBOX_COLUMNS`). `orgs` are the organisations the
+    event's records belong to; by default those its data names (`OWNER_FIELDS`)."""
     service: str = session.info["service"]
     if event_type.service != service:
         raise ValueError(f"{service} cannot publish {event_type.name}")
@@ -39,6 +53,7 @@ def outbox_row(
         datacontenttype="application/json",
         data=payload,
         traceparent=current_traceparent(),
+        orgs=sorted(set(orgs) | set(owning_orgs(payload))) if orgs is not None else owning_orgs(payload) or None,
     )
     return event, (
         uuid.UUID(event.id),
@@ -53,10 +68,15 @@ OUTBOX_COLUMNS = "id, stream, type, subject, envelope"
 
 
 async def publish(
-    session: AsyncSession, event_type: EventType, data: BaseModel | dict[str, Any], *, subject: str | None = None
+    session: AsyncSession,
+    event_type: EventType,
+    data: BaseModel | dict[str, Any],
+    *,
+    subject: str | None = None,
+    orgs: Iterable[str] | None = None,
 ) -> CloudEvent:
     """Queue an event in the outbox; it is published only if the surrounding transaction commits."""
-    event, row = outbox_row(session, event_type, data, subject=subject)
+    event, row = outbox_row(session, event_type, data, subject=subject, orgs=orgs)
     driver = await driver_connection(session)
     await driver.execute(_insert_sql(kit_of(session).schema), *row)
     return event

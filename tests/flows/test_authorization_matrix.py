@@ -168,18 +168,19 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/ledger"): Row(STAFF),
     ("GET", "/v1/track/{code}"): Row(ANY),  # public: no token needed either (see test_public_tracking…)
     ("GET", "/v1/reports/impact"): Row(ANY),
-    # --- webhooks: endpoints belong to the organisation that made them (working groups, logistics, coordinators)
+    # --- webhooks: endpoints belong to the organisation that made them (any role: donor and frontline
+    # organisations register endpoints scoped to their own records)
     ("GET", "/v1/event-types"): Row(ANY),
-    ("GET", "/v1/webhook-endpoints"): Row(only(C, L, W, A)),  # each sees its own organisation's
-    ("POST", "/v1/webhook-endpoints"): Row(only(C, L, W, A)),
-    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): Row(only(C, L, W, A), other=STAFF),
-    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Row(only(C, L, W, A), other=STAFF),
-    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Row(only(C, L, W, A), other=STAFF),
-    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): Row(only(C, L, W, A), other=STAFF),
-    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): Row(only(C, L, W, A), other=STAFF),
-    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Row(only(C, L, W, A), other=STAFF),
-    ("GET", "/v1/webhook-deliveries/{delivery_id}"): Row(only(C, L, W, A), other=STAFF),
-    ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"): Row(only(C, L, W, A), other=STAFF),
+    ("GET", "/v1/webhook-endpoints"): Row(ANY),  # each sees its own organisation's
+    ("POST", "/v1/webhook-endpoints"): Row(ANY),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): Row(ANY, other=STAFF),
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Row(ANY, other=STAFF),
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Row(ANY, other=STAFF),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): Row(ANY, other=STAFF),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): Row(ANY, other=STAFF),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Row(ANY, other=STAFF),
+    ("GET", "/v1/webhook-deliveries/{delivery_id}"): Row(ANY, other=STAFF),
+    ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"): Row(ANY, other=STAFF),
 }
 
 
