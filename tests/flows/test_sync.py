@@ -10,10 +10,12 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TokenFactory
-from tests.logistics.scenario import advance, ship_a_gift
-from tests.needs.helpers import assert_problem, create_need, create_site
-from tests.supply.helpers import create_donor, create_offer, reserve
+from tests.helpers.auth import TokenFactory
+from tests.helpers.logistics import advance
+from tests.helpers.needs import create_need, create_site
+from tests.helpers.problems import assert_problem
+from tests.helpers.scenario import ship_a_gift
+from tests.helpers.supply import create_donor, create_offer, reserve
 
 
 async def sync(

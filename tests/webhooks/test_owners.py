@@ -7,9 +7,11 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import TokenFactory, eventually
-from tests.logistics.scenario import Gift, advance, ship_a_gift
-from tests.webhooks.receiver import Receiver, serve_receiver
+from tests.helpers.auth import TokenFactory
+from tests.helpers.logistics import advance
+from tests.helpers.receiver import Receiver, serve_receiver
+from tests.helpers.scenario import Gift, ship_a_gift
+from tests.helpers.waiting import eventually
 
 
 async def own_endpoint(
