@@ -1,4 +1,5 @@
-"""ETags from row versions, and the If-Match check for updates (412 when stale, 428 when missing)."""
+"""ETags from row versions, the If-Match check for updates (412 when stale, 428 when missing), and 304 for a
+GET whose If-None-Match names the current version."""
 
 from __future__ import annotations
 
@@ -41,3 +42,16 @@ def check_version(expected: IfMatch, actual: int) -> None:
     if expected is not None and actual not in expected:
         sent = ", ".join(str(v) for v in sorted(expected))
         raise PreconditionFailed(f"The resource is at version {actual}; you sent If-Match for {sent}.")
+
+
+def not_modified(request: Request, response: Response) -> Response | None:
+    """A 304 (no body) for a GET answered 200 with an ETag that the request's If-None-Match names (RFC 9110
+    §13.1.2: weak comparison, `*` matches any); None otherwise."""
+    header = request.headers.get("if-none-match")
+    current = response.headers.get("etag")
+    if header is None or current is None or response.status_code != 200:
+        return None
+    held = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    if "*" in held or current.removeprefix("W/") in held:
+        return Response(status_code=304, headers={"ETag": current})
+    return None

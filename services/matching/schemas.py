@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -73,6 +74,18 @@ class RunCreate(BaseModel):
     scope: RunScope = RunScope()
 
 
+class ProposalStatus(StrEnum):
+    proposed = "proposed"
+    accepted = "accepted"
+    rejected = "rejected"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+class RunStatus(StrEnum):
+    completed = "completed"
+
+
 class Proposal(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -92,7 +105,7 @@ class Proposal(BaseModel):
     factors: dict[str, float]
     distance_km: float
     policy_version: int
-    status: str
+    status: ProposalStatus
     auto: bool
     reservation_id: uuid.UUID | None
     reason: str | None
@@ -121,10 +134,10 @@ class AllocationRun(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    trigger: str
-    scope: dict[str, Any]
+    trigger: str = Field(description="manual, continuous, periodic or retry.")
+    scope: RunScope
     policy_version: int
-    status: str
+    status: RunStatus
     objective: float
     counts: dict[str, int]
     timings: dict[str, float]
