@@ -53,7 +53,6 @@ class Problem(BaseModel):
     )
     available: int | None = Field(None, description="A funding source short of money: fen it still has.")
     offer_id: str | None = Field(None, description="The funding source (cash pledge) a problem is about.")
-    proposal_status: str | None = Field(None, description="What became of the proposal the request was about.")
 
 
 class DomainError(Exception):

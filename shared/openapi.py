@@ -184,6 +184,7 @@ def refine(doc: dict[str, Any], routes: Iterable[BaseRoute]) -> dict[str, Any]:
 
 
 def _refine_operation(op: dict[str, Any], route: APIRoute, path: str, method: str) -> None:
+    _optional_body(op.get("requestBody"))
     responses: dict[str, Any] = op.setdefault("responses", {})
     if op.get("security") == []:
         responses.pop("401", None)  # public: no token is asked for, none refused
@@ -228,6 +229,18 @@ def _refine_response(code: str, response: dict[str, Any], route: APIRoute, *, et
             headers[REPLAYED_HEADER] = _ref("headers", "IdempotentReplayed")
     if headers:
         response["headers"] = headers
+
+
+def _optional_body(body: dict[str, Any] | None) -> None:
+    """An optional body (`data: X | None = None`) is `X`, not required, rather than `X or null`: generators
+    send nothing for an absent optional body, where some would send `null` for a nullable one."""
+    if body is None or body.get("required"):
+        return
+    for media in body.get("content", {}).values():
+        choices = media.get("schema", {}).get("anyOf", [])
+        kept = [c for c in choices if c != {"type": "null"}]
+        if len(choices) == 2 and len(kept) == 1:
+            media["schema"] = kept[0]
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
