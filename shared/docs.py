@@ -22,6 +22,8 @@ ASSETS = {
     "redoc.standalone.js": "text/javascript; charset=utf-8",
     "favicon.png": "image/png",
 }
+# Every path the docs answer (a gateway in front routes exactly these to them, beside /openapi.json).
+DOCS_PATHS = (DOCS_PATH, REDOC_PATH, *(f"{ASSETS_PATH}/{name}" for name in ASSETS))
 # Swagger UI would ask validator.swagger.io to check the document and show its badge: not offline.
 SWAGGER_PARAMETERS = {"validatorUrl": None, "displayOperationId": True, "docExpansion": "list"}
 
