@@ -38,8 +38,8 @@ def merge_openapi(apps: dict[str, FastAPI], *, server_url: str | None = None) ->
     """The whole /v1 surface in one document. Two services may not define one component differently.
     `server_url`: the deployment's public base URL (default: the first app's `public_base_url` setting)."""
     if server_url is None:
-        first = next(iter(apps.values()), None)
-        server_url = first.state.settings.public_base_url if first is not None else "/"
+        settings = [app.state.settings for app in apps.values() if hasattr(app.state, "settings")]
+        server_url = settings[0].public_base_url if settings else "/"
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

@@ -128,7 +128,8 @@ def operations_of(doc: dict[str, Any]) -> list[Operation]:
                 continue
             content = op.get("requestBody", {}).get("content", {})
             body = MULTIPART if MULTIPART in content else JSON if content else None
-            params = tuple((p["name"], p["in"]) for p in op.get("parameters", []))
+            # The kit's headers (Idempotency-Key, If-Match, If-None-Match) are references: not the route's own.
+            params = tuple((p["name"], p["in"]) for p in op.get("parameters", []) if "$ref" not in p)
             out.append(Operation(method.upper(), path, body, params))
     return out
 
