@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
 from reliefhub.registry import route_table, services
 from shared.app import API_VERSION
+from shared.docs import docs_response, docs_router
 from shared.errors import problem_response
 from shared.settings import Settings, get_settings
 from shared.worker import run_worker
@@ -30,8 +30,16 @@ UVICORN_OPTIONS: dict[str, Any] = {"server_header": False, "log_config": None, "
 DOCS_SERVICE = "api-docs"  # the merged document's own deployment (reliefhub/deploy)
 
 
-def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
-    """The whole /v1 surface in one document. Two services may not define one schema name differently."""
+LICENSE = {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+COMPONENT_KINDS = ("schemas", "parameters", "headers", "securitySchemes")
+
+
+def merge_openapi(apps: dict[str, FastAPI], *, server_url: str | None = None) -> dict[str, Any]:
+    """The whole /v1 surface in one document. Two services may not define one component differently.
+    `server_url`: the deployment's public base URL (default: the first app's `public_base_url` setting)."""
+    if server_url is None:
+        settings = [app.state.settings for app in apps.values() if hasattr(app.state, "settings")]
+        server_url = settings[0].public_base_url if settings else "/"
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -40,10 +48,14 @@ def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
             "description": "Matching donated resources to frontline needs in a disaster. "
             "Errors are RFC 9457 problem+json; lists use cursor pagination; "
             "creating POSTs honour Idempotency-Key; updates need If-Match.",
+            "license": LICENSE,
+            "contact": {"name": "ReliefHub operators", "url": server_url.rstrip("/") + "/docs"},
         },
+        "servers": [{"url": server_url.rstrip("/") or "/", "description": "This deployment"}],
         "paths": {},
-        "components": {"schemas": {}, "securitySchemes": {}},
+        "components": {kind: {} for kind in COMPONENT_KINDS},
         "tags": [],
+        "x-tagGroups": [],
     }
     for name, app in apps.items():
         doc = copy.deepcopy(app.openapi())
@@ -53,13 +65,16 @@ def merge_openapi(apps: dict[str, FastAPI]) -> dict[str, Any]:
             if path in merged["paths"]:
                 raise ValueError(f"{path} is defined by two services")
             merged["paths"][path] = item
-        for kind in ("schemas", "securitySchemes"):
+        for kind in COMPONENT_KINDS:
             for key, schema in doc.get("components", {}).get(kind, {}).items():
                 seen = merged["components"][kind].get(key)
                 if seen is not None and seen != schema:
                     raise ValueError(f"components.{kind}.{key} differs between services ({name})")
                 merged["components"][kind][key] = schema
-        merged["tags"].append({"name": name, "description": app.description})
+        # Operations are tagged with their collection; Redoc groups the collections by service.
+        tags = [{**t, "description": f"{t['description']}, {name}: {app.description}"} for t in doc.get("tags", [])]
+        merged["tags"] += tags
+        merged["x-tagGroups"].append({"name": name, "tags": [t["name"] for t in tags]})
     return merged
 
 
@@ -83,9 +98,7 @@ def docs_app(apps: dict[str, FastAPI] | None = None) -> FastAPI:
     async def openapi() -> JSONResponse:
         return JSONResponse(document)
 
-    @app.get("/docs")
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="ReliefHub API")
+    app.include_router(docs_router("/openapi.json", "ReliefHub API"))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -147,8 +160,9 @@ class Gateway:
     async def _own(self, scope: Scope, path: str) -> Response:
         if path == "/openapi.json" and self.settings.docs_exposed:
             return JSONResponse(self.openapi())
-        if path == "/docs" and self.settings.docs_exposed:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="ReliefHub API")
+        docs = docs_response(path, "/openapi.json", "ReliefHub API") if self.settings.docs_exposed else None
+        if docs is not None:
+            return docs
         if path == "/healthz":
             return JSONResponse({"status": "ok", "services": sorted(self.apps)})
         if path == "/readyz":
@@ -157,7 +171,8 @@ class Gateway:
             return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
         if path == "/":
             return HTMLResponse(
-                '<p>ReliefHub API. See <a href="/docs">/docs</a> and <a href="/openapi.json">/openapi.json</a>.</p>'
+                '<p>ReliefHub API. See <a href="/docs">/docs</a>, <a href="/redoc">/redoc</a> and '
+                '<a href="/openapi.json">/openapi.json</a>.</p>'
             )
         return problem_response(404, "Not Found", detail=f"No resource at {path}.", instance=path)
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.auth import BEARER_SCHEME, Principal, principal_subject
+from shared.docs import docs_router
 from shared.errors import (
     DomainError,
     PayloadTooLarge,
@@ -33,9 +34,11 @@ from shared.errors import (
     retryable,
     unexpected_error,
 )
+from shared.etag import not_modified
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY
+from shared.openapi import operation_id, refine
 from shared.runtime import Runtime
 from shared.service import ServiceSpec
 from shared.settings import Settings, get_settings
@@ -119,6 +122,8 @@ class TransactionalRoute(APIRoute):
                 if idem is not None:
                     await asyncio.shield(idem.release(rt.sessionmaker))
                 raise
+            if request.method == "GET":
+                return not_modified(request, response) or response
             return response
 
         return handler
@@ -308,8 +313,9 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
         version=API_VERSION,
         lifespan=lifespan,
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # shared.docs serves them, from installed files
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.spec = spec
@@ -319,6 +325,8 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
     for router in spec.routers:
         app.include_router(router)
     app.include_router(health_router(spec.name, metrics=settings.metrics_on_api_port))
+    if docs:
+        app.include_router(docs_router("/openapi.json", app.title))
 
     def limit(scope: Scope) -> int:
         return settings.max_import_bytes if scope.get("path", "").endswith("/imports") else settings.max_body_bytes
@@ -331,7 +339,8 @@ def create_service_app(spec: ServiceSpec, settings: Settings | None = None) -> F
 
 
 def _declare_bearer_auth(app: FastAPI) -> None:
-    """Every /v1 operation needs a bearer token unless its route says `openapi_extra={"security": []}`."""
+    """Every /v1 operation needs a bearer token unless its route says `openapi_extra={"security": []}`; then the
+    document is completed into the contract (shared.openapi)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -342,7 +351,7 @@ def _declare_bearer_auth(app: FastAPI) -> None:
                 if path.startswith("/v1/"):
                     for operation in item.values():
                         operation.setdefault("security", [{"bearerAuth": []}])
-            app.openapi_schema = doc
+            app.openapi_schema = refine(doc, app.routes)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

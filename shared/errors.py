@@ -11,29 +11,48 @@ from asyncpg import exceptions as pg_errors  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:reliefhub:problem:"
+PROBLEM_REF = "#/components/schemas/Problem"
 # character_not_in_repertoire (a NUL byte in text), untranslatable_character (\u0000 in jsonb)
 NUL_SQLSTATES = frozenset({"22021", "22P05"})
 
 log = logging.getLogger("reliefhub.errors")
 
 
-class ProblemDetail(BaseModel):
-    """An RFC 9457 problem document (extension members may follow)."""
+class ProblemError(BaseModel):
+    """Where a request went wrong (`loc`: `body`, `query`, `header`, `file` and the path below it) and why."""
 
-    model_config = ConfigDict(extra="allow")
+    loc: list[str | int]
+    msg: str
 
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    errors: list[dict[str, Any]] | None = None
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every error of this API, with `Content-Type: application/problem+json`.
+
+    Extension members appear where an error carries them; others may follow."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(description="A URN naming the kind of problem: `urn:reliefhub:problem:<slug>`.")
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str | None = Field(None, description="What went wrong with this request.")
+    instance: str | None = Field(None, description="The path of the request.")
+    errors: list[ProblemError] | None = Field(
+        None, description="Validation problems and other per-field reasons, one entry each."
+    )
+    attempts_left: int | None = Field(None, description="A wrong handover PIN: tries left before receipt locks.")
+    allowed: list[str] | None = Field(None, description="A refused status change: the statuses allowed from here.")
+    retry_after: int | None = Field(
+        None, description="Seconds to wait before retrying (as the `Retry-After` header says)."
+    )
+    available: int | None = Field(None, description="A funding source short of money: fen it still has.")
+    offer_id: str | None = Field(None, description="The funding source (cash pledge) a problem is about.")
 
 
 class DomainError(Exception):
@@ -131,6 +150,9 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    retry = (headers or {}).get("Retry-After")
+    if retry is not None and retry.isdigit():
+        body["retry_after"] = int(retry)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -142,13 +164,12 @@ def _slug_for(status: int) -> str:
 
 
 def problem_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for a route: the problem+json errors it can return."""
+    """OpenAPI `responses=` for a route: the problem+json errors it can return (shared.openapi completes them)."""
     out: dict[int | str, dict[str, Any]] = {}
     every: tuple[type[DomainError], ...] = (*errors, InvalidRequest, Unauthorized)
     for err in every:
         out[err.status] = {
-            "model": ProblemDetail,
-            "content": {PROBLEM_JSON: {}},
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}},
             "description": out.get(err.status, {}).get("description", err.title),
         }
     return out

@@ -1,4 +1,5 @@
-"""ETags from row versions, and the If-Match check for updates (412 when stale, 428 when missing)."""
+"""ETags from row versions, the If-Match check for updates (412 when stale, 428 when missing), and 304 for a
+GET whose If-None-Match names the current version."""
 
 from __future__ import annotations
 
@@ -43,13 +44,34 @@ def check_version(expected: IfMatch, actual: int) -> None:
         raise PreconditionFailed(f"The resource is at version {actual}; you sent If-Match for {sent}.")
 
 
-def not_modified(request: Request, version: int) -> Response | None:
-    """304 when If-None-Match names the current ETag (RFC 9110 §13.1.2, weak comparison; `*` matches any)."""
+def unchanged_since(request: Request, version: int) -> Response | None:
+    """304 when If-None-Match names the ETag of `version` (RFC 9110 §13.1.2, weak comparison; `*` matches any):
+    lets a route answer before it builds the body."""
     header = request.headers.get("if-none-match")
     if header is None:
         return None
     current = etag(version)
     tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     if "*" in tags or current in tags:
+        return Response(status_code=304, headers={"ETag": current})
+    return None
+
+
+def send_body(request: Request) -> None:
+    """This GET's body goes out even when If-None-Match names its ETag: the ETag does not cover all of it."""
+    request.state.send_body = True
+
+
+def not_modified(request: Request, response: Response) -> Response | None:
+    """A 304 (no body) for a GET answered 200 with an ETag that the request's If-None-Match names (RFC 9110
+    §13.1.2: weak comparison, `*` matches any); None otherwise."""
+    header = request.headers.get("if-none-match")
+    current = response.headers.get("etag")
+    if header is None or current is None or response.status_code != 200:
+        return None
+    if getattr(request.state, "send_body", False):
+        return None
+    held = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    if "*" in held or current.removeprefix("W/") in held:
         return Response(status_code=304, headers={"ETag": current})
     return None

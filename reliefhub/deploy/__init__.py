@@ -7,9 +7,10 @@ committed copy differs from what this package renders now. Every service (`servi
 serving its API and a worker deployment (each service has an outbox to relay, whatever it subscribes to); every
 `/v1/<collection>` of `route_table()` becomes a route to its service, in nginx and in the Ingress alike.
 
-`/openapi.json` and `/docs` are served by `reliefhub.gateway.docs_app`, a small deployment of its own
-(`api-docs`): it merges every service's OpenAPI document as the development gateway does, from the code in the
-image, so the document can neither go stale nor be routed to a single service that knows only its own paths.
+`/openapi.json`, `/docs` and `/redoc` (with their files) are served by `reliefhub.gateway.docs_app`, a small
+deployment of its own (`api-docs`): it merges every service's OpenAPI document as the development gateway does,
+from the code in the image, so the document can neither go stale nor be routed to a single service that knows
+only its own paths.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from reliefhub.deploy.common import (
     BASE,
     COMPOSE,
     DOCS,
+    DOCS_PATHS,
     GENERATED,
     K8S,
     METRICS_PORT,
@@ -48,6 +50,7 @@ __all__ = [
     "BASE",
     "COMPOSE",
     "DOCS",
+    "DOCS_PATHS",
     "GENERATED",
     "K8S",
     "METRICS_PORT",

@@ -8,6 +8,7 @@ import re
 
 from reliefhub.gateway import DOCS_SERVICE
 from reliefhub.registry import route_table, services
+from shared import docs
 
 PORT = 8000
 METRICS_PORT = 9100  # every service and worker process serves its Prometheus metrics here, never on PORT
@@ -45,6 +46,8 @@ K8S = "deploy/k8s"
 BASE = f"{K8S}/base"
 PRODUCTION = f"{K8S}/overlays/production"
 _COLLECTION = re.compile(r"[a-z0-9][a-z0-9-]*")
+# What `api-docs` answers, each routed to it by its exact path: the merged document, /docs, /redoc and their files.
+DOCS_PATHS = ("/openapi.json", *docs.DOCS_PATHS)
 # The merged API document's server (`api-docs`): every service's OpenAPI, built from the code in the image.
 DOCS_ARGS = [
     "--factory",

@@ -12,6 +12,7 @@ from reliefhub.deploy.common import (
     CONFIG,
     DOCS,
     DOCS_ARGS,
+    DOCS_PATHS,
     IMAGE,
     METRICS_PORT,
     NAMESPACE,
@@ -274,7 +275,7 @@ def ingress() -> dict[str, Any]:
         for service, collections in collections_by_service().items()
         for collection in collections
     ]
-    paths += [{"path": p, "pathType": "Exact", "backend": _backend(DOCS)} for p in ("/openapi.json", "/docs")]
+    paths += [{"path": p, "pathType": "Exact", "backend": _backend(DOCS)} for p in DOCS_PATHS]
     metadata = _metadata("reliefhub", "gateway")
     metadata["annotations"] = {"nginx.ingress.kubernetes.io/proxy-body-size": BODY_LIMIT}
     return {

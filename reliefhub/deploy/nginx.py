@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from reliefhub.deploy.common import (
     BODY_LIMIT,
     DOCS,
+    DOCS_PATHS,
     GENERATED,
     PORT,
     RETRY_AFTER,
@@ -82,9 +83,12 @@ def nginx_conf(
         '{"type":"about:blank","title":"Service Unavailable","status":503,'
         f'"detail":"The service is unreachable or overloaded; retry after {RETRY_AFTER} seconds."}}'
     )
+    docs = "".join(
+        f"        location = {path} {{\n            proxy_pass http://{DOCS};\n        }}\n\n" for path in DOCS_PATHS
+    )
     comment = "".join(f"# {line}\n" for line in head.splitlines())
     return f"""{comment}#
-# The gateway: /v1/<collection> to the service that owns it, /openapi.json and /docs to the merged document
+# The gateway: /v1/<collection> to the service that owns it, /openapi.json, /docs and /redoc to the merged document
 # ({DOCS}), /healthz answered here, nothing else (/metrics, /readyz, a service's own /docs stay inside).
 # Kubernetes routes the same paths with its Ingress. The services trust this gateway's X-Forwarded-For
 # (RELIEFHUB_TRUSTED_PROXIES), which it sets to the address that connected, whatever the client sent.
@@ -118,15 +122,7 @@ http {{
         listen {listen};
 
 {"".join(routes)}
-        location = /openapi.json {{
-            proxy_pass http://{DOCS};
-        }}
-
-        location = /docs {{
-            proxy_pass http://{DOCS};
-        }}
-
-        location = /healthz {{
+{docs}        location = /healthz {{
             default_type application/json;
             return 200 '{{"status":"ok"}}';
         }}

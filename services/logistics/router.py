@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse
 
 from services.logistics import ledger, page, procurement, receipts, schemas, shipments, tracking
 from services.logistics.dependencies import Buyer, Recipient, ShipmentActor, Shipper, Staff, TrackRateLimit
@@ -33,7 +34,7 @@ from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal, require_in_region
 from shared.catalog import UnknownItem
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
-from shared.etag import if_match_version, not_modified, set_etag
+from shared.etag import if_match_version, set_etag, unchanged_since
 from shared.html import html_response
 from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 from shared.vocabulary import RegionPrefix, ShipmentStatus, Timestamp
@@ -114,7 +115,7 @@ async def get_shipment(
     """One shipment with its lines, legs, status history and feedback; the handover PIN for the receiving site's
     frontline."""
     shipment = await shipments.get_shipment(session, shipment_id)
-    if (unchanged := not_modified(request, shipment.version)) is not None:
+    if (unchanged := unchanged_since(request, shipment.version)) is not None:
         return unchanged
     set_etag(response, shipment.version)
     feedback = await shipments.feedback_of(session, [shipment])
@@ -325,25 +326,47 @@ def _language(request: Request, lang: str | None) -> str:
     return "en" if accepted.startswith("en") else "zh"
 
 
+TrackingCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+PageLanguage = Annotated[str | None, Query(pattern="^(zh|en)$", description="Page language; else Accept-Language.")]
+
+
+# Before `/track/{code}`, whose parameter would take `….html` too.
+@router.get(
+    "/track/{code}.html",
+    dependencies=[TrackRateLimit],
+    response_class=HTMLResponse,
+    responses={
+        **problem_responses(TrackingCodeNotFound, TooManyRequests),
+        200: {"description": "The gift's page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+    },
+    openapi_extra={"security": []},
+)
+async def track_page(code: TrackingCode, request: Request, session: SessionDep, lang: PageLanguage = None) -> Response:
+    """Public, no token: a gift's timeline as a page for browsers, in Chinese or English. Rate-limited per
+    client."""
+    result = await tracking.track(session, code)
+    html = page.render_tracking(result, _language(request, lang))
+    return html_response(html, styles=page.tracking_page_styles())
+
+
 @router.get(
     "/track/{code}",
     dependencies=[TrackRateLimit],
     response_model=schemas.Tracking,
-    responses={
-        **problem_responses(TrackingCodeNotFound, TooManyRequests),
-        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
-    },
+    responses=problem_responses(TrackingCodeNotFound, TooManyRequests),
     openapi_extra={"security": []},
 )
 async def track(
-    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,64}$")],
+    code: TrackingCode,
     request: Request,
     session: SessionDep,
-    lang: Annotated[str | None, Query(pattern="^(zh|en)$", description="Page language (HTML).")] = None,
-    format: Annotated[str | None, Query(pattern="^(json|html)$", description="Overrides Accept.")] = None,
+    # A browser (`Accept: text/html`, or `?format=html`) gets the page of `/track/{code}.html` here too: the
+    # link given to donors. Left out of the document, so that clients generated from it read JSON only.
+    lang: Annotated[str | None, Query(pattern="^(zh|en)$", include_in_schema=False)] = None,
+    format: Annotated[str | None, Query(pattern="^(json|html)$", include_in_schema=False)] = None,
 ) -> Any:
-    """Public, no token: a gift's timeline from offer to receipt and feedback, with no personal data. JSON, or
-    a page in Chinese or English for browsers (`Accept: text/html`). Rate-limited per client."""
+    """Public, no token: a gift's timeline from offer to receipt and feedback, with no personal data (the same
+    as a page: `/v1/track/{code}.html`). Rate-limited per client."""
     result = await tracking.track(session, code)
     if _wants_html(request, format):
         html = page.render_tracking(result, _language(request, lang))

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
 from services.logistics.models import LedgerKind, ProcurementStatus
-from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, ShipmentStatus, Timestamp
+from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, ShipmentStatus, SiteKind, Timestamp
 
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(max_length=2000)]
@@ -165,13 +165,13 @@ class Shipment(BaseModel):
 
     id: uuid.UUID
     status: ShipmentStatus
-    origin: dict[str, Any]
+    origin: Place
     destination_site_id: uuid.UUID
     destination_org: str
     region_code: str
     carrier: str | None
     carrier_org: str | None
-    legs: list[dict[str, Any]]
+    legs: list[Leg]
     lines: list[ShipmentLine]
     auto: bool
     note: str | None
@@ -266,7 +266,7 @@ class Procurement(BaseModel):
     id: uuid.UUID
     org: str
     status: ProcurementStatus
-    supplier: dict[str, Any]
+    supplier: Supplier
     region_code: str | None
     need_id: uuid.UUID | None
     currency: str
@@ -322,18 +322,52 @@ class TrackItem(BaseModel):
     unit_name: Localized = Field(description="The unit in words, in English singular or plural as the quantity asks.")
 
 
+class GiftKind(StrEnum):
+    in_kind = "in_kind"
+    cash = "cash"
+
+
+class GiftStatus(StrEnum):
+    """The offer's status, as supply gives it."""
+
+    open = "open"
+    withdrawn = "withdrawn"
+    closed = "closed"
+
+
+class TrackStepKind(StrEnum):
+    """What a step of a gift's timeline records (the shipment's statuses among them)."""
+
+    offered = "offered"
+    verified = "verified"
+    withdrawn = "withdrawn"
+    allocated = "allocated"
+    procurement_ordered = "procurement_ordered"
+    procurement_received = "procurement_received"
+    procurement_cancelled = "procurement_cancelled"
+    planned = "planned"
+    picked_up = "picked_up"
+    in_transit = "in_transit"
+    delivered = "delivered"
+    received = "received"
+    received_with_problem = "received_with_problem"
+    not_received = "not_received"
+    cancelled = "cancelled"
+    feedback = "feedback"
+
+
 class TrackSite(BaseModel):
     """A recipient as the public may see it: the institution's name, kind and region; no person, phone or
     coordinates."""
 
     name: str
-    kind: str
+    kind: SiteKind
     region_code: str
 
 
 class TrackStep(BaseModel):
     at: datetime
-    kind: str
+    kind: TrackStepKind
     title: Localized
     items: list[TrackItem] = []
     site: TrackSite | None = None
@@ -354,8 +388,8 @@ class TrackSummary(BaseModel):
 
 
 class Tracking(BaseModel):
-    kind: str
-    status: str
+    kind: GiftKind
+    status: GiftStatus
     created_at: datetime
     currency: str | None
     items: list[TrackItem]

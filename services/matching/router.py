@@ -27,7 +27,7 @@ from shared.errors import (
     PreconditionRequired,
     problem_responses,
 )
-from shared.etag import if_match_version, not_modified, set_etag
+from shared.etag import if_match_version, set_etag, unchanged_since
 from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 
 router = service_router(prefix="/v1", tags=["matching"])
@@ -109,7 +109,7 @@ async def get_proposal(
 ) -> schemas.ProposalDetail | Response:
     """One proposal with its score breakdown and every decision taken on it (the audit of overrides)."""
     proposal = await decisions.get_proposal(session, proposal_id)
-    if (unchanged := not_modified(request, proposal.version)) is not None:
+    if (unchanged := unchanged_since(request, proposal.version)) is not None:
         return unchanged
     set_etag(response, proposal.version)
     return await decisions.proposal_detail(session, proposal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -127,8 +127,8 @@ class AllocationRun(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    trigger: str
-    scope: dict[str, Any]
+    trigger: str = Field(description="manual, continuous, periodic or retry.")
+    scope: RunScope
     policy_version: int
     status: RunStatus
     objective: float

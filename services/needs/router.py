@@ -22,7 +22,7 @@ from shared.errors import (
     PreconditionRequired,
     problem_responses,
 )
-from shared.etag import if_match_version, not_modified, set_etag
+from shared.etag import if_match_version, set_etag, unchanged_since
 from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 from shared.tabular import ImportRejected, ImportReport, UploadedRows
 from shared.vocabulary import NeedStatus, RegionPrefix, SiteKind, Urgency
@@ -169,7 +169,7 @@ async def get_need(
 ) -> schemas.Need | Response:
     """One need with its lines and their matched and delivered quantities."""
     need = await service.get_need(session, need_id)
-    if (unchanged := not_modified(request, need.version)) is not None:
+    if (unchanged := unchanged_since(request, need.version)) is not None:
         return unchanged
     set_etag(response, need.version)
     return need_out(need)

@@ -29,7 +29,7 @@ from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
 from shared.catalog import UnknownItem
 from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
-from shared.etag import if_match_version, not_modified, set_etag
+from shared.etag import if_match_version, send_body, set_etag, unchanged_since
 from shared.pagination import SyncPage, SyncPageQuery, sync_page
 from shared.tabular import ImportRejected, UploadedRows
 from shared.vocabulary import OfferStatus, RegionPrefix
@@ -138,9 +138,11 @@ async def get_offer(
     """One offer with its lots' reserved, shipped and available quantities and verification."""
     offer = await service.get_offer(session, offer_id)
     # Lots change without the offer's version (reservations, shipments): 304 only while none has on its own.
-    unchanged = not_modified(request, offer.version)
-    if unchanged is not None and not await service.lots_changed_apart(session, offer.id):
-        return unchanged
+    unchanged = unchanged_since(request, offer.version)
+    if unchanged is not None:
+        if not await service.lots_changed_apart(session, offer.id):
+            return unchanged
+        send_body(request)
     set_etag(response, offer.version)
     return offer_out(offer)
 

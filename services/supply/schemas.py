@@ -215,6 +215,12 @@ class ReservationCreate(BaseModel):
     )
 
 
+class ReservationStatus(StrEnum):
+    active = "active"
+    released = "released"
+    expired = "expired"
+
+
 class Reservation(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -222,7 +228,7 @@ class Reservation(BaseModel):
     lot_id: uuid.UUID
     quantity: int
     reference: str
-    status: str
+    status: ReservationStatus
     created_by: str
     created_by_org: str | None = Field(description="With created_by, who made it; null on the oldest rows.")
     created_at: datetime

@@ -182,7 +182,8 @@ def test_nginx_ingress_and_gateway_route_the_same_paths(dev_gateway: Gateway) ->
     ingress, ingress_exact = ingress_routes()
     assert nginx == ingress == dev_gateway.routes == route_table()
     assert set(nginx.values()) == set(NAMES)
-    assert nginx_exact == ingress_exact == {"/openapi.json": DOCS, "/docs": DOCS}
+    assert nginx_exact == ingress_exact == dict.fromkeys(deploy.DOCS_PATHS, DOCS)
+    assert {"/openapi.json", "/docs", "/redoc", "/docs/assets/swagger-ui-bundle.js"} <= set(nginx_exact)
     text = (ROOT / deploy.NGINX_CONF).read_text()
     assert re.search(r"location = /healthz \{\s*default_type application/json;\s*return 200", text)
     assert "location / {" in text and "return 404" in text  # /metrics, /readyz and the rest stay inside
@@ -505,7 +506,7 @@ def test_production_overlay_references_exist_and_its_output_validates() -> None:
     ingress = found["Ingress", "reliefhub"]
     assert ingress["spec"]["rules"][0]["host"]
     paths = ingress["spec"]["rules"][0]["http"]["paths"]
-    assert not [p for p in paths if not p["path"].startswith("/v1/") and p["path"] not in ("/openapi.json", "/docs")]
+    assert not [p for p in paths if not p["path"].startswith("/v1/") and p["path"] not in deploy.DOCS_PATHS]
     assert {p["backend"]["service"]["port"]["name"] for p in paths} == {"http"}
     # The services trust the ingress controller's network, as a list of valid networks.
     trusted = json.loads(found["ConfigMap", "reliefhub-config"]["data"]["RELIEFHUB_TRUSTED_PROXIES"])

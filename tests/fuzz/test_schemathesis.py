@@ -323,7 +323,7 @@ def hostile_cases(doc: dict[str, Any], ids: dict[str, str]) -> list[HostileCase]
         for method, operation in item.items():
             parameters = operation.get("parameters", [])
             path_parameters = {
-                p["name"]: ids.get(p["name"], str(uuid.uuid4())) for p in parameters if p["in"] == "path"
+                p["name"]: ids.get(p["name"], str(uuid.uuid4())) for p in parameters if p.get("in") == "path"
             }
             for label, body, query in _hostile_inputs(operation, doc, ids):
                 cases.append(HostileCase(method.upper(), path, label, path_parameters, body, query))
@@ -334,7 +334,9 @@ def _hostile_inputs(
     operation: dict[str, Any], doc: dict[str, Any], ids: dict[str, str]
 ) -> Iterator[tuple[str, bytes | None, dict[str, str] | None]]:
     """(label, JSON body, query) for one operation of the document."""
-    dated = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query" and _has_date(p["schema"], doc)]
+    dated = [
+        p["name"] for p in operation.get("parameters", []) if p.get("in") == "query" and _has_date(p["schema"], doc)
+    ]
     for when in FAR_DATES if dated else ():
         yield f"query {','.join(dated)}={when}", None, dict.fromkeys(dated, when)
     content = operation.get("requestBody", {}).get("content", {}).get("application/json")

@@ -665,7 +665,7 @@ async def test_manual_shipments_plan_what_is_left_of_accepted_proposals(
     one = first.json()
     assert first.headers["location"] == f"/v1/shipments/{one['id']}"
     assert one["status"] == "planned" and one["auto"] is False and one["carrier"] == "顺丰速运"
-    assert one["origin"] == {"label": "粮油公司仓库", "region_code": "310114"}
+    assert one["origin"] == {"label": "粮油公司仓库", "region_code": "310114", "lat": None, "lon": None}
     assert one["destination_site_id"] == site["id"] and one["region_code"] == "310115"
     assert [(line["item_code"], line["quantity"], line["proposal_id"]) for line in one["lines"]] == [(RICE, 60, rice)]
     assert one["handover_pin"] is None  # the carrier does not see it

@@ -139,7 +139,7 @@ async def test_allocation_runs_propose_keep_and_supersede(client, auth: TokenFac
     run = r.json()
     assert r.headers["Location"] == f"/v1/allocation-runs/{run['id']}"
     assert run["trigger"] == "manual" and run["status"] == "completed" and run["policy_version"] == 1
-    assert run["scope"] == {"region_code": "31"}
+    assert run["scope"] == {"region_code": "31", "item_codes": None}
     counts = run["counts"]
     assert {k: counts[k] for k in ("lines", "lots", "pairs", "proposals", "units", "kept")} == {
         "lines": 2,
