@@ -194,7 +194,8 @@ def _offer_lots(d: dict[str, Any]) -> list[dict[str, Any]]:
             "offer_version": int(d["version"]),
             "org": d["org"],
             "item_code": lot["item_code"],
-            "quantity": int(lot["quantity"]),
+            # What may ever be given: units a receipt wrote off (damaged, expired, lost) are gone for good.
+            "quantity": int(lot["quantity"]) - int(lot.get("quantity_written_off") or 0),
             "quantity_reserved": int(lot["quantity_reserved"]),
             "lat": lot.get("lat"),
             "lon": lot.get("lon"),

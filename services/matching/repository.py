@@ -111,6 +111,7 @@ _LOT_UPSERT = text(
         verification_version = GREATEST(v.verification_version, excluded.lot_version),
         quantity_reserved = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity_reserved
                                  ELSE v.quantity_reserved END,
+        quantity = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity ELSE v.quantity END,
         lot_version = GREATEST(v.lot_version, excluded.lot_version),
         updated_at = now()
     """

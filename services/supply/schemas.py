@@ -159,7 +159,10 @@ class Lot(BaseModel):
     quantity_reserved: int
     quantity_shipped: int
     quantity_delivered: int
-    quantity_available: int = Field(description="Unreserved quantity, if the lot may be reserved at all.")
+    quantity_written_off: int = Field(
+        description="Units a receipt wrote off (damaged, expired, lost): never available again."
+    )
+    quantity_available: int = Field(description="Neither reserved nor written off, if the lot may be reserved at all.")
     check_by: str | None
     verification: LotVerification
     verification_notes: str | None
@@ -237,7 +240,7 @@ class OfferImportReport(ImportReport):
 
 
 def lot_out(lot: Any, offer_status: OfferStatus) -> Lot:
-    available = lot.quantity - lot.quantity_reserved
+    available = lot.quantity - lot.quantity_reserved - lot.quantity_written_off
     expired = lot.expires_at is not None and lot.expires_at <= datetime.now(UTC)
     if offer_status != OfferStatus.open or lot.verification not in AVAILABLE_LOT_VERIFICATIONS or expired:
         available = 0

@@ -365,7 +365,7 @@ async def reserve(
         if lot.expires_at is not None and lot.expires_at <= now:
             raise LotUnavailable("The lot has expired.")
         raise OverAllocation(
-            f"Only {lot.quantity - lot.quantity_reserved} of {lot.quantity} are unreserved; "
+            f"Only {lot.quantity - lot.quantity_reserved - lot.quantity_written_off} of {lot.quantity} are unreserved; "
             f"{data.quantity} were asked for."
         )
     reservation = await reservations.get(new_id)
