@@ -29,7 +29,7 @@ from shared.pagination import PageParams, paginate
 from shared.vocabulary import Verdict
 
 ACTIVE_NEED = ("open", "matched", "in_transit")
-AVAILABLE_LOT = ("not_required", "verified")
+AVAILABLE_LOT = ("not_required", "verified", "reclassified")
 _LOAD_BATCH = 2000
 
 

@@ -199,6 +199,26 @@ class VerificationRequest(BaseModel):
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
+class LotVerdict(StrEnum):
+    verified = "verified"
+    rejected = "rejected"
+    reclassified = "reclassified"
+
+
+class LotVerificationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: LotVerdict
+    item_code: ItemCode | None = Field(None, description="The item the lot really is; only when reclassified.")
+    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _item_when_reclassified(self) -> Self:
+        if (self.verdict == LotVerdict.reclassified) != (self.item_code is not None):
+            raise ValueError("item_code is given exactly when the verdict is reclassified")
+        return self
+
+
 class WithdrawRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
