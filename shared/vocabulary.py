@@ -122,10 +122,11 @@ class LotVerification(StrEnum):
     pending = "pending"
     verified = "verified"
     rejected = "rejected"
+    reclassified = "reclassified"  # the group moved it to another item (e.g. not for medical use)
 
 
 # A lot whose check allows reserving it.
-AVAILABLE_LOT_VERIFICATIONS = (LotVerification.not_required, LotVerification.verified)
+AVAILABLE_LOT_VERIFICATIONS = (LotVerification.not_required, LotVerification.verified, LotVerification.reclassified)
 
 
 class ReservationStatus(StrEnum):

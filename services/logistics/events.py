@@ -31,6 +31,10 @@ class ShipmentLineData(BaseModel):
     quantity_received: int | None
     quantity_returned: int | None  # what goes back to the need and the lot (short, not received, cancelled)
     discrepancy_reason: str | None
+    # Of quantity_returned, what a receipt wrote off (damaged, expired, lost): back to the need, not to the
+    # lot (added later; absent in older events, which wrote nothing off).
+    quantity_written_off: int | None = None
+    discrepancy_code: str | None = None
     # The line's state after the change (added later; absent in older events): what is on its way now, and
     # what arrived. With `quantity_returned` each line can be read alone, whatever the event's type.
     quantity_in_transit: int | None = None

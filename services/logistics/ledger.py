@@ -86,6 +86,29 @@ async def book_delivered(session: AsyncSession, shipment: Shipment) -> None:
         )
 
 
+async def book_written_off(session: AsyncSession, shipment: Shipment) -> None:
+    """The catalog value of what a receipt wrote off (damaged, expired, lost), per line: goods offered that
+    will never be delivered."""
+    catalog = get_catalog()
+    ledger = LedgerRepository(session)
+    for line in shipment.lines:
+        item = catalog.get(line.item_code)
+        if not line.quantity_written_off or item is None:
+            continue
+        await ledger.book(
+            ref=f"written_off:{line.id}",
+            kind=LedgerKind.written_off,
+            amount=line.quantity_written_off * item.unit_value_fen,
+            currency="CNY",
+            offer_id=line.offer_id,
+            shipment_id=shipment.id,
+            region_code=shipment.region_code,
+            item_code=line.item_code,
+            quantity=line.quantity_written_off,
+            memo=str(line.discrepancy_code),
+        )
+
+
 async def book_spent(session: AsyncSession, p: Procurement, offer_id: uuid.UUID, amount: int) -> None:
     """One pledge's share of a placed order."""
     await LedgerRepository(session).book(

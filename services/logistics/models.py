@@ -41,6 +41,22 @@ class LedgerKind(StrEnum):
     refunded = "refunded"
     in_kind_offered = "in_kind_offered"
     in_kind_delivered = "in_kind_delivered"
+    written_off = "written_off"
+
+
+class DiscrepancyCode(StrEnum):
+    """Why a receipt line came short. Damaged, expired and lost units are written off the lot; short,
+    refused and other units go back to it. The need line gets every missing unit back either way."""
+
+    short = "short"
+    damaged = "damaged"
+    expired = "expired"
+    lost = "lost"
+    refused = "refused"
+    other = "other"
+
+
+WRITTEN_OFF = frozenset({DiscrepancyCode.damaged, DiscrepancyCode.expired, DiscrepancyCode.lost})
 
 
 # --- projections of other services' events -----------------------------------------------------------------
@@ -193,6 +209,9 @@ class ShipmentLine(Base):
     quantity_received: Mapped[int | None] = mapped_column(Integer)
     quantity_returned: Mapped[int | None] = mapped_column(Integer)
     discrepancy_reason: Mapped[str | None] = mapped_column(Text)
+    discrepancy_code: Mapped[DiscrepancyCode | None] = mapped_column(enum_type(DiscrepancyCode, length=20))
+    # Of quantity_returned, what is written off the lot (damaged, expired, lost) instead of going back to it.
+    quantity_written_off: Mapped[int | None] = mapped_column(Integer)
 
     shipment: Mapped[Shipment] = relationship(back_populates="lines", lazy="raise")
 

@@ -20,7 +20,7 @@ from services.logistics.errors import (
     PinLocked,
     WrongPin,
 )
-from services.logistics.models import Feedback, Shipment, ShipmentLine
+from services.logistics.models import WRITTEN_OFF, DiscrepancyCode, Feedback, Shipment, ShipmentLine
 from services.logistics.repository import ProjectionRepository, ShipmentRepository
 from services.logistics.shipments import (
     RECEIVABLE,
@@ -48,16 +48,23 @@ def _lines_named(shipment: Shipment, entry: schemas.ReceiptLine) -> list[Shipmen
 def _quantity_problem(entry: schemas.ReceiptLine, capacity: int, i: int) -> dict[str, Any] | None:
     if entry.quantity_received > capacity:
         return {"loc": ["body", "lines", i, "quantity_received"], "msg": f"at most {capacity} were sent"}
-    if entry.quantity_received < capacity and not entry.discrepancy_reason:
-        return {"loc": ["body", "lines", i, "discrepancy_reason"], "msg": "say why it came short"}
+    if entry.quantity_received == capacity:
+        return None
+    if entry.discrepancy is None:
+        return {"loc": ["body", "lines", i, "discrepancy"], "msg": "say why it came short (a discrepancy code)"}
+    if entry.discrepancy.code == DiscrepancyCode.other and not entry.discrepancy.note:
+        return {"loc": ["body", "lines", i, "discrepancy", "note"], "msg": "say what `other` was"}
     return None
 
 
-def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid.UUID, tuple[int, str | None]]:
+Arrived = tuple[int, schemas.Discrepancy | None]
+
+
+def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid.UUID, Arrived]:
     """What arrived per shipment line. A receipt names lines by id or by item; an item's quantity fills its
     lines in order. Every line must be accounted for, and a short line needs a reason."""
     errors: list[dict[str, Any]] = []
-    got: dict[uuid.UUID, tuple[int, str | None]] = {}
+    got: dict[uuid.UUID, Arrived] = {}
     named: set[uuid.UUID] = set()
     for i, entry in enumerate(receipt.lines):
         targets = _lines_named(shipment, entry)
@@ -76,7 +83,7 @@ def _apportion(shipment: Shipment, receipt: schemas.ReceiptRequest) -> dict[uuid
         for t in targets:
             take = min(left, t.quantity)
             left -= take
-            got[t.id] = (take, entry.discrepancy_reason if take < t.quantity else None)
+            got[t.id] = (take, entry.discrepancy if take < t.quantity else None)
     errors.extend(
         {"loc": ["body", "lines"], "msg": f"line {line.id} ({line.item_code}) is missing"}
         for line in shipment.lines
@@ -124,16 +131,21 @@ async def _check_pin(session: AsyncSession, shipment: Shipment, pin: str, settin
     raise WrongPin(f"Wrong PIN; {left} attempts left before receipt is locked.", extra={"attempts_left": left})
 
 
-def _settle(shipment: Shipment, got: dict[uuid.UUID, tuple[int, str | None]], actor: str, now: datetime) -> None:
+def _write_line(line: ShipmentLine, received: int, discrepancy: schemas.Discrepancy | None) -> None:
+    """What arrived on a line; what did not goes back to the need, and unless it was damaged, expired or
+    lost, to the lot too (else it is written off)."""
+    missing = line.quantity - received
+    line.quantity_received, line.quantity_returned = received, missing
+    line.discrepancy_code = discrepancy.code if discrepancy else None
+    line.discrepancy_reason = discrepancy.note if discrepancy else None
+    line.quantity_written_off = missing if discrepancy and discrepancy.code in WRITTEN_OFF else 0
+
+
+def _settle(shipment: Shipment, got: dict[uuid.UUID, Arrived], actor: str, now: datetime) -> None:
     """Write what arrived on each line and settle the shipment as received, received_with_problem or
     not_received."""
     for line in shipment.lines:
-        received, reason = got[line.id]
-        line.quantity_received, line.quantity_returned, line.discrepancy_reason = (
-            received,
-            line.quantity - received,
-            reason,
-        )
+        _write_line(line, *got[line.id])
     total = sum(line.quantity_received or 0 for line in shipment.lines)
     if total == 0:
         shipment.status = ShipmentStatus.not_received
@@ -144,7 +156,8 @@ def _settle(shipment: Shipment, got: dict[uuid.UUID, tuple[int, str | None]], ac
     shipment.pin_failures, shipment.pin_locked_until = 0, None
     shipment.received_at = now
     shipment.delivered_at = shipment.delivered_at or now
-    record_update(shipment, shipment.status, actor, now, note="; ".join(r for _, r in got.values() if r) or None)
+    notes = [f"{d.code}: {d.note}" if d.note else str(d.code) for _, d in got.values() if d]
+    record_update(shipment, shipment.status, actor, now, note="; ".join(notes) or None)
     shipment.version += 1
 
 
@@ -162,6 +175,7 @@ async def record_receipt(
     await _check_pin(session, shipment, data.pin, settings, now)
     _settle(shipment, _apportion(shipment, data), principal.sub, now)
     await ledger.book_delivered(session, shipment)
+    await ledger.book_written_off(session, shipment)
     await ProjectionRepository(session).mark_need_times(
         sorted({line.need_id for line in shipment.lines if line.need_id and line.quantity_received}),
         "first_delivered_at",

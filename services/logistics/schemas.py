@@ -9,7 +9,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
-from services.logistics.models import LedgerKind, ProcurementStatus
+from services.logistics.models import DiscrepancyCode, LedgerKind, ProcurementStatus
 from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, ShipmentStatus, SiteKind, Timestamp
 
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -93,18 +93,35 @@ class StatusRequest(BaseModel):
     leg: Annotated[int, Field(ge=0, lt=20)] | None = Field(None, description="Index of the leg this update is on.")
 
 
+class Discrepancy(BaseModel):
+    """Why a line came short. Damaged, expired and lost units are written off the lot; short, refused and
+    other units go back to it. The need line gets every missing unit back either way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: DiscrepancyCode
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None = None
+
+
 class ReceiptLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_code: ItemCode | None = None
     line_id: uuid.UUID | None = Field(None, description="A shipment line; or name the item_code.")
     quantity_received: Annotated[int, Field(ge=0, le=1_000_000_000)]
-    discrepancy_reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None = None
+    discrepancy: Discrepancy | None = None
+    discrepancy_reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None = Field(
+        None, description="Older form of a discrepancy: a reason alone, taken as code `other` with it as the note."
+    )
 
     @model_validator(mode="after")
     def _named(self) -> Self:
         if (self.item_code is None) == (self.line_id is None):
             raise ValueError("name the line by item_code or by line_id (one of them)")
+        if self.discrepancy is not None and self.discrepancy_reason is not None:
+            raise ValueError("give discrepancy or discrepancy_reason, not both")
+        if self.discrepancy is None and self.discrepancy_reason:
+            self.discrepancy = Discrepancy(code=DiscrepancyCode.other, note=self.discrepancy_reason)
         return self
 
 
@@ -146,8 +163,14 @@ class ShipmentLine(BaseModel):
     item_code: str
     quantity: int
     quantity_received: int | None
-    quantity_returned: int | None
-    discrepancy_reason: str | None
+    quantity_returned: int | None = Field(
+        description="What did not arrive and goes back to the need line (written-off units included)."
+    )
+    quantity_written_off: int | None = Field(
+        description="Of quantity_returned, what is written off the lot (damaged, expired, lost)."
+    )
+    discrepancy_code: DiscrepancyCode | None
+    discrepancy_reason: str | None = Field(description="The discrepancy's note.")
 
 
 class HistoryEntry(BaseModel):

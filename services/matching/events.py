@@ -194,7 +194,8 @@ def _offer_lots(d: dict[str, Any]) -> list[dict[str, Any]]:
             "offer_version": int(d["version"]),
             "org": d["org"],
             "item_code": lot["item_code"],
-            "quantity": int(lot["quantity"]),
+            # What may ever be given: units a receipt wrote off (damaged, expired, lost) are gone for good.
+            "quantity": int(lot["quantity"]) - int(lot.get("quantity_written_off") or 0),
             "quantity_reserved": int(lot["quantity_reserved"]),
             "lat": lot.get("lat"),
             "lon": lot.get("lon"),
@@ -218,11 +219,17 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
             await repo.upsert_lot(row)
         await repo.mark_dirty({lot["item_code"] for lot in d["lots"]})
     elif event.type == "reliefhub.supply.lot.verified":
+        before: set[str] = set()
         for lot in d["lots"]:
-            await _update_lot(
-                repo, uuid.UUID(lot["id"]), int(lot["version"]), int(lot["quantity_reserved"]), lot["verification"]
+            before |= await _update_lot(
+                repo,
+                uuid.UUID(lot["id"]),
+                int(lot["version"]),
+                int(lot["quantity_reserved"]),
+                lot["verification"],
+                item_code=lot["item_code"],
             )
-        await repo.mark_dirty({lot["item_code"] for lot in d["lots"]})
+        await repo.mark_dirty({lot["item_code"] for lot in d["lots"]} | before)
     elif event.type.startswith("reliefhub.supply.reservation."):
         if event.type == "reliefhub.supply.reservation.created" and not await _mark_projected(session, d["reference"]):
             # Someone reserved outside matching: open proposals on that lot may no longer fit.
@@ -249,16 +256,23 @@ async def _update_lot(
     lot_version: int,
     quantity_reserved: int,
     verification: str | None = None,
-) -> None:
-    """Each field from the newest lot version that carries it."""
+    *,
+    item_code: str | None = None,
+) -> set[str]:
+    """Each field from the newest lot version that carries it; a verdict may reclassify the lot as another
+    item. Returns the item code it had, when that changed (its open lines are to be re-matched too)."""
     exists = await repo.lot(lot_id)
     if exists is None:
         raise LotNotProjectedYet(f"lot {lot_id} not projected yet")
+    was: set[str] = set()
     if exists.lot_version < lot_version:
         exists.lot_version, exists.quantity_reserved = lot_version, quantity_reserved
     if verification is not None and exists.verification_version < lot_version:
         exists.verification, exists.verification_version = verification, lot_version
+        if item_code is not None and item_code != exists.item_code:
+            was, exists.item_code = {exists.item_code}, item_code
     await repo.flush()
+    return was
 
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:

@@ -29,7 +29,7 @@ from shared.pagination import PageParams, paginate
 from shared.vocabulary import Verdict
 
 ACTIVE_NEED = ("open", "matched", "in_transit")
-AVAILABLE_LOT = ("not_required", "verified")
+AVAILABLE_LOT = ("not_required", "verified", "reclassified")
 _LOAD_BATCH = 2000
 
 
@@ -111,6 +111,7 @@ _LOT_UPSERT = text(
         verification_version = GREATEST(v.verification_version, excluded.lot_version),
         quantity_reserved = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity_reserved
                                  ELSE v.quantity_reserved END,
+        quantity = CASE WHEN excluded.lot_version > v.lot_version THEN excluded.quantity ELSE v.quantity END,
         lot_version = GREATEST(v.lot_version, excluded.lot_version),
         updated_at = now()
     """

@@ -41,6 +41,7 @@ class LotData(BaseModel):
     quantity_reserved: int
     quantity_shipped: int
     quantity_delivered: int = 0
+    quantity_written_off: int = 0  # never available again (added later; absent in older events)
     check_by: str | None
     verification: str
     version: int
@@ -171,7 +172,9 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     """logistics.events → shipped and delivered quantities per lot. The newest version seen of each shipment
     line is kept; a lot's quantities are sums over its lines, so the order events arrive in does not matter.
     What a shipment returns (came short, not received, cancelled before pick-up) leaves its reservation and
-    the lot, and is available again: each line gives back what it returned beyond what it gave back before."""
+    the lot, and is available again: each line gives back what it returned beyond what it gave back before.
+    What a receipt wrote off (damaged, expired, lost) leaves the reservation too but is counted as written
+    off, never available again: the first units a line gives back are its written-off ones."""
     if not event.type.startswith("reliefhub.logistics.shipment."):
         return
     progress = LotShipmentRepository(session)
@@ -180,6 +183,7 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         return  # late or repeated: nothing newer than what was seen
     # Lock order as in reserve and release: reservations, then lots.
     given = await _give_back_returns(progress, changed)
+    await session.flush()  # what each line gave back counts in the lots' written-off totals
     offers = await _sum_up_lots(progress, sorted({row.lot_id for row in changed}), given)
     await session.flush()
     for offer_id in sorted(offers):
@@ -208,6 +212,7 @@ def _shipment_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
                 "quantity_in_transit": int(in_transit),
                 "quantity_delivered": int(delivered or 0),
                 "quantity_returned": int(line.get("quantity_returned") or 0),
+                "quantity_written_off": int(line.get("quantity_written_off") or 0),
                 "version": version,
             }
         )
@@ -230,21 +235,23 @@ async def _give_back_returns(progress: LotShipmentRepository, changed: list[LotS
 async def _sum_up_lots(
     progress: LotShipmentRepository, lot_ids: list[uuid.UUID], given: dict[uuid.UUID, int]
 ) -> set[uuid.UUID]:
-    """Set each lot's shipped and delivered quantities to the sums over its shipment lines and take what came
-    back off its reserved quantity; returns the offers whose lots changed."""
+    """Set each lot's shipped, delivered and written-off quantities to the sums over its shipment lines and
+    take what came back off its reserved quantity; returns the offers whose lots changed."""
     lots = await progress.lock_lots(lot_ids)
     totals = await progress.totals(lot_ids)
     offers: set[uuid.UUID] = set()
     for lot in lots:
-        shipped, delivered = totals.get(lot.id, (0, 0))
+        shipped, delivered, written_off = totals.get(lot.id, (0, 0, 0))
+        reserved = max(0, lot.quantity_reserved - given.get(lot.id, 0))
         new = (
             min(lot.quantity, shipped),
             min(lot.quantity, delivered),
-            max(0, lot.quantity_reserved - given.get(lot.id, 0)),
+            reserved,
+            min(lot.quantity - reserved, written_off),
         )
-        if (lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved) == new:
+        if (lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved, lot.quantity_written_off) == new:
             continue
-        lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved = new
+        lot.quantity_shipped, lot.quantity_delivered, lot.quantity_reserved, lot.quantity_written_off = new
         lot.version += 1
         offers.add(lot.offer_id)
     return offers

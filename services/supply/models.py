@@ -100,6 +100,8 @@ class Lot(ChangeTracked, VersionedMixin, Base):
     quantity_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_shipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Units a receipt wrote off (damaged, expired, lost): out of the lot for good, never available again.
+    quantity_written_off: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     check_by: Mapped[str | None] = mapped_column(String(50))
     verification: Mapped[LotVerification] = mapped_column(enum_type(LotVerification, length=20))
     verification_notes: Mapped[str | None] = mapped_column(Text)
@@ -113,6 +115,10 @@ class Lot(ChangeTracked, VersionedMixin, Base):
         CheckConstraint("quantity_reserved >= 0 AND quantity_reserved <= quantity", name="reserved_within"),
         CheckConstraint("quantity_shipped >= 0 AND quantity_shipped <= quantity", name="shipped_within"),
         CheckConstraint("quantity_delivered >= 0 AND quantity_delivered <= quantity", name="delivered_within"),
+        CheckConstraint(
+            "quantity_written_off >= 0 AND quantity_reserved + quantity_written_off <= quantity",
+            name="written_off_within",
+        ),
     )
 
 
@@ -154,5 +160,7 @@ class LotShipment(Base):
     quantity_in_transit: Mapped[int] = mapped_column(Integer)
     quantity_delivered: Mapped[int] = mapped_column(Integer)
     quantity_returned: Mapped[int] = mapped_column(Integer)
+    # Of quantity_returned, what the receipt wrote off: it leaves the reservation but not back to the lot.
+    quantity_written_off: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_given_back: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer)

@@ -93,7 +93,7 @@ class LotRepository(RepositoryBase[Lot]):
             update(Lot)
             .where(
                 Lot.id == lot_id,
-                Lot.quantity - Lot.quantity_reserved >= quantity,
+                Lot.quantity - Lot.quantity_reserved - Lot.quantity_written_off >= quantity,
                 Lot.verification.in_(AVAILABLE_LOT_VERIFICATIONS),
                 (Lot.expires_at.is_(None)) | (Lot.expires_at > now),
                 exists().where(Offer.id == Lot.offer_id, Offer.status == OfferStatus.open),
@@ -172,18 +172,20 @@ class LotShipmentRepository(RepositoryBase[LotShipment]):
         result = await self.session.execute(upsert.execution_options(populate_existing=True))
         return list(result.scalars())
 
-    async def totals(self, lot_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int]]:
-        """(shipped — in transit or delivered —, delivered) per lot."""
+    async def totals(self, lot_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int, int]]:
+        """(shipped — in transit or delivered —, delivered, written off) per lot. A line's written-off units
+        count once its reservation has given them back."""
         stmt = (
             select(
                 LotShipment.lot_id,
                 func.sum(LotShipment.quantity_in_transit + LotShipment.quantity_delivered),
                 func.sum(LotShipment.quantity_delivered),
+                func.sum(func.least(LotShipment.quantity_written_off, LotShipment.quantity_given_back)),
             )
             .where(LotShipment.lot_id == any_(bindparam(None, lot_ids, ARRAY(UUID(as_uuid=True)))))
             .group_by(LotShipment.lot_id)
         )
-        return {r[0]: (int(r[1]), int(r[2])) for r in (await self.session.execute(stmt)).all()}
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in (await self.session.execute(stmt)).all()}
 
     async def lock_reservations(self, references: list[str]) -> dict[str, Reservation]:
         stmt = (

@@ -196,6 +196,23 @@ async def verify_offer(
     return offer_out(offer)
 
 
+@router.post(
+    "/lots/{lot_id}/verification", responses=problem_responses(LotNotFound, Forbidden, NothingToVerify, UnknownItem)
+)
+async def verify_lot(
+    lot_id: uuid.UUID,
+    data: schemas.LotVerificationRequest,
+    principal: WorkingGroup,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Lot:
+    """The checking working group's verdict on one lot: verified, rejected, or reclassified as another catalog
+    item (`item_code`), which matching then proposes as that item."""
+    lot, offer = await service.verify_lot(session, principal, lot_id, data)
+    set_etag(response, lot.version)
+    return schemas.lot_out(lot, offer.status)
+
+
 @router.get("/lots/{lot_id}", responses=problem_responses(LotNotFound))
 async def get_lot(
     lot_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response

@@ -159,7 +159,10 @@ class Lot(BaseModel):
     quantity_reserved: int
     quantity_shipped: int
     quantity_delivered: int
-    quantity_available: int = Field(description="Unreserved quantity, if the lot may be reserved at all.")
+    quantity_written_off: int = Field(
+        description="Units a receipt wrote off (damaged, expired, lost): never available again."
+    )
+    quantity_available: int = Field(description="Neither reserved nor written off, if the lot may be reserved at all.")
     check_by: str | None
     verification: LotVerification
     verification_notes: str | None
@@ -194,6 +197,26 @@ class VerificationRequest(BaseModel):
 
     verdict: Verdict
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class LotVerdict(StrEnum):
+    verified = "verified"
+    rejected = "rejected"
+    reclassified = "reclassified"
+
+
+class LotVerificationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: LotVerdict
+    item_code: ItemCode | None = Field(None, description="The item the lot really is; only when reclassified.")
+    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _item_when_reclassified(self) -> Self:
+        if (self.verdict == LotVerdict.reclassified) != (self.item_code is not None):
+            raise ValueError("item_code is given exactly when the verdict is reclassified")
+        return self
 
 
 class WithdrawRequest(BaseModel):
@@ -243,7 +266,7 @@ class OfferImportReport(ImportReport):
 
 
 def lot_out(lot: Any, offer_status: OfferStatus) -> Lot:
-    available = lot.quantity - lot.quantity_reserved
+    available = lot.quantity - lot.quantity_reserved - lot.quantity_written_off
     expired = lot.expires_at is not None and lot.expires_at <= datetime.now(UTC)
     if offer_status != OfferStatus.open or lot.verification not in AVAILABLE_LOT_VERIFICATIONS or expired:
         available = 0

@@ -292,6 +292,51 @@ async def record_verification(
     return offer
 
 
+async def verify_lot(
+    session: AsyncSession, principal: Principal, lot_id: uuid.UUID, data: schemas.LotVerificationRequest
+) -> tuple[Lot, Offer]:
+    """One lot's verdict by the working group its item names: verified, rejected, or reclassified as another
+    catalog item — matched from then on as that item (or waiting for the group that checks the new item)."""
+    lot, _ = await get_lot(session, lot_id)
+    offer = await get_offer(session, lot.offer_id, for_update=True)
+    lot = next(each for each in offer.lots if each.id == lot_id)
+    if not (principal.has(Role.admin) or (principal.group and principal.group == lot.check_by)):
+        raise NotYourCheck(f"This lot is checked by {lot.check_by or 'no working group'}.")
+    if lot.verification != LotVerification.pending:
+        raise NothingToVerify(f"The lot's verification is {lot.verification}.")
+    group = lot.check_by
+    if data.verdict == schemas.LotVerdict.reclassified:
+        assert data.item_code is not None  # the request's validator
+        require_known([(["body", "item_code"], data.item_code)])
+        item = get_catalog().get(data.item_code)
+        assert item is not None
+        lot.item_code = data.item_code
+        pending_elsewhere = item.check_by is not None and item.check_by != group
+        lot.verification = LotVerification.pending if pending_elsewhere else LotVerification.reclassified
+        lot.check_by = item.check_by if pending_elsewhere else lot.check_by
+    else:
+        lot.verification = LotVerification(data.verdict.value)
+    now = utcnow()
+    lot.verification_notes, lot.verified_by, lot.verified_at = data.notes, principal.sub, now
+    lot.version += 1
+    offer.version += 1
+    offer.updated_at = now
+    await session.flush()
+    await publish(
+        session,
+        events.LOTS_VERIFIED,
+        events.LotVerifiedData(
+            offer_id=offer.id,
+            group=group or "",
+            verdict=data.verdict.value,
+            notes=data.notes,
+            lots=[events.LotData.model_validate(lot, from_attributes=True)],
+        ),
+        subject=str(offer.id),
+    )
+    return lot, offer
+
+
 # --- lots and reservations ---------------------------------------------------------------------------
 
 
@@ -372,7 +417,7 @@ async def reserve(
         if lot.expires_at is not None and lot.expires_at <= now:
             raise LotUnavailable("The lot has expired.")
         raise OverAllocation(
-            f"Only {lot.quantity - lot.quantity_reserved} of {lot.quantity} are unreserved; "
+            f"Only {lot.quantity - lot.quantity_reserved - lot.quantity_written_off} of {lot.quantity} are unreserved; "
             f"{data.quantity} were asked for."
         )
     reservation = await reservations.get(new_id)
