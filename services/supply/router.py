@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 
-from services.supply import schemas, service
+from services.supply import customs, schemas, service
 from services.supply.dependencies import DonorWriter, Reserver, WorkingGroup
 from services.supply.errors import (
     DonorNotFound,
     LotNotFound,
     LotUnavailable,
+    NotCustomsGroup,
+    NothingToClear,
     NothingToVerify,
     OfferNotFound,
     OfferNotOpen,
@@ -26,11 +28,12 @@ from services.supply.errors import (
 )
 from services.supply.models import Donor, Offer
 from shared.app import SessionDep, service_router
-from shared.auth import CurrentPrincipal, Principal
+from shared.auth import CurrentPrincipal, Principal, settings_of
 from shared.catalog import UnknownItem
 from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.pagination import Page, PageQuery
+from shared.settings import Settings
 from shared.tabular import ImportRejected, UploadedRows
 
 router = service_router(prefix="/v1", tags=["supply"])
@@ -177,6 +180,25 @@ async def verify_offer(
 ) -> schemas.Offer:
     """The checking working group's verdict on the offer's lots it must check; verified lots become available."""
     offer = await service.record_verification(session, principal, offer_id, data)
+    set_etag(response, offer.version)
+    return offer_out(offer)
+
+
+@router.post(
+    "/offers/{offer_id}/customs-clearance",
+    responses=problem_responses(OfferNotFound, NotCustomsGroup, NothingToClear),
+)
+async def clear_customs(
+    offer_id: uuid.UUID,
+    data: schemas.CustomsDecision,
+    principal: CurrentPrincipal,
+    settings: Annotated[Settings, Depends(settings_of)],
+    session: SessionDep,
+    response: Response,
+) -> schemas.Offer:
+    """The customs group's decision on an offer from abroad (its lots are `awaiting_customs` until then): cleared
+    with the HS codes, consignee foundation and exemption reference, or refused."""
+    offer = await customs.decide_customs(session, principal, offer_id, data, settings.customs_group)
     set_etag(response, offer.version)
     return offer_out(offer)
 

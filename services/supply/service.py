@@ -58,6 +58,9 @@ from shared.tabular import (
     unknown_items,
 )
 
+DOMESTIC = "CN"
+AWAITING_CUSTOMS = "awaiting_customs"
+
 
 def tracking_ref(code: str) -> str:
     """What is stored and published of a tracking code: its SHA-256, never the code."""
@@ -121,6 +124,9 @@ def offer_event(offer: Offer, reason: str | None = None) -> events.OfferData:
         status=offer.status,
         tracking_ref=offer.tracking_ref,
         procurement_id=offer.procurement_id,
+        origin_country=offer.origin_country,
+        note=offer.note,
+        customs=offer.customs,
         version=offer.version,
         created_at=offer.created_at,
         reason=reason,
@@ -147,6 +153,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
     catalog = get_catalog()
     code = secrets.token_urlsafe(18)
     now = utcnow()
+    from_abroad = data.origin_country not in (None, DOMESTIC)
     lots = []
     for i, lot in enumerate(lots_in):
         item = catalog.get(lot.item_code)
@@ -169,7 +176,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
                 quantity_delivered=0,
                 check_by=item.check_by,
                 version=1,
-                verification="pending" if item.check_by else "not_required",
+                verification=AWAITING_CUSTOMS if from_abroad else "pending" if item.check_by else "not_required",
             )
         )
     offer = Offer(
@@ -184,6 +191,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         status="open",
         tracking_ref=tracking_ref(code),
         procurement_id=data.procurement_id,
+        origin_country=data.origin_country,
         created_by=principal.sub,
         version=1,
         created_at=now,

@@ -24,7 +24,7 @@ SERVICE = ServiceSpec(
     # Every service's stream, webhooks' own included (an endpoint may watch others being disabled).
     subscriptions=[
         Subscription(stream=f"{name}.events", group="webhooks-fanout", handler=on_event, batch_handler=on_events)
-        for name in ("needs", "supply", "matching", "logistics", "webhooks")
+        for name in ("needs", "supply", "matching", "logistics", "webhooks", "partners")
     ],
     loops=[run_dispatcher],
 )
