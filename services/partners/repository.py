@@ -39,7 +39,10 @@ def encode_org_cursor(org_id: str) -> str:
 
 def decode_org_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        org_id = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        if not org_id:
+            raise ValueError("an empty cursor")
+        return org_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(
             "The cursor is not one this API returned.", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
@@ -71,10 +74,11 @@ class OrganizationRepository(RepositoryBase[Organization]):
 
 def _serves(region_code: str) -> ColumnElement[bool]:
     """Serves the region, or a part of it: a national organisation, a prefix of the code, or a code under it."""
-    code = func.unnest(Organization.region_codes).column_valued("code")
+    codes = func.unnest(Organization.region_codes).table_valued("code").render_derived(name="served")
+    code = codes.c.code
     within = (
         select(literal(1))
-        .select_from(code)
+        .select_from(codes)
         .where(or_(literal(region_code).startswith(code), code.startswith(region_code, autoescape=True)))
     )
     return or_(func.cardinality(Organization.region_codes) == 0, within.exists())
