@@ -44,7 +44,7 @@ async def registry() -> AsyncIterator[tuple[str, list[str]]]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{port}", asked
