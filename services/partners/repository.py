@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,15 +35,15 @@ class TaskFilters:
 
 
 def encode_org_cursor(org_id: str) -> str:
-    return base64.urlsafe_b64encode(org_id.encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(json.dumps([org_id]).encode()).decode().rstrip("=")
 
 
 def decode_org_cursor(cursor: str) -> str:
     try:
-        org_id = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-        if not org_id:
-            raise ValueError("an empty cursor")
-        return org_id
+        raw = json.loads(base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True))
+        if not (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str) and raw[0]):
+            raise ValueError("a cursor names one organisation")
+        return raw[0]
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(
             "The cursor is not one this API returned.", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]

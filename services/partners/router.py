@@ -82,18 +82,18 @@ async def list_organizations(
     return Page(items=[organization_out(o, principal) for o in items], next_cursor=next_cursor)
 
 
-@router.get("/organizations/{org_id}", responses=problem_responses(OrganizationNotFound))
+@router.get("/organizations/{org}", responses=problem_responses(OrganizationNotFound))
 async def get_organization(
-    org_id: OrgId, principal: CurrentPrincipal, session: SessionDep, response: Response
+    org: OrgId, principal: CurrentPrincipal, session: SessionDep, response: Response
 ) -> schemas.Organization:
     """One organisation and its status; its contact only for itself and coordinators."""
-    org = await service.get_organization(session, org_id)
-    set_etag(response, org.version)
-    return organization_out(org, principal)
+    record = await service.get_organization(session, org)
+    set_etag(response, record.version)
+    return organization_out(record, principal)
 
 
 @router.patch(
-    "/organizations/{org_id}",
+    "/organizations/{org}",
     responses=problem_responses(
         OrganizationNotFound,
         NotAHubCoordinator,
@@ -104,7 +104,7 @@ async def get_organization(
     ),
 )
 async def update_organization(
-    org_id: OrgId,
+    org: OrgId,
     data: schemas.OrganizationUpdate,
     request: Request,
     principal: CurrentPrincipal,
@@ -114,17 +114,17 @@ async def update_organization(
     """Change a registration (the organisation itself, or a coordinator of a hub covering it; send If-Match).
     An approved organisation widening its regions awaits approval again."""
     expected = if_match_version(request)
-    org = await service.update_organization(session, principal, org_id, data, expected)
-    set_etag(response, org.version)
-    return organization_out(org, principal)
+    record = await service.update_organization(session, principal, org, data, expected)
+    set_etag(response, record.version)
+    return organization_out(record, principal)
 
 
 DECISION_ERRORS = problem_responses(OrganizationNotFound, NotAHubCoordinator, OutsideYourHub, AlreadyDecided)
 
 
-@router.post("/organizations/{org_id}/approve", responses=DECISION_ERRORS)
+@router.post("/organizations/{org}/approve", responses=DECISION_ERRORS)
 async def approve_organization(
-    org_id: OrgId,
+    org: OrgId,
     principal: CurrentPrincipal,
     session: SessionDep,
     response: Response,
@@ -133,14 +133,14 @@ async def approve_organization(
     """Approve an organisation (a coordinator of an approved hub covering every region it serves, or an admin);
     approving a suspended one lifts the suspension."""
     decision = data or schemas.OrganizationDecision()
-    org = await service.decide(session, principal, org_id, OrgStatus.approved, decision)
-    set_etag(response, org.version)
-    return organization_out(org, principal)
+    record = await service.decide(session, principal, org, OrgStatus.approved, decision)
+    set_etag(response, record.version)
+    return organization_out(record, principal)
 
 
-@router.post("/organizations/{org_id}/suspend", responses=DECISION_ERRORS)
+@router.post("/organizations/{org}/suspend", responses=DECISION_ERRORS)
 async def suspend_organization(
-    org_id: OrgId,
+    org: OrgId,
     principal: CurrentPrincipal,
     session: SessionDep,
     response: Response,
@@ -148,9 +148,9 @@ async def suspend_organization(
 ) -> schemas.Organization:
     """Suspend an organisation: with the registry on, its changes are refused until it is approved again."""
     decision = data or schemas.OrganizationDecision()
-    org = await service.decide(session, principal, org_id, OrgStatus.suspended, decision)
-    set_etag(response, org.version)
-    return organization_out(org, principal)
+    record = await service.decide(session, principal, org, OrgStatus.suspended, decision)
+    set_etag(response, record.version)
+    return organization_out(record, principal)
 
 
 # --- tasks ---------------------------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ async def create_task(
     return tasks.task_out(task)
 
 
-@router.get("/tasks/{task_id}", responses=problem_responses(TaskNotFound, Forbidden))
+@router.get("/tasks/{task_id}", responses=problem_responses(TaskNotFound, NotYourGroup, Forbidden))
 async def get_task(
     task_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
 ) -> schemas.Task:

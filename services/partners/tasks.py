@@ -327,8 +327,10 @@ async def get_task(
 ) -> Task:
     groups = visible_groups(principal)
     task = await TaskRepository(session).get(task_id, for_update=for_update)
-    if task is None or (groups is not None and task.group not in groups):
-        raise TaskNotFound(f"No task {task_id} in your queues.")
+    if task is None:
+        raise TaskNotFound(f"No task {task_id}.")
+    if groups is not None and task.group not in groups:
+        raise NotYourGroup(f"This task is for the {task.group} group.")
     return task
 
 

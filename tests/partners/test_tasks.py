@@ -79,7 +79,7 @@ async def test_a_member_claims_and_completes_the_check_and_supply_records_the_ve
 
     # Another group's member neither sees it nor works on it; a donor has no queue at all.
     assert await tasks_of(client, translator, offer["id"]) == []
-    problem(await client.get(url, headers=translator), 404, "task-not-found")
+    problem(await client.get(url, headers=translator), 403, "not-your-group")
     problem(await client.get("/v1/tasks", headers=auth("donor", org="org-maker")), 403)
     problem(await client.post(f"{url}/claim", headers=auth("donor", org="org-maker")), 403)
 
