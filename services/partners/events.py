@@ -112,7 +112,7 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
     elif event.type == "reliefhub.supply.lot.verified":
         await tasks.close_device_check(session, d)
     elif event.type == "reliefhub.supply.offer.withdrawn":
-        await tasks.cancel_subject_tasks(session, "offer", str(d["id"]))
+        await tasks.withdraw_offer_tasks(session, d)
 
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
@@ -122,4 +122,4 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     if event.type == "reliefhub.logistics.procurement.created":
         await tasks.open_quote_task(session, event.data)
     elif event.type == "reliefhub.logistics.procurement.cancelled":
-        await tasks.cancel_subject_tasks(session, "procurement", str(event.data["id"]))
+        await tasks.cancel_quote_task(session, event.data)

@@ -150,65 +150,82 @@ def _customs_key(offer_id: str) -> str:
     return f"customs_clearance:offer:{offer_id}"
 
 
-async def open_offer_tasks(session: AsyncSession, d: dict[str, Any]) -> None:
-    """An offer's lots that await customs get one clearance task, those that await a working group's check one
-    device-check task per group; an offer from abroad with a note gets it translated."""
-    settings = runtime_of_session(session).settings
+def _offer_tasks(settings: Settings, d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks an offer's state calls for: one clearance while its lots await customs, one device check per
+    group whose check its lots await, a translation of the note of an offer from abroad."""
     offer_id = str(d["id"])
     lots = d.get("lots", [])
-    details, region = _offer_details(d), _offer_region(d)
-    common = {"details": details, "region_code": region}
+    common = {"details": _offer_details(d), "region_code": _offer_region(d)}
+    subject = ("offer", offer_id)
+    rows = []
     if any(lot["verification"] == "awaiting_customs" for lot in lots):
         title = f"Customs clearance of an offer from {d.get('origin_country') or 'abroad'}"
-        await _open(
-            session,
-            _values(settings, TaskKind.customs_clearance, settings.customs_group, title, ("offer", offer_id), **common)
-            | {"source_key": _customs_key(offer_id)},
+        rows.append(
+            _values(settings, TaskKind.customs_clearance, settings.customs_group, title, subject, **common)
+            | {"source_key": _customs_key(offer_id)}
         )
     for group in sorted({lot["check_by"] for lot in lots if lot["verification"] == "pending" and lot["check_by"]}):
         items = sorted({lot["item_code"] for lot in lots if lot["check_by"] == group})
-        await _open(
-            session,
-            _values(settings, TaskKind.device_check, group, f"Check {', '.join(items)}", ("offer", offer_id), **common)
-            | {"source_key": _device_check_key(offer_id, group)},
+        rows.append(
+            _values(settings, TaskKind.device_check, group, f"Check {', '.join(items)}", subject, **common)
+            | {"source_key": _device_check_key(offer_id, group)}
         )
     if d.get("origin_country") not in (None, DOMESTIC) and d.get("note"):
-        await _open(
-            session,
-            _values(
-                settings,
-                TaskKind.translation,
-                settings.translation_group,
-                "Translate the offer's note",
-                ("offer", offer_id),
-                **common,
-            )
-            | {"source_key": f"translation:offer:{offer_id}"},
+        title = "Translate the offer's note"
+        rows.append(
+            _values(settings, TaskKind.translation, settings.translation_group, title, subject, **common)
+            | {"source_key": f"translation:offer:{offer_id}"}
         )
+    return rows
 
 
-async def open_quote_task(session: AsyncSession, d: dict[str, Any]) -> None:
-    """A drafted procurement order: the procurement group gathers suppliers' quotes for its lines."""
-    settings = runtime_of_session(session).settings
+async def open_offer_tasks(session: AsyncSession, d: dict[str, Any]) -> None:
+    """Open the tasks an offer calls for, unless an earlier event opened (or closed) them already."""
+    for row in _offer_tasks(runtime_of_session(session).settings, d):
+        await _open(session, row)
+
+
+async def withdraw_offer_tasks(session: AsyncSession, d: dict[str, Any]) -> None:
+    """A withdrawn offer: its open and claimed tasks are cancelled, and those its state would still call for are
+    recorded cancelled — so an event about it that arrives late opens none of them."""
+    await cancel_subject_tasks(session, "offer", str(d["id"]))
+    for row in _offer_tasks(runtime_of_session(session).settings, d):
+        await _record_cancelled(session, row)
+
+
+def _quote_task(settings: Settings, d: dict[str, Any]) -> dict[str, Any]:
     lines = [
         {"item_code": line["item_code"], "quantity": line.get("quantity"), "region_code": d.get("region_code")}
         for line in d.get("lines", [])
         if isinstance(line, dict) and line.get("item_code")
     ]
     details = {"lots": lines, "currency": d.get("currency"), "total": d.get("total"), "buyer_org": d.get("org")}
-    await _open(
-        session,
-        _values(
-            settings,
-            TaskKind.procurement_quote,
-            settings.procurement_group,
-            "Quotes for a procurement order",
-            ("procurement", str(d["id"])),
-            details=details,
-            region_code=d.get("region_code"),
-        )
-        | {"source_key": f"procurement_quote:procurement:{d['id']}"},
-    )
+    return _values(
+        settings,
+        TaskKind.procurement_quote,
+        settings.procurement_group,
+        "Quotes for a procurement order",
+        ("procurement", str(d["id"])),
+        details=details,
+        region_code=d.get("region_code"),
+    ) | {"source_key": f"procurement_quote:procurement:{d['id']}"}
+
+
+async def open_quote_task(session: AsyncSession, d: dict[str, Any]) -> None:
+    """A drafted procurement order: the procurement group gathers suppliers' quotes for its lines."""
+    await _open(session, _quote_task(runtime_of_session(session).settings, d))
+
+
+async def cancel_quote_task(session: AsyncSession, d: dict[str, Any]) -> None:
+    """A cancelled procurement order: its quote task is cancelled (recorded so, should its draft come late)."""
+    await cancel_subject_tasks(session, "procurement", str(d["id"]))
+    await _record_cancelled(session, _quote_task(runtime_of_session(session).settings, d))
+
+
+async def _record_cancelled(session: AsyncSession, row: dict[str, Any]) -> None:
+    task = await TaskRepository(session).insert_if_new({**row, "status": TaskStatus.cancelled})
+    if task is not None:
+        await publish(session, events.TASK_CANCELLED, task_event(task), subject=str(task.id))
 
 
 async def close_device_check(session: AsyncSession, d: dict[str, Any]) -> None:
@@ -257,8 +274,9 @@ async def _close_by_event(
     notes: str | None,
     data: dict[str, Any] | None,
 ) -> None:
-    """Mark the task `key` done; when the event that would have opened it has not come yet, record it done
-    (so that event, arriving late, opens nothing)."""
+    """Mark the task `key` done (even a cancelled one: the group did decide, whatever became of its subject, so
+    the outcome is the same in whichever order the events come); when the event that would have opened it has
+    not come yet, record it done, so that event, arriving late, opens nothing."""
     repo = TaskRepository(session)
     now = utcnow()
     closed = {"status": TaskStatus.done, "outcome": outcome, "notes": notes, "outcome_data": data, "completed_at": now}
@@ -270,7 +288,7 @@ async def _close_by_event(
             return
         task = await repo.by_source_key(key, for_update=True)
         assert task is not None
-    if task.status not in ACTIVE:
+    if task.status == TaskStatus.done:
         return
     task.status, task.outcome, task.notes, task.completed_at = TaskStatus.done, outcome, notes, now
     task.outcome_data = data

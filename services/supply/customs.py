@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.supply import events, schemas
-from services.supply.errors import NotCustomsGroup, NothingToClear
+from services.supply.errors import NotCustomsGroup, NothingToClear, OfferNotOpen
 from services.supply.models import Offer
 from services.supply.service import AWAITING_CUSTOMS, get_offer, offer_event
 from shared.auth import Principal, Role
@@ -24,6 +24,8 @@ async def decide_customs(
     if not (principal.is_staff or (principal.has(Role.working_group) and principal.group == customs_group)):
         raise NotCustomsGroup(f"Customs decisions are the {customs_group} group's.")
     offer = await get_offer(session, offer_id, for_update=True)
+    if offer.status != "open":
+        raise OfferNotOpen(f"The offer is {offer.status}.")
     waiting = [lot for lot in offer.lots if lot.verification == AWAITING_CUSTOMS]
     if not waiting:
         raise NothingToClear(f"No lot of offer {offer_id} awaits customs.")

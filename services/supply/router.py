@@ -186,7 +186,7 @@ async def verify_offer(
 
 @router.post(
     "/offers/{offer_id}/customs-clearance",
-    responses=problem_responses(OfferNotFound, NotCustomsGroup, NothingToClear),
+    responses=problem_responses(OfferNotFound, NotCustomsGroup, OfferNotOpen, NothingToClear),
 )
 async def clear_customs(
     offer_id: uuid.UUID,
