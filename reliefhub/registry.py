@@ -12,10 +12,11 @@ def services() -> dict[str, ServiceSpec]:
     from services.logistics.main import SERVICE as logistics
     from services.matching.main import SERVICE as matching
     from services.needs.main import SERVICE as needs
+    from services.partners.main import SERVICE as partners
     from services.supply.main import SERVICE as supply
     from services.webhooks.main import SERVICE as webhooks
 
-    return {s.name: s for s in (needs, supply, matching, logistics, webhooks)}
+    return {s.name: s for s in (needs, supply, matching, logistics, webhooks, partners)}
 
 
 @cache

@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, ClassVar, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
@@ -39,6 +39,7 @@ from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY
 from shared.openapi import operation_id, refine
+from shared.orgs import WRITE_METHODS, require_approved_org
 from shared.runtime import Runtime
 from shared.service import ServiceSpec
 from shared.settings import Settings, get_settings
@@ -87,14 +88,22 @@ class TransactionalRoute(APIRoute):
     """Runs each request in one transaction, committed before the response is sent; honours Idempotency-Key.
 
     A stored response is replayed only to a caller the route admits now: its authorization dependencies run
-    first (a key is scoped to org + sub, and the same org + sub may come back with fewer roles)."""
+    first (a key is scoped to org + sub, and the same org + sub may come back with fewer roles).
+
+    With the organisations registry on, a write by an organisation the registry has not approved is refused
+    before anything else (shared.orgs); the registry's own routes, where organisations register, opt out."""
+
+    approved_orgs_only: ClassVar[bool] = True
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         inner = super().get_route_handler()
         checks = authorization_checks(self.dependant)
+        vetted = self.approved_orgs_only
 
         async def handler(request: Request) -> Response:
             rt = runtime_of(request)
+            if vetted and rt.settings.org_registry_enforced and request.method in WRITE_METHODS:
+                await require_approved_org(request, rt)
             idem: IdempotentRequest | None = None
             if request.method == "POST" and "idempotency-key" in request.headers:
                 subject = await principal_subject(request, rt.settings)
@@ -155,8 +164,14 @@ class TransactionalRoute(APIRoute):
         return response
 
 
-def service_router(**kwargs: Any) -> APIRouter:
-    return APIRouter(route_class=TransactionalRoute, **kwargs)
+class RegistryRoute(TransactionalRoute):
+    """A transactional route open to organisations the registry has not approved (yet): the registry's own."""
+
+    approved_orgs_only = False
+
+
+def service_router(*, approved_orgs_only: bool = True, **kwargs: Any) -> APIRouter:
+    return APIRouter(route_class=TransactionalRoute if approved_orgs_only else RegistryRoute, **kwargs)
 
 
 async def get_session(request: Request) -> AsyncSession:

@@ -32,7 +32,7 @@ class Runtime:
     def client(self, service: str) -> ServiceClient:
         from shared.http import ServiceClient
 
-        if service not in self.spec.calls:  # the start-up check of its URL relies on the declaration
+        if service not in calls_of(self.spec, self.settings):  # the start-up check of its URL relies on it
             raise LookupError(f"{self.spec.name} calls {service} but does not declare it in ServiceSpec.calls")
         if service not in self.clients:
             base = self.settings.service_urls.get(service, self.settings.gateway_url)
@@ -65,7 +65,17 @@ def unreachable_services(spec: ServiceSpec, settings: Settings) -> list[str]:
     RELIEFHUB_SERVICE_URLS and no gateway named (RELIEFHUB_GATEWAY_URL; its default is only `reliefhub dev`'s)."""
     if "gateway_url" in settings.model_fields_set:
         return []
-    return [name for name in spec.calls if name not in settings.service_urls]
+    return [name for name in calls_of(spec, settings) if name not in settings.service_urls]
+
+
+def calls_of(spec: ServiceSpec, settings: Settings) -> tuple[str, ...]:
+    """The services `spec` calls: those it declares, and the organisations registry when it is on (every
+    write asks it whether the caller's organisation is approved; shared.orgs)."""
+    from shared.orgs import REGISTRY_SERVICE
+
+    if settings.org_registry_enforced and spec.name != REGISTRY_SERVICE and REGISTRY_SERVICE not in spec.calls:
+        return (*spec.calls, REGISTRY_SERVICE)
+    return spec.calls
 
 
 def runtime_of_session(session: AsyncSession) -> Runtime:

@@ -150,6 +150,26 @@ class Settings(BaseSettings):
     # PEM certificates of CAs trusted for webhook TLS besides the system's (receivers behind a private CA).
     webhook_ca_bundle: FilePath | None = None
 
+    # The organisations registry (the partners service). When it is on, a write by an organisation that is not
+    # approved there is refused (403); None: on in production only. An approved status is believed this long
+    # before the registry is asked again, and — when the registry cannot be asked — up to the stale limit.
+    org_registry: bool | None = None
+    org_status_cache_seconds: float = 30.0
+    org_status_stale_seconds: float = 600.0
+
+    # partners: the working groups that take customs, translation and procurement-quote tasks (device checks go
+    # to the group the catalog names), how long each kind of task may take, how often overdue tasks are flagged.
+    customs_group: str = "customs"
+    translation_group: str = "translation"
+    procurement_group: str = "procurement"
+    task_due_hours: dict[str, float] = {
+        "device_check": 24.0,
+        "translation": 24.0,
+        "customs_clearance": 72.0,
+        "procurement_quote": 48.0,
+    }
+    task_sweep_seconds: float = 60.0
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxy_networks(cls, value: list[str]) -> list[str]:
@@ -175,6 +195,10 @@ class Settings(BaseSettings):
     @property
     def docs_exposed(self) -> bool:
         return self.environment != "production" if self.expose_docs is None else self.expose_docs
+
+    @property
+    def org_registry_enforced(self) -> bool:
+        return self.environment == "production" if self.org_registry is None else self.org_registry
 
     @property
     def metrics_on_api_port(self) -> bool:

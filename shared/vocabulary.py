@@ -123,6 +123,7 @@ class LotVerification(StrEnum):
     verified = "verified"
     rejected = "rejected"
     reclassified = "reclassified"  # the group moved it to another item (e.g. not for medical use)
+    awaiting_customs = "awaiting_customs"  # goods from abroad, until the customs group clears them
 
 
 # A lot whose check allows reserving it.

@@ -1,5 +1,6 @@
-"""Driving the scenario through the public HTTP API: sites and needs, donors, offers and their checks, the
-purchase, matching, shipments moved to receipts and feedback, the impact report and a tracking page."""
+"""Driving the scenario through the public HTTP API: sites and needs, donors, offers and their checks, partners
+and working groups' tasks (partners.py), the purchase, matching, shipments moved to receipts and feedback, the
+impact report and a tracking page."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import httpx
 
 from reliefhub.demo.client import Api, DemoError, gather, problem_text, wait_for
 from reliefhub.demo.data import CARRIERS, FEEDBACK, JSON, REGION, SHORTFALLS, Place
+from reliefhub.demo.partners import count_tasks, gift_from_abroad, register_partners
 from reliefhub.demo.scenario import DonorPlan, Scenario, SitePlan, build_scenario
 from reliefhub.demo.summary import Summary, yuan
 from shared.auth import Role
@@ -69,6 +71,9 @@ async def run_demo(
     await _create_sites(api, scenario, made, summary)
     say(f"registering {len(scenario.donors)} donors, their offers and pledges")
     await _create_donors(api, scenario, made, summary, catalog)
+    say("partners: the hub approves its partner organisations and working groups; a gift from abroad clears customs")
+    await register_partners(api, summary, coordinator)
+    abroad = await gift_from_abroad(api, summary, wait_seconds)
     say("buying staples with the cash pledges")
     await _procure(api, scenario, made, summary, coordinator, wait_seconds)
     say("matching: waiting for the projection, accepting proposals")
@@ -86,6 +91,7 @@ async def run_demo(
     say("impact report and a donor's tracking page")
     await _report(api, made, summary, coordinator, catalog, received, wait_seconds, say)
     await _tracking(api, made, summary, received)
+    await count_tasks(api, summary, coordinator, {*made.offer_place, abroad})
     summary.requests = api.requests
     summary.seconds = time.perf_counter() - started
     return summary

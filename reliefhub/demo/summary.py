@@ -55,6 +55,11 @@ class Summary:
     tracking_code: str = ""
     tracking_url: str = ""
     tracking_steps: int = 0
+    organizations: int = 0
+    organizations_approved: int = 0
+    customs_cleared_lots: int = 0
+    tasks_done: int = 0
+    tasks_by_kind: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -67,6 +72,12 @@ class Summary:
             ("in-kind offers", f"{self.inkind_offers}", f"{self.lots} lots"),
             ("lots checked by working groups", f"{self.lots_verified + self.lots_rejected}",
              f"{self.lots_verified} verified, {self.lots_rejected} rejected"),
+            ("partner organisations", f"{self.organizations}",
+             f"{self.organizations_approved} approved by the hub: NGOs, community groups, volunteers, carriers, "
+             "foundations, companies, working groups"),
+            ("working-group tasks done", f"{self.tasks_done}",
+             ", ".join(f"{n} {kind}" for kind, n in self.tasks_by_kind.items())
+             + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),
             ("cash pledges", f"{self.pledges}", yuan(self.pledged_fen)),
             ("procurement orders", f"{self.procurement_orders}",
              f"{self.procurement_ordered} ordered, {self.procurement_received} received, "

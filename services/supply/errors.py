@@ -63,3 +63,11 @@ class ReservationForProposal(Conflict):
 
 class ProcurementRegistered(Conflict):
     slug, title = "procurement-registered", "The goods of this procurement order are already registered"
+
+
+class NotCustomsGroup(Forbidden):
+    slug, title = "not-customs-group", "Only the customs group and coordinators decide on customs"
+
+
+class NothingToClear(Conflict):
+    slug, title = "nothing-to-clear", "No lot of this offer awaits customs"

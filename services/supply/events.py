@@ -60,6 +60,9 @@ class OfferData(BaseModel):
     status: str
     tracking_ref: str
     procurement_id: uuid.UUID | None = None
+    origin_country: str | None = None
+    note: str | None = None
+    customs: dict[str, Any] | None = None
     lots: list[LotData]
     version: int
     created_at: datetime
@@ -97,6 +100,12 @@ OFFER_UPDATED = register_event_type(
 )
 OFFER_WITHDRAWN = register_event_type(
     "reliefhub.supply.offer.withdrawn", "The donor withdrew an offer; its lots take no new reservations.", OfferData
+)
+OFFER_CUSTOMS_DECIDED = register_event_type(
+    "reliefhub.supply.offer.customs_decided",
+    "The customs group decided on an offer from abroad (see customs): cleared lots await their check or become "
+    "available, refused ones are rejected.",
+    OfferData,
 )
 LOTS_VERIFIED = register_event_type(
     "reliefhub.supply.lot.verified",
@@ -138,6 +147,9 @@ def offer_data(offer: Offer, reason: str | None = None) -> OfferData:
         status=offer.status,
         tracking_ref=offer.tracking_ref,
         procurement_id=offer.procurement_id,
+        origin_country=offer.origin_country,
+        note=offer.note,
+        customs=offer.customs,
         version=offer.version,
         created_at=offer.created_at,
         reason=reason,

@@ -62,6 +62,9 @@ class Offer(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
     # Goods bought with cash pledges: the logistics procurement order they came from.
     procurement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
+    # In-kind goods from abroad (ISO 3166-1 alpha-2 other than CN) wait for customs; `customs` is its decision.
+    origin_country: Mapped[str | None] = mapped_column(String(2))
+    customs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_by: Mapped[str] = mapped_column(String(200))
 
     lots: Mapped[list[Lot]] = relationship(

@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 
-from services.supply import schemas, service
+from services.supply import customs, schemas, service
 from services.supply.dependencies import DonorWriter, Reserver, WorkingGroup
 from services.supply.errors import (
     DonorNotFound,
     LotNotFound,
     LotUnavailable,
+    NotCustomsGroup,
+    NothingToClear,
     NothingToVerify,
     OfferNotFound,
     OfferNotOpen,
@@ -26,11 +28,12 @@ from services.supply.errors import (
 )
 from services.supply.models import Donor, Offer
 from shared.app import SessionDep, service_router
-from shared.auth import CurrentPrincipal, Principal
+from shared.auth import CurrentPrincipal, Principal, settings_of
 from shared.catalog import UnknownItem
 from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, send_body, set_etag, unchanged_since
 from shared.pagination import SyncPage, SyncPageQuery, sync_page
+from shared.settings import Settings
 from shared.tabular import ImportRejected, UploadedRows
 from shared.vocabulary import OfferStatus, RegionPrefix
 
@@ -211,6 +214,25 @@ async def verify_lot(
     lot, offer = await service.verify_lot(session, principal, lot_id, data)
     set_etag(response, lot.version)
     return schemas.lot_out(lot, offer.status)
+
+
+@router.post(
+    "/offers/{offer_id}/customs-clearance",
+    responses=problem_responses(OfferNotFound, NotCustomsGroup, OfferNotOpen, NothingToClear),
+)
+async def clear_customs(
+    offer_id: uuid.UUID,
+    data: schemas.CustomsDecision,
+    principal: CurrentPrincipal,
+    settings: Annotated[Settings, Depends(settings_of)],
+    session: SessionDep,
+    response: Response,
+) -> schemas.Offer:
+    """The customs group's decision on an offer from abroad (its lots are `awaiting_customs` until then): cleared
+    with the HS codes, consignee foundation and exemption reference, or refused."""
+    offer = await customs.decide_customs(session, principal, offer_id, data, settings.customs_group)
+    set_etag(response, offer.version)
+    return offer_out(offer)
 
 
 @router.get("/lots/{lot_id}", responses=problem_responses(LotNotFound))

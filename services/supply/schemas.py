@@ -43,6 +43,15 @@ class Condition(StrEnum):
     fair = "fair"
 
 
+class CustomsOutcome(StrEnum):
+    cleared = "cleared"
+    refused = "refused"
+
+
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+HsCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6,10}$")]
+
+
 class DonorContact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -119,6 +128,9 @@ class OfferCreate(BaseModel):
     procurement_id: uuid.UUID | None = Field(
         None, description="Goods bought by this logistics procurement order (coordinators and services only)."
     )
+    origin_country: CountryCode | None = Field(
+        None, description="ISO 3166-1 alpha-2; in-kind goods from outside CN await customs clearance."
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -184,6 +196,10 @@ class Offer(BaseModel):
     status: OfferStatus
     withdraw_reason: str | None
     procurement_id: uuid.UUID | None = None
+    origin_country: str | None = None
+    customs: dict[str, Any] | None = Field(
+        None, description="The customs group's decision on goods from abroad: outcome, HS codes, consignee, exemption."
+    )
     tracking_code: str | None = Field(
         None, description="The donor's public tracking code; returned once, when the offer is created."
     )
@@ -216,6 +232,31 @@ class LotVerificationRequest(BaseModel):
     def _item_when_reclassified(self) -> Self:
         if (self.verdict == LotVerdict.reclassified) != (self.item_code is not None):
             raise ValueError("item_code is given exactly when the verdict is reclassified")
+        return self
+
+
+class CustomsDecision(BaseModel):
+    """The customs group's decision on an offer from abroad; clearing it names the HS code of each item, the
+    public foundation the goods are consigned to and the tax-exemption reference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: CustomsOutcome
+    hs_codes: Annotated[dict[ItemCode, HsCode], Field(max_length=200)] = {}
+    consignee_foundation: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None
+    ) = None
+    exemption_reference: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None
+    ) = None
+    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _cleared_names_all(self) -> Self:
+        if self.outcome == CustomsOutcome.cleared and not (
+            self.hs_codes and self.consignee_foundation and self.exemption_reference
+        ):
+            raise ValueError("clearing needs hs_codes, consignee_foundation and exemption_reference")
         return self
 
 

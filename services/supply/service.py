@@ -58,6 +58,8 @@ from shared.tabular import (
 )
 from shared.vocabulary import AVAILABLE_LOT_VERIFICATIONS, LotVerification, OfferStatus, ReservationStatus
 
+DOMESTIC = "CN"
+
 
 def tracking_ref(code: str) -> str:
     """What is stored and published of a tracking code: its SHA-256, never the code."""
@@ -128,6 +130,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
     catalog = get_catalog()
     code = secrets.token_urlsafe(18)
     now = utcnow()
+    from_abroad = data.origin_country not in (None, DOMESTIC)
     lots = []
     for i, lot in enumerate(lots_in):
         item = catalog.get(lot.item_code)
@@ -150,7 +153,13 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
                 quantity_delivered=0,
                 check_by=item.check_by,
                 version=1,
-                verification=LotVerification.pending if item.check_by else LotVerification.not_required,
+                verification=(
+                    LotVerification.awaiting_customs
+                    if from_abroad
+                    else LotVerification.pending
+                    if item.check_by
+                    else LotVerification.not_required
+                ),
             )
         )
     offer = Offer(
@@ -165,6 +174,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         status=OfferStatus.open,
         tracking_ref=tracking_ref(code),
         procurement_id=data.procurement_id,
+        origin_country=data.origin_country,
         created_by=principal.sub,
         version=1,
         created_at=now,

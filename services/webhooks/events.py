@@ -105,5 +105,5 @@ async def on_event(session: AsyncSession, event: CloudEvent) -> None:
 # Every service's stream, webhooks' own included (an endpoint may watch others being disabled).
 SUBSCRIPTIONS = [
     Subscription(stream=f"{name}.events", group="webhooks-fanout", handler=on_event, batch_handler=on_events)
-    for name in ("needs", "supply", "matching", "logistics", "webhooks")
+    for name in ("needs", "supply", "matching", "logistics", "webhooks", "partners")
 ]

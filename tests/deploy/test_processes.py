@@ -107,7 +107,7 @@ async def test_forwarded_for_from_an_untrusted_peer_changes_nothing_and_producti
         tmp_path,
         RELIEFHUB_ENVIRONMENT="production",
         RELIEFHUB_TRACK_REQUESTS_PER_MINUTE=str(LIMIT),
-        RELIEFHUB_SERVICE_URLS=json.dumps({"supply": "http://127.0.0.1:9"}),
+        RELIEFHUB_SERVICE_URLS=json.dumps({"supply": "http://127.0.0.1:9", "partners": "http://127.0.0.1:9"}),
         RELIEFHUB_METRICS_PORT=str(metrics_port),
         FORWARDED_ALLOW_IPS="*",  # uvicorn's own setting: ignored, the app decides
     )
@@ -180,10 +180,15 @@ def test_which_services_a_process_alone_could_not_reach(migrated: Settings) -> N
     assert {name: spec.calls for name, spec in specs.items() if spec.calls} == {
         "matching": ("supply",),
         "logistics": ("supply",),
+        "partners": ("supply",),
     }
     bare = Settings(environment="test", jwt_secret=migrated.jwt_secret)
     assert unreachable_services(specs["matching"], bare) == ["supply"]
     assert unreachable_services(specs["needs"], bare) == []
+    # With the organisations registry on, every other service asks partners whether a writer is approved.
+    registry = Settings(environment="test", jwt_secret=migrated.jwt_secret, org_registry=True)
+    assert unreachable_services(specs["needs"], registry) == ["partners"]
+    assert unreachable_services(specs["partners"], registry) == ["supply"]
     urls = Settings(environment="test", jwt_secret=migrated.jwt_secret, service_urls={"supply": "http://s:8000"})
     assert unreachable_services(specs["logistics"], urls) == []
     gateway = Settings(environment="test", jwt_secret=migrated.jwt_secret, gateway_url="http://gateway:8000")

@@ -83,6 +83,8 @@ GROUP_ORG = "org-g"  # the medical-device working group; owns the webhook endpoi
 CARRIER_ORG = "org-l"  # a logistics unit: the carrier assigned to the shipment being received
 OTHER_ORG = "org-x"
 CHECK_GROUP = "medical_device"  # checks ppe.mask.n95 (the catalog's check_by)
+CUSTOMS_GROUP = "customs"
+PARTNER_ORG = "org-p"  # a county NGO in the registry, under the hub
 BUY_GROUP = "procurement"
 OTHER_GROUP = "translation"
 # The organisation each role's token speaks for where the resource has no owner.
@@ -181,6 +183,23 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Row(ANY, other=STAFF),
     ("GET", "/v1/webhook-deliveries/{delivery_id}"): Row(ANY, other=STAFF),
     ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"): Row(ANY, other=STAFF),
+    # customs decisions are the customs group's (whatever its org) and the coordinators'
+    ("POST", "/v1/offers/{offer_id}/customs-clearance"): Row(only(C, W, A), other=STAFF),
+    # --- partners: any token registers (its own organisation) and reads the registry; a registration is
+    # changed by the organisation itself; approval and suspension by a coordinator of an approved hub covering
+    # it (see EXTRAS), never by the organisation itself
+    ("GET", "/v1/organizations"): Row(ANY),
+    ("POST", "/v1/organizations"): Row(ANY),
+    ("GET", "/v1/organizations/{org}"): Row(ANY, other=ANY),  # contact hidden from others
+    ("PATCH", "/v1/organizations/{org}"): Row(ANY, other=only(A)),
+    ("POST", "/v1/organizations/{org}/approve"): Row(only(A), other=only(A)),
+    ("POST", "/v1/organizations/{org}/suspend"): Row(only(A), other=only(A)),
+    # task queues: a working group's members work on its tasks; coordinators see every queue and open tasks
+    ("GET", "/v1/tasks"): Row(only(C, W, A)),
+    ("POST", "/v1/tasks"): Row(STAFF),
+    ("GET", "/v1/tasks/{task_id}"): Row(only(C, W, A), other=STAFF),
+    ("POST", "/v1/tasks/{task_id}/claim"): Row(only(W, A), other=only(A)),
+    ("POST", "/v1/tasks/{task_id}/complete"): Row(only(W, A), other=only(A)),
 }
 
 
@@ -267,6 +286,29 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
         Extra("a working_group token naming no group", W, "owner", None, False),
         Extra("the medical_device group of another org", W, OTHER_ORG, CHECK_GROUP, True),
     ],
+    ("POST", "/v1/offers/{offer_id}/customs-clearance"): [
+        Extra("a working_group token naming no group", W, "owner", None, False),
+        Extra("the customs group of another org", W, OTHER_ORG, CUSTOMS_GROUP, True),
+    ],
+    ("POST", "/v1/organizations"): [
+        Extra("frontline registers another org", F, SITE_ORG, None, False, {"id": OTHER_ORG}),
+        Extra("a coordinator registers another org", C, HUB_ORG, None, True, {"id": OTHER_ORG}),
+    ],
+    **{
+        key: [Extra("a coordinator of the approved hub covering it", C, HUB_ORG, None, True)]
+        for key in (
+            ("PATCH", "/v1/organizations/{org}"),
+            ("POST", "/v1/organizations/{org}/approve"),
+            ("POST", "/v1/organizations/{org}/suspend"),
+        )
+    },
+    **{
+        key: [
+            Extra("the group's member in another org", W, OTHER_ORG, BUY_GROUP, True),
+            Extra("a working_group token naming no group", W, "owner", None, False),
+        ]
+        for key in (("POST", "/v1/tasks/{task_id}/claim"), ("POST", "/v1/tasks/{task_id}/complete"))
+    },
 }
 
 # Allowed calls that destroy their resource get a fresh one each, so the next allowed call finds it.
@@ -287,6 +329,7 @@ OWNED_TABLES = {
         "ledger_entry",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
+    "partners": ("organization", "task"),
 }
 
 
@@ -502,6 +545,32 @@ class World:
             return found
 
         return await self._once("delivery", make)
+
+    # supply: an offer from abroad, awaiting customs
+    async def from_abroad(self) -> dict[str, Any]:
+        async def make() -> dict[str, Any]:
+            donor = await self.donor()
+            lots = [{"item_code": RICE, "quantity": 100, "lat": 31.3, "lon": 121.5}]
+            body = {"donor_id": donor["id"], "kind": "in_kind", "origin_country": "DE", "lots": lots}
+            return await self.post("/v1/offers", self.giver, json=body)
+
+        return await self._once("from_abroad", make)
+
+    # partners: the hub (approved by an operator) and an NGO it covers (pending)
+    async def partner(self) -> dict[str, Any]:
+        async def make() -> dict[str, Any]:
+            hub = {"name": "上海枢纽", "kind": "hub", "region_codes": ["31"]}
+            await self.post("/v1/organizations", self.coordinator, json=hub)
+            await self.post(f"/v1/organizations/{HUB_ORG}/approve", self.admin, status=200)
+            body = {"name": "黄浦社工站", "kind": "ngo", "region_codes": ["310101"], "contact": {"name": "赵六"}}
+            return await self.post("/v1/organizations", self.auth(F, org=PARTNER_ORG), json=body)
+
+        return await self._once("partner", make)
+
+    async def task(self) -> dict[str, Any]:
+        """A procurement group's task, opened by a coordinator."""
+        body = example(("POST", "/v1/tasks"))
+        return await self._once("task", lambda: self.post("/v1/tasks", self.coordinator, json=body))
 
     async def track_code(self) -> str:
         code = str((await self.in_kind())["tracking_code"])
@@ -721,6 +790,29 @@ async def _create_endpoint(w: World) -> Target:
     return Target("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks/new", "event_types": ["reliefhub.*"]})
 
 
+async def _customs(w: World) -> Target:
+    offer = await w.from_abroad()
+    body = example(("POST", "/v1/offers/{offer_id}/customs-clearance"))
+    return Target(f"/v1/offers/{offer['id']}/customs-clearance", body, owner_org=GROUP_ORG, owner_group=CUSTOMS_GROUP)
+
+
+def _organization_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        partner = await w.partner()
+        return Target(f"/v1/organizations/{partner['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
+def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        task = await w.task()
+        body = example(key) if key else None
+        return Target(f"/v1/tasks/{task['id']}{suffix}", body, owner_org=GROUP_ORG, owner_group=BUY_GROUP)
+
+    return prepare
+
+
 async def _track(w: World) -> Target:
     return Target(f"/v1/track/{await w.track_code()}")
 
@@ -815,6 +907,30 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): (_endpoint_target("/deliveries"), False),
+    ("POST", "/v1/offers/{offer_id}/customs-clearance"): (_customs, False),
+    ("GET", "/v1/organizations"): (_plain("/v1/organizations", before=World.partner), False),
+    ("POST", "/v1/organizations"): (_plain("/v1/organizations", ("POST", "/v1/organizations")), False),
+    ("GET", "/v1/organizations/{org}"): (_organization_target(), False),
+    ("PATCH", "/v1/organizations/{org}"): (
+        _organization_target("", ("PATCH", "/v1/organizations/{org}")),
+        False,
+    ),
+    ("POST", "/v1/organizations/{org}/approve"): (
+        _organization_target("/approve", ("POST", "/v1/organizations/{org}/approve")),
+        False,
+    ),
+    ("POST", "/v1/organizations/{org}/suspend"): (
+        _organization_target("/suspend", ("POST", "/v1/organizations/{org}/suspend")),
+        False,
+    ),
+    ("GET", "/v1/tasks"): (_plain("/v1/tasks", before=World.task), False),
+    ("POST", "/v1/tasks"): (_plain("/v1/tasks", ("POST", "/v1/tasks")), False),
+    ("GET", "/v1/tasks/{task_id}"): (_task_target(), False),
+    ("POST", "/v1/tasks/{task_id}/claim"): (_task_target("/claim"), False),
+    ("POST", "/v1/tasks/{task_id}/complete"): (
+        _task_target("/complete", ("POST", "/v1/tasks/{task_id}/complete")),
+        False,
+    ),
     ("GET", "/v1/webhook-deliveries/{delivery_id}"): (_delivery_target(), True),
     ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"): (_delivery_target("/retry"), True),
 }

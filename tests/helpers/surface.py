@@ -17,7 +17,8 @@ from reliefhub.registry import services
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
 METHODS = ("get", "post", "put", "patch", "delete")
-PUBLIC: set[tuple[str, str]] = {("GET", "/v1/track/{code}")}  # API.md: no token needed
+# API.md: no token needed (the gift's timeline, as JSON and as a page)
+PUBLIC: set[tuple[str, str]] = {("GET", "/v1/track/{code}"), ("GET", "/v1/track/{code}.html")}
 
 SITE_ID = "00000000-0000-4000-8000-000000000001"
 IMPORT_CSV = f"site_id,title,item_code,quantity\n{SITE_ID},饮用水,water.bottled.small_550ml,10\n".encode()
@@ -80,6 +81,22 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): {"description": "器械核验组"},
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {"grace_seconds": 3600},
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): {"since": "2026-11-01T00:00:00Z"},
+    ("POST", "/v1/offers/{offer_id}/customs-clearance"): {
+        "outcome": "cleared",
+        "hs_codes": {"food.grain.rice": "1006300000"},
+        "consignee_foundation": "上海慈善基金会",
+        "exemption_reference": "沪关免 2022-0417",
+    },
+    ("POST", "/v1/organizations"): {"name": "金水区邻里互助会", "kind": "community_group", "region_codes": ["310101"]},
+    ("PATCH", "/v1/organizations/{org}"): {"public_name": "金水邻里"},
+    ("POST", "/v1/organizations/{org}/approve"): {"reason": "资料齐全"},
+    ("POST", "/v1/organizations/{org}/suspend"): {"reason": "核查中"},
+    ("POST", "/v1/tasks"): {
+        "kind": "procurement_quote",
+        "title": "采购报价",
+        "subject": {"type": "need", "id": SITE_ID},
+    },
+    ("POST", "/v1/tasks/{task_id}/complete"): {"outcome": "declined", "notes": "无供应商报价"},
 }
 
 

@@ -32,6 +32,11 @@ async def test_demo_runs_every_step_with_consistent_counts(
     assert s.needs >= 12 and s.need_lines > s.needs
     assert s.inkind_offers > 0 and s.lots >= s.inkind_offers and s.lots_verified > 0
     assert s.pledges >= 3 and s.pledged_fen > 0
+    # Partners approved by the hub; the working groups' tasks done: device checks (closed by the verdicts),
+    # the gift from abroad's customs clearance and translation.
+    assert s.organizations == s.organizations_approved == 10 and s.customs_cleared_lots == 1
+    assert s.tasks_by_kind["customs_clearance"] == s.tasks_by_kind["translation"] == 1
+    assert s.tasks_by_kind.get("device_check", 0) >= 1 and s.tasks_done == sum(s.tasks_by_kind.values())
     assert (s.procurement_orders, s.procurement_ordered, s.procurement_received) == (1, 1, 1)
     assert s.proposals_accepted > 0 and s.quantity_accepted > 0
     # Every shipment went the whole way: moved, received with its PIN, and given feedback.

@@ -1,7 +1,7 @@
 """lots show what is written off
 
 Revision ID: 5e8d20b7c1f4
-Revises: 535cacfbabbb
+Revises: 4db42340071b
 Create Date: 2026-12-02 05:45:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = '5e8d20b7c1f4'
-down_revision: str | None = '535cacfbabbb'
+down_revision: str | None = '4db42340071b'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,118 @@
+"""The demo's partners: the hub registers and an operator approves it, partner organisations and working groups
+register and the hub approves them; a gift from abroad waits for its customs task, which the customs group
+completes (and the translators translate its note); at the end, the working groups' tasks are counted."""
+
+from __future__ import annotations
+
+from reliefhub.demo.client import Api, wait_for
+from reliefhub.demo.data import JSON, REGION
+from reliefhub.demo.summary import Summary
+from shared.auth import Role
+
+HUB_NAME = "上海市民间社会资源服务中心"
+# kind, name, region prefixes served, issue areas
+PARTNERS: tuple[tuple[str, str, list[str], list[str]], ...] = (
+    ("ngo", "黄浦区社会工作服务中心", ["310101"], ["elderly", "psychological_support"]),
+    ("community_group", "潍坊新村街道邻里互助会", ["310115"], ["community_residents"]),
+    ("volunteer_team", "徐汇青年志愿者服务队", ["310104"], ["last_mile_delivery"]),
+    ("carrier", "浦江志愿者货运联盟", [REGION], ["logistics"]),
+    ("foundation", "上海市慈善基金会", [REGION], ["fundraising", "customs_consignee"]),
+    ("company", "沪通达物流有限公司", ["310112", "310104"], ["warehousing"]),
+)
+# the working groups of the center: (group, name)
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("medical_device", "医疗器械核验组"),
+    ("customs", "海关清关组"),
+    ("translation", "翻译组"),
+    ("procurement", "全球采购组"),
+)
+GIFT_ITEM = "ppe.mask.kn95"
+GIFT_QUANTITY = 3000
+
+
+async def register_partners(api: Api, summary: Summary, coordinator: dict[str, str]) -> None:
+    """The hub, approved by an operator; partners and working groups, approved by the hub."""
+    hub = api.org("hub")
+    admin = api.auth(Role.admin, api.org("operators"))
+    body: JSON = {"name": HUB_NAME, "kind": "hub", "region_codes": [REGION], "issue_areas": ["coordination"]}
+    await api.call("POST", "/v1/organizations", coordinator, key="org-hub", json=body, allow=(409,))
+    await api.call("POST", f"/v1/organizations/{hub}/approve", admin, key="approve-hub", json={}, allow=(409,))
+    members: list[tuple[str, dict[str, str], JSON]] = []
+    for i, (kind, name, regions, areas) in enumerate(PARTNERS):
+        org = api.org(f"partner-{i}")
+        org_body: JSON = {"name": name, "kind": kind, "parent_id": hub, "region_codes": regions, "issue_areas": areas}
+        members.append((org, api.auth(Role.frontline, org), org_body | {"public_name": name}))
+    for group, name in GROUPS:
+        org = api.org(f"wg-{group}")
+        group_body: JSON = {"name": name, "kind": "working_group", "parent_id": hub, "region_codes": [REGION]}
+        members.append((org, api.auth(Role.working_group, org, group=group), group_body))
+    for org, headers, member in members:
+        await api.call("POST", "/v1/organizations", headers, key=f"register-{org}", json=member, allow=(409,))
+        approved = await api.call(
+            "POST", f"/v1/organizations/{org}/approve", coordinator, key=f"approve-{org}", json={}, allow=(409,)
+        )
+        summary.organizations += 1
+        summary.organizations_approved += approved.status_code == 200
+
+
+async def gift_from_abroad(api: Api, summary: Summary, wait_seconds: float) -> str:
+    """Masks donated from Japan: their lots await customs until the customs group clears them with the HS code,
+    the consignee foundation and the exemption reference; the translators translate the donor's note. Returns
+    the offer's id."""
+    donor_headers = api.auth(Role.donor, api.org("abroad"))
+    donor = await api.json(
+        "POST", "/v1/donors", donor_headers, key="donor-abroad", json={"name": "日本友好团体联合会", "kind": "group"}
+    )
+    lot = {"item_code": GIFT_ITEM, "quantity": GIFT_QUANTITY, "region_code": "310115", "lat": 31.15, "lon": 121.80}
+    offer = await api.json(
+        "POST",
+        "/v1/offers",
+        donor_headers,
+        key="offer-abroad",
+        json={
+            "donor_id": donor["id"],
+            "kind": "in_kind",
+            "origin_country": "JP",
+            "note": "山川異域、風月同天。上海の皆様のご健康をお祈りします。",
+            "lots": [lot],
+        },
+    )
+    summary.inkind_offers += 1
+    summary.lots += len(offer["lots"])
+    customs = api.auth(Role.working_group, api.org("wg-customs"), group="customs")
+    translators = api.auth(Role.working_group, api.org("wg-translation"), group="translation")
+
+    async def task_of(headers: dict[str, str], kind: str) -> JSON | None:
+        page = await api.json("GET", "/v1/tasks", headers, params={"subject_id": offer["id"], "kind": kind})
+        return page["items"][0] if page["items"] else None
+
+    clearance = await wait_for(
+        lambda: "the customs task of the gift from abroad", lambda: task_of(customs, "customs_clearance"), wait_seconds
+    )
+    await api.call("POST", f"/v1/tasks/{clearance['id']}/claim", customs, key="claim-customs")
+    data = {
+        "hs_codes": {GIFT_ITEM: "6307900010"},
+        "consignee_foundation": PARTNERS[4][1],
+        "exemption_reference": "沪关免字〔2022〕0417号",
+    }
+    body = {"outcome": "cleared", "notes": "单证齐全，准予放行", "data": data}
+    await api.call("POST", f"/v1/tasks/{clearance['id']}/complete", customs, key="complete-customs", json=body)
+    summary.customs_cleared_lots += len(offer["lots"])
+    translation = await wait_for(
+        lambda: "the translation task of the gift's note", lambda: task_of(translators, "translation"), wait_seconds
+    )
+    text = "山川异域，风月同天。祝上海的各位身体健康。"
+    body = {"outcome": "translated", "data": {"language": "zh", "text": text}}
+    await api.call(
+        "POST", f"/v1/tasks/{translation['id']}/complete", translators, key="complete-translation", json=body
+    )
+    return str(offer["id"])
+
+
+async def count_tasks(api: Api, summary: Summary, coordinator: dict[str, str], offer_ids: set[str]) -> None:
+    """The working groups' tasks about this run's offers, done by now."""
+    tasks = [t for t in await api.all("/v1/tasks", coordinator, {"status": "done"}) if t["subject"]["id"] in offer_ids]
+    summary.tasks_done = len(tasks)
+    summary.tasks_by_kind = {
+        kind: sum(1 for t in tasks if t["kind"] == kind) for kind in sorted({t["kind"] for t in tasks})
+    }
