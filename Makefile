@@ -23,11 +23,13 @@ dev: install
 test: install
 	$(BIN)/python -m pytest
 
-## ruff (format and lint) over everything; mypy: strict for application code, checking tests/ and bench/ too.
+## ruff (format and lint) over everything; mypy: strict for application code, checking tests/ and bench/ too;
+## the size limits of `make size`.
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python -m tools.code_size
 
 ## Application code's size limits: no function of complexity above 20 (radon), no module over 700 lines.
 size: install
