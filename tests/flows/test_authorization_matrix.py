@@ -169,6 +169,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/v1/procurements/{procurement_id}/cancel"): Row(only(C, W, A), other=STAFF),
     ("GET", "/v1/ledger"): Row(STAFF),
     ("GET", "/v1/track/{code}"): Row(ANY),  # public: no token needed either (see test_public_tracking…)
+    ("GET", "/v1/track/{code}.html"): Row(ANY),  # the same, as a page
     ("GET", "/v1/reports/impact"): Row(ANY),
     # --- webhooks: endpoints belong to the organisation that made them (any role: donor and frontline
     # organisations register endpoints scoped to their own records)
@@ -817,6 +818,10 @@ async def _track(w: World) -> Target:
     return Target(f"/v1/track/{await w.track_code()}")
 
 
+async def _track_page(w: World) -> Target:
+    return Target(f"/v1/track/{await w.track_code()}.html")
+
+
 # How to reach each operation, and whether it needs the event flow (workers) to set up.
 PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/items"): (_plain("/v1/items?q=口罩"), False),
@@ -888,6 +893,7 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ),
     ("GET", "/v1/ledger"): (_plain("/v1/ledger?region_code=31"), False),
     ("GET", "/v1/track/{code}"): (_track, True),
+    ("GET", "/v1/track/{code}.html"): (_track_page, True),
     ("GET", "/v1/reports/impact"): (_plain("/v1/reports/impact?region_code=31"), False),
     ("GET", "/v1/event-types"): (_plain("/v1/event-types"), False),
     ("GET", "/v1/webhook-endpoints"): (_plain("/v1/webhook-endpoints", before=World.endpoint), False),
@@ -1095,6 +1101,7 @@ SHARED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/candidates"),
         ("GET", "/v1/proposals/{proposal_id}"),
         ("GET", "/v1/track/{code}"),
+        ("GET", "/v1/track/{code}.html"),
     ),
     "a procurement draft": (("GET", "/v1/procurements/{procurement_id}"), ("POST", "/v1/procurements")),
     "a webhook delivery": (
