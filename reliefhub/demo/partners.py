@@ -27,7 +27,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("procurement", "全球采购组"),
 )
 GIFT_ITEM = "ppe.mask.kn95"
-GIFT_QUANTITY = 3000
+GIFT_QUANTITY = 600
 
 
 async def register_partners(api: Api, summary: Summary, coordinator: dict[str, str]) -> None:
