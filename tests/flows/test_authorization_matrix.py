@@ -130,6 +130,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/v1/offers/{offer_id}/withdraw"): Row(only(C, D, A), other=STAFF),
     # owned by the working group that checks the item class (medical_device for N95 masks), whatever its org
     ("POST", "/v1/offers/{offer_id}/verification"): Row(only(W, A), other=only(A)),
+    ("POST", "/v1/lots/{lot_id}/verification"): Row(only(W, A), other=only(A)),
     ("GET", "/v1/lots/{lot_id}"): Row(ANY, other=ANY),
     # matching (its admin service token) for accepted proposals; coordinators hold stock by hand
     ("POST", "/v1/lots/{lot_id}/reservations"): Row(only(C, A)),
@@ -283,10 +284,13 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
         for key in EXPECTED
         if key[1].startswith("/v1/procurements")
     },
-    ("POST", "/v1/offers/{offer_id}/verification"): [
-        Extra("a working_group token naming no group", W, "owner", None, False),
-        Extra("the medical_device group of another org", W, OTHER_ORG, CHECK_GROUP, True),
-    ],
+    **{
+        key: [
+            Extra("a working_group token naming no group", W, "owner", None, False),
+            Extra("the medical_device group of another org", W, OTHER_ORG, CHECK_GROUP, True),
+        ]
+        for key in (("POST", "/v1/offers/{offer_id}/verification"), ("POST", "/v1/lots/{lot_id}/verification"))
+    },
     ("POST", "/v1/offers/{offer_id}/customs-clearance"): [
         Extra("a working_group token naming no group", W, "owner", None, False),
         Extra("the customs group of another org", W, OTHER_ORG, CUSTOMS_GROUP, True),
@@ -748,6 +752,13 @@ async def _verification(w: World) -> Target:
     return Target(f"/v1/offers/{offer['id']}/verification", body, owner_org=GROUP_ORG, owner_group=CHECK_GROUP)
 
 
+async def _lot_verification(w: World) -> Target:
+    offer = await w.in_kind()
+    lot = next(lot for lot in offer["lots"] if lot["verification"] == "pending")
+    body = example(("POST", "/v1/lots/{lot_id}/verification"))
+    return Target(f"/v1/lots/{lot['id']}/verification", body, owner_org=GROUP_ORG, owner_group=CHECK_GROUP)
+
+
 async def _get_lot(w: World) -> Target:
     return Target(f"/v1/lots/{(await w.rice_lot())['id']}", owner_org=DONOR_ORG)
 
@@ -849,6 +860,7 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("POST", "/v1/offers/{offer_id}/verification"): (_verification, False),
+    ("POST", "/v1/lots/{lot_id}/verification"): (_lot_verification, False),
     ("GET", "/v1/lots/{lot_id}"): (_get_lot, False),
     ("POST", "/v1/lots/{lot_id}/reservations"): (_reserve, False),
     ("DELETE", "/v1/reservations/{reservation_id}"): (_release, False),

@@ -43,6 +43,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/offers/{offer_id}"): {"note": "仅限上海"},
     ("POST", "/v1/offers/{offer_id}/withdraw"): {"reason": "sold out"},
     ("POST", "/v1/offers/{offer_id}/verification"): {"verdict": "verified", "notes": "certificates checked"},
+    ("POST", "/v1/lots/{lot_id}/verification"): {"verdict": "verified", "notes": "this batch's certificates checked"},
     ("POST", "/v1/lots/{lot_id}/reservations"): {"quantity": 1, "reference": "proposal-1"},
     ("POST", "/v1/allocation-runs"): {"scope": {"region_code": "31", "item_codes": ["food.grain.rice"]}},
     ("POST", "/v1/proposals/{proposal_id}/accept"): {"quantity": 1},
@@ -132,7 +133,8 @@ def operations_of(doc: dict[str, Any]) -> list[Operation]:
                 continue
             content = op.get("requestBody", {}).get("content", {})
             body = MULTIPART if MULTIPART in content else JSON if content else None
-            params = tuple((p["name"], p["in"]) for p in op.get("parameters", []))
+            # The kit's headers (Idempotency-Key, If-Match, If-None-Match) are references: not the route's own.
+            params = tuple((p["name"], p["in"]) for p in op.get("parameters", []) if "$ref" not in p)
             out.append(Operation(method.upper(), path, body, params))
     return out
 
