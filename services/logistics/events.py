@@ -16,7 +16,7 @@ from services.logistics.repository import ProjectionRepository
 from shared.events import CloudEvent, EventType, register_event_type
 from shared.runtime import runtime_of_session
 from shared.service import Subscription
-from shared.vocabulary import ShipmentStatus
+from shared.vocabulary import NeedStatus, OfferStatus, ShipmentStatus
 
 
 class ShipmentLineData(BaseModel):
@@ -195,7 +195,7 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
                 "org": d["org"],
                 "region_code": d["region_code"],
                 "title": d["title"],
-                "status": d["status"],
+                "status": NeedStatus(d["status"]),
                 "beneficiaries": d.get("beneficiaries"),
                 "lines": [
                     {
@@ -231,7 +231,7 @@ async def _project_offer(repo: ProjectionRepository, offer_id: uuid.UUID, d: dic
             "donor_id": uuid.UUID(d["donor_id"]),
             "org": d["org"],
             "kind": d["kind"],
-            "status": d["status"],
+            "status": OfferStatus(d["status"]),
             "amount": d.get("amount"),
             "currency": d.get("currency"),
             "tracking_ref": d["tracking_ref"],

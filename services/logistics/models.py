@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
-from shared.vocabulary import ShipmentStatus
+from shared.vocabulary import NeedStatus, OfferStatus, ShipmentStatus
 
 SCHEMA = "logistics"
 
@@ -85,7 +85,7 @@ class NeedView(Base):
     org: Mapped[str] = mapped_column(String(100))
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     title: Mapped[str] = mapped_column(String(300))
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[NeedStatus] = mapped_column(enum_type(NeedStatus, length=20))
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     version: Mapped[int] = mapped_column(Integer)
@@ -103,7 +103,7 @@ class OfferView(Base):
     donor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     org: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[OfferStatus] = mapped_column(enum_type(OfferStatus, length=20))
     amount: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     amount_spent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

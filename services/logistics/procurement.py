@@ -23,6 +23,7 @@ from shared.db import utcnow
 from shared.events import EventType, publish
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
+from shared.vocabulary import OfferStatus
 
 
 def procurement_event(p: Procurement) -> events.ProcurementData:
@@ -75,7 +76,7 @@ async def _check_pledges(session: AsyncSession, currency: str, funding: list[sch
                 errors=[{"loc": loc, "msg": "unknown pledge"}],
                 headers={"Retry-After": "1"},
             )
-        if pledge.kind != "cash" or pledge.status != "open":
+        if pledge.kind != "cash" or pledge.status != OfferStatus.open:
             raise PledgeUnavailable(
                 f"Offer {f.offer_id} is {'not a cash pledge' if pledge.kind != 'cash' else pledge.status}.",
                 errors=[{"loc": loc, "msg": "not an open cash pledge"}],
@@ -152,7 +153,7 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
             left = (pledge.amount or 0) - pledge.amount_spent if pledge else 0
             raise PledgeInsufficient(
                 f"Pledge {f.offer_id} holds {left} {p.currency} unspent"
-                + (f" and is {pledge.status}" if pledge and pledge.status != "open" else "")
+                + (f" and is {pledge.status}" if pledge and pledge.status != OfferStatus.open else "")
                 + f"; the order needs {f.amount}.",
                 extra={"offer_id": str(f.offer_id), "available": left},
             )

@@ -28,7 +28,7 @@ from services.logistics.models import (
 )
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
-from shared.vocabulary import ShipmentStatus
+from shared.vocabulary import NeedStatus, OfferStatus, ShipmentStatus
 
 
 class ShipmentRepository(RepositoryBase[Shipment]):
@@ -220,7 +220,7 @@ class ProjectionRepository(RepositoryBase[SiteView]):
             .where(
                 OfferView.offer_id == offer_id,
                 OfferView.kind == "cash",
-                OfferView.status == "open",
+                OfferView.status == OfferStatus.open,
                 OfferView.amount - OfferView.amount_spent >= amount,
             )
             .values(amount_spent=OfferView.amount_spent + amount)
@@ -432,7 +432,7 @@ class ReportRepository(RepositoryBase[LedgerEntry]):
                        EXTRACT(EPOCH FROM first_matched_at - need_created_at) / 3600.0 AS ttm,
                        EXTRACT(EPOCH FROM first_delivered_at - need_created_at) / 3600.0 AS ttd
                   FROM logistics.need_view
-                 WHERE status <> 'cancelled'
+                 WHERE status <> :cancelled
                    AND (CAST(:prefix AS text) IS NULL OR region_code LIKE :prefix || '%')
                    AND (CAST(:since AS timestamptz) IS NULL OR need_created_at >= :since)
                    AND (CAST(:until AS timestamptz) IS NULL OR need_created_at < :until)
@@ -451,7 +451,12 @@ class ReportRepository(RepositoryBase[LedgerEntry]):
               FROM n LEFT JOIN q ON q.region = n.region
              GROUP BY n.region
         """
-        params: dict[str, Any] = {"prefix": prefix, "since": since, "until": until}
+        params: dict[str, Any] = {
+            "cancelled": NeedStatus.cancelled.value,
+            "prefix": prefix,
+            "since": since,
+            "until": until,
+        }
         if digits:
             params["digits"] = digits
         rows = (await self.session.execute(text(sql), params)).all()
