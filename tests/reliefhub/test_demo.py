@@ -25,7 +25,7 @@ def test_the_scenario_is_deterministic_and_uses_real_codes() -> None:
 async def test_demo_runs_every_step_with_consistent_counts(
     client: httpx.AsyncClient, workers: None, migrated: Settings
 ) -> None:
-    s = await run_demo(client, migrated, sites=12, seed=2022, concurrency=16, wait_seconds=25, settle_seconds=0.5)
+    s = await run_demo(client, migrated, sites=12, seed=2022, concurrency=16, wait_seconds=90, settle_seconds=0.5)
 
     assert s.warnings == []
     assert (s.sites, s.donors) == (12, 10)
