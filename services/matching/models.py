@@ -135,6 +135,9 @@ class Proposal(ChangeTracked, Base):
     # Set when the reservation's own event reached lot_view, so its quantity is not counted twice.
     reservation_projected: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Set when a periodic or manual run replaced the open proposal (stable proposals are otherwise kept).
+    replaced_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    replaced_reason: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_by: Mapped[str | None] = mapped_column(String(200))
