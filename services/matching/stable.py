@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -56,16 +57,41 @@ def residual(remaining: npt.NDArray[np.integer], available: npt.NDArray[np.integ
     return np.maximum(rem, 0), np.maximum(avail, 0)
 
 
+def _pair_fields(cand: Candidates) -> dict[str, Any]:
+    return {f.name: getattr(cand, f.name) for f in dataclasses.fields(cand)}
+
+
 def subset(cand: Candidates, keep: npt.NDArray[np.bool_]) -> Candidates:
-    return dataclasses.replace(
-        cand,
-        line=cand.line[keep],
-        lot=cand.lot[keep],
-        score=cand.score[keep],
-        contributions={f: v[keep] for f, v in cand.contributions.items()},
-        distance_km=cand.distance_km[keep],
-        substitute=cand.substitute[keep],
+    """The candidate pairs where `keep` is true (every per-pair array of the candidates cut alike)."""
+    out: dict[str, Any] = {}
+    for name, value in _pair_fields(cand).items():
+        if isinstance(value, dict):
+            out[name] = {k: v[keep] for k, v in value.items()}
+        elif isinstance(value, np.ndarray) and len(value) == len(cand):
+            out[name] = value[keep]
+        else:
+            out[name] = value
+    return dataclasses.replace(cand, **out)
+
+
+def _appended(cand: Candidates, line: I64, lot: I64, score: F64) -> Candidates:
+    """`cand` and more pairs, known by their line, lot and score only (nothing else of them is read)."""
+    n = len(line)
+    out: dict[str, Any] = {}
+    for name, value in _pair_fields(cand).items():
+        if isinstance(value, dict):
+            out[name] = {k: np.concatenate([v, np.zeros(n, dtype=v.dtype)]) for k, v in value.items()}
+        elif isinstance(value, np.ndarray) and len(value) == len(cand):
+            fill = np.ones(n, dtype=value.dtype) if name == "factor" else np.zeros(n, dtype=value.dtype)
+            out[name] = np.concatenate([value, fill])
+        else:
+            out[name] = value
+    out.update(
+        line=np.concatenate([cand.line, line]),
+        lot=np.concatenate([cand.lot, lot]),
+        score=np.concatenate([cand.score, score]),
     )
+    return dataclasses.replace(cand, **out)
 
 
 @dataclass
@@ -95,18 +121,7 @@ def _with_held_pairs(cand: Candidates, held: Held) -> tuple[Candidates, I64]:
     if not extra:
         return cand, at
     more = np.asarray(extra, dtype=np.int64)
-    zeros = np.zeros(len(more), dtype=np.float64)
-    return (
-        Candidates(
-            line=np.concatenate([cand.line, held.line[more]]),
-            lot=np.concatenate([cand.lot, held.lot[more]]),
-            score=np.concatenate([cand.score, held.score[more]]),
-            contributions={f: np.concatenate([v, zeros]) for f, v in cand.contributions.items()},
-            distance_km=np.concatenate([cand.distance_km, zeros]),
-            substitute=np.concatenate([cand.substitute, np.zeros(len(more), dtype=np.bool_)]),
-        ),
-        at,
-    )
+    return _appended(cand, held.line[more], held.lot[more], held.score[more]), at
 
 
 def allocate_around(
