@@ -184,3 +184,16 @@ class ShipmentReturn(Base):
     proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
     quantity_returned: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer)
+
+
+class LineExclusion(Base):
+    """A lot a need line is never matched with again: its site declined a proposal of it."""
+
+    __tablename__ = "line_exclusion"
+
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -31,6 +31,7 @@ from services.matching.models import (
     AllocationRun,
     Decision,
     DirtyScope,
+    LineExclusion,
     LotView,
     NeedLineView,
     PolicyVersion,
@@ -353,6 +354,24 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             stmt = insert(DirtyScope).values([{"item_code": c} for c in sorted(item_codes)]).on_conflict_do_nothing()
             await self.session.execute(stmt)
 
+    async def exclusions(self, line_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """(line id, lot id) pairs never to be proposed again: a site declined them."""
+        if not line_ids:
+            return set()
+        stmt = select(LineExclusion.need_line_id, LineExclusion.lot_id).where(
+            LineExclusion.need_line_id == _ids([uuid.UUID(i) for i in line_ids])
+        )
+        return {(str(a), str(b)) for a, b in (await self.session.execute(stmt)).all()}
+
+    async def exclude(
+        self, line_id: uuid.UUID, lot_id: uuid.UUID, proposal_id: uuid.UUID, reason: str, actor: str
+    ) -> None:
+        await self.session.execute(
+            insert(LineExclusion)
+            .values(need_line_id=line_id, lot_id=lot_id, proposal_id=proposal_id, reason=reason, created_by=actor)
+            .on_conflict_do_nothing()
+        )
+
     async def mark_first_matched(self, line_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
             update(NeedLineView)
@@ -588,8 +607,13 @@ class ProposalRepository(RepositoryBase[Proposal]):
         offer_id: uuid.UUID | None,
         need_line_id: uuid.UUID | None,
         region_code: str | None,
+        site_org: str | None = None,
     ) -> tuple[list[Proposal], str | None]:
         stmt = select(Proposal)
+        if site_org is not None:  # proposals for the needs of this organisation's sites
+            stmt = stmt.where(
+                Proposal.need_line_id.in_(select(NeedLineView.line_id).where(NeedLineView.org == site_org))
+            )
         if status:
             stmt = stmt.where(Proposal.status == status)
         if need_id:

@@ -24,7 +24,7 @@ from services.matching.policy import Policy, current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository, RunRepository
 from services.matching.schemas import ProposalStatus, RunStatus
 from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
-from services.matching.stable import Held, allocate_around, gain, worth_replacing
+from services.matching.stable import Held, allocate_around, gain, subset, worth_replacing
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.events import publish
@@ -66,6 +66,7 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
     cand = build_candidates(
         LineTable.from_rows(lines), LotTable.from_rows(lots), policy, now=time.time(), catalog=get_catalog()
     )
+    cand = without_declined(cand, lines, lots, await repo.exclusions([lines[0]["id"]]))
     order = sorted(range(len(cand.score)), key=lambda i: (-float(cand.score[i]), float(cand.distance_km[i])))
     items = []
     for i in order:
@@ -196,10 +197,22 @@ def _held(
     return held, gone + dropped
 
 
+def without_declined(
+    cand: Candidates, lines: list[dict[str, Any]], lots: list[dict[str, Any]], declined: set[tuple[str, str]]
+) -> Candidates:
+    """The candidates less the (line, lot) pairs a site declined."""
+    if not declined or not len(cand):
+        return cand
+    pairs = zip(cand.line.tolist(), cand.lot.tolist(), strict=True)
+    keep = np.array([(lines[i]["id"], lots[j]["id"]) not in declined for i, j in pairs], dtype=np.bool_)
+    return subset(cand, keep)
+
+
 def _score_and_plan(
     lines: list[dict[str, Any]],
     lots: list[dict[str, Any]],
     open_now: list[Proposal] | None,
+    declined: set[tuple[str, str]],
     policy: Policy,
     cancelled: threading.Event,
     processes: int,
@@ -210,6 +223,7 @@ def _score_and_plan(
     threshold, in which case the open proposals it would not make again are replaced."""
     line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
     cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
+    cand = without_declined(cand, lines, lots, declined)
     built = time.perf_counter()
     solver: dict[str, Any] = {"cancelled": cancelled, "processes": processes}
     if open_now is None:
@@ -279,6 +293,7 @@ async def propose(
     _perishable(lots)
     proposals_repo = ProposalRepository(session)
     open_now = await proposals_repo.held([uuid.UUID(ln["id"]) for ln in lines], now) if is_global else None
+    declined = await repo.exclusions([ln["id"] for ln in lines])
     loaded = time.perf_counter()
     check_stop(stop)
     # Scoring and solving are CPU work: in a thread (large networks in a solver process), so that the service's
@@ -286,7 +301,7 @@ async def propose(
     cancelled = threading.Event()
     try:
         processes = runtime_of_session(session).settings.matching_solver_processes
-        work = _in_thread(_score_and_plan, lines, lots, open_now, policy, cancelled, processes)
+        work = _in_thread(_score_and_plan, lines, lots, open_now, declined, policy, cancelled, processes)
         plan, built = await _unless_stopped(work, stop)
     finally:
         cancel_solving(cancelled)  # an abandoned run's solver stops at once

@@ -157,6 +157,14 @@ class RejectRequest(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
+class DeclineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)] = Field(
+        description="Why the site does not want this lot (its line is matched again without it)."
+    )
+
+
 class RegionKpi(BaseModel):
     region_code: str
     lines: int
