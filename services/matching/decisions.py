@@ -213,7 +213,7 @@ async def decline(session: AsyncSession, principal: Principal, proposal_id: uuid
     proposal = await get_proposal(session, proposal_id, for_update=True)
     views = ProjectionRepository(session)
     line = await views.line(proposal.need_line_id)
-    if not principal.has(Role.coordinator) and (line is None or line.org != principal.org):
+    if not principal.has(Role.coordinator, Role.admin) and (line is None or line.org != principal.org):
         raise Forbidden("Only the need's site organisation (or a coordinator) declines its proposals.")
     require_in_region(principal, proposal.region_code, what="The proposal's need")
     now = utcnow()
