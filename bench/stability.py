@@ -18,7 +18,7 @@ from bench.instances import NOW, realistic
 from services.matching.allocation import allocate, objective_of
 from services.matching.policy import Policy
 from services.matching.scoring import build_candidates
-from services.matching.stable import Held, allocate_around, worth_replacing
+from services.matching.stable import STICKY_BONUS, Held, allocate_around, sticky, worth_replacing
 
 SIZES = [(2_000, 2_000), (20_000, 20_000)]
 
@@ -28,7 +28,9 @@ def _held(cand_line: np.ndarray, cand_lot: np.ndarray, score: np.ndarray, flow: 
     return Held(cand_line[at], cand_lot[at], flow[at].astype(np.int64), score[at])
 
 
-def simulate(n_lines: int, n_lots: int, *, seed: int, waves: int, global_every: int | None) -> dict[str, float]:
+def simulate(
+    n_lines: int, n_lots: int, *, seed: int, waves: int, global_every: int | None, bonus: float = 0.0
+) -> dict[str, float]:
     """The standing allocation's objective over the optimum's after each wave (mean, worst, last), and how many
     proposals were made and how many global runs replaced."""
     lines, lots = realistic(n_lines, n_lots, seed=seed)
@@ -38,6 +40,10 @@ def simulate(n_lines: int, n_lots: int, *, seed: int, waves: int, global_every: 
     line_wave = rng.integers(0, waves, n_lines)
     lot_wave = rng.integers(0, waves, n_lots)
     flow = np.zeros(len(cand), dtype=np.int64)
+
+    def held_now(f: np.ndarray) -> Held:
+        return _held(cand.line, cand.lot, cand.score, f)
+
     made = replaced = 0
     ratios: list[float] = []
     seconds = 0.0
@@ -51,11 +57,16 @@ def simulate(n_lines: int, n_lots: int, *, seed: int, waves: int, global_every: 
         made += int(np.count_nonzero(around.flow))
         fresh = allocate(rem, avail, cand, policy)  # the global run's, and the yardstick of this wave
         global_run = bool(global_every) and (w + 1) % (global_every or 1) == 0
-        if global_run and worth_replacing(objective_of(flow, rem, cand, policy), fresh.objective, policy):
-            changed = flow != fresh.flow
+        kept = objective_of(flow, rem, cand, policy)
+        if global_run and worth_replacing(kept, fresh.objective, policy):
+            new = fresh.flow
+            if bonus:
+                stuck, value = sticky(rem, avail, cand, policy, held_now(flow), bonus)
+                new = stuck if worth_replacing(kept, value, policy) else new
+            changed = flow != new
             replaced += int(np.count_nonzero((flow > 0) & changed))
-            made += int(np.count_nonzero((fresh.flow > 0) & changed))
-            flow = fresh.flow.copy()
+            made += int(np.count_nonzero((new > 0) & changed))
+            flow = new.copy()
         seconds += time.perf_counter() - started
         # After the wave's runs (its global run's replacement included): what coordinators look at until the next.
         ratios.append(objective_of(flow, rem, cand, policy) / fresh.objective if fresh.objective else 1.0)
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> str:
     for n_lines, n_lots in SIZES:
         for label, every in (("continuous only", None), ("+ global every 5 waves (5% threshold)", 5)):
             results = [
-                simulate(n_lines, n_lots, seed=seed, waves=args.waves, global_every=every)
+                simulate(n_lines, n_lots, seed=seed, waves=args.waves, global_every=every, bonus=STICKY_BONUS)
                 for seed in range(args.repeat)
             ]
             rows.append(

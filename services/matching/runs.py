@@ -24,7 +24,7 @@ from services.matching.policy import Policy, current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository, RunRepository
 from services.matching.schemas import ProposalStatus, RunStatus
 from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
-from services.matching.stable import Held, allocate_around, gain, subset, worth_replacing
+from services.matching.stable import STICKY_BONUS, Held, allocate_around, gain, sticky, subset, worth_replacing
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.events import publish
@@ -242,9 +242,13 @@ def _score_and_plan(
     }
     if not worth_replacing(around.objective, float(fresh.objective), policy):
         return _Plan(around.cand, around.flow, around.objective, counts=counts), built
-    # The from-scratch optimum: open proposals it makes again stay (same ids), the others are replaced.
-    again = {(int(cand.line[i]), int(cand.lot[i]), int(fresh.flow[i])): int(i) for i in np.flatnonzero(fresh.flow)}
-    flow = fresh.flow.copy()
+    # Replace: with an allocation as good that keeps as many open proposals as it can (a unit on a held pair is
+    # worth a little more to the solver), else the optimum itself. Open proposals it makes again stay (same ids).
+    new_flow, value = sticky(line_table.remaining, lot_table.available, cand, policy, held, STICKY_BONUS, **solver)
+    if not worth_replacing(around.objective, value, policy):
+        new_flow, value = fresh.flow, float(fresh.objective)
+    again = {(int(cand.line[i]), int(cand.lot[i]), int(new_flow[i])): int(i) for i in np.flatnonzero(new_flow)}
+    flow = new_flow.copy()
     line_at = {uuid.UUID(ln["id"]): i for i, ln in enumerate(lines)}
     lot_at = {uuid.UUID(lot["id"]): i for i, lot in enumerate(lots)}
     replace = []
@@ -254,8 +258,9 @@ def _score_and_plan(
             replace.append(p)
         else:
             flow[i] = 0  # kept as it is
-    counts["gain_bp"] = min(round(gain(around.objective, float(fresh.objective)) * 10_000), 10**9)
-    return _Plan(cand, flow, float(fresh.objective), replace=replace, counts=counts), built
+    counts["gain_bp"] = min(round(gain(around.objective, value) * 10_000), 10**9)
+    counts["objective_new"] = round(value)
+    return _Plan(cand, flow, value, replace=replace, counts=counts), built
 
 
 async def propose(
@@ -455,7 +460,7 @@ async def _record_replacements(
     for p in sorted(proposals, key=lambda p: -p.quantity):
         by_line.setdefault(p.need_line_id, p)
     why = (
-        f"run {run.id} found an allocation worth {plan.counts['objective_fresh']} against "
+        f"run {run.id} found an allocation worth {plan.counts['objective_new']} against "
         f"{plan.counts['objective_kept']} for keeping the open proposals (+{plan.counts['gain_bp'] / 100:.2f}%, "
         f"above the policy's threshold of {policy.replace_gain_threshold:.2%})"
     )

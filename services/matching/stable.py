@@ -160,3 +160,28 @@ def worth_replacing(stable_objective: float, fresh_objective: float, policy: Pol
 
 def gain(stable_objective: float, fresh_objective: float) -> float:
     return (fresh_objective - stable_objective) / stable_objective if stable_objective > 0 else float("inf")
+
+
+# Score points per unit a global run's replacement adds to the pairs of open proposals: enough to break near-ties
+# in their favour, far below the tiers' values (hundreds), so that the optimum is hardly changed.
+STICKY_BONUS = 10.0
+
+
+def sticky(
+    remaining: npt.NDArray[np.integer],
+    available: npt.NDArray[np.integer],
+    cand: Candidates,
+    policy: Policy,
+    held: Held,
+    bonus: float,
+    **solver: object,
+) -> tuple[I64, float]:
+    """A from-scratch allocation that prefers the held pairs: each unit on one is worth `bonus` more to the
+    solver, so that among allocations of about the same value the one changing fewest proposals wins. Its
+    flow, and its objective as the policy values it (without the bonus)."""
+    index = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(cand.line.tolist(), cand.lot.tolist(), strict=True))}
+    at = [index[key] for key in zip(held.line.tolist(), held.lot.tolist(), strict=True) if key in index]
+    boosted = dataclasses.replace(cand, score=cand.score.copy())
+    boosted.score[np.asarray(at, dtype=np.int64)] += bonus
+    result: Allocation = allocate(remaining, available, boosted, policy, **solver)  # type: ignore[arg-type]
+    return result.flow, objective_of(result.flow, remaining, cand, policy)

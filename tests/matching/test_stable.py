@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from services.matching.allocation import allocate, objective_of
 from services.matching.policy import Policy
 from services.matching.scoring import LineTable, LotTable, build_candidates
-from services.matching.stable import Held, allocate_around, residual, worth_replacing
+from services.matching.stable import STICKY_BONUS, Held, allocate_around, residual, sticky, worth_replacing
 from tests.helpers.lp import lp_objective
 from tests.helpers.scoring import CATALOG, NOW, PROPERTY, build, check, instances, line_row, lot_row
 
@@ -56,6 +56,11 @@ def test_incremental_then_global_run(instance: Instance, data: st.DataObject) ->
     fresh = allocate(remaining, available, cand, policy)
     assert fresh.objective == pytest.approx(optimum, rel=1e-6, abs=1e-6)
     assert out.objective <= fresh.objective + 1e-6
+    # The replacement that prefers the held pairs is feasible and worth no more than the optimum.
+    stuck, value = sticky(remaining, available, cand, policy, held, STICKY_BONUS)
+    assert (np.bincount(cand.lot, weights=stuck, minlength=len(lots)) <= available).all()
+    assert (np.bincount(cand.line, weights=stuck, minlength=len(lines)) <= remaining).all()
+    assert value <= fresh.objective + 1e-6
     for threshold in (0.0, policy.replace_gain_threshold):
         p = policy.model_copy(update={"replace_gain_threshold": threshold})
         after = fresh.objective if worth_replacing(out.objective, fresh.objective, p) else out.objective
