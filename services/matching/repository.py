@@ -465,17 +465,6 @@ class PolicyRepository(RepositoryBase[PolicyVersion]):
 class ProposalRepository(RepositoryBase[Proposal]):
     model = Proposal
 
-    async def open_for_lines(self, line_ids: Sequence[uuid.UUID]) -> list[Proposal]:
-        if not line_ids:
-            return []
-        stmt = (
-            select(Proposal)
-            .where(Proposal.need_line_id == _ids(line_ids), Proposal.status == ProposalStatus.proposed)
-            .order_by(Proposal.id)  # every run locks in one order, so two runs never deadlock each other
-            .with_for_update()
-        )
-        return list((await self.session.execute(stmt)).scalars())
-
     async def held(self, line_ids: Sequence[uuid.UUID], now: datetime) -> list[Proposal]:
         """The open proposals of these lines, unlocked (read while a run computes, locked only to change)."""
         if not line_ids:

@@ -312,7 +312,6 @@ async def propose(
         cancel_solving(cancelled)  # an abandoned run's solver stops at once
     solved = time.perf_counter()
 
-    # The write phase: the only one that locks proposals.
     run = AllocationRun(
         id=uuid.uuid4(),
         trigger=trigger,
@@ -328,22 +327,7 @@ async def propose(
     RunRepository(session).add(run)
     await session.flush()
     check_stop(stop)
-    replaced: list[Proposal] = []
-    if plan.replace:
-        locked = await proposals_repo.lock_open([p.id for p in plan.replace], now)
-        if len(locked) == len(plan.replace):
-            replaced = locked
-        else:  # decided meanwhile: keep everything open as it is, allocate nothing this time
-            plan.flow[:] = 0
-            plan.counts["replace_conflict"] = len(plan.replace) - len(locked)
-    proposals = _new_proposals(run, plan, lines, lots, policy, now)
-    await _record_replacements(session, run, replaced, proposals, plan, policy, now)
-    line_items = {ln["item_code"] for ln in lines} | set(scope.item_codes or ())
-    infeasible = await _cancel_infeasible(session, run, line_items, lot_items, now)
-    if infeasible:  # what they held is free again: the next continuous run allocates it
-        await repo.mark_dirty({p.item_code for p in infeasible} | {p.lot_item_code for p in infeasible})
-    session.add_all(proposals)
-    await session.flush()
+    replaced, infeasible, proposals = await _write(session, run, plan, lines, lots, scope, lot_items, policy, now)
     superseded = replaced + infeasible
     gone = {p.id for p in superseded}
     kept_open = [p for p in (open_now or []) if p.id not in gone]
@@ -388,6 +372,40 @@ async def propose(
         subject=str(run.id),
     )
     return run, kept_open + proposals
+
+
+async def _write(
+    session: AsyncSession,
+    run: AllocationRun,
+    plan: _Plan,
+    lines: list[dict[str, Any]],
+    lots: list[dict[str, Any]],
+    scope: schemas.RunScope,
+    lot_items: set[str],
+    policy: Policy,
+    now: datetime,
+) -> tuple[list[Proposal], list[Proposal], list[Proposal]]:
+    """The write phase, the only one that locks proposals: the replaced (if none was decided meanwhile), the
+    infeasible cancelled, the new added. Returns (replaced, infeasible, new)."""
+    replaced: list[Proposal] = []
+    if plan.replace:
+        locked = await ProposalRepository(session).lock_open([p.id for p in plan.replace], now)
+        if len(locked) == len(plan.replace):
+            replaced = locked
+        else:  # decided meanwhile: keep everything open as it is, allocate nothing this time
+            plan.flow[:] = 0
+            plan.counts["replace_conflict"] = len(plan.replace) - len(locked)
+    proposals = _new_proposals(run, plan, lines, lots, policy, now)
+    await _record_replacements(session, run, replaced, proposals, plan, policy, now)
+    line_items = {ln["item_code"] for ln in lines} | set(scope.item_codes or ())
+    infeasible = await _cancel_infeasible(session, run, line_items, lot_items, now)
+    if infeasible:  # what they held is free again: the next continuous run allocates it
+        await ProjectionRepository(session).mark_dirty(
+            {p.item_code for p in infeasible} | {p.lot_item_code for p in infeasible}
+        )
+    session.add_all(proposals)
+    await session.flush()
+    return replaced, infeasible, proposals
 
 
 def _new_proposals(

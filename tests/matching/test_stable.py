@@ -62,8 +62,8 @@ def test_incremental_then_global_run(instance: Instance, data: st.DataObject) ->
     assert (np.bincount(cand.line, weights=stuck, minlength=len(lines)) <= remaining).all()
     assert value <= fresh.objective + 1e-6
     for threshold in (0.0, policy.replace_gain_threshold):
-        p = policy.model_copy(update={"replace_gain_threshold": threshold})
-        after = fresh.objective if worth_replacing(out.objective, fresh.objective, p) else out.objective
+        weighed = policy.model_copy(update={"replace_gain_threshold": threshold})
+        after = fresh.objective if worth_replacing(out.objective, fresh.objective, weighed) else out.objective
         assert after * (1 + threshold) >= optimum - 1e-6
         if threshold == 0.0:
             assert after == pytest.approx(optimum, rel=1e-6, abs=1e-6)
