@@ -100,7 +100,9 @@ CAPACITY_UPDATED = register_event_type(
     "reliefhub.partners.capacity.updated", "A capacity's units, window, area or note changed.", CapacityData
 )
 CAPACITY_WITHDRAWN = register_event_type(
-    "reliefhub.partners.capacity.withdrawn", "The organisation withdrew a capacity: it is no longer matched.", CapacityData
+    "reliefhub.partners.capacity.withdrawn",
+    "The organisation withdrew a capacity: it is no longer matched.",
+    CapacityData,
 )
 TASK_CREATED = register_event_type(
     "reliefhub.partners.task.created", "A task entered a working group's queue.", TaskData

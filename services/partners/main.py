@@ -17,7 +17,8 @@ from shared.settings import Settings
 SERVICE = ServiceSpec(
     name="partners",
     description="The organisations registry (registration, approval by the hub covering an organisation, "
-    "suspension), the capacities organisations declare, and working groups' task queues: device checks, translation, customs clearance, quotes.",
+    "suspension), the capacities organisations declare, and working groups' task queues: device checks, "
+    "translation, customs clearance, quotes.",
     metadata=Base.metadata,
     kit=kit,
     routers=[router],

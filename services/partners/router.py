@@ -18,10 +18,10 @@ from services.partners.errors import (
     BeyondYourArea,
     CapacityNotFound,
     CapacityWithdrawn,
-    NotAService,
     InvalidOutcome,
     InvalidParent,
     NotAHubCoordinator,
+    NotAService,
     NotYourGroup,
     NotYourOrganization,
     OrganizationExists,
@@ -220,9 +220,7 @@ CAPACITY_CHANGE_ERRORS = (CapacityNotFound, NotYourOrganization, CapacityWithdra
 
 @router.patch(
     "/capacities/{capacity_id}",
-    responses=problem_responses(
-        *CAPACITY_CHANGE_ERRORS, BeyondYourArea, PreconditionFailed, PreconditionRequired
-    ),
+    responses=problem_responses(*CAPACITY_CHANGE_ERRORS, BeyondYourArea, PreconditionFailed, PreconditionRequired),
 )
 async def update_capacity(
     capacity_id: uuid.UUID,
@@ -250,7 +248,9 @@ async def withdraw_capacity(
     data: schemas.CapacityWithdrawal | None = None,
 ) -> schemas.Capacity:
     """Withdraw a capacity (its organisation): it is no longer offered nor matched."""
-    capacity = await capacities.withdraw(session, principal, capacity_id, data or schemas.CapacityWithdrawal(), settings)
+    capacity = await capacities.withdraw(
+        session, principal, capacity_id, data or schemas.CapacityWithdrawal(), settings
+    )
     set_etag(response, capacity.version)
     return schemas.Capacity.model_validate(capacity)
 

@@ -37,9 +37,7 @@ async def test_an_approved_partner_declares_30_sessions_a_day_for_7_days_in_its_
 ) -> None:
     hub = await approved_hub(client, auth, "hub-cap-zz", ["4101"])
     partner = auth("frontline", org="ngo-cap-xinli")
-    await register(
-        client, partner, name="中原心理援助队", kind="ngo", parent_id="hub-cap-zz", region_codes=["410102"]
-    )
+    await register(client, partner, name="中原心理援助队", kind="ngo", parent_id="hub-cap-zz", region_codes=["410102"])
     # Pending: refused while the registry is on.
     problem(await client.post("/v1/capacities", headers=partner, json=declaration()), 403, "organisation-not-approved")
     await approve(client, hub, "ngo-cap-xinli")
@@ -68,7 +66,9 @@ async def test_an_approved_partner_declares_30_sessions_a_day_for_7_days_in_its_
     # The organisations offering the service.
     orgs = await client.get("/v1/organizations", headers=partner, params={"service_code": PSYCH})
     assert [o["id"] for o in orgs.json()["items"]] == ["ngo-cap-xinli"]
-    interp = await client.get("/v1/organizations", headers=partner, params={"service_code": "service.interpreter.zh_en"})
+    interp = await client.get(
+        "/v1/organizations", headers=partner, params={"service_code": "service.interpreter.zh_en"}
+    )
     assert interp.json()["items"] == []
 
 
