@@ -145,3 +145,35 @@ async def test_changes_take_if_match_and_a_withdrawn_capacity_is_no_longer_live(
     live = await client.get("/v1/capacities", headers=partner, params={"org": "ngo-cap-three", "status": "active"})
     assert live.json()["items"] == []
     problem(await client.get("/v1/capacities/00000000-0000-0000-0000-000000000000", headers=partner), 404)
+
+
+async def test_a_repeated_declaration_is_one_capacity_and_an_ended_one_is_not_live(
+    client: httpx.AsyncClient, auth, engine: AsyncEngine
+) -> None:
+    partner = auth("frontline", org="ngo-cap-four")
+    await register(client, partner, name="四号队", kind="ngo", region_codes=["410102"])
+    keyed = {**partner, "Idempotency-Key": "cap-four-1"}
+    first = await client.post("/v1/capacities", headers=keyed, json=declaration())
+    again = await client.post("/v1/capacities", headers=keyed, json=declaration())
+    assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+    async with engine.connect() as conn:
+        count = await conn.scalar(text("SELECT count(*) FROM partners.capacity WHERE org = 'ngo-cap-four'"))
+        declared = await conn.scalar(
+            text(
+                "SELECT count(*) FROM partners.outbox_event WHERE type = 'reliefhub.partners.capacity.declared' "
+                "AND subject = :id"
+            ),
+            {"id": first.json()["id"]},
+        )
+    assert count == 1 and declared == 1
+
+    # A capacity whose window ended yesterday is no longer live: its organisation offers the service no more.
+    other = auth("frontline", org="ngo-cap-five")
+    await register(client, other, name="五号队", kind="ngo", region_codes=["410102"])
+    ended = await client.post("/v1/capacities", headers=other, json=declaration(**window(start=-7, days=7)))
+    assert ended.status_code == 201, ended.text
+    orgs = await client.get("/v1/organizations", headers=partner, params={"service_code": PSYCH})
+    assert orgs.status_code == 200 and [o["id"] for o in orgs.json()["items"]] == ["ngo-cap-four"]
+    assert ended.json()["id"] not in [
+        c["id"] for c in (await client.get("/v1/capacities", headers=other, params={"on": str(TODAY)})).json()["items"]
+    ]
