@@ -211,18 +211,13 @@ OFFERS = Source(
 # --- deliveries: one row per shipment line ------------------------------------------------------------------------
 
 
-def _deliveries_page(f: Filters, position: tuple[Any, ...] | None) -> Select[Any]:
+def _deliveries_page(f: Filters, position: tuple[Any, ...] | None) -> Any:  # a Select of two entities
     keys = (Shipment.created_at, ShipmentLine.id)
     where = [*_window(Shipment.created_at, f), *_after(keys, position)]
     if f.region_code:
         where.append(Shipment.region_code.startswith(f.region_code))
-    return (
-        select(ShipmentLine, Shipment)
-        .join(Shipment, Shipment.id == ShipmentLine.shipment_id)
-        .where(*where)
-        .order_by(*keys)
-        .limit(PAGE_SIZE)
-    )
+    stmt = select(ShipmentLine, Shipment).join(Shipment, Shipment.id == ShipmentLine.shipment_id)
+    return stmt.where(*where).order_by(*keys).limit(PAGE_SIZE)
 
 
 def _deliveries_rows(r: Any, f: Filters) -> Iterable[Row]:

@@ -19,7 +19,7 @@ from tests.helpers.problems import assert_problem
 from tests.helpers.scenario import Gift, ship_a_gift
 from tests.helpers.waiting import eventually
 
-FORMULA = "=HYPERLINK(\"http://evil.example\",\"点击\")"
+FORMULA = '=HYPERLINK("http://evil.example","点击")'
 
 
 def rows_of(text: str) -> list[list[str]]:
@@ -39,7 +39,9 @@ async def received_gift(client: httpx.AsyncClient, auth: TokenFactory) -> Gift:
     sid = gift.shipment["id"]
     await advance(client, gift.carrier, sid, "picked_up", "delivered")
     s = (await client.get(f"/v1/shipments/{sid}", headers=gift.recipient)).json()
-    r = await client.post(f"/v1/shipments/{sid}/receipt", headers=gift.recipient, json=full_receipt(s, s["handover_pin"]))
+    r = await client.post(
+        f"/v1/shipments/{sid}/receipt", headers=gift.recipient, json=full_receipt(s, s["handover_pin"])
+    )
     assert r.status_code == 200, r.text
     return gift
 
