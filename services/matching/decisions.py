@@ -63,6 +63,15 @@ def _check_open(proposal: Proposal, now: datetime) -> None:
         raise ProposalNotOpen("The proposal has expired.")
 
 
+def lot_units(proposal: Proposal, amount: int) -> int:
+    """Lot base units to reserve for `amount` credited to the line: the proposed lot quantity, or its share
+    (rounded up, so that the line is never given less than it is credited)."""
+    given = proposal.lot_quantity if proposal.lot_quantity is not None else proposal.quantity
+    if amount == proposal.quantity or proposal.quantity == 0:
+        return given if amount == proposal.quantity else amount
+    return -(-amount * given // proposal.quantity)
+
+
 async def accept(
     session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
 ) -> Proposal:
@@ -87,7 +96,7 @@ async def accept(
         response = await client.request(
             "POST",
             f"/v1/lots/{proposal.lot_id}/reservations",
-            json={"quantity": amount, "reference": str(proposal.id)},
+            json={"quantity": lot_units(proposal, amount), "reference": str(proposal.id)},
             idempotency_key=f"accept-{proposal.id}-{amount}",
         )
     except Exception as exc:  # timeouts or connection errors after retries

@@ -122,6 +122,9 @@ class Proposal(ChangeTracked, Base):
     lot_item_code: Mapped[str] = mapped_column(String(100))
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
+    # The same goods in the lot's base unit (differs from `quantity` for a substitute with a conversion factor;
+    # None on proposals made before units were converted: the same as `quantity`).
+    lot_quantity: Mapped[int | None] = mapped_column(Integer)
     accepted_quantity: Mapped[int | None] = mapped_column(Integer)
     # What logistics gave back of the accepted quantity (came short, not received, shipment cancelled).
     quantity_returned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

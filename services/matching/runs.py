@@ -210,9 +210,10 @@ async def propose(
     }
     expires = now + timedelta(seconds=policy.proposal_ttl_seconds)
     proposals, kept = [], []
-    for i in [int(i) for i in result.flow.nonzero()[0]]:
+    credited = result.flow if result.credited is None else result.credited
+    for i in [int(i) for i in credited.nonzero()[0]]:
         line, lot = lines[int(cand.line[i])], lots[int(cand.lot[i])]
-        same = still_open.pop((uuid.UUID(line["id"]), uuid.UUID(lot["id"]), int(result.flow[i])), None)
+        same = still_open.pop((uuid.UUID(line["id"]), uuid.UUID(lot["id"]), int(credited[i])), None)
         if same is not None:
             kept.append(same)
             continue
@@ -227,7 +228,8 @@ async def propose(
                 item_code=line["item_code"],
                 lot_item_code=lot["item_code"],
                 region_code=line["region_code"],
-                quantity=int(result.flow[i]),
+                quantity=int(credited[i]),
+                lot_quantity=int(result.flow[i]),
                 score=round(float(cand.score[i]), 3),
                 factors=cand.breakdown(i),
                 distance_km=round(float(cand.distance_km[i]), 1),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.catalog import ItemName
+from shared.catalog import Grade, ItemName, Pack, SubstituteRule
 from shared.vocabulary import NeedStatus, Quantity, RegionCode, SiteKind, Timestamp, Urgency, Verdict, Verification
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -19,8 +19,12 @@ class CatalogItem(BaseModel):
     code: str
     name: ItemName
     category: str
-    unit: str
-    substitutes: list[str]
+    unit: str = Field(description="The base unit (the same as `base_unit`, for existing clients).")
+    base_unit: str
+    packs: list[Pack] = Field(description="Larger units a quantity may be given in, each a number of base units.")
+    grade: Grade
+    substitutes: list[str] = Field(description="The codes of `substitute_rules`, for existing clients.")
+    substitute_rules: list[SubstituteRule]
     check_by: str | None
     perishable: bool
     unit_value_fen: int

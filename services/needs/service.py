@@ -22,7 +22,7 @@ from services.needs.errors import (
 from services.needs.models import Need, NeedLine, Site
 from services.needs.repository import NeedRepository, SiteRef, SiteRepository
 from shared.auth import Principal, may_act_in, require_in_region
-from shared.catalog import get_catalog, require_known
+from shared.catalog import require_known, to_base_units
 from shared.db import utcnow
 from shared.etag import IfMatch, check_version
 from shared.events import publish
@@ -119,17 +119,17 @@ def _line_rows(
     data: list[schemas.NeedLineCreate], need_id: uuid.UUID | None = None, start: int = 0
 ) -> list[dict[str, Any]]:
     require_known((["body", "lines", i, "item_code"], line.item_code) for i, line in enumerate(data))
-    catalog = get_catalog()
+    based = to_base_units(
+        (["body", "lines", i, "unit"], line.item_code, line.quantity, line.unit) for i, line in enumerate(data)
+    )
     rows = []
-    for i, line in enumerate(data):
-        item = catalog.get(line.item_code)
-        assert item is not None
+    for i, (line, (quantity, unit)) in enumerate(zip(data, based, strict=True)):
         row = {
             "id": uuid.uuid4(),
             "position": start + i,
             "item_code": line.item_code,
-            "quantity": line.quantity,
-            "unit": line.unit or item.unit,
+            "quantity": quantity,
+            "unit": unit,
             "notes": line.notes,
             "quantity_matched": 0,
             "quantity_delivered": 0,

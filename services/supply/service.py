@@ -39,7 +39,7 @@ from services.supply.repository import (
     ReservationRepository,
 )
 from shared.auth import Principal, Role
-from shared.catalog import get_catalog, require_known
+from shared.catalog import get_catalog, require_known, to_base_units
 from shared.db import utcnow
 from shared.errors import Forbidden
 from shared.etag import IfMatch, check_version
@@ -128,11 +128,14 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
     _check_items([lot.item_code for lot in lots_in], ["body", "lots"])
     _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
     catalog = get_catalog()
+    based = to_base_units(
+        (["body", "lots", i, "unit"], lot.item_code, lot.quantity, lot.unit) for i, lot in enumerate(lots_in)
+    )
     code = secrets.token_urlsafe(18)
     now = utcnow()
     from_abroad = data.origin_country not in (None, DOMESTIC)
     lots = []
-    for i, lot in enumerate(lots_in):
+    for i, (lot, (quantity, unit)) in enumerate(zip(lots_in, based, strict=True)):
         item = catalog.get(lot.item_code)
         assert item is not None
         lots.append(
@@ -140,8 +143,8 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
                 id=uuid.uuid4(),
                 position=i,
                 item_code=lot.item_code,
-                quantity=lot.quantity,
-                unit=lot.unit or item.unit,
+                quantity=quantity,
+                unit=unit,
                 lat=lot.lat,
                 lon=lot.lon,
                 region_code=lot.region_code,
