@@ -35,6 +35,7 @@ from shared.errors import (
     unexpected_error,
 )
 from shared.etag import not_modified
+from shared.catalog.follow import refresh as refresh_catalog
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY
@@ -102,6 +103,8 @@ class TransactionalRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             rt = runtime_of(request)
+            if rt.spec.catalog is not None:
+                await refresh_catalog(rt.sessionmaker, rt.spec.catalog)
             if vetted and rt.settings.org_registry_enforced and request.method in WRITE_METHODS:
                 await require_approved_org(request, rt)
             idem: IdempotentRequest | None = None

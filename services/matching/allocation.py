@@ -292,6 +292,8 @@ def _solve_converted(
     x = np.rint(res.x).astype(np.int64)
     given = np.minimum(x[:m], pair_cap)
     credited = np.minimum(np.minimum(x[m : 2 * m], np.floor(given * factor + 1e-9).astype(np.int64)), rem[line])
+    # No lot unit beyond what the credit needs (the solver's tolerances may leave one).
+    given = np.minimum(given, np.ceil(credited / factor - 1e-9).astype(np.int64))
     return given, credited, -_value_of(credited, line, pair_cost, rem, caps, values)
 
 

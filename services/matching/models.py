@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.matching.schemas import ProposalStatus, RunStatus
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import make_kit_tables, new_id, service_metadata
 
@@ -23,6 +24,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# Its copy of the living catalog's changes, from the needs service's events (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 def _status(enum: type[ProposalStatus] | type[RunStatus]) -> Enum:

@@ -98,7 +98,8 @@ def check_imported(needs: list[dict[str, Any]], report: dict[str, Any], site: st
     assert datetime.fromisoformat(icu["needed_by"]) == datetime(2030, 3, 1, 15, 59, 59, tzinfo=UTC)
     rice = by_title["食堂用米"]
     assert rice["urgency"] == "normal" and rice["needed_by"] is None and rice["beneficiaries"] is None
-    assert [(x["item_code"], x["quantity"], x["unit"]) for x in rice["lines"]] == [(RICE, 200, "bag")]
+    # 200 bags of rice are converted on intake to the base unit: 25 kg a bag.
+    assert [(x["item_code"], x["quantity"], x["unit"]) for x in rice["lines"]] == [(RICE, 5000, "kg")]
     water = by_title["安置点饮用水"]
     assert water["site_id"] == other_site and water["region_code"] == "310104"
     assert datetime.fromisoformat(water["needed_by"]) == datetime(2030, 3, 2, 4, 0, tzinfo=UTC)

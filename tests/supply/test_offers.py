@@ -91,7 +91,8 @@ async def test_in_kind_offer_takes_unit_and_check_from_catalog(client, donor_hea
     assert device["verification"] == "pending" and device["quantity_available"] == 0
     assert device["condition"] == "new" and device["lat"] is None and device["region_code"] is None
 
-    assert bagged["unit"] == "bag"
+    # 40 bags of rice, converted on intake to the base unit (25 kg a bag).
+    assert (bagged["unit"], bagged["quantity"]) == ("kg", 1000)
 
     # The same offer read back, lot by lot and whole.
     fetched = await client.get(f"/v1/offers/{offer['id']}", headers=donor_headers)
