@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.auth import BEARER_SCHEME, Principal, principal_subject
+from shared.catalog.follow import refresh as refresh_catalog
 from shared.docs import docs_router
 from shared.errors import (
     DomainError,
@@ -35,7 +36,6 @@ from shared.errors import (
     unexpected_error,
 )
 from shared.etag import not_modified
-from shared.catalog.follow import refresh as refresh_catalog
 from shared.idempotency import IdempotentRequest
 from shared.logging import configure_logging
 from shared.metrics import REQUEST_LATENCY

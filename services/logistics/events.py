@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
-from services.logistics.repository import ProjectionRepository
 from services.logistics.models import catalog
+from services.logistics.repository import ProjectionRepository
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, register_event_type
 from shared.runtime import runtime_of_session

@@ -9,7 +9,7 @@ from fastapi import Query, Request, Response, status
 
 from services.needs import schemas, service
 from services.needs.dependencies import Coordinator, SiteWriter
-from services.needs.errors import NeedNotFound, SiteNotFound
+from services.needs.errors import ItemExists, NeedNotFound, SiteNotFound
 from services.needs.models import Need, Site
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
@@ -52,6 +52,13 @@ async def list_items(
     """The item catalog: codes, names (zh, en), units, substitutes and the working group that checks it."""
     items = get_catalog().search(category=category, q=q)
     return schemas.ItemList(items=[schemas.CatalogItem.model_validate(i.model_dump()) for i in items])
+
+
+@router.post("/items", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden, ItemExists))
+async def create_item(data: schemas.ItemCreate, principal: Coordinator, session: SessionDep) -> schemas.CatalogItem:
+    """Add an item to the catalog (coordinators): needs and lots may name it at once, every service follows."""
+    item = await service.add_item(session, data)
+    return schemas.CatalogItem.model_validate(item.model_dump())
 
 
 @router.post("/sites", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden))

@@ -34,6 +34,26 @@ class ItemList(BaseModel):
     items: list[CatalogItem]
 
 
+ItemCodeText = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){1,4}$", max_length=100)]
+UnitText = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=20)]
+
+
+class ItemCreate(BaseModel):
+    """A new catalog item; its code begins with its category (`food.grain.millet`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: ItemCodeText
+    name: ItemName
+    unit: UnitText = Field(description="The base unit every quantity of the item is counted in.")
+    packs: Annotated[list[Pack], Field(max_length=10)] = []
+    grade: Grade = "general"
+    unit_value_fen: Annotated[int, Field(ge=0, le=10**12)] = 0
+    perishable: bool = False
+    substitute_rules: Annotated[list[SubstituteRule], Field(max_length=20)] = []
+    check_by: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
+
+
 class SiteBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -36,7 +36,9 @@ async def store_item(session: AsyncSession, table: Table, item: Item) -> None:
     """Write the item into this service's table (the newest body wins) and into this process's catalog."""
     body = item.model_dump(mode="json")
     stmt = insert(table).values(code=item.code, body=body)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["code"], set_={"body": body, "changed_at": func.now()}))
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["code"], set_={"body": body, "changed_at": func.now()})
+    )
     apply_items([item])
 
 
