@@ -12,7 +12,7 @@ from services.needs.dependencies import Coordinator, SiteWriter
 from services.needs.errors import ItemExists, NeedNotFound, SiteNotFound
 from services.needs.models import Need, Site
 from shared.app import SessionDep, service_router
-from shared.auth import CurrentPrincipal, Principal
+from shared.auth import CurrentPrincipal, Principal, require_national
 from shared.catalog import UnknownItem, get_catalog
 from shared.errors import (
     Conflict,
@@ -56,7 +56,9 @@ async def list_items(
 
 @router.post("/items", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden, ItemExists))
 async def create_item(data: schemas.ItemCreate, principal: Coordinator, session: SessionDep) -> schemas.CatalogItem:
-    """Add an item to the catalog (coordinators): needs and lots may name it at once, every service follows."""
+    """Add an item to the catalog (national coordinators): needs and lots may name it at once, every service
+    follows."""
+    require_national(principal, what="The item catalog")
     item = await service.add_item(session, data)
     return schemas.CatalogItem.model_validate(item.model_dump())
 
