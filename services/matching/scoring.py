@@ -333,7 +333,7 @@ class _CandidateSearch:
     def pairs(self) -> Found:
         found = Found()
         for item, rows in self.line_groups():
-            buckets = []
+            buckets: list[tuple[I64, I64]] = []
             for allowed, codes in self.code_buckets(item, rows):
                 cols = self.lots_for(item, codes)
                 if len(cols):

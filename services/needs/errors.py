@@ -27,3 +27,7 @@ class NeedAlreadyMatched(Conflict):
 
 class ItemExists(Conflict):
     slug, title = "item-exists", "The catalog already holds an item of this code"
+
+
+class ItemNotFound(NotFound):
+    slug, title = "item-not-found", "No item of this code in the catalog"

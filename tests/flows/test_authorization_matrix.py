@@ -107,6 +107,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # --- needs: anyone reads; sites and needs are written by their organisation's frontline or coordinators
     ("GET", "/v1/items"): Row(ANY),
     ("POST", "/v1/items"): Row(STAFF),  # the catalog is the whole hub's: coordinators add to it
+    ("GET", "/v1/items/{item_code}"): Row(ANY),
     ("GET", "/v1/sites"): Row(ANY),
     ("POST", "/v1/sites"): Row(only(C, F, A)),  # for the caller's own organisation (see EXTRAS)
     ("GET", "/v1/sites/{site_id}"): Row(ANY, other=ANY),  # contact details hidden from others
@@ -839,6 +840,7 @@ async def _track_page(w: World) -> Target:
 PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/items"): (_plain("/v1/items?q=口罩"), False),
     ("POST", "/v1/items"): (_plain("/v1/items", ("POST", "/v1/items")), False),
+    ("GET", "/v1/items/{item_code}"): (_plain("/v1/items/ppe.mask.gb19083"), False),
     ("GET", "/v1/sites"): (_plain("/v1/sites", before=World.site), False),
     ("POST", "/v1/sites"): (_plain("/v1/sites", ("POST", "/v1/sites")), False),
     ("GET", "/v1/sites/{site_id}"): (_site_target(), False),

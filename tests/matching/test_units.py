@@ -26,7 +26,7 @@ def _item(code: str, grade: str, rules: list[SubstituteRule]) -> Item:
         name=ItemName(zh=code, en=code),
         category="x",
         unit="piece",
-        grade=grade,  # type: ignore[arg-type]
+        grade=grade,
         unit_value_fen=100,
         perishable=False,
         substitutes=[r.code for r in rules],
@@ -169,7 +169,7 @@ def test_a_barrel_line_is_filled_by_enough_bottles_never_fewer_litres() -> None:
     """2 barrels of 18.9 L asked, 5 L bottles offered: 8 bottles (40 L) go, 2 barrels are credited."""
     lines = [line_row(id="barrels", item_code="m.barrel", remaining=2, site_kind="shelter")]
     lots = [lot_row(km=10, id="bottles", item_code="m.bottle", available=100)]
-    cand, result, _, _ = _solve(lines, lots)
+    _, result, _, _ = _solve(lines, lots)
     assert result.flow.tolist() == [8] and result.credited is not None and result.credited.tolist() == [2]
 
 

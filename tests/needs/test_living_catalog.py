@@ -37,6 +37,10 @@ async def test_a_coordinator_adds_an_item_and_a_need_for_it_is_matched(
     r = await client.post("/v1/items", headers=auth("coordinator"), json=item_body(code))
     assert r.status_code == 201, r.text
     item = r.json()
+    assert r.headers["location"] == f"/v1/items/{code}"
+    got = await client.get(r.headers["location"], headers=auth("donor", org="org-donor"))
+    assert got.status_code == 200 and got.json() == item
+    assert_problem(await client.get("/v1/items/no.such.item", headers=auth("donor")), 404, "item-not-found")
     assert (item["code"], item["category"], item["base_unit"], item["substitutes"]) == (
         code,
         "food",
