@@ -215,6 +215,24 @@ async def test_unknown_item_in_lots_is_422(client, donor_headers, donor) -> None
     assert await list_ids(client, donor_headers) == []
 
 
+async def test_a_lot_unit_that_is_not_the_items_is_422_naming_the_allowed(client, donor_headers, donor) -> None:
+    resp = await client.post(
+        "/v1/offers",
+        headers=donor_headers,
+        json={
+            "donor_id": donor["id"],
+            "kind": "in_kind",
+            "lots": [
+                {"item_code": WATER, "quantity": 3, "unit": "pallet"},
+                {"item_code": RICE, "quantity": 2, "unit": "crate"},
+            ],
+        },
+    )
+    err = assert_problem(resp, 422, "unknown-unit")
+    assert err["errors"] == [{"loc": ["body", "lots", 1, "unit"], "msg": "unit must be one of: kg, bag"}]
+    assert await list_ids(client, donor_headers) == []
+
+
 async def test_unknown_item_in_restrictions_is_422(client, donor_headers, donor) -> None:
     resp = await client.post(
         "/v1/offers",
