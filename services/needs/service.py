@@ -403,7 +403,8 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
         except ValidationError as exc:
             errors.add_validation(exc, numbers, "lines")
             continue
-        if not unknown_items(errors, zip(numbers, (line.item_code for line in need.lines), strict=True)):
+        units = [(n, line.item_code, line.unit) for n, line in zip(numbers, need.lines, strict=True)]
+        if not unknown_items(errors, [(n, code) for n, code, _ in units], units):
             parsed.append((numbers, need))
     return parsed
 

@@ -526,7 +526,8 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
             continue
         codes = [*zip(numbers, (lot.item_code for lot in offer.lots or []), strict=False)]
         codes += [(numbers[0], c) for c in offer.restrictions.item_codes]
-        if not unknown_items(errors, codes):
+        units = [(n, lot.item_code, lot.unit) for n, lot in zip(numbers, offer.lots or [], strict=False)]
+        if not unknown_items(errors, codes, units):
             parsed.append((numbers, offer))
     return parsed
 
