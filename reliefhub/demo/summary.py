@@ -64,6 +64,11 @@ class Summary:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def superseded_share(self) -> float:
+        """Proposals gone (superseded, lot taken) when a coordinator came to accept them, per accepted one."""
+        return self.proposals_conflicts / self.proposals_accepted if self.proposals_accepted else 0.0
+
     def rows(self) -> list[tuple[str, str, str]]:
         return [
             ("recipient sites", f"{self.sites}", "16 districts of Shanghai; one organisation each"),
@@ -87,6 +92,8 @@ class Summary:
              f"{self.quantity_accepted:,} units; {self.proposals_auto_accepted} by policy, "
              f"{self.proposals_conflicts} superseded meanwhile"
              + (f", {self.accept_retries} retried after a 500" if self.accept_retries else "")),
+            ("superseded vs accepted", f"{self.proposals_conflicts} / {self.proposals_accepted}",
+             f"{self.superseded_share:.1%} of the accepted (aim: under 2%); open proposals stay until decided"),
             ("shipments planned", f"{self.shipments}", "by logistics, from the accepted proposals"),
             ("picked up → in transit → delivered", f"{self.delivered}",
              f"{self.picked_up} picked up, {self.in_transit} through district sub-centers"),

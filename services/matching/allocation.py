@@ -92,6 +92,16 @@ def pair_capacities(remaining: npt.NDArray[np.integer], available: npt.NDArray[n
     return np.maximum(cap, 0)
 
 
+def lot_units_of(credited: npt.NDArray[np.integer], cand: Candidates) -> I64:
+    """Lot base units each pair gives for what it credits its line: exactly what `allocate` gives (the fewest
+    whose worth covers the credit)."""
+    c = np.asarray(credited, dtype=np.int64)
+    out = c.copy()
+    converted = cand.factor != 1.0
+    out[converted] = np.ceil(c[converted] / cand.factor[converted] - 1e-9).astype(np.int64)
+    return out
+
+
 def credit_of(given: npt.NDArray[np.integer], cand: Candidates) -> I64:
     """Line base units that `given` lot base units of each pair are worth (rounded down)."""
     g = np.asarray(given, dtype=np.int64)

@@ -144,10 +144,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/allocation-runs"): Row(MATCHING_READERS),
     ("POST", "/v1/allocation-runs"): Row(STAFF),
     ("GET", "/v1/allocation-runs/{run_id}"): Row(MATCHING_READERS),
-    ("GET", "/v1/proposals"): Row(MATCHING_READERS),
+    ("GET", "/v1/proposals"): Row(MATCHING_READERS | only(F)),  # frontline: their own sites' needs only
     ("GET", "/v1/proposals/{proposal_id}"): Row(MATCHING_READERS),
     ("POST", "/v1/proposals/{proposal_id}/accept"): Row(STAFF),
     ("POST", "/v1/proposals/{proposal_id}/reject"): Row(STAFF),
+    # the need's site organisation declines (its frontline), or a coordinator for it
+    ("POST", "/v1/proposals/{proposal_id}/decline"): Row(only(C, F, A), other=STAFF),
     ("GET", "/v1/policy"): Row(MATCHING_READERS),
     ("PUT", "/v1/policy"): Row(STAFF),
     ("GET", "/v1/matching-kpis"): Row(MATCHING_READERS),
@@ -225,6 +227,7 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/allocation-runs"): 403,  # the run's scope.region_code
     ("POST", "/v1/proposals/{proposal_id}/accept"): 403,  # the need's region
     ("POST", "/v1/proposals/{proposal_id}/reject"): 403,
+    ("POST", "/v1/proposals/{proposal_id}/decline"): 403,
     ("PUT", "/v1/policy"): 403,
     ("POST", "/v1/items"): 403,  # the catalog holds for every region
     ("POST", "/v1/shipments"): 403,  # the destination's region
@@ -647,10 +650,10 @@ def _offer_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepa
     return prepare
 
 
-def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None, owner_org: str | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         proposal = await w.proposal()
-        return Target(f"/v1/proposals/{proposal['id']}{suffix}", example(key) if key else None)
+        return Target(f"/v1/proposals/{proposal['id']}{suffix}", example(key) if key else None, owner_org=owner_org)
 
     return prepare
 
@@ -881,6 +884,10 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ),
     ("POST", "/v1/proposals/{proposal_id}/reject"): (
         _proposal_target("/reject", ("POST", "/v1/proposals/{proposal_id}/reject")),
+        True,
+    ),
+    ("POST", "/v1/proposals/{proposal_id}/decline"): (
+        _proposal_target("/decline", ("POST", "/v1/proposals/{proposal_id}/decline"), SITE_ORG),
         True,
     ),
     ("GET", "/v1/policy"): (_plain("/v1/policy"), False),

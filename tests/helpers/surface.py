@@ -56,6 +56,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/allocation-runs"): {"scope": {"region_code": "31", "item_codes": ["food.grain.rice"]}},
     ("POST", "/v1/proposals/{proposal_id}/accept"): {"quantity": 1},
     ("POST", "/v1/proposals/{proposal_id}/reject"): {"reason": "the site already received rice"},
+    ("POST", "/v1/proposals/{proposal_id}/decline"): {"reason": "our store room cannot take another pallet"},
     ("PUT", "/v1/policy"): {
         "weights": {
             "urgency": 30,
