@@ -116,7 +116,7 @@ async def accept(
             # An earlier accept of this proposal reserved another quantity; the proposal stays as it is.
             raise ProposalNotOpen(f"A reservation for this proposal already exists: {problem.get('detail', '')}")
         taken = f"lot taken: {problem.get('detail', '')}"
-    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, amount):
+    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, lot_units(proposal, amount)):
         # Supply answered with a reservation under this proposal's id that is not (or no longer) our hold of
         # these goods: adopting it would ship goods nobody holds.
         taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
@@ -169,7 +169,7 @@ async def accept(
 
 
 def _holds(reservation: dict[str, Any], proposal: Proposal, amount: int) -> bool:
-    """Whether supply's answer is matching's own active hold of `amount` of the proposal's lot."""
+    """Whether supply's answer is matching's own active hold of `amount` (lot units) of the proposal's lot."""
     return (
         reservation.get("lot_id") == str(proposal.lot_id)
         and reservation.get("quantity") == amount

@@ -151,6 +151,7 @@ def allocate_around(
     result: Allocation = allocate(rem, avail, sub, policy, **solver)  # type: ignore[arg-type]
     whole, at = _with_held_pairs(cand, held)
     flow = np.zeros(len(whole), dtype=np.int64)
+    assert result.credited is not None
     flow[np.flatnonzero(live)] = result.credited
     held_flow = np.zeros(len(whole), dtype=np.int64)
     np.add.at(held_flow, at, held.quantity)

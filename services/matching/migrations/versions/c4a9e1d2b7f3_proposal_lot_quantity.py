@@ -1,7 +1,7 @@
 """proposal: the quantity in the lot's unit
 
 Revision ID: c4a9e1d2b7f3
-Revises: eaf35d549e04
+Revises: 3c7d2e91a4b8
 Create Date: 2026-12-02 15:05:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = 'c4a9e1d2b7f3'
-down_revision: str | None = 'eaf35d549e04'
+down_revision: str | None = '3c7d2e91a4b8'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
