@@ -57,6 +57,8 @@ class Summary:
     tracking_steps: int = 0
     organizations: int = 0
     organizations_approved: int = 0
+    capacities: int = 0
+    capacity_units_per_day: int = 0
     customs_cleared_lots: int = 0
     tasks_done: int = 0
     tasks_by_kind: dict[str, int] = field(default_factory=dict)
@@ -80,6 +82,8 @@ class Summary:
             ("partner organisations", f"{self.organizations}",
              f"{self.organizations_approved} approved by the hub: NGOs, community groups, volunteers, carriers, "
              "foundations, companies, working groups"),
+            ("capacities declared", f"{self.capacities}",
+             f"{self.capacity_units_per_day} service units a day: psychological support, drivers, customs brokerage"),
             ("working-group tasks done", f"{self.tasks_done}",
              ", ".join(f"{n} {kind}" for kind, n in self.tasks_by_kind.items())
              + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),

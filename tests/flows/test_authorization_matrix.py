@@ -200,6 +200,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("PATCH", "/v1/organizations/{org}"): Row(ANY, other=only(A)),
     ("POST", "/v1/organizations/{org}/approve"): Row(only(A), other=only(A)),
     ("POST", "/v1/organizations/{org}/suspend"): Row(only(A), other=only(A)),
+    # capacities: an organisation declares, changes and withdraws its own (an admin any); everyone reads them
+    ("GET", "/v1/capacities"): Row(ANY),
+    ("POST", "/v1/capacities"): Row(ANY),  # for the caller's own organisation (see EXTRAS)
+    ("GET", "/v1/capacities/{capacity_id}"): Row(ANY, other=ANY),
+    ("PATCH", "/v1/capacities/{capacity_id}"): Row(ANY, other=only(A)),
+    ("POST", "/v1/capacities/{capacity_id}/withdraw"): Row(ANY, other=only(A)),
     # task queues: a working group's members work on its tasks; coordinators see every queue and open tasks
     ("GET", "/v1/tasks"): Row(only(C, W, A)),
     ("POST", "/v1/tasks"): Row(STAFF),
@@ -305,6 +311,11 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
         Extra("frontline registers another org", F, SITE_ORG, None, False, {"id": OTHER_ORG}),
         Extra("a coordinator registers another org", C, HUB_ORG, None, True, {"id": OTHER_ORG}),
     ],
+    ("POST", "/v1/capacities"): [
+        Extra("frontline declares for another org", F, SITE_ORG, None, False, {"org": OTHER_ORG}),
+        Extra("a coordinator declares for another org", C, HUB_ORG, None, False, {"org": OTHER_ORG}),
+        Extra("an admin declares for another org", A, HUB_ORG, None, True, {"org": OTHER_ORG}),
+    ],
     **{
         key: [Extra("a coordinator of the approved hub covering it", C, HUB_ORG, None, True)]
         for key in (
@@ -340,7 +351,7 @@ OWNED_TABLES = {
         "ledger_entry",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
-    "partners": ("organization", "task"),
+    "partners": ("organization", "capacity", "task"),
 }
 
 
@@ -577,6 +588,16 @@ class World:
             return await self.post("/v1/organizations", self.auth(F, org=PARTNER_ORG), json=body)
 
         return await self._once("partner", make)
+
+    async def capacity(self) -> dict[str, Any]:
+        """The partner's capacity (psychological support sessions in 310101)."""
+
+        async def make() -> dict[str, Any]:
+            await self.partner()
+            body = example(("POST", "/v1/capacities"))
+            return await self.post("/v1/capacities", self.auth(F, org=PARTNER_ORG), json=body)
+
+        return await self._once("capacity", make)
 
     async def task(self) -> dict[str, Any]:
         """A procurement group's task, opened by a coordinator."""
@@ -822,6 +843,14 @@ def _organization_target(suffix: str = "", key: tuple[str, str] | None = None) -
     return prepare
 
 
+def _capacity_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        capacity = await w.capacity()
+        return Target(f"/v1/capacities/{capacity['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
 def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         task = await w.task()
@@ -951,6 +980,17 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ),
     ("POST", "/v1/organizations/{org}/suspend"): (
         _organization_target("/suspend", ("POST", "/v1/organizations/{org}/suspend")),
+        False,
+    ),
+    ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/capacities"): (_plain("/v1/capacities", ("POST", "/v1/capacities")), False),
+    ("GET", "/v1/capacities/{capacity_id}"): (_capacity_target(), False),
+    ("PATCH", "/v1/capacities/{capacity_id}"): (
+        _capacity_target("", ("PATCH", "/v1/capacities/{capacity_id}")),
+        False,
+    ),
+    ("POST", "/v1/capacities/{capacity_id}/withdraw"): (
+        _capacity_target("/withdraw", ("POST", "/v1/capacities/{capacity_id}/withdraw")),
         False,
     ),
     ("GET", "/v1/tasks"): (_plain("/v1/tasks", before=World.task), False),
