@@ -85,13 +85,9 @@ def _accepted_by_line() -> Any:
 
 def _accepted_lot_units() -> Any:
     """What an accepted proposal holds of its lot, in the lot's unit (decisions.lot_units, in SQL)."""
-    return case(
-        (
-            and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0),
-            (Proposal.accepted_quantity * Proposal.lot_quantity + Proposal.quantity - 1) // Proposal.quantity,
-        ),
-        else_=Proposal.accepted_quantity,
-    )
+    p, known = Proposal, and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0)
+    held = (p.accepted_quantity * p.lot_quantity + p.quantity - 1) // p.quantity
+    return case((known, held), else_=p.accepted_quantity)
 
 
 def _unprojected_by_lot() -> Any:

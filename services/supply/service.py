@@ -111,6 +111,11 @@ async def get_donor(session: AsyncSession, donor_id: uuid.UUID) -> Donor:
 # --- offers ------------------------------------------------------------------------------------------
 
 
+def _lot_units(numbers: list[int], offer: schemas.OfferCreate) -> list[tuple[int, str, str | None]]:
+    """(row, item code, unit) of each lot of an imported offer."""
+    return [(n, lot.item_code, lot.unit) for n, lot in zip(numbers, offer.lots or [], strict=False)]
+
+
 def _check_items(codes: list[str], loc: list[Any]) -> None:
     require_known(([*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i], c) for i, c in enumerate(codes))
 
@@ -526,8 +531,7 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
             continue
         codes = [*zip(numbers, (lot.item_code for lot in offer.lots or []), strict=False)]
         codes += [(numbers[0], c) for c in offer.restrictions.item_codes]
-        units = [(n, lot.item_code, lot.unit) for n, lot in zip(numbers, offer.lots or [], strict=False)]
-        if not unknown_items(errors, codes, units):
+        if not unknown_items(errors, codes, _lot_units(numbers, offer)):
             parsed.append((numbers, offer))
     return parsed
 
