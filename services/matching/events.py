@@ -10,8 +10,9 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.matching.models import Proposal
+from services.matching.models import Proposal, catalog
 from services.matching.repository import ProjectionRepository, ProposalRepository
+from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, publish, register_event_type
 from shared.service import Subscription
 
@@ -301,6 +302,7 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
 
 
 SUBSCRIPTIONS = [
+    Subscription(stream="needs.events", group="matching-catalog", handler=catalog_handler(catalog)),
     Subscription(stream="needs.events", group="matching-projection", handler=on_need_event),
     Subscription(stream="supply.events", group="matching-projection", handler=on_supply_event),
     Subscription(stream="logistics.events", group="matching-returns", handler=on_logistics_event),
