@@ -285,7 +285,8 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         assert isinstance(t, Table)
         await self.session.execute(
             text(
-                f"DELETE FROM {t.fullname} v USING unnest(CAST(:ids AS uuid[]), CAST(:versions AS int[])) AS n(id, version) "
+                f"DELETE FROM {t.fullname} v "
+                "USING unnest(CAST(:ids AS uuid[]), CAST(:versions AS int[])) AS n(id, version) "
                 "WHERE v.need_id = n.id AND v.need_version < n.version AND NOT (v.line_id = ANY(CAST(:keep AS uuid[])))"
             ),
             {"ids": list(versions), "versions": list(versions.values()), "keep": list(keep)},
