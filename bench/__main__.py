@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, continuous, imports, intake, load, time_to_proposal, webhooks
+from bench import allocation, continuous, imports, intake, load, stability, time_to_proposal, webhooks
 
 
 def main() -> int:
     intake.main(sys.argv[1:])
     allocation.main([])
+    stability.main([])
     imports.main([])
     time_to_proposal.main([])
     continuous.main([])

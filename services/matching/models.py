@@ -135,6 +135,9 @@ class Proposal(ChangeTracked, Base):
     # Set when the reservation's own event reached lot_view, so its quantity is not counted twice.
     reservation_projected: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Set when a periodic or manual run replaced the open proposal (stable proposals are otherwise kept).
+    replaced_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    replaced_reason: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_by: Mapped[str | None] = mapped_column(String(200))
@@ -181,3 +184,16 @@ class ShipmentReturn(Base):
     proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
     quantity_returned: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer)
+
+
+class LineExclusion(Base):
+    """A lot a need line is never matched with again: its site declined a proposal of it."""
+
+    __tablename__ = "line_exclusion"
+
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

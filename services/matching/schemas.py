@@ -42,6 +42,7 @@ class PolicyRecord(BaseModel):
     max_candidates_per_line: int
     auto_accept_score: float | None
     proposal_ttl_seconds: int
+    replace_gain_threshold: float
     created_at: datetime | None = None
     created_by: str | None = None
 
@@ -102,6 +103,10 @@ class Proposal(BaseModel):
     auto: bool
     reservation_id: uuid.UUID | None
     reason: str | None
+    replaced_by: uuid.UUID | None = Field(
+        None, description="The proposal a periodic or manual run put in this one's place (on the same line)."
+    )
+    replaced_reason: str | None = Field(None, description="Why a run replaced this open proposal.")
     expires_at: datetime
     decided_at: datetime | None
     decided_by: str | None
@@ -150,6 +155,14 @@ class RejectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class DeclineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)] = Field(
+        description="Why the site does not want this lot (its line is matched again without it)."
+    )
 
 
 class RegionKpi(BaseModel):

@@ -142,10 +142,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/allocation-runs"): Row(MATCHING_READERS),
     ("POST", "/v1/allocation-runs"): Row(STAFF),
     ("GET", "/v1/allocation-runs/{run_id}"): Row(MATCHING_READERS),
-    ("GET", "/v1/proposals"): Row(MATCHING_READERS),
+    ("GET", "/v1/proposals"): Row(MATCHING_READERS | only(F)),  # frontline: their own sites' needs only
     ("GET", "/v1/proposals/{proposal_id}"): Row(MATCHING_READERS),
     ("POST", "/v1/proposals/{proposal_id}/accept"): Row(STAFF),
     ("POST", "/v1/proposals/{proposal_id}/reject"): Row(STAFF),
+    # the need's site organisation declines (its frontline), or a coordinator for it
+    ("POST", "/v1/proposals/{proposal_id}/decline"): Row(only(C, F, A), other=STAFF),
     ("GET", "/v1/policy"): Row(MATCHING_READERS),
     ("PUT", "/v1/policy"): Row(STAFF),
     ("GET", "/v1/matching-kpis"): Row(MATCHING_READERS),
@@ -196,6 +198,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("PATCH", "/v1/organizations/{org}"): Row(ANY, other=only(A)),
     ("POST", "/v1/organizations/{org}/approve"): Row(only(A), other=only(A)),
     ("POST", "/v1/organizations/{org}/suspend"): Row(only(A), other=only(A)),
+    # capacities: an organisation declares, changes and withdraws its own (an admin any); everyone reads them
+    ("GET", "/v1/capacities"): Row(ANY),
+    ("POST", "/v1/capacities"): Row(ANY),  # for the caller's own organisation (see EXTRAS)
+    ("GET", "/v1/capacities/{capacity_id}"): Row(ANY, other=ANY),
+    ("PATCH", "/v1/capacities/{capacity_id}"): Row(ANY, other=only(A)),
+    ("POST", "/v1/capacities/{capacity_id}/withdraw"): Row(ANY, other=only(A)),
     # task queues: a working group's members work on its tasks; coordinators see every queue and open tasks
     ("GET", "/v1/tasks"): Row(only(C, W, A)),
     ("POST", "/v1/tasks"): Row(STAFF),
@@ -223,6 +231,7 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/allocation-runs"): 403,  # the run's scope.region_code
     ("POST", "/v1/proposals/{proposal_id}/accept"): 403,  # the need's region
     ("POST", "/v1/proposals/{proposal_id}/reject"): 403,
+    ("POST", "/v1/proposals/{proposal_id}/decline"): 403,
     ("PUT", "/v1/policy"): 403,
     ("POST", "/v1/shipments"): 403,  # the destination's region
     ("PATCH", "/v1/shipments/{shipment_id}"): 403,
@@ -299,6 +308,11 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
         Extra("frontline registers another org", F, SITE_ORG, None, False, {"id": OTHER_ORG}),
         Extra("a coordinator registers another org", C, HUB_ORG, None, True, {"id": OTHER_ORG}),
     ],
+    ("POST", "/v1/capacities"): [
+        Extra("frontline declares for another org", F, SITE_ORG, None, False, {"org": OTHER_ORG}),
+        Extra("a coordinator declares for another org", C, HUB_ORG, None, False, {"org": OTHER_ORG}),
+        Extra("an admin declares for another org", A, HUB_ORG, None, True, {"org": OTHER_ORG}),
+    ],
     **{
         key: [Extra("a coordinator of the approved hub covering it", C, HUB_ORG, None, True)]
         for key in (
@@ -334,7 +348,7 @@ OWNED_TABLES = {
         "ledger_entry",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
-    "partners": ("organization", "task"),
+    "partners": ("organization", "capacity", "task"),
 }
 
 
@@ -572,6 +586,16 @@ class World:
 
         return await self._once("partner", make)
 
+    async def capacity(self) -> dict[str, Any]:
+        """The partner's capacity (psychological support sessions in 310101)."""
+
+        async def make() -> dict[str, Any]:
+            await self.partner()
+            body = example(("POST", "/v1/capacities"))
+            return await self.post("/v1/capacities", self.auth(F, org=PARTNER_ORG), json=body)
+
+        return await self._once("capacity", make)
+
     async def task(self) -> dict[str, Any]:
         """A procurement group's task, opened by a coordinator."""
         body = example(("POST", "/v1/tasks"))
@@ -644,10 +668,10 @@ def _offer_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepa
     return prepare
 
 
-def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None, owner_org: str | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         proposal = await w.proposal()
-        return Target(f"/v1/proposals/{proposal['id']}{suffix}", example(key) if key else None)
+        return Target(f"/v1/proposals/{proposal['id']}{suffix}", example(key) if key else None, owner_org=owner_org)
 
     return prepare
 
@@ -816,6 +840,14 @@ def _organization_target(suffix: str = "", key: tuple[str, str] | None = None) -
     return prepare
 
 
+def _capacity_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        capacity = await w.capacity()
+        return Target(f"/v1/capacities/{capacity['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
 def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         task = await w.task()
@@ -876,6 +908,10 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ),
     ("POST", "/v1/proposals/{proposal_id}/reject"): (
         _proposal_target("/reject", ("POST", "/v1/proposals/{proposal_id}/reject")),
+        True,
+    ),
+    ("POST", "/v1/proposals/{proposal_id}/decline"): (
+        _proposal_target("/decline", ("POST", "/v1/proposals/{proposal_id}/decline"), SITE_ORG),
         True,
     ),
     ("GET", "/v1/policy"): (_plain("/v1/policy"), False),
@@ -939,6 +975,17 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ),
     ("POST", "/v1/organizations/{org}/suspend"): (
         _organization_target("/suspend", ("POST", "/v1/organizations/{org}/suspend")),
+        False,
+    ),
+    ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/capacities"): (_plain("/v1/capacities", ("POST", "/v1/capacities")), False),
+    ("GET", "/v1/capacities/{capacity_id}"): (_capacity_target(), False),
+    ("PATCH", "/v1/capacities/{capacity_id}"): (
+        _capacity_target("", ("PATCH", "/v1/capacities/{capacity_id}")),
+        False,
+    ),
+    ("POST", "/v1/capacities/{capacity_id}/withdraw"): (
+        _capacity_target("/withdraw", ("POST", "/v1/capacities/{capacity_id}/withdraw")),
         False,
     ),
     ("GET", "/v1/tasks"): (_plain("/v1/tasks", before=World.task), False),

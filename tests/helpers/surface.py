@@ -48,6 +48,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/allocation-runs"): {"scope": {"region_code": "31", "item_codes": ["food.grain.rice"]}},
     ("POST", "/v1/proposals/{proposal_id}/accept"): {"quantity": 1},
     ("POST", "/v1/proposals/{proposal_id}/reject"): {"reason": "the site already received rice"},
+    ("POST", "/v1/proposals/{proposal_id}/decline"): {"reason": "our store room cannot take another pallet"},
     ("PUT", "/v1/policy"): {
         "weights": {
             "urgency": 30,
@@ -92,6 +93,16 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/organizations/{org}"): {"public_name": "金水邻里"},
     ("POST", "/v1/organizations/{org}/approve"): {"reason": "资料齐全"},
     ("POST", "/v1/organizations/{org}/suspend"): {"reason": "核查中"},
+    ("POST", "/v1/capacities"): {
+        "service_code": "service.psych.support_session",
+        "units_per_day": 30,
+        "starts_on": "2026-12-01",
+        "ends_on": "2026-12-07",
+        "region_codes": ["310101"],
+        "note": "线上线下均可",
+    },
+    ("PATCH", "/v1/capacities/{capacity_id}"): {"units_per_day": 40},
+    ("POST", "/v1/capacities/{capacity_id}/withdraw"): {"reason": "人员撤回"},
     ("POST", "/v1/tasks"): {
         "kind": "procurement_quote",
         "title": "采购报价",
