@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.matching import bulk
 from services.matching.models import Proposal
 from services.matching.repository import ProjectionRepository, ProposalRepository
 from shared.events import CloudEvent, EventType, publish, register_event_type
@@ -198,12 +199,14 @@ async def on_need_events(session: AsyncSession, events: list[CloudEvent]) -> Non
     if not newest:
         return
     repo = ProjectionRepository(session)
-    await repo.lock_needs(sorted(newest))
-    stored = await repo.newest_need_versions(list(newest))
+    await bulk.lock_needs(session, sorted(newest))
+    stored = await bulk.newest_need_versions(session, list(newest))
     fresh = [d for need_id, d in newest.items() if stored.get(need_id, 0) <= int(d["version"])]
     rows = [row for d in fresh for row in _need_lines(d)]
     await repo.upsert_lines(rows)
-    await repo.drop_older_lines_of({uuid.UUID(d["id"]): int(d["version"]) for d in fresh}, [r["line_id"] for r in rows])
+    await bulk.drop_older_lines_of(
+        session, {uuid.UUID(d["id"]): int(d["version"]) for d in fresh}, [r["line_id"] for r in rows]
+    )
     await repo.mark_dirty({code for d in fresh for code in items[uuid.UUID(d["id"])]})
 
 

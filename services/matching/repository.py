@@ -43,8 +43,6 @@ from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
 from shared.vocabulary import Verdict
 
-_UPSERT_CHUNK = 1000
-
 ACTIVE_NEED = ("open", "matched", "in_transit")
 AVAILABLE_LOT = ("not_required", "verified", "reclassified")
 _LOAD_BATCH = 2000
@@ -315,40 +313,6 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             select(func.pg_advisory_xact_lock(func.hashtextextended(f"need-lines:{need_id}", 0)))
         )
 
-    async def lock_needs(self, need_ids: Sequence[uuid.UUID]) -> None:
-        """`lock_need` for many needs in one statement, taken in the order given."""
-        keys = [f"need-lines:{n}" for n in need_ids]
-        await self.session.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
-                "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, i) ORDER BY i"
-            ),
-            {"keys": keys},
-        )
-
-    async def newest_need_versions(self, need_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-        stmt = (
-            select(NeedLineView.need_id, func.max(NeedLineView.need_version))
-            .where(NeedLineView.need_id.in_(need_ids))
-            .group_by(NeedLineView.need_id)
-        )
-        return {row[0]: int(row[1]) for row in (await self.session.execute(stmt)).all()}
-
-    async def drop_older_lines_of(self, versions: dict[uuid.UUID, int], keep: Sequence[uuid.UUID]) -> None:
-        """`drop_older_lines` for many needs at once: need id → the version whose lines stay."""
-        if not versions:
-            return
-        t = NeedLineView.__table__
-        assert isinstance(t, Table)
-        await self.session.execute(
-            text(
-                f"DELETE FROM {t.fullname} v "
-                "USING unnest(CAST(:ids AS uuid[]), CAST(:versions AS int[])) AS n(id, version) "
-                "WHERE v.need_id = n.id AND v.need_version < n.version AND NOT (v.line_id = ANY(CAST(:keep AS uuid[])))"
-            ),
-            {"ids": list(versions), "versions": list(versions.values()), "keep": list(keep)},
-        )
-
     async def newest_need_version(self, need_id: uuid.UUID) -> int | None:
         stmt = select(func.max(NeedLineView.need_version)).where(NeedLineView.need_id == need_id)
         return await self.session.scalar(stmt)
@@ -359,16 +323,18 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             return
         t = NeedLineView.__table__
         assert isinstance(t, Table)
+        # Parameters as a list (SQLAlchemy's batched "insertmanyvalues"): one statement compiled once and cached,
+        # where a multi-row VALUES would compile anew for every batch size.
+        stmt = insert(t)
         updatable = [c for c in rows[0] if c not in ("line_id",)]
-        for start in range(0, len(rows), _UPSERT_CHUNK):  # within the driver's 32,767 parameters
-            stmt = insert(t).values(rows[start : start + _UPSERT_CHUNK])
-            await self.session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[t.c.line_id],
-                    set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": func.now()},
-                    where=t.c.need_version < stmt.excluded.need_version,
-                )
-            )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.line_id],
+                set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": func.now()},
+                where=t.c.need_version < stmt.excluded.need_version,
+            ),
+            rows,
+        )
 
     async def drop_older_lines(self, need_id: uuid.UUID, version: int, *, keep: Sequence[uuid.UUID]) -> None:
         """The need's lines from versions before `version`, except those in `keep`, leave the projection."""
