@@ -242,3 +242,16 @@ def unknown_items(errors: RowErrors, codes: Iterable[tuple[int, str]]) -> bool:
             errors.add(row, f"item_code: {code!r} is not in the catalog")
             found = True
     return found
+
+
+# What a spreadsheet takes for the start of a formula (and the tab and carriage return that can hide one).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell for an exported sheet: text that a spreadsheet would run as a formula (`=HYPERLINK(…)`, `+1`,
+    `@SUM`) gets a leading apostrophe, so it is shown as the text it is; numbers and empty cells pass as they
+    are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

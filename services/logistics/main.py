@@ -19,7 +19,7 @@ SERVICE = ServiceSpec(
     kit=kit,
     routers=[router],
     migrations=migrations_dir(__file__),
-    collections=("shipments", "procurements", "ledger", "track", "reports"),
+    collections=("shipments", "procurements", "ledger", "track", "reports", "exports", "public"),
     calls=("supply",),
     subscriptions=SUBSCRIPTIONS,
 )

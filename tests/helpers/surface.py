@@ -18,7 +18,11 @@ JSON = "application/json"
 MULTIPART = "multipart/form-data"
 METHODS = ("get", "post", "put", "patch", "delete")
 # API.md: no token needed (the gift's timeline, as JSON and as a page)
-PUBLIC: set[tuple[str, str]] = {("GET", "/v1/track/{code}"), ("GET", "/v1/track/{code}.html")}
+PUBLIC: set[tuple[str, str]] = {
+    ("GET", "/v1/track/{code}"),
+    ("GET", "/v1/track/{code}.html"),
+    ("GET", "/v1/public/exports/deliveries"),
+}
 
 SITE_ID = "00000000-0000-4000-8000-000000000001"
 IMPORT_CSV = f"site_id,title,item_code,quantity\n{SITE_ID},饮用水,water.bottled.small_550ml,10\n".encode()
