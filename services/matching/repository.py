@@ -330,14 +330,17 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             return
         t = NeedLineView.__table__
         assert isinstance(t, Table)
-        stmt = insert(t).values(rows)
+        # Parameters as a list (SQLAlchemy's batched "insertmanyvalues"): one statement compiled once and cached,
+        # where a multi-row VALUES would compile anew for every batch size.
+        stmt = insert(t)
         updatable = [c for c in rows[0] if c not in ("line_id",)]
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[t.c.line_id],
                 set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": func.now()},
                 where=t.c.need_version < stmt.excluded.need_version,
-            )
+            ),
+            rows,
         )
 
     async def drop_older_lines(self, need_id: uuid.UUID, version: int, *, keep: Sequence[uuid.UUID]) -> None:
