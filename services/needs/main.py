@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.needs.events import on_logistics_event, on_matching_event
 from services.needs.models import Base, catalog, kit
+from services.needs.requests_router import router as requests_router
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
@@ -19,7 +20,7 @@ SERVICE = ServiceSpec(
     metadata=Base.metadata,
     kit=kit,
     catalog=catalog,
-    routers=[router],
+    routers=[requests_router, router],  # /items/requests before /items/{item_code}
     migrations=migrations_dir(__file__),
     collections=("items", "sites", "needs"),
     subscriptions=[

@@ -58,18 +58,29 @@ _NEED_COLUMNS = (
     "created_by",
     "version",
 )
-_LINE_ARRAYS = ("id", "position", "item_code", "quantity", "unit", "notes")
+_LINE_ARRAYS = (
+    "id",
+    "position",
+    "item_code",
+    "quantity",
+    "unit",
+    "notes",
+    "status",
+    "item_request_id",
+    "pending_reason",
+)
 # Data-modifying CTEs run as one statement; the lines' foreign key is checked at its end, after the need.
 _INSERT_NEW_SQL = f"""
 WITH need AS (
   INSERT INTO needs.need ({", ".join(_NEED_COLUMNS)}) VALUES ({", ".join(f"${i}" for i in range(1, 17))})
 ), lines AS (
-  INSERT INTO needs.need_line (id, need_id, position, item_code, quantity, unit, notes)
-  SELECT l.id, $1, l.position, l.item_code, l.quantity, l.unit, l.notes
-    FROM unnest($17::uuid[], $18::int[], $19::text[], $20::int[], $21::text[], $22::text[])
-         AS l(id, position, item_code, quantity, unit, notes)
+  INSERT INTO needs.need_line ({", ".join(("need_id", *_LINE_ARRAYS))})
+  SELECT $1, {", ".join(f"l.{c}" for c in _LINE_ARRAYS)}
+    FROM unnest($17::uuid[], $18::int[], $19::text[], $20::int[], $21::text[], $22::text[], $23::text[],
+                $24::uuid[], $25::text[])
+         AS l({", ".join(_LINE_ARRAYS)})
 )
-INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ($23, $24, $25, $26, $27)
+INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ($26, $27, $28, $29, $30)
 """
 
 
