@@ -164,7 +164,7 @@ async def test_a_hospitals_medical_line_takes_a_kn95_lot_only_after_the_override
     code = f"ppe.mask.medical_{uuid.uuid4().hex[:8]}"
     item = {
         "code": code,
-        "name": {"zh": "医用口罩", "en": "Medical mask"},
+        "name": {"zh": "医用面罩", "en": "Medical face cover"},
         "unit": "piece",
         "grade": "medical",
         "substitute_rules": [{"code": KN95, "factor": 1.0}],
