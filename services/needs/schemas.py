@@ -9,7 +9,17 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import ItemName
-from shared.vocabulary import NeedStatus, Quantity, RegionCode, SiteKind, Timestamp, Urgency, Verdict, Verification
+from shared.vocabulary import (
+    BeneficiaryGroup,
+    NeedStatus,
+    Quantity,
+    RegionCode,
+    SiteKind,
+    Timestamp,
+    Urgency,
+    Verdict,
+    Verification,
+)
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
@@ -98,6 +108,10 @@ class NeedLine(BaseModel):
     quantity_in_transit: int = 0
 
 
+# People per beneficiary group (shared.vocabulary.BeneficiaryGroup); unknown groups are refused.
+BeneficiaryGroups = dict[BeneficiaryGroup, Annotated[int, Field(ge=0, le=100_000_000)]]
+
+
 class NeedCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,6 +120,9 @@ class NeedCreate(BaseModel):
     urgency: Urgency = Urgency.normal
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryGroups = Field(
+        default_factory=dict, description='Whom the need serves: people per group, e.g. {"elderly": 120}.'
+    )
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
 
 
@@ -116,6 +133,7 @@ class NeedUpdate(BaseModel):
     urgency: Urgency | None = None
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryGroups | None = Field(None, description="Replaces the groups as a whole.")
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
         None, description="Replaces every line; refused once any quantity is matched."
     )
@@ -132,6 +150,7 @@ class Need(BaseModel):
     urgency: Urgency
     needed_by: datetime | None
     beneficiaries: int | None
+    beneficiary_groups: dict[str, int] = Field(description="People served per group (BeneficiaryGroup).")
     lines: list[NeedLine]
     status: NeedStatus
     verification: Verification
