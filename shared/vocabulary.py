@@ -97,6 +97,10 @@ class BeneficiaryGroup(StrEnum):
     other = "other"
 
 
+# People per beneficiary group, as needs (whom they serve) and feedback (whom a delivery served) give them.
+BeneficiaryCounts = dict[BeneficiaryGroup, Annotated[int, Field(ge=0, le=100_000_000)]]
+
+
 class Verdict(StrEnum):
     verified = "verified"
     rejected = "rejected"

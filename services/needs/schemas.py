@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import ItemName
 from shared.vocabulary import (
-    BeneficiaryGroup,
+    BeneficiaryCounts,
     NeedStatus,
     Quantity,
     RegionCode,
@@ -108,10 +108,6 @@ class NeedLine(BaseModel):
     quantity_in_transit: int = 0
 
 
-# People per beneficiary group (shared.vocabulary.BeneficiaryGroup); unknown groups are refused.
-BeneficiaryGroups = dict[BeneficiaryGroup, Annotated[int, Field(ge=0, le=100_000_000)]]
-
-
 class NeedCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -120,7 +116,7 @@ class NeedCreate(BaseModel):
     urgency: Urgency = Urgency.normal
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
-    beneficiary_groups: BeneficiaryGroups = Field(
+    beneficiary_groups: BeneficiaryCounts = Field(
         default_factory=dict, description='Whom the need serves: people per group, e.g. {"elderly": 120}.'
     )
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
@@ -133,7 +129,7 @@ class NeedUpdate(BaseModel):
     urgency: Urgency | None = None
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
-    beneficiary_groups: BeneficiaryGroups | None = Field(None, description="Replaces the groups as a whole.")
+    beneficiary_groups: BeneficiaryCounts | None = Field(None, description="Replaces the groups as a whole.")
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
         None, description="Replaces every line; refused once any quantity is matched."
     )
