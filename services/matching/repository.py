@@ -83,10 +83,17 @@ def _accepted_by_line() -> Any:
     )
 
 
+def _accepted_lot_units() -> Any:
+    """What an accepted proposal holds of its lot, in the lot's unit (decisions.lot_units, in SQL)."""
+    p, known = Proposal, and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0)
+    held = (p.accepted_quantity * p.lot_quantity + p.quantity - 1) // p.quantity
+    return case((known, held), else_=p.accepted_quantity)
+
+
 def _unprojected_by_lot() -> Any:
     """Accepted quantity whose reservation event has not reached lot_view yet."""
     return (
-        select(Proposal.lot_id, func.sum(Proposal.accepted_quantity).label("pending"))
+        select(Proposal.lot_id, func.sum(_accepted_lot_units()).label("pending"))
         .where(Proposal.status == ProposalStatus.accepted, Proposal.reservation_projected.is_(False))
         .group_by(Proposal.lot_id)
         .subquery()
@@ -323,14 +330,17 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             return
         t = NeedLineView.__table__
         assert isinstance(t, Table)
-        stmt = insert(t).values(rows)
+        # Parameters as a list (SQLAlchemy's batched "insertmanyvalues"): one statement compiled once and cached,
+        # where a multi-row VALUES would compile anew for every batch size.
+        stmt = insert(t)
         updatable = [c for c in rows[0] if c not in ("line_id",)]
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[t.c.line_id],
                 set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": func.now()},
                 where=t.c.need_version < stmt.excluded.need_version,
-            )
+            ),
+            rows,
         )
 
     async def drop_older_lines(self, need_id: uuid.UUID, version: int, *, keep: Sequence[uuid.UUID]) -> None:

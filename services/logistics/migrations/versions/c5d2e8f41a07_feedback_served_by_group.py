@@ -1,7 +1,7 @@
 """feedback served by group: people served per beneficiary group
 
 Revision ID: c5d2e8f41a07
-Revises: 3c41a7d2e9b0
+Revises: b93d5e7f2a16
 Create Date: 2026-12-02 15:40:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = 'c5d2e8f41a07'
-down_revision: str | None = '3c41a7d2e9b0'
+down_revision: str | None = 'b93d5e7f2a16'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
