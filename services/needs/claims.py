@@ -17,7 +17,7 @@ from services.needs.service import get_need
 from shared.auth import Principal, require_in_region
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.events import EventType, publish
+from shared.events import CloudEvent, EventType, publish
 from shared.pagination import PageParams, paginate
 from shared.settings import Settings
 from shared.vocabulary import ACTIVE_NEED_STATUSES, ClaimStatus, NeedStatus
@@ -242,3 +242,42 @@ async def expire_claims(session: AsyncSession, settings: Settings) -> int:
         await session.flush()
         await _publish(session, events.CLAIM_EXPIRED, claim, need)
     return len(claims)
+
+
+# --- the partner's shipment (logistics.events) ------------------------------------------------------------
+
+# The shipment's end: received (perhaps short) fulfils the claim; not received or cancelled releases it.
+_SETTLED = {"received": ClaimStatus.fulfilled, "received_with_problem": ClaimStatus.fulfilled}
+_RELEASED = {
+    "not_received": "the partner's shipment was not received",
+    "cancelled": "the partner's shipment was cancelled",
+}
+
+
+async def _settle(session: AsyncSession, claim_id: uuid.UUID, shipment_status: str) -> None:
+    """Once the claim's shipment ends, what it delivered counts as delivered and the claim no longer covers it
+    (never both); a shortfall or a shipment that never arrived leaves the line open again."""
+    claim = (await session.execute(select(Claim).where(Claim.id == claim_id).with_for_update())).scalar_one_or_none()
+    if claim is None or claim.status != ClaimStatus.confirmed:
+        return  # settled already: a redelivered event changes nothing
+    need = await _locked_need(session, claim.need_id)
+    _apply(need, claim, -1)
+    if shipment_status in _SETTLED:
+        _close(claim, None, _SETTLED[shipment_status], None)
+        type_ = events.CLAIM_FULFILLED
+    else:
+        _close(claim, None, ClaimStatus.withdrawn, _RELEASED[shipment_status])
+        type_ = events.CLAIM_WITHDRAWN
+    await session.flush()
+    await events.publish_need(session, events.NEED_PROGRESSED, need)
+    await _publish(session, type_, claim, need)
+
+
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → the roll-up, and in the same transaction the claim a partner's shipment carries out."""
+    d = event.data
+    if event.type.startswith("reliefhub.logistics.shipment."):
+        claim_id = d.get("claim_id")
+        if claim_id and d.get("status") in {*_SETTLED, *_RELEASED}:
+            await _settle(session, uuid.UUID(str(claim_id)), str(d["status"]))
+    await events.on_logistics_event(session, event)

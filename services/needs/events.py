@@ -124,6 +124,11 @@ CLAIM_CONFIRMED = register_event_type(
 CLAIM_WITHDRAWN = register_event_type(
     "reliefhub.needs.claim.withdrawn", "The partner or a coordinator withdrew a claim.", ClaimData
 )
+CLAIM_FULFILLED = register_event_type(
+    "reliefhub.needs.claim.fulfilled",
+    "The site received the partner's shipment: what arrived counts as delivered, the claim covers no more.",
+    ClaimData,
+)
 CLAIM_EXPIRED = register_event_type(
     "reliefhub.needs.claim.expired", "No coordinator confirmed a claim in time.", ClaimData
 )

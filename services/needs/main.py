@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.needs.claims import expire_claims
+from services.needs.claims import expire_claims, on_logistics_event
 from services.needs.claims_router import router as claims_router
-from services.needs.events import on_logistics_event, on_matching_event
+from services.needs.events import on_matching_event
 from services.needs.models import Base, kit
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
