@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.needs.claims import expire_claims, on_logistics_event
 from services.needs.claims_router import router as claims_router
 from services.needs.events import on_matching_event
-from services.needs.models import Base, kit
+from services.needs.models import Base, catalog, kit
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
@@ -20,6 +20,7 @@ SERVICE = ServiceSpec(
     description="The item catalog, recipient sites and their needs: intake, verification, duplicates, staleness.",
     metadata=Base.metadata,
     kit=kit,
+    catalog=catalog,
     routers=[router, claims_router],
     migrations=migrations_dir(__file__),
     collections=("items", "sites", "needs", "claims"),

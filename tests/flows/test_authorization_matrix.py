@@ -106,6 +106,8 @@ class Row:
 EXPECTED: dict[tuple[str, str], Row] = {
     # --- needs: anyone reads; sites and needs are written by their organisation's frontline or coordinators
     ("GET", "/v1/items"): Row(ANY),
+    ("POST", "/v1/items"): Row(STAFF),  # the catalog is the whole hub's: coordinators add to it
+    ("GET", "/v1/items/{item_code}"): Row(ANY),
     ("GET", "/v1/sites"): Row(ANY),
     ("POST", "/v1/sites"): Row(only(C, F, A)),  # for the caller's own organisation (see EXTRAS)
     ("GET", "/v1/sites/{site_id}"): Row(ANY, other=ANY),  # contact details hidden from others
@@ -245,6 +247,7 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("PUT", "/v1/policy"): 403,
     ("POST", "/v1/claims/{claim_id}/confirm"): 403,  # the need's region
     ("POST", "/v1/claims/{claim_id}/withdraw"): 403,
+    ("POST", "/v1/items"): 403,  # the catalog holds for every region
     ("POST", "/v1/shipments"): 403,  # the destination's region
     ("PATCH", "/v1/shipments/{shipment_id}"): 403,
     ("POST", "/v1/shipments/{shipment_id}/status"): 403,
@@ -257,7 +260,7 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
 }
 # What holds for every region: a coordinator with `regions` is refused in region too.
-NATIONAL = frozenset({("PUT", "/v1/policy")})
+NATIONAL = frozenset({("PUT", "/v1/policy"), ("POST", "/v1/items")})
 
 
 @dataclass(frozen=True)
@@ -904,6 +907,8 @@ async def _track_page(w: World) -> Target:
 # How to reach each operation, and whether it needs the event flow (workers) to set up.
 PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/items"): (_plain("/v1/items?q=口罩"), False),
+    ("POST", "/v1/items"): (_plain("/v1/items", ("POST", "/v1/items")), False),
+    ("GET", "/v1/items/{item_code}"): (_plain("/v1/items/ppe.mask.gb19083"), False),
     ("GET", "/v1/sites"): (_plain("/v1/sites", before=World.site), False),
     ("POST", "/v1/sites"): (_plain("/v1/sites", ("POST", "/v1/sites")), False),
     ("GET", "/v1/sites/{site_id}"): (_site_target(), False),

@@ -1,7 +1,7 @@
 """shipments: the partner's claim a shipment carries out
 
 Revision ID: c1a1m5000002
-Revises: 3c41a7d2e9b0
+Revises: b93d5e7f2a16
 Create Date: 2026-12-02 15:45:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'c1a1m5000002'
-down_revision: str | None = '3c41a7d2e9b0'
+down_revision: str | None = 'b93d5e7f2a16'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

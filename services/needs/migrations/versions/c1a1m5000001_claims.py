@@ -1,7 +1,7 @@
 """claims: partners cover need lines themselves
 
 Revision ID: c1a1m5000001
-Revises: 8a85b12252e5
+Revises: 3f7c2a9e5b10
 Create Date: 2026-12-02 15:40:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = 'c1a1m5000001'
-down_revision: str | None = '8a85b12252e5'
+down_revision: str | None = '3f7c2a9e5b10'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
