@@ -140,7 +140,7 @@ async def test_the_sweep_expires_claims_nobody_confirmed(
     async with engine.connect() as conn:
         types = (
             await conn.execute(
-                text("SELECT type FROM needs.outbox_event WHERE subject = :s ORDER BY id"), {"s": stale["id"]}
+                text("SELECT type FROM needs.outbox_event WHERE subject = :s ORDER BY seq"), {"s": stale["id"]}
             )
         ).scalars()
         assert list(types)[-1] == "reliefhub.needs.claim.expired"
