@@ -116,6 +116,16 @@ class Urgency(StrEnum):
     low = "low"
 
 
+class ClaimStatus(StrEnum):
+    """A partner's claim on need lines it covers itself: pending until a coordinator confirms it."""
+
+    pending = "pending"
+    confirmed = "confirmed"
+    withdrawn = "withdrawn"
+    expired = "expired"
+    fulfilled = "fulfilled"
+
+
 class NeedStatus(StrEnum):
     open = "open"
     matched = "matched"

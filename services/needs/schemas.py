@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from shared.catalog import Grade, ItemName, Pack, SubstituteRule
 from shared.vocabulary import (
     BeneficiaryCounts,
+    ClaimStatus,
     NeedStatus,
     Quantity,
     RegionCode,
@@ -130,6 +131,7 @@ class NeedLine(BaseModel):
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0
+    quantity_claimed: int = Field(0, description="Covered by partners' confirmed claims: not open to matching.")
 
 
 class NeedCreate(BaseModel):
@@ -194,3 +196,55 @@ class CloseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+# --- claims ------------------------------------------------------------------------------------------------
+
+
+class ClaimLineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line_id: uuid.UUID
+    quantity: Quantity
+
+
+class ClaimCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[ClaimLineCreate] = Field(min_length=1, max_length=100)
+    eta: Timestamp | None = Field(None, description="When the partner expects to bring the goods.")
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ClaimLine(BaseModel):
+    line_id: uuid.UUID
+    item_code: str
+    unit: str
+    quantity: int
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    need_id: uuid.UUID
+    org: str = Field(description="The partner organisation covering the lines itself.")
+    region_code: str
+    status: ClaimStatus
+    lines: list[ClaimLine]
+    eta: datetime | None
+    note: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime = Field(description="A claim still pending then expires.")
+    decided_by: str | None
+    confirmed_at: datetime | None
+    closed_at: datetime | None
+    reason: str | None
+    version: int
+
+
+class ClaimWithdraw(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None

@@ -139,6 +139,7 @@ def _line_rows(
             "quantity_matched": 0,
             "quantity_delivered": 0,
             "quantity_in_transit": 0,
+            "quantity_claimed": 0,
         }
         if need_id is not None:
             row["need_id"] = need_id
