@@ -86,6 +86,7 @@ async def test_lifecycle_events_reach_the_stream(client, auth: TokenFactory, gat
             "status": "open",
             "item_request_id": None,
             "substitution_override": False,
+            "quantity_claimed": 0,
         }
     ]
     assert verified["data"]["verification"] == "verified" and verified["data"]["reason"] == "电话核实"

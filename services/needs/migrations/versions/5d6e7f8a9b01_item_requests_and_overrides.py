@@ -1,7 +1,7 @@
 """item requests, need lines waiting for an item, substitution overrides
 
 Revision ID: 5d6e7f8a9b01
-Revises: 3f7c2a9e5b10
+Revises: c1a1m5000001
 Create Date: 2026-12-02 15:45:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '5d6e7f8a9b01'
-down_revision: str | None = '3f7c2a9e5b10'
+down_revision: str | None = 'c1a1m5000001'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
