@@ -136,6 +136,23 @@ class NeedStatus(StrEnum):
     cancelled = "cancelled"
 
 
+class NeedLineStatus(StrEnum):
+    """A need line is `open` (matched against its item), or `pending_item` while it waits for an item request."""
+
+    open = "open"
+    pending_item = "pending_item"
+
+
+class ItemRequestStatus(StrEnum):
+    """A request to add an item to the catalog: waiting, approved as a new item, mapped to an existing one, or
+    refused."""
+
+    pending = "pending"
+    approved = "approved"
+    mapped = "mapped"
+    refused = "refused"
+
+
 # A need still asking for supply: editable, matched against, rolled up from shipments.
 ACTIVE_NEED_STATUSES = (NeedStatus.open, NeedStatus.matched, NeedStatus.in_transit)
 

@@ -157,8 +157,11 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "needed_by": _ts(d.get("needed_by")),
             "need_status": d["status"],
             "verification": d["verification"],
+            "substitution_override": bool(line.get("substitution_override")),
         }
         for line in d["lines"]
+        # A line waiting for its item to enter the catalog is not matched (it has no item code yet).
+        if line.get("status", "open") != "pending_item"
     ]
 
 
@@ -195,7 +198,7 @@ async def on_need_events(session: AsyncSession, events: list[CloudEvent]) -> Non
             continue
         d = event.data
         need_id = uuid.UUID(d["id"])
-        items.setdefault(need_id, set()).update(line["item_code"] for line in d["lines"])
+        items.setdefault(need_id, set()).update(line["item_code"] for line in d["lines"] if line.get("item_code"))
         if need_id not in newest or int(d["version"]) >= int(newest[need_id]["version"]):
             newest[need_id] = d
     if not newest:

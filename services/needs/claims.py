@@ -61,8 +61,14 @@ def _checked_lines(need: Need, data: schemas.ClaimCreate) -> list[dict[str, obje
     for i, wanted in enumerate(data.lines):
         line = by_id.get(wanted.line_id)
         where = ["body", "lines", i, "line_id"]
-        if line is None or wanted.line_id in seen:
-            why = "is not a line of this need" if line is None else "is named twice"
+        if line is None or wanted.line_id in seen or line.item_code is None:
+            why = (
+                "is not a line of this need"
+                if line is None
+                else "waits for its item request (pending_item)"
+                if line.item_code is None
+                else "is named twice"
+            )
             raise ClaimExceedsOpen(f"Line {wanted.line_id} {why}.", extra={"errors": [{"loc": where}]})
         seen.add(wanted.line_id)
         if wanted.quantity > open_quantity(line):

@@ -33,12 +33,15 @@ class SiteData(BaseModel):
 
 class NeedLineData(BaseModel):
     id: uuid.UUID
-    item_code: str
+    item_code: str | None  # None while `pending_item`
     quantity: int
     unit: str
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0
+    status: str = "open"
+    item_request_id: uuid.UUID | None = None
+    substitution_override: bool = False
     quantity_claimed: int = 0
 
 

@@ -8,6 +8,7 @@ from services.needs.claims import expire_claims, on_logistics_event
 from services.needs.claims_router import router as claims_router
 from services.needs.events import on_matching_event
 from services.needs.models import Base, catalog, kit
+from services.needs.requests_router import router as requests_router
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
@@ -21,7 +22,7 @@ SERVICE = ServiceSpec(
     metadata=Base.metadata,
     kit=kit,
     catalog=catalog,
-    routers=[router, claims_router],
+    routers=[requests_router, router, claims_router],  # /items/requests before /items/{item_code}
     migrations=migrations_dir(__file__),
     collections=("items", "sites", "needs", "claims"),
     subscriptions=[

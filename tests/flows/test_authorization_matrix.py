@@ -108,6 +108,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/items"): Row(ANY),
     ("POST", "/v1/items"): Row(STAFF),  # the catalog is the whole hub's: coordinators add to it
     ("GET", "/v1/items/{item_code}"): Row(ANY),
+    ("POST", "/v1/items/requests"): Row(ANY),  # anyone may ask for an item the catalog lacks
+    ("GET", "/v1/items/requests"): Row(STAFF),
+    ("GET", "/v1/items/requests/{request_id}"): Row(ANY),
+    ("POST", "/v1/items/requests/{request_id}/approve"): Row(STAFF),
+    ("POST", "/v1/items/requests/{request_id}/map"): Row(STAFF),
+    ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): Row(STAFF, other=STAFF),
     ("GET", "/v1/sites"): Row(ANY),
     ("POST", "/v1/sites"): Row(only(C, F, A)),  # for the caller's own organisation (see EXTRAS)
     ("GET", "/v1/sites/{site_id}"): Row(ANY, other=ANY),  # contact details hidden from others
@@ -248,6 +254,9 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/claims/{claim_id}/confirm"): 403,  # the need's region
     ("POST", "/v1/claims/{claim_id}/withdraw"): 403,
     ("POST", "/v1/items"): 403,  # the catalog holds for every region
+    ("POST", "/v1/items/requests/{request_id}/approve"): 403,
+    ("POST", "/v1/items/requests/{request_id}/map"): 403,
+    ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): 403,  # the need's region
     ("POST", "/v1/shipments"): 403,  # the destination's region
     ("PATCH", "/v1/shipments/{shipment_id}"): 403,
     ("POST", "/v1/shipments/{shipment_id}/status"): 403,
@@ -260,7 +269,14 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
 }
 # What holds for every region: a coordinator with `regions` is refused in region too.
-NATIONAL = frozenset({("PUT", "/v1/policy"), ("POST", "/v1/items")})
+NATIONAL = frozenset(
+    {
+        ("PUT", "/v1/policy"),
+        ("POST", "/v1/items"),
+        ("POST", "/v1/items/requests/{request_id}/approve"),
+        ("POST", "/v1/items/requests/{request_id}/map"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -350,7 +366,7 @@ FRESH = {("DELETE", "/v1/webhook-endpoints/{endpoint_id}")}
 
 # The tables each service owns (not its projections of others' streams), fingerprinted with its outbox.
 OWNED_TABLES = {
-    "needs": ("site", "need", "need_line"),
+    "needs": ("site", "need", "need_line", "item_request", "catalog_item"),
     "supply": ("donor", "offer", "lot", "reservation"),
     "matching": ("policy_version", "allocation_run", "proposal", "decision"),
     "logistics": (
@@ -438,6 +454,15 @@ class World:
             )
 
         return await self._once("need", make)
+
+    async def item_request(self) -> dict[str, Any]:
+        """A frontline unit's request for an item the catalog lacks."""
+
+        async def make() -> dict[str, Any]:
+            body = example(("POST", "/v1/items/requests"))
+            return await self.post("/v1/items/requests", self.recipient, json=body)
+
+        return await self._once("item_request", make)
 
     # supply
     async def donor(self) -> dict[str, Any]:
@@ -770,6 +795,21 @@ def _plain(
     return prepare
 
 
+def _item_request_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        request = await w.item_request()
+        return Target(f"/v1/items/requests/{request['id']}{suffix}", example(key) if key else None)
+
+    return prepare
+
+
+async def _override_target(w: World) -> Target:
+    need = await w.need()
+    key = ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override")
+    url = f"/v1/needs/{need['id']}/lines/{need['lines'][0]['id']}/substitution-override"
+    return Target(url, example(key), owner_org=SITE_ORG)
+
+
 async def _create_need(w: World) -> Target:
     site = await w.site()
     return Target("/v1/needs", example(("POST", "/v1/needs"), site["id"]), owner_org=SITE_ORG)
@@ -909,6 +949,18 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/items"): (_plain("/v1/items?q=口罩"), False),
     ("POST", "/v1/items"): (_plain("/v1/items", ("POST", "/v1/items")), False),
     ("GET", "/v1/items/{item_code}"): (_plain("/v1/items/ppe.mask.gb19083"), False),
+    ("POST", "/v1/items/requests"): (_plain("/v1/items/requests", ("POST", "/v1/items/requests")), False),
+    ("GET", "/v1/items/requests"): (_plain("/v1/items/requests", before=World.item_request), False),
+    ("GET", "/v1/items/requests/{request_id}"): (_item_request_target(), False),
+    ("POST", "/v1/items/requests/{request_id}/approve"): (
+        _item_request_target("/approve", ("POST", "/v1/items/requests/{request_id}/approve")),
+        False,
+    ),
+    ("POST", "/v1/items/requests/{request_id}/map"): (
+        _item_request_target("/map", ("POST", "/v1/items/requests/{request_id}/map")),
+        False,
+    ),
+    ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): (_override_target, False),
     ("GET", "/v1/sites"): (_plain("/v1/sites", before=World.site), False),
     ("POST", "/v1/sites"): (_plain("/v1/sites", ("POST", "/v1/sites")), False),
     ("GET", "/v1/sites/{site_id}"): (_site_target(), False),
