@@ -49,6 +49,7 @@ async def _shipped(client: httpx.AsyncClient, auth: TokenFactory, gateway: Any) 
     # What physically moves: 8 bottles of the lot, not 2 of the line's barrels.
     ((line),) = shipment["lines"]
     assert (line["item_code"], line["quantity"], line["lot_id"]) == (BOTTLE, 8, lot["id"])
+    assert line["line_quantity"] == 2  # what it credits the barrels line
     await advance(client, auth("logistics"), shipment["id"], "picked_up", "delivered")
     await _settle(gateway)
     in_transit = await _need(client, auth, need)
