@@ -41,6 +41,14 @@ class ShipmentLineData(BaseModel):
     # what arrived. With `quantity_returned` each line can be read alone, whatever the event's type.
     quantity_in_transit: int | None = None
     quantity_delivered: int | None = None
+    # The quantities above are of the lot's item, in its unit (what physically moves). These are the same
+    # in the need line's unit, as credited to it (added later; absent in older events and null when no line
+    # is served: then the lot's quantities count for the line too). They differ for a converted substitute:
+    # received lot units × the proposal's factor, rounded down, never more than proposed.
+    line_quantity: int | None = None
+    line_quantity_in_transit: int | None = None
+    line_quantity_delivered: int | None = None
+    line_quantity_returned: int | None = None
 
 
 class ShipmentData(BaseModel):
@@ -335,6 +343,7 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
             "region_code": d["region_code"],
             "origin": d.get("origin") or {},
             "quantity": int(d["quantity"]),
+            "lot_quantity": int(d["lot_quantity"]) if d.get("lot_quantity") is not None else None,
             "quantity_planned": 0,
             "accepted_at": decided_at,
         }
@@ -351,7 +360,7 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
                 "site_id": site_id,
                 "need_id": str(need_id),
                 "item_code": proposal.item_code,
-                "quantity": proposal.quantity,
+                "quantity": proposal.lot_units(proposal.quantity),
             },
         }
     )

@@ -147,11 +147,23 @@ class AcceptedProposal(Base):
     offer_org: Mapped[str | None] = mapped_column(String(100))
     region_code: Mapped[str] = mapped_column(String(6))
     origin: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    quantity: Mapped[int] = mapped_column(Integer)
-    quantity_planned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    quantity: Mapped[int] = mapped_column(Integer)  # in the need line's unit
+    # What physically moves, of the lot's item (`item_code`) in its unit: differs from `quantity` for a converted
+    # substitute (2 barrels of 18.9 L are 8 bottles of 5 L). None: the same as `quantity`.
+    lot_quantity: Mapped[int | None] = mapped_column(Integer)
+    quantity_planned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the line's unit
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("quantity_planned >= 0 AND quantity_planned <= quantity", name="planned"),)
+
+    def lot_units(self, planned: int) -> int:
+        """Lot units that carry the first `planned` line units: the whole lot quantity for the whole proposal,
+        else its share rounded up (as matching reserved them), so the chunks of a proposal add up exactly."""
+        if self.lot_quantity is None or self.quantity == 0:
+            return planned
+        if planned >= self.quantity:
+            return self.lot_quantity
+        return -(-planned * self.lot_quantity // self.quantity)
 
 
 # --- shipments ---------------------------------------------------------------------------------------------
@@ -209,8 +221,11 @@ class ShipmentLine(Base):
     need_line_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     lot_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    # The lot's item and units: what physically moves (quantity, received, returned and written off alike).
     item_code: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(Integer)
+    # What the line credits its need line, in the line's unit, when that differs (a converted substitute).
+    line_quantity: Mapped[int | None] = mapped_column(Integer)
     quantity_received: Mapped[int | None] = mapped_column(Integer)
     quantity_returned: Mapped[int | None] = mapped_column(Integer)
     discrepancy_reason: Mapped[str | None] = mapped_column(Text)
@@ -219,6 +234,13 @@ class ShipmentLine(Base):
     quantity_written_off: Mapped[int | None] = mapped_column(Integer)
 
     shipment: Mapped[Shipment] = relationship(back_populates="lines", lazy="raise")
+
+    def credited(self, lot_units: int) -> int:
+        """Line units that `lot_units` of this line count for: lot units × the factor (line_quantity over
+        quantity), rounded down and never more than the line's quantity."""
+        if self.line_quantity is None:
+            return lot_units
+        return min(self.line_quantity, lot_units * self.line_quantity // self.quantity)
 
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),

@@ -173,8 +173,13 @@ class ShipmentLine(BaseModel):
     need_line_id: uuid.UUID | None
     lot_id: uuid.UUID | None
     offer_id: uuid.UUID | None
-    item_code: str
-    quantity: int
+    item_code: str = Field(description="The lot's item: what physically moves.")
+    quantity: int = Field(description="In the lot's unit.")
+    line_quantity: int | None = Field(
+        None,
+        description="What the line credits its need line, in the line's unit, when that differs from `quantity` "
+        "(a converted substitute: 8 bottles of 5 L for 2 barrels of 18.9 L); null when it is the same.",
+    )
     quantity_received: int | None
     quantity_returned: int | None = Field(
         description="What did not arrive and goes back to the need line (written-off units included)."

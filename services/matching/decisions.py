@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
 from services.matching.errors import LotTaken, ProposalNotFound, ProposalNotOpen, SupplyUnavailable
-from services.matching.events import SYSTEM
+from services.matching.events import SYSTEM, lot_units
 from services.matching.models import Decision, Proposal
 from services.matching.policy import current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository
@@ -68,15 +68,6 @@ def _check_open(proposal: Proposal, now: datetime) -> None:
         raise ProposalNotOpen(f"The proposal is {proposal.status}.")
     if proposal.expires_at <= now:
         raise ProposalNotOpen("The proposal has expired.")
-
-
-def lot_units(proposal: Proposal, amount: int) -> int:
-    """Lot base units to reserve for `amount` credited to the line: the proposed lot quantity, or its share
-    (rounded up, so that the line is never given less than it is credited)."""
-    given = proposal.lot_quantity if proposal.lot_quantity is not None else proposal.quantity
-    if amount == proposal.quantity or proposal.quantity == 0:
-        return given if amount == proposal.quantity else amount
-    return -(-amount * given // proposal.quantity)
 
 
 async def accept(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.matching import bulk
 from services.matching.models import Proposal, catalog
 from services.matching.repository import ProjectionRepository, ProposalRepository
+from shared.catalog import get_catalog
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, publish, register_event_type
 from shared.events.consumer import in_sequence
@@ -55,6 +56,12 @@ class ProposalData(BaseModel):
     decided_at: datetime | None = None
     # The proposal's version after the decision (added later; absent in older events): orders its events.
     version: int | None = None
+    # What physically moves (added later; absent in older events, where it equals `quantity`): `quantity` of
+    # the line's item in `unit` is filled by `lot_quantity` of the lot's item in `lot_unit` (a converted
+    # substitute: 2 barrels of 18.9 L by 8 bottles of 5 L).
+    lot_quantity: int | None = None
+    unit: str | None = None
+    lot_unit: str | None = None
 
 
 class PolicyData(BaseModel):
@@ -84,6 +91,21 @@ PROPOSAL_CANCELLED = register_event_type(
 POLICY_UPDATED = register_event_type(
     "reliefhub.matching.policy.updated", "The scoring policy got a new version.", PolicyData
 )
+
+
+def lot_units(proposal: Proposal, amount: int) -> int:
+    """Lot base units to reserve for `amount` credited to the line: the proposed lot quantity, or its share
+    (rounded up, so that the line is never given less than it is credited)."""
+    given = proposal.lot_quantity if proposal.lot_quantity is not None else proposal.quantity
+    if amount == proposal.quantity or proposal.quantity == 0:
+        return given if amount == proposal.quantity else amount
+    return -(-amount * given // proposal.quantity)
+
+
+def _base_unit(code: str) -> str | None:
+    item = get_catalog().get(code)
+    return item.base_unit if item else None
+
 
 # The actor of what matching decides by itself (auto-accept, expiry, superseding, continuous runs).
 SYSTEM = "matching"
@@ -124,6 +146,9 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
             ),
             decided_at=p.decided_at,
             version=p.version,
+            lot_quantity=lot_units(p, quantity),
+            unit=_base_unit(p.item_code),
+            lot_unit=_base_unit(p.lot_item_code),
         ),
         subject=str(p.id),
     )
@@ -321,7 +346,11 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         {
             "shipment_line_id": uuid.UUID(line["id"]),
             "proposal_id": uuid.UUID(line["proposal_id"]),
-            "quantity_returned": int(line.get("quantity_returned") or 0),
+            # In the need line's unit (a converted substitute's shipment line counts the lot's units).
+            "quantity_returned": int(
+                line.get("line_quantity_returned" if line.get("line_quantity") is not None else "quantity_returned")
+                or 0
+            ),
             "version": int(d["version"]),
         }
         for line in d["lines"]

@@ -84,7 +84,7 @@ def accepted_by_line() -> Any:
 
 
 def _accepted_lot_units() -> Any:
-    """What an accepted proposal holds of its lot, in the lot's unit (decisions.lot_units, in SQL)."""
+    """What an accepted proposal holds of its lot, in the lot's unit (events.lot_units, in SQL)."""
     p, known = Proposal, and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0)
     held = (p.accepted_quantity * p.lot_quantity + p.quantity - 1) // p.quantity
     return case((known, held), else_=p.accepted_quantity)
