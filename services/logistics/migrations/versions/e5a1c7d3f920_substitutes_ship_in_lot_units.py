@@ -2,7 +2,7 @@
 line quantity they credit
 
 Revision ID: e5a1c7d3f920
-Revises: c5d2e8f41a07
+Revises: c1a1m5000002
 Create Date: 2026-12-02 15:45:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = 'e5a1c7d3f920'
-down_revision: str | None = 'c5d2e8f41a07'
+down_revision: str | None = 'c1a1m5000002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
