@@ -62,6 +62,7 @@ class ShipmentData(BaseModel):
     location: str | None = None
     note: str | None = None
     origin_org: str | None = None  # the donor organisation of the goods (added later)
+    claim_id: uuid.UUID | None = None  # a partner's claim it carries out (added later)
 
 
 class FeedbackData(BaseModel):
@@ -73,6 +74,7 @@ class FeedbackData(BaseModel):
     rating: int
     comment: str | None
     beneficiaries_served: int | None
+    served_by_group: dict[str, int] = {}
     photo_urls: list[str]
 
 

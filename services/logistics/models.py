@@ -171,6 +171,8 @@ class Shipment(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     carrier: Mapped[str | None] = mapped_column(String(200))
     # The organisation of the carrier assigned to it: its logistics tokens may record the receipt.
     carrier_org: Mapped[str | None] = mapped_column(String(100))
+    # A partner's confirmed claim (needs) this shipment carries out: the partner's own goods, no supply lot.
+    claim_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
     legs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     status: Mapped[ShipmentStatus] = mapped_column(enum_type(ShipmentStatus, length=30), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -249,6 +251,7 @@ class Feedback(Base):
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     beneficiaries_served: Mapped[int | None] = mapped_column(Integer)
+    served_by_group: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     photo_urls: Mapped[list[str]] = mapped_column(JSONB, default=list)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -150,7 +150,8 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "lat": d.get("lat"),
             "lon": d.get("lon"),
             "item_code": line["item_code"],
-            "quantity": int(line["quantity"]),
+            # What partners' confirmed claims cover is not asked of matching.
+            "quantity": max(int(line["quantity"]) - int(line.get("quantity_claimed") or 0), 0),
             "quantity_delivered": int(line.get("quantity_delivered") or 0),
             "urgency": d["urgency"],
             "needed_by": _ts(d.get("needed_by")),

@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
-from shared.vocabulary import NeedStatus, SiteKind, Urgency, Verification
+from shared.vocabulary import ClaimStatus, NeedStatus, SiteKind, Urgency, Verification
 
 SCHEMA = "needs"
 
@@ -54,6 +54,7 @@ class Need(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     urgency: Mapped[Urgency] = mapped_column(enum_type(Urgency, length=20))
     needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
+    beneficiary_groups: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     status: Mapped[NeedStatus] = mapped_column(enum_type(NeedStatus, length=20), default=NeedStatus.open, index=True)
     verification: Mapped[Verification] = mapped_column(
         enum_type(Verification, length=20), default=Verification.unverified
@@ -90,6 +91,8 @@ class NeedLine(Base):
     quantity_matched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_in_transit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Covered by partners' confirmed claims (they bring the goods themselves): no longer open to matching.
+    quantity_claimed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     need: Mapped[Need] = relationship(back_populates="lines", lazy="raise")
 
@@ -97,7 +100,34 @@ class NeedLine(Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("quantity_matched >= 0 AND quantity_delivered >= 0", name="progress_nonnegative"),
         CheckConstraint("quantity_in_transit >= 0", name="in_transit_nonnegative"),
+        CheckConstraint("quantity_claimed >= 0", name="claimed_nonnegative"),
     )
+
+
+class Claim(TimestampedMixin, VersionedMixin, Base):
+    """A partner organisation's promise to cover need lines itself; a coordinator of the need's region confirms."""
+
+    __tablename__ = "claim"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    need_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("need.id"), index=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    region_code: Mapped[str] = mapped_column(String(6))
+    status: Mapped[ClaimStatus] = mapped_column(
+        enum_type(ClaimStatus, length=20), default=ClaimStatus.pending, index=True
+    )
+    # [{line_id, item_code, unit, quantity}]
+    lines: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
+    eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "created_at", "id"), Index(None, "expires_at", postgresql_where="status = 'pending'"))
 
 
 # --- what the roll-up has seen of other services' entities ----------------------------------------------------

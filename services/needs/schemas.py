@@ -9,7 +9,18 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import Grade, ItemName, Pack, SubstituteRule
-from shared.vocabulary import NeedStatus, Quantity, RegionCode, SiteKind, Timestamp, Urgency, Verdict, Verification
+from shared.vocabulary import (
+    BeneficiaryCounts,
+    ClaimStatus,
+    NeedStatus,
+    Quantity,
+    RegionCode,
+    SiteKind,
+    Timestamp,
+    Urgency,
+    Verdict,
+    Verification,
+)
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
@@ -120,6 +131,7 @@ class NeedLine(BaseModel):
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0
+    quantity_claimed: int = Field(0, description="Covered by partners' confirmed claims: not open to matching.")
 
 
 class NeedCreate(BaseModel):
@@ -130,6 +142,9 @@ class NeedCreate(BaseModel):
     urgency: Urgency = Urgency.normal
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryCounts = Field(
+        default_factory=dict, description='Whom the need serves: people per group, e.g. {"elderly": 120}.'
+    )
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
 
 
@@ -140,6 +155,7 @@ class NeedUpdate(BaseModel):
     urgency: Urgency | None = None
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryCounts | None = Field(None, description="Replaces the groups as a whole.")
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
         None, description="Replaces every line; refused once any quantity is matched."
     )
@@ -156,6 +172,7 @@ class Need(BaseModel):
     urgency: Urgency
     needed_by: datetime | None
     beneficiaries: int | None
+    beneficiary_groups: dict[str, int] = Field(description="People served per group (BeneficiaryGroup).")
     lines: list[NeedLine]
     status: NeedStatus
     verification: Verification
@@ -179,3 +196,55 @@ class CloseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+# --- claims ------------------------------------------------------------------------------------------------
+
+
+class ClaimLineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line_id: uuid.UUID
+    quantity: Quantity
+
+
+class ClaimCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[ClaimLineCreate] = Field(min_length=1, max_length=100)
+    eta: Timestamp | None = Field(None, description="When the partner expects to bring the goods.")
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ClaimLine(BaseModel):
+    line_id: uuid.UUID
+    item_code: str
+    unit: str
+    quantity: int
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    need_id: uuid.UUID
+    org: str = Field(description="The partner organisation covering the lines itself.")
+    region_code: str
+    status: ClaimStatus
+    lines: list[ClaimLine]
+    eta: datetime | None
+    note: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime = Field(description="A claim still pending then expires.")
+    decided_by: str | None
+    confirmed_at: datetime | None
+    closed_at: datetime | None
+    reason: str | None
+    version: int
+
+
+class ClaimWithdraw(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None

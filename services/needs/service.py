@@ -139,6 +139,7 @@ def _line_rows(
             "quantity_matched": 0,
             "quantity_delivered": 0,
             "quantity_in_transit": 0,
+            "quantity_claimed": 0,
         }
         if need_id is not None:
             row["need_id"] = need_id
@@ -190,6 +191,7 @@ async def create_need(
         "urgency": data.urgency.value,
         "needed_by": data.needed_by,
         "beneficiaries": data.beneficiaries,
+        "beneficiary_groups": {g.value: n for g, n in data.beneficiary_groups.items()},
         "status": NeedStatus.open.value,
         "verification": Verification.unverified.value,
         "duplicate_of": twin_id,

@@ -208,6 +208,13 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/capacities/{capacity_id}"): Row(ANY, other=ANY),
     ("PATCH", "/v1/capacities/{capacity_id}"): Row(ANY, other=only(A)),
     ("POST", "/v1/capacities/{capacity_id}/withdraw"): Row(ANY, other=only(A)),
+    # claims: any organisation claims need lines for itself; a coordinator of the need's region confirms; the
+    # claimant or a coordinator withdraws
+    ("POST", "/v1/needs/{need_id}/claims"): Row(ANY),  # for the caller's own organisation
+    ("GET", "/v1/claims"): Row(ANY),
+    ("GET", "/v1/claims/{claim_id}"): Row(ANY, other=ANY),
+    ("POST", "/v1/claims/{claim_id}/confirm"): Row(STAFF, other=STAFF),
+    ("POST", "/v1/claims/{claim_id}/withdraw"): Row(ANY, other=STAFF),
     # task queues: a working group's members work on its tasks; coordinators see every queue and open tasks
     ("GET", "/v1/tasks"): Row(only(C, W, A)),
     ("POST", "/v1/tasks"): Row(STAFF),
@@ -238,6 +245,8 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/proposals/{proposal_id}/reject"): 403,
     ("POST", "/v1/proposals/{proposal_id}/decline"): 403,
     ("PUT", "/v1/policy"): 403,
+    ("POST", "/v1/claims/{claim_id}/confirm"): 403,  # the need's region
+    ("POST", "/v1/claims/{claim_id}/withdraw"): 403,
     ("POST", "/v1/items"): 403,  # the catalog holds for every region
     ("POST", "/v1/shipments"): 403,  # the destination's region
     ("PATCH", "/v1/shipments/{shipment_id}"): 403,
@@ -602,6 +611,16 @@ class World:
 
         return await self._once("capacity", make)
 
+    async def claim(self) -> dict[str, Any]:
+        """The partner's pending claim on the need's rice line."""
+
+        async def make() -> dict[str, Any]:
+            need = await self.need()
+            body = example(("POST", "/v1/needs/{need_id}/claims"), need["lines"][0]["id"])
+            return await self.post(f"/v1/needs/{need['id']}/claims", self.auth(L, org=PARTNER_ORG), json=body)
+
+        return await self._once("claim", make)
+
     async def task(self) -> dict[str, Any]:
         """A procurement group's task, opened by a coordinator."""
         body = example(("POST", "/v1/tasks"))
@@ -854,6 +873,20 @@ def _capacity_target(suffix: str = "", key: tuple[str, str] | None = None) -> Pr
     return prepare
 
 
+async def _create_claim(w: World) -> Target:
+    need = await w.need()
+    body = example(("POST", "/v1/needs/{need_id}/claims"), need["lines"][0]["id"])
+    return Target(f"/v1/needs/{need['id']}/claims", body)
+
+
+def _claim_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        claim = await w.claim()
+        return Target(f"/v1/claims/{claim['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
 def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         task = await w.task()
@@ -988,6 +1021,14 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/needs/{need_id}/claims"): (_create_claim, False),
+    ("GET", "/v1/claims"): (_plain("/v1/claims", before=World.claim), False),
+    ("GET", "/v1/claims/{claim_id}"): (_claim_target(), False),
+    ("POST", "/v1/claims/{claim_id}/confirm"): (_claim_target("/confirm"), False),
+    ("POST", "/v1/claims/{claim_id}/withdraw"): (
+        _claim_target("/withdraw", ("POST", "/v1/claims/{claim_id}/withdraw")),
+        False,
+    ),
     ("POST", "/v1/capacities"): (_plain("/v1/capacities", ("POST", "/v1/capacities")), False),
     ("GET", "/v1/capacities/{capacity_id}"): (_capacity_target(), False),
     ("PATCH", "/v1/capacities/{capacity_id}"): (

@@ -115,6 +115,12 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     },
     ("PATCH", "/v1/capacities/{capacity_id}"): {"units_per_day": 40},
     ("POST", "/v1/capacities/{capacity_id}/withdraw"): {"reason": "人员撤回"},
+    ("POST", "/v1/needs/{need_id}/claims"): {
+        "lines": [{"line_id": SITE_ID, "quantity": 1}],
+        "eta": "2026-12-03T10:00:00+08:00",
+        "note": "我们自带大米",
+    },
+    ("POST", "/v1/claims/{claim_id}/withdraw"): {"reason": "车辆故障"},
     ("POST", "/v1/tasks"): {
         "kind": "procurement_quote",
         "title": "采购报价",
