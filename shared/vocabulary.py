@@ -134,3 +134,22 @@ class ReservationStatus(StrEnum):
     active = "active"
     released = "released"
     expired = "expired"
+
+
+class BeneficiaryGroup(StrEnum):
+    """Whom a need serves (and a gift may be restricted to)."""
+
+    medical_staff = "medical_staff"
+    community_residents = "community_residents"
+    elderly = "elderly"
+    children = "children"
+    students = "students"
+    migrant_workers = "migrant_workers"
+    patients = "patients"
+    people_with_disabilities = "people_with_disabilities"
+    other = "other"
+
+
+class OperationStatus(StrEnum):
+    active = "active"
+    closed = "closed"

@@ -1,0 +1,44 @@
+"""The check of a destination and items against a gift's or a fund's restrictions: one message per rule broken."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.restrictions import Destination, Restrictions, item_allowed, violations
+
+HOME = Destination(site_id=uuid.uuid4(), site_kind="nursing_home", region_code="310104", groups=frozenset({"elderly"}))
+
+
+def test_a_nursing_home_restriction_allows_a_nursing_home_and_names_the_rule_for_a_hospital() -> None:
+    rules = Restrictions(site_kinds=["nursing_home"]).model_dump(mode="json")
+    assert violations(rules, HOME, ["food.grain.rice"]) == []
+    hospital = Destination(site_id=uuid.uuid4(), site_kind="hospital", region_code="310104")
+    assert violations(rules, hospital, ["food.grain.rice"]) == [
+        "site_kinds: a hospital site is not one of nursing_home"
+    ]
+
+
+def test_each_broken_rule_is_named_once() -> None:
+    rules = {
+        "region_codes": ["4201"],
+        "item_codes": ["medical."],
+        "site_ids": [str(uuid.uuid4())],
+        "beneficiary_groups": ["children"],
+    }
+    found = violations(rules, HOME, ["food.grain.rice", "water.bottled.small_550ml"])
+    assert [v.split(":", 1)[0] for v in found] == [
+        "region_codes",
+        "site_ids",
+        "item_codes",
+        "item_codes",
+        "beneficiary_groups",
+    ]
+
+
+def test_designated_needs_and_item_categories() -> None:
+    need = uuid.uuid4()
+    rules = {"need_ids": [str(need)]}
+    assert violations(rules, Destination(need_ids=frozenset({need})), []) == []
+    assert violations(rules, Destination(need_ids=frozenset({uuid.uuid4()})), []) != []
+    assert item_allowed(["food."], "food.grain.rice") and not item_allowed(["food."], "water.bottled.small_550ml")
+    assert item_allowed([], "anything")
