@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, continuous, imports, intake, load, time_to_proposal, webhooks
+from bench import (
+    allocation,
+    continuous,
+    exports,
+    imports,
+    intake,
+    load,
+    projection,
+    stability,
+    time_to_proposal,
+    webhooks,
+)
 
 
 def main() -> int:
     intake.main(sys.argv[1:])
     allocation.main([])
+    stability.main([])
     imports.main([])
+    exports.main([])
     time_to_proposal.main([])
     continuous.main([])
     webhooks.main([])
+    projection.main([])
     load.main([])
     return 0
 

@@ -61,6 +61,17 @@ ON_THE_WAY_SHIPMENT_STATUSES = frozenset(
 )
 
 
+class CapacityStatus(StrEnum):
+    """A partner's declared capacity: offered (matchable within its window) or withdrawn by the partner."""
+
+    active = "active"
+    withdrawn = "withdrawn"
+
+
+# The catalog's category of services (psychological support, interpreting, drivers…): what capacities declare.
+SERVICE_CATEGORY = "service"
+
+
 class SiteKind(StrEnum):
     hospital = "hospital"
     community = "community"

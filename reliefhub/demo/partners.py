@@ -1,8 +1,11 @@
 """The demo's partners: the hub registers and an operator approves it, partner organisations and working groups
 register and the hub approves them; a gift from abroad waits for its customs task, which the customs group
-completes (and the translators translate its note); at the end, the working groups' tasks are counted."""
+completes (and the translators translate its note); partners declare what they can do (capacities); at the end,
+the working groups' tasks are counted."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from reliefhub.demo.client import Api, wait_for
 from reliefhub.demo.data import JSON, REGION
@@ -25,6 +28,12 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("customs", "海关清关组"),
     ("translation", "翻译组"),
     ("procurement", "全球采购组"),
+)
+# what partners can do: (index in PARTNERS, service, units a day, days, region prefixes, note)
+CAPACITIES: tuple[tuple[int, str, int, int, list[str], str], ...] = (
+    (0, "service.psych.support_session", 30, 7, ["310101"], "老年人心理支持，线上线下均可"),
+    (2, "service.transport.volunteer_driver", 6, 14, ["310104"], "最后一公里配送"),
+    (4, "service.customs.brokerage", 2, 30, [REGION], "捐赠物资进口报关"),
 )
 GIFT_ITEM = "ppe.mask.kn95"
 GIFT_QUANTITY = 600
@@ -53,6 +62,25 @@ async def register_partners(api: Api, summary: Summary, coordinator: dict[str, s
         )
         summary.organizations += 1
         summary.organizations_approved += approved.status_code == 200
+    await declare_capacities(api, summary)
+
+
+async def declare_capacities(api: Api, summary: Summary) -> None:
+    """Approved partners declare capacities: units of a service a day, from today, over the regions they serve."""
+    today = datetime.now(UTC).date()
+    for index, service, units, days, regions, note in CAPACITIES:
+        org = api.org(f"partner-{index}")
+        body: JSON = {
+            "service_code": service,
+            "units_per_day": units,
+            "starts_on": today.isoformat(),
+            "ends_on": (today + timedelta(days=days - 1)).isoformat(),
+            "region_codes": regions,
+            "note": note,
+        }
+        await api.call("POST", "/v1/capacities", api.auth(Role.frontline, org), key=f"capacity-{org}", json=body)
+        summary.capacities += 1
+        summary.capacity_units_per_day += units
 
 
 async def gift_from_abroad(api: Api, summary: Summary, wait_seconds: float) -> str:

@@ -57,12 +57,19 @@ class Summary:
     tracking_steps: int = 0
     organizations: int = 0
     organizations_approved: int = 0
+    capacities: int = 0
+    capacity_units_per_day: int = 0
     customs_cleared_lots: int = 0
     tasks_done: int = 0
     tasks_by_kind: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def superseded_share(self) -> float:
+        """Proposals gone (superseded, lot taken) when a coordinator came to accept them, per accepted one."""
+        return self.proposals_conflicts / self.proposals_accepted if self.proposals_accepted else 0.0
 
     def rows(self) -> list[tuple[str, str, str]]:
         return [
@@ -75,6 +82,8 @@ class Summary:
             ("partner organisations", f"{self.organizations}",
              f"{self.organizations_approved} approved by the hub: NGOs, community groups, volunteers, carriers, "
              "foundations, companies, working groups"),
+            ("capacities declared", f"{self.capacities}",
+             f"{self.capacity_units_per_day} service units a day: psychological support, drivers, customs brokerage"),
             ("working-group tasks done", f"{self.tasks_done}",
              ", ".join(f"{n} {kind}" for kind, n in self.tasks_by_kind.items())
              + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),
@@ -87,6 +96,8 @@ class Summary:
              f"{self.quantity_accepted:,} units; {self.proposals_auto_accepted} by policy, "
              f"{self.proposals_conflicts} superseded meanwhile"
              + (f", {self.accept_retries} retried after a 500" if self.accept_retries else "")),
+            ("superseded vs accepted", f"{self.proposals_conflicts} / {self.proposals_accepted}",
+             f"{self.superseded_share:.1%} of the accepted (aim: under 2%); open proposals stay until decided"),
             ("shipments planned", f"{self.shipments}", "by logistics, from the accepted proposals"),
             ("picked up → in transit → delivered", f"{self.delivered}",
              f"{self.picked_up} picked up, {self.in_transit} through district sub-centers"),

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import NeedStatus, OfferStatus, OperationStatus, ShipmentStatus
@@ -38,6 +39,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# Its copy of the living catalog's changes, from the needs service's events (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 class ProcurementStatus(StrEnum):

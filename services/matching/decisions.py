@@ -17,9 +17,9 @@ from services.matching.policy import current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository
 from services.matching.runs import check_stop, propose
 from services.matching.schemas import ProposalStatus
-from shared.auth import Principal, require_in_region
+from shared.auth import Principal, Role, require_in_region
 from shared.db import utcnow
-from shared.errors import InvalidRequest
+from shared.errors import Forbidden, InvalidRequest
 from shared.http import service_identity
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
@@ -50,9 +50,16 @@ async def list_proposals(
     offer_id: uuid.UUID | None,
     need_line_id: uuid.UUID | None,
     region_code: str | None,
+    site_org: str | None = None,
 ) -> tuple[list[Proposal], str | None]:
     return await ProposalRepository(session).search(
-        params, status=status, need_id=need_id, offer_id=offer_id, need_line_id=need_line_id, region_code=region_code
+        params,
+        status=status,
+        need_id=need_id,
+        offer_id=offer_id,
+        need_line_id=need_line_id,
+        region_code=region_code,
+        site_org=site_org,
     )
 
 
@@ -61,6 +68,15 @@ def _check_open(proposal: Proposal, now: datetime) -> None:
         raise ProposalNotOpen(f"The proposal is {proposal.status}.")
     if proposal.expires_at <= now:
         raise ProposalNotOpen("The proposal has expired.")
+
+
+def lot_units(proposal: Proposal, amount: int) -> int:
+    """Lot base units to reserve for `amount` credited to the line: the proposed lot quantity, or its share
+    (rounded up, so that the line is never given less than it is credited)."""
+    given = proposal.lot_quantity if proposal.lot_quantity is not None else proposal.quantity
+    if amount == proposal.quantity or proposal.quantity == 0:
+        return given if amount == proposal.quantity else amount
+    return -(-amount * given // proposal.quantity)
 
 
 async def accept(
@@ -87,7 +103,7 @@ async def accept(
         response = await client.request(
             "POST",
             f"/v1/lots/{proposal.lot_id}/reservations",
-            json={"quantity": amount, "reference": str(proposal.id)},
+            json={"quantity": lot_units(proposal, amount), "reference": str(proposal.id)},
             idempotency_key=f"accept-{proposal.id}-{amount}",
         )
     except Exception as exc:  # timeouts or connection errors after retries
@@ -100,7 +116,7 @@ async def accept(
             # An earlier accept of this proposal reserved another quantity; the proposal stays as it is.
             raise ProposalNotOpen(f"A reservation for this proposal already exists: {problem.get('detail', '')}")
         taken = f"lot taken: {problem.get('detail', '')}"
-    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, amount):
+    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, lot_units(proposal, amount)):
         # Supply answered with a reservation under this proposal's id that is not (or no longer) our hold of
         # these goods: adopting it would ship goods nobody holds.
         taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
@@ -153,7 +169,7 @@ async def accept(
 
 
 def _holds(reservation: dict[str, Any], proposal: Proposal, amount: int) -> bool:
-    """Whether supply's answer is matching's own active hold of `amount` of the proposal's lot."""
+    """Whether supply's answer is matching's own active hold of `amount` (lot units) of the proposal's lot."""
     return (
         reservation.get("lot_id") == str(proposal.lot_id)
         and reservation.get("quantity") == amount
@@ -194,6 +210,38 @@ async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.
             actor=principal.sub,
         )
     )
+    await session.flush()
+    await events.publish_decision(session, events.PROPOSAL_REJECTED, proposal, proposal.quantity)
+    return proposal
+
+
+async def decline(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
+    """The need's site declines an open proposal: it is rejected, its lot is never proposed to that line again,
+    and the line (its demand free again) is matched anew by the next continuous run. Frontline users of the
+    site's organisation decline; coordinators may too, for them, within their regions."""
+    proposal = await get_proposal(session, proposal_id, for_update=True)
+    views = ProjectionRepository(session)
+    line = await views.line(proposal.need_line_id)
+    if not principal.has(Role.coordinator, Role.admin) and (line is None or line.org != principal.org):
+        raise Forbidden("Only the need's site organisation (or a coordinator) declines its proposals.")
+    require_in_region(principal, proposal.region_code, what="The proposal's need")
+    now = utcnow()
+    _check_open(proposal, now)
+    proposal.status, proposal.reason = ProposalStatus.rejected, f"declined by the site: {reason}"[:2000]
+    proposal.decided_at, proposal.decided_by = now, principal.sub
+    proposal.version += 1
+    ProposalRepository(session).record(
+        Decision(
+            proposal_id=proposal.id,
+            action="decline",
+            quantity=proposal.quantity,
+            override=True,
+            reason=reason,
+            actor=principal.sub,
+        )
+    )
+    await views.exclude(proposal.need_line_id, proposal.lot_id, proposal.id, reason, principal.sub)
+    await views.mark_dirty({proposal.item_code, proposal.lot_item_code})
     await session.flush()
     await events.publish_decision(session, events.PROPOSAL_REJECTED, proposal, proposal.quantity)
     return proposal

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.matching.schemas import ProposalStatus, RunStatus
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import make_kit_tables, new_id, service_metadata
 
@@ -23,6 +24,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# Its copy of the living catalog's changes, from the needs service's events (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 def _status(enum: type[ProposalStatus] | type[RunStatus]) -> Enum:
@@ -122,6 +125,9 @@ class Proposal(ChangeTracked, Base):
     lot_item_code: Mapped[str] = mapped_column(String(100))
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
+    # The same goods in the lot's base unit (differs from `quantity` for a substitute with a conversion factor;
+    # None on proposals made before units were converted: the same as `quantity`).
+    lot_quantity: Mapped[int | None] = mapped_column(Integer)
     accepted_quantity: Mapped[int | None] = mapped_column(Integer)
     # What logistics gave back of the accepted quantity (came short, not received, shipment cancelled).
     quantity_returned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -135,6 +141,9 @@ class Proposal(ChangeTracked, Base):
     # Set when the reservation's own event reached lot_view, so its quantity is not counted twice.
     reservation_projected: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Set when a periodic or manual run replaced the open proposal (stable proposals are otherwise kept).
+    replaced_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    replaced_reason: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_by: Mapped[str | None] = mapped_column(String(200))
@@ -181,3 +190,16 @@ class ShipmentReturn(Base):
     proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
     quantity_returned: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer)
+
+
+class LineExclusion(Base):
+    """A lot a need line is never matched with again: its site declined a proposal of it."""
+
+    __tablename__ = "line_exclusion"
+
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

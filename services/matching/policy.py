@@ -190,6 +190,13 @@ class Policy(BaseModel):
     proposal_ttl_seconds: Annotated[
         int, Field(ge=60, le=30 * 86400), _in_words("an integer from 60 to 2592000 (30 days)")
     ] = 6 * 3600
+    replace_gain_threshold: Annotated[
+        float, Field(ge=0, le=10, allow_inf_nan=False), _in_words("a number from 0 to 10")
+    ] = Field(
+        0.05,
+        description="A periodic or manual run replaces open proposals only when a from-scratch allocation's "
+        "objective exceeds that of keeping them by more than this fraction (0.05: 5%).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Table, and_, any_, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.types import TypeEngine
 
@@ -17,6 +31,7 @@ from services.matching.models import (
     AllocationRun,
     Decision,
     DirtyScope,
+    LineExclusion,
     LotView,
     NeedLineView,
     PolicyVersion,
@@ -57,7 +72,7 @@ class DirtyMark:
     not_before: datetime | None = None
 
 
-def _accepted_by_line() -> Any:
+def accepted_by_line() -> Any:
     return (
         select(
             Proposal.need_line_id, func.sum(Proposal.accepted_quantity - Proposal.quantity_returned).label("accepted")
@@ -68,14 +83,50 @@ def _accepted_by_line() -> Any:
     )
 
 
+def _accepted_lot_units() -> Any:
+    """What an accepted proposal holds of its lot, in the lot's unit (decisions.lot_units, in SQL)."""
+    p, known = Proposal, and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0)
+    held = (p.accepted_quantity * p.lot_quantity + p.quantity - 1) // p.quantity
+    return case((known, held), else_=p.accepted_quantity)
+
+
 def _unprojected_by_lot() -> Any:
     """Accepted quantity whose reservation event has not reached lot_view yet."""
     return (
-        select(Proposal.lot_id, func.sum(Proposal.accepted_quantity).label("pending"))
+        select(Proposal.lot_id, func.sum(_accepted_lot_units()).label("pending"))
         .where(Proposal.status == ProposalStatus.accepted, Proposal.reservation_projected.is_(False))
         .group_by(Proposal.lot_id)
         .subquery()
     )
+
+
+def _open_proposals(now: datetime) -> ColumnElement[bool]:
+    """Proposals still open (undecided, not expired): held fixed by continuous runs."""
+    return and_(Proposal.status == ProposalStatus.proposed, Proposal.expires_at > now)
+
+
+def _held_by_line(now: datetime) -> Any:
+    return (
+        select(Proposal.need_line_id, func.sum(Proposal.quantity).label("held"))
+        .where(_open_proposals(now))
+        .group_by(Proposal.need_line_id)
+        .subquery()
+    )
+
+
+def _held_by_lot(now: datetime) -> Any:
+    return (
+        select(Proposal.lot_id, func.sum(Proposal.quantity).label("held"))
+        .where(_open_proposals(now))
+        .group_by(Proposal.lot_id)
+        .subquery()
+    )
+
+
+def _lot_available() -> tuple[Any, ColumnElement[Any]]:
+    """Unreserved units of each lot (reservations not projected yet counted as taken)."""
+    pending = _unprojected_by_lot()
+    return pending, LotView.quantity - LotView.quantity_reserved - func.coalesce(pending.c.pending, 0)
 
 
 _PUT_BACK = text(
@@ -128,16 +179,20 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         item_codes: Sequence[str] | None = None,
         line_ids: Sequence[uuid.UUID] | None = None,
         on_batch: Callable[[], None] | None = None,
+        around_open: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Open need lines with remaining demand, with the fill ratios of their site and county. `on_batch` is
-        called after each batch of rows (it may raise to give up)."""
-        accepted = _accepted_by_line()
+        called after each batch of rows (it may raise to give up). With `around_open` (now), the demand open
+        proposals hold is taken off too, and only lines with demand left around them are read."""
+        accepted = accepted_by_line()
         v = NeedLineView
         matched = func.coalesce(accepted.c.accepted, 0)
+        held = _held_by_line(around_open) if around_open is not None else None
+        taken = func.coalesce(held.c.held, 0) if held is not None else literal(0)
         # Fill ratios over every active line of the site / county, not only those in scope: the windows run over
         # all active lines and the scope filters their result. (A self-join on line_id instead is planned as a
         # nested loop while the table's statistics still describe it as empty: minutes for 40,000 fresh lines.)
-        active = (
+        query: Any = (
             select(
                 v.line_id,
                 v.need_id,
@@ -151,6 +206,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 v.site_kind,
                 v.verification,
                 matched.label("matched"),
+                taken.label("held"),
                 (
                     func.sum(matched).over(partition_by=v.site_id)
                     / func.nullif(func.sum(v.quantity).over(partition_by=v.site_id), 0)
@@ -162,10 +218,15 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             )
             .outerjoin(accepted, accepted.c.need_line_id == v.line_id)
             .where(v.need_status.in_(ACTIVE_NEED))
-            .subquery()
         )
+        if held is not None:
+            query = query.outerjoin(held, held.c.need_line_id == v.line_id)
+        active = query.subquery()
         a = active.c
-        conditions: list[ColumnElement[bool]] = [a.verification != Verdict.rejected, a.quantity - a.matched > 0]
+        conditions: list[ColumnElement[bool]] = [
+            a.verification != Verdict.rejected,
+            a.quantity - a.matched - a.held > 0,
+        ]
         if region_code:
             conditions.append(a.region_code.startswith(region_code, autoescape=True))
         if item_codes:
@@ -182,7 +243,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                     "id": str(row.line_id),
                     "need_id": row.need_id,
                     "item_code": row.item_code,
-                    "remaining": row.quantity - int(row.matched),
+                    "remaining": row.quantity - int(row.matched) - int(row.held),
                     "urgency": row.urgency,
                     "needed_by": row.needed_by,
                     "lat": row.lat,
@@ -199,18 +260,21 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 on_batch()
         return out
 
-    async def available_lots(self, item_codes: set[str]) -> list[dict[str, Any]]:
-        pending = _unprojected_by_lot()
-        available = LotView.quantity - LotView.quantity_reserved - func.coalesce(pending.c.pending, 0)
-        stmt = (
-            select(LotView, available.label("available"))
-            .outerjoin(pending, pending.c.lot_id == LotView.lot_id)
-            .where(
-                LotView.item_code == _codes(sorted(item_codes)),
-                LotView.offer_status == "open",
-                LotView.verification.in_(AVAILABLE_LOT),
-                available > 0,
-            )
+    async def available_lots(
+        self, item_codes: set[str], *, around_open: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Lots of these items with units to give; with `around_open` (now), less what open proposals hold."""
+        pending, available = _lot_available()
+        stmt: Any = select(LotView).outerjoin(pending, pending.c.lot_id == LotView.lot_id)
+        if around_open is not None:
+            held = _held_by_lot(around_open)
+            stmt = stmt.outerjoin(held, held.c.lot_id == LotView.lot_id)
+            available = available - func.coalesce(held.c.held, 0)
+        stmt = stmt.add_columns(available.label("available")).where(
+            LotView.item_code == _codes(sorted(item_codes)),
+            LotView.offer_status == "open",
+            LotView.verification.in_(AVAILABLE_LOT),
+            available > 0,
         )
         return [
             {
@@ -266,14 +330,17 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             return
         t = NeedLineView.__table__
         assert isinstance(t, Table)
-        stmt = insert(t).values(rows)
+        # Parameters as a list (SQLAlchemy's batched "insertmanyvalues"): one statement compiled once and cached,
+        # where a multi-row VALUES would compile anew for every batch size.
+        stmt = insert(t)
         updatable = [c for c in rows[0] if c not in ("line_id",)]
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[t.c.line_id],
                 set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": func.now()},
                 where=t.c.need_version < stmt.excluded.need_version,
-            )
+            ),
+            rows,
         )
 
     async def drop_older_lines(self, need_id: uuid.UUID, version: int, *, keep: Sequence[uuid.UUID]) -> None:
@@ -296,6 +363,24 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         if item_codes:
             stmt = insert(DirtyScope).values([{"item_code": c} for c in sorted(item_codes)]).on_conflict_do_nothing()
             await self.session.execute(stmt)
+
+    async def exclusions(self, line_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """(line id, lot id) pairs never to be proposed again: a site declined them."""
+        if not line_ids:
+            return set()
+        stmt = select(LineExclusion.need_line_id, LineExclusion.lot_id).where(
+            LineExclusion.need_line_id == _ids([uuid.UUID(i) for i in line_ids])
+        )
+        return {(str(a), str(b)) for a, b in (await self.session.execute(stmt)).all()}
+
+    async def exclude(
+        self, line_id: uuid.UUID, lot_id: uuid.UUID, proposal_id: uuid.UUID, reason: str, actor: str
+    ) -> None:
+        await self.session.execute(
+            insert(LineExclusion)
+            .values(need_line_id=line_id, lot_id=lot_id, proposal_id=proposal_id, reason=reason, created_by=actor)
+            .on_conflict_do_nothing()
+        )
 
     async def mark_first_matched(self, line_id: uuid.UUID, at: datetime) -> None:
         await self.session.execute(
@@ -345,29 +430,6 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
     async def set_lock_timeout(self, seconds: float) -> None:
         await self.session.execute(select(func.set_config("lock_timeout", f"{max(1, round(seconds * 1000))}ms", True)))
 
-    async def kpis(self, level: int, region_code: str | None) -> list[tuple[Any, ...]]:
-        accepted = _accepted_by_line()
-        v = NeedLineView
-        region = func.substr(v.region_code, 1, level).label("region")
-        waited = func.extract("epoch", v.first_matched_at - v.first_seen_at)
-        stmt = (
-            select(
-                region,
-                func.count(),
-                func.sum(v.quantity),
-                func.sum(func.coalesce(accepted.c.accepted, 0)),
-                func.count(v.first_matched_at),
-                func.percentile_cont(0.5).within_group(waited),
-                func.percentile_cont(0.9).within_group(waited),
-            )
-            .outerjoin(accepted, accepted.c.need_line_id == v.line_id)
-            .group_by(region)
-            .order_by(region)
-        )
-        if region_code:
-            stmt = stmt.where(v.region_code.startswith(region_code, autoescape=True))
-        return [tuple(r) for r in (await self.session.execute(stmt)).all()]
-
 
 class PolicyRepository(RepositoryBase[PolicyVersion]):
     model = PolicyVersion
@@ -390,20 +452,116 @@ class PolicyRepository(RepositoryBase[PolicyVersion]):
 class ProposalRepository(RepositoryBase[Proposal]):
     model = Proposal
 
-    async def open_for_lines(self, line_ids: Sequence[uuid.UUID]) -> list[Proposal]:
+    async def held(self, line_ids: Sequence[uuid.UUID], now: datetime) -> list[Proposal]:
+        """The open proposals of these lines, unlocked (read while a run computes, locked only to change)."""
         if not line_ids:
+            return []
+        stmt = select(Proposal).where(Proposal.need_line_id == _ids(line_ids), _open_proposals(now))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def lock_open(self, ids: Iterable[uuid.UUID], now: datetime) -> list[Proposal]:
+        """These proposals locked, those still open (in one order: two runs never deadlock each other)."""
+        wanted = sorted(set(ids))
+        if not wanted:
             return []
         stmt = (
             select(Proposal)
-            .where(Proposal.need_line_id == _ids(line_ids), Proposal.status == ProposalStatus.proposed)
-            .order_by(Proposal.id)  # every run locks in one order, so two runs never deadlock each other
+            .where(Proposal.id == _ids(wanted))
+            .order_by(Proposal.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return [
+            p
+            for p in (await self.session.execute(stmt)).scalars()
+            if p.status == ProposalStatus.proposed and p.expires_at > now
+        ]
+
+    async def overheld(
+        self, line_items: Iterable[str], lot_items: Iterable[str], now: datetime
+    ) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
+        """Lines and lots whose open proposals hold more than they have now (the line's demand shrank or left,
+        its item changed; the lot was taken, withdrawn, rejected or re-classified): their capacity, by id."""
+        accepted = accepted_by_line()
+        v = NeedLineView
+        by_line = (
+            select(Proposal.need_line_id, Proposal.item_code, func.sum(Proposal.quantity).label("held"))
+            .where(_open_proposals(now), Proposal.item_code == _codes(sorted(set(line_items))))
+            .group_by(Proposal.need_line_id, Proposal.item_code)
+            .subquery()
+        )
+        line_cap = func.coalesce(
+            case(
+                (
+                    and_(
+                        v.need_status.in_(ACTIVE_NEED),
+                        v.verification != Verdict.rejected,
+                        v.item_code == by_line.c.item_code,
+                    ),
+                    v.quantity - func.coalesce(accepted.c.accepted, 0),
+                ),
+                else_=0,
+            ),
+            0,
+        )
+        lines = await self.session.execute(
+            select(by_line.c.need_line_id, line_cap)
+            .outerjoin(v, v.line_id == by_line.c.need_line_id)
+            .outerjoin(accepted, accepted.c.need_line_id == by_line.c.need_line_id)
+            .where(by_line.c.held > line_cap)
+        )
+        by_lot = (
+            select(Proposal.lot_id, Proposal.lot_item_code, func.sum(Proposal.quantity).label("held"))
+            .where(_open_proposals(now), Proposal.lot_item_code == _codes(sorted(set(lot_items))))
+            .group_by(Proposal.lot_id, Proposal.lot_item_code)
+            .subquery()
+        )
+        pending, available = _lot_available()
+        lot_cap = func.coalesce(
+            case(
+                (
+                    and_(
+                        LotView.offer_status == "open",
+                        LotView.verification.in_(AVAILABLE_LOT),
+                        LotView.item_code == by_lot.c.lot_item_code,
+                    ),
+                    available,
+                ),
+                else_=0,
+            ),
+            0,
+        )
+        lots = await self.session.execute(
+            select(by_lot.c.lot_id, lot_cap)
+            .outerjoin(LotView, LotView.lot_id == by_lot.c.lot_id)
+            .outerjoin(pending, pending.c.lot_id == by_lot.c.lot_id)
+            .where(by_lot.c.held > lot_cap)
+        )
+        return (
+            {row[0]: max(0, int(row[1])) for row in lines.all()},
+            {row[0]: max(0, int(row[1])) for row in lots.all()},
+        )
+
+    async def open_on(
+        self, line_ids: Iterable[uuid.UUID], lot_ids: Iterable[uuid.UUID], now: datetime
+    ) -> list[Proposal]:
+        """Open proposals of these lines or lots, locked (in id order)."""
+        lines, lots = list(line_ids), list(lot_ids)
+        if not lines and not lots:
+            return []
+        stmt = (
+            select(Proposal)
+            .where(_open_proposals(now), (Proposal.need_line_id == _ids(lines)) | (Proposal.lot_id == _ids(lots)))
+            .order_by(Proposal.id)
             .with_for_update()
         )
         return list((await self.session.execute(stmt)).scalars())
 
-    async def supersede(self, proposals: list[Proposal], run_id: uuid.UUID, now: datetime) -> list[Proposal]:
+    async def supersede(
+        self, proposals: list[Proposal], run_id: uuid.UUID, now: datetime, *, reason: str | None = None
+    ) -> list[Proposal]:
         for p in proposals:
-            p.status, p.reason = ProposalStatus.cancelled, f"superseded by run {run_id}"
+            p.status, p.reason = ProposalStatus.cancelled, reason or f"superseded by run {run_id}"
             p.decided_at, p.decided_by = now, "matching"
             p.version += 1
             self.session.add(
@@ -425,8 +583,13 @@ class ProposalRepository(RepositoryBase[Proposal]):
         offer_id: uuid.UUID | None,
         need_line_id: uuid.UUID | None,
         region_code: str | None,
+        site_org: str | None = None,
     ) -> tuple[list[Proposal], str | None]:
         stmt = select(Proposal)
+        if site_org is not None:  # proposals for the needs of this organisation's sites
+            stmt = stmt.where(
+                Proposal.need_line_id.in_(select(NeedLineView.line_id).where(NeedLineView.org == site_org))
+            )
         if status:
             stmt = stmt.where(Proposal.status == status)
         if need_id:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Query, Request, Response, status
 
 from services.matching import decisions, policy, runs, schemas, service
-from services.matching.dependencies import Coordinator, Staff
+from services.matching.dependencies import Coordinator, SiteOrCoordinator, SiteOrStaff, Staff
 from services.matching.errors import (
     InvalidPolicy,
     LotTaken,
@@ -20,7 +20,7 @@ from services.matching.errors import (
 )
 from services.matching.models import AllocationRun, Proposal
 from shared.app import SessionDep, service_router
-from shared.auth import require_in_region
+from shared.auth import Role, require_in_region
 from shared.errors import (
     Forbidden,
     PreconditionFailed,
@@ -73,7 +73,7 @@ async def get_allocation_run(run_id: uuid.UUID, principal: Staff, session: Sessi
 
 @router.get("/proposals", responses=problem_responses(Forbidden))
 async def list_proposals(
-    principal: Staff,
+    principal: SiteOrStaff,
     session: SessionDep,
     page: SyncPageQuery,
     status: schemas.ProposalStatus | None = None,
@@ -83,7 +83,8 @@ async def list_proposals(
     region_code: Annotated[str | None, Query(pattern=r"^\d{2,6}$")] = None,
 ) -> SyncPage[schemas.Proposal]:
     """Proposals, newest first, by status, need, offer, line or region prefix; with `updated_since`, only those
-    changed after that point, in change order."""
+    changed after that point, in change order. Frontline users see the proposals for their own sites' needs."""
+    staff = principal.has(Role.coordinator, Role.logistics, Role.working_group, Role.admin)
     items, cursor = await decisions.list_proposals(
         session,
         page,
@@ -92,6 +93,7 @@ async def list_proposals(
         offer_id=offer_id,
         need_line_id=need_line_id,
         region_code=region_code,
+        site_org=None if staff else principal.org,
     )
     return sync_page([schemas.Proposal.model_validate(p) for p in items], cursor, page)
 
@@ -141,6 +143,23 @@ async def reject_proposal(
 ) -> schemas.Proposal:
     """Reject a proposal with a reason (recorded as an override)."""
     proposal = await decisions.reject(session, principal, proposal_id, data.reason)
+    set_etag(response, proposal.version)
+    return schemas.Proposal.model_validate(proposal)
+
+
+@router.post(
+    "/proposals/{proposal_id}/decline", responses=problem_responses(ProposalNotFound, Forbidden, ProposalNotOpen)
+)
+async def decline_proposal(
+    proposal_id: uuid.UUID,
+    data: schemas.DeclineRequest,
+    principal: SiteOrCoordinator,
+    session: SessionDep,
+    response: Response,
+) -> schemas.Proposal:
+    """The need's site declines an open proposal, with a reason: it is rejected, its line is matched again
+    without that lot (never proposed to it again)."""
+    proposal = await decisions.decline(session, principal, proposal_id, data.reason)
     set_etag(response, proposal.version)
     return schemas.Proposal.model_validate(proposal)
 

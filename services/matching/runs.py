@@ -8,19 +8,23 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
-from services.matching.allocation import Allocation, allocate, cancel_solving
+from services.matching.allocation import allocate, cancel_solving, lot_units_of
 from services.matching.errors import NeedLineNotFound, RunNotFound
 from services.matching.models import AllocationRun, Proposal
 from services.matching.policy import Policy, current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository, RunRepository
 from services.matching.schemas import ProposalStatus, RunStatus
 from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
+from services.matching.stable import STICKY_BONUS, Held, allocate_around, gain, sticky, subset, worth_replacing
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.events import publish
@@ -62,6 +66,7 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
     cand = build_candidates(
         LineTable.from_rows(lines), LotTable.from_rows(lots), policy, now=time.time(), catalog=get_catalog()
     )
+    cand = without_declined(cand, lines, lots, await repo.exclusions([lines[0]["id"]]))
     order = sorted(range(len(cand.score)), key=lambda i: (-float(cand.score[i]), float(cand.distance_km[i])))
     items = []
     for i in order:
@@ -81,20 +86,6 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
     return schemas.CandidateList(
         need_line_id=line_id, policy_version=policy.version, remaining=lines[0]["remaining"], items=items
     )
-
-
-def _score_and_solve(
-    lines: list[dict[str, Any]],
-    lots: list[dict[str, Any]],
-    policy: Policy,
-    cancelled: threading.Event,
-    processes: int,
-) -> tuple[Candidates, Allocation, float]:
-    line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
-    cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
-    built = time.perf_counter()
-    result = allocate(line_table.remaining, lot_table.available, cand, policy, cancelled=cancelled, processes=processes)
-    return cand, result, built
 
 
 class RunAbandoned(Exception):
@@ -151,6 +142,129 @@ async def _unless_stopped(work: asyncio.Future[T], stop: asyncio.Event | None) -
     return work.result()
 
 
+# Runs that re-weigh the open proposals against a from-scratch optimum; the others allocate around them.
+GLOBAL_TRIGGERS = frozenset({"manual", "periodic"})
+
+
+@dataclass
+class _Plan:
+    """What a run writes: new proposals as a flow over `cand`, and the open proposals it replaces."""
+
+    cand: Candidates
+    flow: npt.NDArray[np.int64]  # base units credited to each pair's line (see lot_units_of for the lot's side)
+    objective: float
+    replace: list[Proposal] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def _fitting(
+    proposals: list[Proposal], line_cap: dict[uuid.UUID, int], lot_cap: dict[uuid.UUID, int]
+) -> list[Proposal]:
+    """The proposals to give up so that the rest fit their lines' and lots' capacities (best scores kept; a line
+    or lot not in the caps has room for all)."""
+    used_line: dict[uuid.UUID, int] = {}
+    used_lot: dict[uuid.UUID, int] = {}
+    out = []
+    for p in sorted(proposals, key=lambda p: (-p.score, p.created_at, p.id)):
+        line = used_line.get(p.need_line_id, 0) + p.quantity
+        lot = used_lot.get(p.lot_id, 0) + (p.quantity if p.lot_quantity is None else p.lot_quantity)
+        if line <= line_cap.get(p.need_line_id, line) and lot <= lot_cap.get(p.lot_id, lot):
+            used_line[p.need_line_id], used_lot[p.lot_id] = line, lot
+        else:
+            out.append(p)
+    return out
+
+
+def _held(
+    proposals: list[Proposal], lines: list[dict[str, Any]], lots: list[dict[str, Any]]
+) -> tuple[Held, list[Proposal]]:
+    """The open proposals that still fit, as indices into this run's tables, and those that do not."""
+    line_at = {uuid.UUID(ln["id"]): i for i, ln in enumerate(lines)}
+    lot_at = {uuid.UUID(lot["id"]): i for i, lot in enumerate(lots)}
+    present = [p for p in proposals if p.need_line_id in line_at and p.lot_id in lot_at]
+    gone = [p for p in proposals if p.need_line_id not in line_at or p.lot_id not in lot_at]
+    line_cap = {uuid.UUID(ln["id"]): int(ln["remaining"]) for ln in lines}
+    lot_cap = {uuid.UUID(lot["id"]): int(lot["available"]) for lot in lots}
+    dropped = _fitting(present, line_cap, lot_cap)
+    dropped_ids = {p.id for p in dropped}
+    kept = [p for p in present if p.id not in dropped_ids]
+    held = Held.of(
+        [line_at[p.need_line_id] for p in kept],
+        [lot_at[p.lot_id] for p in kept],
+        [p.quantity for p in kept],
+        [p.score for p in kept],
+        [p.quantity if p.lot_quantity is None else p.lot_quantity for p in kept],
+    )
+    return held, gone + dropped
+
+
+def without_declined(
+    cand: Candidates, lines: list[dict[str, Any]], lots: list[dict[str, Any]], declined: set[tuple[str, str]]
+) -> Candidates:
+    """The candidates less the (line, lot) pairs a site declined."""
+    if not declined or not len(cand):
+        return cand
+    pairs = zip(cand.line.tolist(), cand.lot.tolist(), strict=True)
+    keep = np.array([(lines[i]["id"], lots[j]["id"]) not in declined for i, j in pairs], dtype=np.bool_)
+    return subset(cand, keep)
+
+
+def _score_and_plan(
+    lines: list[dict[str, Any]],
+    lots: list[dict[str, Any]],
+    open_now: list[Proposal] | None,
+    declined: set[tuple[str, str]],
+    policy: Policy,
+    cancelled: threading.Event,
+    processes: int,
+) -> tuple[_Plan, float]:
+    """Candidates and the allocation to write. Without `open_now` (an incremental run) the tables already hold
+    only what open proposals leave: everything allocated is new. With it (a global run) the open proposals are
+    weighed: kept, with an allocation around them, unless a from-scratch optimum gains more than the policy's
+    threshold, in which case the open proposals it would not make again are replaced."""
+    line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
+    cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
+    cand = without_declined(cand, lines, lots, declined)
+    built = time.perf_counter()
+    solver: dict[str, Any] = {"cancelled": cancelled, "processes": processes}
+    if open_now is None:
+        result = allocate(line_table.remaining, lot_table.available, cand, policy, **solver)
+        credited = result.flow if result.credited is None else result.credited
+        touched = np.unique(cand.line[credited > 0])
+        return _Plan(cand, credited, float(result.objective), counts={"touched_lines": len(touched)}), built
+    held, _ = _held(open_now, lines, lots)
+    around = allocate_around(line_table.remaining, lot_table.available, cand, policy, held, **solver)
+    fresh = allocate(line_table.remaining, lot_table.available, cand, policy, **solver)
+    counts = {
+        "held": len(held),
+        "objective_kept": round(around.objective),
+        "objective_fresh": round(float(fresh.objective)),
+        "touched_lines": around.touched_lines,
+        "touched_lots": around.touched_lots,
+    }
+    if not worth_replacing(around.objective, float(fresh.objective), policy):
+        return _Plan(around.cand, around.flow, around.objective, counts=counts), built
+    # Replace: with an allocation as good that keeps as many open proposals as it can (a unit on a held pair is
+    # worth a little more to the solver), else the optimum itself. Open proposals it makes again stay (same ids).
+    new_flow, value = sticky(line_table.remaining, lot_table.available, cand, policy, held, STICKY_BONUS, **solver)
+    if not worth_replacing(around.objective, value, policy):
+        new_flow, value = (fresh.flow if fresh.credited is None else fresh.credited), float(fresh.objective)
+    again = {(int(cand.line[i]), int(cand.lot[i]), int(new_flow[i])): int(i) for i in np.flatnonzero(new_flow)}
+    flow = new_flow.copy()
+    line_at = {uuid.UUID(ln["id"]): i for i, ln in enumerate(lines)}
+    lot_at = {uuid.UUID(lot["id"]): i for i, lot in enumerate(lots)}
+    replace = []
+    for p in open_now:
+        i = again.pop((line_at.get(p.need_line_id, -1), lot_at.get(p.lot_id, -1), p.quantity), None)
+        if i is None:
+            replace.append(p)
+        else:
+            flow[i] = 0  # kept as it is
+    counts["gain_bp"] = min(round(gain(around.objective, value) * 10_000), 10**9)
+    counts["objective_new"] = round(value)
+    return _Plan(cand, flow, value, replace=replace, counts=counts), built
+
+
 async def propose(
     session: AsyncSession,
     *,
@@ -161,18 +275,32 @@ async def propose(
     line_ids: list[uuid.UUID] | None = None,
     stop: asyncio.Event | None = None,
 ) -> tuple[AllocationRun, list[Proposal]]:
-    """Score every feasible pair in scope, allocate optimally, and store the proposals (superseding open ones
-    for the same lines). The proposals an identical allocation would make again are kept.
+    """Allocate the lines in scope and store the result as proposals. Open proposals are stable: a continuous
+    or retry run holds them fixed and allocates only the demand and supply they leave (reading only the lines
+    and lots with some left); a manual or periodic run replaces them only when a from-scratch optimum gains more
+    than `policy.replace_gain_threshold`, recording `replaced_by` and `replaced_reason`. Either cancels the open
+    proposals that no longer fit their line or lot. Nothing is locked before the write phase.
 
     Once `stop` is set the run raises RunAbandoned at its next step (without waiting for scoring and solving
     to end), so that the caller's transaction rolls back."""
     started = time.perf_counter()
+    now = utcnow()
+    is_global = trigger in GLOBAL_TRIGGERS
+    around_open = None if is_global else now
     repo = ProjectionRepository(session)
     lines = await repo.open_lines(
-        region_code=scope.region_code, item_codes=scope.item_codes, line_ids=line_ids, on_batch=lambda: check_stop(stop)
+        region_code=scope.region_code,
+        item_codes=scope.item_codes,
+        line_ids=line_ids,
+        on_batch=lambda: check_stop(stop),
+        around_open=around_open,
     )
-    lots = await repo.available_lots(_lot_items_for({ln["item_code"] for ln in lines})) if lines else []
+    lot_items = _lot_items_for({ln["item_code"] for ln in lines} | set(scope.item_codes or ()))
+    lots = await repo.available_lots(lot_items, around_open=around_open) if lines else []
     _perishable(lots)
+    proposals_repo = ProposalRepository(session)
+    open_now = await proposals_repo.held([uuid.UUID(ln["id"]) for ln in lines], now) if is_global else None
+    declined = await repo.exclusions([ln["id"] for ln in lines])
     loaded = time.perf_counter()
     check_stop(stop)
     # Scoring and solving are CPU work: in a thread (large networks in a solver process), so that the service's
@@ -180,20 +308,19 @@ async def propose(
     cancelled = threading.Event()
     try:
         processes = runtime_of_session(session).settings.matching_solver_processes
-        work = _in_thread(_score_and_solve, lines, lots, policy, cancelled, processes)
-        cand, result, built = await _unless_stopped(work, stop)
+        work = _in_thread(_score_and_plan, lines, lots, open_now, declined, policy, cancelled, processes)
+        plan, built = await _unless_stopped(work, stop)
     finally:
         cancel_solving(cancelled)  # an abandoned run's solver stops at once
     solved = time.perf_counter()
 
-    now = utcnow()
     run = AllocationRun(
         id=uuid.uuid4(),
         trigger=trigger,
         scope=scope.model_dump(exclude_none=True),
         policy_version=policy.version,
         status=RunStatus.completed,
-        objective=round(float(result.objective), 3),
+        objective=round(plan.objective, 3),
         created_by=actor,
         counts={},
         timings={},
@@ -201,56 +328,23 @@ async def propose(
     )
     RunRepository(session).add(run)
     await session.flush()
-    proposals_repo = ProposalRepository(session)
-    # Open proposals an identical allocation would make again are kept (same ids for the coordinator who is
-    # looking at them); the others are superseded.
-    still_open = {
-        (p.need_line_id, p.lot_id, p.quantity): p
-        for p in await proposals_repo.open_for_lines([uuid.UUID(ln["id"]) for ln in lines])
-    }
-    expires = now + timedelta(seconds=policy.proposal_ttl_seconds)
-    proposals, kept = [], []
-    for i in [int(i) for i in result.flow.nonzero()[0]]:
-        line, lot = lines[int(cand.line[i])], lots[int(cand.lot[i])]
-        same = still_open.pop((uuid.UUID(line["id"]), uuid.UUID(lot["id"]), int(result.flow[i])), None)
-        if same is not None:
-            kept.append(same)
-            continue
-        proposals.append(
-            Proposal(
-                id=uuid.uuid4(),
-                run_id=run.id,
-                need_line_id=uuid.UUID(line["id"]),
-                need_id=line["need_id"],
-                lot_id=uuid.UUID(lot["id"]),
-                offer_id=lot["offer_id"],
-                item_code=line["item_code"],
-                lot_item_code=lot["item_code"],
-                region_code=line["region_code"],
-                quantity=int(result.flow[i]),
-                score=round(float(cand.score[i]), 3),
-                factors=cand.breakdown(i),
-                distance_km=round(float(cand.distance_km[i]), 1),
-                policy_version=policy.version,
-                status=ProposalStatus.proposed,
-                auto=False,
-                expires_at=expires,
-                created_at=now,
-                version=1,
-                reservation_projected=False,
-            )
-        )
     check_stop(stop)
-    superseded = await proposals_repo.supersede(list(still_open.values()), run.id, now)
-    session.add_all(proposals)
+    replaced, infeasible, proposals = await _write(session, run, plan, lines, lots, scope, lot_items, policy, now)
+    superseded = replaced + infeasible
+    gone = {p.id for p in superseded}
+    kept_open = [p for p in (open_now or []) if p.id not in gone]
     run.counts = {
-        "kept": len(kept),
+        "global": int(is_global),
+        "kept": len(kept_open),
         "lines": len(lines),
         "lots": len(lots),
-        "pairs": len(cand.score),
+        "pairs": len(plan.cand),
         "proposals": len(proposals),
-        "units": int(result.flow.sum()),
+        "units": int(plan.flow.sum()),
         "superseded": len(superseded),
+        "replaced": len(replaced),
+        "infeasible": len(infeasible),
+        **plan.counts,
     }
     ALLOCATION_SECONDS.labels("candidates", trigger).observe(built - loaded)
     ALLOCATION_SECONDS.labels("solve", trigger).observe(solved - built)
@@ -262,7 +356,7 @@ async def propose(
     }
     await session.flush()
     # Their lines and lots in the session at once, rather than two lookups per event.
-    await ProjectionRepository(session).load_views({p.need_line_id for p in superseded}, {p.lot_id for p in superseded})
+    await repo.load_views({p.need_line_id for p in superseded}, {p.lot_id for p in superseded})
     for old in superseded:
         check_stop(stop)
         await events.publish_decision(session, events.PROPOSAL_CANCELLED, old, old.quantity)
@@ -279,7 +373,124 @@ async def propose(
         ),
         subject=str(run.id),
     )
-    return run, kept + proposals
+    return run, kept_open + proposals
+
+
+async def _write(
+    session: AsyncSession,
+    run: AllocationRun,
+    plan: _Plan,
+    lines: list[dict[str, Any]],
+    lots: list[dict[str, Any]],
+    scope: schemas.RunScope,
+    lot_items: set[str],
+    policy: Policy,
+    now: datetime,
+) -> tuple[list[Proposal], list[Proposal], list[Proposal]]:
+    """The write phase, the only one that locks proposals: the replaced (if none was decided meanwhile), the
+    infeasible cancelled, the new added. Returns (replaced, infeasible, new)."""
+    replaced: list[Proposal] = []
+    if plan.replace:
+        locked = await ProposalRepository(session).lock_open([p.id for p in plan.replace], now)
+        if len(locked) == len(plan.replace):
+            replaced = locked
+        else:  # decided meanwhile: keep everything open as it is, allocate nothing this time
+            plan.flow[:] = 0
+            plan.counts["replace_conflict"] = len(plan.replace) - len(locked)
+    proposals = _new_proposals(run, plan, lines, lots, policy, now)
+    await _record_replacements(session, run, replaced, proposals, plan, policy, now)
+    line_items = {ln["item_code"] for ln in lines} | set(scope.item_codes or ())
+    infeasible = await _cancel_infeasible(session, run, line_items, lot_items, now)
+    if infeasible:  # what they held is free again: the next continuous run allocates it
+        await ProjectionRepository(session).mark_dirty(
+            {p.item_code for p in infeasible} | {p.lot_item_code for p in infeasible}
+        )
+    session.add_all(proposals)
+    await session.flush()
+    return replaced, infeasible, proposals
+
+
+def _new_proposals(
+    run: AllocationRun,
+    plan: _Plan,
+    lines: list[dict[str, Any]],
+    lots: list[dict[str, Any]],
+    policy: Policy,
+    now: datetime,
+) -> list[Proposal]:
+    cand, expires = plan.cand, now + timedelta(seconds=policy.proposal_ttl_seconds)
+    lot_units = lot_units_of(plan.flow, cand)
+    out = []
+    for i in [int(i) for i in np.flatnonzero(plan.flow)]:
+        line, lot = lines[int(cand.line[i])], lots[int(cand.lot[i])]
+        out.append(
+            Proposal(
+                id=uuid.uuid4(),
+                run_id=run.id,
+                need_line_id=uuid.UUID(line["id"]),
+                need_id=line["need_id"],
+                lot_id=uuid.UUID(lot["id"]),
+                offer_id=lot["offer_id"],
+                item_code=line["item_code"],
+                lot_item_code=lot["item_code"],
+                region_code=line["region_code"],
+                quantity=int(plan.flow[i]),
+                lot_quantity=int(lot_units[i]),
+                score=round(float(cand.score[i]), 3),
+                factors=cand.breakdown(i),
+                distance_km=round(float(cand.distance_km[i]), 1),
+                policy_version=policy.version,
+                status=ProposalStatus.proposed,
+                auto=False,
+                expires_at=expires,
+                created_at=now,
+                version=1,
+                reservation_projected=False,
+            )
+        )
+    return out
+
+
+async def _cancel_infeasible(
+    session: AsyncSession, run: AllocationRun, line_items: set[str], lot_items: set[str], now: datetime
+) -> list[Proposal]:
+    """Cancel the open proposals that no longer fit their line or lot (lowest scores first)."""
+    repo = ProposalRepository(session)
+    line_cap, lot_cap = await repo.overheld(line_items, lot_items, now)
+    if not line_cap and not lot_cap:
+        return []
+    locked = await repo.open_on(line_cap, lot_cap, now)
+    out = _fitting(locked, line_cap, lot_cap)
+    why = {p.id: "line changed" if line_cap.get(p.need_line_id) is not None else "lot changed" for p in out}
+    for p in out:
+        await repo.supersede([p], run.id, now, reason=f"infeasible: {why[p.id]} (run {run.id})")
+    return out
+
+
+async def _record_replacements(
+    session: AsyncSession,
+    run: AllocationRun,
+    replaced: list[Proposal],
+    proposals: list[Proposal],
+    plan: _Plan,
+    policy: Policy,
+    now: datetime,
+) -> None:
+    if not replaced:
+        return
+    by_line: dict[uuid.UUID, Proposal] = {}
+    for p in sorted(proposals, key=lambda p: -p.quantity):
+        by_line.setdefault(p.need_line_id, p)
+    why = (
+        f"run {run.id} found an allocation worth {plan.counts['objective_new']} against "
+        f"{plan.counts['objective_kept']} for keeping the open proposals (+{plan.counts['gain_bp'] / 100:.2f}%, "
+        f"above the policy's threshold of {policy.replace_gain_threshold:.2%})"
+    )
+    for p in replaced:
+        new = by_line.get(p.need_line_id)
+        p.replaced_by = new.id if new is not None else None
+        p.replaced_reason = why
+    await ProposalRepository(session).supersede(replaced, run.id, now)
 
 
 def _ms(a: float, b: float) -> float:

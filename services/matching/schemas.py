@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.vocabulary import ItemCode, RegionPrefix
 
@@ -42,6 +42,7 @@ class PolicyRecord(BaseModel):
     max_candidates_per_line: int
     auto_accept_score: float | None
     proposal_ttl_seconds: int
+    replace_gain_threshold: float
     created_at: datetime | None = None
     created_by: str | None = None
 
@@ -91,7 +92,11 @@ class Proposal(BaseModel):
     item_code: str
     lot_item_code: str
     region_code: str
-    quantity: int
+    quantity: int = Field(description="Base units of the need line's item this proposal credits the line.")
+    lot_quantity: int | None = Field(
+        None,
+        description="Base units of the lot's item it takes (more than `quantity` for a substitute in smaller packs).",
+    )
     accepted_quantity: int | None
     quantity_returned: int = 0
     score: float
@@ -102,10 +107,20 @@ class Proposal(BaseModel):
     auto: bool
     reservation_id: uuid.UUID | None
     reason: str | None
+    replaced_by: uuid.UUID | None = Field(
+        None, description="The proposal a periodic or manual run put in this one's place (on the same line)."
+    )
+    replaced_reason: str | None = Field(None, description="Why a run replaced this open proposal.")
     expires_at: datetime
     decided_at: datetime | None
     decided_by: str | None
     created_at: datetime
+
+    @model_validator(mode="after")
+    def _lot_quantity(self) -> Self:
+        if self.lot_quantity is None:  # proposed before quantities were converted: in the same unit
+            self.lot_quantity = self.quantity
+        return self
 
 
 class DecisionRecord(BaseModel):
@@ -150,6 +165,14 @@ class RejectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class DeclineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)] = Field(
+        description="Why the site does not want this lot (its line is matched again without it)."
+    )
 
 
 class RegionKpi(BaseModel):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.needs import schemas
 from services.needs.models import Need, Site
 from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
+from shared.catalog import Item, follow
 from shared.db import utcnow
 from shared.events import CloudEvent, EventType, publish, register_event_type
 from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus
@@ -63,6 +64,9 @@ class NeedData(BaseModel):
     reason: str | None = None
 
 
+ITEM_ADDED = register_event_type(
+    follow.ITEM_ADDED, "A coordinator added an item to the catalog (every service follows).", Item
+)
 SITE_CREATED = register_event_type("reliefhub.needs.site.created", "A recipient site was registered.", SiteData)
 SITE_UPDATED = register_event_type("reliefhub.needs.site.updated", "A site's details changed.", SiteData)
 NEED_CREATED = register_event_type(
@@ -230,3 +234,7 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
             }
         )
     await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))
+
+
+async def publish_item(session: AsyncSession, item: Item) -> None:
+    await publish(session, ITEM_ADDED, item, subject=item.code)

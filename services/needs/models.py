@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Inte
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import NeedStatus, SiteKind, Urgency, Verification
@@ -21,6 +22,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# The living catalog: items added through the API to the seed of items.json (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 class Site(TimestampedMixin, VersionedMixin, Base):

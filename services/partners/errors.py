@@ -55,3 +55,19 @@ class InvalidOutcome(InvalidRequest):
 
 class SubjectRefused(Conflict):
     slug, title = "subject-refused", "The service that owns the task's subject refused the outcome"
+
+
+class CapacityNotFound(NotFound):
+    slug, title = "capacity-not-found", "Capacity not found"
+
+
+class NotAService(InvalidRequest):
+    slug, title = "not-a-service", "A capacity declares a `service.*` item of the catalog"
+
+
+class BeyondYourArea(InvalidRequest):
+    slug, title = "beyond-your-area", "The capacity covers regions the organisation does not serve"
+
+
+class CapacityWithdrawn(Conflict):
+    slug, title = "capacity-withdrawn", "The capacity was withdrawn"

@@ -4,7 +4,7 @@ and close working groups' tasks."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -59,6 +59,20 @@ class TaskData(BaseModel):
     created_at: datetime
 
 
+class CapacityData(BaseModel):
+    """A partner's capacity: what matching reads to propose it for need lines of its service."""
+
+    id: uuid.UUID
+    org: str
+    service_code: str
+    units_per_day: int
+    starts_on: date
+    ends_on: date
+    region_codes: list[str]
+    status: str
+    version: int
+
+
 ORGANIZATION_REGISTERED = register_event_type(
     "reliefhub.partners.organization.registered",
     "An organisation registered; it awaits approval by a coordinator of the hub covering it.",
@@ -76,6 +90,19 @@ ORGANIZATION_SUSPENDED = register_event_type(
     "reliefhub.partners.organization.suspended",
     "A coordinator suspended the organisation: its changes are refused.",
     OrganizationData,
+)
+CAPACITY_DECLARED = register_event_type(
+    "reliefhub.partners.capacity.declared",
+    "An organisation declared a capacity: units of a service a day, in a date window, over an area.",
+    CapacityData,
+)
+CAPACITY_UPDATED = register_event_type(
+    "reliefhub.partners.capacity.updated", "A capacity's units, window, area or note changed.", CapacityData
+)
+CAPACITY_WITHDRAWN = register_event_type(
+    "reliefhub.partners.capacity.withdrawn",
+    "The organisation withdrew a capacity: it is no longer matched.",
+    CapacityData,
 )
 TASK_CREATED = register_event_type(
     "reliefhub.partners.task.created", "A task entered a working group's queue.", TaskData

@@ -17,12 +17,13 @@ from shared.settings import Settings
 SERVICE = ServiceSpec(
     name="partners",
     description="The organisations registry (registration, approval by the hub covering an organisation, "
-    "suspension) and working groups' task queues: device checks, translation, customs clearance, quotes.",
+    "suspension), the capacities organisations declare, and working groups' task queues: device checks, "
+    "translation, customs clearance, quotes.",
     metadata=Base.metadata,
     kit=kit,
     routers=[router],
     migrations=migrations_dir(__file__),
-    collections=("organizations", "tasks"),
+    collections=("organizations", "capacities", "tasks"),
     calls=("supply",),
     subscriptions=[
         Subscription(stream="supply.events", group="partners-tasks", handler=on_supply_event),

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, Date, DateTime, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import TimestampedMixin, VersionedMixin, make_kit_tables, new_id, service_metadata
+from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
+from shared.vocabulary import CapacityStatus
 
 SCHEMA = "partners"
 
@@ -114,4 +115,31 @@ class Task(TimestampedMixin, VersionedMixin, Base):
         Index(None, "group", "status", "created_at"),
         Index(None, "created_at", "id"),
         Index(None, "due_at", postgresql_where="status IN ('open', 'claimed') AND overdue_at IS NULL"),
+    )
+
+
+class Capacity(TimestampedMixin, VersionedMixin, Base):
+    """What an organisation can do: so many units of a `service.*` catalog item a day, within a date window, in
+    the regions it serves (prefixes: a service covers an area, it has no point location)."""
+
+    __tablename__ = "capacity"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    service_code: Mapped[str] = mapped_column(String(100))
+    units_per_day: Mapped[int] = mapped_column(Integer)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    region_codes: Mapped[list[str]] = mapped_column(ARRAY(String(6)), default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[CapacityStatus] = mapped_column(enum_type(CapacityStatus, length=20))
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (
+        CheckConstraint("units_per_day > 0", name="units_positive"),
+        CheckConstraint("ends_on >= starts_on", name="window_ordered"),
+        Index(None, "service_code", "status", "ends_on"),
+        Index(None, "created_at", "id"),
     )

@@ -6,16 +6,17 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
-from services.partners.models import Organization, OrgKind, OrgStatus, Task, TaskKind, TaskStatus
+from services.partners.models import Capacity, Organization, OrgKind, OrgStatus, Task, TaskKind, TaskStatus
 from shared.db import RepositoryBase
 from shared.errors import InvalidRequest
 from shared.pagination import PageParams, paginate
+from shared.vocabulary import CapacityStatus
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,17 @@ class OrganizationFilters:
     kind: OrgKind | None = None
     status: OrgStatus | None = None
     region_code: str | None = None  # organisations serving any part of this region (or all of it)
+    service_code: str | None = None  # organisations with a live capacity for this service
+    today: date | None = None  # the day "live" is judged on (with service_code)
+
+
+@dataclass(frozen=True)
+class CapacityFilters:
+    org: str | None = None
+    service_code: str | None = None
+    status: CapacityStatus | None = None
+    region_code: str | None = None  # capacities whose area covers this code (a national one covers every code)
+    on: date | None = None  # offered on this day
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,14 @@ class OrganizationRepository(RepositoryBase[Organization]):
             stmt = stmt.where(Organization.status == filters.status)
         if filters.region_code is not None:
             stmt = stmt.where(_serves(filters.region_code))
+        if filters.service_code is not None:
+            live = select(Capacity.id).where(
+                Capacity.org == Organization.id,
+                Capacity.service_code == filters.service_code,
+                Capacity.status == CapacityStatus.active,
+                Capacity.ends_on >= (filters.today or date.today()),
+            )
+            stmt = stmt.where(live.exists())
         if after is not None:
             stmt = stmt.where(Organization.id > after)
         rows = list((await self.session.execute(stmt.order_by(Organization.id).limit(limit + 1))).scalars())
@@ -83,6 +103,31 @@ def _serves(region_code: str) -> ColumnElement[bool]:
         .where(or_(literal(region_code).startswith(code), code.startswith(region_code, autoescape=True)))
     )
     return or_(func.cardinality(Organization.region_codes) == 0, within.exists())
+
+
+def _covers_code(code: str) -> ColumnElement[bool]:
+    """The capacity's area covers the code: a national area, or one of its prefixes starts the code."""
+    prefixes = func.unnest(Capacity.region_codes).table_valued("prefix").render_derived(name="area")
+    within = select(literal(1)).select_from(prefixes).where(literal(code).startswith(prefixes.c.prefix))
+    return or_(func.cardinality(Capacity.region_codes) == 0, within.exists())
+
+
+class CapacityRepository(RepositoryBase[Capacity]):
+    model = Capacity
+
+    async def search(self, filters: CapacityFilters, params: PageParams) -> tuple[list[Capacity], str | None]:
+        stmt = select(Capacity)
+        if filters.org is not None:
+            stmt = stmt.where(Capacity.org == filters.org)
+        if filters.service_code is not None:
+            stmt = stmt.where(Capacity.service_code == filters.service_code)
+        if filters.status is not None:
+            stmt = stmt.where(Capacity.status == filters.status)
+        if filters.region_code is not None:
+            stmt = stmt.where(_covers_code(filters.region_code))
+        if filters.on is not None:
+            stmt = stmt.where(Capacity.starts_on <= filters.on, Capacity.ends_on >= filters.on)
+        return await paginate(self.session, stmt, Capacity.created_at, Capacity.id, params)
 
 
 class TaskRepository(RepositoryBase[Task]):

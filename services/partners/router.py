@@ -6,17 +6,22 @@ rules that need an approved organisation (working on tasks) apply it in the serv
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from services.partners import schemas, service, tasks
+from services.partners import capacities, schemas, service, tasks
 from services.partners.dependencies import Coordinator, Credentials, SettingsDep, TaskWorker
 from services.partners.errors import (
     AlreadyDecided,
+    BeyondYourArea,
+    CapacityNotFound,
+    CapacityWithdrawn,
     InvalidOutcome,
     InvalidParent,
     NotAHubCoordinator,
+    NotAService,
     NotYourGroup,
     NotYourOrganization,
     OrganizationExists,
@@ -28,13 +33,14 @@ from services.partners.errors import (
     TaskTaken,
 )
 from services.partners.models import Organization, OrgKind, OrgStatus, TaskKind, TaskStatus
-from services.partners.repository import OrganizationFilters, TaskFilters
+from services.partners.repository import CapacityFilters, OrganizationFilters, TaskFilters
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, ServiceUnavailable, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.orgs import OrganisationNotApproved
 from shared.pagination import Page, PageQuery
+from shared.vocabulary import CapacityStatus
 
 router = service_router(prefix="/v1", tags=["partners"], approved_orgs_only=False)
 
@@ -73,11 +79,15 @@ async def list_organizations(
     region_code: Annotated[
         str | None, Query(pattern=r"^[0-9]{2,6}$", description="Serving this region (or a part of it).")
     ] = None,
+    service_code: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="With a live capacity for this service.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size (max 500).")] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
 ) -> Page[schemas.Organization]:
-    """Registered organisations in slug order, filtered by kind, status and the region they serve."""
-    filters = OrganizationFilters(kind=kind, status=status, region_code=region_code)
+    """Registered organisations in slug order, filtered by kind, status, the region they serve and a service
+    they have a live capacity for (offered, its window not over)."""
+    filters = OrganizationFilters(kind=kind, status=status, region_code=region_code, service_code=service_code)
     items, next_cursor = await service.list_organizations(session, filters, limit=limit, cursor=cursor)
     return Page(items=[organization_out(o, principal) for o in items], next_cursor=next_cursor)
 
@@ -151,6 +161,98 @@ async def suspend_organization(
     record = await service.decide(session, principal, org, OrgStatus.suspended, decision)
     set_etag(response, record.version)
     return organization_out(record, principal)
+
+
+# --- capacities ----------------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/capacities",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(NotYourOrganization, NotAService, BeyondYourArea, OrganisationNotApproved),
+)
+async def create_capacity(
+    data: schemas.CapacityCreate,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> schemas.Capacity:
+    """Declare what your organisation can do: units of a `service.*` catalog item a day, from `starts_on` to
+    `ends_on`, over the region prefixes it covers (with the registry on, approved organisations only)."""
+    capacity = await capacities.declare(session, principal, data, settings)
+    set_etag(response, capacity.version)
+    response.headers["Location"] = f"/v1/capacities/{capacity.id}"
+    return schemas.Capacity.model_validate(capacity)
+
+
+@router.get("/capacities", responses=problem_responses())
+async def list_capacities(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageQuery,
+    org: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    service_code: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    status: CapacityStatus | None = None,
+    region_code: Annotated[
+        str | None, Query(pattern=r"^[0-9]{6}$", description="Whose area covers this county code.")
+    ] = None,
+    on: Annotated[date | None, Query(description="Offered on this day.")] = None,
+) -> Page[schemas.Capacity]:
+    """Declared capacities, newest first, filtered by organisation, service, status, area and day."""
+    filters = CapacityFilters(org=org, service_code=service_code, status=status, region_code=region_code, on=on)
+    items, cursor = await capacities.list_capacities(session, filters, page)
+    return Page(items=[schemas.Capacity.model_validate(c) for c in items], next_cursor=cursor)
+
+
+@router.get("/capacities/{capacity_id}", responses=problem_responses(CapacityNotFound))
+async def get_capacity(
+    capacity_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Capacity:
+    """One capacity."""
+    capacity = await capacities.get_capacity(session, capacity_id)
+    set_etag(response, capacity.version)
+    return schemas.Capacity.model_validate(capacity)
+
+
+CAPACITY_CHANGE_ERRORS = (CapacityNotFound, NotYourOrganization, CapacityWithdrawn, OrganisationNotApproved)
+
+
+@router.patch(
+    "/capacities/{capacity_id}",
+    responses=problem_responses(*CAPACITY_CHANGE_ERRORS, BeyondYourArea, PreconditionFailed, PreconditionRequired),
+)
+async def update_capacity(
+    capacity_id: uuid.UUID,
+    data: schemas.CapacityUpdate,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> schemas.Capacity:
+    """Change a capacity's units, window, area or note (its organisation; send If-Match)."""
+    expected = if_match_version(request)
+    capacity = await capacities.update(session, principal, capacity_id, data, expected, settings)
+    set_etag(response, capacity.version)
+    return schemas.Capacity.model_validate(capacity)
+
+
+@router.post("/capacities/{capacity_id}/withdraw", responses=problem_responses(*CAPACITY_CHANGE_ERRORS))
+async def withdraw_capacity(
+    capacity_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    data: schemas.CapacityWithdrawal | None = None,
+) -> schemas.Capacity:
+    """Withdraw a capacity (its organisation): it is no longer offered nor matched."""
+    capacity = await capacities.withdraw(
+        session, principal, capacity_id, data or schemas.CapacityWithdrawal(), settings
+    )
+    set_etag(response, capacity.version)
+    return schemas.Capacity.model_validate(capacity)
 
 
 # --- tasks ---------------------------------------------------------------------------------------------------------

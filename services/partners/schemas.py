@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
 
 from services.partners.models import OrgKind, OrgStatus, TaskKind, TaskStatus
-from shared.vocabulary import ItemCode, RegionPrefix, Timestamp
+from shared.vocabulary import CapacityStatus, ItemCode, RegionPrefix, Timestamp
 
 # What tokens carry as `org`: letters, digits and a few separators, so it is safe in a URL path.
 OrgSlug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._~:@-]{0,99}$")]
@@ -210,3 +210,72 @@ OUTCOMES: dict[TaskKind, dict[str, type[BaseModel]]] = {
     TaskKind.translation: {"translated": TranslationData, "declined": NoData},
     TaskKind.procurement_quote: {"quoted": ProcurementQuoteData, "declined": NoData},
 }
+
+
+# --- capacities ------------------------------------------------------------------------------------------------
+
+MAX_WINDOW_DAYS = 366
+UnitsPerDay = Annotated[int, Field(gt=0, le=1_000_000, description="Units of the service it can give each day.")]
+# A calendar day a capacity's window may start or end on (ISO 8601 date).
+Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
+Regions = Annotated[list[RegionPrefix], Field(max_length=200)]
+
+
+def check_window(starts_on: date | None, ends_on: date | None) -> None:
+    if starts_on is not None and ends_on is not None:
+        if ends_on < starts_on:
+            raise ValueError("ends_on comes before starts_on")
+        if (ends_on - starts_on).days >= MAX_WINDOW_DAYS:
+            raise ValueError(f"a window spans at most {MAX_WINDOW_DAYS} days")
+
+
+class CapacityCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    org: OrgSlug | None = Field(None, description="The organisation declaring it; by default your token's.")
+    service_code: ItemCode = Field(description="A `service.*` item of the catalog.")
+    units_per_day: UnitsPerDay
+    starts_on: Day
+    ends_on: Day = Field(description="The last day it is offered (inclusive).")
+    region_codes: Regions = Field([], description="Region-code prefixes it covers; none: national.")
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> CapacityCreate:
+        check_window(self.starts_on, self.ends_on)
+        return self
+
+
+class CapacityUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    units_per_day: UnitsPerDay | None = None
+    starts_on: Day | None = None
+    ends_on: Day | None = None
+    region_codes: Regions | None = None
+    note: Note | None = None
+
+
+class CapacityWithdrawal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Note | None = None
+
+
+class Capacity(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    org: str
+    service_code: str
+    units_per_day: int
+    starts_on: date
+    ends_on: date
+    region_codes: list[str]
+    note: str | None
+    status: CapacityStatus
+    withdrawn_reason: str | None
+    withdrawn_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -106,6 +106,8 @@ class Row:
 EXPECTED: dict[tuple[str, str], Row] = {
     # --- needs: anyone reads; sites and needs are written by their organisation's frontline or coordinators
     ("GET", "/v1/items"): Row(ANY),
+    ("POST", "/v1/items"): Row(STAFF),  # the catalog is the whole hub's: coordinators add to it
+    ("GET", "/v1/items/{item_code}"): Row(ANY),
     ("GET", "/v1/sites"): Row(ANY),
     ("POST", "/v1/sites"): Row(only(C, F, A)),  # for the caller's own organisation (see EXTRAS)
     ("GET", "/v1/sites/{site_id}"): Row(ANY, other=ANY),  # contact details hidden from others
@@ -142,10 +144,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/allocation-runs"): Row(MATCHING_READERS),
     ("POST", "/v1/allocation-runs"): Row(STAFF),
     ("GET", "/v1/allocation-runs/{run_id}"): Row(MATCHING_READERS),
-    ("GET", "/v1/proposals"): Row(MATCHING_READERS),
+    ("GET", "/v1/proposals"): Row(MATCHING_READERS | only(F)),  # frontline: their own sites' needs only
     ("GET", "/v1/proposals/{proposal_id}"): Row(MATCHING_READERS),
     ("POST", "/v1/proposals/{proposal_id}/accept"): Row(STAFF),
     ("POST", "/v1/proposals/{proposal_id}/reject"): Row(STAFF),
+    # the need's site organisation declines (its frontline), or a coordinator for it
+    ("POST", "/v1/proposals/{proposal_id}/decline"): Row(only(C, F, A), other=STAFF),
     ("GET", "/v1/policy"): Row(MATCHING_READERS),
     ("PUT", "/v1/policy"): Row(STAFF),
     ("GET", "/v1/matching-kpis"): Row(MATCHING_READERS),
@@ -172,6 +176,8 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/track/{code}"): Row(ANY),  # public: no token needed either (see test_public_tracking…)
     ("GET", "/v1/track/{code}.html"): Row(ANY),  # the same, as a page
     ("GET", "/v1/reports/impact"): Row(ANY),
+    ("GET", "/v1/exports/{dataset}"): Row(STAFF),
+    ("GET", "/v1/public/exports/deliveries"): Row(ANY),  # public: no token needed either
     # --- webhooks: endpoints belong to the organisation that made them (any role: donor and frontline
     # organisations register endpoints scoped to their own records)
     ("GET", "/v1/event-types"): Row(ANY),
@@ -196,6 +202,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("PATCH", "/v1/organizations/{org}"): Row(ANY, other=only(A)),
     ("POST", "/v1/organizations/{org}/approve"): Row(only(A), other=only(A)),
     ("POST", "/v1/organizations/{org}/suspend"): Row(only(A), other=only(A)),
+    # capacities: an organisation declares, changes and withdraws its own (an admin any); everyone reads them
+    ("GET", "/v1/capacities"): Row(ANY),
+    ("POST", "/v1/capacities"): Row(ANY),  # for the caller's own organisation (see EXTRAS)
+    ("GET", "/v1/capacities/{capacity_id}"): Row(ANY, other=ANY),
+    ("PATCH", "/v1/capacities/{capacity_id}"): Row(ANY, other=only(A)),
+    ("POST", "/v1/capacities/{capacity_id}/withdraw"): Row(ANY, other=only(A)),
     # task queues: a working group's members work on its tasks; coordinators see every queue and open tasks
     ("GET", "/v1/tasks"): Row(only(C, W, A)),
     ("POST", "/v1/tasks"): Row(STAFF),
@@ -220,10 +232,13 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/needs/{need_id}/close"): 403,
     ("POST", "/v1/needs/{need_id}/confirm"): 403,
     ("POST", "/v1/needs/imports"): 422,
+    ("GET", "/v1/exports/{dataset}"): 403,  # the region_code asked for (none: every region)
     ("POST", "/v1/allocation-runs"): 403,  # the run's scope.region_code
     ("POST", "/v1/proposals/{proposal_id}/accept"): 403,  # the need's region
     ("POST", "/v1/proposals/{proposal_id}/reject"): 403,
+    ("POST", "/v1/proposals/{proposal_id}/decline"): 403,
     ("PUT", "/v1/policy"): 403,
+    ("POST", "/v1/items"): 403,  # the catalog holds for every region
     ("POST", "/v1/shipments"): 403,  # the destination's region
     ("PATCH", "/v1/shipments/{shipment_id}"): 403,
     ("POST", "/v1/shipments/{shipment_id}/status"): 403,
@@ -236,7 +251,7 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
 }
 # What holds for every region: a coordinator with `regions` is refused in region too.
-NATIONAL = frozenset({("PUT", "/v1/policy")})
+NATIONAL = frozenset({("PUT", "/v1/policy"), ("POST", "/v1/items")})
 
 
 @dataclass(frozen=True)
@@ -299,6 +314,11 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
         Extra("frontline registers another org", F, SITE_ORG, None, False, {"id": OTHER_ORG}),
         Extra("a coordinator registers another org", C, HUB_ORG, None, True, {"id": OTHER_ORG}),
     ],
+    ("POST", "/v1/capacities"): [
+        Extra("frontline declares for another org", F, SITE_ORG, None, False, {"org": OTHER_ORG}),
+        Extra("a coordinator declares for another org", C, HUB_ORG, None, False, {"org": OTHER_ORG}),
+        Extra("an admin declares for another org", A, HUB_ORG, None, True, {"org": OTHER_ORG}),
+    ],
     **{
         key: [Extra("a coordinator of the approved hub covering it", C, HUB_ORG, None, True)]
         for key in (
@@ -334,7 +354,7 @@ OWNED_TABLES = {
         "ledger_entry",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
-    "partners": ("organization", "task"),
+    "partners": ("organization", "capacity", "task"),
 }
 
 
@@ -572,6 +592,16 @@ class World:
 
         return await self._once("partner", make)
 
+    async def capacity(self) -> dict[str, Any]:
+        """The partner's capacity (psychological support sessions in 310101)."""
+
+        async def make() -> dict[str, Any]:
+            await self.partner()
+            body = example(("POST", "/v1/capacities"))
+            return await self.post("/v1/capacities", self.auth(F, org=PARTNER_ORG), json=body)
+
+        return await self._once("capacity", make)
+
     async def task(self) -> dict[str, Any]:
         """A procurement group's task, opened by a coordinator."""
         body = example(("POST", "/v1/tasks"))
@@ -644,10 +674,10 @@ def _offer_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepa
     return prepare
 
 
-def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None, owner_org: str | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         proposal = await w.proposal()
-        return Target(f"/v1/proposals/{proposal['id']}{suffix}", example(key) if key else None)
+        return Target(f"/v1/proposals/{proposal['id']}{suffix}", example(key) if key else None, owner_org=owner_org)
 
     return prepare
 
@@ -816,6 +846,14 @@ def _organization_target(suffix: str = "", key: tuple[str, str] | None = None) -
     return prepare
 
 
+def _capacity_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        capacity = await w.capacity()
+        return Target(f"/v1/capacities/{capacity['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
 def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         task = await w.task()
@@ -836,6 +874,8 @@ async def _track_page(w: World) -> Target:
 # How to reach each operation, and whether it needs the event flow (workers) to set up.
 PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/items"): (_plain("/v1/items?q=口罩"), False),
+    ("POST", "/v1/items"): (_plain("/v1/items", ("POST", "/v1/items")), False),
+    ("GET", "/v1/items/{item_code}"): (_plain("/v1/items/ppe.mask.gb19083"), False),
     ("GET", "/v1/sites"): (_plain("/v1/sites", before=World.site), False),
     ("POST", "/v1/sites"): (_plain("/v1/sites", ("POST", "/v1/sites")), False),
     ("GET", "/v1/sites/{site_id}"): (_site_target(), False),
@@ -878,6 +918,10 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         _proposal_target("/reject", ("POST", "/v1/proposals/{proposal_id}/reject")),
         True,
     ),
+    ("POST", "/v1/proposals/{proposal_id}/decline"): (
+        _proposal_target("/decline", ("POST", "/v1/proposals/{proposal_id}/decline"), SITE_ORG),
+        True,
+    ),
     ("GET", "/v1/policy"): (_plain("/v1/policy"), False),
     ("PUT", "/v1/policy"): (_plain("/v1/policy", ("PUT", "/v1/policy")), False),
     ("GET", "/v1/matching-kpis"): (_plain("/v1/matching-kpis"), False),
@@ -907,6 +951,8 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/track/{code}"): (_track, True),
     ("GET", "/v1/track/{code}.html"): (_track_page, True),
     ("GET", "/v1/reports/impact"): (_plain("/v1/reports/impact?region_code=31"), False),
+    ("GET", "/v1/exports/{dataset}"): (_plain("/v1/exports/needs?region_code=31"), False),
+    ("GET", "/v1/public/exports/deliveries"): (_plain("/v1/public/exports/deliveries"), False),
     ("GET", "/v1/event-types"): (_plain("/v1/event-types"), False),
     ("GET", "/v1/webhook-endpoints"): (_plain("/v1/webhook-endpoints", before=World.endpoint), False),
     ("POST", "/v1/webhook-endpoints"): (_create_endpoint, False),
@@ -939,6 +985,17 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ),
     ("POST", "/v1/organizations/{org}/suspend"): (
         _organization_target("/suspend", ("POST", "/v1/organizations/{org}/suspend")),
+        False,
+    ),
+    ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/capacities"): (_plain("/v1/capacities", ("POST", "/v1/capacities")), False),
+    ("GET", "/v1/capacities/{capacity_id}"): (_capacity_target(), False),
+    ("PATCH", "/v1/capacities/{capacity_id}"): (
+        _capacity_target("", ("PATCH", "/v1/capacities/{capacity_id}")),
+        False,
+    ),
+    ("POST", "/v1/capacities/{capacity_id}/withdraw"): (
+        _capacity_target("/withdraw", ("POST", "/v1/capacities/{capacity_id}/withdraw")),
         False,
     ),
     ("GET", "/v1/tasks"): (_plain("/v1/tasks", before=World.task), False),
@@ -1096,6 +1153,8 @@ async def _matrix(w: World, op: Operation) -> list[str]:
         r = await w.client.get(target.url)
         if r.status_code != 200:
             failures.append(f"PUBLIC {op} without a token: {r.status_code} {r.text[:300]}")
+        if "{code}" not in op.key[1]:
+            return failures
         missing = await w.client.get(target.url.rsplit("/", 1)[0] + "/NoSuchCode12345")
         try:
             assert_problem(missing, 404, context=f"{op} without a token, unknown code")

@@ -15,3 +15,17 @@ async def allocation_run(client: httpx.AsyncClient, auth: TokenFactory, **scope:
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+async def open_proposals(client: httpx.AsyncClient, auth: TokenFactory, need: dict[str, Any]) -> list[dict[str, Any]]:
+    """The need's proposals still open (status `proposed`)."""
+    r = await client.get("/v1/proposals", headers=auth("coordinator"), params={"need_id": need["id"], "limit": 100})
+    assert r.status_code == 200, r.text
+    return [p for p in r.json()["items"] if p["status"] == "proposed"]
+
+
+async def runs_of(client: httpx.AsyncClient, auth: TokenFactory, trigger: str) -> list[dict[str, Any]]:
+    """The allocation runs of this trigger, newest first."""
+    r = await client.get("/v1/allocation-runs", headers=auth("coordinator"), params={"limit": 100})
+    assert r.status_code == 200, r.text
+    return [run for run in r.json()["items"] if run["trigger"] == trigger]

@@ -13,9 +13,7 @@ from unittest.mock import patch
 import numpy as np
 import numpy.typing as npt
 import pytest
-import scipy.sparse as sp
 from hypothesis import given
-from scipy.optimize import linprog
 
 from services.matching import allocation
 from services.matching.allocation import (
@@ -28,35 +26,10 @@ from services.matching.allocation import (
 )
 from services.matching.policy import Policy
 from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
+from tests.helpers.lp import lp_objective
 from tests.helpers.scoring import CATALOG, NOW, PROPERTY, at, build, check, instances, line_row, lot_row
 
 Instance = tuple[list[dict[str, Any]], list[dict[str, Any]], Policy]
-
-
-def lp_objective(remaining: np.ndarray, available: np.ndarray, cand: Candidates, policy: Policy, tiered: bool) -> float:
-    """The same model as a linear program: maximise Σ score·x + Σ value·y, solved by HiGHS."""
-    m, n, n_lots = len(cand), len(remaining), len(available)
-    caps = tier_capacities(remaining, policy, tiered=tiered)
-    values = tier_values(policy, tiered=tiered) / 100
-    k = caps.shape[1]
-    scores = np.rint(cand.score * 100) / 100
-    c = -np.concatenate([scores, np.tile(values, n)])
-    pair_cap = np.minimum(available[cand.lot], remaining[cand.line])
-    lot_rows = sp.coo_matrix((np.ones(m), (cand.lot, np.arange(m))), shape=(n_lots, m + n * k))
-    y_cols = m + np.arange(n * k)
-    balance = sp.coo_matrix(
-        (
-            np.concatenate([np.ones(m), -np.ones(n * k)]),
-            (np.concatenate([cand.line, np.repeat(np.arange(n), k)]), np.concatenate([np.arange(m), y_cols])),
-        ),
-        shape=(n, m + n * k),
-    )
-    bounds = [(0, int(u)) for u in pair_cap] + [(0, int(u)) for u in caps.ravel()]
-    res = linprog(
-        c, A_ub=lot_rows.tocsr(), b_ub=available, A_eq=balance.tocsr(), b_eq=np.zeros(n), bounds=bounds, method="highs"
-    )
-    assert res.status == 0, res.message
-    return float(-res.fun)
 
 
 def tables(instance: Instance) -> tuple[LineTable, LotTable, Candidates, Policy]:

@@ -28,7 +28,7 @@ from tests.helpers.settings import ROOT
 from tests.helpers.supply import donor_offer
 from tests.helpers.waiting import eventually
 
-MASKS = ["ppe.mask.n95", "ppe.mask.kn95", "ppe.mask.surgical", "ppe.mask.disposable_medical"]
+MASKS = ["ppe.mask.n95", "ppe.mask.gb19083", "ppe.mask.kn95", "ppe.mask.surgical", "ppe.mask.disposable_medical"]
 MASK_GROUP = item_group(MASKS[0])
 
 
@@ -129,13 +129,14 @@ async def test_continuous_runs_over_40000_open_lines_and_a_new_need_is_proposed(
     assert run["counts"]["lines"] == 40_000 and run["counts"]["lots"] == 40
     assert run["counts"]["units"] == 40 * 500 and run["counts"]["proposals"] > 0
 
-    # Again over the same lines, now with open proposals (kept where the allocation stays the same).
+    # Again, now with the first run's proposals open: they are held as they are, and only what they leave is
+    # read and allocated (the new lot's 100 units, to lines with demand left); none is superseded.
     await seed_lots(engine, 1, MASKS[:1], 100)
     await mark_dirty(engine, MASKS[:1])
     runs = await eventually(lambda: _at_least(continuous_runs(client, auth, MASKS), 2), seconds=120)
     again = runs[0]
-    assert again["counts"]["lines"] == 40_000 and again["counts"]["kept"] > 0
-    assert again["counts"]["units"] == 40 * 500 + 100
+    assert again["counts"]["lots"] == 1 and again["counts"]["units"] == 100
+    assert again["counts"]["superseded"] == 0 and again["counts"]["lines"] == 40_000  # none is fully proposed
 
     assert await metric(client, "reliefhub_matching_run_failures_total", trigger="continuous") == failures_before
     assert await rows(engine, "SELECT item_code FROM matching.dirty_scope WHERE attempts > 0") == []
@@ -160,11 +161,16 @@ async def test_a_failing_group_backs_off_while_other_groups_are_matched(
     await donor_offer(client, auth, {"item_code": RICE, "quantity": 60})
     (held,) = await eventually(lambda: proposals_of(client, auth, first), seconds=30)
 
-    # A transaction that holds the rice proposal (as an accept does while it calls supply) past the runs' lock
-    # timeout: every rice run fails until it lets go.
+    # A transaction holds the rice proposal (as an accept does while it calls supply) past the runs' lock
+    # timeout, while the lot shrinks under it (someone else reserved 40): the proposal no longer fits, and
+    # every rice run fails to cancel it until the holder lets go. (Runs lock nothing else that decisions take.)
     async with engine.connect() as blocker:
         await blocker.execute(text("SELECT id FROM matching.proposal WHERE id = :p FOR UPDATE"), {"p": held["id"]})
-        second = await shelter_need(client, auth, {"item_code": RICE, "quantity": 40}, org="org-shelter-2")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE matching.lot_view SET quantity_reserved = 40 WHERE lot_id = :lot"), {"lot": held["lot_id"]}
+            )
+        await mark_dirty(engine, [RICE])
 
         async def backing_off() -> list[dict[str, Any]]:
             return await rows(
@@ -182,7 +188,7 @@ async def test_a_failing_group_backs_off_while_other_groups_are_matched(
         await donor_offer(client, auth, {"item_code": WATER, "quantity": 24})
         (proposal,) = await eventually(lambda: proposals_of(client, auth, water), seconds=30)
         assert proposal["quantity"] == 24
-        assert await proposals_of(client, auth, second) == []
+        assert [p["id"] for p in await proposals_of(client, auth, first)] == [held["id"]]
 
         assert await metric(client, "reliefhub_matching_run_failures_total", **reason) > failures_before
         assert await eventually(lambda: metric(client, "reliefhub_matching_scopes_backing_off"), seconds=10) == 1
@@ -190,8 +196,16 @@ async def test_a_failing_group_backs_off_while_other_groups_are_matched(
         assert any("item group food.grain.rice failed" in w and "LockNotAvailableError" in w for w in warnings)
         await blocker.rollback()
 
-    # Let go: the group's retry matches both rice needs, and its backoff is gone.
-    await eventually(lambda: proposals_of(client, auth, second), seconds=60)
+    # Let go: the group's retry cancels the proposal that no longer fits and proposes the 20 left, and its
+    # backoff is gone.
+    async def reproposed() -> list[dict[str, Any]] | None:
+        found = [p for p in await proposals_of(client, auth, first) if p["status"] == "proposed"]
+        return found if found and found[0]["id"] != held["id"] else None
+
+    (again,) = await eventually(reproposed, seconds=60)
+    assert again["quantity"] == 20 and again["lot_id"] == held["lot_id"]
+    old = (await client.get(f"/v1/proposals/{held['id']}", headers=auth("coordinator"))).json()
+    assert old["status"] == "cancelled" and old["reason"].startswith("infeasible: lot changed")
     assert await rows(engine, "SELECT item_code FROM matching.dirty_scope WHERE attempts > 0") == []
 
     async def settled() -> bool:

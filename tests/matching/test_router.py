@@ -258,7 +258,8 @@ async def test_policy_weights_decide_which_lot_wins(client, auth: TokenFactory, 
     assert [(p["lot_id"], p["quantity"], p["policy_version"]) for p in first["proposals"]] == [(near["id"], 50, 1)]
     assert [c["lot_id"] for c in (await candidates(client, auth, line_id))["items"]] == [near["id"], far["id"]]
 
-    await put_policy(client, auth, weights={**DEFAULT_WEIGHTS, "distance": 0.0})
+    # Any gain replaces an open proposal under this policy (the default asks for more than 5%).
+    await put_policy(client, auth, weights={**DEFAULT_WEIGHTS, "distance": 0.0}, replace_gain_threshold=0.0)
     second = await allocation_run(client, auth)
     assert second["policy_version"] == 2
     assert [(p["lot_id"], p["quantity"], p["policy_version"]) for p in second["proposals"]] == [(far["id"], 50, 2)]
@@ -266,7 +267,8 @@ async def test_policy_weights_decide_which_lot_wins(client, auth: TokenFactory, 
     ranked = await candidates(client, auth, line_id)
     assert ranked["policy_version"] == 2 and [c["lot_id"] for c in ranked["items"]] == [far["id"], near["id"]]
     old = await get_json(client, f"/v1/proposals/{first['proposals'][0]['id']}", auth("coordinator"))
-    assert old["status"] == "cancelled"
+    assert old["status"] == "cancelled" and old["replaced_by"] == second["proposals"][0]["id"]
+    assert f"run {second['id']} found an allocation worth" in old["replaced_reason"]
 
     await put_policy(client, auth, weights={**DEFAULT_WEIGHTS, "distance": 100.0})
     third = await allocation_run(client, auth)

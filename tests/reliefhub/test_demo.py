@@ -35,6 +35,8 @@ async def test_demo_runs_every_step_with_consistent_counts(
     # Partners approved by the hub; the working groups' tasks done: device checks (closed by the verdicts),
     # the gift from abroad's customs clearance and translation.
     assert s.organizations == s.organizations_approved == 10 and s.customs_cleared_lots == 1
+    # Approved partners declared what they can do.
+    assert (s.capacities, s.capacity_units_per_day) == (3, 38)
     assert s.tasks_by_kind["customs_clearance"] == s.tasks_by_kind["translation"] == 1
     assert s.tasks_by_kind.get("device_check", 0) >= 1 and s.tasks_done == sum(s.tasks_by_kind.values())
     assert (s.procurement_orders, s.procurement_ordered, s.procurement_received) == (1, 1, 1)
