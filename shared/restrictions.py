@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shared.vocabulary import BeneficiaryGroup, ItemCode, RegionPrefix, SiteKind
 
@@ -28,6 +28,16 @@ class Restrictions(BaseModel):
     beneficiary_groups: Annotated[list[BeneficiaryGroup], Field(max_length=20)] = []
     site_ids: Annotated[list[uuid.UUID], Field(max_length=100)] = []
     need_ids: Annotated[list[uuid.UUID], Field(max_length=100)] = []
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The regions, site kinds and items always (as offers always showed them), the other rules when set."""
+        out: dict[str, Any] = handler(self)
+        return {k: v for k, v in out.items() if v or k in ("region_codes", "site_kinds", "item_codes")}
+
+    def stored(self) -> dict[str, Any]:
+        """As stored and published (JSON)."""
+        return self.model_dump(mode="json")
 
 
 @dataclass(frozen=True)

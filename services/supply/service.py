@@ -177,7 +177,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         kind=data.kind.value,
         amount=data.amount,
         currency=data.currency,
-        restrictions=data.restrictions.model_dump(mode="json"),
+        restrictions=data.restrictions.stored(),
         note=data.note,
         status=OfferStatus.open,
         tracking_ref=tracking_ref(code),
@@ -238,7 +238,7 @@ async def update_offer(
         raise OfferNotOpen(f"The offer is {offer.status}.")
     if data.restrictions is not None:
         _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
-        offer.restrictions = data.restrictions.model_dump(mode="json")
+        offer.restrictions = data.restrictions.stored()
     if "note" in data.model_fields_set:
         offer.note = data.note
     offer.version += 1

@@ -42,3 +42,14 @@ def test_designated_needs_and_item_categories() -> None:
     assert violations(rules, Destination(need_ids=frozenset({uuid.uuid4()})), []) != []
     assert item_allowed(["food."], "food.grain.rice") and not item_allowed(["food."], "water.bottled.small_550ml")
     assert item_allowed([], "anything")
+
+
+def test_stored_keeps_the_three_original_rules_and_only_the_new_ones_set() -> None:
+    site = uuid.uuid4()
+    assert Restrictions().stored() == {"region_codes": [], "site_kinds": [], "item_codes": []}
+    assert Restrictions(site_ids=[site]).stored() == {
+        "region_codes": [],
+        "site_kinds": [],
+        "item_codes": [],
+        "site_ids": [str(site)],
+    }
