@@ -93,14 +93,33 @@ def violations(restrictions: dict[str, Any], where: Destination, item_codes: Ite
     return [*_place_violations(restrictions, where), *items, *_purpose_violations(restrictions, where)]
 
 
+def _covered(key: str, value: str, within: list[str]) -> bool:
+    if key == "region_codes":
+        return any(value.startswith(w) for w in within)
+    if key == "item_codes":
+        return item_allowed(within, value)
+    return value in within
+
+
 def union(*all_restrictions: dict[str, Any]) -> dict[str, Any]:
-    """What goods paid by several restricted sources carry: every source's rules (each rule list narrowed to
-    what all the sources that restrict it allow)."""
-    out: dict[str, Any] = {}
+    """The rules goods paid by several restricted sources carry: every source's rules at once. Where several
+    sources restrict the same rule, only what all of them allow remains (region prefixes and item categories
+    narrow to the most specific entry; other lists intersect). Raises ValueError when two sources leave a rule
+    nothing in common (an empty list would mean "any", which neither source allows)."""
+    out: dict[str, list[str]] = {}
     for r in all_restrictions:
         for key, values in r.items():
-            if not values:
+            vals = list(dict.fromkeys(str(v) for v in values or []))
+            if not vals:
                 continue
-            vals = [str(v) for v in values]
-            out[key] = vals if key not in out else [v for v in out[key] if v in vals] or vals
-    return out
+            if key not in out:
+                out[key] = vals
+                continue
+            have = out[key]
+            narrowed = [v for v in have if _covered(key, v, vals)] + [
+                v for v in vals if v not in have and _covered(key, v, have)
+            ]
+            if not narrowed:
+                raise ValueError(f"{key}: the sources allow nothing in common")
+            out[key] = narrowed
+    return dict(out)
