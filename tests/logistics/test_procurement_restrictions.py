@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from services.logistics.shares import split
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE, SHANGHAI, WATER
 from tests.helpers.logistics import known_pledge, procurement_body
@@ -200,3 +201,10 @@ async def test_two_pledges_paying_one_purchase_are_each_credited_their_share(
         assert step["amount"] == amount
         assert [(i["item_code"], i["quantity"]) for i in step["items"]] == [(RICE, rice), (WATER, water)]
         assert t.json()["summary"]["amount_spent"] == amount
+
+
+def test_shares_add_up_to_each_line_exactly() -> None:
+    assert split(10, [1, 1, 1]) == [4, 3, 3]
+    assert split(7, [50_000, 30_000, 20_000]) == [4, 2, 1]
+    assert split(1, [1, 3]) == [0, 1]
+    assert all(sum(split(q, [3, 5, 7])) == q for q in range(50))

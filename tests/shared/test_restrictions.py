@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from shared.restrictions import Destination, Restrictions, item_allowed, violations
+import pytest
+
+from shared.restrictions import Destination, Restrictions, item_allowed, union, violations
 
 HOME = Destination(site_id=uuid.uuid4(), site_kind="nursing_home", region_code="310104", groups=frozenset({"elderly"}))
 
@@ -53,3 +55,21 @@ def test_stored_keeps_the_three_original_rules_and_only_the_new_ones_set() -> No
         "item_codes": [],
         "site_ids": [str(site)],
     }
+
+
+def test_union_keeps_every_sources_rules_and_narrows_shared_ones() -> None:
+    shanghai_food = {"region_codes": ["31"], "item_codes": ["food."], "site_kinds": ["nursing_home", "hospital"]}
+    pudong_rice = {"region_codes": ["310115"], "item_codes": ["food.grain.rice"], "site_kinds": ["nursing_home"]}
+    elderly = {"beneficiary_groups": ["elderly"], "site_kinds": []}
+    got = union(shanghai_food, pudong_rice, elderly)
+    assert got == {
+        "region_codes": ["310115"],
+        "item_codes": ["food.grain.rice"],
+        "site_kinds": ["nursing_home"],
+        "beneficiary_groups": ["elderly"],
+    }
+    assert union({}, {"site_kinds": []}) == {}
+    with pytest.raises(ValueError, match="site_kinds"):
+        union({"site_kinds": ["hospital"]}, {"site_kinds": ["nursing_home"]})
+    with pytest.raises(ValueError, match="region_codes"):
+        union({"region_codes": ["31"]}, {"region_codes": ["11"]})
