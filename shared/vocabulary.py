@@ -84,7 +84,7 @@ class SiteKind(StrEnum):
 
 
 class BeneficiaryGroup(StrEnum):
-    """Whom a need serves, and whom a delivery served (counted per group)."""
+    """Whom a need serves, whom a delivery served (counted per group), and whom a gift may be restricted to."""
 
     medical_staff = "medical_staff"  # 医护人员
     community_residents = "community_residents"  # 社区居民
@@ -163,20 +163,6 @@ class ReservationStatus(StrEnum):
     active = "active"
     released = "released"
     expired = "expired"
-
-
-class BeneficiaryGroup(StrEnum):
-    """Whom a need serves (and a gift may be restricted to)."""
-
-    medical_staff = "medical_staff"
-    community_residents = "community_residents"
-    elderly = "elderly"
-    children = "children"
-    students = "students"
-    migrant_workers = "migrant_workers"
-    patients = "patients"
-    people_with_disabilities = "people_with_disabilities"
-    other = "other"
 
 
 class OperationStatus(StrEnum):

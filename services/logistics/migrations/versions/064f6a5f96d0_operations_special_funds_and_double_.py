@@ -1,7 +1,7 @@
 """operations, special funds and double-entry postings
 
 Revision ID: 064f6a5f96d0
-Revises: b93d5e7f2a16
+Revises: c5d2e8f41a07
 Create Date: 2026-12-02 15:37:32.638854
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '064f6a5f96d0'
-down_revision: str | None = 'b93d5e7f2a16'
+down_revision: str | None = 'c5d2e8f41a07'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """offers join operations and funds; payments
 
 Revision ID: 7ba12c8c22f2
-Revises: a62e9c4f1b38
+Revises: e4a9c2b7d851
 Create Date: 2026-12-02 15:37:32.753760
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = '7ba12c8c22f2'
-down_revision: str | None = 'a62e9c4f1b38'
+down_revision: str | None = 'e4a9c2b7d851'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
