@@ -200,6 +200,7 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
                 "title": d["title"],
                 "status": NeedStatus(d["status"]),
                 "beneficiaries": d.get("beneficiaries"),
+                "beneficiary_groups": d.get("beneficiary_groups") or {},
                 "lines": [
                     {
                         "id": line["id"],

@@ -105,6 +105,7 @@ class NeedView(Base):
     title: Mapped[str] = mapped_column(String(300))
     status: Mapped[NeedStatus] = mapped_column(enum_type(NeedStatus, length=20))
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
+    beneficiary_groups: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     version: Mapped[int] = mapped_column(Integer)
     need_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

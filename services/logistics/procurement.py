@@ -113,6 +113,7 @@ async def _destinations(session: AsyncSession, destination: dict[str, Any] | Non
         return []
     projection = ProjectionRepository(session)
     by_site: dict[uuid.UUID, set[uuid.UUID]] = {}
+    groups: dict[uuid.UUID, set[str]] = {}
     if destination.get("site_id"):
         by_site[uuid.UUID(destination["site_id"])] = set()
     for i, raw in enumerate(destination.get("need_ids") or []):
@@ -124,6 +125,8 @@ async def _destinations(session: AsyncSession, destination: dict[str, Any] | Non
                 headers={"Retry-After": "1"},
             )
         by_site.setdefault(need.site_id, set()).add(need.need_id)
+        served = {g for g, count in (need.beneficiary_groups or {}).items() if count}
+        groups.setdefault(need.site_id, set()).update(served)
     sites = await projection.sites(list(by_site))
     missing = [s for s in by_site if s not in sites]
     if missing:
@@ -133,7 +136,13 @@ async def _destinations(session: AsyncSession, destination: dict[str, Any] | Non
             headers={"Retry-After": "1"},
         )
     return [
-        Destination(site_id=s, site_kind=sites[s].kind, region_code=sites[s].region_code, need_ids=frozenset(n))
+        Destination(
+            site_id=s,
+            site_kind=sites[s].kind,
+            region_code=sites[s].region_code,
+            need_ids=frozenset(n),
+            groups=frozenset(groups.get(s, ())),
+        )
         for s, n in by_site.items()
     ]
 

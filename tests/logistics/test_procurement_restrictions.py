@@ -208,3 +208,26 @@ def test_shares_add_up_to_each_line_exactly() -> None:
     assert split(7, [50_000, 30_000, 20_000]) == [4, 2, 1]
     assert split(1, [1, 3]) == [0, 1]
     assert all(sum(split(q, [3, 5, 7])) == q for q in range(50))
+
+
+async def test_a_pledge_for_the_elderly_pays_only_for_needs_that_serve_them(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    frontline = auth("frontline", org="org-shelter")
+    home = await site(client, auth, "nursing_home")
+    rice = {"item_code": RICE, "quantity": 100}
+    elderly = await create_need(client, frontline, home["id"], rice, beneficiary_groups={"elderly": 40})
+    children = await create_need(client, frontline, home["id"], rice, beneficiary_groups={"children": 12})
+    pledge = await known_pledge(client, auth, restrictions={"beneficiary_groups": ["elderly"]})
+
+    async def groups_known() -> httpx.Response | None:  # the need may be known before its groups are
+        r = await draft(client, auth, procurement_body(pledge["id"], destination={"need_ids": [elderly["id"]]}))
+        return r if r.status_code == 201 else None
+
+    assert (await eventually(groups_known)).status_code == 201
+    problem = assert_problem(
+        await draft(client, auth, procurement_body(pledge["id"], destination={"need_ids": [children["id"]]})), 409
+    )
+    assert [e["msg"] for e in problem["errors"]] == [
+        f"pledge {pledge['id']}: beneficiary_groups: the destination serves none of elderly"
+    ]
