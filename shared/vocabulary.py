@@ -84,7 +84,7 @@ class SiteKind(StrEnum):
 
 
 class BeneficiaryGroup(StrEnum):
-    """Whom a need serves, and whom a delivery served (counted per group)."""
+    """Whom a need serves, whom a delivery served (counted per group), and whom a gift may be restricted to."""
 
     medical_staff = "medical_staff"  # 医护人员
     community_residents = "community_residents"  # 社区居民
@@ -190,3 +190,8 @@ class ReservationStatus(StrEnum):
     active = "active"
     released = "released"
     expired = "expired"
+
+
+class OperationStatus(StrEnum):
+    active = "active"
+    closed = "closed"

@@ -209,6 +209,7 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
                 "title": d["title"],
                 "status": NeedStatus(d["status"]),
                 "beneficiaries": d.get("beneficiaries"),
+                "beneficiary_groups": d.get("beneficiary_groups") or {},
                 "lines": [
                     {
                         "id": line["id"],
@@ -248,6 +249,7 @@ async def _project_offer(repo: ProjectionRepository, offer_id: uuid.UUID, d: dic
             "currency": d.get("currency"),
             "tracking_ref": d["tracking_ref"],
             "procurement_id": uuid.UUID(d["procurement_id"]) if d.get("procurement_id") else None,
+            "restrictions": d.get("restrictions") or {},
             "lots": lots,
             "version": int(d["version"]),
             "offer_created_at": _ts(d["created_at"]),

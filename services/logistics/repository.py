@@ -282,10 +282,12 @@ class ProcurementRepository(RepositoryBase[Procurement]):
         return await paginate(self.session, stmt, Procurement.created_at, Procurement.id, params)
 
     async def funded_by(self, offer_ids: Sequence[uuid.UUID]) -> list[tuple[Procurement, int]]:
-        """Procurement orders paid (partly) from these pledges, with the amount each pledge gave."""
+        """Procurement orders paid (partly) from these pledges (with all their funding), with the amount each
+        pledge gave."""
         stmt = (
             select(Procurement, ProcurementFunding.amount)
             .join(ProcurementFunding, ProcurementFunding.procurement_id == Procurement.id)
+            .options(selectinload(Procurement.funding))
             .where(ProcurementFunding.offer_id.in_(list(offer_ids)))
             .order_by(Procurement.created_at)
         )

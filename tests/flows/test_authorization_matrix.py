@@ -262,7 +262,7 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/shipments/{shipment_id}/status"): 403,
     ("POST", "/v1/shipments/{shipment_id}/receipt"): 403,
     ("POST", "/v1/shipments/{shipment_id}/feedback"): 403,
-    ("POST", "/v1/procurements"): 403,  # the procurement's region_code
+    ("POST", "/v1/procurements"): 403,  # the destination (the region of its sites)
     ("POST", "/v1/procurements/{procurement_id}/order"): 403,
     ("POST", "/v1/procurements/{procurement_id}/receive"): 403,
     ("POST", "/v1/procurements/{procurement_id}/cancel"): 403,
@@ -570,10 +570,10 @@ class World:
 
     async def procurement(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
-            cash = await self.cash()
-            body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}
+            cash, site = await self.cash(), await self.site()
+            body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}
 
-            async def drafted() -> Any:  # 409 pledge-unavailable until logistics has seen the pledge
+            async def drafted() -> Any:  # 409 until logistics has seen the pledge and the site
                 r = await self.client.post("/v1/procurements", headers=self.coordinator, json=body)
                 return r.json() if r.status_code == 201 else None
 
@@ -877,8 +877,8 @@ async def _create_shipment(w: World) -> Target:
 
 async def _create_procurement(w: World) -> Target:
     await w.procurement()  # the pledge is known to logistics
-    cash = await w.cash()
-    body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}  # bought for Shanghai
+    cash, site = await w.cash(), await w.site()
+    body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}  # Huangpu
     return Target("/v1/procurements", body, owner_org=GROUP_ORG, owner_group=BUY_GROUP)
 
 

@@ -96,6 +96,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "supplier": {"name": "国药控股"},
         "lines": [{"item_code": "ppe.mask.n95", "quantity": 10, "unit_price": 300}],
         "funding": [{"offer_id": SITE_ID, "amount": 3000}],
+        "destination": {"need_ids": ["00000000-0000-4000-8000-000000000002"]},
     },
     ("POST", "/v1/procurements/{procurement_id}/cancel"): {"reason": "supplier out of stock"},
     ("POST", "/v1/webhook-endpoints"): {
