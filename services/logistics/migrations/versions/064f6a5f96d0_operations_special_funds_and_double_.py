@@ -1,7 +1,7 @@
 """operations, special funds and double-entry postings
 
 Revision ID: 064f6a5f96d0
-Revises: c5d2e8f41a07
+Revises: e5a1c7d3f920
 Create Date: 2026-12-02 15:37:32.638854
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '064f6a5f96d0'
-down_revision: str | None = 'c5d2e8f41a07'
+down_revision: str | None = 'e5a1c7d3f920'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
