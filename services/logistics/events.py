@@ -306,8 +306,8 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → accepted proposals, which join a planned shipment of their route (unless automatic
     shipments are switched off), and the donor's timeline."""
-    if event.type != "reliefhub.matching.proposal.accepted":
-        return
+    if event.type != "reliefhub.matching.proposal.accepted" or event.data.get("lot_id") is None:
+        return  # a partner's capacity (a service) ships nothing
     d, repo = event.data, ProjectionRepository(session)
     need_id = uuid.UUID(d["need_id"])
     site_id, need_org = d.get("site_id"), d.get("need_org")
