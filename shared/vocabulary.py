@@ -68,6 +68,29 @@ class CapacityStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+class BeneficiaryGroup(StrEnum):
+    """Groups of people served, as needs and reports count them."""
+
+    medical_staff = "medical_staff"
+    community_residents = "community_residents"
+    elderly = "elderly"
+    children = "children"
+    students = "students"
+    migrant_workers = "migrant_workers"
+    patients = "patients"
+    people_with_disabilities = "people_with_disabilities"
+    other = "other"
+
+
+class AssignmentStatus(StrEnum):
+    """An accepted service proposal given to the partner whose capacity it was: assigned, confirmed by the
+    partner, done when the partner reports what it delivered."""
+
+    assigned = "assigned"
+    confirmed = "confirmed"
+    done = "done"
+
+
 # The catalog's category of services (psychological support, interpreting, drivers…): what capacities declare.
 SERVICE_CATEGORY = "service"
 

@@ -99,3 +99,36 @@ async def test_a_service_need_is_matched_to_the_capacity_covering_it_and_accepti
     await eventually(rolled_up)
     shipments = await client.get("/v1/shipments", headers=hub, params={"need_id": need["id"]})
     assert shipments.status_code == 200 and shipments.json()["items"] == []
+
+    # The accepted proposal becomes the partner's assignment (once, however often the event comes).
+    async def assigned() -> list[dict[str, Any]]:
+        r = await client.get("/v1/assignments", headers=partner, params={"org": "ngo-sa-xinli"})
+        return list(r.json()["items"])
+
+    [assignment] = await eventually(assigned)
+    assert assignment["proposal_id"] == proposal["id"] and assignment["capacity_id"] == here
+    assert assignment["status"] == "assigned" and assignment["quantity"] == 20
+    assert assignment["need_id"] == need["id"] and assignment["service_code"] == PSYCH
+    url = f"/v1/assignments/{assignment['id']}"
+    # Another organisation neither confirms nor reports it; reporting before confirming is refused.
+    assert (await client.post(f"{url}/confirm", headers=other)).status_code == 403
+    report = {"units_delivered": 18, "people_served": 25, "served_by_group": {"elderly": 25}, "note": "两位老人改期"}
+    early = await client.post(f"{url}/report", headers=partner, json=report)
+    assert early.status_code == 409, early.text
+
+    confirmed = await client.post(f"{url}/confirm", headers=partner)
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["status"] == "confirmed" and confirmed.json()["confirmed_at"]
+    too_many = await client.post(f"{url}/report", headers=partner, json={**report, "units_delivered": 21})
+    assert too_many.status_code == 422, too_many.text
+    done = await client.post(f"{url}/report", headers=partner, json=report)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "done" and done.json()["units_delivered"] == 18
+    assert done.json()["served_by_group"] == {"elderly": 25}
+    again = await client.post(f"{url}/report", headers=partner, json=report)
+    assert again.status_code == 200 and again.json()["version"] == done.json()["version"]
+    assert (await client.get(url, headers=hub)).json()["status"] == "done"
+
+    # The partner's record shows what it delivered.
+    record = (await client.get("/v1/organizations/ngo-sa-xinli", headers=hub)).json()
+    assert record["delivered"] == {"assignments_done": 1, "units_delivered": 18, "people_served": 25}
