@@ -103,6 +103,12 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     },
     ("PATCH", "/v1/capacities/{capacity_id}"): {"units_per_day": 40},
     ("POST", "/v1/capacities/{capacity_id}/withdraw"): {"reason": "人员撤回"},
+    ("POST", "/v1/assignments/{assignment_id}/report"): {
+        "units_delivered": 8,
+        "people_served": 12,
+        "served_by_group": {"elderly": 12},
+        "note": "两场团体辅导",
+    },
     ("POST", "/v1/tasks"): {
         "kind": "procurement_quote",
         "title": "采购报价",
