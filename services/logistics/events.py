@@ -9,9 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
+from services.logistics.models import ServiceDelivery
 from services.logistics.repository import ProjectionRepository
 from shared.events import CloudEvent, EventType, register_event_type
 from shared.runtime import runtime_of_session
@@ -356,8 +358,34 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
         await shipments.plan_accepted(session, proposal, SYSTEM)
 
 
+async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
+    """partners.events → what partners reported delivering on assignments (newest assignment version kept)."""
+    if event.type != "reliefhub.partners.assignment.reported":
+        return
+    d = event.data
+    stmt = insert(ServiceDelivery).values(
+        assignment_id=uuid.UUID(d["id"]),
+        org=d["org"],
+        service_code=d["service_code"],
+        region_code=d["region_code"],
+        units_delivered=int(d["units_delivered"] or 0),
+        people_served=int(d["people_served"] or 0),
+        reported_at=_ts(d.get("reported_at")) or event.time,
+        version=int(d["version"]),
+    )
+    fields = ("org", "service_code", "region_code", "units_delivered", "people_served", "reported_at", "version")
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ServiceDelivery.assignment_id],
+            set_={k: stmt.excluded[k] for k in fields},
+            where=ServiceDelivery.version < stmt.excluded.version,
+        )
+    )
+
+
 SUBSCRIPTIONS = [
     Subscription(stream="needs.events", group="logistics-projection", handler=on_need_event),
     Subscription(stream="supply.events", group="logistics-projection", handler=on_supply_event),
     Subscription(stream="matching.events", group="logistics-shipments", handler=on_matching_event),
+    Subscription(stream="partners.events", group="logistics-services", handler=on_partners_event),
 ]

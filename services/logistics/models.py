@@ -319,3 +319,19 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
 
     __table_args__ = (Index(None, "created_at", "id"),)
+
+
+class ServiceDelivery(Base):
+    """What a partner reported delivering on an assignment (projection of partners.events): services carry no
+    shipment, so the impact report counts them from here."""
+
+    __tablename__ = "service_delivery"
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    service_code: Mapped[str] = mapped_column(String(100))
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    units_delivered: Mapped[int] = mapped_column(Integer)
+    people_served: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer)

@@ -455,6 +455,14 @@ class RegionImpact(ImpactFigures):
     region_code: str
 
 
+class ServiceImpact(BaseModel):
+    """Services partners delivered on their assignments (psychological support, interpreting, drivers…)."""
+
+    assignments_done: int
+    units_delivered: int = Field(description="Units reported delivered (sessions, hours, runs…).")
+    people_served: int
+
+
 class Impact(BaseModel):
     region_code: str | None
     level: ReportLevel
@@ -465,3 +473,4 @@ class Impact(BaseModel):
     goods_value_offered: int = Field(description="Catalog value (fen) of in-kind gifts offered.")
     totals: ImpactFigures
     regions: list[RegionImpact]
+    services: ServiceImpact = Field(description="What partners reported delivering on service assignments.")

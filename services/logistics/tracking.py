@@ -283,4 +283,5 @@ async def impact(
         goods_value_offered=ledger_all.get("in_kind_offered", 0),
         totals=schemas.ImpactFigures(**totals),
         regions=rows,
+        services=schemas.ServiceImpact(**await repo.services_delivered(region_code, since, until)),
     )

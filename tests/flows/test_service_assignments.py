@@ -132,3 +132,12 @@ async def test_a_service_need_is_matched_to_the_capacity_covering_it_and_accepti
     # The partner's record shows what it delivered.
     record = (await client.get("/v1/organizations/ngo-sa-xinli", headers=hub)).json()
     assert record["delivered"] == {"assignments_done": 1, "units_delivered": 18, "people_served": 25}
+
+    # The impact report counts what the partner delivered (logistics learns it from the partners' event).
+    async def counted() -> dict[str, Any] | None:
+        r = await client.get("/v1/reports/impact", headers=hub, params={"region_code": "4101"})
+        assert r.status_code == 200, r.text
+        services = r.json()["services"]
+        return services if services["assignments_done"] else None
+
+    assert await eventually(counted) == {"assignments_done": 1, "units_delivered": 18, "people_served": 25}
