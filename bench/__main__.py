@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, continuous, imports, intake, load, stability, time_to_proposal, webhooks
+from bench import (
+    allocation,
+    continuous,
+    exports,
+    imports,
+    intake,
+    load,
+    projection,
+    stability,
+    time_to_proposal,
+    webhooks,
+)
 
 
 def main() -> int:
@@ -12,9 +23,11 @@ def main() -> int:
     allocation.main([])
     stability.main([])
     imports.main([])
+    exports.main([])
     time_to_proposal.main([])
     continuous.main([])
     webhooks.main([])
+    projection.main([])
     load.main([])
     return 0
 

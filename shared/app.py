@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.auth import BEARER_SCHEME, Principal, principal_subject
+from shared.catalog.follow import refresh as refresh_catalog
 from shared.docs import docs_router
 from shared.errors import (
     DomainError,
@@ -102,6 +103,8 @@ class TransactionalRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             rt = runtime_of(request)
+            if rt.spec.catalog is not None:
+                await refresh_catalog(rt.sessionmaker, rt.spec.catalog)
             if vetted and rt.settings.org_registry_enforced and request.method in WRITE_METHODS:
                 await require_approved_org(request, rt)
             idem: IdempotentRequest | None = None

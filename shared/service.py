@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import KitTables
@@ -56,3 +56,6 @@ class ServiceSpec:
     subscriptions: list[Subscription] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
+    # Its copy of the living catalog's changes (shared.catalog.follow), folded into get_catalog() by each of
+    # its processes before a request and, in the worker, every few seconds.
+    catalog: Table | None = None

@@ -231,8 +231,11 @@ async def uploaded_rows(request: Request, file: UploadFile) -> list[dict[str, st
 UploadedRows = Annotated[list[dict[str, str]], Depends(uploaded_rows)]
 
 
-def unknown_items(errors: RowErrors, codes: Iterable[tuple[int, str]]) -> bool:
-    """Record each (row, item code) not in the catalog; True when there was any."""
+def unknown_items(
+    errors: RowErrors, codes: Iterable[tuple[int, str]], units: Iterable[tuple[int, str, str | None]] = ()
+) -> bool:
+    """Record each (row, item code) not in the catalog, and each (row, item code, unit) whose unit is neither
+    the item's nor one of its packs; True when there was any."""
     from shared.catalog import get_catalog
 
     catalog = get_catalog()
@@ -241,4 +244,22 @@ def unknown_items(errors: RowErrors, codes: Iterable[tuple[int, str]]) -> bool:
         if code not in catalog:
             errors.add(row, f"item_code: {code!r} is not in the catalog")
             found = True
+    for row, code, unit in units:
+        item = catalog.get(code)
+        if item is not None and item.base_units_per(unit) is None:
+            errors.add(row, f"unit: {code} is counted in {', '.join(item.units())}, not {unit!r}")
+            found = True
     return found
+
+
+# What a spreadsheet takes for the start of a formula (and the tab and carriage return that can hide one).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell for an exported sheet: text that a spreadsheet would run as a formula (`=HYPERLINK(…)`, `+1`,
+    `@SUM`) gets a leading apostrophe, so it is shown as the text it is; numbers and empty cells pass as they
+    are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -68,20 +68,6 @@ class CapacityStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
-class BeneficiaryGroup(StrEnum):
-    """Groups of people served, as needs and reports count them."""
-
-    medical_staff = "medical_staff"
-    community_residents = "community_residents"
-    elderly = "elderly"
-    children = "children"
-    students = "students"
-    migrant_workers = "migrant_workers"
-    patients = "patients"
-    people_with_disabilities = "people_with_disabilities"
-    other = "other"
-
-
 class AssignmentStatus(StrEnum):
     """An accepted service proposal given to the partner whose capacity it was: assigned, confirmed by the
     partner, done when the partner reports what it delivered."""
@@ -104,6 +90,24 @@ class SiteKind(StrEnum):
     ngo = "ngo"
     government = "government"
     other = "other"
+
+
+class BeneficiaryGroup(StrEnum):
+    """Whom a need serves, and whom a delivery served (counted per group)."""
+
+    medical_staff = "medical_staff"  # 医护人员
+    community_residents = "community_residents"  # 社区居民
+    elderly = "elderly"  # 老人
+    children = "children"  # 儿童
+    students = "students"  # 高校学生
+    migrant_workers = "migrant_workers"  # 外来务工人员
+    patients = "patients"  # 患者
+    people_with_disabilities = "people_with_disabilities"  # 残障人士
+    other = "other"
+
+
+# People per beneficiary group, as needs (whom they serve) and feedback (whom a delivery served) give them.
+BeneficiaryCounts = dict[BeneficiaryGroup, Annotated[int, Field(ge=0, le=100_000_000)]]
 
 
 class Verdict(StrEnum):

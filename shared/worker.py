@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.consumer import Consumer
+from shared.events.consumer import Consumer, in_sequence
 from shared.events.envelope import stream_for
 from shared.events.lag import export_stream_metrics
 from shared.events.relay import OutboxRelay
@@ -81,7 +82,7 @@ def consumers_for(rt: Runtime, name: str | None = None) -> list[Consumer]:
             group=sub.group,
             stream=sub.stream,
             handler=sub.handler,
-            batch_handler=sub.batch_handler,
+            batch_handler=sub.batch_handler or in_sequence(sub.handler),
             sessionmaker=rt.sessionmaker,
             redis=rt.redis,
             settings=rt.settings,
@@ -98,6 +99,20 @@ def builtin_jobs(spec: ServiceSpec) -> list[PeriodicJob]:
     return [PeriodicJob("purge-idempotency-keys", purge, lambda s: 3600.0)]
 
 
+async def _catalog_loop(rt: Runtime, stop: asyncio.Event) -> None:
+    """This process's catalog follows the service's copy of the catalog's changes."""
+    from shared.catalog.follow import REFRESH_SECONDS, refresh
+
+    assert rt.spec.catalog is not None
+    while not stop.is_set():
+        try:
+            await refresh(rt.sessionmaker, rt.spec.catalog, force=True)
+        except Exception:
+            log.exception("catalog refresh failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), REFRESH_SECONDS)
+
+
 async def run_worker(rt: Runtime, stop: asyncio.Event) -> None:
     """Everything in the background for one service, until `stop` is set."""
     relay = OutboxRelay(engine=rt.engine, kit=rt.spec.kit, redis=rt.redis, settings=rt.settings)
@@ -112,6 +127,8 @@ async def run_worker(rt: Runtime, stop: asyncio.Event) -> None:
         for job in [*rt.spec.jobs, *builtin_jobs(rt.spec)]
     ]
     tasks += [asyncio.create_task(loop(rt, stop), name=f"{rt.spec.name}-{loop.__name__}") for loop in rt.spec.loops]
+    if rt.spec.catalog is not None:
+        tasks.append(asyncio.create_task(_catalog_loop(rt, stop), name=f"{rt.spec.name}-catalog"))
     try:
         await stop.wait()
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,27 +37,33 @@ Buyer = Annotated[Principal, Depends(_buyer)]
 Staff = Annotated[Principal, Depends(require_roles(Role.coordinator))]
 
 
-async def _track_rate_limit(request: Request) -> None:
-    """A fixed one-minute window per client address, counted in Redis so every replica shares it. When Redis
-    is unreachable the page stays up (it only reads PostgreSQL): the limit fails open."""
-    runtime: Runtime = request.app.state.runtime
-    limit = runtime.settings.track_requests_per_minute
-    client = request.client.host if request.client else "unknown"
-    window = int(time.time() // 60)
-    key = f"ratelimit:track:{client}:{window}"
-    try:
-        async with runtime.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 61)
-            count, _ = await pipe.execute()
-    except (RedisConnectionError, RedisTimeoutError):
-        log.warning("tracking rate limit skipped: Redis unreachable")
-        return
-    if int(count) > limit:
-        wait = 60 - int(time.time()) % 60
-        raise TooManyRequests(
-            f"At most {limit} tracking requests a minute from one address.", headers={"Retry-After": str(wait)}
-        )
+def _rate_limit(bucket: str, what: str) -> Any:
+    """A fixed one-minute window per client address and `bucket`, counted in Redis so every replica shares it.
+    When Redis is unreachable the page stays up (it only reads PostgreSQL): the limit fails open."""
+
+    async def check(request: Request) -> None:
+        runtime: Runtime = request.app.state.runtime
+        limit = runtime.settings.track_requests_per_minute
+        client = request.client.host if request.client else "unknown"
+        window = int(time.time() // 60)
+        key = f"ratelimit:{bucket}:{client}:{window}"
+        try:
+            async with runtime.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 61)
+                count, _ = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError):
+            log.warning("%s rate limit skipped: Redis unreachable", bucket)
+            return
+        if int(count) > limit:
+            wait = 60 - int(time.time()) % 60
+            raise TooManyRequests(
+                f"At most {limit} {what} requests a minute from one address.", headers={"Retry-After": str(wait)}
+            )
+
+    return Depends(check)
 
 
-TrackRateLimit = Depends(_track_rate_limit)
+TrackRateLimit = _rate_limit("track", "tracking")
+# The public accounts and the public exports: read by anyone, without a token.
+PublicRateLimit = _rate_limit("public", "public")

@@ -13,8 +13,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
-from services.logistics.models import ServiceDelivery
+from services.logistics.models import ServiceDelivery, catalog
 from services.logistics.repository import ProjectionRepository
+from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, register_event_type
 from shared.runtime import runtime_of_session
 from shared.service import Subscription
@@ -73,6 +74,7 @@ class FeedbackData(BaseModel):
     rating: int
     comment: str | None
     beneficiaries_served: int | None
+    served_by_group: dict[str, int] = {}
     photo_urls: list[str]
 
 
@@ -384,6 +386,7 @@ async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
 
 
 SUBSCRIPTIONS = [
+    Subscription(stream="needs.events", group="logistics-catalog", handler=catalog_handler(catalog)),
     Subscription(stream="needs.events", group="logistics-projection", handler=on_need_event),
     Subscription(stream="supply.events", group="logistics-projection", handler=on_supply_event),
     Subscription(stream="matching.events", group="logistics-shipments", handler=on_matching_event),

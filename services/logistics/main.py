@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.logistics.events import SUBSCRIPTIONS
-from services.logistics.models import Base, kit
+from services.logistics.models import Base, catalog, kit
 from services.logistics.router import router
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
@@ -17,9 +17,10 @@ SERVICE = ServiceSpec(
     description="Shipments, procurement, proof of delivery, feedback, public tracking and impact reports.",
     metadata=Base.metadata,
     kit=kit,
+    catalog=catalog,
     routers=[router],
     migrations=migrations_dir(__file__),
-    collections=("shipments", "procurements", "ledger", "track", "reports"),
+    collections=("shipments", "procurements", "ledger", "track", "reports", "exports", "public"),
     calls=("supply",),
     subscriptions=SUBSCRIPTIONS,
 )

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKe
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import NeedStatus, OfferStatus, ShipmentStatus
@@ -25,6 +26,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# Its copy of the living catalog's changes, from the needs service's events (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 class ProcurementStatus(StrEnum):
@@ -246,6 +249,7 @@ class Feedback(Base):
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     beneficiaries_served: Mapped[int | None] = mapped_column(Integer)
+    served_by_group: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     photo_urls: Mapped[list[str]] = mapped_column(JSONB, default=list)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -7,10 +7,18 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
-from services.logistics import ledger, page, procurement, receipts, schemas, shipments, tracking
-from services.logistics.dependencies import Buyer, Recipient, ShipmentActor, Shipper, Staff, TrackRateLimit
+from services.logistics import exports, ledger, page, procurement, receipts, schemas, shipments, tracking
+from services.logistics.dependencies import (
+    Buyer,
+    PublicRateLimit,
+    Recipient,
+    ShipmentActor,
+    Shipper,
+    Staff,
+    TrackRateLimit,
+)
 from services.logistics.errors import (
     FeedbackExists,
     IllegalTransition,
@@ -389,3 +397,55 @@ async def impact_report(
     return await tracking.impact(
         session, region_code=region_code, level=level, since=since, until=until, currency=currency
     )
+
+
+# --- exports --------------------------------------------------------------------------------------------------
+
+
+def _file_response(body: Any, fmt: exports.ExportFormat | exports.PublicFormat, dataset: str) -> StreamingResponse:
+    media = exports.MEDIA_TYPES[exports.ExportFormat(fmt.value)]
+    disposition = f'attachment; filename="{exports.filename(dataset, fmt)}"'
+    return StreamingResponse(body, media_type=media, headers={"Content-Disposition": disposition})
+
+
+_FILE = {"description": "The file, streamed.", "content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+@router.get(
+    "/exports/{dataset}",
+    response_class=StreamingResponse,
+    responses={**problem_responses(Forbidden), 200: _FILE},
+)
+async def exports_get(
+    dataset: exports.Dataset,
+    principal: Staff,
+    request: Request,
+    format: exports.ExportFormat = exports.ExportFormat.csv,
+    region_code: Annotated[RegionPrefix | None, Query(description="Region code prefix.")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from", description="From this time (inclusive).")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to", description="Until this time (exclusive).")] = None,
+) -> StreamingResponse:
+    """Coordinators: needs (a row per line), offers (a row per lot), deliveries (a row per shipment line) or
+    the ledger (a row per entry) as CSV, XLSX or HXL-tagged CSV (a second header row of hashtags), streamed.
+    Text cells a spreadsheet would run as formulas are escaped with a leading apostrophe."""
+    require_in_region(principal, region_code, what="The export")
+    filters = exports.Filters(region_code=region_code, since=since, until=until)
+    body = exports.stream(request.app.state.runtime.sessionmaker, dataset, format, filters)
+    return _file_response(body, format, dataset.value)
+
+
+@router.get(
+    "/public/exports/deliveries",
+    dependencies=[PublicRateLimit],
+    response_class=StreamingResponse,
+    responses={**problem_responses(TooManyRequests), 200: _FILE},
+    openapi_extra={"security": []},
+)
+async def public_exports_deliveries(
+    session: SessionDep, format: exports.PublicFormat = exports.PublicFormat.hxl
+) -> StreamingResponse:
+    """Public, no token: the 3W of deliveries — shipments received, sites supported and quantities received
+    by county, item category and month (China time), as HXL-tagged CSV or plain CSV. No personal data, no
+    organisations. Rate-limited per client."""
+    chunks = [chunk async for chunk in exports.public_deliveries(session, format)]
+    return _file_response(iter(chunks), format, "deliveries-3w")

@@ -1,10 +1,16 @@
 """Optimal allocation of lots to need lines as min-cost flow (OR-Tools), with tiers of decreasing value per
-line so that scarce supply is spread across needs before any one is topped up; plus a greedy baseline."""
+line so that scarce supply is spread across needs before any one is topped up; plus a greedy baseline.
+
+Quantities are base units. A pair whose lot is a substitute with a conversion factor other than 1 gives the
+line lot units worth `factor` line units each: such components of the candidate graph are not plain flows
+(the units change on the way) and are solved as an integer programme (HiGHS through SciPy) instead, giving
+each line at least what it is credited (`credited <= factor × given`)."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import multiprocessing
 import os
 import signal
@@ -31,10 +37,18 @@ SCALE = 100
 
 @dataclass
 class Allocation:
+    """`flow`: base units of each pair's lot given; `credited`: base units of the line's item that counts for
+    (equal to `flow` unless the lot is a substitute with another factor than 1)."""
+
     flow: I64
     objective: float
     solve_seconds: float
     status: str
+    credited: I64 | None = None
+
+    def __post_init__(self) -> None:
+        if self.credited is None:
+            self.credited = self.flow.copy()
 
 
 def tier_values(policy: Policy, *, tiered: bool = True) -> I64:
@@ -68,8 +82,30 @@ def pair_values(cand: Candidates) -> I64:
 
 
 def pair_capacities(remaining: npt.NDArray[np.integer], available: npt.NDArray[np.integer], cand: Candidates) -> I64:
-    cap = np.minimum(np.asarray(available, dtype=np.int64)[cand.lot], np.asarray(remaining, dtype=np.int64)[cand.line])
+    """Lot units each pair may carry: what the lot has, at most what fills the line."""
+    need = np.asarray(remaining, dtype=np.int64)[cand.line]
+    converted = cand.factor != 1.0
+    if converted.any():
+        need = need.copy()
+        need[converted] = np.ceil(need[converted] / cand.factor[converted] - 1e-9).astype(np.int64)
+    cap = np.minimum(np.asarray(available, dtype=np.int64)[cand.lot], need)
     return np.maximum(cap, 0)
+
+
+def lot_units_of(credited: npt.NDArray[np.integer], cand: Candidates) -> I64:
+    """Lot base units each pair gives for what it credits its line: exactly what `allocate` gives (the fewest
+    whose worth covers the credit)."""
+    c = np.asarray(credited, dtype=np.int64)
+    out = c.copy()
+    converted = cand.factor != 1.0
+    out[converted] = np.ceil(c[converted] / cand.factor[converted] - 1e-9).astype(np.int64)
+    return out
+
+
+def credit_of(given: npt.NDArray[np.integer], cand: Candidates) -> I64:
+    """Line base units that `given` lot base units of each pair are worth (rounded down)."""
+    g = np.asarray(given, dtype=np.int64)
+    return np.floor(g * cand.factor + 1e-9).astype(np.int64)
 
 
 class SolveCancelled(Exception):
@@ -96,6 +132,7 @@ def allocate(
     Setting `cancelled` (from another thread) stops the work between networks, and the networks being solved
     in solver processes at once: SolveCancelled."""
     started = time.perf_counter()
+    cost = 0
     m = len(cand)
     rem = np.maximum(np.asarray(remaining, dtype=np.int64), 0)
     avail = np.maximum(np.asarray(available, dtype=np.int64), 0)
@@ -106,7 +143,21 @@ def allocate(
     values = tier_values(policy, tiered=tiered)
     pair_cost = -pair_values(cand)
     pair_cap = pair_capacities(rem, avail, cand)
-    batches = _batches(cand, len(avail))
+    credited = flow.copy()
+    batches, converted = _split_converted(cand, _batches(cand, len(avail)))
+    for batch in converted:
+        flow[batch], credited[batch], batch_cost = _solve_converted(
+            cand.line[batch],
+            cand.lot[batch],
+            cand.factor[batch],
+            pair_cap[batch],
+            pair_cost[batch],
+            rem,
+            avail,
+            caps,
+            values,
+        )
+        cost += batch_cost
 
     def args(batch: I64) -> tuple[I64, ...]:
         return (cand.line[batch], cand.lot[batch], pair_cap[batch], pair_cost[batch], rem, avail, caps, values)
@@ -115,7 +166,6 @@ def allocate(
         if cancelled is not None and cancelled.is_set():
             raise SolveCancelled()
 
-    cost = 0
     large = [b for b in batches if len(b) >= _PROCESS_PAIRS]
     # Large networks go to solver processes, up to `processes` at once, largest first; the small ones are
     # solved here meanwhile (the threads only wait on their processes' pipes).
@@ -137,7 +187,9 @@ def allocate(
                 cancel_solving(cancelled)
             raise
     check()
-    return Allocation(flow, -cost / SCALE, time.perf_counter() - started, "optimal")
+    plain = cand.factor == 1.0
+    credited[plain] = flow[plain]
+    return Allocation(flow, -cost / SCALE, time.perf_counter() - started, "optimal", credited)
 
 
 # Components with fewer pairs than this share one network with other small ones.
@@ -171,6 +223,100 @@ def _batches(cand: Candidates, n_lots: int) -> list[I64]:
     if pending:
         batches.append(np.concatenate(pending))
     return batches
+
+
+def _split_converted(cand: Candidates, batches: list[I64]) -> tuple[list[I64], list[I64]]:
+    """The batches as plain flows, and the components (one each) with a pair of another factor than 1."""
+    converted_pairs = cand.factor != 1.0
+    if not converted_pairs.any():
+        return batches, []
+    n_lots = int(cand.lot.max()) + 1
+    label = _components(cand.lot, n_lots + cand.line, n_lots + int(cand.line.max()) + 1)[cand.lot]
+    bad = np.isin(label, np.unique(label[converted_pairs]))
+    plain = [b[~bad[b]] for b in batches]
+    order = np.flatnonzero(bad)
+    groups = _groups_of(label[order])
+    return [b for b in plain if len(b)], [order[g] for g in groups]
+
+
+def _groups_of(labels: I64) -> list[I64]:
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
+    bounds = [*starts.tolist(), len(order)]
+    return [order[bounds[i] : bounds[i + 1]] for i in range(len(starts))]
+
+
+def _solve_converted(
+    line: I64,
+    lot: I64,
+    factor: npt.NDArray[np.float64],
+    pair_cap: I64,
+    pair_cost: I64,
+    rem: I64,
+    avail: I64,
+    caps: I64,
+    values: I64,
+) -> tuple[I64, I64, int]:
+    """One component with converted pairs as an integer programme: the lot units given (x), the line units
+    credited (c <= factor·x), the tier units (t); maximise Σ value·c + Σ tier value·t, a hair less per lot unit
+    given so that no unit is given beyond what the credit needs. Returns (given, credited, cost in hundredths)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_array, vstack
+
+    lots, lot_local = np.unique(lot, return_inverse=True)
+    lines, line_local = np.unique(line, return_inverse=True)
+    m, n_lots, n_lines, k = len(line), len(lots), len(lines), caps.shape[1]
+    # Variables: x (m), c (m), t (n_lines × k).
+    n = 2 * m + n_lines * k
+    pairs = np.arange(m)
+    tier_cols = 2 * m + np.arange(n_lines * k)
+    lot_rows = coo_array((np.ones(m), (lot_local, pairs)), shape=(n_lots, n))
+    credit_rows = coo_array(
+        (np.concatenate([-factor, np.ones(m)]), (np.concatenate([pairs, pairs]), np.concatenate([pairs, m + pairs]))),
+        shape=(m, n),
+    )
+    balance = coo_array(
+        (
+            np.concatenate([np.ones(m), -np.ones(n_lines * k)]),
+            (np.concatenate([line_local, np.repeat(np.arange(n_lines), k)]), np.concatenate([m + pairs, tier_cols])),
+        ),
+        shape=(n_lines, n),
+    )
+    a = vstack([lot_rows, credit_rows, balance]).tocsr()
+    lower = np.concatenate([np.full(n_lots, -np.inf), np.full(m, -np.inf), np.zeros(n_lines)])
+    upper = np.concatenate([avail[lots].astype(np.float64), np.full(m, 1e-9), np.zeros(n_lines)])
+    credit_cap = np.minimum(rem[line], np.floor(pair_cap * factor + 1e-9))
+    ub = np.concatenate([pair_cap, credit_cap, caps[lines].ravel()]).astype(np.float64)
+    gain = np.concatenate(
+        [np.full(m, -1e-6), -pair_cost.astype(np.float64), np.tile(values, n_lines).astype(np.float64)]
+    )
+    res = milp(
+        -gain,
+        constraints=LinearConstraint(a, lower, upper),
+        integrality=np.ones(n),
+        bounds=Bounds(np.zeros(n), ub),
+        options={"mip_rel_gap": 0.0},
+    )
+    if res.x is None:
+        raise RuntimeError(f"the allocation programme did not solve: {res.message}")
+    x = np.rint(res.x).astype(np.int64)
+    given = np.minimum(x[:m], pair_cap)
+    credited = np.minimum(np.minimum(x[m : 2 * m], np.floor(given * factor + 1e-9).astype(np.int64)), rem[line])
+    # No lot unit beyond what the credit needs (the solver's tolerances may leave one).
+    given = np.minimum(given, np.ceil(credited / factor - 1e-9).astype(np.int64))
+    return given, credited, -_value_of(credited, line, pair_cost, rem, caps, values)
+
+
+def _value_of(credited: I64, line: I64, pair_cost: I64, rem: I64, caps: I64, values: I64) -> int:
+    """Σ pair value·credited + each line's credited units filling its tiers from the most valuable down."""
+    total = int(np.dot(credited, -pair_cost))
+    lines, local = np.unique(line, return_inverse=True)
+    left = np.bincount(local, weights=credited, minlength=len(lines)).astype(np.int64)
+    for t, value in enumerate(values.tolist()):
+        take = np.minimum(left, caps[lines, t])
+        total += int(take.sum()) * value
+        left -= take
+    return total
 
 
 def _components(u: I64, v: I64, n: int) -> I64:
@@ -332,7 +478,8 @@ def objective_of(
     *,
     tiered: bool = True,
 ) -> float:
-    """The objective of any flow, each line's units filling its tiers from the most valuable down."""
+    """The objective of any flow, each line's units filling its tiers from the most valuable down. `flow` is
+    what the lines are credited (`Allocation.credited`; the same as what is given but for converted pairs)."""
     flow = np.asarray(flow, dtype=np.int64)
     if len(flow) == 0:
         return 0.0
@@ -349,18 +496,24 @@ def objective_of(
 def greedy_allocate(
     remaining: npt.NDArray[np.integer], available: npt.NDArray[np.integer], cand: Candidates, policy: Policy
 ) -> I64:
-    """Baseline: pairs by descending score, each taking all it can of what is left on both ends."""
+    """Baseline: pairs by descending score, each taking all it can of what is left on both ends; returns what
+    each pair credits its line."""
     spare_line = np.maximum(np.asarray(remaining, dtype=np.int64), 0).tolist()
     spare_lot = np.maximum(np.asarray(available, dtype=np.int64), 0).tolist()
     order = np.argsort(-cand.score, kind="stable")
     lines, lots = cand.line[order].tolist(), cand.lot[order].tolist()
     taken = [0] * len(order)
-    for pos, (i, j) in enumerate(zip(lines, lots, strict=True)):
-        q = min(spare_line[i], spare_lot[j])
+    factors = cand.factor[order].tolist()
+    for pos, (i, j, f) in enumerate(zip(lines, lots, factors, strict=True)):
+        if f == 1.0:
+            q = given = min(spare_line[i], spare_lot[j])
+        else:
+            q = min(spare_line[i], int(spare_lot[j] * f + 1e-9))
+            given = min(spare_lot[j], math.ceil(q / f - 1e-9))
         if q > 0:
             taken[pos] = q
             spare_line[i] -= q
-            spare_lot[j] -= q
+            spare_lot[j] -= given
     flow = np.zeros(len(order), dtype=np.int64)
     flow[order] = taken
     return flow

@@ -176,4 +176,5 @@ def merge(a: Candidates, b: Candidates) -> Candidates:
         contributions={f: np.concatenate([a.contributions[f], b.contributions[f]])[order] for f in a.contributions},
         distance_km=np.concatenate([a.distance_km, b.distance_km])[order],
         substitute=np.concatenate([a.substitute, b.substitute])[order],
+        factor=np.concatenate([a.factor, b.factor])[order],
     )

@@ -70,6 +70,15 @@ def _check_open(proposal: Proposal, now: datetime) -> None:
         raise ProposalNotOpen("The proposal has expired.")
 
 
+def lot_units(proposal: Proposal, amount: int) -> int:
+    """Lot base units to reserve for `amount` credited to the line: the proposed lot quantity, or its share
+    (rounded up, so that the line is never given less than it is credited)."""
+    given = proposal.lot_quantity if proposal.lot_quantity is not None else proposal.quantity
+    if amount == proposal.quantity or proposal.quantity == 0:
+        return given if amount == proposal.quantity else amount
+    return -(-amount * given // proposal.quantity)
+
+
 async def accept(
     session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
 ) -> Proposal:
@@ -97,7 +106,7 @@ async def accept(
         response = await client.request(
             "POST",
             f"/v1/lots/{proposal.lot_id}/reservations",
-            json={"quantity": amount, "reference": str(proposal.id)},
+            json={"quantity": lot_units(proposal, amount), "reference": str(proposal.id)},
             idempotency_key=f"accept-{proposal.id}-{amount}",
         )
     except Exception as exc:  # timeouts or connection errors after retries
@@ -110,7 +119,7 @@ async def accept(
             # An earlier accept of this proposal reserved another quantity; the proposal stays as it is.
             raise ProposalNotOpen(f"A reservation for this proposal already exists: {problem.get('detail', '')}")
         taken = f"lot taken: {problem.get('detail', '')}"
-    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, amount):
+    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, lot_units(proposal, amount)):
         # Supply answered with a reservation under this proposal's id that is not (or no longer) our hold of
         # these goods: adopting it would ship goods nobody holds.
         taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
@@ -176,7 +185,7 @@ async def _accepted(
 
 
 def _holds(reservation: dict[str, Any], proposal: Proposal, amount: int) -> bool:
-    """Whether supply's answer is matching's own active hold of `amount` of the proposal's lot."""
+    """Whether supply's answer is matching's own active hold of `amount` (lot units) of the proposal's lot."""
     return (
         reservation.get("lot_id") == str(proposal.lot_id)
         and reservation.get("quantity") == amount

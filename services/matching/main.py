@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.matching.continuous import continuous_matching
 from services.matching.decisions import expire_proposals
 from services.matching.events import SUBSCRIPTIONS
-from services.matching.models import Base, kit
+from services.matching.models import Base, catalog, kit
 from services.matching.router import router
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
@@ -19,6 +19,7 @@ SERVICE = ServiceSpec(
     description="Projection of open needs and available lots, scoring, optimal allocation and proposals.",
     metadata=Base.metadata,
     kit=kit,
+    catalog=catalog,
     routers=[router],
     migrations=migrations_dir(__file__),
     collections=("candidates", "allocation-runs", "proposals", "policy", "matching-kpis"),

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.matching.schemas import ProposalStatus, RunStatus
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import make_kit_tables, new_id, service_metadata
 
@@ -23,6 +24,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# Its copy of the living catalog's changes, from the needs service's events (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 def _status(enum: type[ProposalStatus] | type[RunStatus]) -> Enum:
@@ -141,6 +144,9 @@ class Proposal(ChangeTracked, Base):
     lot_item_code: Mapped[str] = mapped_column(String(100))
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
+    # The same goods in the lot's base unit (differs from `quantity` for a substitute with a conversion factor;
+    # None on proposals made before units were converted: the same as `quantity`).
+    lot_quantity: Mapped[int | None] = mapped_column(Integer)
     accepted_quantity: Mapped[int | None] = mapped_column(Integer)
     # What logistics gave back of the accepted quantity (came short, not received, shipment cancelled).
     quantity_returned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import capacities, events, schemas
-from services.matching.allocation import allocate, cancel_solving
+from services.matching.allocation import allocate, cancel_solving, lot_units_of
 from services.matching.errors import NeedLineNotFound, RunNotFound
 from services.matching.models import AllocationRun, Proposal
 from services.matching.policy import Policy, current_policy
@@ -151,7 +151,7 @@ class _Plan:
     """What a run writes: new proposals as a flow over `cand`, and the open proposals it replaces."""
 
     cand: Candidates
-    flow: npt.NDArray[np.int64]
+    flow: npt.NDArray[np.int64]  # base units credited to each pair's line (see lot_units_of for the lot's side)
     objective: float
     replace: list[Proposal] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -175,7 +175,7 @@ def _fitting(
     for p in sorted(proposals, key=lambda p: (-p.score, p.created_at, p.id)):
         line = used_line.get(p.need_line_id, 0) + p.quantity
         source = source_of(p)
-        lot = used_lot.get(source, 0) + p.quantity
+        lot = used_lot.get(source, 0) + (p.quantity if p.lot_quantity is None else p.lot_quantity)
         if line <= line_cap.get(p.need_line_id, line) and lot <= lot_cap.get(source, lot):
             used_line[p.need_line_id], used_lot[source] = line, lot
         else:
@@ -201,6 +201,7 @@ def _held(
         [lot_at[source_of(p)] for p in kept],
         [p.quantity for p in kept],
         [p.score for p in kept],
+        [p.quantity if p.lot_quantity is None else p.lot_quantity for p in kept],
     )
     return held, gone + dropped
 
@@ -241,8 +242,9 @@ def _score_and_plan(
     solver: dict[str, Any] = {"cancelled": cancelled, "processes": processes}
     if open_now is None:
         result = allocate(line_table.remaining, lot_table.available, cand, policy, **solver)
-        touched = np.unique(cand.line[result.flow > 0])
-        return _Plan(cand, result.flow, float(result.objective), counts={"touched_lines": len(touched)}), built
+        credited = result.flow if result.credited is None else result.credited
+        touched = np.unique(cand.line[credited > 0])
+        return _Plan(cand, credited, float(result.objective), counts={"touched_lines": len(touched)}), built
     held, _ = _held(open_now, lines, lots)
     around = allocate_around(line_table.remaining, lot_table.available, cand, policy, held, **solver)
     fresh = allocate(line_table.remaining, lot_table.available, cand, policy, **solver)
@@ -259,7 +261,7 @@ def _score_and_plan(
     # worth a little more to the solver), else the optimum itself. Open proposals it makes again stay (same ids).
     new_flow, value = sticky(line_table.remaining, lot_table.available, cand, policy, held, STICKY_BONUS, **solver)
     if not worth_replacing(around.objective, value, policy):
-        new_flow, value = fresh.flow, float(fresh.objective)
+        new_flow, value = (fresh.flow if fresh.credited is None else fresh.credited), float(fresh.objective)
     again = {(int(cand.line[i]), int(cand.lot[i]), int(new_flow[i])): int(i) for i in np.flatnonzero(new_flow)}
     flow = new_flow.copy()
     line_at = {uuid.UUID(ln["id"]): i for i, ln in enumerate(lines)}
@@ -432,6 +434,7 @@ def _new_proposals(
     now: datetime,
 ) -> list[Proposal]:
     cand, expires = plan.cand, now + timedelta(seconds=policy.proposal_ttl_seconds)
+    lot_units = lot_units_of(plan.flow, cand)
     out = []
     for i in [int(i) for i in np.flatnonzero(plan.flow)]:
         line, lot = lines[int(cand.line[i])], lots[int(cand.lot[i])]
@@ -449,6 +452,7 @@ def _new_proposals(
                 lot_item_code=lot["item_code"],
                 region_code=line["region_code"],
                 quantity=int(plan.flow[i]),
+                lot_quantity=int(lot_units[i]),
                 score=round(float(cand.score[i]), 3),
                 factors=cand.breakdown(i),
                 distance_km=round(float(cand.distance_km[i]), 1),

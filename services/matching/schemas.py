@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.vocabulary import ItemCode, RegionPrefix
 
@@ -93,7 +93,11 @@ class Proposal(BaseModel):
     item_code: str
     lot_item_code: str
     region_code: str
-    quantity: int
+    quantity: int = Field(description="Base units of the need line's item this proposal credits the line.")
+    lot_quantity: int | None = Field(
+        None,
+        description="Base units of the lot's item it takes (more than `quantity` for a substitute in smaller packs).",
+    )
     accepted_quantity: int | None
     quantity_returned: int = 0
     score: float
@@ -112,6 +116,12 @@ class Proposal(BaseModel):
     decided_at: datetime | None
     decided_by: str | None
     created_at: datetime
+
+    @model_validator(mode="after")
+    def _lot_quantity(self) -> Self:
+        if self.lot_quantity is None:  # proposed before quantities were converted: in the same unit
+            self.lot_quantity = self.quantity
+        return self
 
 
 class DecisionRecord(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,9 +73,14 @@ class LineTable:
     verified: Bool
     site_fill: F64
     county_fill: F64
+    # A coordinator allowed non-medical substitutes for this medical line (recorded on the line).
+    override: Bool | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def overridden(self) -> Bool:
+        return self.override if self.override is not None else np.zeros(len(self.ids), dtype=np.bool_)
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> LineTable:
@@ -92,6 +97,7 @@ class LineTable:
             verified=np.array([bool(r.get("verified")) for r in rows], dtype=np.bool_),
             site_fill=np.array([float(r.get("site_fill") or 0.0) for r in rows], dtype=np.float64),
             county_fill=np.array([float(r.get("county_fill") or 0.0) for r in rows], dtype=np.float64),
+            override=np.array([bool(r.get("substitution_override")) for r in rows], dtype=np.bool_),
         )
 
 
@@ -153,6 +159,12 @@ class Candidates:
     contributions: dict[str, F64]
     distance_km: F64
     substitute: Bool
+    # Base units of the line's item one base unit of the lot's item counts for (1 for the item itself).
+    factor: F64 = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+
+    def __post_init__(self) -> None:
+        if len(self.factor) != len(self.line):
+            self.factor = np.ones(len(self.line), dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.line)
@@ -205,10 +217,37 @@ def _groups(codes: Obj) -> dict[str, I64]:
     return {k: order[bounds[i] : bounds[i + 1]] for k, i in sorted(number.items())}
 
 
+# Site kinds whose lines for medical-grade items are medical lines: no general-grade substitute without a
+# coordinator's recorded override.
+MEDICAL_SITE_KINDS = frozenset({"hospital"})
+
+
 def _compatible_items(item: str, catalog: Catalog) -> list[str]:
     entry = catalog.get(item)
     subs = [s for s in (entry.substitutes if entry else []) if s != item]
     return [item, *dict.fromkeys(subs)]
+
+
+def _excluded_kinds(item: str, code: str, catalog: Catalog) -> tuple[frozenset[str], frozenset[str]]:
+    """Site kinds whose lines of `item` may not take lots of `code`: always, and unless overridden."""
+    if code == item:
+        return frozenset(), frozenset()
+    entry, sub = catalog.get(item), catalog.get(code)
+    rule = entry.rule_for(code) if entry else None
+    always = frozenset(rule.not_for_site_kinds if rule else ())
+    downgrade = entry is not None and sub is not None and entry.grade == "medical" and sub.grade != "medical"
+    return always, MEDICAL_SITE_KINDS if downgrade else frozenset()
+
+
+def substitution_allowed(
+    item: str, code: str, site_kind: str, *, override: bool = False, catalog: Catalog | None = None
+) -> bool:
+    """May a line of `item` at a site of `site_kind` take a lot of `code`?"""
+    catalog = catalog or get_catalog()
+    if code not in _compatible_items(item, catalog):
+        return False
+    always, unless = _excluded_kinds(item, code, catalog)
+    return site_kind not in always and (override or site_kind not in unless)
 
 
 class _CandidateSearch:
@@ -247,9 +286,30 @@ class _CandidateSearch:
         for item, group in _groups(self.lines.item[self.line_ok]).items():
             yield item, self.line_ok[group]
 
-    def lots_for(self, item: str) -> I64:
-        """Lots of the item and its substitutes whose donors allow that item."""
-        codes = [code for code in _compatible_items(item, self.catalog) if code in self.lot_groups]
+    def code_buckets(self, item: str, rows: I64) -> Iterator[tuple[I64, list[str]]]:
+        """(lines allowed, lot item codes): the codes every line may take together, then each substitute that
+        some site kinds may not take (safe substitution) with the lines that may."""
+        free: list[str] = []
+        kinds = self.lines.site_kind[rows]
+        override = self.lines.overridden()[rows]
+        for code in _compatible_items(item, self.catalog):
+            if code not in self.lot_groups:
+                continue
+            always, unless = _excluded_kinds(item, code, self.catalog)
+            if not always and not unless:
+                free.append(code)
+                continue
+            ok = np.fromiter((k not in always and k not in unless for k in kinds), dtype=np.bool_, count=len(rows))
+            ok |= override & np.fromiter((k not in always for k in kinds), dtype=np.bool_, count=len(rows))
+            if ok.any():
+                yield rows[ok], [code]
+        if free:
+            yield rows, free
+
+    def lots_for(self, item: str, codes: list[str] | None = None) -> I64:
+        """Lots of the item and its substitutes (or of `codes`) whose donors allow that item."""
+        if codes is None:
+            codes = [code for code in _compatible_items(item, self.catalog) if code in self.lot_groups]
         if not codes:
             return np.zeros(0, dtype=np.int64)
         cols = np.concatenate([self.lot_groups[code] for code in codes])
@@ -273,10 +333,13 @@ class _CandidateSearch:
     def pairs(self) -> Found:
         found = Found()
         for item, rows in self.line_groups():
-            cols = self.lots_for(item)
-            if not len(cols):
+            buckets: list[tuple[I64, I64]] = []
+            for allowed, codes in self.code_buckets(item, rows):
+                cols = self.lots_for(item, codes)
+                if len(cols):
+                    buckets.extend(self.by_restriction(allowed, cols))
+            if not buckets:
                 continue
-            buckets = list(self.by_restriction(rows, cols))
             if len(buckets) == 1:
                 self.nearest.run(*buckets[0], found)
                 continue
@@ -291,21 +354,49 @@ def build_candidates(
     lines: LineTable, lots: LotTable, policy: Policy, *, now: float, catalog: Catalog | None = None
 ) -> Candidates:
     """Every feasible pair, keeping the `max_candidates_per_line` nearest lots per line, with its score."""
-    found = _CandidateSearch(lines, lots, policy, now, catalog or get_catalog()).pairs()
+    catalog = catalog or get_catalog()
+    found = _CandidateSearch(lines, lots, policy, now, catalog).pairs()
     if not len(found):
         return Candidates.empty()
     line, lot, distance, arrival = found.arrays()
     order = np.argsort(line, kind="stable")
     line, lot, distance, arrival = line[order], lot[order], distance[order], arrival[order]
-    return score_pairs(lines, lots, policy, line=line, lot=lot, distance_km=distance, arrival=arrival)
+    factor = substitute_factors(lines, lots, line, lot, catalog)
+    return score_pairs(lines, lots, policy, line=line, lot=lot, distance_km=distance, arrival=arrival, factor=factor)
+
+
+def substitute_factors(lines: LineTable, lots: LotTable, line: I64, lot: I64, catalog: Catalog) -> F64:
+    """Each pair's conversion factor: base units of the line's item one base unit of the lot counts for."""
+    cache: dict[tuple[str, str], float] = {}
+    out = np.ones(len(line), dtype=np.float64)
+    for p, (a, b) in enumerate(zip(lines.item[line].tolist(), lots.item[lot].tolist(), strict=True)):
+        if a == b:
+            continue
+        key = (str(a), str(b))
+        if key not in cache:
+            rule = catalog.substitute_rule(*key)
+            cache[key] = rule.factor if rule else 1.0
+        out[p] = cache[key]
+    return out
 
 
 def score_pairs(
-    lines: LineTable, lots: LotTable, policy: Policy, *, line: I64, lot: I64, distance_km: F64, arrival: F64
+    lines: LineTable,
+    lots: LotTable,
+    policy: Policy,
+    *,
+    line: I64,
+    lot: I64,
+    distance_km: F64,
+    arrival: F64,
+    factor: F64 | None = None,
 ) -> Candidates:
     """The weighted factors of each pair and their sum, the score (never below zero)."""
     substitute = lots.item[lot] != lines.item[line]
-    values = factor_values(lines, lots, policy, line=line, lot=lot, distance_km=distance_km, arrival=arrival)
+    factor = np.ones(len(line), dtype=np.float64) if factor is None else factor
+    values = factor_values(
+        lines, lots, policy, line=line, lot=lot, distance_km=distance_km, arrival=arrival, factor=factor
+    )
     values["substitute"] = substitute.astype(np.float64)
     contributions: dict[str, F64] = {}
     score = np.zeros(len(line), dtype=np.float64)
@@ -321,11 +412,20 @@ def score_pairs(
         contributions=contributions,
         distance_km=distance_km,
         substitute=substitute.astype(np.bool_),
+        factor=factor,
     )
 
 
 def factor_values(
-    lines: LineTable, lots: LotTable, policy: Policy, *, line: I64, lot: I64, distance_km: F64, arrival: F64
+    lines: LineTable,
+    lots: LotTable,
+    policy: Policy,
+    *,
+    line: I64,
+    lot: I64,
+    distance_km: F64,
+    arrival: F64,
+    factor: F64 | None = None,
 ) -> dict[str, F64]:
     """Each factor's value in [0, 1] for the given pairs (all but `substitute`, which the caller knows)."""
     urgency = np.array([URGENCY_VALUES.get(u, URGENCY_VALUES["normal"]) for u in lines.urgency], dtype=np.float64)
@@ -335,7 +435,8 @@ def factor_values(
         np.isnan(needed_by), NO_DEADLINE_SLACK, 1.0 - np.clip(slack_days / SLACK_HORIZON_DAYS, 0.0, 1.0)
     )
     remaining = lines.remaining[line].astype(np.float64)
-    quantity_fit = np.minimum(lots.available[lot].astype(np.float64), remaining) / remaining
+    worth = lots.available[lot].astype(np.float64) * (1.0 if factor is None else factor)
+    quantity_fit = np.minimum(np.floor(worth + 1e-9), remaining) / remaining
     expires = lots.expires_at[lot]
     expiry_days = (expires - arrival) / DAY
     pressure = 1.0 - np.clip(expiry_days / EXPIRY_HORIZON_DAYS, 0.0, 1.0)

@@ -30,14 +30,24 @@ class Held:
     lot: I64
     quantity: I64
     score: F64
+    # What each takes of its lot, in the lot's base unit (more than `quantity` for a converted substitute).
+    lot_quantity: I64 | None = None
 
     @classmethod
-    def of(cls, line: list[int], lot: list[int], quantity: list[int], score: list[float]) -> Held:
+    def of(
+        cls,
+        line: list[int],
+        lot: list[int],
+        quantity: list[int],
+        score: list[float],
+        lot_quantity: list[int] | None = None,
+    ) -> Held:
         return cls(
             np.asarray(line, dtype=np.int64),
             np.asarray(lot, dtype=np.int64),
             np.asarray(quantity, dtype=np.int64),
             np.asarray(score, dtype=np.float64),
+            None if lot_quantity is None else np.asarray(lot_quantity, dtype=np.int64),
         )
 
     @classmethod
@@ -53,7 +63,8 @@ def residual(remaining: npt.NDArray[np.integer], available: npt.NDArray[np.integ
     rem = np.asarray(remaining, dtype=np.int64)
     avail = np.asarray(available, dtype=np.int64)
     rem = rem - np.bincount(held.line, weights=held.quantity, minlength=len(rem)).astype(np.int64)
-    avail = avail - np.bincount(held.lot, weights=held.quantity, minlength=len(avail)).astype(np.int64)
+    taken = held.quantity if held.lot_quantity is None else held.lot_quantity
+    avail = avail - np.bincount(held.lot, weights=taken, minlength=len(avail)).astype(np.int64)
     return np.maximum(rem, 0), np.maximum(avail, 0)
 
 
@@ -140,7 +151,8 @@ def allocate_around(
     result: Allocation = allocate(rem, avail, sub, policy, **solver)  # type: ignore[arg-type]
     whole, at = _with_held_pairs(cand, held)
     flow = np.zeros(len(whole), dtype=np.int64)
-    flow[np.flatnonzero(live)] = result.flow
+    assert result.credited is not None
+    flow[np.flatnonzero(live)] = result.credited
     held_flow = np.zeros(len(whole), dtype=np.int64)
     np.add.at(held_flow, at, held.quantity)
     return StableAllocation(
@@ -184,4 +196,5 @@ def sticky(
     boosted = dataclasses.replace(cand, score=cand.score.copy())
     boosted.score[np.asarray(at, dtype=np.int64)] += bonus
     result: Allocation = allocate(remaining, available, boosted, policy, **solver)  # type: ignore[arg-type]
-    return result.flow, objective_of(result.flow, remaining, cand, policy)
+    assert result.credited is not None
+    return result.credited, objective_of(result.credited, remaining, cand, policy)

@@ -23,3 +23,11 @@ class NeedNotOpen(Conflict):
 
 class NeedAlreadyMatched(Conflict):
     slug, title = "need-already-matched", "Lines cannot be replaced once supply is matched to them"
+
+
+class ItemExists(Conflict):
+    slug, title = "item-exists", "The catalog already holds an item of this code"
+
+
+class ItemNotFound(NotFound):
+    slug, title = "item-not-found", "No item of this code in the catalog"

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.needs import schemas
 from services.needs.models import Need, Site
 from services.needs.repository import NeedRepository, RollupRepository, SiteRef, SiteRepository
+from shared.catalog import Item, follow
 from shared.db import utcnow
 from shared.events import CloudEvent, EventType, publish, register_event_type
 from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus
@@ -54,6 +55,7 @@ class NeedData(BaseModel):
     urgency: str
     needed_by: datetime | None
     beneficiaries: int | None
+    beneficiary_groups: dict[str, int] = {}
     status: str
     verification: str
     duplicate_of: uuid.UUID | None
@@ -63,6 +65,9 @@ class NeedData(BaseModel):
     reason: str | None = None
 
 
+ITEM_ADDED = register_event_type(
+    follow.ITEM_ADDED, "A coordinator added an item to the catalog (every service follows).", Item
+)
 SITE_CREATED = register_event_type("reliefhub.needs.site.created", "A recipient site was registered.", SiteData)
 SITE_UPDATED = register_event_type("reliefhub.needs.site.updated", "A site's details changed.", SiteData)
 NEED_CREATED = register_event_type(
@@ -109,6 +114,7 @@ def need_data(need: Need | schemas.Need, site: Site | SiteRef, reason: str | Non
         urgency=need.urgency,
         needed_by=need.needed_by,
         beneficiaries=need.beneficiaries,
+        beneficiary_groups=dict(need.beneficiary_groups or {}),
         status=need.status,
         verification=need.verification,
         duplicate_of=need.duplicate_of,
@@ -230,3 +236,7 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
             }
         )
     await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))
+
+
+async def publish_item(session: AsyncSession, item: Item) -> None:
+    await publish(session, ITEM_ADDED, item, subject=item.code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.needs.events import on_logistics_event, on_matching_event
-from services.needs.models import Base, kit
+from services.needs.models import Base, catalog, kit
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
@@ -18,6 +18,7 @@ SERVICE = ServiceSpec(
     description="The item catalog, recipient sites and their needs: intake, verification, duplicates, staleness.",
     metadata=Base.metadata,
     kit=kit,
+    catalog=catalog,
     routers=[router],
     migrations=migrations_dir(__file__),
     collections=("items", "sites", "needs"),

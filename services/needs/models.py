@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import NeedStatus, SiteKind, Urgency, Verification
@@ -21,6 +22,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# The living catalog: items added through the API to the seed of items.json (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 class Site(TimestampedMixin, VersionedMixin, Base):
@@ -51,6 +54,7 @@ class Need(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     urgency: Mapped[Urgency] = mapped_column(enum_type(Urgency, length=20))
     needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
+    beneficiary_groups: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     status: Mapped[NeedStatus] = mapped_column(enum_type(NeedStatus, length=20), default=NeedStatus.open, index=True)
     verification: Mapped[Verification] = mapped_column(
         enum_type(Verification, length=20), default=Verification.unverified

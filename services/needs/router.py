@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import Query, Request, Response, status
+from fastapi import Path, Query, Request, Response, status
 
 from services.needs import schemas, service
 from services.needs.dependencies import Coordinator, SiteWriter
-from services.needs.errors import NeedNotFound, SiteNotFound
+from services.needs.errors import ItemExists, ItemNotFound, NeedNotFound, SiteNotFound
 from services.needs.models import Need, Site
 from shared.app import SessionDep, service_router
-from shared.auth import CurrentPrincipal, Principal
+from shared.auth import CurrentPrincipal, Principal, require_national
 from shared.catalog import UnknownItem, get_catalog
 from shared.errors import (
     Conflict,
@@ -52,6 +52,27 @@ async def list_items(
     """The item catalog: codes, names (zh, en), units, substitutes and the working group that checks it."""
     items = get_catalog().search(category=category, q=q)
     return schemas.ItemList(items=[schemas.CatalogItem.model_validate(i.model_dump()) for i in items])
+
+
+@router.post("/items", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden, ItemExists))
+async def create_item(
+    data: schemas.ItemCreate, principal: Coordinator, session: SessionDep, response: Response
+) -> schemas.CatalogItem:
+    """Add an item to the catalog (national coordinators): needs and lots may name it at once, every service
+    follows."""
+    require_national(principal, what="The item catalog")
+    item = await service.add_item(session, data)
+    response.headers["Location"] = f"/v1/items/{item.code}"
+    return schemas.CatalogItem.model_validate(item.model_dump())
+
+
+@router.get("/items/{item_code}", responses=problem_responses(ItemNotFound))
+async def get_item(item_code: Annotated[str, Path(max_length=100)], principal: CurrentPrincipal) -> schemas.CatalogItem:
+    """One item of the catalog."""
+    item = get_catalog().get(item_code)
+    if item is None:
+        raise ItemNotFound(f"No item {item_code} in the catalog.")
+    return schemas.CatalogItem.model_validate(item.model_dump())
 
 
 @router.post("/sites", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden))

@@ -8,8 +8,18 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.catalog import ItemName
-from shared.vocabulary import NeedStatus, Quantity, RegionCode, SiteKind, Timestamp, Urgency, Verdict, Verification
+from shared.catalog import Grade, ItemName, Pack, SubstituteRule
+from shared.vocabulary import (
+    BeneficiaryCounts,
+    NeedStatus,
+    Quantity,
+    RegionCode,
+    SiteKind,
+    Timestamp,
+    Urgency,
+    Verdict,
+    Verification,
+)
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
@@ -19,8 +29,12 @@ class CatalogItem(BaseModel):
     code: str
     name: ItemName
     category: str
-    unit: str
-    substitutes: list[str]
+    unit: str = Field(description="The base unit (the same as `base_unit`, for existing clients).")
+    base_unit: str
+    packs: list[Pack] = Field(description="Larger units a quantity may be given in, each a number of base units.")
+    grade: Grade
+    substitutes: list[str] = Field(description="The codes of `substitute_rules`, for existing clients.")
+    substitute_rules: list[SubstituteRule]
     check_by: str | None
     perishable: bool
     unit_value_fen: int
@@ -28,6 +42,26 @@ class CatalogItem(BaseModel):
 
 class ItemList(BaseModel):
     items: list[CatalogItem]
+
+
+ItemCodeText = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){1,4}$", max_length=100)]
+UnitText = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=20)]
+
+
+class ItemCreate(BaseModel):
+    """A new catalog item; its code begins with its category (`food.grain.millet`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: ItemCodeText
+    name: ItemName
+    unit: UnitText = Field(description="The base unit every quantity of the item is counted in.")
+    packs: Annotated[list[Pack], Field(max_length=10)] = []
+    grade: Grade = "general"
+    unit_value_fen: Annotated[int, Field(ge=0, le=10**12)] = 0
+    perishable: bool = False
+    substitute_rules: Annotated[list[SubstituteRule], Field(max_length=20)] = []
+    check_by: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
 
 
 class SiteBase(BaseModel):
@@ -106,6 +140,9 @@ class NeedCreate(BaseModel):
     urgency: Urgency = Urgency.normal
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryCounts = Field(
+        default_factory=dict, description='Whom the need serves: people per group, e.g. {"elderly": 120}.'
+    )
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
 
 
@@ -116,6 +153,7 @@ class NeedUpdate(BaseModel):
     urgency: Urgency | None = None
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryCounts | None = Field(None, description="Replaces the groups as a whole.")
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
         None, description="Replaces every line; refused once any quantity is matched."
     )
@@ -132,6 +170,7 @@ class Need(BaseModel):
     urgency: Urgency
     needed_by: datetime | None
     beneficiaries: int | None
+    beneficiary_groups: dict[str, int] = Field(description="People served per group (BeneficiaryGroup).")
     lines: list[NeedLine]
     status: NeedStatus
     verification: Verification

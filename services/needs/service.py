@@ -9,10 +9,13 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.needs import events, schemas
 from services.needs.errors import (
+    ItemExists,
     NeedAlreadyMatched,
     NeedNotFound,
     NeedNotOpen,
@@ -20,10 +23,12 @@ from services.needs.errors import (
     SiteNotFound,
 )
 from services.needs.models import Need, NeedLine, Site
+from services.needs.models import catalog as catalog_table
 from services.needs.repository import NeedRepository, SiteRef, SiteRepository
 from shared.auth import Principal, may_act_in, require_in_region
-from shared.catalog import get_catalog, require_known
+from shared.catalog import Item, apply_items, get_catalog, require_known, to_base_units
 from shared.db import utcnow
+from shared.errors import InvalidRequest
 from shared.etag import IfMatch, check_version
 from shared.events import publish
 from shared.events.outbox import outbox_row
@@ -119,17 +124,17 @@ def _line_rows(
     data: list[schemas.NeedLineCreate], need_id: uuid.UUID | None = None, start: int = 0
 ) -> list[dict[str, Any]]:
     require_known((["body", "lines", i, "item_code"], line.item_code) for i, line in enumerate(data))
-    catalog = get_catalog()
+    based = to_base_units(
+        (["body", "lines", i, "unit"], line.item_code, line.quantity, line.unit) for i, line in enumerate(data)
+    )
     rows = []
-    for i, line in enumerate(data):
-        item = catalog.get(line.item_code)
-        assert item is not None
+    for i, (line, (quantity, unit)) in enumerate(zip(data, based, strict=True)):
         row = {
             "id": uuid.uuid4(),
             "position": start + i,
             "item_code": line.item_code,
-            "quantity": line.quantity,
-            "unit": line.unit or item.unit,
+            "quantity": quantity,
+            "unit": unit,
             "notes": line.notes,
             "quantity_matched": 0,
             "quantity_delivered": 0,
@@ -185,6 +190,7 @@ async def create_need(
         "urgency": data.urgency.value,
         "needed_by": data.needed_by,
         "beneficiaries": data.beneficiaries,
+        "beneficiary_groups": {g.value: n for g, n in data.beneficiary_groups.items()},
         "status": NeedStatus.open.value,
         "verification": Verification.unverified.value,
         "duplicate_of": twin_id,
@@ -398,7 +404,8 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
         except ValidationError as exc:
             errors.add_validation(exc, numbers, "lines")
             continue
-        if not unknown_items(errors, zip(numbers, (line.item_code for line in need.lines), strict=True)):
+        units = [(n, line.item_code, line.unit) for n, line in zip(numbers, need.lines, strict=True)]
+        if not unknown_items(errors, [(n, code) for n, code, _ in units], units):
             parsed.append((numbers, need))
     return parsed
 
@@ -430,3 +437,52 @@ async def import_needs(
         if progress is not None:
             progress(len(numbers))
     return ImportReport(rows_total=len(rows), rows_accepted=len(rows), rows_rejected=[], created=created, imported=True)
+
+
+# --- the living catalog -------------------------------------------------------------------------------------
+
+
+async def add_item(session: AsyncSession, data: schemas.ItemCreate) -> Item:
+    """Add an item to the catalog: stored, published to every service, in this process's catalog once the
+    transaction commits. Its category is the first part of its code."""
+    catalog = get_catalog()
+    if data.code in catalog:
+        raise ItemExists(f"The catalog already holds {data.code}.")
+    require_known((["body", "substitute_rules", i, "code"], r.code) for i, r in enumerate(data.substitute_rules))
+    units = [data.unit, *(p.unit for p in data.packs)]
+    clashes = [i for i, p in enumerate(data.packs) if units.count(p.unit) > 1]
+    if clashes:
+        raise InvalidRequest(
+            "Each pack needs a unit of its own, other than the base unit.",
+            errors=[{"loc": ["body", "packs", i, "unit"], "msg": "unit used twice"} for i in clashes],
+        )
+    if data.check_by is not None and data.check_by not in catalog.check_groups():
+        raise InvalidRequest(
+            f"No working group {data.check_by!r} checks items; known: {', '.join(catalog.check_groups())}.",
+            errors=[{"loc": ["body", "check_by"], "msg": "unknown working group"}],
+        )
+    item = Item(
+        code=data.code,
+        name=data.name,
+        category=data.code.split(".")[0],
+        unit=data.unit,
+        base_unit=data.unit,
+        packs=data.packs,
+        grade=data.grade,
+        unit_value_fen=data.unit_value_fen,
+        perishable=data.perishable,
+        substitutes=[r.code for r in data.substitute_rules],
+        substitute_rules=data.substitute_rules,
+        check_by=data.check_by,
+    )
+    added = await session.execute(
+        pg_insert(catalog_table)
+        .values(code=item.code, body=item.model_dump(mode="json"))
+        .on_conflict_do_nothing(index_elements=["code"])
+        .returning(catalog_table.c.code)
+    )
+    if added.first() is None:
+        raise ItemExists(f"The catalog already holds {data.code}.")
+    await events.publish_item(session, item)
+    sa_event.listen(session.sync_session, "after_commit", lambda _: apply_items([item]), once=True)
+    return item

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.supply.events import on_logistics_event
-from services.supply.models import Base, kit
+from services.supply.models import Base, catalog, kit
 from services.supply.router import router
 from services.supply.service import expire_reservations
 from shared.app import create_service_app
+from shared.catalog.follow import catalog_handler
 from shared.migrations import migrations_dir
 from shared.service import PeriodicJob, ServiceSpec, Subscription
 from shared.settings import Settings
@@ -21,7 +22,11 @@ SERVICE = ServiceSpec(
     routers=[router],
     migrations=migrations_dir(__file__),
     collections=("donors", "offers", "lots", "reservations"),
-    subscriptions=[Subscription(stream="logistics.events", group="supply-shipments", handler=on_logistics_event)],
+    subscriptions=[
+        Subscription(stream="logistics.events", group="supply-shipments", handler=on_logistics_event),
+        Subscription(stream="needs.events", group="supply-catalog", handler=catalog_handler(catalog)),
+    ],
+    catalog=catalog,
     jobs=[PeriodicJob("expire-reservations", expire_reservations, lambda s: min(s.sweep_seconds, 30.0))],
 )
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import LotVerification, OfferStatus, ReservationStatus
@@ -34,6 +35,8 @@ class Base(DeclarativeBase):
 
 
 kit = make_kit_tables(Base.metadata)
+# Its copy of the living catalog's changes, from the needs service's events (shared.catalog.follow).
+catalog = catalog_table(Base.metadata)
 
 
 class Donor(TimestampedMixin, VersionedMixin, Base):
@@ -43,6 +46,7 @@ class Donor(TimestampedMixin, VersionedMixin, Base):
     org: Mapped[str] = mapped_column(String(100), index=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(20))
+    public_name: Mapped[str | None] = mapped_column(String(200))
     contact: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 

@@ -39,7 +39,7 @@ from services.supply.repository import (
     ReservationRepository,
 )
 from shared.auth import Principal, Role
-from shared.catalog import get_catalog, require_known
+from shared.catalog import get_catalog, require_known, to_base_units
 from shared.db import utcnow
 from shared.errors import Forbidden
 from shared.etag import IfMatch, check_version
@@ -86,6 +86,7 @@ async def create_donor(session: AsyncSession, principal: Principal, data: schema
         org=data.org if (data.org and principal.is_staff) else principal.org,
         name=data.name,
         kind=data.kind.value,
+        public_name=data.public_name,
         version=1,
         contact=data.contact.model_dump(exclude_none=True) if data.contact else None,
     )
@@ -111,6 +112,11 @@ async def get_donor(session: AsyncSession, donor_id: uuid.UUID) -> Donor:
 # --- offers ------------------------------------------------------------------------------------------
 
 
+def _lot_units(numbers: list[int], offer: schemas.OfferCreate) -> list[tuple[int, str, str | None]]:
+    """(row, item code, unit) of each lot of an imported offer."""
+    return [(n, lot.item_code, lot.unit) for n, lot in zip(numbers, offer.lots or [], strict=False)]
+
+
 def _check_items(codes: list[str], loc: list[Any]) -> None:
     require_known(([*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i], c) for i, c in enumerate(codes))
 
@@ -128,11 +134,14 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
     _check_items([lot.item_code for lot in lots_in], ["body", "lots"])
     _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
     catalog = get_catalog()
+    based = to_base_units(
+        (["body", "lots", i, "unit"], lot.item_code, lot.quantity, lot.unit) for i, lot in enumerate(lots_in)
+    )
     code = secrets.token_urlsafe(18)
     now = utcnow()
     from_abroad = data.origin_country not in (None, DOMESTIC)
     lots = []
-    for i, lot in enumerate(lots_in):
+    for i, (lot, (quantity, unit)) in enumerate(zip(lots_in, based, strict=True)):
         item = catalog.get(lot.item_code)
         assert item is not None
         lots.append(
@@ -140,8 +149,8 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
                 id=uuid.uuid4(),
                 position=i,
                 item_code=lot.item_code,
-                quantity=lot.quantity,
-                unit=lot.unit or item.unit,
+                quantity=quantity,
+                unit=unit,
                 lat=lot.lat,
                 lon=lot.lon,
                 region_code=lot.region_code,
@@ -523,7 +532,7 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
             continue
         codes = [*zip(numbers, (lot.item_code for lot in offer.lots or []), strict=False)]
         codes += [(numbers[0], c) for c in offer.restrictions.item_codes]
-        if not unknown_items(errors, codes):
+        if not unknown_items(errors, codes, _lot_units(numbers, offer)):
             parsed.append((numbers, offer))
     return parsed
 

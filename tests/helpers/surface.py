@@ -18,13 +18,25 @@ JSON = "application/json"
 MULTIPART = "multipart/form-data"
 METHODS = ("get", "post", "put", "patch", "delete")
 # API.md: no token needed (the gift's timeline, as JSON and as a page)
-PUBLIC: set[tuple[str, str]] = {("GET", "/v1/track/{code}"), ("GET", "/v1/track/{code}.html")}
+PUBLIC: set[tuple[str, str]] = {
+    ("GET", "/v1/track/{code}"),
+    ("GET", "/v1/track/{code}.html"),
+    ("GET", "/v1/public/exports/deliveries"),
+}
 
 SITE_ID = "00000000-0000-4000-8000-000000000001"
 IMPORT_CSV = f"site_id,title,item_code,quantity\n{SITE_ID},饮用水,water.bottled.small_550ml,10\n".encode()
 
 # A valid body for every operation that takes one, so that only the thing under test is wrong.
 EXAMPLES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/items"): {
+        "code": "food.grain.millet",
+        "name": {"zh": "小米", "en": "Foxtail millet"},
+        "unit": "kg",
+        "packs": [{"unit": "bag", "base_units": 10}],
+        "unit_value_fen": 900,
+        "substitute_rules": [{"code": "food.grain.rice", "factor": 1.0, "not_for_site_kinds": []}],
+    },
     ("POST", "/v1/sites"): {"name": "瑞金医院", "kind": "hospital", "region_code": "310101", "lat": 31.2, "lon": 121.5},
     ("PATCH", "/v1/sites/{site_id}"): {"name": "瑞金医院北院"},
     ("POST", "/v1/needs"): {

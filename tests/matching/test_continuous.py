@@ -28,7 +28,7 @@ from tests.helpers.settings import ROOT
 from tests.helpers.supply import donor_offer
 from tests.helpers.waiting import eventually
 
-MASKS = ["ppe.mask.n95", "ppe.mask.kn95", "ppe.mask.surgical", "ppe.mask.disposable_medical"]
+MASKS = ["ppe.mask.n95", "ppe.mask.gb19083", "ppe.mask.kn95", "ppe.mask.surgical", "ppe.mask.disposable_medical"]
 MASK_GROUP = item_group(MASKS[0])
 
 

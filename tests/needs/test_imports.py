@@ -98,7 +98,8 @@ def check_imported(needs: list[dict[str, Any]], report: dict[str, Any], site: st
     assert datetime.fromisoformat(icu["needed_by"]) == datetime(2030, 3, 1, 15, 59, 59, tzinfo=UTC)
     rice = by_title["食堂用米"]
     assert rice["urgency"] == "normal" and rice["needed_by"] is None and rice["beneficiaries"] is None
-    assert [(x["item_code"], x["quantity"], x["unit"]) for x in rice["lines"]] == [(RICE, 200, "bag")]
+    # 200 bags of rice are converted on intake to the base unit: 25 kg a bag.
+    assert [(x["item_code"], x["quantity"], x["unit"]) for x in rice["lines"]] == [(RICE, 5000, "kg")]
     water = by_title["安置点饮用水"]
     assert water["site_id"] == other_site and water["region_code"] == "310104"
     assert datetime.fromisoformat(water["needed_by"]) == datetime(2030, 3, 2, 4, 0, tzinfo=UTC)
@@ -167,15 +168,17 @@ async def test_import_rejects_the_whole_file_with_reasons_per_row(client, auth: 
         ["", shelter, "也是好的", "high", "2030-01-01", "", QUILT, "3", "", ""],  # 5
         ["", site, "数量为零", "", "", "", QUILT, "0", "", ""],  # 6
         ["", site, "紧急程度", "asap", "", "", QUILT, "1", "", ""],  # 7
+        ["", site, "单位不对", "", "", "", RICE, "2", "barrel", ""],  # 8
     ]
     r = await upload(client, h, csv_bytes(rows))
     body = assert_problem(r, 422)
     assert body["type"].endswith("import-rejected")
     report = body["report"]
     assert report["imported"] is False and report["created"] == [] and report["rows_accepted"] == 0
-    assert report["rows_total"] == 7
+    assert report["rows_total"] == 8
     rejected = {x["row"]: " ".join(x["errors"]) for x in report["rows_rejected"]}
-    assert set(rejected) == {2, 3, 4, 6, 7}
+    assert set(rejected) == {2, 3, 4, 6, 7, 8}
+    assert "unit" in rejected[8] and "kg, bag" in rejected[8]
     assert "item_code" in rejected[2] and "ppe.mask.unobtainium" in rejected[2]
     assert "quantity" in rejected[3]
     assert "site_id" in rejected[4] and missing_site in rejected[4]

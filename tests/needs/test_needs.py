@@ -49,7 +49,8 @@ async def test_create_need(client, auth: TokenFactory) -> None:
     assert need["duplicate_of"] is None and need["close_reason"] is None and need["version"] == 1
     n95, rice = need["lines"]
     assert (n95["item_code"], n95["quantity"], n95["unit"], n95["notes"]) == (N95, 500, "piece", None)
-    assert (rice["item_code"], rice["quantity"], rice["unit"], rice["notes"]) == (RICE, 200, "bag", "25kg 袋装")
+    # Bags are a pack of the item: converted on intake to its base unit (25 kg a bag).
+    assert (rice["item_code"], rice["quantity"], rice["unit"], rice["notes"]) == (RICE, 5000, "kg", "25kg 袋装")
     assert all(line["quantity_matched"] == 0 and line["quantity_delivered"] == 0 for line in need["lines"])
 
     got = await client.get(r.headers["location"], headers=auth("donor", org="org-donor"))
@@ -69,6 +70,37 @@ async def test_line_unit_defaults_from_catalog(client, auth: TokenFactory) -> No
         {"item_code": "medical_device.oxygen.concentrator_5l", "quantity": 1},
     )
     assert [line["unit"] for line in need["lines"]] == ["carton", "piece", "unit"]
+
+
+async def test_line_units_are_converted_to_base_units_on_intake(client, auth: TokenFactory) -> None:
+    h = auth("frontline", org="org-a")
+    site = await create_site(client, h)
+    need = await create_need(
+        client,
+        h,
+        site["id"],
+        {"item_code": N95, "quantity": 3, "unit": "carton"},
+        {"item_code": N95, "quantity": 7, "unit": "box"},
+        {"item_code": WATER, "quantity": 2, "unit": "pallet"},
+    )
+    assert [(x["quantity"], x["unit"]) for x in need["lines"]] == [(1200, "piece"), (140, "piece"), (120, "carton")]
+
+
+async def test_a_unit_that_is_neither_the_items_nor_a_pack_is_422_naming_the_allowed(
+    client, auth: TokenFactory
+) -> None:
+    h = auth("frontline", org="org-a")
+    site = await create_site(client, h)
+    r = await client.post(
+        "/v1/needs",
+        headers=h,
+        json=need_body(
+            site["id"], {"item_code": N95, "quantity": 5}, {"item_code": RICE, "quantity": 2, "unit": "barrel"}
+        ),
+    )
+    problem = assert_problem(r, 422, "unknown-unit")
+    assert error_locs(problem) == [["body", "lines", 1, "unit"]]
+    assert "kg, bag" in problem["errors"][0]["msg"] and "'barrel'" in problem["detail"]
 
 
 async def test_coordinator_may_post_for_any_site(client, auth: TokenFactory) -> None:

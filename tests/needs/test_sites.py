@@ -21,10 +21,26 @@ async def test_items_catalog_lists_everything_with_its_fields(client, auth: Toke
     items = r.json()["items"]
     assert len(items) > 50
     n95 = next(i for i in items if i["code"] == "ppe.mask.n95")
-    assert n95["name"] == {"zh": "N95医用防护口罩", "en": "N95 medical protective respirator"}
+    assert n95["name"] == {"zh": "N95防护口罩(美国NIOSH标准)", "en": "N95 respirator (US NIOSH 42 CFR 84)"}
     assert n95["category"] == "ppe" and n95["unit"] == "piece" and n95["check_by"] == "medical_device"
+    assert n95["base_unit"] == "piece" and {"unit": "box", "base_units": 20} in n95["packs"]
+    assert n95["grade"] == "medical"
+    # The Chinese standard is an item of its own, checked by the same working group.
+    gb = next(i for i in items if i["code"] == "ppe.mask.gb19083")
+    assert gb["name"]["en"] == "Medical protective mask (China GB 19083)" and gb["check_by"] == "medical_device"
     kn95 = next(i for i in items if i["code"] == "ppe.mask.kn95")
-    assert kn95["substitutes"] == ["ppe.mask.n95"] and kn95["check_by"] is None
+    assert kn95["substitutes"] == ["ppe.mask.n95", "ppe.mask.gb19083"] and kn95["check_by"] is None
+    assert kn95["grade"] == "general"
+    assert [r["factor"] for r in kn95["substitute_rules"]] == [1.0, 1.0]
+    surgical = next(i for i in items if i["code"] == "ppe.mask.surgical")
+    rule = next(r for r in surgical["substitute_rules"] if r["code"] == "ppe.mask.kn95")
+    assert rule["not_for_site_kinds"] == ["hospital"]
+    oximeter = next(i for i in items if i["code"] == "medical_device.monitor.pulse_oximeter")
+    assert oximeter["substitutes"] == [] and oximeter["substitute_rules"] == []
+    barrel = next(i for i in items if i["code"] == "water.barrel.l18_9")
+    assert barrel["substitute_rules"] == [
+        {"code": "water.bottled.large_5l", "factor": round(5 / 18.9, 6), "not_for_site_kinds": []}
+    ]
 
 
 async def test_items_filter_by_category(client, auth: TokenFactory) -> None:
@@ -41,7 +57,10 @@ async def test_items_filter_by_category(client, auth: TokenFactory) -> None:
 @pytest.mark.parametrize(
     ("q", "expected"),
     [
-        ("口罩", {"ppe.mask.n95", "ppe.mask.kn95", "ppe.mask.surgical", "ppe.mask.disposable_medical"}),
+        (
+            "口罩",
+            {"ppe.mask.n95", "ppe.mask.gb19083", "ppe.mask.kn95", "ppe.mask.surgical", "ppe.mask.disposable_medical"},
+        ),
         ("制氧机", {"medical_device.oxygen.concentrator_5l", "medical_device.oxygen.concentrator_10l"}),
         ("Oxygen Concentrator", {"medical_device.oxygen.concentrator_5l", "medical_device.oxygen.concentrator_10l"}),
         ("wheelchair", {"medical_device.mobility.wheelchair"}),

@@ -114,7 +114,8 @@ async def test_import_groups_lots_by_offer_ref(client, donor_headers, donor) -> 
     assert (rice["item_code"], rice["quantity"], rice["unit"], rice["region_code"]) == (RICE, 1000, "kg", "310104")
     # A bare date means the end of that day, China time.
     assert datetime.fromisoformat(rice["expires_at"]) == datetime(2030, 12, 31, 15, 59, 59, tzinfo=UTC)
-    assert (water["item_code"], water["quantity"], water["unit"]) == (WATER, 200, "case")
+    # A case of the small bottles is one carton of 24, the base unit.
+    assert (water["item_code"], water["quantity"], water["unit"]) == (WATER, 200, "carton")
     assert water["expires_at"] is None and water["quantity_available"] == 200
 
     cash = (await client.get(f"/v1/offers/{cash_id}", headers=donor_headers)).json()

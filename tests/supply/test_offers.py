@@ -91,7 +91,8 @@ async def test_in_kind_offer_takes_unit_and_check_from_catalog(client, donor_hea
     assert device["verification"] == "pending" and device["quantity_available"] == 0
     assert device["condition"] == "new" and device["lat"] is None and device["region_code"] is None
 
-    assert bagged["unit"] == "bag"
+    # 40 bags of rice, converted on intake to the base unit (25 kg a bag).
+    assert (bagged["unit"], bagged["quantity"]) == ("kg", 1000)
 
     # The same offer read back, lot by lot and whole.
     fetched = await client.get(f"/v1/offers/{offer['id']}", headers=donor_headers)
@@ -211,6 +212,24 @@ async def test_unknown_item_in_lots_is_422(client, donor_headers, donor) -> None
     err = assert_problem(resp, 422, "unknown-item")
     assert "food.grain.unobtainium" in err["detail"]
     assert err["errors"] == [{"loc": ["body", "lots", 1, "item_code"], "msg": "unknown item code"}]
+    assert await list_ids(client, donor_headers) == []
+
+
+async def test_a_lot_unit_that_is_not_the_items_is_422_naming_the_allowed(client, donor_headers, donor) -> None:
+    resp = await client.post(
+        "/v1/offers",
+        headers=donor_headers,
+        json={
+            "donor_id": donor["id"],
+            "kind": "in_kind",
+            "lots": [
+                {"item_code": WATER, "quantity": 3, "unit": "pallet"},
+                {"item_code": RICE, "quantity": 2, "unit": "crate"},
+            ],
+        },
+    )
+    err = assert_problem(resp, 422, "unknown-unit")
+    assert err["errors"] == [{"loc": ["body", "lots", 1, "unit"], "msg": "unit must be one of: kg, bag"}]
     assert await list_ids(client, donor_headers) == []
 
 

@@ -1,7 +1,7 @@
 """service deliveries: what partners reported on their assignments, for the impact report
 
 Revision ID: 6e2b8d4f0a17
-Revises: 3c41a7d2e9b0
+Revises: c5d2e8f41a07
 Create Date: 2026-12-02 15:55:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '6e2b8d4f0a17'
-down_revision: str | None = '3c41a7d2e9b0'
+down_revision: str | None = 'c5d2e8f41a07'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """matching projects partners' capacities; proposals may give a capacity instead of a lot
 
 Revision ID: 8d4e6a1c2f30
-Revises: 3c7d2e91a4b8
+Revises: d81b3f6a2c47
 Create Date: 2026-12-02 15:45:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = '8d4e6a1c2f30'
-down_revision: str | None = '3c7d2e91a4b8'
+down_revision: str | None = 'd81b3f6a2c47'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
