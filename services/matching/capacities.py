@@ -5,43 +5,26 @@ proposals already hold. Service lines are then allocated by the same engine as g
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import case, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching.models import CapacityView, Proposal
-from services.matching.policy import Policy
 from services.matching.schemas import ProposalStatus
 from services.matching.scoring import Candidates, LineTable, LotTable, score_pairs
 from shared.vocabulary import SERVICE_CATEGORY, CapacityStatus
+
+if TYPE_CHECKING:  # policy imports events, which imports this module
+    from services.matching.policy import Policy
 
 SERVICE_PREFIX = f"{SERVICE_CATEGORY}."
 
 
 def is_service(code: str) -> bool:
     return code.startswith(SERVICE_PREFIX)
-
-
-async def upsert_capacity(session: AsyncSession, row: dict[str, Any]) -> None:
-    """A capacity from its event, unless a newer version is already projected."""
-    stmt = insert(CapacityView).values(**row)
-    fields = {k: stmt.excluded[k] for k in row if k != "capacity_id"}
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[CapacityView.capacity_id],
-            set_={**fields, "updated_at": func.now()},
-            where=CapacityView.version < stmt.excluded.version,
-        )
-    )
-
-
-async def get_capacity(session: AsyncSession, capacity_id: uuid.UUID) -> CapacityView | None:
-    return await session.get(CapacityView, capacity_id)
 
 
 def _held(around_open: datetime | None) -> Any:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import bulk
-from services.matching.capacities import get_capacity, upsert_capacity
+from services.matching.capacity_views import get_capacity, upsert_capacity
 from services.matching.models import Proposal, catalog
 from services.matching.repository import ProjectionRepository, ProposalRepository
 from shared.catalog.follow import catalog_handler
