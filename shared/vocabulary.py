@@ -68,6 +68,15 @@ class CapacityStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+class AssignmentStatus(StrEnum):
+    """An accepted service proposal given to the partner whose capacity it was: assigned, confirmed by the
+    partner, done when the partner reports what it delivered."""
+
+    assigned = "assigned"
+    confirmed = "confirmed"
+    done = "done"
+
+
 # The catalog's category of services (psychological support, interpreting, drivers…): what capacities declare.
 SERVICE_CATEGORY = "service"
 

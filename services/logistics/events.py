@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
-from services.logistics.models import catalog
+from services.logistics.models import ServiceDelivery, catalog
 from services.logistics.repository import ProjectionRepository
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, register_event_type
@@ -320,8 +321,8 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → accepted proposals, which join a planned shipment of their route (unless automatic
     shipments are switched off), and the donor's timeline."""
-    if event.type != "reliefhub.matching.proposal.accepted":
-        return
+    if event.type != "reliefhub.matching.proposal.accepted" or event.data.get("lot_id") is None:
+        return  # a partner's capacity (a service) ships nothing
     d, repo = event.data, ProjectionRepository(session)
     need_id = uuid.UUID(d["need_id"])
     site_id, need_org = d.get("site_id"), d.get("need_org")
@@ -371,9 +372,35 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
         await shipments.plan_accepted(session, proposal, SYSTEM)
 
 
+async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
+    """partners.events → what partners reported delivering on assignments (newest assignment version kept)."""
+    if event.type != "reliefhub.partners.assignment.reported":
+        return
+    d = event.data
+    stmt = insert(ServiceDelivery).values(
+        assignment_id=uuid.UUID(d["id"]),
+        org=d["org"],
+        service_code=d["service_code"],
+        region_code=d["region_code"],
+        units_delivered=int(d["units_delivered"] or 0),
+        people_served=int(d["people_served"] or 0),
+        reported_at=_ts(d.get("reported_at")) or event.time,
+        version=int(d["version"]),
+    )
+    fields = ("org", "service_code", "region_code", "units_delivered", "people_served", "reported_at", "version")
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ServiceDelivery.assignment_id],
+            set_={k: stmt.excluded[k] for k in fields},
+            where=ServiceDelivery.version < stmt.excluded.version,
+        )
+    )
+
+
 SUBSCRIPTIONS = [
     Subscription(stream="needs.events", group="logistics-catalog", handler=catalog_handler(catalog)),
     Subscription(stream="needs.events", group="logistics-projection", handler=on_need_event),
     Subscription(stream="supply.events", group="logistics-projection", handler=on_supply_event),
     Subscription(stream="matching.events", group="logistics-shipments", handler=on_matching_event),
+    Subscription(stream="partners.events", group="logistics-services", handler=on_partners_event),
 ]

@@ -424,3 +424,19 @@ class Fund(TimestampedMixin, VersionedMixin, Base):
     created_by: Mapped[str] = mapped_column(String(200))
 
     __table_args__ = (CheckConstraint("overhead_share >= 0 AND overhead_share <= 1", name="overhead_share_range"),)
+
+
+class ServiceDelivery(Base):
+    """What a partner reported delivering on an assignment (projection of partners.events): services carry no
+    shipment, so the impact report counts them from here."""
+
+    __tablename__ = "service_delivery"
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    service_code: Mapped[str] = mapped_column(String(100))
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    units_delivered: Mapped[int] = mapped_column(Integer)
+    people_served: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer)

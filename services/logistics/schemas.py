@@ -515,6 +515,14 @@ class RegionImpact(ImpactFigures):
     region_code: str
 
 
+class ServiceImpact(BaseModel):
+    """Services partners delivered on their assignments (psychological support, interpreting, drivers…)."""
+
+    assignments_done: int
+    units_delivered: int = Field(description="Units reported delivered (sessions, hours, runs…).")
+    people_served: int
+
+
 class Impact(BaseModel):
     region_code: str | None
     level: ReportLevel
@@ -528,3 +536,4 @@ class Impact(BaseModel):
         description="People served per beneficiary group, as the sites reported in feedback (in the window and region)."
     )
     regions: list[RegionImpact]
+    services: ServiceImpact = Field(description="What partners reported delivering on service assignments.")

@@ -288,4 +288,5 @@ async def impact(
         totals=schemas.ImpactFigures(**totals),
         people_served_by_group=await repo.served_by_group(region_code, since, until),
         regions=rows,
+        services=schemas.ServiceImpact(**await repo.services_delivered(region_code, since, until)),
     )

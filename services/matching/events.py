@@ -4,13 +4,14 @@ supply and logistics streams."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import bulk
+from services.matching.capacity_views import get_capacity, upsert_capacity
 from services.matching.models import Proposal, catalog
 from services.matching.repository import ProjectionRepository, ProposalRepository
 from shared.catalog import get_catalog
@@ -36,8 +37,12 @@ class ProposalData(BaseModel):
     run_id: uuid.UUID
     need_id: uuid.UUID
     need_line_id: uuid.UUID
-    lot_id: uuid.UUID
-    offer_id: uuid.UUID
+    # Goods come from a lot of an offer; a service from a partner's capacity (then lot_id and offer_id are none,
+    # nothing is reserved in supply and logistics plans no shipment).
+    lot_id: uuid.UUID | None
+    offer_id: uuid.UUID | None
+    capacity_id: uuid.UUID | None = None
+    capacity_org: str | None = None
     item_code: str
     lot_item_code: str
     region_code: str
@@ -115,7 +120,9 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
     """A decision on a proposal, with where the goods go and come from, so that logistics can plan a shipment
     without asking anyone."""
     views = ProjectionRepository(session)
-    line, lot = await views.line(p.need_line_id), await views.lot(p.lot_id)
+    line = await views.line(p.need_line_id)
+    lot = await views.lot(p.lot_id) if p.lot_id is not None else None
+    capacity = await get_capacity(session, p.capacity_id) if p.capacity_id is not None else None
     await publish(
         session,
         type_,
@@ -126,6 +133,8 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
             need_line_id=p.need_line_id,
             lot_id=p.lot_id,
             offer_id=p.offer_id,
+            capacity_id=p.capacity_id,
+            capacity_org=capacity.org if capacity else None,
             item_code=p.item_code,
             lot_item_code=p.lot_item_code,
             region_code=p.region_code,
@@ -364,6 +373,28 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         await ProjectionRepository(session).mark_dirty(items)
 
 
+async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
+    """partners.events → capacity_view, guarded by the capacity's version; its service's lines are re-matched."""
+    if not event.type.startswith("reliefhub.partners.capacity."):
+        return
+    d = event.data
+    await upsert_capacity(
+        session,
+        {
+            "capacity_id": uuid.UUID(d["id"]),
+            "org": d["org"],
+            "service_code": d["service_code"],
+            "units_per_day": int(d["units_per_day"]),
+            "starts_on": date.fromisoformat(d["starts_on"]),
+            "ends_on": date.fromisoformat(d["ends_on"]),
+            "region_codes": list(d.get("region_codes") or []),
+            "status": d["status"],
+            "version": int(d["version"]),
+        },
+    )
+    await ProjectionRepository(session).mark_dirty({d["service_code"]})
+
+
 SUBSCRIPTIONS = [
     Subscription(stream="needs.events", group="matching-catalog", handler=catalog_handler(catalog)),
     Subscription(
@@ -381,4 +412,5 @@ SUBSCRIPTIONS = [
         handler=on_logistics_event,
         batch_handler=in_sequence(on_logistics_event),
     ),
+    Subscription(stream="partners.events", group="matching-capacities", handler=on_partners_event),
 ]

@@ -514,7 +514,11 @@ class ProposalRepository(RepositoryBase[Proposal]):
         )
         by_lot = (
             select(Proposal.lot_id, Proposal.lot_item_code, func.sum(Proposal.quantity).label("held"))
-            .where(_open_proposals(now), Proposal.lot_item_code == _codes(sorted(set(lot_items))))
+            .where(
+                _open_proposals(now),
+                Proposal.lot_id.is_not(None),
+                Proposal.lot_item_code == _codes(sorted(set(lot_items))),
+            )
             .group_by(Proposal.lot_id, Proposal.lot_item_code)
             .subquery()
         )

@@ -133,6 +133,12 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "note": "我们自带大米",
     },
     ("POST", "/v1/claims/{claim_id}/withdraw"): {"reason": "车辆故障"},
+    ("POST", "/v1/assignments/{assignment_id}/report"): {
+        "units_delivered": 8,
+        "people_served": 12,
+        "served_by_group": {"elderly": 12},
+        "note": "两场团体辅导",
+    },
     ("POST", "/v1/tasks"): {
         "kind": "procurement_quote",
         "title": "采购报价",
