@@ -172,7 +172,7 @@ async def serve_the_elderly(api: Api, summary: Summary, coordinator: dict[str, s
         key="need-nursing-home",
         json={"site_id": site["id"], "title": "老人心理疏导", "urgency": "high", "lines": [line]},
     )
-    verdict = {"verdict": "verified", "notes": "福利院负责人电话核实"}
+    verdict = {"verdict": "verified", "reason": "福利院负责人电话核实"}
     await api.call("POST", f"/v1/needs/{need['id']}/verify", coordinator, key=f"verify-{need['id']}", json=verdict)
 
     async def first(path: str, params: dict[str, str]) -> JSON | None:
