@@ -53,6 +53,8 @@ class NeedLineView(Base):
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0)
     urgency: Mapped[str] = mapped_column(String(20))
     needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # hard: no lot arriving after needed_by; soft: such a lot, its score lowered by how late it comes.
+    deadline: Mapped[str] = mapped_column(String(10), default="hard", server_default="hard")
     need_status: Mapped[str] = mapped_column(String(20))
     verification: Mapped[str] = mapped_column(String(20))
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

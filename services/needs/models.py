@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
-from shared.vocabulary import NeedStatus, SiteKind, Urgency, Verification
+from shared.vocabulary import Deadline, NeedStatus, SiteKind, Urgency, Verification
 
 SCHEMA = "needs"
 
@@ -87,6 +87,9 @@ class NeedLine(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit: Mapped[str] = mapped_column(String(20))
     notes: Mapped[str | None] = mapped_column(Text)
+    deadline: Mapped[Deadline] = mapped_column(
+        enum_type(Deadline, length=10), default=Deadline.hard, server_default=Deadline.hard.value
+    )
     quantity_matched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_in_transit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

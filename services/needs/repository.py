@@ -58,18 +58,18 @@ _NEED_COLUMNS = (
     "created_by",
     "version",
 )
-_LINE_ARRAYS = ("id", "position", "item_code", "quantity", "unit", "notes")
+_LINE_ARRAYS = ("id", "position", "item_code", "quantity", "unit", "notes", "deadline")
 # Data-modifying CTEs run as one statement; the lines' foreign key is checked at its end, after the need.
 _INSERT_NEW_SQL = f"""
 WITH need AS (
   INSERT INTO needs.need ({", ".join(_NEED_COLUMNS)}) VALUES ({", ".join(f"${i}" for i in range(1, 17))})
 ), lines AS (
-  INSERT INTO needs.need_line (id, need_id, position, item_code, quantity, unit, notes)
-  SELECT l.id, $1, l.position, l.item_code, l.quantity, l.unit, l.notes
-    FROM unnest($17::uuid[], $18::int[], $19::text[], $20::int[], $21::text[], $22::text[])
-         AS l(id, position, item_code, quantity, unit, notes)
+  INSERT INTO needs.need_line (id, need_id, position, item_code, quantity, unit, notes, deadline)
+  SELECT l.id, $1, l.position, l.item_code, l.quantity, l.unit, l.notes, l.deadline
+    FROM unnest($17::uuid[], $18::int[], $19::text[], $20::int[], $21::text[], $22::text[], $23::text[])
+         AS l(id, position, item_code, quantity, unit, notes, deadline)
 )
-INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ($23, $24, $25, $26, $27)
+INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ($24, $25, $26, $27, $28)
 """
 
 

@@ -9,7 +9,17 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import Grade, ItemName, Pack, SubstituteRule
-from shared.vocabulary import NeedStatus, Quantity, RegionCode, SiteKind, Timestamp, Urgency, Verdict, Verification
+from shared.vocabulary import (
+    Deadline,
+    NeedStatus,
+    Quantity,
+    RegionCode,
+    SiteKind,
+    Timestamp,
+    Urgency,
+    Verdict,
+    Verification,
+)
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
@@ -107,6 +117,11 @@ class NeedLineCreate(BaseModel):
         None, description="Defaults to the catalog unit of the item."
     )
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    deadline: Deadline = Field(
+        Deadline.hard,
+        description="How the need's `needed_by` binds this line: `hard`, a lot arriving later is never proposed; "
+        "`soft`, it may be, its score lowered by the policy's `lateness_penalty_per_hour`.",
+    )
 
 
 class NeedLine(BaseModel):
@@ -117,6 +132,7 @@ class NeedLine(BaseModel):
     quantity: int
     unit: str
     notes: str | None
+    deadline: Deadline = Deadline.hard
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0

@@ -136,6 +136,7 @@ def _line_rows(
             "quantity": quantity,
             "unit": unit,
             "notes": line.notes,
+            "deadline": line.deadline,
             "quantity_matched": 0,
             "quantity_delivered": 0,
             "quantity_in_transit": 0,
@@ -394,6 +395,7 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
                     "quantity": r.get("quantity", ""),
                     "unit": r.get("unit") or None,
                     "notes": r.get("notes") or None,
+                    "deadline": r.get("deadline") or "hard",
                 }
                 for _, r in group
             ],
