@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from bench import allocation, continuous, exports, imports, intake, load, stability, time_to_proposal, webhooks
+from bench import (
+    allocation,
+    continuous,
+    exports,
+    imports,
+    intake,
+    load,
+    projection,
+    stability,
+    time_to_proposal,
+    webhooks,
+)
 
 
 def main() -> int:
@@ -16,6 +27,7 @@ def main() -> int:
     time_to_proposal.main([])
     continuous.main([])
     webhooks.main([])
+    projection.main([])
     load.main([])
     return 0
 

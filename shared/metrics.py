@@ -15,6 +15,13 @@ OUTBOX_PUBLISHED = Counter("reliefhub_outbox_published_total", "Events published
 EVENTS_HANDLED = Counter("reliefhub_events_handled_total", "Events handled by consumers", ["consumer", "outcome"])
 CONSUMER_PENDING = Gauge("reliefhub_consumer_pending", "Entries pending in a consumer group", ["stream", "group"])
 CONSUMER_LAG = Gauge("reliefhub_consumer_lag", "Entries not yet delivered to a consumer group", ["stream", "group"])
+PROJECTION_LAG = Histogram(
+    "reliefhub_projection_lag_seconds",
+    "From an event's publication (its `time`, set in the transaction that commits it) to the commit of its effect"
+    " in a consumer group",
+    ["group"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 DEAD_LETTERS = Counter("reliefhub_dead_letters_total", "Events moved to a dead-letter stream", ["stream", "group"])
 WEBHOOK_ATTEMPTS = Counter("reliefhub_webhook_attempts_total", "Webhook delivery attempts", ["result"])
 ALLOCATION_SECONDS = Histogram(

@@ -10,7 +10,7 @@ import zlib
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.consumer import Consumer
+from shared.events.consumer import Consumer, in_sequence
 from shared.events.envelope import stream_for
 from shared.events.lag import export_stream_metrics
 from shared.events.relay import OutboxRelay
@@ -82,7 +82,7 @@ def consumers_for(rt: Runtime, name: str | None = None) -> list[Consumer]:
             group=sub.group,
             stream=sub.stream,
             handler=sub.handler,
-            batch_handler=sub.batch_handler,
+            batch_handler=sub.batch_handler or in_sequence(sub.handler),
             sessionmaker=rt.sessionmaker,
             redis=rt.redis,
             settings=rt.settings,

@@ -10,10 +10,12 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.matching import bulk
 from services.matching.models import Proposal, catalog
 from services.matching.repository import ProjectionRepository, ProposalRepository
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, publish, register_event_type
+from shared.events.consumer import in_sequence
 from shared.service import Subscription
 
 
@@ -182,6 +184,34 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
     await repo.mark_dirty({r["item_code"] for r in rows})
 
 
+async def on_need_events(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """The batch form of `on_need_event`, with the same end state: per need only its newest version in the
+    batch is applied (an older one's lines would be replaced or dropped by it), with one lock statement (in
+    need order, so two consumers never wait on each other in a cycle), one upsert and one delete for all."""
+    newest: dict[uuid.UUID, dict[str, Any]] = {}
+    items: dict[uuid.UUID, set[str]] = {}
+    for event in events:
+        if not event.type.startswith("reliefhub.needs.need."):
+            continue
+        d = event.data
+        need_id = uuid.UUID(d["id"])
+        items.setdefault(need_id, set()).update(line["item_code"] for line in d["lines"])
+        if need_id not in newest or int(d["version"]) >= int(newest[need_id]["version"]):
+            newest[need_id] = d
+    if not newest:
+        return
+    repo = ProjectionRepository(session)
+    await bulk.lock_needs(session, sorted(newest))
+    stored = await bulk.newest_need_versions(session, list(newest))
+    fresh = [d for need_id, d in newest.items() if stored.get(need_id, 0) <= int(d["version"])]
+    rows = [row for d in fresh for row in _need_lines(d)]
+    await repo.upsert_lines(rows)
+    await bulk.drop_older_lines_of(
+        session, {uuid.UUID(d["id"]): int(d["version"]) for d in fresh}, [r["line_id"] for r in rows]
+    )
+    await repo.mark_dirty({code for d in fresh for code in items[uuid.UUID(d["id"])]})
+
+
 class LotNotProjectedYet(Exception):
     """An event about a lot whose offer has not been seen yet: retried after redelivery."""
 
@@ -304,7 +334,19 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
 
 SUBSCRIPTIONS = [
     Subscription(stream="needs.events", group="matching-catalog", handler=catalog_handler(catalog)),
-    Subscription(stream="needs.events", group="matching-projection", handler=on_need_event),
-    Subscription(stream="supply.events", group="matching-projection", handler=on_supply_event),
-    Subscription(stream="logistics.events", group="matching-returns", handler=on_logistics_event),
+    Subscription(
+        stream="needs.events", group="matching-projection", handler=on_need_event, batch_handler=on_need_events
+    ),
+    Subscription(
+        stream="supply.events",
+        group="matching-projection",
+        handler=on_supply_event,
+        batch_handler=in_sequence(on_supply_event),
+    ),
+    Subscription(
+        stream="logistics.events",
+        group="matching-returns",
+        handler=on_logistics_event,
+        batch_handler=in_sequence(on_logistics_event),
+    ),
 ]

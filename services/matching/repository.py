@@ -72,7 +72,7 @@ class DirtyMark:
     not_before: datetime | None = None
 
 
-def _accepted_by_line() -> Any:
+def accepted_by_line() -> Any:
     return (
         select(
             Proposal.need_line_id, func.sum(Proposal.accepted_quantity - Proposal.quantity_returned).label("accepted")
@@ -184,7 +184,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         """Open need lines with remaining demand, with the fill ratios of their site and county. `on_batch` is
         called after each batch of rows (it may raise to give up). With `around_open` (now), the demand open
         proposals hold is taken off too, and only lines with demand left around them are read."""
-        accepted = _accepted_by_line()
+        accepted = accepted_by_line()
         v = NeedLineView
         matched = func.coalesce(accepted.c.accepted, 0)
         held = _held_by_line(around_open) if around_open is not None else None
@@ -332,14 +332,17 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             return
         t = NeedLineView.__table__
         assert isinstance(t, Table)
-        stmt = insert(t).values(rows)
+        # Parameters as a list (SQLAlchemy's batched "insertmanyvalues"): one statement compiled once and cached,
+        # where a multi-row VALUES would compile anew for every batch size.
+        stmt = insert(t)
         updatable = [c for c in rows[0] if c not in ("line_id",)]
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[t.c.line_id],
                 set_={**{c: stmt.excluded[c] for c in updatable}, "updated_at": func.now()},
                 where=t.c.need_version < stmt.excluded.need_version,
-            )
+            ),
+            rows,
         )
 
     async def drop_older_lines(self, need_id: uuid.UUID, version: int, *, keep: Sequence[uuid.UUID]) -> None:
@@ -429,29 +432,6 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
     async def set_lock_timeout(self, seconds: float) -> None:
         await self.session.execute(select(func.set_config("lock_timeout", f"{max(1, round(seconds * 1000))}ms", True)))
 
-    async def kpis(self, level: int, region_code: str | None) -> list[tuple[Any, ...]]:
-        accepted = _accepted_by_line()
-        v = NeedLineView
-        region = func.substr(v.region_code, 1, level).label("region")
-        waited = func.extract("epoch", v.first_matched_at - v.first_seen_at)
-        stmt = (
-            select(
-                region,
-                func.count(),
-                func.sum(v.quantity),
-                func.sum(func.coalesce(accepted.c.accepted, 0)),
-                func.count(v.first_matched_at),
-                func.percentile_cont(0.5).within_group(waited),
-                func.percentile_cont(0.9).within_group(waited),
-            )
-            .outerjoin(accepted, accepted.c.need_line_id == v.line_id)
-            .group_by(region)
-            .order_by(region)
-        )
-        if region_code:
-            stmt = stmt.where(v.region_code.startswith(region_code, autoescape=True))
-        return [tuple(r) for r in (await self.session.execute(stmt)).all()]
-
 
 class PolicyRepository(RepositoryBase[PolicyVersion]):
     model = PolicyVersion
@@ -504,7 +484,7 @@ class ProposalRepository(RepositoryBase[Proposal]):
     ) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
         """Lines and lots whose open proposals hold more than they have now (the line's demand shrank or left,
         its item changed; the lot was taken, withdrawn, rejected or re-classified): their capacity, by id."""
-        accepted = _accepted_by_line()
+        accepted = accepted_by_line()
         v = NeedLineView
         by_line = (
             select(Proposal.need_line_id, Proposal.item_code, func.sum(Proposal.quantity).label("held"))

@@ -8,11 +8,10 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.matching import schemas
+from services.matching import reports, schemas
 from services.matching.decisions import accept_automatically
 from services.matching.models import AllocationRun, Proposal
 from services.matching.policy import current_policy
-from services.matching.repository import ProjectionRepository
 from services.matching.runs import propose
 
 
@@ -34,7 +33,7 @@ async def run_allocation(
 
 
 async def kpis(session: AsyncSession, level: int, region_code: str | None) -> schemas.KpiReport:
-    rows = await ProjectionRepository(session).kpis(level, region_code)
+    rows = await reports.kpi_rows(session, level, region_code)
     items = [
         schemas.RegionKpi(
             region_code=region,

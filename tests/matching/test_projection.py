@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.matching.events import LotNotProjectedYet, on_need_event, on_supply_event
+from services.matching.events import LotNotProjectedYet, on_need_event, on_need_events, on_supply_event
 from shared.events import CloudEvent
 from shared.events.consumer import Consumer
 from tests.helpers.auth import TokenFactory
@@ -321,3 +321,24 @@ async def test_the_same_event_delivered_twice_is_handled_once(client, auth: Toke
     assert inbox == [{"consumer": "matching-projection"}]
     assert (await rt.redis.xpending("needs.events", "matching-projection"))["pending"] == 0
     assert len(await rows(engine, LINES_OF, n=need["id"])) == 1
+
+
+async def test_a_batch_of_need_events_ends_as_the_same_events_one_by_one(gateway, engine) -> None:
+    """The bulk handler: versions out of order and repeated within one batch, and a stale one against what is
+    stored, end as they would one event at a time."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    a1, a2, b1 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await handle(gateway, on_need_event, need_event(b, 5, [line(b1, RICE, 9)]))
+    batch = [
+        need_event(a, 2, [line(a1, RICE, 10), line(a2, N95, 20)]),
+        need_event(a, 3, [line(a1, RICE, 30)], urgency="critical"),
+        need_event(a, 1, [line(a2, N95, 99)]),  # older, later in the batch
+        need_event(b, 4, [line(b1, RICE, 1), line(uuid.uuid4(), N95, 2)]),  # older than what is stored
+    ]
+    async with runtime(gateway, "matching").sessionmaker() as session, session.begin():
+        await on_need_events(session, batch)
+
+    got_a = await rows(engine, LINES_OF, n=str(a))
+    assert [(r["line_id"], r["quantity"], r["urgency"], r["need_version"]) for r in got_a] == [(a1, 30, "critical", 3)]
+    got_b = await rows(engine, LINES_OF, n=str(b))
+    assert [(r["line_id"], r["quantity"], r["need_version"]) for r in got_b] == [(b1, 9, 5)]

@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -18,7 +20,7 @@ from reliefhub.gateway import Gateway
 from services.needs.events import SITE_CREATED
 from services.supply.events import OFFER_CREATED
 from shared.events import CloudEvent, publish
-from shared.events.consumer import Consumer
+from shared.events.consumer import Consumer, in_sequence
 from shared.events.relay import OutboxRelay
 from shared.events.trim import safe_minid, trim_stream
 from shared.runtime import Runtime
@@ -390,3 +392,72 @@ async def test_trim_with_every_group_caught_up_trims_below_the_last_delivered_id
     assert await trim_stream(redis, TRIM) == 4
     assert await _ids(redis) == ids[-1:]
     assert await trim_stream(redis, TRIM) == 0
+
+
+# --- batches -----------------------------------------------------------------------------------------------
+
+
+def batch_consumer_of(rt: Runtime, handler: Any, *, name: str, **overrides: Any) -> Consumer:
+    consumer = consumer_of(rt, handler, name=name, **overrides)
+    consumer.batch_handler = in_sequence(handler)
+    return consumer
+
+
+def lag_count(group: str = GROUP) -> float:
+    """How many events the projection-lag histogram of `group` has counted, as /metrics exposes it."""
+    for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
+        for s in family.samples:
+            if s.name == "reliefhub_projection_lag_seconds_count" and s.labels.get("group") == group:
+                return s.value
+    return 0.0
+
+
+async def test_a_batch_is_applied_in_one_go_and_its_redelivery_doubles_nothing(
+    rt: Runtime, effects: AsyncEngine, redis: Redis
+) -> None:
+    events = await publish_sites(rt, 5)
+    await relay_of(rt).publish_batch()
+    consumer = batch_consumer_of(rt, record_effect, name="c1")
+    await consumer.ensure_group()
+    before = lag_count()
+
+    assert await consumer.read_new(block_ms=50) == 5
+    ids = {e.id for e in events}
+    assert await effect_counts(effects) == dict.fromkeys(ids, 1)
+    assert await pending_count(redis) == 0
+    assert lag_count() == before + 5  # one lag observation per event applied
+
+    # The same entries again (a relay re-publishing, a consumer dying before its ack): nothing doubles.
+    published_entries: Any = await redis.xrange(STREAM)
+    for _id, fields in published_entries:
+        await redis.xadd(STREAM, fields)
+    assert await consumer.read_new(block_ms=50) == 5
+    assert await effect_counts(effects) == dict.fromkeys(ids, 1)
+    assert await pending_count(redis) == 0
+    assert lag_count() == before + 5  # duplicates are not applied, so not counted as applied
+
+
+async def test_a_poison_event_in_a_batch_does_not_hold_back_the_others(
+    rt: Runtime, effects: AsyncEngine, redis: Redis
+) -> None:
+    events = await publish_sites(rt, 4)
+    poison = events[1].id
+
+    async def picky(session: AsyncSession, event: CloudEvent) -> None:
+        await record_effect(session, event)
+        if event.id == poison:
+            raise SimulatedCrash("this event always fails")
+
+    await relay_of(rt).publish_batch()
+    consumer = batch_consumer_of(rt, picky, name="c1", consumer_claim_idle_ms=0, consumer_max_deliveries=2)
+    await consumer.ensure_group()
+
+    assert await consumer.read_new(block_ms=50) == 3
+    assert await effect_counts(effects) == {e.id: 1 for e in events if e.id != poison}
+    assert await pending_count(redis) == 1
+    await consumer.reclaim()  # delivery 2
+    await consumer.reclaim()  # delivery 3 > 2: dead letter
+    assert await pending_count(redis) == 0
+    dead_entries: Any = await redis.xrange(DEAD)
+    assert [json.loads(d["event"])["id"] for _i, d in dead_entries] == [poison]
+    assert await effect_counts(effects) == {e.id: 1 for e in events if e.id != poison}
