@@ -222,10 +222,11 @@ _URGENCY_RANK = {Urgency.critical: 0, Urgency.high: 1, Urgency.normal: 2, Urgenc
 async def _merge_into(
     session: AsyncSession, twin: Need, site: Site | SiteRef, data: schemas.NeedCreate, lines: list[NeedLine]
 ) -> Need:
-    by_item = {(line.item_code, line.unit): line for line in twin.lines}
+    # A line adds to the twin's line of its item, unit and deadline (a soft and a hard line bind differently).
+    by_item = {(line.item_code, line.unit, line.deadline): line for line in twin.lines}
     position = max((line.position for line in twin.lines), default=-1) + 1
     for line in lines:
-        existing = by_item.get((line.item_code, line.unit))
+        existing = by_item.get((line.item_code, line.unit, line.deadline))
         if existing is not None:
             existing.quantity += line.quantity
         else:

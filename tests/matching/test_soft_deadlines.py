@@ -100,3 +100,37 @@ async def test_a_policy_lateness_penalty_out_of_range_is_refused(client: httpx.A
             json={"lateness_penalty_per_hour": bad},
         )
         assert_problem(put, 422)
+
+
+async def test_an_import_takes_a_deadline_column_and_refuses_another_word(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    headers = auth("frontline", org="org-import")
+    site = (await create_site(client, headers))["id"]
+
+    def upload(*deadlines: str) -> dict[str, Any]:
+        rows = "".join(f"{site},导入,{RICE},5,{d}\n" for d in deadlines)
+        data = f"site_id,title,item_code,quantity,deadline\n{rows}".encode()
+        return {"files": {"file": ("needs.csv", data, "text/csv")}, "headers": headers}
+
+    r = await client.post("/v1/needs/imports", **upload("soft", ""))
+    assert r.status_code == 201, r.text
+    needs = [await get_json(client, f"/v1/needs/{i}", headers) for i in r.json()["created"]]
+    assert sorted(n["lines"][0]["deadline"] for n in needs) == ["hard", "soft"]
+    body = assert_problem(await client.post("/v1/needs/imports", **upload("soft", "later")), 422)
+    assert [x["row"] for x in body["report"]["rows_rejected"]] == [2]
+
+
+async def test_a_merged_request_keeps_soft_and_hard_lines_of_one_item_apart(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    headers = auth("frontline", org="org-merge")
+    site = (await create_site(client, headers))["id"]
+    first = need_body(site, {"item_code": RICE, "quantity": 5})
+    r = await client.post("/v1/needs", headers=headers, json=first)
+    assert r.status_code == 201, r.text
+    again = need_body(site, {"item_code": RICE, "quantity": 3, "deadline": "soft"}, {"item_code": RICE, "quantity": 2})
+    r = await client.post("/v1/needs", headers=headers, json=again, params={"on_duplicate": "merge"})
+    assert r.status_code in (200, 201), r.text
+    lines = sorted((line["deadline"], line["quantity"]) for line in r.json()["lines"])
+    assert lines == [("hard", 7), ("soft", 3)]
