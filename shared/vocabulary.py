@@ -124,6 +124,16 @@ class Deadline(StrEnum):
     soft = "soft"
 
 
+class ClaimStatus(StrEnum):
+    """A partner's claim on need lines it covers itself: pending until a coordinator confirms it."""
+
+    pending = "pending"
+    confirmed = "confirmed"
+    withdrawn = "withdrawn"
+    expired = "expired"
+    fulfilled = "fulfilled"
+
+
 class NeedStatus(StrEnum):
     open = "open"
     matched = "matched"
@@ -132,6 +142,23 @@ class NeedStatus(StrEnum):
     closed = "closed"
     expired = "expired"
     cancelled = "cancelled"
+
+
+class NeedLineStatus(StrEnum):
+    """A need line is `open` (matched against its item), or `pending_item` while it waits for an item request."""
+
+    open = "open"
+    pending_item = "pending_item"
+
+
+class ItemRequestStatus(StrEnum):
+    """A request to add an item to the catalog: waiting, approved as a new item, mapped to an existing one, or
+    refused."""
+
+    pending = "pending"
+    approved = "approved"
+    mapped = "mapped"
+    refused = "refused"
 
 
 # A need still asking for supply: editable, matched against, rolled up from shipments.

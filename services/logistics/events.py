@@ -62,6 +62,7 @@ class ShipmentData(BaseModel):
     location: str | None = None
     note: str | None = None
     origin_org: str | None = None  # the donor organisation of the goods (added later)
+    claim_id: uuid.UUID | None = None  # a partner's claim it carries out (added later)
 
 
 class FeedbackData(BaseModel):

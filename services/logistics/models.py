@@ -171,6 +171,8 @@ class Shipment(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     carrier: Mapped[str | None] = mapped_column(String(200))
     # The organisation of the carrier assigned to it: its logistics tokens may record the receipt.
     carrier_org: Mapped[str | None] = mapped_column(String(100))
+    # A partner's confirmed claim (needs) this shipment carries out: the partner's own goods, no supply lot.
+    claim_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
     legs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     status: Mapped[ShipmentStatus] = mapped_column(enum_type(ShipmentStatus, length=30), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -207,6 +207,7 @@ class Shipment(BaseModel):
     region_code: str
     carrier: str | None
     carrier_org: str | None
+    claim_id: uuid.UUID | None = Field(None, description="The partner's claim it carries out (its own goods).")
     legs: list[Leg]
     lines: list[ShipmentLine]
     auto: bool

@@ -96,6 +96,7 @@ def shipment_event(shipment: Shipment, location: str | None = None, note: str | 
         location=location,
         note=note,
         origin_org=shipment.origin_org,
+        claim_id=shipment.claim_id,
     )
 
 

@@ -150,15 +150,19 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "lat": d.get("lat"),
             "lon": d.get("lon"),
             "item_code": line["item_code"],
-            "quantity": int(line["quantity"]),
+            # What partners' confirmed claims cover is not asked of matching.
+            "quantity": max(int(line["quantity"]) - int(line.get("quantity_claimed") or 0), 0),
             "quantity_delivered": int(line.get("quantity_delivered") or 0),
             "urgency": d["urgency"],
             "needed_by": _ts(d.get("needed_by")),
             "deadline": line.get("deadline") or "hard",
             "need_status": d["status"],
             "verification": d["verification"],
+            "substitution_override": bool(line.get("substitution_override")),
         }
         for line in d["lines"]
+        # A line waiting for its item to enter the catalog is not matched (it has no item code yet).
+        if line.get("status", "open") != "pending_item"
     ]
 
 
@@ -195,7 +199,7 @@ async def on_need_events(session: AsyncSession, events: list[CloudEvent]) -> Non
             continue
         d = event.data
         need_id = uuid.UUID(d["id"])
-        items.setdefault(need_id, set()).update(line["item_code"] for line in d["lines"])
+        items.setdefault(need_id, set()).update(line["item_code"] for line in d["lines"] if line.get("item_code"))
         if need_id not in newest or int(d["version"]) >= int(newest[need_id]["version"]):
             newest[need_id] = d
     if not newest:

@@ -57,6 +57,8 @@ class NeedLineView(Base):
     deadline: Mapped[str] = mapped_column(String(10), default="hard", server_default="hard")
     need_status: Mapped[str] = mapped_column(String(20))
     verification: Mapped[str] = mapped_column(String(20))
+    # A coordinator allowed general-grade substitutes for this (medical) line; recorded in the needs service.
+    substitution_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     first_matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

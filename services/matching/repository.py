@@ -206,6 +206,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 v.region_code,
                 v.site_kind,
                 v.verification,
+                v.substitution_override,
                 matched.label("matched"),
                 taken.label("held"),
                 (
@@ -255,6 +256,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                     "verified": row.verification == "verified",
                     "site_fill": float(row.site_fill or 0),
                     "county_fill": float(row.county_fill or 0),
+                    "substitution_override": bool(row.substitution_override),
                 }
                 for row in batch
             )

@@ -33,13 +33,17 @@ class SiteData(BaseModel):
 
 class NeedLineData(BaseModel):
     id: uuid.UUID
-    item_code: str
+    item_code: str | None  # None while `pending_item`
     quantity: int
     unit: str
     deadline: str = "hard"
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0
+    status: str = "open"
+    item_request_id: uuid.UUID | None = None
+    substitution_override: bool = False
+    quantity_claimed: int = 0
 
 
 class NeedData(BaseModel):
@@ -92,6 +96,50 @@ NEED_PROGRESSED = register_event_type(
     "reliefhub.needs.need.progressed",
     "Matched or delivered quantities of a need's lines changed, and with them perhaps its rolled-up status.",
     NeedData,
+)
+
+
+class ClaimLineData(BaseModel):
+    line_id: uuid.UUID
+    item_code: str
+    unit: str
+    quantity: int
+
+
+class ClaimData(BaseModel):
+    """A claim after the change: the partner (`org`) that brings the goods to the need's site itself."""
+
+    id: uuid.UUID
+    need_id: uuid.UUID
+    site_id: uuid.UUID
+    site_org: str
+    org: str
+    region_code: str
+    status: str
+    lines: list[ClaimLineData]
+    eta: datetime | None
+    version: int
+    reason: str | None = None
+
+
+CLAIM_CREATED = register_event_type(
+    "reliefhub.needs.claim.created", "A partner claimed need lines it will cover itself.", ClaimData
+)
+CLAIM_CONFIRMED = register_event_type(
+    "reliefhub.needs.claim.confirmed",
+    "A coordinator confirmed a claim: the lines' claimed quantity is covered; the partner brings it as carrier.",
+    ClaimData,
+)
+CLAIM_WITHDRAWN = register_event_type(
+    "reliefhub.needs.claim.withdrawn", "The partner or a coordinator withdrew a claim.", ClaimData
+)
+CLAIM_FULFILLED = register_event_type(
+    "reliefhub.needs.claim.fulfilled",
+    "The site received the partner's shipment: what arrived counts as delivered, the claim covers no more.",
+    ClaimData,
+)
+CLAIM_EXPIRED = register_event_type(
+    "reliefhub.needs.claim.expired", "No coordinator confirmed a claim in time.", ClaimData
 )
 
 
@@ -149,7 +197,7 @@ def rolled_up_status(need: Need) -> NeedStatus:
         return NeedStatus.fulfilled
     if any(line.quantity_in_transit > 0 for line in lines):
         return NeedStatus.in_transit
-    if any(line.quantity_matched > line.quantity_delivered for line in lines):
+    if any(line.quantity_matched + line.quantity_claimed > line.quantity_delivered for line in lines):
         return NeedStatus.matched
     return NeedStatus.open
 

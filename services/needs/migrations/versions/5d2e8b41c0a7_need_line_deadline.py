@@ -1,7 +1,7 @@
 """need lines take a deadline: hard (default) or soft
 
 Revision ID: 5d2e8b41c0a7
-Revises: b7e1c0a2d913
+Revises: 5d6e7f8a9b01
 Create Date: 2026-12-02 15:50:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '5d2e8b41c0a7'
-down_revision: str | None = 'b7e1c0a2d913'
+down_revision: str | None = '5d6e7f8a9b01'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
