@@ -8,6 +8,7 @@ from bench import (
     allocation,
     continuous,
     exports,
+    goals,
     imports,
     intake,
     load,
@@ -29,6 +30,7 @@ def main() -> int:
     webhooks.main([])
     projection.main([])
     load.main([])
+    goals.main([])
     return 0
 
 

@@ -68,6 +68,15 @@ class CapacityStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+class AssignmentStatus(StrEnum):
+    """An accepted service proposal given to the partner whose capacity it was: assigned, confirmed by the
+    partner, done when the partner reports what it delivered."""
+
+    assigned = "assigned"
+    confirmed = "confirmed"
+    done = "done"
+
+
 # The catalog's category of services (psychological support, interpreting, drivers…): what capacities declare.
 SERVICE_CATEGORY = "service"
 
@@ -84,7 +93,7 @@ class SiteKind(StrEnum):
 
 
 class BeneficiaryGroup(StrEnum):
-    """Whom a need serves, and whom a delivery served (counted per group)."""
+    """Whom a need serves, whom a delivery served (counted per group), and whom a gift may be restricted to."""
 
     medical_staff = "medical_staff"  # 医护人员
     community_residents = "community_residents"  # 社区居民
@@ -198,3 +207,8 @@ class ReservationStatus(StrEnum):
     active = "active"
     released = "released"
     expired = "expired"
+
+
+class OperationStatus(StrEnum):
+    active = "active"
+    closed = "closed"

@@ -62,6 +62,8 @@ class Summary:
     claims_fulfilled: int = 0
     claimed_quantity: int = 0
     capacity_units_per_day: int = 0
+    assignments_done: int = 0
+    service_units_delivered: int = 0
     customs_cleared_lots: int = 0
     tasks_done: int = 0
     tasks_by_kind: dict[str, int] = field(default_factory=dict)
@@ -90,6 +92,8 @@ class Summary:
             ("claims by partners", f"{self.claims}",
              f"{self.claims_fulfilled} confirmed and received with the PIN; {self.claimed_quantity} units brought "
              "by the partner itself"),
+            ("service assignments done", f"{self.assignments_done}",
+             f"{self.service_units_delivered} psychological-support sessions at a nursing home, confirmed and reported"),
             ("working-group tasks done", f"{self.tasks_done}",
              ", ".join(f"{n} {kind}" for kind, n in self.tasks_by_kind.items())
              + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),

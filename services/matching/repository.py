@@ -84,7 +84,7 @@ def accepted_by_line() -> Any:
 
 
 def _accepted_lot_units() -> Any:
-    """What an accepted proposal holds of its lot, in the lot's unit (decisions.lot_units, in SQL)."""
+    """What an accepted proposal holds of its lot, in the lot's unit (events.lot_units, in SQL)."""
     p, known = Proposal, and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0)
     held = (p.accepted_quantity * p.lot_quantity + p.quantity - 1) // p.quantity
     return case((known, held), else_=p.accepted_quantity)
@@ -516,7 +516,11 @@ class ProposalRepository(RepositoryBase[Proposal]):
         )
         by_lot = (
             select(Proposal.lot_id, Proposal.lot_item_code, func.sum(Proposal.quantity).label("held"))
-            .where(_open_proposals(now), Proposal.lot_item_code == _codes(sorted(set(lot_items))))
+            .where(
+                _open_proposals(now),
+                Proposal.lot_id.is_not(None),
+                Proposal.lot_item_code == _codes(sorted(set(lot_items))),
+            )
             .group_by(Proposal.lot_id, Proposal.lot_item_code)
             .subquery()
         )

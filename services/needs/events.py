@@ -272,6 +272,10 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         if in_transit is None:  # an event from before these fields existed
             in_transit = line["quantity"] if status in _ON_THE_WAY else 0
             delivered = line.get("quantity_received") or 0
+        returned = line.get("quantity_returned")
+        if line.get("line_quantity") is not None:  # a converted substitute: the line's own units
+            in_transit, delivered = line["line_quantity_in_transit"], line["line_quantity_delivered"]
+            returned = line.get("line_quantity_returned")
         rows.append(
             {
                 "shipment_line_id": uuid.UUID(line["id"]),
@@ -280,7 +284,7 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
                 "need_line_id": uuid.UUID(line["need_line_id"]),
                 "quantity_in_transit": int(in_transit),
                 "quantity_delivered": int(delivered or 0),
-                "quantity_returned": int(line.get("quantity_returned") or 0),
+                "quantity_returned": int(returned or 0),
                 "version": version,
             }
         )

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from reliefhub.registry import route_table
 from shared.settings import Settings
 from tests.helpers.auth import TokenFactory
-from tests.helpers.catalog import N95, RICE
+from tests.helpers.catalog import N95, PSYCH, RICE
 from tests.helpers.logistics import advance, full_receipt
 from tests.helpers.needs import create_need, create_site
 from tests.helpers.problems import assert_problem
@@ -221,6 +221,11 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/claims/{claim_id}"): Row(ANY, other=ANY),
     ("POST", "/v1/claims/{claim_id}/confirm"): Row(STAFF, other=STAFF),
     ("POST", "/v1/claims/{claim_id}/withdraw"): Row(ANY, other=STAFF),
+    # assignments: everyone reads them; the partner confirms and reports (coordinators for it, in region)
+    ("GET", "/v1/assignments"): Row(ANY),
+    ("GET", "/v1/assignments/{assignment_id}"): Row(ANY, other=ANY),
+    ("POST", "/v1/assignments/{assignment_id}/confirm"): Row(ANY, other=STAFF),
+    ("POST", "/v1/assignments/{assignment_id}/report"): Row(ANY, other=STAFF),
     # task queues: a working group's members work on its tasks; coordinators see every queue and open tasks
     ("GET", "/v1/tasks"): Row(only(C, W, A)),
     ("POST", "/v1/tasks"): Row(STAFF),
@@ -262,11 +267,13 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/shipments/{shipment_id}/status"): 403,
     ("POST", "/v1/shipments/{shipment_id}/receipt"): 403,
     ("POST", "/v1/shipments/{shipment_id}/feedback"): 403,
-    ("POST", "/v1/procurements"): 403,  # the procurement's region_code
+    ("POST", "/v1/procurements"): 403,  # the destination (the region of its sites)
     ("POST", "/v1/procurements/{procurement_id}/order"): 403,
     ("POST", "/v1/procurements/{procurement_id}/receive"): 403,
     ("POST", "/v1/procurements/{procurement_id}/cancel"): 403,
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
+    ("POST", "/v1/assignments/{assignment_id}/confirm"): 403,  # the need's region
+    ("POST", "/v1/assignments/{assignment_id}/report"): 403,
 }
 # What holds for every region: a coordinator with `regions` is refused in region too.
 NATIONAL = frozenset(
@@ -379,7 +386,7 @@ OWNED_TABLES = {
         "ledger_entry",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
-    "partners": ("organization", "capacity", "task"),
+    "partners": ("organization", "capacity", "assignment", "task"),
 }
 
 
@@ -570,10 +577,10 @@ class World:
 
     async def procurement(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
-            cash = await self.cash()
-            body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}
+            cash, site = await self.cash(), await self.site()
+            body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}
 
-            async def drafted() -> Any:  # 409 pledge-unavailable until logistics has seen the pledge
+            async def drafted() -> Any:  # 409 until logistics has seen the pledge and the site
                 r = await self.client.post("/v1/procurements", headers=self.coordinator, json=body)
                 return r.json() if r.status_code == 201 else None
 
@@ -645,6 +652,33 @@ class World:
             return await self.post(f"/v1/needs/{need['id']}/claims", self.auth(L, org=PARTNER_ORG), json=body)
 
         return await self._once("claim", make)
+
+    async def assignment(self) -> dict[str, Any]:
+        """The partner's assignment: a service need of the site matched to its capacity, accepted."""
+
+        async def make() -> dict[str, Any]:
+            await self.capacity()
+            site = await self.site()
+            line = {"item_code": PSYCH, "quantity": 10}
+            need = await create_need(self.client, self.recipient, site["id"], line, title="心理疏导", urgency="high")
+
+            async def proposed() -> Any:
+                url = f"/v1/proposals?need_id={need['id']}&status=proposed"
+                items = (await self.client.get(url, headers=self.coordinator)).json()["items"]
+                return items[0] if items else None
+
+            proposal = await eventually(proposed, seconds=30)
+            await self.post(f"/v1/proposals/{proposal['id']}/accept", self.coordinator, status=200)
+
+            async def assigned() -> Any:
+                url = f"/v1/assignments?need_id={need['id']}"
+                items = (await self.client.get(url, headers=self.coordinator)).json()["items"]
+                return items[0] if items else None
+
+            found: dict[str, Any] = await eventually(assigned, seconds=30)
+            return found
+
+        return await self._once("assignment", make)
 
     async def task(self) -> dict[str, Any]:
         """A procurement group's task, opened by a coordinator."""
@@ -877,8 +911,8 @@ async def _create_shipment(w: World) -> Target:
 
 async def _create_procurement(w: World) -> Target:
     await w.procurement()  # the pledge is known to logistics
-    cash = await w.cash()
-    body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}  # bought for Shanghai
+    cash, site = await w.cash(), await w.site()
+    body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}  # Huangpu
     return Target("/v1/procurements", body, owner_org=GROUP_ORG, owner_group=BUY_GROUP)
 
 
@@ -901,6 +935,14 @@ def _organization_target(suffix: str = "", key: tuple[str, str] | None = None) -
     async def prepare(w: World) -> Target:
         partner = await w.partner()
         return Target(f"/v1/organizations/{partner['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
+def _assignment_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        assignment = await w.assignment()
+        return Target(f"/v1/assignments/{assignment['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
 
     return prepare
 
@@ -1091,6 +1133,13 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         _capacity_target("/withdraw", ("POST", "/v1/capacities/{capacity_id}/withdraw")),
         False,
     ),
+    ("GET", "/v1/assignments"): (_plain("/v1/assignments", before=World.assignment), True),
+    ("GET", "/v1/assignments/{assignment_id}"): (_assignment_target(), True),
+    ("POST", "/v1/assignments/{assignment_id}/confirm"): (_assignment_target("/confirm"), True),
+    ("POST", "/v1/assignments/{assignment_id}/report"): (
+        _assignment_target("/report", ("POST", "/v1/assignments/{assignment_id}/report")),
+        True,
+    ),
     ("GET", "/v1/tasks"): (_plain("/v1/tasks", before=World.task), False),
     ("POST", "/v1/tasks"): (_plain("/v1/tasks", ("POST", "/v1/tasks")), False),
     ("GET", "/v1/tasks/{task_id}"): (_task_target(), False),
@@ -1268,6 +1317,12 @@ SHARED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/track/{code}.html"),
     ),
     "a procurement draft": (("GET", "/v1/procurements/{procurement_id}"), ("POST", "/v1/procurements")),
+    "an assignment": (
+        ("GET", "/v1/assignments"),
+        ("GET", "/v1/assignments/{assignment_id}"),
+        ("POST", "/v1/assignments/{assignment_id}/confirm"),
+        ("POST", "/v1/assignments/{assignment_id}/report"),
+    ),
     "a webhook delivery": (
         ("GET", "/v1/webhook-deliveries/{delivery_id}"),
         ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"),

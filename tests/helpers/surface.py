@@ -97,6 +97,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "supplier": {"name": "国药控股"},
         "lines": [{"item_code": "ppe.mask.n95", "quantity": 10, "unit_price": 300}],
         "funding": [{"offer_id": SITE_ID, "amount": 3000}],
+        "destination": {"need_ids": ["00000000-0000-4000-8000-000000000002"]},
     },
     ("POST", "/v1/procurements/{procurement_id}/cancel"): {"reason": "supplier out of stock"},
     ("POST", "/v1/webhook-endpoints"): {
@@ -133,6 +134,12 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "note": "我们自带大米",
     },
     ("POST", "/v1/claims/{claim_id}/withdraw"): {"reason": "车辆故障"},
+    ("POST", "/v1/assignments/{assignment_id}/report"): {
+        "units_delivered": 8,
+        "people_served": 12,
+        "served_by_group": {"elderly": 12},
+        "note": "两场团体辅导",
+    },
     ("POST", "/v1/tasks"): {
         "kind": "procurement_quote",
         "title": "采购报价",
