@@ -1,7 +1,7 @@
 """need_line_view carries the line's deadline (hard or soft)
 
 Revision ID: 7e4c1a9d3b52
-Revises: f1a2b3c4d5e6
+Revises: 8d4e6a1c2f30
 Create Date: 2026-12-02 15:50:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '7e4c1a9d3b52'
-down_revision: str | None = 'f1a2b3c4d5e6'
+down_revision: str | None = '8d4e6a1c2f30'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
