@@ -93,7 +93,7 @@ class Summary:
              f"{self.claims_fulfilled} confirmed and received with the PIN; {self.claimed_quantity} units brought "
              "by the partner itself"),
             ("service assignments done", f"{self.assignments_done}",
-             f"{self.service_units_delivered} psychological-support sessions at a nursing home, confirmed and reported"),
+             f"{self.service_units_delivered} support sessions at a nursing home, confirmed and reported"),
             ("working-group tasks done", f"{self.tasks_done}",
              ", ".join(f"{n} {kind}" for kind, n in self.tasks_by_kind.items())
              + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),

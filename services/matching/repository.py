@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     String,
     Table,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     delete,
     func,
     literal,
@@ -86,7 +88,8 @@ def accepted_by_line() -> Any:
 def _accepted_lot_units() -> Any:
     """What an accepted proposal holds of its lot, in the lot's unit (events.lot_units, in SQL)."""
     p, known = Proposal, and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0)
-    held = (p.accepted_quantity * p.lot_quantity + p.quantity - 1) // p.quantity
+    # In bigint: the product of two int4 quantities overflows int4 (60,000 × 60,000).
+    held = (cast(p.accepted_quantity, BigInteger) * p.lot_quantity + p.quantity - 1) // p.quantity
     return case((known, held), else_=p.accepted_quantity)
 
 
