@@ -125,6 +125,14 @@ class Urgency(StrEnum):
     low = "low"
 
 
+class Deadline(StrEnum):
+    """How a need line's `needed_by` binds: a lot arriving later is never proposed (hard), or is, with a
+    lateness penalty on its score (soft)."""
+
+    hard = "hard"
+    soft = "soft"
+
+
 class ClaimStatus(StrEnum):
     """A partner's claim on need lines it covers itself: pending until a coordinator confirms it."""
 

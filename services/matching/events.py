@@ -189,6 +189,7 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "quantity_delivered": int(line.get("quantity_delivered") or 0),
             "urgency": d["urgency"],
             "needed_by": _ts(d.get("needed_by")),
+            "deadline": line.get("deadline") or "hard",
             "need_status": d["status"],
             "verification": d["verification"],
             "substitution_override": bool(line.get("substitution_override")),

@@ -53,6 +53,8 @@ class NeedLineView(Base):
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0)
     urgency: Mapped[str] = mapped_column(String(20))
     needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # hard: no lot arriving after needed_by; soft: such a lot, its score lowered by how late it comes.
+    deadline: Mapped[str] = mapped_column(String(10), default="hard", server_default="hard")
     need_status: Mapped[str] = mapped_column(String(20))
     verification: Mapped[str] = mapped_column(String(20))
     # A coordinator allowed general-grade substitutes for this (medical) line; recorded in the needs service.

@@ -56,6 +56,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
 }
 MAX_WEIGHT = 1000.0
 MAX_TIERS = 10
+MAX_LATENESS_PENALTY = 100.0
 MAX_TIER_VALUE = 100_000
 
 
@@ -190,6 +191,13 @@ class Policy(BaseModel):
     proposal_ttl_seconds: Annotated[
         int, Field(ge=60, le=30 * 86400), _in_words("an integer from 60 to 2592000 (30 days)")
     ] = 6 * 3600
+    lateness_penalty_per_hour: Annotated[
+        float, Field(ge=0, le=MAX_LATENESS_PENALTY, allow_inf_nan=False), _in_words("a number from 0 to 100")
+    ] = Field(
+        0.5,
+        description="Points taken off the score of a pair for each hour its lot arrives after the `needed_by` of "
+        "a need line whose deadline is `soft` (the score never goes below 0); hard lines never get a late lot.",
+    )
     replace_gain_threshold: Annotated[
         float, Field(ge=0, le=10, allow_inf_nan=False), _in_words("a number from 0 to 10")
     ] = Field(

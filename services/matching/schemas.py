@@ -43,6 +43,7 @@ class PolicyRecord(BaseModel):
     auto_accept_score: float | None
     proposal_ttl_seconds: int
     replace_gain_threshold: float
+    lateness_penalty_per_hour: float
     created_at: datetime | None = None
     created_by: str | None = None
 

@@ -75,12 +75,21 @@ class LineTable:
     county_fill: F64
     # A coordinator allowed non-medical substitutes for this medical line (recorded on the line).
     override: Bool | None = None
+    # The line's deadline is soft: a lot arriving after needed_by is feasible, its score lowered by lateness.
+    soft: Bool | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def overridden(self) -> Bool:
         return self.override if self.override is not None else np.zeros(len(self.ids), dtype=np.bool_)
+
+    def soft_deadline(self) -> Bool:
+        return self.soft if self.soft is not None else np.zeros(len(self.ids), dtype=np.bool_)
+
+    def hard_deadlines(self) -> F64:
+        """needed_by where it bounds feasibility (hard lines), NaN (no bound) for soft ones."""
+        return np.where(self.soft_deadline(), np.nan, self.needed_by)
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> LineTable:
@@ -98,6 +107,7 @@ class LineTable:
             site_fill=np.array([float(r.get("site_fill") or 0.0) for r in rows], dtype=np.float64),
             county_fill=np.array([float(r.get("county_fill") or 0.0) for r in rows], dtype=np.float64),
             override=np.array([bool(r.get("substitution_override")) for r in rows], dtype=np.bool_),
+            soft=np.array([r.get("deadline") == "soft" for r in rows], dtype=np.bool_),
         )
 
 
@@ -269,7 +279,7 @@ class _CandidateSearch:
         self.item_restricted = np.array([bool(r) for r in lots.restrict_items], dtype=np.bool_)
         depart = np.where(np.isnan(lots.available_from), now, np.maximum(lots.available_from, now))
         limits = TimeLimits(
-            deadline=lines.needed_by,
+            deadline=lines.hard_deadlines(),
             depart=depart,
             expires=lots.expires_at,
             seconds_per_km=3600.0 / policy.speed_kmh,
@@ -404,6 +414,7 @@ def score_pairs(
         values[f] *= -policy.weights[f] if f == "substitute" else policy.weights[f]
         contributions[f] = values[f]
         score += values[f]
+    score -= lateness_penalty(lines, policy, line=line, arrival=arrival)
     np.maximum(score, 0.0, out=score)
     return Candidates(
         line=line,
@@ -414,6 +425,13 @@ def score_pairs(
         substitute=substitute.astype(np.bool_),
         factor=factor,
     )
+
+
+def lateness_penalty(lines: LineTable, policy: Policy, *, line: I64, arrival: F64) -> F64:
+    """What each pair loses for arriving after the needed_by of a soft line: the policy's points per hour late
+    (0 for hard lines, which never get a late pair, and for lines without needed_by)."""
+    late_hours = np.nan_to_num(np.maximum(arrival - lines.needed_by[line], 0.0) / 3600.0, nan=0.0)
+    return np.where(lines.soft_deadline()[line], late_hours * policy.lateness_penalty_per_hour, 0.0)
 
 
 def factor_values(

@@ -36,6 +36,7 @@ class NeedLineData(BaseModel):
     item_code: str | None  # None while `pending_item`
     quantity: int
     unit: str
+    deadline: str = "hard"
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0

@@ -14,6 +14,7 @@ from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
 from shared.vocabulary import (
     ClaimStatus,
+    Deadline,
     ItemRequestStatus,
     NeedLineStatus,
     NeedStatus,
@@ -97,6 +98,9 @@ class NeedLine(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit: Mapped[str] = mapped_column(String(20))
     notes: Mapped[str | None] = mapped_column(Text)
+    deadline: Mapped[Deadline] = mapped_column(
+        enum_type(Deadline, length=10), default=Deadline.hard, server_default=Deadline.hard.value
+    )
     status: Mapped[NeedLineStatus] = mapped_column(
         enum_type(NeedLineStatus, length=20), default=NeedLineStatus.open, server_default="open"
     )

@@ -70,11 +70,12 @@ _LINE_ARRAYS = (
     "status",
     "item_request_id",
     "pending_reason",
+    "deadline",
 )
 # Data-modifying CTEs run as one statement; the lines' foreign key is checked at its end, after the need.
 _JSON_COLUMNS = {"beneficiary_groups"}  # the driver's connection takes JSONB as text
 _N = len(_NEED_COLUMNS)
-_LINE_TYPES = ("uuid", "int", "text", "int", "text", "text", "text", "uuid", "text")
+_LINE_TYPES = ("uuid", "int", "text", "int", "text", "text", "text", "uuid", "text", "text")
 _LINES = ", ".join(f"${_N + i}::{t}[]" for i, t in enumerate(_LINE_TYPES, 1))
 _OUTBOX = ", ".join(f"${_N + len(_LINE_TYPES) + i}" for i in range(1, 6))
 _INSERT_NEW_SQL = f"""

@@ -256,6 +256,6 @@ async def import_needs(rows: UploadedRows, principal: SiteWriter, session: Sessi
     """Import needs from a CSV or XLSX file (multipart field `file`); all rows or none, with a per-row report.
 
     Columns: `site_id`, `title`, `item_code`, `quantity`, and optionally `need_ref` (rows sharing it form one
-    need), `urgency`, `needed_by`, `beneficiaries`, `unit`, `notes`.
+    need), `urgency`, `needed_by`, `beneficiaries`, `unit`, `notes`, `deadline` (hard or soft).
     """
     return await service.import_needs(session, principal, rows)

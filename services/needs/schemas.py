@@ -12,6 +12,7 @@ from shared.catalog import Grade, ItemName, Pack, SubstituteRule
 from shared.vocabulary import (
     BeneficiaryCounts,
     ClaimStatus,
+    Deadline,
     ItemRequestStatus,
     NeedLineStatus,
     NeedStatus,
@@ -127,6 +128,11 @@ class NeedLineCreate(BaseModel):
         None, description="Defaults to the catalog unit of the item (or the unit of the item request)."
     )
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    deadline: Deadline = Field(
+        Deadline.hard,
+        description="How the need's `needed_by` binds this line: `hard`, a lot arriving later is never proposed; "
+        "`soft`, it may be, its score lowered by the policy's `lateness_penalty_per_hour`.",
+    )
 
     @model_validator(mode="after")
     def _one_item(self) -> NeedLineCreate:
@@ -143,6 +149,7 @@ class NeedLine(BaseModel):
     quantity: int
     unit: str
     notes: str | None
+    deadline: Deadline = Deadline.hard
     status: NeedLineStatus = NeedLineStatus.open
     item_request_id: uuid.UUID | None = None
     pending_reason: str | None = Field(None, description="Why a line still waits after its request was decided.")

@@ -145,6 +145,7 @@ def _line_rows(
             "quantity": quantity,
             "unit": unit,
             "notes": line.notes,
+            "deadline": line.deadline,
             "status": NeedLineStatus.open.value if line.item_code else NeedLineStatus.pending_item.value,
             "item_request_id": line.item_request_id,
             "pending_reason": None,
@@ -238,10 +239,11 @@ _URGENCY_RANK = {Urgency.critical: 0, Urgency.high: 1, Urgency.normal: 2, Urgenc
 async def _merge_into(
     session: AsyncSession, twin: Need, site: Site | SiteRef, data: schemas.NeedCreate, lines: list[NeedLine]
 ) -> Need:
-    by_item = {(line.item_code, line.unit): line for line in twin.lines}
+    # A line adds to the twin's line of its item, unit and deadline (a soft and a hard line bind differently).
+    by_item = {(line.item_code, line.unit, line.deadline): line for line in twin.lines}
     position = max((line.position for line in twin.lines), default=-1) + 1
     for line in lines:
-        existing = by_item.get((line.item_code, line.unit)) if line.item_code is not None else None
+        existing = by_item.get((line.item_code, line.unit, line.deadline)) if line.item_code is not None else None
         if existing is not None:
             existing.quantity += line.quantity
         else:
@@ -411,6 +413,7 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
                     "quantity": r.get("quantity", ""),
                     "unit": r.get("unit") or None,
                     "notes": r.get("notes") or None,
+                    "deadline": r.get("deadline") or "hard",
                 }
                 for _, r in group
             ],

@@ -9,6 +9,17 @@ import httpx
 from tests.helpers.auth import TokenFactory
 
 
+async def put_policy(client: httpx.AsyncClient, auth: TokenFactory, **changes: Any) -> dict[str, Any]:
+    """`PUT /v1/policy` by a coordinator: the current policy with `changes`, answered 200; the new version."""
+    coordinator = auth("coordinator")
+    r = await client.get("/v1/policy", headers=coordinator)
+    body = {k: v for k, v in r.json().items() if k not in ("version", "created_at", "created_by")}
+    r = await client.put("/v1/policy", headers={**coordinator, "If-Match": r.headers["ETag"]}, json={**body, **changes})
+    assert r.status_code == 200, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
 async def allocation_run(client: httpx.AsyncClient, auth: TokenFactory, **scope: Any) -> dict[str, Any]:
     """`POST /v1/allocation-runs` by a coordinator for this scope, answered 201; the run."""
     r = await client.post("/v1/allocation-runs", headers=auth("coordinator"), json={"scope": scope})

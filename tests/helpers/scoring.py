@@ -139,7 +139,9 @@ def check(line: dict[str, Any], lot: dict[str, Any], policy: Policy, catalog: Ca
         distance = haversine((line["lat"], line["lon"]), (lot["lat"], lot["lon"]))
     start = max(NOW, epoch(lot["available_from"]) or NOW)
     arrival = start + distance / policy.speed_kmh * HOUR
-    deadline, expires = epoch(line["needed_by"]), epoch(lot["expires_at"])
+    # A soft deadline bounds nothing (a late pair is only scored lower).
+    deadline = None if line.get("deadline") == "soft" else epoch(line["needed_by"])
+    expires = epoch(lot["expires_at"])
     margin = math.inf
     in_time = True
     if deadline is not None:
@@ -176,6 +178,7 @@ def line_rows(draw: st.DrawFn, i: int) -> dict[str, Any]:
         remaining=draw(st.integers(1, 40)),
         urgency=draw(st.sampled_from(["critical", "high", "normal", "low"])),
         needed_by=None if deadline is None else at(deadline),
+        deadline=draw(st.sampled_from(["hard", "soft"])),
         lat=where and where[0],
         lon=where and where[1],
         region_code=draw(st.sampled_from(REGIONS)),
@@ -222,6 +225,7 @@ def instances(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any
         "require_verified_need": draw(st.booleans()),
         "max_candidates_per_line": draw(st.integers(1, 7)),
         "speed_kmh": draw(st.sampled_from([20.0, 40.0, 80.0])),
+        "lateness_penalty_per_hour": draw(st.sampled_from([0.0, 0.5, 3.0, 40.0])),
     }
     if (w := draw(weights)) is not None:
         kw["weights"] = w

@@ -43,7 +43,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "site_id": SITE_ID,
         "title": "饮用水",
         "urgency": "high",
-        "lines": [{"item_code": "water.bottled.small_550ml", "quantity": 100}],
+        "lines": [{"item_code": "water.bottled.small_550ml", "quantity": 100, "deadline": "soft"}],
     },
     ("PATCH", "/v1/needs/{need_id}"): {"title": "饮用水（更新）"},
     ("POST", "/v1/items/requests"): {
@@ -83,6 +83,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
             "equity": 20,
         },
         "tiers": [{"share": 0.5, "value": 300}, {"share": 0.5, "value": 50}],
+        "lateness_penalty_per_hour": 1.0,
     },
     ("POST", "/v1/shipments"): {"lines": [{"proposal_id": SITE_ID, "quantity": 1}], "carrier": "顺丰"},
     ("PATCH", "/v1/shipments/{shipment_id}"): {"carrier": "京东物流"},

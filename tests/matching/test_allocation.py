@@ -217,6 +217,23 @@ def test_a_medium_instance_matches_the_lp(batch_pairs: int) -> None:
     assert greedy < result.objective
 
 
+def test_soft_lines_late_pairs_at_their_penalised_scores_match_the_lp() -> None:
+    lines, lots, policy = _medium()
+    # Half the lines are needed within the hour: soft, most of their lots arrive late.
+    soft = [{**line, "deadline": "soft", "needed_by": at(1)} if line["needed_by"] else line for line in lines]
+    line_t, lot_t, cand, policy = tables((soft, lots, policy.model_copy(update={"lateness_penalty_per_hour": 2.0})))
+    arrival_late = [
+        check(soft[int(i)], lots[int(j)], policy).arrival > soft[int(i)]["needed_by"].timestamp()
+        for i, j in zip(cand.line, cand.lot, strict=True)
+        if soft[int(i)]["needed_by"]
+    ]
+    assert sum(arrival_late) > 300, "late pairs of soft lines take part"
+    assert len(cand) > len(build_candidates(*tables(_medium())[:2], policy, now=NOW, catalog=CATALOG))
+    result = allocate(line_t.remaining, lot_t.available, cand, policy)
+    lp = lp_objective(line_t.remaining, lot_t.available, cand, policy, tiered=True)
+    assert result.objective == pytest.approx(lp, rel=1e-9)
+
+
 def test_large_networks_are_solved_in_a_solver_process_alike() -> None:
     line_t, lot_t, cand, policy = tables(_medium())
     in_process = allocate(line_t.remaining, lot_t.available, cand, policy)

@@ -13,7 +13,7 @@ from services.matching.policy import DEFAULT_WEIGHTS, FACTORS
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import BEIJING, N95, NEAR_BEIJING, NEAR_SHANGHAI, RICE, WATER, substitutable_item
 from tests.helpers.http import get_json
-from tests.helpers.matching import allocation_run
+from tests.helpers.matching import allocation_run, put_policy
 from tests.helpers.needs import shelter_need
 from tests.helpers.problems import assert_problem
 from tests.helpers.streams import project
@@ -233,16 +233,6 @@ async def test_policy_is_versioned_and_validated(client, auth: TokenFactory) -> 
     assert updated["weights"] == {**DEFAULT_WEIGHTS, "distance": 40.0}  # unnamed factors keep their defaults
     assert (await get_json(client, "/v1/policy", coordinator))["version"] == 2
     assert_problem(await client.put("/v1/policy", headers=current, json=body), 412)
-
-
-async def put_policy(client, auth: TokenFactory, **changes: Any) -> dict[str, Any]:
-    coordinator = auth("coordinator")
-    r = await client.get("/v1/policy", headers=coordinator)
-    body = {k: v for k, v in r.json().items() if k not in ("version", "created_at", "created_by")}
-    r = await client.put("/v1/policy", headers={**coordinator, "If-Match": r.headers["ETag"]}, json={**body, **changes})
-    assert r.status_code == 200, r.text
-    out: dict[str, Any] = r.json()
-    return out
 
 
 async def test_policy_weights_decide_which_lot_wins(client, auth: TokenFactory, gateway) -> None:

@@ -27,7 +27,8 @@ def expected_values(line: dict[str, Any], lot: dict[str, Any], policy: Policy) -
     c = check(line, lot, policy)
     urgency = {"critical": 1.0, "high": 0.7, "normal": 0.4, "low": 0.1}[line["urgency"]]
     deadline, expires = epoch(line["needed_by"]), epoch(lot["expires_at"])
-    slack = 0.2 if deadline is None else 1 - min((deadline - c.arrival) / DAY / 30, 1)
+    # A late pair (only a soft line has one) is as tight as can be.
+    slack = 0.2 if deadline is None else 1 - min(max((deadline - c.arrival) / DAY / 30, 0), 1)
     if expires is None:
         pressure = 0.0
     else:
@@ -41,6 +42,14 @@ def expected_values(line: dict[str, Any], lot: dict[str, Any], policy: Policy) -
         "substitute": 1.0 if lot["item_code"] != line["item_code"] else 0.0,
         "equity": 0.5 * (1 - line["site_fill"]) + 0.5 * (1 - line["county_fill"]),
     }
+
+
+def lateness(line: dict[str, Any], lot: dict[str, Any], policy: Policy) -> float:
+    """Points a soft line's pair loses for each hour its lot arrives after needed_by."""
+    deadline = epoch(line["needed_by"])
+    if line.get("deadline") != "soft" or deadline is None:
+        return 0.0
+    return max(0.0, check(line, lot, policy).arrival - deadline) / 3600 * policy.lateness_penalty_per_hour
 
 
 @PROPERTY
@@ -74,7 +83,7 @@ def test_candidates_are_the_nearest_feasible_pairs_with_the_reference_scores(
             want = policy.weights[f] * values[f] * (-1 if f == "substitute" else 1)
             assert cand.contributions[f][p] == pytest.approx(want, abs=1e-7), f
             total += want
-        assert cand.score[p] == pytest.approx(max(0.0, total), abs=1e-6)
+        assert cand.score[p] == pytest.approx(max(0.0, total - lateness(lines[i], lots[j], policy)), abs=1e-6)
         assert cand.distance_km[p] == pytest.approx(checks[i, j].distance, abs=1e-6)
         assert bool(cand.substitute[p]) == (lots[j]["item_code"] != lines[i]["item_code"])
     assert np.all(np.diff(cand.line) >= 0), "sorted by line"
@@ -365,3 +374,15 @@ def test_tiers_may_be_written_as_the_api_shows_them() -> None:
     policy = Policy.model_validate({"tiers": [{"share": 0.75, "value": 300}, {"share": 0.25, "value": 20}]})
     assert policy.tiers == ((0.75, 300), (0.25, 20))
     assert policy.model_dump(mode="json")["tiers"] == [[0.75, 300], [0.25, 20]]  # stored as before
+
+
+def test_a_soft_line_takes_a_late_lot_at_a_penalty_and_a_hard_line_does_not() -> None:
+    # Needed in 2 hours; the lot is 100 km away at 40 km/h: 30 minutes late.
+    lines = [line_row(id="hard", needed_by=at(2)), line_row(id="soft", needed_by=at(2), deadline="soft")]
+    cand = build(lines, [lot_row(km=100)], Policy(lateness_penalty_per_hour=4.0))
+    (p,) = range(len(cand))
+    assert lines[int(cand.line[p])]["id"] == "soft"
+    on_time = build([line_row(needed_by=at(2.5 + 1e-9), deadline="soft")], [lot_row(km=100)])
+    # The same factors as a lot just in time, less 4 points an hour for half an hour.
+    assert cand.breakdown(p) == on_time.breakdown(0)
+    assert cand.score[p] == pytest.approx(on_time.score[0] - 2.0, abs=1e-4)

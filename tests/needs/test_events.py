@@ -80,6 +80,7 @@ async def test_lifecycle_events_reach_the_stream(client, auth: TokenFactory, gat
             "item_code": N95,
             "quantity": 100,
             "unit": "piece",
+            "deadline": "hard",
             "quantity_matched": 0,
             "quantity_delivered": 0,
             "quantity_in_transit": 0,
