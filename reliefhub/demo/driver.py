@@ -288,7 +288,7 @@ async def _match(
         proposed = await _proposed(api, made, summary, coordinator)
         if proposed:
             quiet = 0
-            taken = sum(await gather([_accept(api, summary, coordinator, p) for p in proposed]))
+            taken = sum(await gather([_accept(api, summary, coordinator, p) for p in _spread_by_lot(proposed)]))
             say(f"  accepted {taken} of {len(proposed)} proposals (the others were superseded meanwhile)")
         else:
             quiet += 1
@@ -307,6 +307,16 @@ async def _match(
     if not accepted:
         raise DemoError("matching proposed nothing for the demo's needs")
     return accepted
+
+
+def _spread_by_lot(proposals: list[JSON]) -> list[JSON]:
+    """The proposals in turns over their lots (one of each lot, then the next of each, …): an accept reserves in
+    its lot's row, so accepts in flight together then reserve different lots instead of queueing on one."""
+    by_lot: dict[str, list[JSON]] = defaultdict(list)
+    for p in proposals:
+        by_lot[str(p["lot_id"])].append(p)
+    queues = [by_lot[lot] for lot in sorted(by_lot)]
+    return [q[turn] for turn in range(max(map(len, queues), default=0)) for q in queues if turn < len(q)]
 
 
 async def _proposed(api: Api, made: _Created, summary: Summary, coordinator: dict[str, str]) -> list[JSON]:
@@ -379,7 +389,7 @@ async def _planned_shipments(
         lambda: f"logistics to plan shipments for {len(missing)} of {len(accepted)} accepted proposals",
         planned,
         wait_seconds,
-        interval=min(2.0, 0.3 + len(accepted) / 1000),  # each look lists every shipment: not too often
+        interval=min(1.0, 0.3 + len(accepted) / 2000),  # each look lists every shipment: not too often
         say=say,
     )
 
@@ -568,7 +578,7 @@ async def _report(
             lambda: "the impact report to count what the demo did: " + differ(),
             caught_up,
             wait_seconds,
-            interval=min(2.0, 0.5 + len(received) / 1000),
+            interval=min(1.0, 0.3 + len(received) / 2000),
             say=say,
         )
     except DemoError:
