@@ -7,6 +7,7 @@ import sys
 from bench import (
     allocation,
     continuous,
+    demo,
     exports,
     imports,
     intake,
@@ -29,6 +30,7 @@ def main() -> int:
     webhooks.main([])
     projection.main([])
     load.main([])
+    demo.main([])
     return 0
 
 

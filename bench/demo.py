@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> str:
         async def demo() -> Summary:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                 return await run_demo(
-                    client, cli._settings(), sites=args.sites, seed=args.seed, wait_seconds=max(180.0, 3.0 * args.sites)
+                    client,
+                    cli._settings(),
+                    sites=args.sites,
+                    seed=args.seed,
+                    wait_seconds=max(180.0, 3.0 * args.sites),
+                    progress=lambda message: print(f"{time.perf_counter() - started:6.1f}s {message}", flush=True),
                 )
 
         started = time.perf_counter()
