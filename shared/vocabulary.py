@@ -83,6 +83,24 @@ class SiteKind(StrEnum):
     other = "other"
 
 
+class BeneficiaryGroup(StrEnum):
+    """Whom a need serves, and whom a delivery served (counted per group)."""
+
+    medical_staff = "medical_staff"  # 医护人员
+    community_residents = "community_residents"  # 社区居民
+    elderly = "elderly"  # 老人
+    children = "children"  # 儿童
+    students = "students"  # 高校学生
+    migrant_workers = "migrant_workers"  # 外来务工人员
+    patients = "patients"  # 患者
+    people_with_disabilities = "people_with_disabilities"  # 残障人士
+    other = "other"
+
+
+# People per beneficiary group, as needs (whom they serve) and feedback (whom a delivery served) give them.
+BeneficiaryCounts = dict[BeneficiaryGroup, Annotated[int, Field(ge=0, le=100_000_000)]]
+
+
 class Verdict(StrEnum):
     verified = "verified"
     rejected = "rejected"

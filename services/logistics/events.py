@@ -73,6 +73,7 @@ class FeedbackData(BaseModel):
     rating: int
     comment: str | None
     beneficiaries_served: int | None
+    served_by_group: dict[str, int] = {}
     photo_urls: list[str]
 
 

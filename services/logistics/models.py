@@ -249,6 +249,7 @@ class Feedback(Base):
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     beneficiaries_served: Mapped[int | None] = mapped_column(Integer)
+    served_by_group: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     photo_urls: Mapped[list[str]] = mapped_column(JSONB, default=list)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, text, update
+from sqlalchemy import BigInteger, Select, and_, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
@@ -420,6 +420,28 @@ class ReportRepository(RepositoryBase[LedgerEntry]):
             .group_by(region)
         )
         return [(r, int(s), int(b)) for r, s, b in (await self.session.execute(stmt)).all()]
+
+    async def served_by_group(
+        self, prefix: str | None, since: datetime | None, until: datetime | None
+    ) -> dict[str, int]:
+        """People served per beneficiary group, summed over the feedback on receipts in the window."""
+        groups = func.jsonb_each_text(Feedback.served_by_group).table_valued("key", "value").render_derived()
+        conditions = [
+            Shipment.status.in_((ShipmentStatus.received, ShipmentStatus.received_with_problem)),
+            *_window(Shipment.received_at, since, until),
+        ]
+        if prefix:
+            conditions.append(Shipment.region_code.startswith(prefix, autoescape=True))
+        stmt = (
+            select(groups.c.key, func.sum(groups.c.value.cast(BigInteger)))
+            .select_from(Feedback)
+            .join(Shipment, Shipment.id == Feedback.shipment_id)
+            .join(groups, literal(True))
+            .where(and_(*conditions))
+            .group_by(groups.c.key)
+            .order_by(groups.c.key)
+        )
+        return {k: int(n) for k, n in (await self.session.execute(stmt)).all()}
 
     async def needs_by_region(
         self, digits: int | None, prefix: str | None, since: datetime | None, until: datetime | None

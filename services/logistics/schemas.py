@@ -10,7 +10,16 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
 from services.logistics.models import DiscrepancyCode, LedgerKind, ProcurementStatus
-from shared.vocabulary import ItemCode, Quantity, RegionCode, RegionPrefix, ShipmentStatus, SiteKind, Timestamp
+from shared.vocabulary import (
+    BeneficiaryCounts,
+    ItemCode,
+    Quantity,
+    RegionCode,
+    RegionPrefix,
+    ShipmentStatus,
+    SiteKind,
+    Timestamp,
+)
 
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(max_length=2000)]
@@ -138,6 +147,9 @@ class FeedbackCreate(BaseModel):
     rating: Annotated[int, Field(ge=1, le=5)]
     comment: Note | None = None
     beneficiaries_served: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    served_by_group: BeneficiaryCounts = Field(
+        default_factory=dict, description='People served per beneficiary group, e.g. {"elderly": 120}.'
+    )
     photo_urls: Annotated[list[HttpUrl], Field(max_length=20)] = []
 
 
@@ -147,6 +159,7 @@ class Feedback(BaseModel):
     rating: int
     comment: str | None
     beneficiaries_served: int | None
+    served_by_group: dict[str, int] = Field(default_factory=dict)
     photo_urls: list[str]
     created_at: datetime
 
@@ -464,4 +477,7 @@ class Impact(BaseModel):
     money_raised: int = Field(description="Cash pledged (fen), net of withdrawn unspent pledges.")
     goods_value_offered: int = Field(description="Catalog value (fen) of in-kind gifts offered.")
     totals: ImpactFigures
+    people_served_by_group: dict[str, int] = Field(
+        description="People served per beneficiary group, as the sites reported in feedback (in the window and region)."
+    )
     regions: list[RegionImpact]

@@ -282,5 +282,6 @@ async def impact(
         money_raised=ledger_all.get("pledged", 0) + ledger_all.get("pledge_withdrawn", 0),
         goods_value_offered=ledger_all.get("in_kind_offered", 0),
         totals=schemas.ImpactFigures(**totals),
+        people_served_by_group=await repo.served_by_group(region_code, since, until),
         regions=rows,
     )

@@ -55,6 +55,7 @@ class NeedData(BaseModel):
     urgency: str
     needed_by: datetime | None
     beneficiaries: int | None
+    beneficiary_groups: dict[str, int] = {}
     status: str
     verification: str
     duplicate_of: uuid.UUID | None
@@ -113,6 +114,7 @@ def need_data(need: Need | schemas.Need, site: Site | SiteRef, reason: str | Non
         urgency=need.urgency,
         needed_by=need.needed_by,
         beneficiaries=need.beneficiaries,
+        beneficiary_groups=dict(need.beneficiary_groups or {}),
         status=need.status,
         verification=need.verification,
         duplicate_of=need.duplicate_of,

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.catalog.follow import catalog_table
@@ -54,6 +54,7 @@ class Need(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     urgency: Mapped[Urgency] = mapped_column(enum_type(Urgency, length=20))
     needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
+    beneficiary_groups: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     status: Mapped[NeedStatus] = mapped_column(enum_type(NeedStatus, length=20), default=NeedStatus.open, index=True)
     verification: Mapped[Verification] = mapped_column(
         enum_type(Verification, length=20), default=Verification.unverified

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,7 @@ _NEED_COLUMNS = (
     "urgency",
     "needed_by",
     "beneficiaries",
+    "beneficiary_groups",
     "status",
     "verification",
     "duplicate_of",
@@ -60,16 +62,20 @@ _NEED_COLUMNS = (
 )
 _LINE_ARRAYS = ("id", "position", "item_code", "quantity", "unit", "notes")
 # Data-modifying CTEs run as one statement; the lines' foreign key is checked at its end, after the need.
+_JSON_COLUMNS = {"beneficiary_groups"}  # the driver's connection takes JSONB as text
+_N = len(_NEED_COLUMNS)
+_LINES = ", ".join(f"${_N + i}::{t}[]" for i, t in enumerate(("uuid", "int", "text", "int", "text", "text"), 1))
+_OUTBOX = ", ".join(f"${_N + 6 + i}" for i in range(1, 6))
 _INSERT_NEW_SQL = f"""
 WITH need AS (
-  INSERT INTO needs.need ({", ".join(_NEED_COLUMNS)}) VALUES ({", ".join(f"${i}" for i in range(1, 17))})
+  INSERT INTO needs.need ({", ".join(_NEED_COLUMNS)}) VALUES ({", ".join(f"${i}" for i in range(1, _N + 1))})
 ), lines AS (
   INSERT INTO needs.need_line (id, need_id, position, item_code, quantity, unit, notes)
   SELECT l.id, $1, l.position, l.item_code, l.quantity, l.unit, l.notes
-    FROM unnest($17::uuid[], $18::int[], $19::text[], $20::int[], $21::text[], $22::text[])
+    FROM unnest({_LINES})
          AS l(id, position, item_code, quantity, unit, notes)
 )
-INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ($23, $24, $25, $26, $27)
+INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ({_OUTBOX})
 """
 
 
@@ -159,7 +165,8 @@ class NeedRepository(RepositoryBase[Need]):
         """Insert a new need, its lines and its outbox event in one statement (the intake hot path)."""
         driver = await driver_connection(self.session)
         columns = [[line[c] for line in lines] for c in _LINE_ARRAYS]
-        await driver.execute(_INSERT_NEW_SQL, *(need[c] for c in _NEED_COLUMNS), *columns, *outbox)
+        values = [json.dumps(need[c]) if c in _JSON_COLUMNS else need[c] for c in _NEED_COLUMNS]
+        await driver.execute(_INSERT_NEW_SQL, *values, *columns, *outbox)
 
     async def find_open_twin_id(
         self, site_id: uuid.UUID, item_codes: set[str], statuses: tuple[NeedStatus, ...]

@@ -9,7 +9,17 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalog import Grade, ItemName, Pack, SubstituteRule
-from shared.vocabulary import NeedStatus, Quantity, RegionCode, SiteKind, Timestamp, Urgency, Verdict, Verification
+from shared.vocabulary import (
+    BeneficiaryCounts,
+    NeedStatus,
+    Quantity,
+    RegionCode,
+    SiteKind,
+    Timestamp,
+    Urgency,
+    Verdict,
+    Verification,
+)
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{4,30}$")]
@@ -130,6 +140,9 @@ class NeedCreate(BaseModel):
     urgency: Urgency = Urgency.normal
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryCounts = Field(
+        default_factory=dict, description='Whom the need serves: people per group, e.g. {"elderly": 120}.'
+    )
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
 
 
@@ -140,6 +153,7 @@ class NeedUpdate(BaseModel):
     urgency: Urgency | None = None
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    beneficiary_groups: BeneficiaryCounts | None = Field(None, description="Replaces the groups as a whole.")
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
         None, description="Replaces every line; refused once any quantity is matched."
     )
@@ -156,6 +170,7 @@ class Need(BaseModel):
     urgency: Urgency
     needed_by: datetime | None
     beneficiaries: int | None
+    beneficiary_groups: dict[str, int] = Field(description="People served per group (BeneficiaryGroup).")
     lines: list[NeedLine]
     status: NeedStatus
     verification: Verification

@@ -190,6 +190,7 @@ async def create_need(
         "urgency": data.urgency.value,
         "needed_by": data.needed_by,
         "beneficiaries": data.beneficiaries,
+        "beneficiary_groups": {g.value: n for g, n in data.beneficiary_groups.items()},
         "status": NeedStatus.open.value,
         "verification": Verification.unverified.value,
         "duplicate_of": twin_id,

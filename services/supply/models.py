@@ -46,6 +46,7 @@ class Donor(TimestampedMixin, VersionedMixin, Base):
     org: Mapped[str] = mapped_column(String(100), index=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(20))
+    public_name: Mapped[str | None] = mapped_column(String(200))
     contact: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 

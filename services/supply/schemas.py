@@ -66,6 +66,9 @@ class DonorCreate(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     kind: DonorKind
     contact: DonorContact | None = None
+    public_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+        None, description="The name public accounts may show; without it the donor is never named publicly."
+    )
     org: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
         None, description="Owning organisation; only coordinators may set another than their own."
     )
@@ -78,6 +81,7 @@ class Donor(BaseModel):
     org: str
     name: str
     kind: DonorKind
+    public_name: str | None = None
     contact: DonorContact | None = Field(None, description="Shown to the donor's organisation and coordinators.")
     version: int
     created_at: datetime

@@ -86,6 +86,7 @@ async def create_donor(session: AsyncSession, principal: Principal, data: schema
         org=data.org if (data.org and principal.is_staff) else principal.org,
         name=data.name,
         kind=data.kind.value,
+        public_name=data.public_name,
         version=1,
         contact=data.contact.model_dump(exclude_none=True) if data.contact else None,
     )

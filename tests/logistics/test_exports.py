@@ -138,6 +138,19 @@ async def test_the_public_3w_export_counts_deliveries_and_names_no_one(
         "#indicator+received+num",
     ]
     pudong = [row for row in data if row.get("#adm3+code") == "310115"]
+    # The feedback counts the people served by group; the impact report adds them up.
+    sid = gift.shipment["id"]
+    fb = await client.post(
+        f"/v1/shipments/{sid}/feedback",
+        headers=gift.recipient,
+        json={"rating": 5, "beneficiaries_served": 130, "served_by_group": {"elderly": 120, "medical_staff": 10}},
+    )
+    assert fb.status_code == 201, fb.text
+    assert fb.json()["served_by_group"] == {"elderly": 120, "medical_staff": 10}
+    report = (await client.get("/v1/reports/impact?region_code=310115", headers=gift.coordinator)).json()
+    assert report["people_served_by_group"] == {"elderly": 120, "medical_staff": 10}
+    bad = {"rating": 4, "served_by_group": {"pets": 1}}
+    assert_problem(await client.post(f"/v1/shipments/{sid}/feedback", headers=gift.recipient, json=bad), 422)
     assert pudong and all(int(row.get("#indicator+sites+num")) == 1 for row in pudong)
     assert sum(int(row.get("#indicator+received+num")) for row in pudong) == sum(
         line["quantity"] for line in gift.shipment["lines"]

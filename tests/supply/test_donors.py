@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
 from tests.helpers.auth import TokenFactory
 from tests.helpers.problems import assert_problem
-from tests.helpers.supply import create_donor, pledge_body
+from tests.helpers.supply import create_donor, donor_body, pledge_body
 
 CONTACT = {"name": "李经理", "phone": "+86 139 1234 5678", "email": "li@example.cn"}
 
@@ -144,3 +145,16 @@ async def test_malformed_donor_id_is_422(client, auth: TokenFactory) -> None:
 async def test_reading_a_donor_needs_a_token(client, auth: TokenFactory) -> None:
     donor = await create_donor(client, auth("donor", org="org-grain"))
     assert_problem(await client.get(f"/v1/donors/{donor['id']}"), 401)
+
+
+async def test_a_donor_may_give_a_public_name(client: httpx.AsyncClient, auth: TokenFactory) -> None:
+    """A donor names itself publicly only when it gives `public_name`; without it there is none."""
+    headers = auth("donor", org="org-heart")
+    named = await create_donor(client, headers, public_name="  爱心企业  ")
+    assert named["public_name"] == "爱心企业"
+    r = await client.get(f"/v1/donors/{named['id']}", headers=headers)
+    assert r.json()["public_name"] == "爱心企业"
+    anonymous = await create_donor(client, headers)
+    assert anonymous["public_name"] is None
+    r = await client.post("/v1/donors", headers=headers, json=donor_body(public_name=""))
+    assert_problem(r, 422)
