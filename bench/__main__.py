@@ -9,6 +9,7 @@ from bench import (
     continuous,
     demo,
     exports,
+    goals,
     imports,
     intake,
     load,
@@ -31,6 +32,7 @@ def main() -> int:
     projection.main([])
     load.main([])
     demo.main([])
+    goals.main([])
     return 0
 
 

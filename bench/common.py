@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -163,10 +164,30 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def tables_of(text: str) -> list[list[dict[str, str]]]:
+    """The Markdown tables in `text` (as `table` prints them), each a list of rows keyed by column header."""
+    found: list[list[dict[str, str]]] = []
+    headers: list[str] | None = None
+    for raw in [*text.splitlines(), ""]:
+        line = raw.strip()
+        cells = [c.strip() for c in line.strip("|").split("|")] if line.startswith("|") else None
+        if cells is None:
+            headers = None
+        elif headers is None:
+            headers = cells
+            found.append([])
+        elif not all(set(c) <= {"-", ":"} for c in cells):
+            found[-1].append(dict(zip(headers, cells, strict=False)))
+    return found
+
+
 def write_result(name: str, text: str) -> Path:
+    """`bench/results/<name>.md`, and beside it `<name>.json`: its tables, for bench/goals.py to read."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"
     path.write_text(text + "\n", encoding="utf-8")
+    figures = {"name": name, "tables": tables_of(text)}
+    (RESULTS / f"{name}.json").write_text(json.dumps(figures, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return path
 
 

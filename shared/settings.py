@@ -87,6 +87,8 @@ class Settings(BaseSettings):
 
     # needs: a need not re-confirmed for this many days expires.
     need_confirm_days: int = 14
+    # A partner's claim on need lines that no coordinator confirmed within this many hours expires.
+    claim_confirm_within_hours: float = 24
     sweep_seconds: float = 60.0
 
     # Outbound service-to-service HTTP.

@@ -68,6 +68,15 @@ class CapacityStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+class AssignmentStatus(StrEnum):
+    """An accepted service proposal given to the partner whose capacity it was: assigned, confirmed by the
+    partner, done when the partner reports what it delivered."""
+
+    assigned = "assigned"
+    confirmed = "confirmed"
+    done = "done"
+
+
 # The catalog's category of services (psychological support, interpreting, drivers…): what capacities declare.
 SERVICE_CATEGORY = "service"
 
@@ -84,7 +93,7 @@ class SiteKind(StrEnum):
 
 
 class BeneficiaryGroup(StrEnum):
-    """Whom a need serves, and whom a delivery served (counted per group)."""
+    """Whom a need serves, whom a delivery served (counted per group), and whom a gift may be restricted to."""
 
     medical_staff = "medical_staff"  # 医护人员
     community_residents = "community_residents"  # 社区居民
@@ -116,6 +125,16 @@ class Urgency(StrEnum):
     low = "low"
 
 
+class ClaimStatus(StrEnum):
+    """A partner's claim on need lines it covers itself: pending until a coordinator confirms it."""
+
+    pending = "pending"
+    confirmed = "confirmed"
+    withdrawn = "withdrawn"
+    expired = "expired"
+    fulfilled = "fulfilled"
+
+
 class NeedStatus(StrEnum):
     open = "open"
     matched = "matched"
@@ -124,6 +143,23 @@ class NeedStatus(StrEnum):
     closed = "closed"
     expired = "expired"
     cancelled = "cancelled"
+
+
+class NeedLineStatus(StrEnum):
+    """A need line is `open` (matched against its item), or `pending_item` while it waits for an item request."""
+
+    open = "open"
+    pending_item = "pending_item"
+
+
+class ItemRequestStatus(StrEnum):
+    """A request to add an item to the catalog: waiting, approved as a new item, mapped to an existing one, or
+    refused."""
+
+    pending = "pending"
+    approved = "approved"
+    mapped = "mapped"
+    refused = "refused"
 
 
 # A need still asking for supply: editable, matched against, rolled up from shipments.
@@ -163,3 +199,8 @@ class ReservationStatus(StrEnum):
     active = "active"
     released = "released"
     expired = "expired"
+
+
+class OperationStatus(StrEnum):
+    active = "active"
+    closed = "closed"

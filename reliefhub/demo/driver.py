@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from reliefhub.demo.claims import partner_claim
 from reliefhub.demo.client import Api, DemoError, gather, problem_text, wait_for
 from reliefhub.demo.data import CARRIERS, FEEDBACK, JSON, REGION, SHORTFALLS, Place
-from reliefhub.demo.partners import count_tasks, gift_from_abroad, register_partners
+from reliefhub.demo.partners import count_tasks, gift_from_abroad, register_partners, serve_the_elderly
 from reliefhub.demo.scenario import DonorPlan, Scenario, SitePlan, build_scenario
 from reliefhub.demo.summary import Summary, yuan
 from shared.auth import Role
@@ -91,6 +92,9 @@ async def run_demo(
     say("impact report and a donor's tracking page")
     await _report(api, made, summary, coordinator, catalog, received, wait_seconds, say)
     await _tracking(api, made, summary, received)
+    say("a partner claims a need line, the hub confirms, the partner brings it and the site receives it")
+    await partner_claim(api, summary, coordinator, made.need_ids, wait_seconds)
+    await serve_the_elderly(api, summary, coordinator, wait_seconds)
     await count_tasks(api, summary, coordinator, {*made.offer_place, abroad})
     summary.requests = api.requests
     summary.seconds = time.perf_counter() - started

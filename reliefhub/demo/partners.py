@@ -150,3 +150,60 @@ async def count_tasks(api: Api, summary: Summary, coordinator: dict[str, str], o
     summary.tasks_by_kind = {
         kind: sum(1 for t in tasks if t["kind"] == kind) for kind in sorted({t["kind"] for t in tasks})
     }
+
+
+async def serve_the_elderly(api: Api, summary: Summary, coordinator: dict[str, str], wait_seconds: float) -> None:
+    """A nursing home in Huangpu needs 20 psychological-support sessions: matching proposes the Huangpu social
+    work center's capacity, the hub accepts, and the center confirms its assignment and reports it done."""
+    home = api.org("nursing-home")
+    headers = api.auth(Role.frontline, home)
+    body: JSON = {"name": "黄浦区第一福利院", "kind": "community_group", "parent_id": api.org("hub")}
+    body["region_codes"] = ["310101"]
+    await api.call("POST", "/v1/organizations", headers, key=f"register-{home}", json=body, allow=(409,))
+    await api.call(
+        "POST", f"/v1/organizations/{home}/approve", coordinator, key=f"approve-{home}", json={}, allow=(409,)
+    )
+    site = await api.json(
+        "POST",
+        "/v1/sites",
+        headers,
+        key="site-nursing-home",
+        json={"name": "黄浦区第一福利院", "kind": "nursing_home", "region_code": "310101", "lat": 31.23, "lon": 121.48},
+    )
+    line = {"item_code": CAPACITIES[0][1], "quantity": 20}
+    need = await api.json(
+        "POST",
+        "/v1/needs",
+        headers,
+        key="need-nursing-home",
+        json={"site_id": site["id"], "title": "老人心理疏导", "urgency": "high", "lines": [line]},
+    )
+    verdict = {"verdict": "verified", "notes": "福利院负责人电话核实"}
+    await api.call("POST", f"/v1/needs/{need['id']}/verify", coordinator, key=f"verify-{need['id']}", json=verdict)
+
+    async def first(path: str, params: dict[str, str]) -> JSON | None:
+        page = await api.json("GET", path, coordinator, params=params)
+        return page["items"][0] if page["items"] else None
+
+    proposal = await wait_for(
+        lambda: "a proposal of a capacity for the nursing home",
+        lambda: first("/v1/proposals", {"need_id": need["id"], "status": "proposed"}),
+        wait_seconds,
+    )
+    await api.call("POST", f"/v1/proposals/{proposal['id']}/accept", coordinator, key=f"accept-{proposal['id']}")
+    assignment = await wait_for(
+        lambda: "the nursing home's assignment", lambda: first("/v1/assignments", {"need_id": need["id"]}), wait_seconds
+    )
+    partner = api.auth(Role.frontline, api.org("partner-0"))
+    url = f"/v1/assignments/{assignment['id']}"
+    await api.call("POST", f"{url}/confirm", partner, key=f"confirm-{assignment['id']}")
+    units = int(assignment["quantity"])
+    report = {
+        "units_delivered": units,
+        "people_served": 36,
+        "served_by_group": {"elderly": 36},
+        "note": "团体与个体辅导",
+    }
+    await api.call("POST", f"{url}/report", partner, key=f"report-{assignment['id']}", json=report)
+    summary.assignments_done += 1
+    summary.service_units_delivered += units

@@ -58,7 +58,12 @@ class Summary:
     organizations: int = 0
     organizations_approved: int = 0
     capacities: int = 0
+    claims: int = 0
+    claims_fulfilled: int = 0
+    claimed_quantity: int = 0
     capacity_units_per_day: int = 0
+    assignments_done: int = 0
+    service_units_delivered: int = 0
     customs_cleared_lots: int = 0
     tasks_done: int = 0
     tasks_by_kind: dict[str, int] = field(default_factory=dict)
@@ -84,6 +89,11 @@ class Summary:
              "foundations, companies, working groups"),
             ("capacities declared", f"{self.capacities}",
              f"{self.capacity_units_per_day} service units a day: psychological support, drivers, customs brokerage"),
+            ("claims by partners", f"{self.claims}",
+             f"{self.claims_fulfilled} confirmed and received with the PIN; {self.claimed_quantity} units brought "
+             "by the partner itself"),
+            ("service assignments done", f"{self.assignments_done}",
+             f"{self.service_units_delivered} support sessions at a nursing home, confirmed and reported"),
             ("working-group tasks done", f"{self.tasks_done}",
              ", ".join(f"{n} {kind}" for kind, n in self.tasks_by_kind.items())
              + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),

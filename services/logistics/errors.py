@@ -69,3 +69,11 @@ class SupplyUnavailable(DomainError):
 
 class TooManyRequests(DomainError):
     status, slug, title = 429, "rate-limited", "Too many requests; slow down"
+
+
+class RestrictionViolated(Conflict):
+    slug, title = "restriction-violated", "A funding pledge's restrictions exclude this destination or item"
+
+
+class DestinationUnavailable(Conflict):
+    slug, title = "destination-unavailable", "The purchase's destination is not known to logistics (yet)"

@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
-from services.logistics.models import catalog
+from services.logistics.models import ServiceDelivery, catalog
 from services.logistics.repository import ProjectionRepository
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, register_event_type
@@ -41,6 +42,14 @@ class ShipmentLineData(BaseModel):
     # what arrived. With `quantity_returned` each line can be read alone, whatever the event's type.
     quantity_in_transit: int | None = None
     quantity_delivered: int | None = None
+    # The quantities above are of the lot's item, in its unit (what physically moves). These are the same
+    # in the need line's unit, as credited to it (added later; absent in older events and null when no line
+    # is served: then the lot's quantities count for the line too). They differ for a converted substitute:
+    # received lot units × the proposal's factor, rounded down, never more than proposed.
+    line_quantity: int | None = None
+    line_quantity_in_transit: int | None = None
+    line_quantity_delivered: int | None = None
+    line_quantity_returned: int | None = None
 
 
 class ShipmentData(BaseModel):
@@ -62,6 +71,7 @@ class ShipmentData(BaseModel):
     location: str | None = None
     note: str | None = None
     origin_org: str | None = None  # the donor organisation of the goods (added later)
+    claim_id: uuid.UUID | None = None  # a partner's claim it carries out (added later)
 
 
 class FeedbackData(BaseModel):
@@ -200,6 +210,7 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
                 "title": d["title"],
                 "status": NeedStatus(d["status"]),
                 "beneficiaries": d.get("beneficiaries"),
+                "beneficiary_groups": d.get("beneficiary_groups") or {},
                 "lines": [
                     {
                         "id": line["id"],
@@ -239,6 +250,7 @@ async def _project_offer(repo: ProjectionRepository, offer_id: uuid.UUID, d: dic
             "currency": d.get("currency"),
             "tracking_ref": d["tracking_ref"],
             "procurement_id": uuid.UUID(d["procurement_id"]) if d.get("procurement_id") else None,
+            "restrictions": d.get("restrictions") or {},
             "lots": lots,
             "version": int(d["version"]),
             "offer_created_at": _ts(d["created_at"]),
@@ -309,8 +321,8 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → accepted proposals, which join a planned shipment of their route (unless automatic
     shipments are switched off), and the donor's timeline."""
-    if event.type != "reliefhub.matching.proposal.accepted":
-        return
+    if event.type != "reliefhub.matching.proposal.accepted" or event.data.get("lot_id") is None:
+        return  # a partner's capacity (a service) ships nothing
     d, repo = event.data, ProjectionRepository(session)
     need_id = uuid.UUID(d["need_id"])
     site_id, need_org = d.get("site_id"), d.get("need_org")
@@ -334,6 +346,7 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
             "region_code": d["region_code"],
             "origin": d.get("origin") or {},
             "quantity": int(d["quantity"]),
+            "lot_quantity": int(d["lot_quantity"]) if d.get("lot_quantity") is not None else None,
             "quantity_planned": 0,
             "accepted_at": decided_at,
         }
@@ -350,7 +363,7 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
                 "site_id": site_id,
                 "need_id": str(need_id),
                 "item_code": proposal.item_code,
-                "quantity": proposal.quantity,
+                "quantity": proposal.lot_units(proposal.quantity),
             },
         }
     )
@@ -359,9 +372,35 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
         await shipments.plan_accepted(session, proposal, SYSTEM)
 
 
+async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
+    """partners.events → what partners reported delivering on assignments (newest assignment version kept)."""
+    if event.type != "reliefhub.partners.assignment.reported":
+        return
+    d = event.data
+    stmt = insert(ServiceDelivery).values(
+        assignment_id=uuid.UUID(d["id"]),
+        org=d["org"],
+        service_code=d["service_code"],
+        region_code=d["region_code"],
+        units_delivered=int(d["units_delivered"] or 0),
+        people_served=int(d["people_served"] or 0),
+        reported_at=_ts(d.get("reported_at")) or event.time,
+        version=int(d["version"]),
+    )
+    fields = ("org", "service_code", "region_code", "units_delivered", "people_served", "reported_at", "version")
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ServiceDelivery.assignment_id],
+            set_={k: stmt.excluded[k] for k in fields},
+            where=ServiceDelivery.version < stmt.excluded.version,
+        )
+    )
+
+
 SUBSCRIPTIONS = [
     Subscription(stream="needs.events", group="logistics-catalog", handler=catalog_handler(catalog)),
     Subscription(stream="needs.events", group="logistics-projection", handler=on_need_event),
     Subscription(stream="supply.events", group="logistics-projection", handler=on_supply_event),
     Subscription(stream="matching.events", group="logistics-shipments", handler=on_matching_event),
+    Subscription(stream="partners.events", group="logistics-services", handler=on_partners_event),
 ]

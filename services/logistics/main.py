@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.logistics.claimed import on_claim_event
 from services.logistics.events import SUBSCRIPTIONS
 from services.logistics.models import Base, catalog, kit
 from services.logistics.router import router
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
-from shared.service import ServiceSpec
+from shared.service import ServiceSpec, Subscription
 from shared.settings import Settings
 
 SERVICE = ServiceSpec(
@@ -22,7 +23,10 @@ SERVICE = ServiceSpec(
     migrations=migrations_dir(__file__),
     collections=("shipments", "procurements", "ledger", "track", "reports", "exports", "public"),
     calls=("supply",),
-    subscriptions=SUBSCRIPTIONS,
+    subscriptions=[
+        *SUBSCRIPTIONS,
+        Subscription(stream="needs.events", group="logistics-claims", handler=on_claim_event),
+    ],
 )
 
 

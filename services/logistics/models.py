@@ -6,17 +6,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
-from shared.vocabulary import NeedStatus, OfferStatus, ShipmentStatus
+from shared.vocabulary import NeedStatus, OfferStatus, OperationStatus, ShipmentStatus
 
 SCHEMA = "logistics"
 
@@ -45,6 +58,8 @@ class LedgerKind(StrEnum):
     in_kind_offered = "in_kind_offered"
     in_kind_delivered = "in_kind_delivered"
     written_off = "written_off"
+    payment_received = "payment_received"
+    goods_received = "goods_received"
 
 
 class DiscrepancyCode(StrEnum):
@@ -90,6 +105,7 @@ class NeedView(Base):
     title: Mapped[str] = mapped_column(String(300))
     status: Mapped[NeedStatus] = mapped_column(enum_type(NeedStatus, length=20))
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
+    beneficiary_groups: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     version: Mapped[int] = mapped_column(Integer)
     need_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -110,6 +126,8 @@ class OfferView(Base):
     amount: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     amount_spent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    fund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
     procurement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     lots: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
@@ -147,11 +165,23 @@ class AcceptedProposal(Base):
     offer_org: Mapped[str | None] = mapped_column(String(100))
     region_code: Mapped[str] = mapped_column(String(6))
     origin: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    quantity: Mapped[int] = mapped_column(Integer)
-    quantity_planned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    quantity: Mapped[int] = mapped_column(Integer)  # in the need line's unit
+    # What physically moves, of the lot's item (`item_code`) in its unit: differs from `quantity` for a converted
+    # substitute (2 barrels of 18.9 L are 8 bottles of 5 L). None: the same as `quantity`.
+    lot_quantity: Mapped[int | None] = mapped_column(Integer)
+    quantity_planned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the line's unit
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("quantity_planned >= 0 AND quantity_planned <= quantity", name="planned"),)
+
+    def lot_units(self, planned: int) -> int:
+        """Lot units that carry the first `planned` line units: the whole lot quantity for the whole proposal,
+        else its share rounded up (as matching reserved them), so the chunks of a proposal add up exactly."""
+        if self.lot_quantity is None or self.quantity == 0:
+            return planned
+        if planned >= self.quantity:
+            return self.lot_quantity
+        return -(-planned * self.lot_quantity // self.quantity)
 
 
 # --- shipments ---------------------------------------------------------------------------------------------
@@ -171,6 +201,8 @@ class Shipment(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     carrier: Mapped[str | None] = mapped_column(String(200))
     # The organisation of the carrier assigned to it: its logistics tokens may record the receipt.
     carrier_org: Mapped[str | None] = mapped_column(String(100))
+    # A partner's confirmed claim (needs) this shipment carries out: the partner's own goods, no supply lot.
+    claim_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
     legs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     status: Mapped[ShipmentStatus] = mapped_column(enum_type(ShipmentStatus, length=30), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -207,8 +239,11 @@ class ShipmentLine(Base):
     need_line_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     lot_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    # The lot's item and units: what physically moves (quantity, received, returned and written off alike).
     item_code: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(Integer)
+    # What the line credits its need line, in the line's unit, when that differs (a converted substitute).
+    line_quantity: Mapped[int | None] = mapped_column(Integer)
     quantity_received: Mapped[int | None] = mapped_column(Integer)
     quantity_returned: Mapped[int | None] = mapped_column(Integer)
     discrepancy_reason: Mapped[str | None] = mapped_column(Text)
@@ -217,6 +252,13 @@ class ShipmentLine(Base):
     quantity_written_off: Mapped[int | None] = mapped_column(Integer)
 
     shipment: Mapped[Shipment] = relationship(back_populates="lines", lazy="raise")
+
+    def credited(self, lot_units: int) -> int:
+        """Line units that `lot_units` of this line count for: lot units × the factor (line_quantity over
+        quantity), rounded down and never more than the line's quantity."""
+        if self.line_quantity is None:
+            return lot_units
+        return min(self.line_quantity, lot_units * self.line_quantity // self.quantity)
 
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
@@ -274,6 +316,7 @@ class Procurement(TimestampedMixin, VersionedMixin, Base):
     status: Mapped[ProcurementStatus] = mapped_column(enum_type(ProcurementStatus, length=20), index=True)
     note: Mapped[str | None] = mapped_column(Text)
     goods_offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    destination: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_by: Mapped[str] = mapped_column(String(200))
     ordered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -297,6 +340,8 @@ class ProcurementFunding(Base):
     offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, index=True)
     position: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
+    fund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    overhead: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 
@@ -323,3 +368,75 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
 
     __table_args__ = (Index(None, "created_at", "id"),)
+
+
+class LedgerPosting(Base):
+    """One leg of a double-entry transaction (the `ledger_entry` it belongs to): an amount of money (fen,
+    debit positive) and optionally a quantity of an item, on a named account. Every transaction's postings sum
+    to zero per currency and per item; every balance is a sum of postings."""
+
+    __tablename__ = "ledger_posting"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    entry_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_entry.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    account: Mapped[str] = mapped_column(String(120), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    item_code: Mapped[str | None] = mapped_column(String(100))
+    quantity: Mapped[int | None] = mapped_column(BigInteger)
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    fund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+
+
+# --- relief operations and special funds ----------------------------------------------------------------------
+
+
+class Operation(TimestampedMixin, VersionedMixin, Base):
+    """A relief operation (专项行动): a name, a region scope and dates."""
+
+    __tablename__ = "operation"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    region_code: Mapped[str] = mapped_column(String(6))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[OperationStatus] = mapped_column(enum_type(OperationStatus, length=20))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class Fund(TimestampedMixin, VersionedMixin, Base):
+    """A special fund (专项基金): pledges go into it; its restrictions add to theirs; it books `overhead_share`
+    of every purchase it pays as overhead. Its figures are sums of ledger postings, never stored here."""
+
+    __tablename__ = "fund"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("operation.id"), index=True)
+    managed_by: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3))
+    restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    overhead_share: Mapped[Decimal] = mapped_column(Numeric(5, 4))
+    spend_pledged: Mapped[bool] = mapped_column(Boolean)
+    public: Mapped[bool] = mapped_column(Boolean)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (CheckConstraint("overhead_share >= 0 AND overhead_share <= 1", name="overhead_share_range"),)
+
+
+class ServiceDelivery(Base):
+    """What a partner reported delivering on an assignment (projection of partners.events): services carry no
+    shipment, so the impact report counts them from here."""
+
+    __tablename__ = "service_delivery"
+
+    assignment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    service_code: Mapped[str] = mapped_column(String(100))
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    units_delivered: Mapped[int] = mapped_column(Integer)
+    people_served: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer)

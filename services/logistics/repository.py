@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, and_, func, literal, or_, select, text, update
+from sqlalchemy import BigInteger, Select, and_, func, literal, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
@@ -21,6 +21,7 @@ from services.logistics.models import (
     Procurement,
     ProcurementFunding,
     ProcurementStatus,
+    ServiceDelivery,
     Shipment,
     ShipmentLine,
     SiteView,
@@ -282,10 +283,12 @@ class ProcurementRepository(RepositoryBase[Procurement]):
         return await paginate(self.session, stmt, Procurement.created_at, Procurement.id, params)
 
     async def funded_by(self, offer_ids: Sequence[uuid.UUID]) -> list[tuple[Procurement, int]]:
-        """Procurement orders paid (partly) from these pledges, with the amount each pledge gave."""
+        """Procurement orders paid (partly) from these pledges (with all their funding), with the amount each
+        pledge gave."""
         stmt = (
             select(Procurement, ProcurementFunding.amount)
             .join(ProcurementFunding, ProcurementFunding.procurement_id == Procurement.id)
+            .options(selectinload(Procurement.funding))
             .where(ProcurementFunding.offer_id.in_(list(offer_ids)))
             .order_by(Procurement.created_at)
         )
@@ -397,6 +400,26 @@ class ReportRepository(RepositoryBase[LedgerEntry]):
             .group_by(region, LedgerEntry.kind)
         )
         return [(r, k, int(v)) for r, k, v in (await self.session.execute(stmt)).all()]
+
+    async def services_delivered(
+        self, prefix: str | None, since: datetime | None, until: datetime | None
+    ) -> dict[str, int]:
+        """Assignments reported done in the window, the units they delivered and the people they served."""
+        d = ServiceDelivery
+        conditions = _window(d.reported_at, since, until)
+        if prefix:
+            conditions.append(d.region_code.startswith(prefix, autoescape=True))
+        stmt = select(
+            func.count(d.assignment_id),
+            func.coalesce(func.sum(d.units_delivered), 0),
+            func.coalesce(func.sum(d.people_served), 0),
+        ).where(and_(true(), *conditions))
+        done, units, people = (await self.session.execute(stmt)).one()
+        return {
+            "assignments_done": int(done or 0),
+            "units_delivered": int(units or 0),
+            "people_served": int(people or 0),
+        }
 
     async def deliveries_by_region(
         self, digits: int, prefix: str | None, since: datetime | None, until: datetime | None

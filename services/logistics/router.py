@@ -20,6 +20,7 @@ from services.logistics.dependencies import (
     TrackRateLimit,
 )
 from services.logistics.errors import (
+    DestinationUnavailable,
     FeedbackExists,
     IllegalTransition,
     InvalidReceipt,
@@ -31,6 +32,7 @@ from services.logistics.errors import (
     ProcurementNotFound,
     ProcurementNotInState,
     ProposalNotShippable,
+    RestrictionViolated,
     ShipmentNotFound,
     SupplyUnavailable,
     TooManyRequests,
@@ -38,6 +40,7 @@ from services.logistics.errors import (
     WrongPin,
 )
 from services.logistics.models import Feedback, LedgerKind, Procurement, ProcurementStatus, Shipment
+from services.logistics.shares import attribution
 from shared.app import SessionDep, service_router
 from shared.auth import CurrentPrincipal, Principal, require_in_region
 from shared.catalog import UnknownItem
@@ -60,7 +63,9 @@ def shipment_out(shipment: Shipment, principal: Principal, feedback: Feedback | 
 
 
 def procurement_out(p: Procurement) -> schemas.Procurement:
-    return schemas.Procurement.model_validate(p)
+    out = schemas.Procurement.model_validate(p)
+    out.attribution = [schemas.Attribution.model_validate(a) for a in attribution(p.lines, p.funding)]
+    return out
 
 
 # --- shipments ------------------------------------------------------------------------------------------------
@@ -211,7 +216,9 @@ async def give_feedback(
 @router.post(
     "/procurements",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(Forbidden, PledgeUnavailable, PledgeInsufficient, UnknownItem),
+    responses=problem_responses(
+        Forbidden, PledgeUnavailable, PledgeInsufficient, UnknownItem, RestrictionViolated, DestinationUnavailable
+    ),
 )
 async def create_procurement(
     data: schemas.ProcurementCreate, principal: Buyer, session: SessionDep, response: Response
@@ -248,7 +255,14 @@ async def get_procurement(
 
 @router.post(
     "/procurements/{procurement_id}/order",
-    responses=problem_responses(ProcurementNotFound, Forbidden, ProcurementNotInState, PledgeInsufficient),
+    responses=problem_responses(
+        ProcurementNotFound,
+        Forbidden,
+        ProcurementNotInState,
+        PledgeInsufficient,
+        RestrictionViolated,
+        DestinationUnavailable,
+    ),
 )
 async def order_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response
@@ -261,7 +275,9 @@ async def order_procurement(
 
 @router.post(
     "/procurements/{procurement_id}/receive",
-    responses=problem_responses(ProcurementNotFound, Forbidden, ProcurementNotInState, SupplyUnavailable),
+    responses=problem_responses(
+        ProcurementNotFound, Forbidden, ProcurementNotInState, SupplyUnavailable, RestrictionViolated
+    ),
 )
 async def receive_procurement(
     procurement_id: uuid.UUID, principal: Buyer, session: SessionDep, response: Response

@@ -173,8 +173,13 @@ class ShipmentLine(BaseModel):
     need_line_id: uuid.UUID | None
     lot_id: uuid.UUID | None
     offer_id: uuid.UUID | None
-    item_code: str
-    quantity: int
+    item_code: str = Field(description="The lot's item: what physically moves.")
+    quantity: int = Field(description="In the lot's unit.")
+    line_quantity: int | None = Field(
+        None,
+        description="What the line credits its need line, in the line's unit, when that differs from `quantity` "
+        "(a converted substitute: 8 bottles of 5 L for 2 barrels of 18.9 L); null when it is the same.",
+    )
     quantity_received: int | None
     quantity_returned: int | None = Field(
         description="What did not arrive and goes back to the need line (written-off units included)."
@@ -207,6 +212,7 @@ class Shipment(BaseModel):
     region_code: str
     carrier: str | None
     carrier_org: str | None
+    claim_id: uuid.UUID | None = Field(None, description="The partner's claim it carries out (its own goods).")
     legs: list[Leg]
     lines: list[ShipmentLine]
     auto: bool
@@ -256,6 +262,23 @@ class FundingCreate(BaseModel):
     amount: Annotated[int, Field(gt=0, le=10**15, description="Fen taken from this pledge.")]
 
 
+class ProcurementDestination(BaseModel):
+    """Where the purchased goods go: the needs they answer, or a site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    need_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=50)] | None = None
+    site_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.need_ids is None) == (self.site_id is None):
+            raise ValueError("give need_ids or site_id, not both or neither")
+        if self.need_ids is not None and len(set(self.need_ids)) != len(self.need_ids):
+            raise ValueError("name each need once")
+        return self
+
+
 class ProcurementCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -266,11 +289,18 @@ class ProcurementCreate(BaseModel):
     region_code: RegionPrefix | None = Field(
         None, description="The region the goods are for: they may only be matched to needs there."
     )
-    need_id: uuid.UUID | None = Field(None, description="The need this purchase answers, for the record.")
+    need_id: uuid.UUID | None = Field(
+        None, description="Older form of destination {need_ids: [need_id]}; give one of the two, not both."
+    )
+    destination: ProcurementDestination | None = Field(
+        None, description="Where the goods go; every funding pledge's restrictions are checked against it."
+    )
     note: Note | None = None
 
     @model_validator(mode="after")
     def _funded(self) -> Self:
+        if self.need_id is not None and self.destination is not None:
+            raise ValueError("give destination or need_id, not both")
         total = sum(line.quantity * line.unit_price for line in self.lines)
         funded = sum(f.amount for f in self.funding)
         if total > 10**15:
@@ -296,6 +326,19 @@ class Funding(BaseModel):
     amount: int
 
 
+class AttributedItem(BaseModel):
+    item_code: str
+    quantity: int
+
+
+class Attribution(BaseModel):
+    """One pledge's share of a purchase's goods, in proportion to the fen it paid."""
+
+    offer_id: uuid.UUID
+    amount: int
+    items: list[AttributedItem]
+
+
 class Procurement(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -309,6 +352,10 @@ class Procurement(BaseModel):
     total: int
     lines: list[ProcurementLine]
     funding: list[Funding]
+    destination: ProcurementDestination | None = None
+    attribution: list[Attribution] = Field(
+        default_factory=list, description="Each funding pledge's share of the goods (units and fen)."
+    )
     note: str | None
     goods_offer_id: uuid.UUID | None = Field(None, description="The in-kind offer the received goods became.")
     ordered_at: datetime | None
@@ -468,6 +515,14 @@ class RegionImpact(ImpactFigures):
     region_code: str
 
 
+class ServiceImpact(BaseModel):
+    """Services partners delivered on their assignments (psychological support, interpreting, drivers…)."""
+
+    assignments_done: int
+    units_delivered: int = Field(description="Units reported delivered (sessions, hours, runs…).")
+    people_served: int
+
+
 class Impact(BaseModel):
     region_code: str | None
     level: ReportLevel
@@ -481,3 +536,4 @@ class Impact(BaseModel):
         description="People served per beneficiary group, as the sites reported in feedback (in the window and region)."
     )
     regions: list[RegionImpact]
+    services: ServiceImpact = Field(description="What partners reported delivering on service assignments.")

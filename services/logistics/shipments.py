@@ -78,6 +78,11 @@ def _line_event(line: ShipmentLine, status: ShipmentStatus) -> events.ShipmentLi
     # Picked up, moving or handed over and not yet confirmed: on its way (RECEIVABLE are exactly those).
     data.quantity_in_transit = line.quantity if status in RECEIVABLE else 0
     data.quantity_delivered = line.quantity_received or 0
+    if line.line_quantity is not None:
+        data.line_quantity_in_transit = line.line_quantity if status in RECEIVABLE else 0
+        data.line_quantity_delivered = line.credited(data.quantity_delivered)
+        returned = line.quantity_returned is not None
+        data.line_quantity_returned = line.line_quantity - data.line_quantity_delivered if returned else None
     return data
 
 
@@ -96,6 +101,7 @@ def shipment_event(shipment: Shipment, location: str | None = None, note: str | 
         location=location,
         note=note,
         origin_org=shipment.origin_org,
+        claim_id=shipment.claim_id,
     )
 
 
@@ -157,6 +163,10 @@ async def feedback_of(session: AsyncSession, shipments: list[Shipment]) -> dict[
 
 
 def _line_from(proposal: AcceptedProposal, quantity: int, position: int) -> ShipmentLine:
+    """A shipment line for `quantity` (line units) of a proposal, the next after what is planned already: of
+    the lot's item, in the lot units that carry it."""
+    lot_units = proposal.lot_units(proposal.quantity_planned + quantity) - proposal.lot_units(proposal.quantity_planned)
+    converted = proposal.lot_quantity is not None and proposal.lot_quantity != proposal.quantity
     return ShipmentLine(
         id=uuid.uuid4(),
         position=position,
@@ -166,7 +176,8 @@ def _line_from(proposal: AcceptedProposal, quantity: int, position: int) -> Ship
         lot_id=proposal.lot_id,
         offer_id=proposal.offer_id,
         item_code=proposal.item_code,
-        quantity=quantity,
+        quantity=lot_units,
+        line_quantity=quantity if converted else None,
     )
 
 
@@ -209,7 +220,7 @@ async def plan_accepted(session: AsyncSession, proposal: AcceptedProposal, actor
         repo.add(shipment)
     else:
         shipment.version += 1
-    shipment.lines.append(_line_from(proposal, proposal.quantity, len(shipment.lines)))
+    shipment.lines.append(_line_from(proposal, proposal.quantity - proposal.quantity_planned, len(shipment.lines)))
     proposal.quantity_planned = proposal.quantity
     await emit_shipment(session, events.SHIPMENT_CREATED if created else events.SHIPMENT_UPDATED, shipment)
     return shipment
@@ -251,8 +262,8 @@ async def create_shipment(session: AsyncSession, principal: Principal, data: sch
                 f"Proposal {proposal.proposal_id} has {open_quantity} of {proposal.quantity} left to plan.",
                 errors=[{"loc": ["body", "lines", i, "quantity"], "msg": f"at most {open_quantity}"}],
             )
-        proposal.quantity_planned += quantity
         shipment.lines.append(_line_from(proposal, quantity, i))
+        proposal.quantity_planned += quantity
     record_update(shipment, ShipmentStatus.planned, principal.sub, now, note=data.note)
     ShipmentRepository(session).add(shipment)
     await emit_shipment(session, events.SHIPMENT_CREATED, shipment)

@@ -22,6 +22,7 @@ from services.logistics.repository import (
     ReportRepository,
     ShipmentRepository,
 )
+from services.logistics.shares import attribution
 from shared.catalog import get_catalog
 
 RECEIPTS = ("received", "received_with_problem", "not_received")
@@ -131,7 +132,10 @@ def _procurement_steps(gift: _Gift, out: _Timeline) -> None:
             out.spent += amount if p.status != "cancelled" else 0
             out.steps.append(_step("procurement_ordered", p.ordered_at, items=items, amount=amount, detail=supplier))
         if p.received_at:
-            out.steps.append(_step("procurement_received", p.received_at, items=items, detail=supplier))
+            share = next(a for a in attribution(p.lines, p.funding) if a["offer_id"] == gift.offer.offer_id)
+            mine = [_item(i["item_code"], int(i["quantity"])) for i in share["items"]]
+            detail = {**supplier, "share_amount": amount, "order_items": [i.model_dump(mode="json") for i in items]}
+            out.steps.append(_step("procurement_received", p.received_at, items=mine, amount=amount, detail=detail))
         if p.cancelled_at:
             out.steps.append(_step("procurement_cancelled", p.cancelled_at, amount=amount))
 
@@ -284,4 +288,5 @@ async def impact(
         totals=schemas.ImpactFigures(**totals),
         people_served_by_group=await repo.served_by_group(region_code, since, until),
         regions=rows,
+        services=schemas.ServiceImpact(**await repo.services_delivered(region_code, since, until)),
     )

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
 from services.matching.errors import LotTaken, ProposalNotFound, ProposalNotOpen, SupplyUnavailable
-from services.matching.events import SYSTEM
+from services.matching.events import SYSTEM, lot_units
 from services.matching.models import Decision, Proposal
 from services.matching.policy import current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository
-from services.matching.runs import check_stop, propose
+from services.matching.runs import check_stop, propose, source_of
 from services.matching.schemas import ProposalStatus
 from shared.auth import Principal, Role, require_in_region
 from shared.db import utcnow
@@ -70,15 +70,6 @@ def _check_open(proposal: Proposal, now: datetime) -> None:
         raise ProposalNotOpen("The proposal has expired.")
 
 
-def lot_units(proposal: Proposal, amount: int) -> int:
-    """Lot base units to reserve for `amount` credited to the line: the proposed lot quantity, or its share
-    (rounded up, so that the line is never given less than it is credited)."""
-    given = proposal.lot_quantity if proposal.lot_quantity is not None else proposal.quantity
-    if amount == proposal.quantity or proposal.quantity == 0:
-        return given if amount == proposal.quantity else amount
-    return -(-amount * given // proposal.quantity)
-
-
 async def accept(
     session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
 ) -> Proposal:
@@ -98,6 +89,9 @@ async def accept(
             errors=[{"loc": ["body", "quantity"], "msg": f"at most {proposal.quantity}"}],
         )
     actor = principal.sub if principal is not None else SYSTEM
+    if proposal.capacity_id is not None:
+        # A partner's capacity: nothing to reserve in supply; the partner takes the work on as an assignment.
+        return await _accepted(session, proposal, amount, None, principal, actor, now)
     client = runtime_of_session(session).client("supply")
     try:
         response = await client.request(
@@ -146,9 +140,22 @@ async def accept(
         )
     if response.status_code not in (200, 201):
         raise SupplyUnavailable(f"Supply answered {response.status_code} to the reservation.")
+    return await _accepted(session, proposal, amount, uuid.UUID(response.json()["id"]), principal, actor, now)
+
+
+async def _accepted(
+    session: AsyncSession,
+    proposal: Proposal,
+    amount: int,
+    reservation_id: uuid.UUID | None,
+    principal: Principal | None,
+    actor: str,
+    now: datetime,
+) -> Proposal:
+    repo = ProposalRepository(session)
     proposal.status = ProposalStatus.accepted
     proposal.accepted_quantity = amount
-    proposal.reservation_id = uuid.UUID(response.json()["id"])
+    proposal.reservation_id = reservation_id
     proposal.auto = principal is None
     proposal.decided_at, proposal.decided_by = now, actor
     proposal.version += 1
@@ -178,8 +185,10 @@ def _holds(reservation: dict[str, Any], proposal: Proposal, amount: int) -> bool
     )
 
 
-async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID) -> None:
+async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID | None) -> None:
     """Bring lot_view up to what supply says now (only ever forward: guarded by the lot's version)."""
+    if lot_id is None:
+        return
     try:
         response = await runtime_of_session(session).client("supply").request("GET", f"/v1/lots/{lot_id}")
     except Exception:
@@ -240,7 +249,7 @@ async def decline(session: AsyncSession, principal: Principal, proposal_id: uuid
             actor=principal.sub,
         )
     )
-    await views.exclude(proposal.need_line_id, proposal.lot_id, proposal.id, reason, principal.sub)
+    await views.exclude(proposal.need_line_id, source_of(proposal), proposal.id, reason, principal.sub)
     await views.mark_dirty({proposal.item_code, proposal.lot_item_code})
     await session.flush()
     await events.publish_decision(session, events.PROPOSAL_REJECTED, proposal, proposal.quantity)

@@ -4,15 +4,17 @@ supply and logistics streams."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import bulk
+from services.matching.capacity_views import get_capacity, upsert_capacity
 from services.matching.models import Proposal, catalog
 from services.matching.repository import ProjectionRepository, ProposalRepository
+from shared.catalog import get_catalog
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, publish, register_event_type
 from shared.events.consumer import in_sequence
@@ -35,8 +37,12 @@ class ProposalData(BaseModel):
     run_id: uuid.UUID
     need_id: uuid.UUID
     need_line_id: uuid.UUID
-    lot_id: uuid.UUID
-    offer_id: uuid.UUID
+    # Goods come from a lot of an offer; a service from a partner's capacity (then lot_id and offer_id are none,
+    # nothing is reserved in supply and logistics plans no shipment).
+    lot_id: uuid.UUID | None
+    offer_id: uuid.UUID | None
+    capacity_id: uuid.UUID | None = None
+    capacity_org: str | None = None
     item_code: str
     lot_item_code: str
     region_code: str
@@ -55,6 +61,12 @@ class ProposalData(BaseModel):
     decided_at: datetime | None = None
     # The proposal's version after the decision (added later; absent in older events): orders its events.
     version: int | None = None
+    # What physically moves (added later; absent in older events, where it equals `quantity`): `quantity` of
+    # the line's item in `unit` is filled by `lot_quantity` of the lot's item in `lot_unit` (a converted
+    # substitute: 2 barrels of 18.9 L by 8 bottles of 5 L).
+    lot_quantity: int | None = None
+    unit: str | None = None
+    lot_unit: str | None = None
 
 
 class PolicyData(BaseModel):
@@ -85,6 +97,21 @@ POLICY_UPDATED = register_event_type(
     "reliefhub.matching.policy.updated", "The scoring policy got a new version.", PolicyData
 )
 
+
+def lot_units(proposal: Proposal, amount: int) -> int:
+    """Lot base units to reserve for `amount` credited to the line: the proposed lot quantity, or its share
+    (rounded up, so that the line is never given less than it is credited)."""
+    given = proposal.lot_quantity if proposal.lot_quantity is not None else proposal.quantity
+    if amount == proposal.quantity or proposal.quantity == 0:
+        return given if amount == proposal.quantity else amount
+    return -(-amount * given // proposal.quantity)
+
+
+def _base_unit(code: str) -> str | None:
+    item = get_catalog().get(code)
+    return item.base_unit if item else None
+
+
 # The actor of what matching decides by itself (auto-accept, expiry, superseding, continuous runs).
 SYSTEM = "matching"
 
@@ -93,7 +120,9 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
     """A decision on a proposal, with where the goods go and come from, so that logistics can plan a shipment
     without asking anyone."""
     views = ProjectionRepository(session)
-    line, lot = await views.line(p.need_line_id), await views.lot(p.lot_id)
+    line = await views.line(p.need_line_id)
+    lot = await views.lot(p.lot_id) if p.lot_id is not None else None
+    capacity = await get_capacity(session, p.capacity_id) if p.capacity_id is not None else None
     await publish(
         session,
         type_,
@@ -104,6 +133,8 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
             need_line_id=p.need_line_id,
             lot_id=p.lot_id,
             offer_id=p.offer_id,
+            capacity_id=p.capacity_id,
+            capacity_org=capacity.org if capacity else None,
             item_code=p.item_code,
             lot_item_code=p.lot_item_code,
             region_code=p.region_code,
@@ -124,6 +155,9 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
             ),
             decided_at=p.decided_at,
             version=p.version,
+            lot_quantity=lot_units(p, quantity),
+            unit=_base_unit(p.item_code),
+            lot_unit=_base_unit(p.lot_item_code),
         ),
         subject=str(p.id),
     )
@@ -150,14 +184,18 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "lat": d.get("lat"),
             "lon": d.get("lon"),
             "item_code": line["item_code"],
-            "quantity": int(line["quantity"]),
+            # What partners' confirmed claims cover is not asked of matching.
+            "quantity": max(int(line["quantity"]) - int(line.get("quantity_claimed") or 0), 0),
             "quantity_delivered": int(line.get("quantity_delivered") or 0),
             "urgency": d["urgency"],
             "needed_by": _ts(d.get("needed_by")),
             "need_status": d["status"],
             "verification": d["verification"],
+            "substitution_override": bool(line.get("substitution_override")),
         }
         for line in d["lines"]
+        # A line waiting for its item to enter the catalog is not matched (it has no item code yet).
+        if line.get("status", "open") != "pending_item"
     ]
 
 
@@ -194,7 +232,7 @@ async def on_need_events(session: AsyncSession, events: list[CloudEvent]) -> Non
             continue
         d = event.data
         need_id = uuid.UUID(d["id"])
-        items.setdefault(need_id, set()).update(line["item_code"] for line in d["lines"])
+        items.setdefault(need_id, set()).update(line["item_code"] for line in d["lines"] if line.get("item_code"))
         if need_id not in newest or int(d["version"]) >= int(newest[need_id]["version"]):
             newest[need_id] = d
     if not newest:
@@ -317,7 +355,11 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         {
             "shipment_line_id": uuid.UUID(line["id"]),
             "proposal_id": uuid.UUID(line["proposal_id"]),
-            "quantity_returned": int(line.get("quantity_returned") or 0),
+            # In the need line's unit (a converted substitute's shipment line counts the lot's units).
+            "quantity_returned": int(
+                line.get("line_quantity_returned" if line.get("line_quantity") is not None else "quantity_returned")
+                or 0
+            ),
             "version": int(d["version"]),
         }
         for line in d["lines"]
@@ -329,6 +371,28 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     if changed:
         items = await ProposalRepository(session).sum_returns(sorted(changed))
         await ProjectionRepository(session).mark_dirty(items)
+
+
+async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
+    """partners.events → capacity_view, guarded by the capacity's version; its service's lines are re-matched."""
+    if not event.type.startswith("reliefhub.partners.capacity."):
+        return
+    d = event.data
+    await upsert_capacity(
+        session,
+        {
+            "capacity_id": uuid.UUID(d["id"]),
+            "org": d["org"],
+            "service_code": d["service_code"],
+            "units_per_day": int(d["units_per_day"]),
+            "starts_on": date.fromisoformat(d["starts_on"]),
+            "ends_on": date.fromisoformat(d["ends_on"]),
+            "region_codes": list(d.get("region_codes") or []),
+            "status": d["status"],
+            "version": int(d["version"]),
+        },
+    )
+    await ProjectionRepository(session).mark_dirty({d["service_code"]})
 
 
 SUBSCRIPTIONS = [
@@ -348,4 +412,5 @@ SUBSCRIPTIONS = [
         handler=on_logistics_event,
         batch_handler=in_sequence(on_logistics_event),
     ),
+    Subscription(stream="partners.events", group="matching-capacities", handler=on_partners_event),
 ]

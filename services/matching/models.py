@@ -4,10 +4,10 @@ the scoring policy, allocation runs, proposals and the decisions taken on them."
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import Boolean, Date, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,6 +55,8 @@ class NeedLineView(Base):
     needed_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     need_status: Mapped[str] = mapped_column(String(20))
     verification: Mapped[str] = mapped_column(String(20))
+    # A coordinator allowed general-grade substitutes for this (medical) line; recorded in the needs service.
+    substitution_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     first_matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -83,6 +85,23 @@ class LotView(Base):
     verification_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     offer_status: Mapped[str] = mapped_column(String(20))
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CapacityView(Base):
+    """A partner's capacity as the partners service last described it (projection of partners.events)."""
+
+    __tablename__ = "capacity_view"
+
+    capacity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org: Mapped[str] = mapped_column(String(100))
+    service_code: Mapped[str] = mapped_column(String(100), index=True)
+    units_per_day: Mapped[int] = mapped_column(Integer)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    region_codes: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    status: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -119,8 +138,10 @@ class Proposal(ChangeTracked, Base):
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("allocation_run.id"), index=True)
     need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
     need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
-    lot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
-    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    # A proposal gives either goods of a lot (lot_id, offer_id) or a partner's capacity (capacity_id).
+    lot_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    capacity_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     item_code: Mapped[str] = mapped_column(String(100))
     lot_item_code: Mapped[str] = mapped_column(String(100))
     region_code: Mapped[str] = mapped_column(String(6), index=True)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     String,
     Table,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     delete,
     func,
     literal,
@@ -84,9 +86,10 @@ def accepted_by_line() -> Any:
 
 
 def _accepted_lot_units() -> Any:
-    """What an accepted proposal holds of its lot, in the lot's unit (decisions.lot_units, in SQL)."""
+    """What an accepted proposal holds of its lot, in the lot's unit (events.lot_units, in SQL)."""
     p, known = Proposal, and_(Proposal.lot_quantity.is_not(None), Proposal.quantity > 0)
-    held = (p.accepted_quantity * p.lot_quantity + p.quantity - 1) // p.quantity
+    # In bigint: the product of two int4 quantities overflows int4 (60,000 × 60,000).
+    held = (cast(p.accepted_quantity, BigInteger) * p.lot_quantity + p.quantity - 1) // p.quantity
     return case((known, held), else_=p.accepted_quantity)
 
 
@@ -205,6 +208,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 v.region_code,
                 v.site_kind,
                 v.verification,
+                v.substitution_override,
                 matched.label("matched"),
                 taken.label("held"),
                 (
@@ -253,6 +257,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                     "verified": row.verification == "verified",
                     "site_fill": float(row.site_fill or 0),
                     "county_fill": float(row.county_fill or 0),
+                    "substitution_override": bool(row.substitution_override),
                 }
                 for row in batch
             )
@@ -512,7 +517,11 @@ class ProposalRepository(RepositoryBase[Proposal]):
         )
         by_lot = (
             select(Proposal.lot_id, Proposal.lot_item_code, func.sum(Proposal.quantity).label("held"))
-            .where(_open_proposals(now), Proposal.lot_item_code == _codes(sorted(set(lot_items))))
+            .where(
+                _open_proposals(now),
+                Proposal.lot_id.is_not(None),
+                Proposal.lot_item_code == _codes(sorted(set(lot_items))),
+            )
             .group_by(Proposal.lot_id, Proposal.lot_item_code)
             .subquery()
         )

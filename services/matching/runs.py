@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.matching import events, schemas
+from services.matching import capacities, events, schemas
 from services.matching.allocation import allocate, cancel_solving, lot_units_of
 from services.matching.errors import NeedLineNotFound, RunNotFound
 from services.matching.models import AllocationRun, Proposal
@@ -157,6 +157,13 @@ class _Plan:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
+def source_of(p: Proposal) -> uuid.UUID:
+    """What the proposal gives: its lot, or its capacity (the run's supply table holds both)."""
+    source = p.lot_id if p.lot_id is not None else p.capacity_id
+    assert source is not None
+    return source
+
+
 def _fitting(
     proposals: list[Proposal], line_cap: dict[uuid.UUID, int], lot_cap: dict[uuid.UUID, int]
 ) -> list[Proposal]:
@@ -167,9 +174,10 @@ def _fitting(
     out = []
     for p in sorted(proposals, key=lambda p: (-p.score, p.created_at, p.id)):
         line = used_line.get(p.need_line_id, 0) + p.quantity
-        lot = used_lot.get(p.lot_id, 0) + (p.quantity if p.lot_quantity is None else p.lot_quantity)
-        if line <= line_cap.get(p.need_line_id, line) and lot <= lot_cap.get(p.lot_id, lot):
-            used_line[p.need_line_id], used_lot[p.lot_id] = line, lot
+        source = source_of(p)
+        lot = used_lot.get(source, 0) + (p.quantity if p.lot_quantity is None else p.lot_quantity)
+        if line <= line_cap.get(p.need_line_id, line) and lot <= lot_cap.get(source, lot):
+            used_line[p.need_line_id], used_lot[source] = line, lot
         else:
             out.append(p)
     return out
@@ -181,8 +189,8 @@ def _held(
     """The open proposals that still fit, as indices into this run's tables, and those that do not."""
     line_at = {uuid.UUID(ln["id"]): i for i, ln in enumerate(lines)}
     lot_at = {uuid.UUID(lot["id"]): i for i, lot in enumerate(lots)}
-    present = [p for p in proposals if p.need_line_id in line_at and p.lot_id in lot_at]
-    gone = [p for p in proposals if p.need_line_id not in line_at or p.lot_id not in lot_at]
+    present = [p for p in proposals if p.need_line_id in line_at and source_of(p) in lot_at]
+    gone = [p for p in proposals if p.need_line_id not in line_at or source_of(p) not in lot_at]
     line_cap = {uuid.UUID(ln["id"]): int(ln["remaining"]) for ln in lines}
     lot_cap = {uuid.UUID(lot["id"]): int(lot["available"]) for lot in lots}
     dropped = _fitting(present, line_cap, lot_cap)
@@ -190,7 +198,7 @@ def _held(
     kept = [p for p in present if p.id not in dropped_ids]
     held = Held.of(
         [line_at[p.need_line_id] for p in kept],
-        [lot_at[p.lot_id] for p in kept],
+        [lot_at[source_of(p)] for p in kept],
         [p.quantity for p in kept],
         [p.score for p in kept],
         [p.quantity if p.lot_quantity is None else p.lot_quantity for p in kept],
@@ -223,7 +231,12 @@ def _score_and_plan(
     weighed: kept, with an allocation around them, unless a from-scratch optimum gains more than the policy's
     threshold, in which case the open proposals it would not make again are replaced."""
     line_table, lot_table = LineTable.from_rows(lines), LotTable.from_rows(lots)
-    cand = build_candidates(line_table, lot_table, policy, now=time.time(), catalog=get_catalog())
+    goods = [lot for lot in lots if not lot.get("capacity")]  # the capacities follow the lots
+    now = time.time()
+    cand = capacities.merge(
+        build_candidates(line_table, LotTable.from_rows(goods), policy, now=now, catalog=get_catalog()),
+        capacities.capacity_candidates(lines, lots[len(goods) :], policy, now=now, offset=len(goods)),
+    )
     cand = without_declined(cand, lines, lots, declined)
     built = time.perf_counter()
     solver: dict[str, Any] = {"cancelled": cancelled, "processes": processes}
@@ -255,7 +268,7 @@ def _score_and_plan(
     lot_at = {uuid.UUID(lot["id"]): i for i, lot in enumerate(lots)}
     replace = []
     for p in open_now:
-        i = again.pop((line_at.get(p.need_line_id, -1), lot_at.get(p.lot_id, -1), p.quantity), None)
+        i = again.pop((line_at.get(p.need_line_id, -1), lot_at.get(source_of(p), -1), p.quantity), None)
         if i is None:
             replace.append(p)
         else:
@@ -298,6 +311,8 @@ async def propose(
     lot_items = _lot_items_for({ln["item_code"] for ln in lines} | set(scope.item_codes or ()))
     lots = await repo.available_lots(lot_items, around_open=around_open) if lines else []
     _perishable(lots)
+    if lines:
+        lots += await capacities.available_capacities(session, lot_items, today=now.date(), around_open=around_open)
     proposals_repo = ProposalRepository(session)
     open_now = await proposals_repo.held([uuid.UUID(ln["id"]) for ln in lines], now) if is_global else None
     declined = await repo.exclusions([ln["id"] for ln in lines])
@@ -356,7 +371,7 @@ async def propose(
     }
     await session.flush()
     # Their lines and lots in the session at once, rather than two lookups per event.
-    await repo.load_views({p.need_line_id for p in superseded}, {p.lot_id for p in superseded})
+    await repo.load_views({p.need_line_id for p in superseded}, {p.lot_id for p in superseded if p.lot_id is not None})
     for old in superseded:
         check_stop(stop)
         await events.publish_decision(session, events.PROPOSAL_CANCELLED, old, old.quantity)
@@ -423,14 +438,16 @@ def _new_proposals(
     out = []
     for i in [int(i) for i in np.flatnonzero(plan.flow)]:
         line, lot = lines[int(cand.line[i])], lots[int(cand.lot[i])]
+        source = uuid.UUID(lot["id"])
         out.append(
             Proposal(
                 id=uuid.uuid4(),
                 run_id=run.id,
                 need_line_id=uuid.UUID(line["id"]),
                 need_id=line["need_id"],
-                lot_id=uuid.UUID(lot["id"]),
+                lot_id=None if lot.get("capacity") else source,
                 offer_id=lot["offer_id"],
+                capacity_id=source if lot.get("capacity") else None,
                 item_code=line["item_code"],
                 lot_item_code=lot["item_code"],
                 region_code=line["region_code"],

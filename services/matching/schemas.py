@@ -87,8 +87,9 @@ class Proposal(BaseModel):
     run_id: uuid.UUID
     need_line_id: uuid.UUID
     need_id: uuid.UUID
-    lot_id: uuid.UUID
-    offer_id: uuid.UUID
+    lot_id: uuid.UUID | None = Field(description="The lot given (none when a capacity is).")
+    offer_id: uuid.UUID | None
+    capacity_id: uuid.UUID | None = Field(None, description="The partner's capacity given (service lines).")
     item_code: str
     lot_item_code: str
     region_code: str

@@ -31,3 +31,15 @@ class ItemExists(Conflict):
 
 class ItemNotFound(NotFound):
     slug, title = "item-not-found", "No item of this code in the catalog"
+
+
+class ItemRequestNotFound(NotFound):
+    slug, title = "item-request-not-found", "No item request of this id"
+
+
+class ItemRequestNotPending(Conflict):
+    slug, title = "item-request-decided", "The item request was already decided"
+
+
+class NeedLineNotFound(NotFound):
+    slug, title = "need-line-not-found", "The need has no line of this id"

@@ -33,12 +33,16 @@ class SiteData(BaseModel):
 
 class NeedLineData(BaseModel):
     id: uuid.UUID
-    item_code: str
+    item_code: str | None  # None while `pending_item`
     quantity: int
     unit: str
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0
+    status: str = "open"
+    item_request_id: uuid.UUID | None = None
+    substitution_override: bool = False
+    quantity_claimed: int = 0
 
 
 class NeedData(BaseModel):
@@ -91,6 +95,50 @@ NEED_PROGRESSED = register_event_type(
     "reliefhub.needs.need.progressed",
     "Matched or delivered quantities of a need's lines changed, and with them perhaps its rolled-up status.",
     NeedData,
+)
+
+
+class ClaimLineData(BaseModel):
+    line_id: uuid.UUID
+    item_code: str
+    unit: str
+    quantity: int
+
+
+class ClaimData(BaseModel):
+    """A claim after the change: the partner (`org`) that brings the goods to the need's site itself."""
+
+    id: uuid.UUID
+    need_id: uuid.UUID
+    site_id: uuid.UUID
+    site_org: str
+    org: str
+    region_code: str
+    status: str
+    lines: list[ClaimLineData]
+    eta: datetime | None
+    version: int
+    reason: str | None = None
+
+
+CLAIM_CREATED = register_event_type(
+    "reliefhub.needs.claim.created", "A partner claimed need lines it will cover itself.", ClaimData
+)
+CLAIM_CONFIRMED = register_event_type(
+    "reliefhub.needs.claim.confirmed",
+    "A coordinator confirmed a claim: the lines' claimed quantity is covered; the partner brings it as carrier.",
+    ClaimData,
+)
+CLAIM_WITHDRAWN = register_event_type(
+    "reliefhub.needs.claim.withdrawn", "The partner or a coordinator withdrew a claim.", ClaimData
+)
+CLAIM_FULFILLED = register_event_type(
+    "reliefhub.needs.claim.fulfilled",
+    "The site received the partner's shipment: what arrived counts as delivered, the claim covers no more.",
+    ClaimData,
+)
+CLAIM_EXPIRED = register_event_type(
+    "reliefhub.needs.claim.expired", "No coordinator confirmed a claim in time.", ClaimData
 )
 
 
@@ -148,7 +196,7 @@ def rolled_up_status(need: Need) -> NeedStatus:
         return NeedStatus.fulfilled
     if any(line.quantity_in_transit > 0 for line in lines):
         return NeedStatus.in_transit
-    if any(line.quantity_matched > line.quantity_delivered for line in lines):
+    if any(line.quantity_matched + line.quantity_claimed > line.quantity_delivered for line in lines):
         return NeedStatus.matched
     return NeedStatus.open
 
@@ -223,6 +271,10 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         if in_transit is None:  # an event from before these fields existed
             in_transit = line["quantity"] if status in _ON_THE_WAY else 0
             delivered = line.get("quantity_received") or 0
+        returned = line.get("quantity_returned")
+        if line.get("line_quantity") is not None:  # a converted substitute: the line's own units
+            in_transit, delivered = line["line_quantity_in_transit"], line["line_quantity_delivered"]
+            returned = line.get("line_quantity_returned")
         rows.append(
             {
                 "shipment_line_id": uuid.UUID(line["id"]),
@@ -231,7 +283,7 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
                 "need_line_id": uuid.UUID(line["need_line_id"]),
                 "quantity_in_transit": int(in_transit),
                 "quantity_delivered": int(delivered or 0),
-                "quantity_returned": int(line.get("quantity_returned") or 0),
+                "quantity_returned": int(returned or 0),
                 "version": version,
             }
         )

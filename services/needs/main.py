@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.needs.events import on_logistics_event, on_matching_event
+from services.needs.claims import expire_claims, on_logistics_event
+from services.needs.claims_router import router as claims_router
+from services.needs.events import on_matching_event
 from services.needs.models import Base, catalog, kit
+from services.needs.requests_router import router as requests_router
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
@@ -19,14 +22,17 @@ SERVICE = ServiceSpec(
     metadata=Base.metadata,
     kit=kit,
     catalog=catalog,
-    routers=[router],
+    routers=[requests_router, router, claims_router],  # /items/requests before /items/{item_code}
     migrations=migrations_dir(__file__),
-    collections=("items", "sites", "needs"),
+    collections=("items", "sites", "needs", "claims"),
     subscriptions=[
         Subscription(stream="matching.events", group="needs-rollup", handler=on_matching_event),
         Subscription(stream="logistics.events", group="needs-rollup", handler=on_logistics_event),
     ],
-    jobs=[PeriodicJob("expire-stale-needs", expire_stale_needs, lambda s: s.sweep_seconds)],
+    jobs=[
+        PeriodicJob("expire-stale-needs", expire_stale_needs, lambda s: s.sweep_seconds),
+        PeriodicJob("expire-claims", expire_claims, lambda s: s.sweep_seconds),
+    ],
 )
 
 

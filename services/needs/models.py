@@ -5,14 +5,22 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
-from shared.vocabulary import NeedStatus, SiteKind, Urgency, Verification
+from shared.vocabulary import (
+    ClaimStatus,
+    ItemRequestStatus,
+    NeedLineStatus,
+    NeedStatus,
+    SiteKind,
+    Urgency,
+    Verification,
+)
 
 SCHEMA = "needs"
 
@@ -84,13 +92,26 @@ class NeedLine(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
     need_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("need.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
-    item_code: Mapped[str] = mapped_column(String(100), index=True)
+    # None while the line waits (`pending_item`) for its item request to be approved or mapped.
+    item_code: Mapped[str | None] = mapped_column(String(100), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     unit: Mapped[str] = mapped_column(String(20))
     notes: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[NeedLineStatus] = mapped_column(
+        enum_type(NeedLineStatus, length=20), default=NeedLineStatus.open, server_default="open"
+    )
+    item_request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("item_request.id"), index=True)
+    pending_reason: Mapped[str | None] = mapped_column(Text)
+    # A coordinator allowed general-grade substitutes for this line (who, when, why).
+    substitution_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    override_by: Mapped[str | None] = mapped_column(String(200))
+    override_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    override_reason: Mapped[str | None] = mapped_column(Text)
     quantity_matched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_delivered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_in_transit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Covered by partners' confirmed claims (they bring the goods themselves): no longer open to matching.
+    quantity_claimed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     need: Mapped[Need] = relationship(back_populates="lines", lazy="raise")
 
@@ -98,7 +119,56 @@ class NeedLine(Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("quantity_matched >= 0 AND quantity_delivered >= 0", name="progress_nonnegative"),
         CheckConstraint("quantity_in_transit >= 0", name="in_transit_nonnegative"),
+        CheckConstraint("quantity_claimed >= 0", name="claimed_nonnegative"),
     )
+
+
+class ItemRequest(TimestampedMixin, Base):
+    """A frontline unit's request for an item the catalog lacks; need lines may wait on it."""
+
+    __tablename__ = "item_request"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(50))
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[ItemRequestStatus] = mapped_column(
+        enum_type(ItemRequestStatus, length=20), default=ItemRequestStatus.pending, index=True
+    )
+    item_code: Mapped[str | None] = mapped_column(String(100))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "created_at", "id"),)
+
+
+class Claim(TimestampedMixin, VersionedMixin, Base):
+    """A partner organisation's promise to cover need lines itself; a coordinator of the need's region confirms."""
+
+    __tablename__ = "claim"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    need_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("need.id"), index=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    region_code: Mapped[str] = mapped_column(String(6))
+    status: Mapped[ClaimStatus] = mapped_column(
+        enum_type(ClaimStatus, length=20), default=ClaimStatus.pending, index=True
+    )
+    # [{line_id, item_code, unit, quantity}]
+    lines: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
+    eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "created_at", "id"), Index(None, "expires_at", postgresql_where="status = 'pending'"))
 
 
 # --- what the roll-up has seen of other services' entities ----------------------------------------------------

@@ -60,20 +60,31 @@ _NEED_COLUMNS = (
     "created_by",
     "version",
 )
-_LINE_ARRAYS = ("id", "position", "item_code", "quantity", "unit", "notes")
+_LINE_ARRAYS = (
+    "id",
+    "position",
+    "item_code",
+    "quantity",
+    "unit",
+    "notes",
+    "status",
+    "item_request_id",
+    "pending_reason",
+)
 # Data-modifying CTEs run as one statement; the lines' foreign key is checked at its end, after the need.
 _JSON_COLUMNS = {"beneficiary_groups"}  # the driver's connection takes JSONB as text
 _N = len(_NEED_COLUMNS)
-_LINES = ", ".join(f"${_N + i}::{t}[]" for i, t in enumerate(("uuid", "int", "text", "int", "text", "text"), 1))
-_OUTBOX = ", ".join(f"${_N + 6 + i}" for i in range(1, 6))
+_LINE_TYPES = ("uuid", "int", "text", "int", "text", "text", "text", "uuid", "text")
+_LINES = ", ".join(f"${_N + i}::{t}[]" for i, t in enumerate(_LINE_TYPES, 1))
+_OUTBOX = ", ".join(f"${_N + len(_LINE_TYPES) + i}" for i in range(1, 6))
 _INSERT_NEW_SQL = f"""
 WITH need AS (
   INSERT INTO needs.need ({", ".join(_NEED_COLUMNS)}) VALUES ({", ".join(f"${i}" for i in range(1, _N + 1))})
 ), lines AS (
-  INSERT INTO needs.need_line (id, need_id, position, item_code, quantity, unit, notes)
-  SELECT l.id, $1, l.position, l.item_code, l.quantity, l.unit, l.notes
+  INSERT INTO needs.need_line ({", ".join(("need_id", *_LINE_ARRAYS))})
+  SELECT $1, {", ".join(f"l.{c}" for c in _LINE_ARRAYS)}
     FROM unnest({_LINES})
-         AS l(id, position, item_code, quantity, unit, notes)
+         AS l({", ".join(_LINE_ARRAYS)})
 )
 INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ({_OUTBOX})
 """

@@ -6,11 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.catalog import Grade, ItemName, Pack, SubstituteRule
 from shared.vocabulary import (
     BeneficiaryCounts,
+    ClaimStatus,
+    ItemRequestStatus,
+    NeedLineStatus,
     NeedStatus,
     Quantity,
     RegionCode,
@@ -111,25 +114,48 @@ class Site(SiteBase):
 class NeedLineCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item_code: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    item_code: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None, description="The catalog item; or give `item_request_id` for an item the catalog lacks."
+    )
+    item_request_id: uuid.UUID | None = Field(
+        None,
+        description="An item request (POST /v1/items/requests) instead of `item_code`: the line waits as "
+        "`pending_item` until a coordinator approves or maps the request.",
+    )
     quantity: Quantity
     unit: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = Field(
-        None, description="Defaults to the catalog unit of the item."
+        None, description="Defaults to the catalog unit of the item (or the unit of the item request)."
     )
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_item(self) -> NeedLineCreate:
+        if (self.item_code is None) == (self.item_request_id is None):
+            raise ValueError("give exactly one of item_code and item_request_id")
+        return self
 
 
 class NeedLine(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    item_code: str
+    item_code: str | None = Field(description="None while the line is `pending_item`.")
     quantity: int
     unit: str
     notes: str | None
+    status: NeedLineStatus = NeedLineStatus.open
+    item_request_id: uuid.UUID | None = None
+    pending_reason: str | None = Field(None, description="Why a line still waits after its request was decided.")
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0
+    substitution_override: bool = Field(
+        False, description="A coordinator allowed general-grade substitutes for this line (see override_*)."
+    )
+    override_by: str | None = None
+    override_at: datetime | None = None
+    override_reason: str | None = None
+    quantity_claimed: int = Field(0, description="Covered by partners' confirmed claims: not open to matching.")
 
 
 class NeedCreate(BaseModel):
@@ -194,3 +220,112 @@ class CloseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class SubstitutionOverrideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+CategoryText = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
+
+
+class ItemRequestCreate(BaseModel):
+    """An item the catalog lacks, asked for by anyone (a frontline unit, typically)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText
+    unit: UnitText = Field(description="The unit it is counted in (the base unit of the item once approved).")
+    category: CategoryText = Field(description="The catalog category (`food`, `med`, `ppe`…).")
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ItemRequest(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    org: str
+    name: str
+    unit: str
+    category: str
+    note: str | None
+    status: ItemRequestStatus
+    item_code: str | None = Field(description="The catalog item it was approved as or mapped to.")
+    requested_by: str
+    decided_by: str | None
+    decided_at: datetime | None
+    created_at: datetime
+
+
+class ItemRequestApprove(BaseModel):
+    """Approve a request: the item enters the catalog under `code` (beginning with the request's category),
+    counted in the request's unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: ItemCodeText
+    name: ItemName | None = Field(None, description="Defaults to the request's name in both languages.")
+    packs: Annotated[list[Pack], Field(max_length=10)] = []
+    grade: Grade = "general"
+
+
+class ItemRequestMap(BaseModel):
+    """Map a request to an item the catalog already holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+# --- claims ------------------------------------------------------------------------------------------------
+
+
+class ClaimLineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line_id: uuid.UUID
+    quantity: Quantity
+
+
+class ClaimCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[ClaimLineCreate] = Field(min_length=1, max_length=100)
+    eta: Timestamp | None = Field(None, description="When the partner expects to bring the goods.")
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ClaimLine(BaseModel):
+    line_id: uuid.UUID
+    item_code: str
+    unit: str
+    quantity: int
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    need_id: uuid.UUID
+    org: str = Field(description="The partner organisation covering the lines itself.")
+    region_code: str
+    status: ClaimStatus
+    lines: list[ClaimLine]
+    eta: datetime | None
+    note: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime = Field(description="A claim still pending then expires.")
+    decided_by: str | None
+    confirmed_at: datetime | None
+    closed_at: datetime | None
+    reason: str | None
+    version: int
+
+
+class ClaimWithdraw(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None

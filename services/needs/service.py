@@ -24,6 +24,7 @@ from services.needs.errors import (
 )
 from services.needs.models import Need, NeedLine, Site
 from services.needs.models import catalog as catalog_table
+from services.needs.pending import resolve_lines
 from services.needs.repository import NeedRepository, SiteRef, SiteRepository
 from shared.auth import Principal, may_act_in, require_in_region
 from shared.catalog import Item, apply_items, get_catalog, require_known, to_base_units
@@ -35,7 +36,7 @@ from shared.events.outbox import outbox_row
 from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.tabular import ImportRejected, ImportReport, RowErrors, end_of_day, group_rows, unknown_items
-from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus, SiteKind, Urgency, Verification
+from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedLineStatus, NeedStatus, SiteKind, Urgency, Verification
 
 DuplicatePolicy = Literal["flag", "merge"]
 
@@ -123,12 +124,20 @@ async def update_site(
 def _line_rows(
     data: list[schemas.NeedLineCreate], need_id: uuid.UUID | None = None, start: int = 0
 ) -> list[dict[str, Any]]:
-    require_known((["body", "lines", i, "item_code"], line.item_code) for i, line in enumerate(data))
-    based = to_base_units(
-        (["body", "lines", i, "unit"], line.item_code, line.quantity, line.unit) for i, line in enumerate(data)
+    """Rows of the lines, in base units; a line naming a pending item request (no item code) waits as
+    `pending_item`, in the unit it was asked in."""
+    known = [(i, line, line.item_code) for i, line in enumerate(data) if line.item_code is not None]
+    require_known((["body", "lines", i, "item_code"], code) for i, _, code in known)
+    based = dict(
+        zip(
+            [i for i, _, _ in known],
+            to_base_units((["body", "lines", i, "unit"], code, line.quantity, line.unit) for i, line, code in known),
+            strict=True,
+        )
     )
     rows = []
-    for i, (line, (quantity, unit)) in enumerate(zip(data, based, strict=True)):
+    for i, line in enumerate(data):
+        quantity, unit = based.get(i, (line.quantity, line.unit or ""))
         row = {
             "id": uuid.uuid4(),
             "position": start + i,
@@ -136,9 +145,13 @@ def _line_rows(
             "quantity": quantity,
             "unit": unit,
             "notes": line.notes,
+            "status": NeedLineStatus.open.value if line.item_code else NeedLineStatus.pending_item.value,
+            "item_request_id": line.item_request_id,
+            "pending_reason": None,
             "quantity_matched": 0,
             "quantity_delivered": 0,
             "quantity_in_transit": 0,
+            "quantity_claimed": 0,
         }
         if need_id is not None:
             row["need_id"] = need_id
@@ -162,7 +175,8 @@ async def create_need(
 
     The intake hot path: one query for the site and its twin, Core inserts, no unit of work."""
     repo = NeedRepository(session)
-    codes = {line.item_code for line in data.lines}
+    data = data.model_copy(update={"lines": await resolve_lines(session, data.lines)})
+    codes = {line.item_code for line in data.lines if line.item_code is not None}
     ref: Site | SiteRef | None = site
     if site is None:
         ref, twin_id = await repo.site_with_twin_id(data.site_id, codes, ACTIVE_NEED_STATUSES)
@@ -209,7 +223,9 @@ async def create_need(
         },
         verification_reason=None,
         close_reason=None,
-        lines=[schemas.NeedLine.model_construct(**line) for line in line_rows],
+        lines=[
+            schemas.NeedLine.model_construct(**{**line, "status": NeedLineStatus(line["status"])}) for line in line_rows
+        ],
     )
     _, outbox = outbox_row(session, events.NEED_CREATED, events.need_data(need, ref), subject=str(need_id))
     await repo.insert_new(row, line_rows, outbox)
@@ -225,7 +241,7 @@ async def _merge_into(
     by_item = {(line.item_code, line.unit): line for line in twin.lines}
     position = max((line.position for line in twin.lines), default=-1) + 1
     for line in lines:
-        existing = by_item.get((line.item_code, line.unit))
+        existing = by_item.get((line.item_code, line.unit)) if line.item_code is not None else None
         if existing is not None:
             existing.quantity += line.quantity
         else:
@@ -305,7 +321,7 @@ async def update_need(
             raise NeedAlreadyMatched()
         need.lines.clear()
         await session.flush()
-        need.lines.extend(_lines(data.lines))
+        need.lines.extend(_lines(await resolve_lines(session, data.lines)))
     need.confirmed_at = utcnow()
     _bump(need)
     await session.flush()
@@ -404,7 +420,7 @@ def parse_import(rows: list[dict[str, str]], errors: RowErrors) -> list[tuple[li
         except ValidationError as exc:
             errors.add_validation(exc, numbers, "lines")
             continue
-        units = [(n, line.item_code, line.unit) for n, line in zip(numbers, need.lines, strict=True)]
+        units = [(n, line.item_code or "", line.unit) for n, line in zip(numbers, need.lines, strict=True)]
         if not unknown_items(errors, [(n, code) for n, code, _ in units], units):
             parsed.append((numbers, need))
     return parsed

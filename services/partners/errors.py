@@ -71,3 +71,11 @@ class BeyondYourArea(InvalidRequest):
 
 class CapacityWithdrawn(Conflict):
     slug, title = "capacity-withdrawn", "The capacity was withdrawn"
+
+
+class AssignmentNotFound(NotFound):
+    slug, title = "assignment-not-found", "Assignment not found"
+
+
+class AssignmentNotReady(Conflict):
+    slug, title = "assignment-not-ready", "The assignment is not in a status that allows this"

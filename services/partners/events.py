@@ -73,6 +73,27 @@ class CapacityData(BaseModel):
     version: int
 
 
+class AssignmentData(BaseModel):
+    """An assignment after a change: who does what for which need, and what it reported."""
+
+    id: uuid.UUID
+    proposal_id: uuid.UUID
+    org: str
+    capacity_id: uuid.UUID
+    service_code: str
+    need_id: uuid.UUID
+    need_line_id: uuid.UUID
+    site_id: uuid.UUID | None
+    region_code: str
+    quantity: int
+    status: str
+    units_delivered: int | None
+    people_served: int | None
+    served_by_group: dict[str, int] | None
+    reported_at: datetime | None
+    version: int
+
+
 ORGANIZATION_REGISTERED = register_event_type(
     "reliefhub.partners.organization.registered",
     "An organisation registered; it awaits approval by a coordinator of the hub covering it.",
@@ -103,6 +124,19 @@ CAPACITY_WITHDRAWN = register_event_type(
     "reliefhub.partners.capacity.withdrawn",
     "The organisation withdrew a capacity: it is no longer matched.",
     CapacityData,
+)
+ASSIGNMENT_CREATED = register_event_type(
+    "reliefhub.partners.assignment.created",
+    "An accepted service proposal became an assignment of the partner whose capacity it was.",
+    AssignmentData,
+)
+ASSIGNMENT_CONFIRMED = register_event_type(
+    "reliefhub.partners.assignment.confirmed", "The partner confirmed it takes the assignment on.", AssignmentData
+)
+ASSIGNMENT_REPORTED = register_event_type(
+    "reliefhub.partners.assignment.reported",
+    "The partner reported the assignment done: units delivered and people served.",
+    AssignmentData,
 )
 TASK_CREATED = register_event_type(
     "reliefhub.partners.task.created", "A task entered a working group's queue.", TaskData

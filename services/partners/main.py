@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.partners.assignments import on_matching_event
 from services.partners.events import on_logistics_event, on_supply_event
 from services.partners.models import Base, kit
 from services.partners.router import router
@@ -23,11 +24,12 @@ SERVICE = ServiceSpec(
     kit=kit,
     routers=[router],
     migrations=migrations_dir(__file__),
-    collections=("organizations", "capacities", "tasks"),
+    collections=("organizations", "capacities", "assignments", "tasks"),
     calls=("supply",),
     subscriptions=[
         Subscription(stream="supply.events", group="partners-tasks", handler=on_supply_event),
         Subscription(stream="logistics.events", group="partners-tasks", handler=on_logistics_event),
+        Subscription(stream="matching.events", group="partners-assignments", handler=on_matching_event),
     ],
     jobs=[PeriodicJob("flag-overdue-tasks", flag_overdue, lambda s: s.task_sweep_seconds)],
 )

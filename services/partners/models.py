@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
-from shared.vocabulary import CapacityStatus
+from shared.vocabulary import AssignmentStatus, CapacityStatus
 
 SCHEMA = "partners"
 
@@ -143,3 +143,33 @@ class Capacity(TimestampedMixin, VersionedMixin, Base):
         Index(None, "service_code", "status", "ends_on"),
         Index(None, "created_at", "id"),
     )
+
+
+class Assignment(TimestampedMixin, VersionedMixin, Base):
+    """An accepted service proposal (matching's proposal-accepted event of a capacity): work the partner whose
+    capacity it was confirms, then reports done with what it delivered and whom it served."""
+
+    __tablename__ = "assignment"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    proposal_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    capacity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    service_code: Mapped[str] = mapped_column(String(100))
+    need_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    need_line_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    site_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    need_org: Mapped[str | None] = mapped_column(String(100))
+    region_code: Mapped[str] = mapped_column(String(6))
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[AssignmentStatus] = mapped_column(enum_type(AssignmentStatus, length=20), index=True)
+    units_delivered: Mapped[int | None] = mapped_column(Integer)
+    people_served: Mapped[int | None] = mapped_column(Integer)
+    served_by_group: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    note: Mapped[str | None] = mapped_column(Text)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_by: Mapped[str | None] = mapped_column(String(200))
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reported_by: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index(None, "created_at", "id"),)

@@ -11,10 +11,12 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from services.partners import capacities, schemas, service, tasks
+from services.partners import assignments, capacities, schemas, service, tasks
 from services.partners.dependencies import Coordinator, Credentials, SettingsDep, TaskWorker
 from services.partners.errors import (
     AlreadyDecided,
+    AssignmentNotFound,
+    AssignmentNotReady,
     BeyondYourArea,
     CapacityNotFound,
     CapacityWithdrawn,
@@ -40,7 +42,7 @@ from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, S
 from shared.etag import if_match_version, set_etag
 from shared.orgs import OrganisationNotApproved
 from shared.pagination import Page, PageQuery
-from shared.vocabulary import CapacityStatus
+from shared.vocabulary import AssignmentStatus, CapacityStatus
 
 router = service_router(prefix="/v1", tags=["partners"], approved_orgs_only=False)
 
@@ -99,7 +101,9 @@ async def get_organization(
     """One organisation and its status; its contact only for itself and coordinators."""
     record = await service.get_organization(session, org)
     set_etag(response, record.version)
-    return organization_out(record, principal)
+    out = organization_out(record, principal)
+    out.delivered = schemas.ServiceRecord(**await assignments.delivered_by(session, org))
+    return out
 
 
 @router.patch(
@@ -253,6 +257,80 @@ async def withdraw_capacity(
     )
     set_etag(response, capacity.version)
     return schemas.Capacity.model_validate(capacity)
+
+
+# --- assignments ---------------------------------------------------------------------------------------------------
+
+
+def _optional_if_match(request: Request) -> frozenset[int] | None:
+    return if_match_version(request) if "if-match" in request.headers else None
+
+
+@router.get("/assignments", responses=problem_responses())
+async def list_assignments(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageQuery,
+    org: Annotated[str | None, Query(min_length=1, max_length=100, description="The partner doing it.")] = None,
+    status: AssignmentStatus | None = None,
+    need_id: uuid.UUID | None = None,
+) -> Page[schemas.Assignment]:
+    """Accepted service proposals given to partners, newest first, filtered by partner, status and need."""
+    filters = assignments.AssignmentFilters(org=org, status=status, need_id=need_id)
+    items, cursor = await assignments.list_assignments(session, filters, page)
+    return Page(items=[schemas.Assignment.model_validate(a) for a in items], next_cursor=cursor)
+
+
+@router.get("/assignments/{assignment_id}", responses=problem_responses(AssignmentNotFound))
+async def get_assignment(
+    assignment_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, response: Response
+) -> schemas.Assignment:
+    """One assignment: the need line, the capacity, its status and what the partner reported."""
+    a = await assignments.get_assignment(session, assignment_id)
+    set_etag(response, a.version)
+    return schemas.Assignment.model_validate(a)
+
+
+ASSIGNMENT_ERRORS = (
+    AssignmentNotFound,
+    AssignmentNotReady,
+    NotYourOrganization,
+    Forbidden,
+    OrganisationNotApproved,
+    PreconditionFailed,
+)
+
+
+@router.post("/assignments/{assignment_id}/confirm", responses=problem_responses(*ASSIGNMENT_ERRORS))
+async def confirm_assignment(
+    assignment_id: uuid.UUID,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> schemas.Assignment:
+    """The partner confirms it takes the assignment on (If-Match honoured when sent)."""
+    a = await assignments.confirm(session, principal, assignment_id, _optional_if_match(request), settings)
+    set_etag(response, a.version)
+    return schemas.Assignment.model_validate(a)
+
+
+@router.post("/assignments/{assignment_id}/report", responses=problem_responses(*ASSIGNMENT_ERRORS))
+async def report_assignment(
+    assignment_id: uuid.UUID,
+    data: schemas.AssignmentReport,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> schemas.Assignment:
+    """The partner reports a confirmed assignment done: `units_delivered`, `people_served`, `served_by_group`,
+    `note` (If-Match honoured when sent)."""
+    a = await assignments.report(session, principal, assignment_id, data, _optional_if_match(request), settings)
+    set_etag(response, a.version)
+    return schemas.Assignment.model_validate(a)
 
 
 # --- tasks ---------------------------------------------------------------------------------------------------------

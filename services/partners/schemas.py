@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
 
 from services.partners.models import OrgKind, OrgStatus, TaskKind, TaskStatus
-from shared.vocabulary import CapacityStatus, ItemCode, RegionPrefix, Timestamp
+from shared.vocabulary import AssignmentStatus, BeneficiaryGroup, CapacityStatus, ItemCode, RegionPrefix, Timestamp
 
 # What tokens carry as `org`: letters, digits and a few separators, so it is safe in a URL path.
 OrgSlug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._~:@-]{0,99}$")]
@@ -84,6 +84,9 @@ class Organization(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    delivered: ServiceRecord | None = Field(
+        None, description="What its reported assignments delivered (on `GET /v1/organizations/{id}`)."
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -279,3 +282,43 @@ class Capacity(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class ServiceRecord(BaseModel):
+    assignments_done: int
+    units_delivered: int
+    people_served: int
+
+
+class Assignment(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    proposal_id: uuid.UUID
+    org: str = Field(description="The partner doing the work (whose capacity was accepted).")
+    capacity_id: uuid.UUID
+    service_code: str
+    need_id: uuid.UUID
+    need_line_id: uuid.UUID
+    site_id: uuid.UUID | None
+    region_code: str
+    quantity: int = Field(description="Units accepted (line unit).")
+    status: AssignmentStatus
+    units_delivered: int | None
+    people_served: int | None
+    served_by_group: dict[str, int] | None
+    note: str | None
+    confirmed_at: datetime | None
+    reported_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AssignmentReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    units_delivered: int = Field(ge=0, le=10_000_000)
+    people_served: int = Field(ge=0, le=10_000_000)
+    served_by_group: dict[BeneficiaryGroup, Annotated[int, Field(ge=0, le=10_000_000)]] = Field(default_factory=dict)
+    note: Note | None = None

@@ -17,7 +17,9 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     exists,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -69,6 +71,9 @@ class Offer(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     # In-kind goods from abroad (ISO 3166-1 alpha-2 other than CN) wait for customs; `customs` is its decision.
     origin_country: Mapped[str | None] = mapped_column(String(2))
     customs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # A relief operation and (cash pledges) a special fund of logistics the offer belongs to.
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    fund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     created_by: Mapped[str] = mapped_column(String(200))
 
     lots: Mapped[list[Lot]] = relationship(
@@ -171,3 +176,23 @@ class LotShipment(Base):
     quantity_written_off: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity_given_back: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer)
+
+
+class Payment(Base):
+    """Money received against a cash pledge (amount in fen, when, the bank or receipt reference). The reference
+    is unique per pledge, so recording the same payment again records nothing."""
+
+    __tablename__ = "payment"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
+    offer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("offer.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reference: Mapped[str] = mapped_column(String(200))
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("offer_id", "reference"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )

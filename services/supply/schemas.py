@@ -9,6 +9,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from shared.restrictions import Restrictions
 from shared.tabular import ImportReport
 from shared.vocabulary import (
     AVAILABLE_LOT_VERIFICATIONS,
@@ -17,8 +18,6 @@ from shared.vocabulary import (
     OfferStatus,
     Quantity,
     RegionCode,
-    RegionPrefix,
-    SiteKind,
     Timestamp,
     Verdict,
 )
@@ -85,16 +84,6 @@ class Donor(BaseModel):
     contact: DonorContact | None = Field(None, description="Shown to the donor's organisation and coordinators.")
     version: int
     created_at: datetime
-
-
-class Restrictions(BaseModel):
-    """The donor's wishes: only these regions (code prefixes), site kinds, items. Empty means any."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    region_codes: Annotated[list[RegionPrefix], Field(max_length=100)] = []
-    site_kinds: Annotated[list[SiteKind], Field(max_length=20)] = []
-    item_codes: Annotated[list[ItemCode], Field(max_length=200)] = []
 
 
 class LotCreate(BaseModel):

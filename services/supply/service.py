@@ -121,6 +121,17 @@ def _check_items(codes: list[str], loc: list[Any]) -> None:
     require_known(([*loc, i, "item_code"] if loc[-1] == "lots" else [*loc, i], c) for i, c in enumerate(codes))
 
 
+def _check_restriction_items(codes: list[str]) -> None:
+    """Restrictions name items by code, or a category as a code prefix ending in '.' (e.g. `food.`) that at
+    least one catalog item has."""
+    known = [i.code for i in get_catalog().items]
+    require_known(
+        (["body", "restrictions", "item_codes", i], c)
+        for i, c in enumerate(codes)
+        if not (c.endswith(".") and any(k.startswith(c) for k in known))
+    )
+
+
 async def create_offer(session: AsyncSession, principal: Principal, data: schemas.OfferCreate) -> tuple[Offer, str]:
     """Register an offer; returns it with its tracking code (shown to the donor this once)."""
     donor = await get_donor(session, data.donor_id)
@@ -132,7 +143,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
             raise ProcurementRegistered(f"The goods of procurement {data.procurement_id} are already registered.")
     lots_in = data.lots or []
     _check_items([lot.item_code for lot in lots_in], ["body", "lots"])
-    _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
+    _check_restriction_items(data.restrictions.item_codes)
     catalog = get_catalog()
     based = to_base_units(
         (["body", "lots", i, "unit"], lot.item_code, lot.quantity, lot.unit) for i, lot in enumerate(lots_in)
@@ -178,7 +189,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         kind=data.kind.value,
         amount=data.amount,
         currency=data.currency,
-        restrictions=data.restrictions.model_dump(mode="json"),
+        restrictions=data.restrictions.stored(),
         note=data.note,
         status=OfferStatus.open,
         tracking_ref=tracking_ref(code),
@@ -238,8 +249,8 @@ async def update_offer(
     if offer.status != OfferStatus.open:
         raise OfferNotOpen(f"The offer is {offer.status}.")
     if data.restrictions is not None:
-        _check_items(data.restrictions.item_codes, ["body", "restrictions", "item_codes"])
-        offer.restrictions = data.restrictions.model_dump(mode="json")
+        _check_restriction_items(data.restrictions.item_codes)
+        offer.restrictions = data.restrictions.stored()
     if "note" in data.model_fields_set:
         offer.note = data.note
     offer.version += 1

@@ -5,13 +5,8 @@ port (metrics on RELIEFHUB_METRICS_PORT); a process that could not reach a servi
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,62 +18,11 @@ from reliefhub import cli, deploy
 from reliefhub.registry import services
 from shared.runtime import Runtime, unreachable_services
 from shared.settings import Settings
+from tests.helpers.processes import ROOT, process_env, reliefhub, serve
 from tests.helpers.receiver import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 5
 TRACK = "/v1/track/NoSuchGiftCode123"
-# What the test process may have in its environment that would change what these processes do.
-INHERITED = ("RELIEFHUB_", "DATABASE_URL", "REDIS_URL", "FORWARDED_ALLOW_IPS")
-
-
-def process_env(settings: Settings, tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED)}
-    return {
-        **env,
-        "RELIEFHUB_STATE_DIR": str(tmp),  # no `reliefhub dev` of this machine is picked up
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "RELIEFHUB_JWT_SECRET": settings.jwt_secret,
-        "RELIEFHUB_ENVIRONMENT": "test",
-        **extra,
-    }
-
-
-def reliefhub(*args: str) -> list[str]:
-    return [sys.executable, "-m", "reliefhub.cli", *args]
-
-
-@contextlib.contextmanager
-def serve(service: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """`reliefhub serve <service>` on a free loopback port, until the block ends; its base URL."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            reliefhub("serve", service, "--host", "127.0.0.1", "--port", str(port)),
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"serve {service} exited: {log.read_text()}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"serve {service} did not answer: {log.read_text()}"
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 async def track_until_limited(client: httpx.AsyncClient, forwarded: list[str]) -> list[int]:

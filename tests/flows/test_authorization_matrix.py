@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from reliefhub.registry import route_table
 from shared.settings import Settings
 from tests.helpers.auth import TokenFactory
-from tests.helpers.catalog import N95, RICE
+from tests.helpers.catalog import N95, PSYCH, RICE
 from tests.helpers.logistics import advance, full_receipt
 from tests.helpers.needs import create_need, create_site
 from tests.helpers.problems import assert_problem
@@ -108,6 +108,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/items"): Row(ANY),
     ("POST", "/v1/items"): Row(STAFF),  # the catalog is the whole hub's: coordinators add to it
     ("GET", "/v1/items/{item_code}"): Row(ANY),
+    ("POST", "/v1/items/requests"): Row(ANY),  # anyone may ask for an item the catalog lacks
+    ("GET", "/v1/items/requests"): Row(STAFF),
+    ("GET", "/v1/items/requests/{request_id}"): Row(ANY),
+    ("POST", "/v1/items/requests/{request_id}/approve"): Row(STAFF),
+    ("POST", "/v1/items/requests/{request_id}/map"): Row(STAFF),
+    ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): Row(STAFF, other=STAFF),
     ("GET", "/v1/sites"): Row(ANY),
     ("POST", "/v1/sites"): Row(only(C, F, A)),  # for the caller's own organisation (see EXTRAS)
     ("GET", "/v1/sites/{site_id}"): Row(ANY, other=ANY),  # contact details hidden from others
@@ -208,6 +214,18 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/capacities/{capacity_id}"): Row(ANY, other=ANY),
     ("PATCH", "/v1/capacities/{capacity_id}"): Row(ANY, other=only(A)),
     ("POST", "/v1/capacities/{capacity_id}/withdraw"): Row(ANY, other=only(A)),
+    # claims: any organisation claims need lines for itself; a coordinator of the need's region confirms; the
+    # claimant or a coordinator withdraws
+    ("POST", "/v1/needs/{need_id}/claims"): Row(ANY),  # for the caller's own organisation
+    ("GET", "/v1/claims"): Row(ANY),
+    ("GET", "/v1/claims/{claim_id}"): Row(ANY, other=ANY),
+    ("POST", "/v1/claims/{claim_id}/confirm"): Row(STAFF, other=STAFF),
+    ("POST", "/v1/claims/{claim_id}/withdraw"): Row(ANY, other=STAFF),
+    # assignments: everyone reads them; the partner confirms and reports (coordinators for it, in region)
+    ("GET", "/v1/assignments"): Row(ANY),
+    ("GET", "/v1/assignments/{assignment_id}"): Row(ANY, other=ANY),
+    ("POST", "/v1/assignments/{assignment_id}/confirm"): Row(ANY, other=STAFF),
+    ("POST", "/v1/assignments/{assignment_id}/report"): Row(ANY, other=STAFF),
     # task queues: a working group's members work on its tasks; coordinators see every queue and open tasks
     ("GET", "/v1/tasks"): Row(only(C, W, A)),
     ("POST", "/v1/tasks"): Row(STAFF),
@@ -238,20 +256,34 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/proposals/{proposal_id}/reject"): 403,
     ("POST", "/v1/proposals/{proposal_id}/decline"): 403,
     ("PUT", "/v1/policy"): 403,
+    ("POST", "/v1/claims/{claim_id}/confirm"): 403,  # the need's region
+    ("POST", "/v1/claims/{claim_id}/withdraw"): 403,
     ("POST", "/v1/items"): 403,  # the catalog holds for every region
+    ("POST", "/v1/items/requests/{request_id}/approve"): 403,
+    ("POST", "/v1/items/requests/{request_id}/map"): 403,
+    ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): 403,  # the need's region
     ("POST", "/v1/shipments"): 403,  # the destination's region
     ("PATCH", "/v1/shipments/{shipment_id}"): 403,
     ("POST", "/v1/shipments/{shipment_id}/status"): 403,
     ("POST", "/v1/shipments/{shipment_id}/receipt"): 403,
     ("POST", "/v1/shipments/{shipment_id}/feedback"): 403,
-    ("POST", "/v1/procurements"): 403,  # the procurement's region_code
+    ("POST", "/v1/procurements"): 403,  # the destination (the region of its sites)
     ("POST", "/v1/procurements/{procurement_id}/order"): 403,
     ("POST", "/v1/procurements/{procurement_id}/receive"): 403,
     ("POST", "/v1/procurements/{procurement_id}/cancel"): 403,
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
+    ("POST", "/v1/assignments/{assignment_id}/confirm"): 403,  # the need's region
+    ("POST", "/v1/assignments/{assignment_id}/report"): 403,
 }
 # What holds for every region: a coordinator with `regions` is refused in region too.
-NATIONAL = frozenset({("PUT", "/v1/policy"), ("POST", "/v1/items")})
+NATIONAL = frozenset(
+    {
+        ("PUT", "/v1/policy"),
+        ("POST", "/v1/items"),
+        ("POST", "/v1/items/requests/{request_id}/approve"),
+        ("POST", "/v1/items/requests/{request_id}/map"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -341,7 +373,7 @@ FRESH = {("DELETE", "/v1/webhook-endpoints/{endpoint_id}")}
 
 # The tables each service owns (not its projections of others' streams), fingerprinted with its outbox.
 OWNED_TABLES = {
-    "needs": ("site", "need", "need_line"),
+    "needs": ("site", "need", "need_line", "item_request", "catalog_item"),
     "supply": ("donor", "offer", "lot", "reservation"),
     "matching": ("policy_version", "allocation_run", "proposal", "decision"),
     "logistics": (
@@ -354,7 +386,7 @@ OWNED_TABLES = {
         "ledger_entry",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
-    "partners": ("organization", "capacity", "task"),
+    "partners": ("organization", "capacity", "assignment", "task"),
 }
 
 
@@ -429,6 +461,15 @@ class World:
             )
 
         return await self._once("need", make)
+
+    async def item_request(self) -> dict[str, Any]:
+        """A frontline unit's request for an item the catalog lacks."""
+
+        async def make() -> dict[str, Any]:
+            body = example(("POST", "/v1/items/requests"))
+            return await self.post("/v1/items/requests", self.recipient, json=body)
+
+        return await self._once("item_request", make)
 
     # supply
     async def donor(self) -> dict[str, Any]:
@@ -536,10 +577,10 @@ class World:
 
     async def procurement(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
-            cash = await self.cash()
-            body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}
+            cash, site = await self.cash(), await self.site()
+            body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}
 
-            async def drafted() -> Any:  # 409 pledge-unavailable until logistics has seen the pledge
+            async def drafted() -> Any:  # 409 until logistics has seen the pledge and the site
                 r = await self.client.post("/v1/procurements", headers=self.coordinator, json=body)
                 return r.json() if r.status_code == 201 else None
 
@@ -601,6 +642,43 @@ class World:
             return await self.post("/v1/capacities", self.auth(F, org=PARTNER_ORG), json=body)
 
         return await self._once("capacity", make)
+
+    async def claim(self) -> dict[str, Any]:
+        """The partner's pending claim on the need's rice line."""
+
+        async def make() -> dict[str, Any]:
+            need = await self.need()
+            body = example(("POST", "/v1/needs/{need_id}/claims"), need["lines"][0]["id"])
+            return await self.post(f"/v1/needs/{need['id']}/claims", self.auth(L, org=PARTNER_ORG), json=body)
+
+        return await self._once("claim", make)
+
+    async def assignment(self) -> dict[str, Any]:
+        """The partner's assignment: a service need of the site matched to its capacity, accepted."""
+
+        async def make() -> dict[str, Any]:
+            await self.capacity()
+            site = await self.site()
+            line = {"item_code": PSYCH, "quantity": 10}
+            need = await create_need(self.client, self.recipient, site["id"], line, title="心理疏导", urgency="high")
+
+            async def proposed() -> Any:
+                url = f"/v1/proposals?need_id={need['id']}&status=proposed"
+                items = (await self.client.get(url, headers=self.coordinator)).json()["items"]
+                return items[0] if items else None
+
+            proposal = await eventually(proposed, seconds=30)
+            await self.post(f"/v1/proposals/{proposal['id']}/accept", self.coordinator, status=200)
+
+            async def assigned() -> Any:
+                url = f"/v1/assignments?need_id={need['id']}"
+                items = (await self.client.get(url, headers=self.coordinator)).json()["items"]
+                return items[0] if items else None
+
+            found: dict[str, Any] = await eventually(assigned, seconds=30)
+            return found
+
+        return await self._once("assignment", make)
 
     async def task(self) -> dict[str, Any]:
         """A procurement group's task, opened by a coordinator."""
@@ -751,6 +829,21 @@ def _plain(
     return prepare
 
 
+def _item_request_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        request = await w.item_request()
+        return Target(f"/v1/items/requests/{request['id']}{suffix}", example(key) if key else None)
+
+    return prepare
+
+
+async def _override_target(w: World) -> Target:
+    need = await w.need()
+    key = ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override")
+    url = f"/v1/needs/{need['id']}/lines/{need['lines'][0]['id']}/substitution-override"
+    return Target(url, example(key), owner_org=SITE_ORG)
+
+
 async def _create_need(w: World) -> Target:
     site = await w.site()
     return Target("/v1/needs", example(("POST", "/v1/needs"), site["id"]), owner_org=SITE_ORG)
@@ -818,8 +911,8 @@ async def _create_shipment(w: World) -> Target:
 
 async def _create_procurement(w: World) -> Target:
     await w.procurement()  # the pledge is known to logistics
-    cash = await w.cash()
-    body = {**example(("POST", "/v1/procurements"), cash["id"]), "region_code": "31"}  # bought for Shanghai
+    cash, site = await w.cash(), await w.site()
+    body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}  # Huangpu
     return Target("/v1/procurements", body, owner_org=GROUP_ORG, owner_group=BUY_GROUP)
 
 
@@ -846,10 +939,32 @@ def _organization_target(suffix: str = "", key: tuple[str, str] | None = None) -
     return prepare
 
 
+def _assignment_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        assignment = await w.assignment()
+        return Target(f"/v1/assignments/{assignment['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
 def _capacity_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         capacity = await w.capacity()
         return Target(f"/v1/capacities/{capacity['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
+
+    return prepare
+
+
+async def _create_claim(w: World) -> Target:
+    need = await w.need()
+    body = example(("POST", "/v1/needs/{need_id}/claims"), need["lines"][0]["id"])
+    return Target(f"/v1/needs/{need['id']}/claims", body)
+
+
+def _claim_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        claim = await w.claim()
+        return Target(f"/v1/claims/{claim['id']}{suffix}", example(key) if key else None, PARTNER_ORG)
 
     return prepare
 
@@ -876,6 +991,18 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/items"): (_plain("/v1/items?q=口罩"), False),
     ("POST", "/v1/items"): (_plain("/v1/items", ("POST", "/v1/items")), False),
     ("GET", "/v1/items/{item_code}"): (_plain("/v1/items/ppe.mask.gb19083"), False),
+    ("POST", "/v1/items/requests"): (_plain("/v1/items/requests", ("POST", "/v1/items/requests")), False),
+    ("GET", "/v1/items/requests"): (_plain("/v1/items/requests", before=World.item_request), False),
+    ("GET", "/v1/items/requests/{request_id}"): (_item_request_target(), False),
+    ("POST", "/v1/items/requests/{request_id}/approve"): (
+        _item_request_target("/approve", ("POST", "/v1/items/requests/{request_id}/approve")),
+        False,
+    ),
+    ("POST", "/v1/items/requests/{request_id}/map"): (
+        _item_request_target("/map", ("POST", "/v1/items/requests/{request_id}/map")),
+        False,
+    ),
+    ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): (_override_target, False),
     ("GET", "/v1/sites"): (_plain("/v1/sites", before=World.site), False),
     ("POST", "/v1/sites"): (_plain("/v1/sites", ("POST", "/v1/sites")), False),
     ("GET", "/v1/sites/{site_id}"): (_site_target(), False),
@@ -988,6 +1115,14 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/needs/{need_id}/claims"): (_create_claim, False),
+    ("GET", "/v1/claims"): (_plain("/v1/claims", before=World.claim), False),
+    ("GET", "/v1/claims/{claim_id}"): (_claim_target(), False),
+    ("POST", "/v1/claims/{claim_id}/confirm"): (_claim_target("/confirm"), False),
+    ("POST", "/v1/claims/{claim_id}/withdraw"): (
+        _claim_target("/withdraw", ("POST", "/v1/claims/{claim_id}/withdraw")),
+        False,
+    ),
     ("POST", "/v1/capacities"): (_plain("/v1/capacities", ("POST", "/v1/capacities")), False),
     ("GET", "/v1/capacities/{capacity_id}"): (_capacity_target(), False),
     ("PATCH", "/v1/capacities/{capacity_id}"): (
@@ -997,6 +1132,13 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("POST", "/v1/capacities/{capacity_id}/withdraw"): (
         _capacity_target("/withdraw", ("POST", "/v1/capacities/{capacity_id}/withdraw")),
         False,
+    ),
+    ("GET", "/v1/assignments"): (_plain("/v1/assignments", before=World.assignment), True),
+    ("GET", "/v1/assignments/{assignment_id}"): (_assignment_target(), True),
+    ("POST", "/v1/assignments/{assignment_id}/confirm"): (_assignment_target("/confirm"), True),
+    ("POST", "/v1/assignments/{assignment_id}/report"): (
+        _assignment_target("/report", ("POST", "/v1/assignments/{assignment_id}/report")),
+        True,
     ),
     ("GET", "/v1/tasks"): (_plain("/v1/tasks", before=World.task), False),
     ("POST", "/v1/tasks"): (_plain("/v1/tasks", ("POST", "/v1/tasks")), False),
@@ -1175,6 +1317,12 @@ SHARED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/track/{code}.html"),
     ),
     "a procurement draft": (("GET", "/v1/procurements/{procurement_id}"), ("POST", "/v1/procurements")),
+    "an assignment": (
+        ("GET", "/v1/assignments"),
+        ("GET", "/v1/assignments/{assignment_id}"),
+        ("POST", "/v1/assignments/{assignment_id}/confirm"),
+        ("POST", "/v1/assignments/{assignment_id}/report"),
+    ),
     "a webhook delivery": (
         ("GET", "/v1/webhook-deliveries/{delivery_id}"),
         ("POST", "/v1/webhook-deliveries/{delivery_id}/retry"),

@@ -16,5 +16,5 @@ another lives here, so no test module imports another test module or a conftest.
 - `receiver`: a real local HTTP receiver of webhooks; `metrics`: Prometheus samples from `GET /metrics`.
 - `spreadsheets`: hostile spreadsheets built by hand; `scoring`: a plain-Python reference of matching's rules
   and random instances; `surface`: every operation of the merged OpenAPI document, with a valid body for each;
-  `faults`: the fault tests' servers and probes.
+  `faults`: the fault tests' servers and probes; `processes`: services and worker replicas as processes of their own.
 """

@@ -6,6 +6,7 @@ from shared.catalog import get_catalog
 
 N95 = "ppe.mask.n95"
 RICE = "food.grain.rice"
+PSYCH = "service.psych.support_session"  # a service: matched to partners' capacities
 WATER = "water.bottled.small_550ml"
 QUILT = "shelter.bedding.quilt"
 CONCENTRATOR = "medical_device.oxygen.concentrator_5l"  # checked by the medical_device working group

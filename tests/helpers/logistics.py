@@ -6,7 +6,10 @@ from typing import Any
 
 import httpx
 
+from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE
+from tests.helpers.supply import create_donor, create_pledge
+from tests.helpers.waiting import eventually
 
 
 async def advance(
@@ -40,3 +43,23 @@ def procurement_body(offer_id: str, *, quantity: int = 10, unit_price: int = 5_0
         "region_code": "3101",
         **fields,
     }
+
+
+async def known_pledge(
+    client: httpx.AsyncClient, auth: TokenFactory, amount: int = 100_000, **over: Any
+) -> dict[str, Any]:
+    """A cash pledge of `amount` fen by a fresh foundation (`over` adds fields such as `restrictions`) that
+    logistics has heard of (its `pledged` ledger entry is in); the offer."""
+    headers = auth("donor", org="org-fund")
+    donor = await create_donor(client, headers, name="爱心基金会", kind="foundation")
+    offer = await create_pledge(client, headers, donor["id"], amount, **over)
+    coordinator = auth("coordinator")
+
+    async def booked() -> list[dict[str, Any]]:
+        r = await client.get(f"/v1/ledger?kind=pledged&offer_id={offer['id']}", headers=coordinator)
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    entries = await eventually(booked)
+    assert [(e["amount"], e["currency"]) for e in entries] == [(amount, "CNY")]
+    return offer

@@ -46,6 +46,17 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "lines": [{"item_code": "water.bottled.small_550ml", "quantity": 100}],
     },
     ("PATCH", "/v1/needs/{need_id}"): {"title": "饮用水（更新）"},
+    ("POST", "/v1/items/requests"): {
+        "name": "高粱米 Sorghum",
+        "unit": "kg",
+        "category": "food",
+        "note": "staple of the northern shelters",
+    },
+    ("POST", "/v1/items/requests/{request_id}/approve"): {"code": "food.grain.sorghum"},
+    ("POST", "/v1/items/requests/{request_id}/map"): {"code": "food.grain.rice"},
+    ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): {
+        "reason": "no medical-grade stock in the region for three days",
+    },
     ("POST", "/v1/needs/{need_id}/verify"): {"verdict": "verified", "reason": "called the site"},
     ("POST", "/v1/needs/{need_id}/close"): {"reason": "received from a neighbour"},
     ("POST", "/v1/needs/imports"): IMPORT_CSV,
@@ -85,6 +96,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "supplier": {"name": "国药控股"},
         "lines": [{"item_code": "ppe.mask.n95", "quantity": 10, "unit_price": 300}],
         "funding": [{"offer_id": SITE_ID, "amount": 3000}],
+        "destination": {"need_ids": ["00000000-0000-4000-8000-000000000002"]},
     },
     ("POST", "/v1/procurements/{procurement_id}/cancel"): {"reason": "supplier out of stock"},
     ("POST", "/v1/webhook-endpoints"): {
@@ -115,6 +127,18 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     },
     ("PATCH", "/v1/capacities/{capacity_id}"): {"units_per_day": 40},
     ("POST", "/v1/capacities/{capacity_id}/withdraw"): {"reason": "人员撤回"},
+    ("POST", "/v1/needs/{need_id}/claims"): {
+        "lines": [{"line_id": SITE_ID, "quantity": 1}],
+        "eta": "2026-12-03T10:00:00+08:00",
+        "note": "我们自带大米",
+    },
+    ("POST", "/v1/claims/{claim_id}/withdraw"): {"reason": "车辆故障"},
+    ("POST", "/v1/assignments/{assignment_id}/report"): {
+        "units_delivered": 8,
+        "people_served": 12,
+        "served_by_group": {"elderly": 12},
+        "note": "两场团体辅导",
+    },
     ("POST", "/v1/tasks"): {
         "kind": "procurement_quote",
         "title": "采购报价",

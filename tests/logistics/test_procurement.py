@@ -12,7 +12,7 @@ import httpx
 
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE, WATER
-from tests.helpers.logistics import procurement_body
+from tests.helpers.logistics import known_pledge, procurement_body
 from tests.helpers.problems import assert_problem
 from tests.helpers.supply import fund_pledge
 from tests.helpers.waiting import eventually
@@ -20,21 +20,6 @@ from tests.helpers.waiting import eventually
 
 def slug(body: dict[str, Any]) -> str:
     return str(body["type"]).rsplit(":", 1)[-1]
-
-
-async def known_pledge(client: httpx.AsyncClient, auth: TokenFactory, amount: int = 100_000) -> dict[str, Any]:
-    """A cash pledge that logistics has heard of (its `pledged` ledger entry is in)."""
-    offer = await fund_pledge(client, auth, amount)
-    coordinator = auth("coordinator")
-
-    async def booked() -> list[dict[str, Any]]:
-        r = await client.get(f"/v1/ledger?kind=pledged&offer_id={offer['id']}", headers=coordinator)
-        assert r.status_code == 200, r.text
-        return list(r.json()["items"])
-
-    entries = await eventually(booked)
-    assert [(e["amount"], e["currency"]) for e in entries] == [(amount, "CNY")]
-    return offer
 
 
 async def create(client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:

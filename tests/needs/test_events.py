@@ -83,6 +83,10 @@ async def test_lifecycle_events_reach_the_stream(client, auth: TokenFactory, gat
             "quantity_matched": 0,
             "quantity_delivered": 0,
             "quantity_in_transit": 0,
+            "status": "open",
+            "item_request_id": None,
+            "substitution_override": False,
+            "quantity_claimed": 0,
         }
     ]
     assert verified["data"]["verification"] == "verified" and verified["data"]["reason"] == "电话核实"

@@ -37,6 +37,8 @@ async def test_demo_runs_every_step_with_consistent_counts(
     assert s.organizations == s.organizations_approved == 10 and s.customs_cleared_lots == 1
     # Approved partners declared what they can do.
     assert (s.capacities, s.capacity_units_per_day) == (3, 38)
+    # A partner claimed a need line, the hub confirmed, the partner brought it and the site received it.
+    assert (s.claims, s.claims_fulfilled) == (1, 1) and 0 < s.claimed_quantity <= 50
     assert s.tasks_by_kind["customs_clearance"] == s.tasks_by_kind["translation"] == 1
     assert s.tasks_by_kind.get("device_check", 0) >= 1 and s.tasks_done == sum(s.tasks_by_kind.values())
     assert (s.procurement_orders, s.procurement_ordered, s.procurement_received) == (1, 1, 1)
