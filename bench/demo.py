@@ -83,11 +83,12 @@ def main(argv: list[str] | None = None) -> str:
         shutil.rmtree(state, ignore_errors=True)
     load = os.getloadavg()[0]
     text = table(
-        ["sites", "wall time", "requests", "superseded / accepted", "load (1 min)", "goal"],
+        ["run", "sites", "seconds", "requests", "superseded / accepted", "load (1 min)", "goal"],
         [
             [
+                "this run",
                 str(args.sites),
-                f"{wall:.0f} s",
+                f"{wall:.0f}",
                 f"{summary.requests:,}",
                 f"{summary.proposals_conflicts} / {summary.proposals_accepted}",
                 f"{load:.1f}",
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> str:
         ],
     )
     print(text)
-    write_result("demo_bench", text)
+    write_result("demo", text)
     return text
 
 
