@@ -7,6 +7,7 @@ import sys
 from bench import (
     allocation,
     continuous,
+    demo,
     exports,
     goals,
     imports,
@@ -30,6 +31,7 @@ def main() -> int:
     webhooks.main([])
     projection.main([])
     load.main([])
+    demo.main([])
     goals.main([])
     return 0
 

@@ -72,6 +72,7 @@ class Api:
     def __init__(self, client: httpx.AsyncClient, settings: Settings, concurrency: int, tag: str) -> None:
         self.settings = settings
         self.tag = tag
+        self.concurrency = concurrency
         self._http = _Bounded(client, concurrency)
         self._tokens: dict[tuple[str, str, str | None], dict[str, str]] = {}
 

@@ -292,7 +292,7 @@ async def _match(
         proposed = await _proposed(api, made, summary, coordinator)
         if proposed:
             quiet = 0
-            taken = sum(await gather([_accept(api, summary, coordinator, p) for p in proposed]))
+            taken = sum(await gather([_accept(api, summary, coordinator, p) for p in _spread_by_lot(proposed)]))
             say(f"  accepted {taken} of {len(proposed)} proposals (the others were superseded meanwhile)")
         else:
             quiet += 1
@@ -311,6 +311,16 @@ async def _match(
     if not accepted:
         raise DemoError("matching proposed nothing for the demo's needs")
     return accepted
+
+
+def _spread_by_lot(proposals: list[JSON]) -> list[JSON]:
+    """The proposals in turns over their lots (one of each lot, then the next of each, …): an accept reserves in
+    its lot's row, so accepts in flight together then reserve different lots instead of queueing on one."""
+    by_lot: dict[str, list[JSON]] = defaultdict(list)
+    for p in proposals:
+        by_lot[str(p["lot_id"])].append(p)
+    queues = [by_lot[lot] for lot in sorted(by_lot)]
+    return [q[turn] for turn in range(max(map(len, queues), default=0)) for q in queues if turn < len(q)]
 
 
 async def _proposed(api: Api, made: _Created, summary: Summary, coordinator: dict[str, str]) -> list[JSON]:
@@ -383,7 +393,7 @@ async def _planned_shipments(
         lambda: f"logistics to plan shipments for {len(missing)} of {len(accepted)} accepted proposals",
         planned,
         wait_seconds,
-        interval=min(2.0, 0.3 + len(accepted) / 1000),  # each look lists every shipment: not too often
+        interval=min(1.0, 0.3 + len(accepted) / 2000),  # each look lists every shipment: not too often
         say=say,
     )
 
@@ -407,9 +417,14 @@ async def _deliver(
         short = {next((i for i, s in enumerate(shipments) if any(ln["quantity"] >= 2 for ln in s["lines"])), -1)}
     plans = [(s, i in short, rng.random(), rng.randint(3, 5)) for i, s in enumerate(shipments)]
     step = max(1, len(plans) // 10)
+    # As many shipments on their way at once as requests in flight: each goes the whole way (receipt, feedback)
+    # while the next start, so the projections behind the impact report count them as the demo goes, instead
+    # of every shipment's first step queueing ahead of every second one and all receipts arriving at the end.
+    lanes = asyncio.Semaphore(api.concurrency)
 
     async def one(shipment: JSON, is_short: bool, r: float, rating: int) -> JSON:
-        done = await _move(api, made, summary, shipment, is_short, r, rating, per_site)
+        async with lanes:
+            done = await _move(api, made, summary, shipment, is_short, r, rating, per_site)
         if summary.feedback % step == 0 and summary.feedback < len(plans):
             say(f"  {summary.feedback} of {len(plans)} shipments received, with feedback")
         return done
@@ -572,7 +587,7 @@ async def _report(
             lambda: "the impact report to count what the demo did: " + differ(),
             caught_up,
             wait_seconds,
-            interval=min(2.0, 0.5 + len(received) / 1000),
+            interval=min(1.0, 0.3 + len(received) / 2000),
             say=say,
         )
     except DemoError:

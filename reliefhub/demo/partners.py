@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from reliefhub.demo.client import Api, wait_for
+from reliefhub.demo.client import Api, gather, wait_for
 from reliefhub.demo.data import JSON, REGION
 from reliefhub.demo.summary import Summary
 from shared.auth import Role
@@ -55,20 +55,24 @@ async def register_partners(api: Api, summary: Summary, coordinator: dict[str, s
         org = api.org(f"wg-{group}")
         group_body: JSON = {"name": name, "kind": "working_group", "parent_id": hub, "region_codes": [REGION]}
         members.append((org, api.auth(Role.working_group, org, group=group), group_body))
-    for org, headers, member in members:
+
+    async def join(org: str, headers: dict[str, str], member: JSON) -> None:
         await api.call("POST", "/v1/organizations", headers, key=f"register-{org}", json=member, allow=(409,))
         approved = await api.call(
             "POST", f"/v1/organizations/{org}/approve", coordinator, key=f"approve-{org}", json={}, allow=(409,)
         )
         summary.organizations += 1
         summary.organizations_approved += approved.status_code == 200
+
+    await gather([join(*m) for m in members])
     await declare_capacities(api, summary)
 
 
 async def declare_capacities(api: Api, summary: Summary) -> None:
     """Approved partners declare capacities: units of a service a day, from today, over the regions they serve."""
     today = datetime.now(UTC).date()
-    for index, service, units, days, regions, note in CAPACITIES:
+
+    async def declare(index: int, service: str, units: int, days: int, regions: list[str], note: str) -> None:
         org = api.org(f"partner-{index}")
         body: JSON = {
             "service_code": service,
@@ -81,6 +85,8 @@ async def declare_capacities(api: Api, summary: Summary) -> None:
         await api.call("POST", "/v1/capacities", api.auth(Role.frontline, org), key=f"capacity-{org}", json=body)
         summary.capacities += 1
         summary.capacity_units_per_day += units
+
+    await gather([declare(*c) for c in CAPACITIES])
 
 
 async def gift_from_abroad(api: Api, summary: Summary, wait_seconds: float) -> str:
