@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import events
@@ -33,7 +32,7 @@ async def plan_claimed(session: AsyncSession, d: dict[str, Any]) -> Shipment | N
     key = f"claim:{claim_id}"
     repo = ShipmentRepository(session)
     await repo.lock_route(key, site_id)
-    if (await session.execute(select(Shipment.id).where(Shipment.claim_id == claim_id))).first() is not None:
+    if await repo.claim_planned(claim_id):
         return None
     now, partner = utcnow(), str(d["org"])
     shipment = Shipment(

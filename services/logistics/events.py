@@ -9,11 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
-from services.logistics.models import ServiceDelivery, catalog
+from services.logistics.models import catalog
 from services.logistics.repository import ProjectionRepository
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, register_event_type
@@ -377,23 +376,17 @@ async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
     if event.type != "reliefhub.partners.assignment.reported":
         return
     d = event.data
-    stmt = insert(ServiceDelivery).values(
-        assignment_id=uuid.UUID(d["id"]),
-        org=d["org"],
-        service_code=d["service_code"],
-        region_code=d["region_code"],
-        units_delivered=int(d["units_delivered"] or 0),
-        people_served=int(d["people_served"] or 0),
-        reported_at=_ts(d.get("reported_at")) or event.time,
-        version=int(d["version"]),
-    )
-    fields = ("org", "service_code", "region_code", "units_delivered", "people_served", "reported_at", "version")
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[ServiceDelivery.assignment_id],
-            set_={k: stmt.excluded[k] for k in fields},
-            where=ServiceDelivery.version < stmt.excluded.version,
-        )
+    await ProjectionRepository(session).upsert_service_delivery(
+        {
+            "assignment_id": uuid.UUID(d["id"]),
+            "org": d["org"],
+            "service_code": d["service_code"],
+            "region_code": d["region_code"],
+            "units_delivered": int(d["units_delivered"] or 0),
+            "people_served": int(d["people_served"] or 0),
+            "reported_at": _ts(d.get("reported_at")) or event.time,
+            "version": int(d["version"]),
+        }
     )
 
 

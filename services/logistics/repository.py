@@ -115,6 +115,11 @@ class ShipmentRepository(RepositoryBase[Shipment]):
         stmt = self._full().where(Shipment.id.in_(ids)).order_by(Shipment.created_at)
         return list((await self.session.execute(stmt)).scalars())
 
+    async def claim_planned(self, claim_id: uuid.UUID) -> bool:
+        """Whether the claim's shipment is planned already."""
+        stmt = select(Shipment.id).where(Shipment.claim_id == claim_id)
+        return (await self.session.execute(stmt)).first() is not None
+
 
 class ProjectionRepository(RepositoryBase[SiteView]):
     model = SiteView
@@ -256,6 +261,18 @@ class ProjectionRepository(RepositoryBase[SiteView]):
             .with_for_update()
         )
         return {p.proposal_id: p for p in (await self.session.execute(stmt)).scalars()}
+
+    async def upsert_service_delivery(self, values: dict[str, Any]) -> None:
+        """What a partner reported on an assignment; an older assignment version never overwrites a newer one."""
+        stmt = insert(ServiceDelivery).values(**values)
+        fields = [k for k in values if k != "assignment_id"]
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[ServiceDelivery.assignment_id],
+                set_={k: stmt.excluded[k] for k in fields},
+                where=ServiceDelivery.version < stmt.excluded.version,
+            )
+        )
 
 
 class ProcurementRepository(RepositoryBase[Procurement]):
