@@ -9,13 +9,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.matching.models import CapacityView, Proposal
-from services.matching.schemas import ProposalStatus
+from services.matching.models import CapacityView
+from services.matching.repository import CapacityRepository
 from services.matching.scoring import Candidates, LineTable, LotTable, score_pairs
-from shared.vocabulary import SERVICE_CATEGORY, CapacityStatus
+from shared.vocabulary import SERVICE_CATEGORY
 
 if TYPE_CHECKING:  # policy imports events, which imports this module
     from services.matching.policy import Policy
@@ -25,26 +24,6 @@ SERVICE_PREFIX = f"{SERVICE_CATEGORY}."
 
 def is_service(code: str) -> bool:
     return code.startswith(SERVICE_PREFIX)
-
-
-def _held(around_open: datetime | None) -> Any:
-    """What proposals hold of each capacity: accepted ones (less what came back), and open ones when asked."""
-    whens: list[tuple[Any, Any]] = [
-        (Proposal.status == ProposalStatus.accepted, Proposal.accepted_quantity - Proposal.quantity_returned)
-    ]
-    if around_open is not None:
-        whens.append(
-            (
-                (Proposal.status == ProposalStatus.proposed) & (Proposal.expires_at > around_open),
-                Proposal.quantity,
-            )
-        )
-    return (
-        select(Proposal.capacity_id, func.sum(case(*whens, else_=0)).label("held"))
-        .where(Proposal.capacity_id.is_not(None))
-        .group_by(Proposal.capacity_id)
-        .subquery()
-    )
 
 
 def days_ahead(capacity: CapacityView, today: date) -> int:
@@ -58,19 +37,10 @@ async def available_capacities(
     codes = sorted(c for c in service_codes if is_service(c))
     if not codes:
         return []
-    held = _held(around_open)
-    stmt = (
-        select(CapacityView, func.coalesce(held.c.held, 0))
-        .outerjoin(held, held.c.capacity_id == CapacityView.capacity_id)
-        .where(
-            CapacityView.service_code.in_(codes),
-            CapacityView.status == CapacityStatus.active.value,
-            CapacityView.ends_on >= today,
-        )
-    )
+    live = await CapacityRepository(session).live_with_held(codes, today=today, around_open=around_open)
     out = []
-    for cap, taken in (await session.execute(stmt)).all():
-        available = cap.units_per_day * days_ahead(cap, today) - int(taken)
+    for cap, taken in live:
+        available = cap.units_per_day * days_ahead(cap, today) - taken
         if available > 0:
             out.append(
                 {

@@ -11,9 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import bulk
-from services.matching.capacity_views import get_capacity, upsert_capacity
 from services.matching.models import Proposal, catalog
-from services.matching.repository import ProjectionRepository, ProposalRepository
+from services.matching.repository import CapacityRepository, ProjectionRepository, ProposalRepository
 from shared.catalog import get_catalog
 from shared.catalog.follow import catalog_handler
 from shared.events import CloudEvent, EventType, publish, register_event_type
@@ -122,7 +121,7 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
     views = ProjectionRepository(session)
     line = await views.line(p.need_line_id)
     lot = await views.lot(p.lot_id) if p.lot_id is not None else None
-    capacity = await get_capacity(session, p.capacity_id) if p.capacity_id is not None else None
+    capacity = await CapacityRepository(session).get(p.capacity_id) if p.capacity_id is not None else None
     await publish(
         session,
         type_,
@@ -379,8 +378,7 @@ async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
     if not event.type.startswith("reliefhub.partners.capacity."):
         return
     d = event.data
-    await upsert_capacity(
-        session,
+    await CapacityRepository(session).upsert(
         {
             "capacity_id": uuid.UUID(d["id"]),
             "org": d["org"],

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.types import TypeEngine
 
 from services.matching.models import (
+    CapacityView,
     DirtyScope,
     LineExclusion,
     LotView,
@@ -39,7 +40,7 @@ from services.matching.models import (
 )
 from services.matching.schemas import ProposalStatus
 from shared.db import RepositoryBase
-from shared.vocabulary import Verdict
+from shared.vocabulary import CapacityStatus, Verdict
 
 ACTIVE_NEED = ("open", "matched", "in_transit")
 AVAILABLE_LOT = ("not_required", "verified", "reclassified")
@@ -434,6 +435,56 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         await self.session.execute(select(func.set_config("lock_timeout", f"{max(1, round(seconds * 1000))}ms", True)))
 
 
+class CapacityRepository(RepositoryBase[CapacityView]):
+    """matching's projection of partners' capacities, and what proposals hold of them."""
+
+    model = CapacityView
+
+    async def upsert(self, row: dict[str, Any]) -> None:
+        """A capacity from its event, unless a newer version is already projected."""
+        stmt = insert(CapacityView).values(**row)
+        fields = {k: stmt.excluded[k] for k in row if k != "capacity_id"}
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[CapacityView.capacity_id],
+                set_={**fields, "updated_at": func.now()},
+                where=CapacityView.version < stmt.excluded.version,
+            )
+        )
+
+    async def live_with_held(
+        self, codes: Sequence[str], *, today: date, around_open: datetime | None
+    ) -> list[tuple[CapacityView, int]]:
+        """Active capacities of these services whose window has not ended, each with the units proposals hold
+        of it: accepted ones (less what came back), and open ones when `around_open` is given."""
+        whens: list[tuple[Any, Any]] = [
+            (Proposal.status == ProposalStatus.accepted, Proposal.accepted_quantity - Proposal.quantity_returned)
+        ]
+        if around_open is not None:
+            whens.append(
+                (
+                    (Proposal.status == ProposalStatus.proposed) & (Proposal.expires_at > around_open),
+                    Proposal.quantity,
+                )
+            )
+        held = (
+            select(Proposal.capacity_id, func.sum(case(*whens, else_=0)).label("held"))
+            .where(Proposal.capacity_id.is_not(None))
+            .group_by(Proposal.capacity_id)
+            .subquery()
+        )
+        stmt = (
+            select(CapacityView, func.coalesce(held.c.held, 0))
+            .outerjoin(held, held.c.capacity_id == CapacityView.capacity_id)
+            .where(
+                CapacityView.service_code.in_(list(codes)),
+                CapacityView.status == CapacityStatus.active.value,
+                CapacityView.ends_on >= today,
+            )
+        )
+        return [(cap, int(taken)) for cap, taken in (await self.session.execute(stmt)).all()]
+
+
 # Policies, proposals, decisions and runs: their queries live beside these, re-exported under this module.
 from services.matching.proposal_repository import (  # noqa: E402
     PolicyRepository,
@@ -441,4 +492,11 @@ from services.matching.proposal_repository import (  # noqa: E402
     RunRepository,
 )
 
-__all__ = ["DirtyMark", "PolicyRepository", "ProjectionRepository", "ProposalRepository", "RunRepository"]
+__all__ = [
+    "CapacityRepository",
+    "DirtyMark",
+    "PolicyRepository",
+    "ProjectionRepository",
+    "ProposalRepository",
+    "RunRepository",
+]
