@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from services.needs.models import LineMatch, LineShipment, Need, NeedLine, Site
+from services.needs.models import LineMatch, LineShipment, Need, NeedLine, Site, catalog
 from shared.db import RepositoryBase, driver_connection
 from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
@@ -290,3 +291,10 @@ class RollupRepository(RepositoryBase[LineMatch]):
         )
         rows = (await self.session.execute(stmt)).all()
         return {r[0]: LineTotals(int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+async def add_catalog_item(session: AsyncSession, code: str, body: dict[str, Any]) -> bool:
+    """A new item in the catalog table, unless the code is taken (then False)."""
+    stmt = insert(catalog).values(code=code, body=body).on_conflict_do_nothing(index_elements=["code"])
+    added = await session.execute(stmt.returning(catalog.c.code))
+    return added.first() is not None

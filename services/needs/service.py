@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.needs import events, schemas
@@ -23,9 +22,8 @@ from services.needs.errors import (
     SiteNotFound,
 )
 from services.needs.models import Need, NeedLine, Site
-from services.needs.models import catalog as catalog_table
 from services.needs.pending import resolve_lines
-from services.needs.repository import NeedRepository, SiteRef, SiteRepository
+from services.needs.repository import NeedRepository, SiteRef, SiteRepository, add_catalog_item
 from shared.auth import Principal, may_act_in, require_in_region
 from shared.catalog import Item, apply_items, get_catalog, require_known, to_base_units
 from shared.db import utcnow
@@ -494,13 +492,7 @@ async def add_item(session: AsyncSession, data: schemas.ItemCreate) -> Item:
         substitute_rules=data.substitute_rules,
         check_by=data.check_by,
     )
-    added = await session.execute(
-        pg_insert(catalog_table)
-        .values(code=item.code, body=item.model_dump(mode="json"))
-        .on_conflict_do_nothing(index_elements=["code"])
-        .returning(catalog_table.c.code)
-    )
-    if added.first() is None:
+    if not await add_catalog_item(session, item.code, item.model_dump(mode="json")):
         raise ItemExists(f"The catalog already holds {data.code}.")
     await events.publish_item(session, item)
     sa_event.listen(session.sync_session, "after_commit", lambda _: apply_items([item]), once=True)
