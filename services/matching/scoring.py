@@ -17,7 +17,7 @@ import numpy.typing as npt
 from services.matching.policy import FACTORS, Policy
 from services.matching.search import Found, NearestSearch, TimeLimits, keep_nearest, unit_vectors
 from shared.catalog import Catalog, get_catalog
-from shared.restrictions import item_allowed
+from shared.restrictions import Destination, item_allowed, violations
 
 URGENCY_VALUES: Mapping[str, float] = {"critical": 1.0, "high": 0.7, "normal": 0.4, "low": 0.1}
 NO_DEADLINE_SLACK = 0.2
@@ -247,6 +247,27 @@ class Candidates:
             distance_km=np.zeros(0, dtype=np.float64),
             substitute=np.zeros(0, dtype=np.bool_),
         )
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return value if isinstance(value, uuid.UUID) or value is None else uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def broken_rules(restrictions: Mapping[str, Any], line: Mapping[str, Any]) -> list[str]:
+    """The rules of a lot's `restrictions` that giving it to `line` (a need line's row: its site, need, kind,
+    region, item and beneficiary groups) would break, in words; empty when the donor allows it. The pair-by-pair
+    form of what the candidate search masks, for proposals made before a restriction or a line changed."""
+    where = Destination(
+        site_id=_uuid(line.get("site_id")),
+        site_kind=line.get("site_kind"),
+        region_code=line.get("region_code"),
+        need_ids=frozenset(n for n in [_uuid(line.get("need_id"))] if n is not None),
+        groups=served_groups(line.get("beneficiary_groups")),
+    )
+    return violations(dict(restrictions), where, [str(line["item_code"])])
 
 
 class Rule(NamedTuple):

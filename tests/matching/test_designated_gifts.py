@@ -117,3 +117,64 @@ async def test_a_gift_restricted_to_a_category_serves_its_items(
 
     await allocation_run(client, auth)
     assert await proposed_lots(client, auth, need) == {line_id: [food["id"]]}
+
+
+async def proposal(client: httpx.AsyncClient, auth: TokenFactory, proposal_id: str) -> dict[str, Any]:
+    return await get_json(client, f"/v1/proposals/{proposal_id}", auth("coordinator"))
+
+
+async def test_an_open_proposal_the_donor_then_designates_elsewhere_is_cancelled(
+    client: httpx.AsyncClient, auth: TokenFactory, gateway: Any
+) -> None:
+    near = await shelter_need(client, auth, {"item_code": RICE, "quantity": 40}, urgency="critical")
+    far = await shelter_need(client, auth, {"item_code": RICE, "quantity": 40}, where=BEIJING, urgency="normal")
+    offer = await donor_offer(client, auth, {"quantity": 40})
+    gift = offer["lots"][0]["id"]
+    await project(gateway)
+    await allocation_run(client, auth)
+    # Scarce supply is spread: both lines get a share of the lot.
+    (open_one,) = await open_proposals(client, auth, near)
+    assert open_one["lot_id"] == gift and 0 < open_one["quantity"] < 40
+
+    r = await client.patch(
+        f"/v1/offers/{offer['id']}",
+        headers={**auth("donor", org="org-grain"), "If-Match": f'"{offer["version"]}"'},
+        json={"restrictions": {"site_ids": [far["site_id"]]}},
+    )
+    assert r.status_code == 200, r.text
+    await project(gateway)
+    await allocation_run(client, auth)
+
+    cancelled = await proposal(client, auth, open_one["id"])
+    assert cancelled["status"] == "cancelled" and "site_ids" in cancelled["reason"]
+    assert await proposed_lots(client, auth, near) == {}
+    # The whole lot now goes to the designated site.
+    given = await open_proposals(client, auth, far)
+    assert {p["lot_id"] for p in given} == {gift} and sum(p["quantity"] for p in given) == 40
+
+
+async def test_an_open_proposal_for_the_elderly_is_cancelled_when_the_need_no_longer_serves_them(
+    client: httpx.AsyncClient, auth: TokenFactory, gateway: Any
+) -> None:
+    need = await shelter_need(client, auth, {"item_code": RICE, "quantity": 25}, beneficiary_groups={"elderly": 50})
+    gift = (await donor_offer(client, auth, {"quantity": 25}, restrictions={"beneficiary_groups": ["elderly"]}))[
+        "lots"
+    ][0]
+    await project(gateway)
+    await allocation_run(client, auth)
+    (open_one,) = await open_proposals(client, auth, need)
+    assert open_one["lot_id"] == gift["id"]
+
+    r = await client.patch(
+        f"/v1/needs/{need['id']}",
+        headers={**auth("frontline", org="org-shelter"), "If-Match": f'"{need["version"]}"'},
+        json={"beneficiary_groups": {"children": 50}},
+    )
+    assert r.status_code == 200, r.text
+    await project(gateway)
+    assert await candidate_lots(client, auth, need["lines"][0]["id"]) == []
+    await allocation_run(client, auth)
+
+    cancelled = await proposal(client, auth, open_one["id"])
+    assert cancelled["status"] == "cancelled" and "beneficiary_groups" in cancelled["reason"]
+    assert await proposed_lots(client, auth, need) == {}
