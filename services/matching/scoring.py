@@ -138,10 +138,17 @@ class LineTable:
             county_fill=np.array([float(r.get("county_fill") or 0.0) for r in rows], dtype=np.float64),
             override=np.array([bool(r.get("substitution_override")) for r in rows], dtype=np.bool_),
             soft=np.array([r.get("deadline") == "soft" for r in rows], dtype=np.bool_),
-            site=_objects(_id(r.get("site_id")) for r in rows),
-            need=_objects(_id(r.get("need_id")) for r in rows),
-            groups=[served_groups(r.get("beneficiary_groups")) for r in rows],
+            **_destinations(rows),
         )
+
+
+def _destinations(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The LineTable columns designated gifts look at: site and need ids, the groups each need serves."""
+    return {
+        "site": _objects(_id(r.get("site_id")) for r in rows),
+        "need": _objects(_id(r.get("need_id")) for r in rows),
+        "groups": [served_groups(r.get("beneficiary_groups")) for r in rows],
+    }
 
 
 @dataclass
