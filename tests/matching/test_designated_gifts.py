@@ -14,6 +14,7 @@ from tests.helpers.matching import allocation_run, open_proposals
 from tests.helpers.needs import create_need, create_site, shelter_need
 from tests.helpers.streams import project
 from tests.helpers.supply import donor_offer
+from tests.helpers.waiting import eventually
 
 
 async def candidate_lots(client: httpx.AsyncClient, auth: TokenFactory, line_id: str) -> list[str]:
@@ -178,3 +179,27 @@ async def test_an_open_proposal_for_the_elderly_is_cancelled_when_the_need_no_lo
     cancelled = await proposal(client, auth, open_one["id"])
     assert cancelled["status"] == "cancelled" and "beneficiary_groups" in cancelled["reason"]
     assert await proposed_lots(client, auth, need) == {}
+
+
+async def test_continuous_matching_moves_a_re_designated_gift_to_its_site(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    near = await shelter_need(client, auth, {"item_code": RICE, "quantity": 30}, urgency="critical")
+    offer = await donor_offer(client, auth, {"quantity": 30})
+    gift = offer["lots"][0]["id"]
+    (first,) = await eventually(lambda: open_proposals(client, auth, near), seconds=30)
+    assert first["lot_id"] == gift and first["quantity"] == 30
+
+    far = await shelter_need(client, auth, {"item_code": RICE, "quantity": 30}, where=BEIJING, urgency="normal")
+    r = await client.patch(
+        f"/v1/offers/{offer['id']}",
+        headers={**auth("donor", org="org-grain"), "If-Match": f'"{offer["version"]}"'},
+        json={"restrictions": {"site_ids": [far["site_id"]]}},
+    )
+    assert r.status_code == 200, r.text
+
+    (moved,) = await eventually(lambda: open_proposals(client, auth, far), seconds=30)
+    assert moved["lot_id"] == gift and moved["quantity"] == 30
+    cancelled = await proposal(client, auth, first["id"])
+    assert cancelled["status"] == "cancelled" and "site_ids" in cancelled["reason"]
+    assert await open_proposals(client, auth, near) == []
