@@ -501,14 +501,14 @@ async def _cancel_disallowed(
     repo = ProposalRepository(session)
     out = []
     for p, line, rules in await repo.open_on_restricted_lots(lot_items, now):
-        broken = broken_rules(rules, _line_row(line))
+        broken = broken_rules(rules, restriction_view(line))
         if broken:
             reason = f"infeasible: the donor's restrictions exclude this line ({'; '.join(broken)}) (run {run.id})"
             out.extend(await repo.supersede([p], run.id, now, reason=reason))
     return out
 
 
-def _line_row(line: NeedLineView) -> dict[str, Any]:
+def restriction_view(line: NeedLineView) -> dict[str, Any]:
     """What a lot's restrictions look at of a line's view, as in the run's line rows."""
     return {
         "site_id": line.site_id,

@@ -12,6 +12,7 @@ from tests.helpers.catalog import BEIJING, NEAR_SHANGHAI, RICE, SHANGHAI, WATER
 from tests.helpers.http import get_json
 from tests.helpers.matching import allocation_run, open_proposals
 from tests.helpers.needs import create_need, create_site, shelter_need
+from tests.helpers.problems import assert_problem
 from tests.helpers.streams import project
 from tests.helpers.supply import donor_offer
 from tests.helpers.waiting import eventually
@@ -203,3 +204,32 @@ async def test_continuous_matching_moves_a_re_designated_gift_to_its_site(
     cancelled = await proposal(client, auth, first["id"])
     assert cancelled["status"] == "cancelled" and "site_ids" in cancelled["reason"]
     assert await open_proposals(client, auth, near) == []
+
+
+async def test_accepting_a_proposal_the_donor_has_since_designated_elsewhere_is_refused(
+    client: httpx.AsyncClient, auth: TokenFactory, gateway: Any
+) -> None:
+    need = await shelter_need(client, auth, {"item_code": RICE, "quantity": 30})
+    offer = await donor_offer(client, auth, {"quantity": 30})
+    await project(gateway)
+    await allocation_run(client, auth)
+    (open_one,) = await open_proposals(client, auth, need)
+    elsewhere = await shelter_need(client, auth, {"item_code": RICE, "quantity": 30}, where=BEIJING)
+    r = await client.patch(
+        f"/v1/offers/{offer['id']}",
+        headers={**auth("donor", org="org-grain"), "If-Match": f'"{offer["version"]}"'},
+        json={"restrictions": {"site_ids": [elsewhere["site_id"]]}},
+    )
+    assert r.status_code == 200, r.text
+    await project(gateway)  # no run since: the proposal is still open
+
+    r = await client.post(f"/v1/proposals/{open_one['id']}/accept", headers=auth("coordinator"))
+    body = assert_problem(r, 409, "restriction-violated")
+    assert body["proposal_status"] == "cancelled" and ["site_ids" in e["msg"] for e in body["errors"]] == [True]
+    cancelled = await proposal(client, auth, open_one["id"])
+    assert cancelled["status"] == "cancelled" and "site_ids" in cancelled["reason"]
+    assert [d["action"] for d in cancelled["decisions"]] == ["cancel"]
+    # Nothing was reserved, and the line was matched again without the lot.
+    lot = await get_json(client, f"/v1/lots/{offer['lots'][0]['id']}", auth("coordinator"))
+    assert lot["quantity_reserved"] == 0
+    assert await open_proposals(client, auth, need) == []
