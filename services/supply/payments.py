@@ -10,7 +10,7 @@ larger pledge). Payments may arrive for a withdrawn pledge too, for the same rea
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,7 +76,7 @@ async def record_payment(
             id=uuid.uuid4(),
             offer_id=offer.id,
             amount=data.amount,
-            received_at=data.received_at,
+            received_at=data.received_at.astimezone(UTC),
             reference=data.reference,
             recorded_by=principal.sub,
             created_at=now,
