@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.supply import schemas
 from services.supply.errors import FundCurrencyMismatch, FundOperationMismatch, UnknownFund
+from services.supply.models import Offer
 from services.supply.repository import FundViewRepository, OperationViewRepository
 from shared.events import CloudEvent
 from shared.operations import OPERATION_EVENTS, operation_row, require_open_operation
@@ -64,4 +65,20 @@ async def offer_operation(session: AsyncSession, data: schemas.OfferCreate) -> u
         field = "operation_id" if data.operation_id is not None else "fund_id"
         view = await OperationViewRepository(session).get(operation_id)
         require_open_operation(view, operation_id, ["body", field])
+    return operation_id
+
+
+async def moved_operation(session: AsyncSession, offer: Offer, operation_id: uuid.UUID | None) -> uuid.UUID | None:
+    """The operation an offer moves to on PATCH: an active one supply knows (or none); a pledge into a fund
+    stays in its fund's operation (422 otherwise)."""
+    if operation_id == offer.operation_id:
+        return operation_id
+    if offer.fund_id is not None:
+        raise FundOperationMismatch(
+            "A pledge into a fund belongs to the fund's operation.",
+            errors=[{"loc": ["body", "operation_id"], "msg": "the fund's operation"}],
+        )
+    if operation_id is not None:
+        view = await OperationViewRepository(session).get(operation_id)
+        require_open_operation(view, operation_id, ["body", "operation_id"])
     return operation_id

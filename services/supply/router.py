@@ -190,7 +190,7 @@ async def update_offer(
     session: SessionDep,
     response: Response,
 ) -> schemas.Offer:
-    """Change an offer's restrictions or note (send If-Match)."""
+    """Change an offer's restrictions, note or relief operation (send If-Match)."""
     expected = if_match_version(request)
     offer = await service.update_offer(session, principal, offer_id, data, expected)
     set_etag(response, offer.version)

@@ -153,6 +153,9 @@ class OfferUpdate(BaseModel):
 
     restrictions: Restrictions | None = None
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    operation_id: uuid.UUID | None = Field(
+        None, description="Move the offer into this (active) relief operation; null takes it out of one."
+    )
 
 
 class Lot(BaseModel):

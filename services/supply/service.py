@@ -265,6 +265,8 @@ async def update_offer(
         offer.restrictions = data.restrictions.stored()
     if "note" in data.model_fields_set:
         offer.note = data.note
+    if "operation_id" in data.model_fields_set:
+        offer.operation_id = await funding.moved_operation(session, offer, data.operation_id)
     offer.version += 1
     offer.updated_at = utcnow()
     await session.flush()

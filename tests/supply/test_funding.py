@@ -92,3 +92,34 @@ async def test_offers_join_only_active_operations_supply_knows(
     body = assert_problem(await client.post("/v1/offers", headers=headers, json=pledge), 422, "operation-closed")
     assert ["body", "fund_id"] in error_locs(body)
     assert await offers(engine) == 1
+
+
+async def test_an_offer_moves_between_active_operations(
+    client: httpx.AsyncClient, auth: TokenFactory, gateway: Any
+) -> None:
+    headers = auth("donor", org="org-grain")
+    donor = await create_donor(client, headers)
+    made = await client.post("/v1/offers", headers=headers, json=offer_body(donor["id"]))
+    assert made.status_code == 201 and made.json()["operation_id"] is None
+    url = f"/v1/offers/{made.json()['id']}"
+    operation = await announce_operation(gateway)
+    closed = await announce_operation(gateway, status="closed")
+
+    async def patch(body: dict[str, Any]) -> httpx.Response:
+        etag = (await client.get(url, headers=headers)).headers["etag"]
+        return await client.patch(url, headers={**headers, "If-Match": etag}, json=body)
+
+    assert_problem(await patch({"operation_id": closed["id"]}), 422, "operation-closed")
+    assert_problem(await patch({"operation_id": MISSING}), 422, "unknown-operation")
+    moved = await patch({"operation_id": operation["id"]})
+    assert moved.status_code == 200 and moved.json()["operation_id"] == operation["id"], moved.text
+    out = await patch({"operation_id": None})
+    assert out.status_code == 200 and out.json()["operation_id"] is None, out.text
+
+    # A pledge into a fund stays in the fund's operation.
+    fund = await announce_fund(gateway, operation_id=operation["id"])
+    pledge = await client.post("/v1/offers", headers=headers, json=pledge_body(donor["id"], 5_000, fund_id=fund["id"]))
+    assert pledge.status_code == 201, pledge.text
+    url = f"/v1/offers/{pledge.json()['id']}"
+    assert_problem(await patch({"operation_id": None}), 422, "fund-operation-mismatch")
+    assert (await patch({"note": "unchanged operation"})).json()["operation_id"] == operation["id"]
