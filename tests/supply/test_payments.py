@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -186,3 +187,16 @@ async def test_coordinators_and_the_fundraising_group_record_payments(
         assert r.status_code == 200 and len(r.json()["items"]) == 2, r.text
     assert_problem(await client.get(url, headers=auth("donor", org="org-other")), 403)
     assert_problem(await client.get(url, headers=auth("working_group", org="org-g", group="customs")), 403)
+
+
+async def test_concurrent_copies_of_a_payment_record_one(
+    client: httpx.AsyncClient, auth: TokenFactory, engine: AsyncEngine
+) -> None:
+    offer = await pledge(client, auth)
+    url = f"/v1/offers/{offer['id']}/payments"
+    body = {"amount": 12_345, "received_at": "2022-04-02T10:00:00+08:00", "reference": "BOC-77"}
+    answers = await asyncio.gather(*(client.post(url, headers=auth("coordinator"), json=body) for _ in range(5)))
+    assert sorted(r.status_code for r in answers) == [200, 200, 200, 200, 201], [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert await payment_rows(engine) == 1
+    assert (await get_offer(client, auth, offer["id"])).json()["amount_received"] == 12_345
