@@ -216,6 +216,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             select(
                 v.line_id,
                 v.need_id,
+                v.site_id,
                 v.item_code,
                 v.quantity,
                 v.urgency,
@@ -227,6 +228,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 v.site_kind,
                 v.verification,
                 v.substitution_override,
+                v.beneficiary_groups,
                 matched.label("matched"),
                 taken.label("held"),
                 (
@@ -264,6 +266,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 {
                     "id": str(row.line_id),
                     "need_id": row.need_id,
+                    "site_id": row.site_id,
                     "item_code": row.item_code,
                     "remaining": row.quantity - int(row.matched) - int(row.held),
                     "urgency": row.urgency,
@@ -277,6 +280,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                     "site_fill": float(row.site_fill or 0),
                     "county_fill": float(row.county_fill or 0),
                     "substitution_override": bool(row.substitution_override),
+                    "beneficiary_groups": row.beneficiary_groups or {},
                 }
                 for row in batch
             )
