@@ -250,6 +250,7 @@ async def _project_offer(repo: ProjectionRepository, offer_id: uuid.UUID, d: dic
             "tracking_ref": d["tracking_ref"],
             "procurement_id": uuid.UUID(d["procurement_id"]) if d.get("procurement_id") else None,
             "restrictions": d.get("restrictions") or {},
+            "fund_id": uuid.UUID(d["fund_id"]) if d.get("fund_id") else None,
             "lots": lots,
             "version": int(d["version"]),
             "offer_created_at": _ts(d["created_at"]),
@@ -262,14 +263,18 @@ async def _book_offer(session: AsyncSession, event: CloudEvent, offer_id: uuid.U
     d = event.data
     if event.type == "reliefhub.supply.offer.created":
         created_at = _ts(d["created_at"]) or event.time
+        fund_id = uuid.UUID(d["fund_id"]) if d.get("fund_id") else None
         if d["kind"] == "cash":
-            await ledger.book_pledged(session, offer_id, int(d["amount"]), d["currency"], created_at)
-        elif not d.get("procurement_id"):  # bought goods were booked as money spent already
+            await ledger.book_pledged(session, offer_id, int(d["amount"]), d["currency"], created_at, fund_id)
+        elif d.get("procurement_id"):  # bought goods: their money was booked as spent already
+            await ledger.book_goods_purchased(session, offer_id, uuid.UUID(d["procurement_id"]), d["lots"])
+        else:
             await ledger.book_in_kind_offered(session, offer_id, d["lots"], created_at)
     elif event.type == "reliefhub.supply.offer.withdrawn" and d["kind"] == "cash":
         pledge = await ProjectionRepository(session).offer(offer_id)
         unspent = int(d["amount"]) - (pledge.amount_spent if pledge else 0)
-        await ledger.book_pledge_withdrawn(session, offer_id, unspent, d["currency"])
+        fund = pledge.fund_id if pledge else None
+        await ledger.book_pledge_withdrawn(session, offer_id, unspent, d["currency"], fund)
 
 
 async def _track_offer(repo: ProjectionRepository, event: CloudEvent, offer_id: uuid.UUID) -> None:

@@ -259,7 +259,7 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
                 + f"; the order needs {f.amount}.",
                 extra={"offer_id": str(f.offer_id), "available": left},
             )
-        await ledger.book_spent(session, p, f.offer_id, f.amount)
+        await ledger.book_spent(session, p, f)
     p.status, p.ordered_at = ProcurementStatus.ordered, utcnow()
     p.version += 1
     await _emit_procurement(session, events.PROCUREMENT_ORDERED, p)
@@ -345,7 +345,7 @@ async def cancel_procurement(
         projection = ProjectionRepository(session)
         for f in sorted(p.funding, key=lambda f: f.offer_id):
             await projection.refund(f.offer_id, f.amount)
-            await ledger.book_refunded(session, p, f.offer_id, f.amount, reason)
+            await ledger.book_refunded(session, p, f, reason)
     p.status, p.cancelled_at = ProcurementStatus.cancelled, utcnow()
     if reason:
         p.note = f"{p.note}\n{reason}" if p.note else reason
