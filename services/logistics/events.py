@@ -100,6 +100,51 @@ class ProcurementData(BaseModel):
     version: int
 
 
+class OperationData(BaseModel):
+    """A relief operation's whole state after the change, with its `version`."""
+
+    id: uuid.UUID
+    name: str
+    region_code: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    version: int
+    created_at: datetime
+
+
+class FundData(BaseModel):
+    """A special fund's whole state after the change, with its `version` (no figures: those are the ledger's)."""
+
+    id: uuid.UUID
+    name: str
+    operation_id: uuid.UUID | None
+    managed_by: str
+    currency: str
+    restrictions: dict[str, Any]
+    overhead_share: float
+    spend_pledged: bool
+    public: bool
+    version: int
+    created_at: datetime
+
+
+OPERATION_CREATED = register_event_type(
+    "reliefhub.logistics.operation.created", "A relief operation (专项行动) was set up.", OperationData
+)
+OPERATION_UPDATED = register_event_type(
+    "reliefhub.logistics.operation.updated",
+    "A relief operation's name, scope or dates changed, or it was closed.",
+    OperationData,
+)
+FUND_CREATED = register_event_type(
+    "reliefhub.logistics.fund.created", "A special fund (专项基金) was set up; pledges may go into it.", FundData
+)
+FUND_UPDATED = register_event_type(
+    "reliefhub.logistics.fund.updated",
+    "A special fund's name, restrictions, overhead share or flags changed.",
+    FundData,
+)
 SHIPMENT_CREATED = register_event_type(
     "reliefhub.logistics.shipment.created",
     "A shipment was planned (from accepted proposals, or by hand).",
@@ -320,6 +365,30 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
         await _track_offer(repo, event, offer_id)
     elif event.type == "reliefhub.supply.lot.verified":
         await _track_verified(repo, event)
+    elif event.type == "reliefhub.supply.payment.recorded":
+        await _book_payment(session, event)
+
+
+async def _book_payment(session: AsyncSession, event: CloudEvent) -> None:
+    """Money received against a pledge, into its fund (the event's, else the pledge's as logistics knows it)."""
+    d = event.data
+    offer_id = uuid.UUID(d["offer_id"])
+    fund_id = d.get("fund_id")
+    if fund_id is None:
+        pledge = await ProjectionRepository(session).offer(offer_id)
+        if pledge is None:
+            raise NotProjectedYet(f"pledge {offer_id} not projected yet")
+        fund_id = pledge.fund_id
+    await ledger.book_payment(
+        session,
+        uuid.UUID(d["id"]),
+        offer_id,
+        int(d["amount"]),
+        d["currency"],
+        fund_id=uuid.UUID(str(fund_id)) if fund_id else None,
+        reference=d.get("reference"),
+        at=_ts(d.get("received_at")) or event.time,
+    )
 
 
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:

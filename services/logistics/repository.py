@@ -208,6 +208,15 @@ class ProjectionRepository(RepositoryBase[SiteView]):
             return (await self.session.execute(stmt)).scalar_one_or_none()
         return await self.session.get(OfferView, offer_id)
 
+    async def largest_pledge_of_fund(self, fund_id: uuid.UUID) -> OfferView | None:
+        stmt = (
+            select(OfferView)
+            .where(OfferView.fund_id == fund_id, OfferView.kind == "cash")
+            .order_by(OfferView.amount.desc().nulls_last(), OfferView.offer_created_at)
+            .limit(1)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def offer_by_ref(self, tracking_ref: str) -> OfferView | None:
         return (
             await self.session.execute(select(OfferView).where(OfferView.tracking_ref == tracking_ref))
