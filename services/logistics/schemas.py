@@ -9,7 +9,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
-from services.logistics.models import DiscrepancyCode, LedgerKind, ProcurementStatus
+from services.logistics.models import DiscrepancyCode, ProcurementStatus
 from shared.vocabulary import (
     BeneficiaryCounts,
     ItemCode,
@@ -382,23 +382,6 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Note | None = None
-
-
-class LedgerEntry(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    kind: LedgerKind
-    amount: int
-    currency: str
-    offer_id: uuid.UUID | None
-    procurement_id: uuid.UUID | None
-    shipment_id: uuid.UUID | None
-    region_code: str | None
-    item_code: str | None
-    quantity: int | None
-    memo: str | None
-    created_at: datetime
 
 
 # --- tracking and reports -----------------------------------------------------------------------------------
