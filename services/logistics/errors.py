@@ -89,7 +89,3 @@ class FundNotFound(NotFound):
 
 class FundUnavailable(Conflict):
     slug, title = "fund-unavailable", "The fund cannot pay for this order"
-
-
-class UnknownOperation(InvalidRequest):
-    slug, title = "unknown-operation", "No such relief operation"

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import accounts, events
 from services.logistics import fund_schemas as schemas
-from services.logistics.errors import FundNotFound, FundUnavailable, OperationNotFound, UnknownOperation
+from services.logistics.errors import FundNotFound, FundUnavailable, OperationNotFound
 from services.logistics.funds_repository import AccountRepository, FundRepository, OperationRepository
 from services.logistics.models import Fund, Operation
 from shared.auth import Principal, require_in_region
@@ -18,6 +18,7 @@ from shared.db import utcnow
 from shared.errors import InvalidRequest
 from shared.etag import IfMatch, check_version
 from shared.events import EventType, publish
+from shared.operations import UnknownOperation
 from shared.pagination import PageParams
 from shared.restrictions import Restrictions
 from shared.vocabulary import OperationStatus

@@ -10,11 +10,12 @@ from fastapi import Query, Request, Response, status
 from services.logistics import fund_schemas as schemas
 from services.logistics import funds, ledger
 from services.logistics.dependencies import Staff
-from services.logistics.errors import FundNotFound, OperationNotFound, UnknownOperation
+from services.logistics.errors import FundNotFound, OperationNotFound
 from services.logistics.models import LedgerEntry
 from shared.app import SessionDep, service_router
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
+from shared.operations import UnknownOperation
 from shared.pagination import Page, PageQuery
 from shared.vocabulary import OperationStatus, RegionPrefix
 

@@ -387,7 +387,11 @@ async def _main_pledge(session: AsyncSession, p: Procurement) -> OfferView:
 
 
 def funding_of(p: Procurement) -> list[schemas.FundingCreate]:
-    return [schemas.FundingCreate(offer_id=f.offer_id, fund_id=f.fund_id, amount=f.amount) for f in p.funding]
+    """The order's funding as drafted: a pledge (its fund follows from it) or a fund alone."""
+    return [
+        schemas.FundingCreate(offer_id=f.offer_id, fund_id=None if f.offer_id else f.fund_id, amount=f.amount)
+        for f in p.funding
+    ]
 
 
 async def receive_procurement(session: AsyncSession, principal: Principal, procurement_id: uuid.UUID) -> Procurement:
