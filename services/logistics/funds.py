@@ -13,7 +13,7 @@ from services.logistics import fund_schemas as schemas
 from services.logistics.errors import FundNotFound, FundUnavailable, OperationNotFound
 from services.logistics.funds_repository import AccountRepository, FundRepository, OperationRepository
 from services.logistics.models import Fund, Operation
-from shared.auth import Principal, require_in_region
+from shared.auth import Principal, require_national
 from shared.db import utcnow
 from shared.errors import InvalidRequest
 from shared.etag import IfMatch, check_version
@@ -49,7 +49,7 @@ async def list_operations(
 
 
 async def create_operation(session: AsyncSession, principal: Principal, data: schemas.OperationCreate) -> Operation:
-    require_in_region(principal, data.region_code, what="The operation's region")
+    require_national(principal, what="Relief operations")
     now = utcnow()
     o = Operation(
         id=uuid.uuid4(),
@@ -75,12 +75,10 @@ async def update_operation(
     data: schemas.OperationUpdate,
     expected: IfMatch,
 ) -> Operation:
+    require_national(principal, what="Relief operations")
     o = await get_operation(session, operation_id, for_update=True)
-    require_in_region(principal, o.region_code, what="The operation's region")
     check_version(expected, o.version)
     changes = data.model_dump(exclude_unset=True)
-    if "region_code" in changes:
-        require_in_region(principal, data.region_code, what="The operation's region")
     for field in ("name", "region_code", "starts_at", "status"):
         if changes.get(field) is None:
             changes.pop(field, None)
@@ -148,6 +146,7 @@ async def _require_operation(session: AsyncSession, operation_id: uuid.UUID | No
 
 
 async def create_fund(session: AsyncSession, principal: Principal, data: schemas.FundCreate) -> Fund:
+    require_national(principal, what="Special funds")
     await _require_operation(session, data.operation_id)
     now = utcnow()
     f = Fund(
@@ -170,7 +169,10 @@ async def create_fund(session: AsyncSession, principal: Principal, data: schemas
     return f
 
 
-async def update_fund(session: AsyncSession, fund_id: uuid.UUID, data: schemas.FundUpdate, expected: IfMatch) -> Fund:
+async def update_fund(
+    session: AsyncSession, principal: Principal, fund_id: uuid.UUID, data: schemas.FundUpdate, expected: IfMatch
+) -> Fund:
+    require_national(principal, what="Special funds")
     f = await get_fund(session, fund_id, for_update=True)
     check_version(expected, f.version)
     changes: dict[str, Any] = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}

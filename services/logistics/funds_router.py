@@ -13,6 +13,7 @@ from services.logistics.dependencies import Staff
 from services.logistics.errors import FundNotFound, OperationNotFound
 from services.logistics.models import LedgerEntry
 from shared.app import SessionDep, service_router
+from shared.auth import require_national
 from shared.errors import Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, set_etag
 from shared.operations import UnknownOperation
@@ -144,7 +145,7 @@ async def update_fund(
 ) -> schemas.Fund:
     """Change a fund's name, operation, restrictions, overhead share or flags (If-Match)."""
     expected = if_match_version(request)
-    f = await funds.update_fund(session, fund_id, data, expected)
+    f = await funds.update_fund(session, principal, fund_id, data, expected)
     set_etag(response, f.version)
     return (await funds.fund_out(session, [f]))[0]
 
@@ -153,7 +154,9 @@ async def update_fund(
 async def fund_ledger(
     fund_id: uuid.UUID, principal: Staff, session: SessionDep, page: PageQuery
 ) -> Page[schemas.LedgerTransaction]:
-    """The fund's transactions, newest first, each with its balanced postings."""
+    """The fund's transactions, newest first, each with its balanced postings (national coordinators: a fund's
+    money is the whole fund's, whatever region it was spent in)."""
+    require_national(principal, what="A fund's ledger")
     await funds.get_fund(session, fund_id)
     items, cursor = await ledger.list_ledger(session, page, fund_id=fund_id)
     return Page(items=await transactions_out(session, items), next_cursor=cursor)
