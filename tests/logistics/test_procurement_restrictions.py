@@ -168,11 +168,13 @@ async def test_two_pledges_paying_one_purchase_are_each_credited_their_share(
     assert received.json()["attribution"] == [
         {
             "offer_id": big["id"],
+            "fund_id": None,
             "amount": 70_000,
             "items": [{"item_code": RICE, "quantity": 7}, {"item_code": WATER, "quantity": 14}],
         },
         {
             "offer_id": small["id"],
+            "fund_id": None,
             "amount": 30_000,
             "items": [{"item_code": RICE, "quantity": 3}, {"item_code": WATER, "quantity": 6}],
         },
