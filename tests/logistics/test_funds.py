@@ -275,4 +275,3 @@ async def test_every_transaction_balances_and_fund_figures_are_sums_of_postings(
     assert figures["overhead"] == sums["overhead"] == 3_000
     assert figures["available"] == sums["fund cash"] == 80_000 - 30_000 - 3_000
     assert figures["received"] == 80_000
-
