@@ -274,10 +274,9 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
     ledger = (await client.get("/v1/ledger?limit=100", headers=coordinator)).json()["items"]
     booked = sorted((e["kind"], e["amount"]) for e in ledger)
     value = 300 * get_catalog().get("hygiene.body.soap").unit_value_fen  # type: ignore[union-attr]
-    assert booked == sorted(
-        [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000), ("in_kind_delivered", value)]
-        + [("goods_received", 50_000), ("goods_received", 25_000), ("goods_received", value)]
-    )
+    money = [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000)]
+    goods = [("in_kind_delivered", value), ("goods_received", 50_000), ("goods_received", 25_000)]
+    assert booked == sorted([*money, *goods, ("goods_received", value)])
     for transaction in ledger:  # each balances, in money and in goods
         assert sum(p["amount"] for p in transaction["entries"]) == 0, transaction
         assert sum(p["quantity"] or 0 for p in transaction["entries"]) == 0, transaction
