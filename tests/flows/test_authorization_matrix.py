@@ -184,6 +184,16 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/v1/procurements/{procurement_id}/receive"): Row(only(C, W, A), other=STAFF),
     ("POST", "/v1/procurements/{procurement_id}/cancel"): Row(only(C, W, A), other=STAFF),
     ("GET", "/v1/ledger"): Row(STAFF),
+    # relief operations and special funds: the hub's coordinators set them up and read them
+    ("POST", "/v1/operations"): Row(STAFF),
+    ("GET", "/v1/operations"): Row(STAFF),
+    ("GET", "/v1/operations/{operation_id}"): Row(STAFF),
+    ("PATCH", "/v1/operations/{operation_id}"): Row(STAFF),
+    ("POST", "/v1/funds"): Row(STAFF),
+    ("GET", "/v1/funds"): Row(STAFF),
+    ("GET", "/v1/funds/{fund_id}"): Row(STAFF),
+    ("PATCH", "/v1/funds/{fund_id}"): Row(STAFF),
+    ("GET", "/v1/funds/{fund_id}/ledger"): Row(STAFF),
     ("GET", "/v1/track/{code}"): Row(ANY),  # public: no token needed either (see test_public_tracking…)
     ("GET", "/v1/track/{code}.html"): Row(ANY),  # the same, as a page
     ("GET", "/v1/reports/impact"): Row(ANY),
@@ -277,6 +287,11 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/procurements/{procurement_id}/receive"): 403,
     ("POST", "/v1/procurements/{procurement_id}/cancel"): 403,
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
+    ("POST", "/v1/operations"): 403,  # operations and funds hold for every region
+    ("PATCH", "/v1/operations/{operation_id}"): 403,
+    ("POST", "/v1/funds"): 403,
+    ("PATCH", "/v1/funds/{fund_id}"): 403,
+    ("GET", "/v1/funds/{fund_id}/ledger"): 403,
     ("POST", "/v1/assignments/{assignment_id}/confirm"): 403,  # the need's region
     ("POST", "/v1/assignments/{assignment_id}/report"): 403,
 }
@@ -287,6 +302,12 @@ NATIONAL = frozenset(
         ("POST", "/v1/items"),
         ("POST", "/v1/items/requests/{request_id}/approve"),
         ("POST", "/v1/items/requests/{request_id}/map"),
+        # operations and funds span regions; a fund's money is the whole fund's
+        ("POST", "/v1/operations"),
+        ("PATCH", "/v1/operations/{operation_id}"),
+        ("POST", "/v1/funds"),
+        ("PATCH", "/v1/funds/{fund_id}"),
+        ("GET", "/v1/funds/{fund_id}/ledger"),
     }
 )
 
@@ -396,6 +417,9 @@ OWNED_TABLES = {
         "procurement",
         "procurement_funding",
         "ledger_entry",
+        "ledger_posting",
+        "operation",
+        "fund",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
     "partners": ("organization", "capacity", "assignment", "task"),
@@ -841,6 +865,22 @@ def _delivery_target(suffix: str = "") -> Prepare:
     return prepare
 
 
+def _operation_target(key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        operation = await w.post("/v1/operations", w.coordinator, json=example(("POST", "/v1/operations")))
+        return Target(f"/v1/operations/{operation['id']}", example(key) if key else None)
+
+    return prepare
+
+
+def _fund_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        fund = await w.post("/v1/funds", w.coordinator, json=example(("POST", "/v1/funds")))
+        return Target(f"/v1/funds/{fund['id']}{suffix}", example(key) if key else None)
+
+    return prepare
+
+
 def _plain(
     url: str, key: tuple[str, str] | None = None, before: Callable[[World], Awaitable[Any]] | None = None
 ) -> Prepare:
@@ -1140,6 +1180,15 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/operations"): (_plain("/v1/operations", ("POST", "/v1/operations")), False),
+    ("GET", "/v1/operations"): (_plain("/v1/operations"), False),
+    ("GET", "/v1/operations/{operation_id}"): (_operation_target(), False),
+    ("PATCH", "/v1/operations/{operation_id}"): (_operation_target(("PATCH", "/v1/operations/{operation_id}")), False),
+    ("POST", "/v1/funds"): (_plain("/v1/funds", ("POST", "/v1/funds")), False),
+    ("GET", "/v1/funds"): (_plain("/v1/funds"), False),
+    ("GET", "/v1/funds/{fund_id}"): (_fund_target(), False),
+    ("PATCH", "/v1/funds/{fund_id}"): (_fund_target("", ("PATCH", "/v1/funds/{fund_id}")), False),
+    ("GET", "/v1/funds/{fund_id}/ledger"): (_fund_target("/ledger"), False),
     ("POST", "/v1/needs/{need_id}/claims"): (_create_claim, False),
     ("GET", "/v1/claims"): (_plain("/v1/claims", before=World.claim), False),
     ("GET", "/v1/claims/{claim_id}"): (_claim_target(), False),
