@@ -77,3 +77,10 @@ class RestrictionViolated(Conflict):
 
 class DestinationUnavailable(Conflict):
     slug, title = "destination-unavailable", "The purchase's destination is not known to logistics (yet)"
+
+
+class DonorNotFound(NotFound):
+    """The same problem as supply's: logistics has no record of the donor (or not yet: it learns donors from
+    supply's events)."""
+
+    slug, title = "donor-not-found", "Donor not found"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.logistics.accounts_router import router as accounts_router
 from services.logistics.claimed import on_claim_event
 from services.logistics.events import SUBSCRIPTIONS
 from services.logistics.models import Base, catalog, kit
@@ -19,9 +20,10 @@ SERVICE = ServiceSpec(
     metadata=Base.metadata,
     kit=kit,
     catalog=catalog,
-    routers=[router],
+    routers=[router, accounts_router],
     migrations=migrations_dir(__file__),
     collections=("shipments", "procurements", "ledger", "track", "reports", "exports", "public"),
+    sub_resources=("donors/statement",),
     calls=("supply",),
     subscriptions=[
         *SUBSCRIPTIONS,

@@ -47,7 +47,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reliefhub.registry import route_table
+from reliefhub.registry import service_of
 from shared.settings import Settings
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import N95, PSYCH, RICE
@@ -1232,7 +1232,8 @@ async def send(w: World, op: Operation, target: Target, case: Case) -> httpx.Res
 
 async def check(w: World, op: Operation, target: Target, cases: list[Case]) -> list[str]:
     """Run denied cases first (each must be a 403/… problem that changes nothing), then allowed ones."""
-    service = route_table()[op.path.split("/")[2]]
+    service = service_of(op.path)
+    assert service is not None, op.path
     failures: list[str] = []
     before = await w.settled(service)
     for case in [c for c in cases if not c.allowed]:
