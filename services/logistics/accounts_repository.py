@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, literal, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, column, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import selectinload
 
 from services.logistics.models import (
@@ -100,7 +100,7 @@ class PublicAccountsRepository(RepositoryBase[OfferView]):
 
     async def goods_offered(self, operation_id: uuid.UUID | None) -> list[tuple[str, str | None, int]]:
         """(item code, the lot's region, units) over every in-kind offer not withdrawn."""
-        lots = func.jsonb_array_elements(OfferView.lots).table_valued("value").render_derived()
+        lots = func.jsonb_array_elements(OfferView.lots).table_valued(column("value", JSONB)).render_derived()
         item, region = lots.c.value["item_code"].astext, lots.c.value["region_code"].astext
         conditions = [OfferView.kind != "cash", OfferView.status != OfferStatus.withdrawn]
         if operation_id is not None:

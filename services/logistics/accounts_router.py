@@ -19,7 +19,9 @@ from shared.html import html_response
 
 router = service_router(prefix="/v1", tags=["logistics"])
 
-PageLanguage = Annotated[str | None, Query(pattern="^(zh|en)$", description="Page language; else Accept-Language.")]
+# Chinese unless `?lang=en` asks for English (whatever the browser's Accept-Language: these pages are printed and
+# passed on, and read the same for everyone).
+PageLanguage = Annotated[str | None, Query(pattern="^(zh|en)$", description="Page language (default Chinese).")]
 # A browser (`Accept: text/html`, or `?format=html`) gets the page of the `.html` path on the JSON path too. Left
 # out of the document, so that clients generated from it read JSON only.
 HiddenLanguage = Annotated[str | None, Query(pattern="^(zh|en)$", include_in_schema=False)]
@@ -45,11 +47,11 @@ def _statement_page(result: account_schemas.DonorStatement, lang: str) -> Respon
     responses={**problem_responses(DonorNotFound, Forbidden), **_page("The donor's printable statement.")},
 )
 async def donor_statement_page(
-    donor_id: uuid.UUID, principal: CurrentPrincipal, request: Request, session: SessionDep, lang: PageLanguage = None
+    donor_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, lang: PageLanguage = None
 ) -> Response:
     """The donor's statement as a printable page, in Chinese (the default) or English."""
     result = await statement.statement(session, principal, donor_id)
-    return _statement_page(result, page.language(request, lang))
+    return _statement_page(result, lang or "zh")
 
 
 @router.get(
@@ -70,7 +72,7 @@ async def donor_statement(
     sites' receipts and their feedback. A browser gets the printable page (`…/statement.html`)."""
     result = await statement.statement(session, principal, donor_id)
     if page.wants_html(request, format):
-        return _statement_page(result, page.language(request, lang))
+        return _statement_page(result, lang or "zh")
     return result
 
 
@@ -89,11 +91,11 @@ def _accounts_page(result: account_schemas.PublicAccounts, lang: str) -> Respons
     openapi_extra={"security": []},
 )
 async def public_accounts_page(
-    request: Request, session: SessionDep, operation_id: OperationFilter = None, lang: PageLanguage = None
+    session: SessionDep, operation_id: OperationFilter = None, lang: PageLanguage = None
 ) -> Response:
     """Public, no token: the accounts as a page for browsers, in Chinese (the default) or English."""
     result = await public_accounts.public_accounts(session, operation_id)
-    return _accounts_page(result, page.language(request, lang))
+    return _accounts_page(result, lang or "zh")
 
 
 @router.get(
@@ -116,5 +118,5 @@ async def public_accounts_get(
     gets the page (`/v1/public/accounts.html`). Rate-limited per client."""
     result = await public_accounts.public_accounts(session, operation_id)
     if page.wants_html(request, format):
-        return _accounts_page(result, page.language(request, lang))
+        return _accounts_page(result, lang or "zh")
     return result
