@@ -184,6 +184,11 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/reports/impact"): Row(ANY),
     ("GET", "/v1/exports/{dataset}"): Row(STAFF),
     ("GET", "/v1/public/exports/deliveries"): Row(ANY),  # public: no token needed either
+    ("GET", "/v1/public/accounts"): Row(ANY),  # public: no token needed either
+    ("GET", "/v1/public/accounts.html"): Row(ANY),  # the same, as a page
+    # A donor's statement: every role of the donor's own organisation, and coordinators.
+    ("GET", "/v1/donors/{donor_id}/statement"): Row(ANY, other=STAFF),
+    ("GET", "/v1/donors/{donor_id}/statement.html"): Row(ANY, other=STAFF),
     # --- webhooks: endpoints belong to the organisation that made them (any role: donor and frontline
     # organisations register endpoints scoped to their own records)
     ("GET", "/v1/event-types"): Row(ANY),
@@ -978,6 +983,20 @@ def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepar
     return prepare
 
 
+def _statement(suffix: str = "") -> Prepare:
+    async def prepare(w: World) -> Target:
+        donor = await w.donor()
+        url = f"/v1/donors/{donor['id']}/statement{suffix}"
+
+        async def known() -> bool | None:  # logistics learns donors from supply's events
+            return (await w.client.get(url, headers=w.coordinator)).status_code == 200 or None
+
+        await eventually(known)
+        return Target(url, owner_org=DONOR_ORG)
+
+    return prepare
+
+
 async def _track(w: World) -> Target:
     return Target(f"/v1/track/{await w.track_code()}")
 
@@ -1080,6 +1099,10 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/reports/impact"): (_plain("/v1/reports/impact?region_code=31"), False),
     ("GET", "/v1/exports/{dataset}"): (_plain("/v1/exports/needs?region_code=31"), False),
     ("GET", "/v1/public/exports/deliveries"): (_plain("/v1/public/exports/deliveries"), False),
+    ("GET", "/v1/public/accounts"): (_plain("/v1/public/accounts"), False),
+    ("GET", "/v1/public/accounts.html"): (_plain("/v1/public/accounts.html"), False),
+    ("GET", "/v1/donors/{donor_id}/statement"): (_statement(), True),
+    ("GET", "/v1/donors/{donor_id}/statement.html"): (_statement(".html"), True),
     ("GET", "/v1/event-types"): (_plain("/v1/event-types"), False),
     ("GET", "/v1/webhook-endpoints"): (_plain("/v1/webhook-endpoints", before=World.endpoint), False),
     ("POST", "/v1/webhook-endpoints"): (_create_endpoint, False),
@@ -1318,6 +1341,10 @@ SHARED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/track/{code}.html"),
     ),
     "a procurement draft": (("GET", "/v1/procurements/{procurement_id}"), ("POST", "/v1/procurements")),
+    "a donor's statement": (
+        ("GET", "/v1/donors/{donor_id}/statement"),
+        ("GET", "/v1/donors/{donor_id}/statement.html"),
+    ),
     "an assignment": (
         ("GET", "/v1/assignments"),
         ("GET", "/v1/assignments/{assignment_id}"),
