@@ -77,7 +77,7 @@ class DonorRepository(RepositoryBase[DonorView]):
             .where(ProcurementFunding.offer_id.in_(list(offer_ids)))
             .order_by(Procurement.created_at, Procurement.id)
         )
-        return [(o, p) for o, p in (await self.session.execute(stmt)).all()]
+        return [(o, p) for o, p in (await self.session.execute(stmt)).all() if o is not None]
 
 
 def _of_operation(operation_id: uuid.UUID | None) -> list[ColumnElement[bool]]:

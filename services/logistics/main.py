@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.logistics.accounts_router import router as accounts_router
 from services.logistics.claimed import on_claim_event
 from services.logistics.events import SUBSCRIPTIONS
+from services.logistics.funds_router import router as funds_router
 from services.logistics.models import Base, catalog, kit
 from services.logistics.router import router
 from shared.app import create_service_app
@@ -20,9 +21,19 @@ SERVICE = ServiceSpec(
     metadata=Base.metadata,
     kit=kit,
     catalog=catalog,
-    routers=[router, accounts_router],
+    routers=[router, funds_router, accounts_router],
     migrations=migrations_dir(__file__),
-    collections=("shipments", "procurements", "ledger", "track", "reports", "exports", "public"),
+    collections=(
+        "shipments",
+        "procurements",
+        "ledger",
+        "track",
+        "reports",
+        "exports",
+        "public",
+        "operations",
+        "funds",
+    ),
     sub_resources=("donors/statement",),
     calls=("supply",),
     subscriptions=[

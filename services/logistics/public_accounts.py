@@ -11,6 +11,7 @@ from collections import defaultdict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import account_schemas as out
+from services.logistics.accounts import fund_figures
 from services.logistics.accounts_repository import PublicAccountsRepository
 from services.logistics.schemas import LEVEL_DIGITS, Localized
 from shared.catalog import get_catalog
@@ -84,12 +85,35 @@ async def _goods(repo: PublicAccountsRepository, operation_id: uuid.UUID | None)
     return tally.goods()
 
 
+async def _funds(
+    session: AsyncSession, repo: PublicAccountsRepository, operation_id: uuid.UUID | None
+) -> list[out.FundAccount]:
+    """Each public fund's figures, sums of its postings: `spent` counts placed orders (committed) with those
+    whose goods arrived, so that what was received is spent, taken as overhead, or the balance."""
+    funds = await repo.public_funds(operation_id)
+    figures = await fund_figures(session, [f.id for f in funds])
+    return [
+        out.FundAccount(
+            id=f.id,
+            name=f.name,
+            raised=fig.pledged,
+            received=fig.received,
+            spent=fig.spent + fig.committed,
+            overhead=fig.overhead,
+            balance=fig.balance,
+            currency=f.currency,
+        )
+        for f in funds
+        if (fig := figures.get(f.id)) is not None
+    ]
+
+
 async def public_accounts(session: AsyncSession, operation_id: uuid.UUID | None) -> out.PublicAccounts:
     repo = PublicAccountsRepository(session)
     return out.PublicAccounts(
         operation_id=operation_id,
         generated_at=utcnow(),
-        funds=[],  # pending: the public funds' figures come from accounts.fund_figures (not merged yet)
+        funds=await _funds(session, repo, operation_id),
         goods=await _goods(repo, operation_id),
         sites_supported=await repo.sites_supported(operation_id),
         people_served=await repo.people_served(operation_id),

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from services.logistics import exports, ledger, page, procurement, receipts, schemas, shipments, tracking
+from services.logistics import (
+    exports,
+    fund_schemas,
+    ledger,
+    page,
+    procurement,
+    receipts,
+    schemas,
+    shipments,
+    tracking,
+)
 from services.logistics.dependencies import (
     Buyer,
     PublicRateLimit,
@@ -39,6 +49,7 @@ from services.logistics.errors import (
     TrackingCodeNotFound,
     WrongPin,
 )
+from services.logistics.funds_router import transactions_out
 from services.logistics.models import Feedback, LedgerKind, Procurement, ProcurementStatus, Shipment
 from services.logistics.shares import attribution
 from shared.app import SessionDep, service_router
@@ -317,9 +328,10 @@ async def list_ledger(
     procurement_id: uuid.UUID | None = None,
     shipment_id: uuid.UUID | None = None,
     region_code: RegionPrefix | None = None,
-) -> Page[schemas.LedgerEntry]:
-    """The ledger, newest first: money pledged, spent and refunded, in-kind value offered and delivered (fen). A
-    hub's coordinator (a token with `regions`) reads it by a `region_code` inside its regions."""
+) -> Page[fund_schemas.LedgerTransaction]:
+    """The ledger, newest first: money pledged, received, spent and refunded, in-kind value offered and delivered
+    (fen), each transaction with its balanced `entries` between accounts. A hub's coordinator (a token with
+    `regions`) reads it by a `region_code` inside its regions."""
     require_in_region(principal, region_code, what="The ledger asked for")
     items, cursor = await ledger.list_ledger(
         session,
@@ -330,7 +342,7 @@ async def list_ledger(
         shipment_id=shipment_id,
         region_code=region_code,
     )
-    return Page(items=[schemas.LedgerEntry.model_validate(e) for e in items], next_cursor=cursor)
+    return Page(items=await transactions_out(session, items), next_cursor=cursor)
 
 
 # --- public tracking and the impact report -------------------------------------------------------------------

@@ -68,6 +68,7 @@ class NeedData(BaseModel):
     version: int
     created_at: datetime
     reason: str | None = None
+    operation_id: uuid.UUID | None = None  # the relief operation (added later; absent in older events)
 
 
 ITEM_ADDED = register_event_type(
@@ -170,6 +171,7 @@ def need_data(need: Need | schemas.Need, site: Site | SiteRef, reason: str | Non
         version=need.version,
         created_at=need.created_at,
         reason=reason,
+        operation_id=need.operation_id,
         lines=[NeedLineData.model_validate(line, from_attributes=True) for line in need.lines],
     )
 

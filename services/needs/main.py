@@ -8,6 +8,7 @@ from services.needs.claims import expire_claims, on_logistics_event
 from services.needs.claims_router import router as claims_router
 from services.needs.events import on_matching_event
 from services.needs.models import Base, catalog, kit
+from services.needs.operations import on_operation_event
 from services.needs.requests_router import router as requests_router
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
@@ -28,6 +29,7 @@ SERVICE = ServiceSpec(
     subscriptions=[
         Subscription(stream="matching.events", group="needs-rollup", handler=on_matching_event),
         Subscription(stream="logistics.events", group="needs-rollup", handler=on_logistics_event),
+        Subscription(stream="logistics.events", group="needs-operations", handler=on_operation_event),
     ],
     jobs=[
         PeriodicJob("expire-stale-needs", expire_stale_needs, lambda s: s.sweep_seconds),

@@ -86,6 +86,7 @@ CHECK_GROUP = "medical_device"  # checks ppe.mask.n95 (the catalog's check_by)
 CUSTOMS_GROUP = "customs"
 PARTNER_ORG = "org-p"  # a county NGO in the registry, under the hub
 BUY_GROUP = "procurement"
+FUND_GROUP = "fundraising"
 OTHER_GROUP = "translation"
 # The organisation each role's token speaks for where the resource has no owner.
 HOME = {C: HUB_ORG, F: SITE_ORG, D: DONOR_ORG, L: CARRIER_ORG, W: GROUP_ORG, A: HUB_ORG}
@@ -138,6 +139,10 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/v1/offers/{offer_id}/withdraw"): Row(only(C, D, A), other=STAFF),
     # owned by the working group that checks the item class (medical_device for N95 masks), whatever its org
     ("POST", "/v1/offers/{offer_id}/verification"): Row(only(W, A), other=only(A)),
+    # money received against a cash pledge: coordinators and the fundraising group (of any organisation, see
+    # EXTRAS) record it; the donor's organisation reads it with them ("other" is another working group)
+    ("POST", "/v1/offers/{offer_id}/payments"): Row(only(C, W, A), other=STAFF),
+    ("GET", "/v1/offers/{offer_id}/payments"): Row(ANY, other=STAFF),
     ("POST", "/v1/lots/{lot_id}/verification"): Row(only(W, A), other=only(A)),
     ("GET", "/v1/lots/{lot_id}"): Row(ANY, other=ANY),
     # matching (its admin service token) for accepted proposals; coordinators hold stock by hand
@@ -179,6 +184,16 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/v1/procurements/{procurement_id}/receive"): Row(only(C, W, A), other=STAFF),
     ("POST", "/v1/procurements/{procurement_id}/cancel"): Row(only(C, W, A), other=STAFF),
     ("GET", "/v1/ledger"): Row(STAFF),
+    # relief operations and special funds: the hub's coordinators set them up and read them
+    ("POST", "/v1/operations"): Row(STAFF),
+    ("GET", "/v1/operations"): Row(STAFF),
+    ("GET", "/v1/operations/{operation_id}"): Row(STAFF),
+    ("PATCH", "/v1/operations/{operation_id}"): Row(STAFF),
+    ("POST", "/v1/funds"): Row(STAFF),
+    ("GET", "/v1/funds"): Row(STAFF),
+    ("GET", "/v1/funds/{fund_id}"): Row(STAFF),
+    ("PATCH", "/v1/funds/{fund_id}"): Row(STAFF),
+    ("GET", "/v1/funds/{fund_id}/ledger"): Row(STAFF),
     ("GET", "/v1/track/{code}"): Row(ANY),  # public: no token needed either (see test_public_tracking…)
     ("GET", "/v1/track/{code}.html"): Row(ANY),  # the same, as a page
     ("GET", "/v1/reports/impact"): Row(ANY),
@@ -287,6 +302,12 @@ NATIONAL = frozenset(
         ("POST", "/v1/items"),
         ("POST", "/v1/items/requests/{request_id}/approve"),
         ("POST", "/v1/items/requests/{request_id}/map"),
+        # operations and funds span regions; a fund's money is the whole fund's
+        ("POST", "/v1/operations"),
+        ("PATCH", "/v1/operations/{operation_id}"),
+        ("POST", "/v1/funds"),
+        ("PATCH", "/v1/funds/{fund_id}"),
+        ("GET", "/v1/funds/{fund_id}/ledger"),
     }
 )
 
@@ -343,6 +364,13 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
         ]
         for key in (("POST", "/v1/offers/{offer_id}/verification"), ("POST", "/v1/lots/{lot_id}/verification"))
     },
+    ("POST", "/v1/offers/{offer_id}/payments"): [
+        Extra("the fundraising group of another org", W, OTHER_ORG, FUND_GROUP, True),
+        Extra("a working_group token naming no group", W, "owner", None, False),
+    ],
+    ("GET", "/v1/offers/{offer_id}/payments"): [
+        Extra("the fundraising group of another org", W, OTHER_ORG, FUND_GROUP, True),
+    ],
     ("POST", "/v1/offers/{offer_id}/customs-clearance"): [
         Extra("a working_group token naming no group", W, "owner", None, False),
         Extra("the customs group of another org", W, OTHER_ORG, CUSTOMS_GROUP, True),
@@ -379,7 +407,7 @@ FRESH = {("DELETE", "/v1/webhook-endpoints/{endpoint_id}")}
 # The tables each service owns (not its projections of others' streams), fingerprinted with its outbox.
 OWNED_TABLES = {
     "needs": ("site", "need", "need_line", "item_request", "catalog_item"),
-    "supply": ("donor", "offer", "lot", "reservation"),
+    "supply": ("donor", "offer", "lot", "reservation", "payment"),
     "matching": ("policy_version", "allocation_run", "proposal", "decision"),
     "logistics": (
         "shipment",
@@ -389,6 +417,9 @@ OWNED_TABLES = {
         "procurement",
         "procurement_funding",
         "ledger_entry",
+        "ledger_posting",
+        "operation",
+        "fund",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
     "partners": ("organization", "capacity", "assignment", "task"),
@@ -757,6 +788,17 @@ def _offer_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepa
     return prepare
 
 
+def _payments_target(key: tuple[str, str] | None = None) -> Prepare:
+    """The payments of org B's cash pledge (recorded by the fundraising group)."""
+
+    async def prepare(w: World) -> Target:
+        offer = await w.cash()
+        body = example(key) if key else None
+        return Target(f"/v1/offers/{offer['id']}/payments", body, owner_org=DONOR_ORG, owner_group=FUND_GROUP)
+
+    return prepare
+
+
 def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None, owner_org: str | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         proposal = await w.proposal()
@@ -819,6 +861,22 @@ def _delivery_target(suffix: str = "") -> Prepare:
     async def prepare(w: World) -> Target:
         delivery = await w.delivery()
         return Target(f"/v1/webhook-deliveries/{delivery['id']}{suffix}", None, owner_org=GROUP_ORG)
+
+    return prepare
+
+
+def _operation_target(key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        operation = await w.post("/v1/operations", w.coordinator, json=example(("POST", "/v1/operations")))
+        return Target(f"/v1/operations/{operation['id']}", example(key) if key else None)
+
+    return prepare
+
+
+def _fund_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        fund = await w.post("/v1/funds", w.coordinator, json=example(("POST", "/v1/funds")))
+        return Target(f"/v1/funds/{fund['id']}{suffix}", example(key) if key else None)
 
     return prepare
 
@@ -1046,6 +1104,8 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("POST", "/v1/offers/{offer_id}/verification"): (_verification, False),
+    ("POST", "/v1/offers/{offer_id}/payments"): (_payments_target(("POST", "/v1/offers/{offer_id}/payments")), False),
+    ("GET", "/v1/offers/{offer_id}/payments"): (_payments_target(), False),
     ("POST", "/v1/lots/{lot_id}/verification"): (_lot_verification, False),
     ("GET", "/v1/lots/{lot_id}"): (_get_lot, False),
     ("POST", "/v1/lots/{lot_id}/reservations"): (_reserve, False),
@@ -1138,6 +1198,15 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/operations"): (_plain("/v1/operations", ("POST", "/v1/operations")), False),
+    ("GET", "/v1/operations"): (_plain("/v1/operations"), False),
+    ("GET", "/v1/operations/{operation_id}"): (_operation_target(), False),
+    ("PATCH", "/v1/operations/{operation_id}"): (_operation_target(("PATCH", "/v1/operations/{operation_id}")), False),
+    ("POST", "/v1/funds"): (_plain("/v1/funds", ("POST", "/v1/funds")), False),
+    ("GET", "/v1/funds"): (_plain("/v1/funds"), False),
+    ("GET", "/v1/funds/{fund_id}"): (_fund_target(), False),
+    ("PATCH", "/v1/funds/{fund_id}"): (_fund_target("", ("PATCH", "/v1/funds/{fund_id}")), False),
+    ("GET", "/v1/funds/{fund_id}/ledger"): (_fund_target("/ledger"), False),
     ("POST", "/v1/needs/{need_id}/claims"): (_create_claim, False),
     ("GET", "/v1/claims"): (_plain("/v1/claims", before=World.claim), False),
     ("GET", "/v1/claims/{claim_id}"): (_claim_target(), False),

@@ -11,6 +11,7 @@ import httpx
 
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE
+from tests.helpers.funds import record_payment
 from tests.helpers.logistics import advance, full_receipt, procurement_body
 from tests.helpers.needs import create_need, create_site
 from tests.helpers.supply import create_donor, create_offer, create_pledge
@@ -33,6 +34,7 @@ class Books:
     procurement: dict[str, Any]
     shipments: list[dict[str, Any]] = field(default_factory=list)  # the gift's, then the purchase's
     pins: list[str] = field(default_factory=list)
+    fund: dict[str, Any] = field(default_factory=dict)  # a public fund, where a test adds one
 
     def secrets(self) -> list[str]:
         """What the public must never read."""
@@ -88,7 +90,8 @@ async def donor_books(
     public_name: str | None = None,
 ) -> Books:
     """The donor's two gifts through to the site's receipt: 100 kg of rice in kind (feedback: 120 elderly
-    people and 30 children served), and a pledge of ¥1,000.00 that paid ¥500.00 for 10 kg of rice."""
+    people and 30 children served), and a pledge of ¥1,000.00 (¥600.00 of it received) that paid ¥500.00 for
+    10 kg of rice."""
     coordinator, recipient = auth("coordinator"), auth("frontline", org=site_org)
     donor, carrier = auth("donor", org=donor_org), auth("logistics", org="org-carrier")
     site = await create_site(
@@ -108,6 +111,7 @@ async def donor_books(
     pins = [await _deliver(client, carrier, recipient, shipment, feedback)]
 
     pledge = await create_pledge(client, donor, donor_row["id"], 100_000)
+    await record_payment(client, auth, pledge["id"], 60_000)  # spending draws on money received
     bought = await create_need(
         client, recipient, site["id"], {"item_code": RICE, "quantity": 10}, title="补充大米", urgency="high"
     )

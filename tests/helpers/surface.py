@@ -68,6 +68,11 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/offers/{offer_id}"): {"note": "仅限上海"},
     ("POST", "/v1/offers/{offer_id}/withdraw"): {"reason": "sold out"},
     ("POST", "/v1/offers/{offer_id}/verification"): {"verdict": "verified", "notes": "certificates checked"},
+    ("POST", "/v1/offers/{offer_id}/payments"): {
+        "amount": 50_000,
+        "received_at": "2022-04-02T10:00:00+08:00",
+        "reference": "ICBC-20220402-001",
+    },
     ("POST", "/v1/lots/{lot_id}/verification"): {"verdict": "verified", "notes": "this batch's certificates checked"},
     ("POST", "/v1/lots/{lot_id}/reservations"): {"quantity": 1, "reference": "proposal-1"},
     ("POST", "/v1/allocation-runs"): {"scope": {"region_code": "31", "item_codes": ["food.grain.rice"]}},
@@ -120,6 +125,15 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/organizations/{org}"): {"public_name": "金水邻里"},
     ("POST", "/v1/organizations/{org}/approve"): {"reason": "资料齐全"},
     ("POST", "/v1/organizations/{org}/suspend"): {"reason": "核查中"},
+    ("POST", "/v1/operations"): {
+        "name": "上海抗疫专项行动",
+        "region_code": "31",
+        "starts_at": "2022-03-28T00:00:00+08:00",
+        "ends_at": "2022-06-30T00:00:00+08:00",
+    },
+    ("PATCH", "/v1/operations/{operation_id}"): {"ends_at": "2022-07-31T00:00:00+08:00"},
+    ("POST", "/v1/funds"): {"name": "抗疫专项基金", "managed_by": "hub", "currency": "CNY", "overhead_share": 0.05},
+    ("PATCH", "/v1/funds/{fund_id}"): {"public": True},
     ("POST", "/v1/capacities"): {
         "service_code": "service.psych.support_session",
         "units_per_day": 30,

@@ -18,6 +18,8 @@ from shared.settings import Settings
 from tests.helpers.accounts import Books, donor_books
 from tests.helpers.auth import TokenFactory
 from tests.helpers.browser import CSP_VIOLATION, chromium_path, dump_dom, serving
+from tests.helpers.funds import create_fund, pledge_into, record_payment
+from tests.helpers.logistics import procurement_body
 from tests.helpers.problems import assert_problem
 from tests.helpers.supply import create_donor, create_offer
 from tests.helpers.waiting import eventually
@@ -30,9 +32,26 @@ def chromium() -> str:
     return chromium_path()
 
 
+async def _public_fund(client: httpx.AsyncClient, auth: TokenFactory) -> dict[str, Any]:
+    """A public fund (5 % overhead): ¥2,000.00 pledged, ¥1,500.00 received, ¥400.00 of rice ordered; and a fund
+    that is not public."""
+    await create_fund(client, auth, name="内部周转基金", public=False)
+    fund = await create_fund(client, auth, name="儿童关爱基金", public=True, overhead_share=0.05)
+    pledge = await pledge_into(client, auth, fund["id"], 200_000)
+    await record_payment(client, auth, pledge["id"], 150_000)
+    body = procurement_body(pledge["id"], quantity=10, unit_price=4_000)
+    drafted = await client.post("/v1/procurements", headers=auth("coordinator"), json=body)
+    assert drafted.status_code == 201, drafted.text
+    ordered = await client.post(f"/v1/procurements/{drafted.json()['id']}/order", headers=auth("coordinator"))
+    assert ordered.status_code == 200, ordered.text
+    return fund
+
+
 async def _books_and_an_unnamed_donor(client: httpx.AsyncClient, auth: TokenFactory) -> Books:
-    """`donor_books` of a donor that chose the public name 爱心人士, and a company without one that offered rice."""
+    """`donor_books` of a donor that chose the public name 爱心人士, a company without one that offered rice, and
+    `_public_fund`."""
     books = await donor_books(client, auth, public_name="爱心人士")
+    books.fund = await _public_fund(client, auth)
     company = auth("donor", org="org-quiet")
     quiet = await create_donor(
         client, company, name="不愿具名的粮油公司", contact={"name": "孙经理", "phone": "13600002222"}
@@ -84,7 +103,19 @@ async def test_public_accounts_sum_goods_sites_people_and_named_donors_without_p
     assert a["sites_supported"] == 1
     assert a["people_served"] == {"children": 30, "elderly": 120}
     assert a["donors"] == [{"name": "爱心人士", "gifts": 2}]
-    assert a["funds"] == []  # no public fund in these books
+    # The public fund only: ¥400.00 committed to the order and its 5 % overhead out of ¥1,500.00 received.
+    assert a["funds"] == [
+        {
+            "id": books.fund["id"],
+            "name": "儿童关爱基金",
+            "raised": 200_000,
+            "received": 150_000,
+            "spent": 40_000,
+            "overhead": 2_000,
+            "balance": 108_000,
+            "currency": "CNY",
+        }
+    ]
     _no_secrets(r.text, books)
     # Nothing named in the JSON is a person: no `contact`, `phone`, `pin` or `address` member anywhere.
     keys = json.dumps(a)
@@ -96,7 +127,7 @@ async def test_public_accounts_sum_goods_sites_people_and_named_donors_without_p
     _no_secrets(page.text, books)
     # Another relief operation's accounts hold none of these gifts.
     other = (await client.get(URL, params={"operation_id": str(uuid.uuid4())})).json()
-    assert other["goods"] == {"by_category": [], "by_region": []} and other["donors"] == []
+    assert other["goods"] == {"by_category": [], "by_region": []} and other["donors"] == [] and other["funds"] == []
     assert other["sites_supported"] == 0 and other["people_served"] == {}
 
 
@@ -115,7 +146,8 @@ async def test_public_accounts_page_renders_in_headless_chromium_in_chinese_and_
     # Chinese by default, whatever the machine's locale.
     assert '<html lang="zh-CN">' in zh and "捐赠公示" in zh and 'id="goods-by-category"' in zh
     assert "食品" in zh and "区县" in zh and "310115" in zh and "老人" in zh and "儿童" in zh
-    assert "爱心人士（2 笔）" in zh and "暂无公开的专项基金" in zh and "Public accounts" not in zh
+    assert "爱心人士（2 笔）" in zh and "Public accounts" not in zh
+    assert "儿童关爱基金" in zh and "¥1,080.00" in zh and "¥20.00" in zh and "内部周转基金" not in zh
     assert '<html lang="en">' in en and "Public accounts" in en and "Food" in en and "County" in en
     assert "elderly people" in en and "爱心人士 (2 gifts)" in en and "捐赠公示" not in en
     body = zh.split("<body>", 1)[1]

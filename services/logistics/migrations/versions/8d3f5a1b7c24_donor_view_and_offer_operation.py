@@ -1,7 +1,7 @@
 """donors projected (org and public name) and offers' relief operation, for statements and public accounts
 
 Revision ID: 8d3f5a1b7c24
-Revises: 6e2b8d4f0a17
+Revises: f1d3a8c2b7e4
 Create Date: 2026-12-03 06:45:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '8d3f5a1b7c24'
-down_revision: str | None = '6e2b8d4f0a17'
+down_revision: str | None = 'f1d3a8c2b7e4'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
