@@ -26,6 +26,11 @@ class LotTaken(Conflict):
     keeps_changes = True  # the proposal's cancellation and the line's re-run are committed
 
 
+class RestrictionExcludes(Conflict):
+    slug, title = "restriction-violated", "The donor's restrictions no longer allow this lot for this need line"
+    keeps_changes = True  # the proposal's cancellation and the line's re-run are committed
+
+
 class InvalidPolicy(InvalidRequest):
     slug, title = "invalid-policy", "The policy is not valid"
 

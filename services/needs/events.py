@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -236,35 +237,41 @@ async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> Non
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
     proposal is kept with its version; the line's quantity_matched is the sum over its proposals."""
-    if event.type != "reliefhub.matching.proposal.accepted":
-        return
-    d = event.data
-    changed = await RollupRepository(session).record_matches(
-        [
-            {
-                "proposal_id": uuid.UUID(d["id"]),
-                "need_id": uuid.UUID(d["need_id"]),
-                "need_line_id": uuid.UUID(d["need_line_id"]),
-                "quantity": int(d["quantity"]),
-                "version": int(d.get("version") or 0),
-            }
-        ]
-    )
-    await _roll_up_needs(session, changed)
+    await on_matching_events(session, [event])
+
+
+async def on_matching_events(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """The batch form of `on_matching_event`: every accepted proposal of the batch in one upsert, then each
+    need it touched rolled up once, in need order (one lock order for every transaction)."""
+    rows = [
+        {
+            "proposal_id": uuid.UUID(d["id"]),
+            "need_id": uuid.UUID(d["need_id"]),
+            "need_line_id": uuid.UUID(d["need_line_id"]),
+            "quantity": int(d["quantity"]),
+            "version": int(d.get("version") or 0),
+        }
+        for d in (e.data for e in events if e.type == "reliefhub.matching.proposal.accepted")
+    ]
+    await _roll_up_needs(session, await RollupRepository(session).record_matches(_newest(rows, "proposal_id")))
+
+
+def _newest(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """One row per `key`, the highest version's, in key order: one upsert may not touch a row twice, and rows
+    taken in one order everywhere cannot deadlock."""
+    newest: dict[uuid.UUID, dict[str, Any]] = {}
+    for row in rows:
+        if row[key] not in newest or row["version"] > newest[row[key]]["version"]:
+            newest[row[key]] = row
+    return [newest[k] for k in sorted(newest)]
 
 
 # Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
 _ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
 
 
-async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
-    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
-    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
-    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
-    received or was cancelled leaves quantity_matched, so the line is open for it again."""
-    if not event.type.startswith("reliefhub.logistics.shipment."):
-        return
-    d = event.data
+def _shipment_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The roll-up rows of one shipment event: each line's state after the change."""
     status, version = d["status"], int(d["version"])
     rows = []
     for line in d["lines"]:
@@ -290,7 +297,23 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
                 "version": version,
             }
         )
-    await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))
+    return rows
+
+
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
+    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
+    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
+    received or was cancelled leaves quantity_matched, so the line is open for it again."""
+    await on_logistics_events(session, [event])
+
+
+async def on_logistics_events(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """The batch form of `on_logistics_event`: one upsert of the batch's shipment lines, then each need
+    touched rolled up once, in need order."""
+    rows = [row for e in events if e.type.startswith("reliefhub.logistics.shipment.") for row in _shipment_rows(e.data)]
+    changed = await RollupRepository(session).record_shipment_lines(_newest(rows, "shipment_line_id"))
+    await _roll_up_needs(session, changed)
 
 
 async def publish_item(session: AsyncSession, item: Item) -> None:
