@@ -71,13 +71,21 @@ def merge_openapi(apps: dict[str, FastAPI], *, server_url: str | None = None) ->
                 if seen is not None and seen != schema:
                     raise ValueError(f"components.{kind}.{key} differs between services ({name})")
                 merged["components"][kind][key] = schema
-        # Operations are tagged with their collection; Redoc groups the collections by service.
-        # A sub-resource another service serves (`/v1/donors/{id}/statement`) keeps its collection's tag, once.
-        tags = [{**t, "description": f"{t['description']}, {name}: {app.description}"} for t in doc.get("tags", [])]
-        known = {t["name"] for t in merged["tags"]}
-        merged["tags"] += [t for t in tags if t["name"] not in known]
-        merged["x-tagGroups"].append({"name": name, "tags": [t["name"] for t in tags if t["name"] not in known]})
+        _merge_tags(merged, name, app, doc)
     return merged
+
+
+def _merge_tags(merged: dict[str, Any], name: str, app: FastAPI, doc: dict[str, Any]) -> None:
+    """Operations are tagged with their collection; Redoc groups the collections by service. A sub-resource
+    another service serves (`/v1/donors/{id}/statement`) keeps its collection's tag, listed once."""
+    known = {t["name"] for t in merged["tags"]}
+    tags = [
+        {**t, "description": f"{t['description']}, {name}: {app.description}"}
+        for t in doc.get("tags", [])
+        if t["name"] not in known
+    ]
+    merged["tags"] += tags
+    merged["x-tagGroups"].append({"name": name, "tags": [t["name"] for t in tags]})
 
 
 def service_apps(settings: Settings) -> dict[str, FastAPI]:
