@@ -35,6 +35,7 @@ class Books:
     shipments: list[dict[str, Any]] = field(default_factory=list)  # the gift's, then the purchase's
     pins: list[str] = field(default_factory=list)
     fund: dict[str, Any] = field(default_factory=dict)  # a public fund, where a test adds one
+    operation: dict[str, Any] = field(default_factory=dict)  # a relief operation, where a test adds one
 
     def secrets(self) -> list[str]:
         """What the public must never read."""

@@ -18,10 +18,10 @@ from shared.settings import Settings
 from tests.helpers.accounts import Books, donor_books
 from tests.helpers.auth import TokenFactory
 from tests.helpers.browser import CSP_VIOLATION, chromium_path, dump_dom, serving
-from tests.helpers.funds import create_fund, pledge_into, record_payment
+from tests.helpers.funds import create_fund, create_operation, pledge_into, record_payment
 from tests.helpers.logistics import procurement_body
 from tests.helpers.problems import assert_problem
-from tests.helpers.supply import create_donor, create_offer
+from tests.helpers.supply import create_donor, offer_body
 from tests.helpers.waiting import eventually
 
 URL = "/v1/public/accounts"
@@ -48,15 +48,22 @@ async def _public_fund(client: httpx.AsyncClient, auth: TokenFactory) -> dict[st
 
 
 async def _books_and_an_unnamed_donor(client: httpx.AsyncClient, auth: TokenFactory) -> Books:
-    """`donor_books` of a donor that chose the public name 爱心人士, a company without one that offered rice, and
-    `_public_fund`."""
+    """`donor_books` of a donor that chose the public name 爱心人士, a company without one that offered rice in a
+    relief operation, and `_public_fund`."""
     books = await donor_books(client, auth, public_name="爱心人士")
     books.fund = await _public_fund(client, auth)
     company = auth("donor", org="org-quiet")
     quiet = await create_donor(
         client, company, name="不愿具名的粮油公司", contact={"name": "孙经理", "phone": "13600002222"}
     )
-    await create_offer(client, company, quiet["id"])  # 100 rice, not matched anywhere yet
+    books.operation = await create_operation(client, auth)
+
+    async def offered_in_operation() -> httpx.Response | None:  # 422 until supply has heard of the operation
+        body = offer_body(quiet["id"], operation_id=books.operation["id"])  # 100 rice, matched nowhere yet
+        r = await client.post("/v1/offers", headers=company, json=body)
+        return r if r.status_code == 201 else None
+
+    await eventually(offered_in_operation)
 
     async def offered() -> dict[str, Any] | None:
         body: dict[str, Any] = (await client.get(URL)).json()
@@ -125,7 +132,11 @@ async def test_public_accounts_sum_goods_sites_people_and_named_donors_without_p
     page = await client.get(URL, headers={"Accept": "text/html"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     _no_secrets(page.text, books)
-    # Another relief operation's accounts hold none of these gifts.
+    # The operation's accounts hold the quiet company's rice only; another operation's, nothing.
+    op = (await client.get(URL, params={"operation_id": books.operation["id"]})).json()
+    assert op["operation_id"] == books.operation["id"]
+    assert [(g["category"], g["offered"], g["delivered"]) for g in op["goods"]["by_category"]] == [("food", 100, 0)]
+    assert op["funds"] == [] and op["donors"] == [] and op["sites_supported"] == 0 and op["people_served"] == {}
     other = (await client.get(URL, params={"operation_id": str(uuid.uuid4())})).json()
     assert other["goods"] == {"by_category": [], "by_region": []} and other["donors"] == [] and other["funds"] == []
     assert other["sites_supported"] == 0 and other["people_served"] == {}
