@@ -12,6 +12,20 @@ from services.logistics.models import ProcurementStatus
 from services.logistics.schemas import GiftKind, GiftStatus, Localized, ReportLevel, TrackItem, TrackSite
 from shared.vocabulary import ShipmentStatus
 
+
+class FundAccount(BaseModel):
+    """A special fund's figures, in fen of its currency: sums of the ledger's postings."""
+
+    id: uuid.UUID
+    name: str
+    raised: int
+    received: int
+    spent: int
+    overhead: int
+    balance: int
+    currency: str
+
+
 # --- the donor statement --------------------------------------------------------------------------------------
 
 
@@ -75,6 +89,7 @@ class StatementGift(BaseModel):
     status: GiftStatus
     created_at: datetime
     fund_id: uuid.UUID | None
+    fund: FundAccount | None = Field(description="A pledge's special fund and its figures, which pay for purchases.")
     currency: str | None
     amount_pledged: int | None = Field(description="A cash pledge's amount, in fen.")
     amount_received: int | None = Field(description="Money received against the pledge so far, in fen.")
@@ -106,19 +121,6 @@ class DonorStatement(BaseModel):
 
 
 # --- the public accounts --------------------------------------------------------------------------------------
-
-
-class FundAccount(BaseModel):
-    """A public fund's figures, in fen of its currency: sums of the ledger's postings."""
-
-    id: uuid.UUID
-    name: str
-    raised: int
-    received: int
-    spent: int
-    overhead: int
-    balance: int
-    currency: str
 
 
 class GoodsFigures(BaseModel):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.logistics import account_schemas as out
 from services.logistics.accounts import fund_figures
 from services.logistics.accounts_repository import PublicAccountsRepository
+from services.logistics.models import Fund
 from services.logistics.schemas import LEVEL_DIGITS, Localized
 from shared.catalog import get_catalog
 from shared.db import utcnow
@@ -85,12 +86,9 @@ async def _goods(repo: PublicAccountsRepository, operation_id: uuid.UUID | None)
     return tally.goods()
 
 
-async def _funds(
-    session: AsyncSession, repo: PublicAccountsRepository, operation_id: uuid.UUID | None
-) -> list[out.FundAccount]:
-    """Each public fund's figures, sums of its postings: `spent` counts placed orders (committed) with those
-    whose goods arrived, so that what was received is spent, taken as overhead, or the balance."""
-    funds = await repo.public_funds(operation_id)
+async def fund_accounts(session: AsyncSession, funds: list[Fund]) -> list[out.FundAccount]:
+    """Each fund's figures, sums of its postings: `spent` counts placed orders (committed) with those whose goods
+    arrived, so that what was received is spent, taken as overhead, or the balance."""
     figures = await fund_figures(session, [f.id for f in funds])
     return [
         out.FundAccount(
@@ -113,7 +111,7 @@ async def public_accounts(session: AsyncSession, operation_id: uuid.UUID | None)
     return out.PublicAccounts(
         operation_id=operation_id,
         generated_at=utcnow(),
-        funds=await _funds(session, repo, operation_id),
+        funds=await fund_accounts(session, await repo.public_funds(operation_id)),
         goods=await _goods(repo, operation_id),
         sites_supported=await repo.sites_supported(operation_id),
         people_served=await repo.people_served(operation_id),

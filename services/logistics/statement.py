@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import account_schemas as out
-from services.logistics.accounts_repository import DonorRepository
+from services.logistics.accounts_repository import RECEIVED, DonorRepository
 from services.logistics.errors import DonorNotFound
+from services.logistics.funds_repository import FundRepository
 from services.logistics.models import Feedback, OfferView, Procurement, Shipment, SiteView
+from services.logistics.public_accounts import fund_accounts
 from services.logistics.repository import ProjectionRepository, ShipmentRepository
 from services.logistics.schemas import GiftKind, GiftStatus, TrackSite
 from services.logistics.shares import attribution
@@ -22,7 +24,6 @@ from services.logistics.tracking import RECEIPTS, _item, _offer_items, _site
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import Forbidden
-from shared.vocabulary import ShipmentStatus
 
 
 @dataclass
@@ -35,6 +36,7 @@ class _Books:
     shipments: list[Shipment]
     feedback: dict[uuid.UUID, Feedback]
     sites: dict[uuid.UUID, SiteView]
+    funds: dict[uuid.UUID, out.FundAccount]
 
 
 async def _read(session: AsyncSession, gifts: list[OfferView]) -> _Books:
@@ -52,7 +54,9 @@ async def _read(session: AsyncSession, gifts: list[OfferView]) -> _Books:
     shipments = await ShipmentRepository(session).carrying(carried) if carried else []
     feedback = await ShipmentRepository(session).feedback_for([s.id for s in shipments])
     sites = await projection.sites(sorted({s.destination_site_id for s in shipments}))
-    return _Books(await repo.received(ids), purchases, goods, shipments, feedback, sites)
+    funds = await FundRepository(session).many([g.fund_id for g in gifts if g.fund_id is not None])
+    accounts = {f.id: f for f in await fund_accounts(session, list(funds.values()))}
+    return _Books(await repo.received(ids), purchases, goods, shipments, feedback, sites, accounts)
 
 
 def _purchase(gift: OfferView, p: Procurement) -> out.StatementPurchase:
@@ -115,9 +119,12 @@ def _gift(gift: OfferView, books: _Books) -> out.StatementGift:
     purchases = [_purchase(gift, p) for p in books.purchases.get(gift.offer_id, [])]
     ours = {gift.offer_id, *(o for p in purchases for o in books.goods.get(p.procurement_id, []))}
     shipments, receipts, feedback = [], [], []
+    reached: set[uuid.UUID] = set()
     for s in books.shipments:
         if not any(line.offer_id in ours for line in s.lines):
             continue
+        if s.status in RECEIVED:
+            reached.add(s.destination_site_id)
         shipment, receipt, fb = _shipment_parts(
             s, ours, _site(books.sites.get(s.destination_site_id)), books.feedback.get(s.id)
         )
@@ -131,6 +138,7 @@ def _gift(gift: OfferView, books: _Books) -> out.StatementGift:
         status=GiftStatus(gift.status),
         created_at=gift.offer_created_at,
         fund_id=gift.fund_id,
+        fund=books.funds.get(gift.fund_id) if gift.fund_id else None,
         currency=gift.currency,
         amount_pledged=gift.amount,
         amount_received=books.received.get(gift.offer_id, 0) if cash else None,
@@ -142,7 +150,7 @@ def _gift(gift: OfferView, books: _Books) -> out.StatementGift:
         feedback=feedback,
         quantity_shipped=sum(x.item.quantity for s in shipments if s.picked_up_at for x in s.lines),
         quantity_received=sum(r.quantity_received for r in receipts),
-        sites=len({r.site.name for r in receipts if r.site and r.status != ShipmentStatus.not_received}),
+        sites=len(reached),
     )
 
 

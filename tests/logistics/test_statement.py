@@ -10,6 +10,8 @@ import httpx
 from tests.helpers.accounts import Books, donor_books
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE
+from tests.helpers.funds import create_fund, pledge_into, record_payment
+from tests.helpers.http import get_json
 from tests.helpers.problems import assert_problem
 from tests.helpers.supply import create_donor
 from tests.helpers.waiting import eventually
@@ -116,3 +118,27 @@ async def test_statement_is_refused_to_another_donor_organisation(
     assert_problem(await client.get(url), 401)
     unknown = await client.get("/v1/donors/00000000-0000-4000-8000-0000000000ff/statement", headers=coordinator)
     assert_problem(unknown, 404, "donor-not-found")
+
+
+async def test_a_pledge_into_a_fund_shows_the_fund_s_figures(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    fund = await create_fund(client, auth, name="儿童关爱基金", overhead_share=0)
+    pledge = await pledge_into(client, auth, fund["id"], 80_000)
+    await record_payment(client, auth, pledge["id"], 30_000)
+    url = f"/v1/donors/{pledge['donor_id']}/statement"
+    s = await get_json(client, url, auth("coordinator"))
+    (gift,) = s["gifts"]
+    assert (gift["fund_id"], gift["amount_pledged"], gift["amount_received"]) == (fund["id"], 80_000, 30_000)
+    assert gift["fund"] == {
+        "id": fund["id"],
+        "name": "儿童关爱基金",
+        "raised": 80_000,
+        "received": 30_000,
+        "spent": 0,
+        "overhead": 0,
+        "balance": 30_000,
+        "currency": "CNY",
+    }
+    page = (await client.get(f"{url}.html", headers=auth("coordinator"))).text
+    assert "捐入专项基金 <b>儿童关爱基金</b>" in page and "结余 ¥300.00" in page
