@@ -292,6 +292,11 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/procurements/{procurement_id}/receive"): 403,
     ("POST", "/v1/procurements/{procurement_id}/cancel"): 403,
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
+    ("POST", "/v1/operations"): 403,  # operations and funds hold for every region
+    ("PATCH", "/v1/operations/{operation_id}"): 403,
+    ("POST", "/v1/funds"): 403,
+    ("PATCH", "/v1/funds/{fund_id}"): 403,
+    ("GET", "/v1/funds/{fund_id}/ledger"): 403,
     ("POST", "/v1/assignments/{assignment_id}/confirm"): 403,  # the need's region
     ("POST", "/v1/assignments/{assignment_id}/report"): 403,
 }

@@ -11,10 +11,11 @@ import httpx
 
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import SHANGHAI
-from tests.helpers.funds import create_fund, create_operation, get_fund, pledge_into, record_payment
+from tests.helpers.funds import create_fund, create_operation, fund_body, get_fund, pledge_into, record_payment
 from tests.helpers.logistics import draft, procurement_body
 from tests.helpers.needs import create_site
 from tests.helpers.problems import assert_problem
+from tests.helpers.supply import create_donor
 from tests.helpers.waiting import eventually
 
 NURSING_HOMES = {"site_kinds": ["nursing_home"]}
@@ -275,3 +276,41 @@ async def test_every_transaction_balances_and_fund_figures_are_sums_of_postings(
     assert figures["overhead"] == sums["overhead"] == 3_000
     assert figures["available"] == sums["fund cash"] == 80_000 - 30_000 - 3_000
     assert figures["received"] == 80_000
+
+
+async def test_supply_learns_of_operations_and_funds_from_their_events(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    """A pledge may name the operation and the fund once supply has heard of them; a closed operation takes none."""
+    coordinator = auth("coordinator")
+    op = await create_operation(client, auth)
+    fund = await create_fund(client, auth, operation_id=op["id"])
+    pledge = await pledge_into(client, auth, fund["id"], 10_000)
+    assert pledge["fund_id"] == fund["id"] and pledge["operation_id"] == op["id"]
+    r = await client.get(f"/v1/operations/{op['id']}", headers=coordinator)
+    closing = {**coordinator, "If-Match": r.headers["etag"]}
+    assert (
+        await client.patch(f"/v1/operations/{op['id']}", headers=closing, json={"status": "closed"})
+    ).status_code == 200
+    company = auth("donor", org="company-late")
+    donor = await create_donor(client, company)
+    body = {"donor_id": donor["id"], "kind": "cash", "amount": 5_000, "currency": "CNY", "operation_id": op["id"]}
+
+    async def refused() -> dict[str, Any] | None:
+        r = await client.post("/v1/offers", headers=company, json=body)
+        return r.json() if r.status_code == 422 else None
+
+    assert slug(await eventually(refused)) == "operation-closed"
+
+
+async def test_creating_a_fund_twice_with_one_idempotency_key_makes_one(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    headers = {**auth("coordinator"), "Idempotency-Key": "fund-2022-shanghai"}
+    first = await client.post("/v1/funds", headers=headers, json=fund_body(name="长者关怀基金"))
+    again = await client.post("/v1/funds", headers=headers, json=fund_body(name="长者关怀基金"))
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    listed = await client.get("/v1/funds?limit=100", headers=auth("coordinator"))
+    assert [f["name"] for f in listed.json()["items"]].count("长者关怀基金") == 1
