@@ -89,3 +89,10 @@ class FundNotFound(NotFound):
 
 class FundUnavailable(Conflict):
     slug, title = "fund-unavailable", "The fund cannot pay for this order"
+
+
+class DonorNotFound(NotFound):
+    """The same problem as supply's: logistics has no record of the donor (or not yet: it learns donors from
+    supply's events)."""
+
+    slug, title = "donor-not-found", "Donor not found"

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
+from services.logistics.accounts_repository import DonorRepository
 from services.logistics.models import catalog
 from services.logistics.repository import ProjectionRepository
 from shared.catalog.follow import catalog_handler
@@ -295,6 +296,7 @@ async def _project_offer(repo: ProjectionRepository, offer_id: uuid.UUID, d: dic
             "tracking_ref": d["tracking_ref"],
             "procurement_id": uuid.UUID(d["procurement_id"]) if d.get("procurement_id") else None,
             "restrictions": d.get("restrictions") or {},
+            "operation_id": uuid.UUID(d["operation_id"]) if d.get("operation_id") else None,
             "fund_id": uuid.UUID(d["fund_id"]) if d.get("fund_id") else None,
             "lots": lots,
             "version": int(d["version"]),
@@ -356,9 +358,21 @@ async def _track_verified(repo: ProjectionRepository, event: CloudEvent) -> None
 
 
 async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
-    """supply.events → offer_view, the offer's public timeline and the ledger (pledges in, in-kind value)."""
+    """supply.events → donor_view, offer_view, the offer's public timeline and the ledger (pledges in, in-kind
+    value)."""
     repo = ProjectionRepository(session)
-    if event.type.startswith("reliefhub.supply.offer."):
+    if event.type == "reliefhub.supply.donor.created":
+        d = event.data
+        await DonorRepository(session).upsert_donor(
+            {
+                "donor_id": uuid.UUID(d["id"]),
+                "org": d["org"],
+                "kind": d["kind"],
+                "public_name": d.get("public_name"),
+                "version": int(d.get("version") or 1),
+            }
+        )
+    elif event.type.startswith("reliefhub.supply.offer."):
         offer_id = uuid.UUID(event.data["id"])
         await _project_offer(repo, offer_id, event.data)
         await _book_offer(session, event, offer_id)

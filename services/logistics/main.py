@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.logistics.accounts_router import router as accounts_router
 from services.logistics.claimed import on_claim_event
 from services.logistics.events import SUBSCRIPTIONS
 from services.logistics.funds_router import router as funds_router
@@ -20,7 +21,7 @@ SERVICE = ServiceSpec(
     metadata=Base.metadata,
     kit=kit,
     catalog=catalog,
-    routers=[router, funds_router],
+    routers=[router, funds_router, accounts_router],
     migrations=migrations_dir(__file__),
     collections=(
         "shipments",
@@ -33,6 +34,7 @@ SERVICE = ServiceSpec(
         "operations",
         "funds",
     ),
+    sub_resources=("donors/statement",),
     calls=("supply",),
     subscriptions=[
         *SUBSCRIPTIONS,

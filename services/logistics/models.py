@@ -127,6 +127,7 @@ class OfferView(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     amount_spent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     fund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
     procurement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
@@ -135,6 +136,19 @@ class OfferView(Base):
     offer_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("amount_spent >= 0 AND amount_spent <= COALESCE(amount, 0)", name="spend"),)
+
+
+class DonorView(Base):
+    """A donor as supply.events describe it: whose it is and the name it chose to be shown publicly under (its
+    own name and contact details are never copied here)."""
+
+    __tablename__ = "donor_view"
+
+    donor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    public_name: Mapped[str | None] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class TrackEntry(Base):

@@ -348,20 +348,6 @@ async def list_ledger(
 # --- public tracking and the impact report -------------------------------------------------------------------
 
 
-def _wants_html(request: Request, format: str | None) -> bool:
-    if format is not None:
-        return format == "html"
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept and "application/json" not in accept.split("text/html")[0]
-
-
-def _language(request: Request, lang: str | None) -> str:
-    if lang is not None:
-        return lang
-    accepted = request.headers.get("accept-language", "zh").lower()
-    return "en" if accepted.startswith("en") else "zh"
-
-
 TrackingCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 PageLanguage = Annotated[str | None, Query(pattern="^(zh|en)$", description="Page language; else Accept-Language.")]
 
@@ -381,7 +367,7 @@ async def track_page(code: TrackingCode, request: Request, session: SessionDep, 
     """Public, no token: a gift's timeline as a page for browsers, in Chinese or English. Rate-limited per
     client."""
     result = await tracking.track(session, code)
-    html = page.render_tracking(result, _language(request, lang))
+    html = page.render_tracking(result, page.language(request, lang))
     return html_response(html, styles=page.tracking_page_styles())
 
 
@@ -404,8 +390,8 @@ async def track(
     """Public, no token: a gift's timeline from offer to receipt and feedback, with no personal data (the same
     as a page: `/v1/track/{code}.html`). Rate-limited per client."""
     result = await tracking.track(session, code)
-    if _wants_html(request, format):
-        html = page.render_tracking(result, _language(request, lang))
+    if page.wants_html(request, format):
+        html = page.render_tracking(result, page.language(request, lang))
         return html_response(html, styles=page.tracking_page_styles())
     return result
 

@@ -47,7 +47,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reliefhub.registry import route_table
+from reliefhub.registry import service_of
 from shared.settings import Settings
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import N95, PSYCH, RICE
@@ -199,6 +199,11 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/reports/impact"): Row(ANY),
     ("GET", "/v1/exports/{dataset}"): Row(STAFF),
     ("GET", "/v1/public/exports/deliveries"): Row(ANY),  # public: no token needed either
+    ("GET", "/v1/public/accounts"): Row(ANY),  # public: no token needed either
+    ("GET", "/v1/public/accounts.html"): Row(ANY),  # the same, as a page
+    # A donor's statement: every role of the donor's own organisation, and coordinators.
+    ("GET", "/v1/donors/{donor_id}/statement"): Row(ANY, other=STAFF),
+    ("GET", "/v1/donors/{donor_id}/statement.html"): Row(ANY, other=STAFF),
     # --- webhooks: endpoints belong to the organisation that made them (any role: donor and frontline
     # organisations register endpoints scoped to their own records)
     ("GET", "/v1/event-types"): Row(ANY),
@@ -1041,6 +1046,20 @@ def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepar
     return prepare
 
 
+def _statement(suffix: str = "") -> Prepare:
+    async def prepare(w: World) -> Target:
+        donor = await w.donor()
+        url = f"/v1/donors/{donor['id']}/statement{suffix}"
+
+        async def known() -> bool | None:  # logistics learns donors from supply's events
+            return (await w.client.get(url, headers=w.coordinator)).status_code == 200 or None
+
+        await eventually(known)
+        return Target(url, owner_org=DONOR_ORG)
+
+    return prepare
+
+
 async def _track(w: World) -> Target:
     return Target(f"/v1/track/{await w.track_code()}")
 
@@ -1145,6 +1164,10 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/reports/impact"): (_plain("/v1/reports/impact?region_code=31"), False),
     ("GET", "/v1/exports/{dataset}"): (_plain("/v1/exports/needs?region_code=31"), False),
     ("GET", "/v1/public/exports/deliveries"): (_plain("/v1/public/exports/deliveries"), False),
+    ("GET", "/v1/public/accounts"): (_plain("/v1/public/accounts"), False),
+    ("GET", "/v1/public/accounts.html"): (_plain("/v1/public/accounts.html"), False),
+    ("GET", "/v1/donors/{donor_id}/statement"): (_statement(), True),
+    ("GET", "/v1/donors/{donor_id}/statement.html"): (_statement(".html"), True),
     ("GET", "/v1/event-types"): (_plain("/v1/event-types"), False),
     ("GET", "/v1/webhook-endpoints"): (_plain("/v1/webhook-endpoints", before=World.endpoint), False),
     ("POST", "/v1/webhook-endpoints"): (_create_endpoint, False),
@@ -1306,7 +1329,8 @@ async def send(w: World, op: Operation, target: Target, case: Case) -> httpx.Res
 
 async def check(w: World, op: Operation, target: Target, cases: list[Case]) -> list[str]:
     """Run denied cases first (each must be a 403/… problem that changes nothing), then allowed ones."""
-    service = route_table()[op.path.split("/")[2]]
+    service = service_of(op.path)
+    assert service is not None, op.path
     failures: list[str] = []
     before = await w.settled(service)
     for case in [c for c in cases if not c.allowed]:
@@ -1391,6 +1415,10 @@ SHARED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/track/{code}.html"),
     ),
     "a procurement draft": (("GET", "/v1/procurements/{procurement_id}"), ("POST", "/v1/procurements")),
+    "a donor's statement": (
+        ("GET", "/v1/donors/{donor_id}/statement"),
+        ("GET", "/v1/donors/{donor_id}/statement.html"),
+    ),
     "an assignment": (
         ("GET", "/v1/assignments"),
         ("GET", "/v1/assignments/{assignment_id}"),

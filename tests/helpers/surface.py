@@ -22,6 +22,8 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/v1/track/{code}"),
     ("GET", "/v1/track/{code}.html"),
     ("GET", "/v1/public/exports/deliveries"),
+    ("GET", "/v1/public/accounts"),
+    ("GET", "/v1/public/accounts.html"),
 }
 
 SITE_ID = "00000000-0000-4000-8000-000000000001"
