@@ -26,9 +26,17 @@ class LotTaken(Conflict):
     keeps_changes = True  # the proposal's cancellation and the line's re-run are committed
 
 
+class AlreadyPickedUp(Conflict):
+    slug, title = "already-picked-up", "The proposal's goods were picked up already; it can no longer be declined"
+
+
 class InvalidPolicy(InvalidRequest):
     slug, title = "invalid-policy", "The policy is not valid"
 
 
 class SupplyUnavailable(ServiceUnavailable):
     slug, title = "supply-unavailable", "The supply service did not answer; retry shortly"
+
+
+class LogisticsUnavailable(ServiceUnavailable):
+    slug, title = "logistics-unavailable", "The logistics service did not answer (or has not heard of it yet); retry"

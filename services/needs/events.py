@@ -233,17 +233,19 @@ async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> Non
 
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
-    proposal is kept with its version; the line's quantity_matched is the sum over its proposals."""
-    if event.type != "reliefhub.matching.proposal.accepted":
+    proposal is kept with its version; the line's quantity_matched is the sum over its proposals. A declined
+    one keeps only what its shipments gave back (which they subtract themselves), so it counts for nothing."""
+    if event.type not in ("reliefhub.matching.proposal.accepted", "reliefhub.matching.proposal.declined"):
         return
     d = event.data
+    declined = event.type == "reliefhub.matching.proposal.declined"
     changed = await RollupRepository(session).record_matches(
         [
             {
                 "proposal_id": uuid.UUID(d["id"]),
                 "need_id": uuid.UUID(d["need_id"]),
                 "need_line_id": uuid.UUID(d["need_line_id"]),
-                "quantity": int(d["quantity"]),
+                "quantity": int(d.get("quantity_returned") or 0) if declined else int(d["quantity"]),
                 "version": int(d.get("version") or 0),
             }
         ]
