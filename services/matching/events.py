@@ -205,8 +205,9 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "substitution_override": bool(line.get("substitution_override")),
         }
         for line in d["lines"]
-        # A line waiting for its item to enter the catalog is not matched (it has no item code yet).
-        if line.get("status", "open") != "pending_item"
+        # A line waiting for its item to enter the catalog is not matched (it has no item code yet), nor one
+        # cancelled because that item was refused.
+        if line.get("status", "open") == "open"
     ]
 
 

@@ -15,7 +15,7 @@ from services.needs.repository import NeedRepository, RollupRepository, SiteRef,
 from shared.catalog import Item, follow
 from shared.db import utcnow
 from shared.events import CloudEvent, EventType, publish, register_event_type
-from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus
+from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedLineStatus, NeedStatus
 
 
 class SiteData(BaseModel):
@@ -189,10 +189,11 @@ async def publish_need(
 
 def rolled_up_status(need: Need) -> NeedStatus:
     """A need's status from its lines: fulfilled when every line is delivered, else the most advanced work
-    still under way (in transit, then matched), else open (what came short or was returned is open again)."""
-    if need.status not in ACTIVE_NEED_STATUSES:
+    still under way (in transit, then matched), else open (what came short or was returned is open again). Lines
+    cancelled with their refused item request count for nothing."""
+    lines = [line for line in need.lines if line.status != NeedLineStatus.cancelled]
+    if need.status not in ACTIVE_NEED_STATUSES or not lines:
         return need.status
-    lines = need.lines
     if all(line.quantity_delivered >= line.quantity for line in lines):
         return NeedStatus.fulfilled
     if any(line.quantity_in_transit > 0 for line in lines):
