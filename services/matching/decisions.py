@@ -1,4 +1,5 @@
-"""Proposals and the decisions taken on them: accept (a reservation in supply), reject, decline (by the site,\nbefore pick-up), expire."""
+"""Proposals and the decisions taken on them: accept (a reservation in supply), reject, decline (by the site,
+before pick-up), expire."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Item requests: a frontline unit asks for an item the catalog lacks, its need lines wait as `pending_item`, and a
 coordinator approves the request as a new item or maps it to an existing one (the lines then open, converted to
-the item's base unit) or refuses it (the lines are cancelled with the reason). Also the coordinator's substitution override on a need line."""
+the item's base unit) or refuses it (the lines are cancelled with the reason). Also the coordinator's substitution
+override on a need line."""
 
 from __future__ import annotations
 

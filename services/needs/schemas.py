@@ -152,7 +152,10 @@ class NeedLine(BaseModel):
     deadline: Deadline = Deadline.hard
     status: NeedLineStatus = NeedLineStatus.open
     item_request_id: uuid.UUID | None = None
-    pending_reason: str | None = Field(None, description="Why a line still waits after its request was decided, or why it was cancelled (its request refused).")
+    pending_reason: str | None = Field(
+        None,
+        description="Why a line still waits after its request was decided, or why it was cancelled (request refused).",
+    )
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0

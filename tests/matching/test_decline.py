@@ -114,9 +114,13 @@ async def test_an_accepted_proposal_declined_before_pick_up_gives_its_goods_back
     assert (await get_lot(client, auth("coordinator"), rice_lot["id"]))["quantity_reserved"] == 35
     r = await client.post(url, headers=auth("frontline", org="org-site"), json=body)
     assert r.status_code == 200, r.text
-    assert r.json()["status"] == "rejected" and r.json()["reason"] == "declined by the site: the county sent rice already"
+    assert (
+        r.json()["status"] == "rejected" and r.json()["reason"] == "declined by the site: the county sent rice already"
+    )
     # A repeated decline is refused and changes nothing.
-    assert_problem(await client.post(url, headers=auth("frontline", org="org-site"), json=body), 409, "proposal-not-open")
+    assert_problem(
+        await client.post(url, headers=auth("frontline", org="org-site"), json=body), 409, "proposal-not-open"
+    )
 
     # The shipment keeps the water line only; the rice lot's hold is gone, the hand-made one stays.
     after = (await client.get(f"/v1/shipments/{shipment['id']}", headers=auth("coordinator"))).json()
