@@ -115,7 +115,10 @@ def test_a_process_that_could_not_reach_a_service_it_calls_refuses_to_start(
     )
     assert result.returncode == 2, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
-    assert f"{command[1]} calls supply, but RELIEFHUB_SERVICE_URLS has no URL for it" in message
+    calls = {"matching": "supply, logistics, but RELIEFHUB_SERVICE_URLS has no URL for them"}
+    assert (
+        f"{command[1]} calls {calls.get(command[1], 'supply, but RELIEFHUB_SERVICE_URLS has no URL for it')}" in message
+    )
     assert "RELIEFHUB_GATEWAY_URL is not set" in message and "Traceback" not in message
 
 
