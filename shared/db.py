@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, SessionTransaction, mapped_column
 from sqlalchemy.pool import PoolProxiedConnection
@@ -257,3 +258,16 @@ class RepositoryBase(Generic[ModelT]):
 
     async def flush(self) -> None:
         await self.session.flush()
+
+    async def keep_newest(self, row: dict[str, Any]) -> None:
+        """A projection's upsert: insert the row, or overwrite the stored one by its `id` unless the stored one
+        has a newer `version` (an equal one is overwritten: a redelivered event writes what it wrote)."""
+        table: Any = self.model
+        stmt = pg_insert(table).values(row)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.id],
+                set_={c: stmt.excluded[c] for c in row if c != "id"},
+                where=table.version <= stmt.excluded.version,
+            )
+        )

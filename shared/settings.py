@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     customs_group: str = "customs"
     translation_group: str = "translation"
     procurement_group: str = "procurement"
+    # supply: the working group that records money received against cash pledges (besides coordinators).
+    fundraising_group: str = "fundraising"
     task_due_hours: dict[str, float] = {
         "device_check": 24.0,
         "translation": 24.0,

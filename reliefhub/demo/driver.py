@@ -552,8 +552,9 @@ async def _report(
         for line in shipment["lines"]:
             got = int(line["quantity_received"] or 0)
             value += got * int(catalog[line["item_code"]]["unit_value_fen"])
-            if line.get("need_line_id"):
-                per_line[line["need_line_id"]] += got
+            if line.get("need_line_id"):  # in the line's unit: a converted substitute counts line units
+                credited = line.get("line_quantity_received")
+                per_line[line["need_line_id"]] += got if credited is None else int(credited)
     expected = {
         "money raised": summary.pledged_fen,
         "money spent": summary.procurement_fen,

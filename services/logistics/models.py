@@ -253,6 +253,11 @@ class ShipmentLine(Base):
 
     shipment: Mapped[Shipment] = relationship(back_populates="lines", lazy="raise")
 
+    @property
+    def line_quantity_received(self) -> int | None:
+        """What the need line is credited for the units received, in its own unit (None before a receipt)."""
+        return None if self.quantity_received is None else self.credited(self.quantity_received)
+
     def credited(self, lot_units: int) -> int:
         """Line units that `lot_units` of this line count for: lot units × the factor (line_quantity over
         quantity), rounded down and never more than the line's quantity."""

@@ -196,6 +196,11 @@ class ShipmentLine(BaseModel):
         "(a converted substitute: 8 bottles of 5 L for 2 barrels of 18.9 L); null when it is the same.",
     )
     quantity_received: int | None
+    line_quantity_received: int | None = Field(
+        None,
+        description="What the need line is credited for `quantity_received`, in the line's unit (for a converted "
+        "substitute the lot units times the factor, rounded down); null before a receipt.",
+    )
     quantity_returned: int | None = Field(
         description="What did not arrive and goes back to the need line (written-off units included)."
     )

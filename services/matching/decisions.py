@@ -17,14 +17,16 @@ from services.matching.errors import (
     LotTaken,
     ProposalNotFound,
     ProposalNotOpen,
+    RestrictionExcludes,
     SupplyUnavailable,
 )
 from services.matching.events import SYSTEM, lot_units
 from services.matching.models import Decision, Proposal
 from services.matching.policy import current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository
-from services.matching.runs import check_stop, propose, source_of
+from services.matching.runs import check_stop, propose, restriction_view, source_of
 from services.matching.schemas import ProposalStatus
+from services.matching.scoring import broken_rules
 from shared.auth import Principal, Role, require_in_region
 from shared.db import utcnow
 from shared.errors import Forbidden, InvalidRequest
@@ -101,6 +103,18 @@ async def accept(
     if proposal.capacity_id is not None:
         # A partner's capacity: nothing to reserve in supply; the partner takes the work on as an assignment.
         return await _accepted(session, proposal, amount, None, principal, actor, now)
+    broken = await _broken_restrictions(session, proposal)
+    if broken:
+        # The offer was designated elsewhere, or the need changed, since the proposal was made.
+        await _cancel_and_rematch(
+            session, proposal, f"the donor's restrictions exclude this line ({'; '.join(broken)})", amount, actor, now
+        )
+        raise RestrictionExcludes(
+            "The donor's restrictions no longer allow this lot for this need line; the proposal is cancelled and "
+            "the line was re-matched.",
+            errors=[{"loc": ["path", "proposal_id"], "msg": rule} for rule in broken],
+            extra={"proposal_status": ProposalStatus.cancelled.value},
+        )
     client = runtime_of_session(session).client("supply")
     try:
         response = await client.request(
@@ -111,7 +125,6 @@ async def accept(
         )
     except Exception as exc:  # timeouts or connection errors after retries
         raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
-    repo = ProposalRepository(session)
     taken: str | None = None
     if response.status_code == 409:
         problem = response.json()
@@ -124,25 +137,8 @@ async def accept(
         # these goods: adopting it would ship goods nobody holds.
         taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
     if taken is not None:
-        proposal.status, proposal.reason = ProposalStatus.cancelled, taken[:500]
-        proposal.decided_at, proposal.decided_by = now, actor
-        proposal.version += 1
-        repo.record(
-            Decision(proposal_id=proposal.id, action="cancel", quantity=amount, reason=proposal.reason, actor=actor)
-        )
-        await session.flush()
-        await events.publish_decision(session, events.PROPOSAL_CANCELLED, proposal, proposal.quantity)
         # Our projection of the lot is behind (that is why we proposed it): ask supply, then re-match the line.
-        await _refresh_lot(session, proposal.lot_id)
-        policy, _ = await current_policy(session)
-        await propose(
-            session,
-            policy=policy,
-            scope=schemas.RunScope(),
-            trigger="retry",
-            actor=actor,
-            line_ids=[proposal.need_line_id],
-        )
+        await _cancel_and_rematch(session, proposal, taken, amount, actor, now, refresh=True)
         raise LotTaken(
             "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
             extra={"proposal_status": ProposalStatus.cancelled.value},
@@ -150,6 +146,49 @@ async def accept(
     if response.status_code not in (200, 201):
         raise SupplyUnavailable(f"Supply answered {response.status_code} to the reservation.")
     return await _accepted(session, proposal, amount, uuid.UUID(response.json()["id"]), principal, actor, now)
+
+
+async def _broken_restrictions(session: AsyncSession, proposal: Proposal) -> list[str]:
+    """The rules of the proposal's lot's restrictions its line now breaks, as matching's projection knows them."""
+    views = ProjectionRepository(session)
+    lot = await views.lot(proposal.lot_id) if proposal.lot_id is not None else None
+    line = await views.line(proposal.need_line_id)
+    if lot is None or line is None or not lot.restrictions:
+        return []
+    return broken_rules(lot.restrictions, restriction_view(line))
+
+
+async def _cancel_and_rematch(
+    session: AsyncSession,
+    proposal: Proposal,
+    reason: str,
+    amount: int,
+    actor: str,
+    now: datetime,
+    *,
+    refresh: bool = False,
+) -> None:
+    """Cancel the open proposal (a decision of `actor`, published) and re-match its line at once; with `refresh`,
+    after bringing the lot's projection up to what supply says."""
+    proposal.status, proposal.reason = ProposalStatus.cancelled, reason[:500]
+    proposal.decided_at, proposal.decided_by = now, actor
+    proposal.version += 1
+    ProposalRepository(session).record(
+        Decision(proposal_id=proposal.id, action="cancel", quantity=amount, reason=proposal.reason, actor=actor)
+    )
+    await session.flush()
+    await events.publish_decision(session, events.PROPOSAL_CANCELLED, proposal, proposal.quantity)
+    if refresh:
+        await _refresh_lot(session, proposal.lot_id)
+    policy, _ = await current_policy(session)
+    await propose(
+        session,
+        policy=policy,
+        scope=schemas.RunScope(),
+        trigger="retry",
+        actor=actor,
+        line_ids=[proposal.need_line_id],
+    )
 
 
 async def _accepted(

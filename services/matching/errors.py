@@ -30,6 +30,11 @@ class AlreadyPickedUp(Conflict):
     slug, title = "already-picked-up", "The proposal's goods were picked up already; it can no longer be declined"
 
 
+class RestrictionExcludes(Conflict):
+    slug, title = "restriction-violated", "The donor's restrictions no longer allow this lot for this need line"
+    keeps_changes = True  # the proposal's cancellation and the line's re-run are committed
+
+
 class InvalidPolicy(InvalidRequest):
     slug, title = "invalid-policy", "The policy is not valid"
 

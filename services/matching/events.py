@@ -203,6 +203,8 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "need_status": d["status"],
             "verification": d["verification"],
             "substitution_override": bool(line.get("substitution_override")),
+            # Added later to need events (absent in older ones: the need names no group).
+            "beneficiary_groups": dict(d.get("beneficiary_groups") or {}),
         }
         for line in d["lines"]
         # A line waiting for its item to enter the catalog is not matched (it has no item code yet), nor one

@@ -59,6 +59,8 @@ class NeedLineView(Base):
     verification: Mapped[str] = mapped_column(String(20))
     # A coordinator allowed general-grade substitutes for this (medical) line; recorded in the needs service.
     substitution_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Whom the line's need serves, people per group (BeneficiaryGroup): gifts restricted to groups go only there.
+    beneficiary_groups: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     first_matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

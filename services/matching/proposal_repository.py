@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, and_, case, cast, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from services.matching.models import (
     AllocationRun,
@@ -32,7 +32,12 @@ from services.matching.repository import (
 from services.matching.schemas import ProposalStatus
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
+from shared.restrictions import Restrictions
 from shared.vocabulary import Verdict
+
+# The restrictions a lot's offer may carry (shared.restrictions.Restrictions), and the empty list.
+_RULES = tuple(Restrictions.model_fields)
+_EMPTY_LIST = cast(literal("[]"), JSONB)
 
 
 class PolicyRepository(RepositoryBase[PolicyVersion]):
@@ -164,6 +169,23 @@ class ProposalRepository(RepositoryBase[Proposal]):
             .with_for_update()
         )
         return list((await self.session.execute(stmt)).scalars())
+
+    async def open_on_restricted_lots(
+        self, lot_items: Iterable[str], now: datetime
+    ) -> list[tuple[Proposal, NeedLineView, dict[str, Any]]]:
+        """Open proposals of lots of these items whose offers restrict where they go or what for, locked (in id
+        order), with their line's view and the lot's restrictions."""
+        rules = LotView.restrictions
+        restricted = or_(*(func.jsonb_array_length(func.coalesce(rules[k], _EMPTY_LIST)) > 0 for k in _RULES))
+        stmt = (
+            select(Proposal, NeedLineView, rules)
+            .join(LotView, LotView.lot_id == Proposal.lot_id)
+            .join(NeedLineView, NeedLineView.line_id == Proposal.need_line_id)
+            .where(_open_proposals(now), Proposal.lot_item_code == _codes(sorted(set(lot_items))), restricted)
+            .order_by(Proposal.id)
+            .with_for_update(of=Proposal)
+        )
+        return [(p, line, dict(r or {})) for p, line, r in (await self.session.execute(stmt)).all()]
 
     async def supersede(
         self, proposals: list[Proposal], run_id: uuid.UUID, now: datetime, *, reason: str | None = None

@@ -21,6 +21,7 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    event,
     func,
     literal,
     select,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from services.matching.models import (
@@ -143,6 +145,24 @@ _PUT_BACK = text(
 )
 
 
+_DIRTY_MARKS = "matching.dirty_marks"
+
+
+def _write_dirty_marks(session: Session) -> None:
+    """`before_commit`: the transaction's dirty marks in one insert, in item order (the hook runs inside the
+    async session's greenlet, so the sync `execute` is the async connection's)."""
+    pending: set[str] = session.info[_DIRTY_MARKS]
+    codes = sorted(pending)
+    pending.clear()
+    if codes:
+        session.execute(insert(DirtyScope).values([{"item_code": c} for c in codes]).on_conflict_do_nothing())
+
+
+def _forget_dirty_marks(session: Session) -> None:
+    """`after_rollback`: what the transaction marked is not dirty after all."""
+    session.info[_DIRTY_MARKS].clear()
+
+
 _LOT_UPSERT = text(
     """
     INSERT INTO matching.lot_view AS v (lot_id, offer_id, lot_version, offer_version, org, item_code, quantity,
@@ -196,6 +216,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             select(
                 v.line_id,
                 v.need_id,
+                v.site_id,
                 v.item_code,
                 v.quantity,
                 v.urgency,
@@ -207,6 +228,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 v.site_kind,
                 v.verification,
                 v.substitution_override,
+                v.beneficiary_groups,
                 matched.label("matched"),
                 taken.label("held"),
                 (
@@ -244,6 +266,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 {
                     "id": str(row.line_id),
                     "need_id": row.need_id,
+                    "site_id": row.site_id,
                     "item_code": row.item_code,
                     "remaining": row.quantity - int(row.matched) - int(row.held),
                     "urgency": row.urgency,
@@ -257,6 +280,7 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                     "site_fill": float(row.site_fill or 0),
                     "county_fill": float(row.county_fill or 0),
                     "substitution_override": bool(row.substitution_override),
+                    "beneficiary_groups": row.beneficiary_groups or {},
                 }
                 for row in batch
             )
@@ -363,10 +387,18 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         await self.session.execute(_LOT_UPSERT, {**row, "restrictions": json.dumps(row["restrictions"])})
 
     async def mark_dirty(self, item_codes: set[str]) -> None:
-        """Queue the items for a debounced continuous run."""
-        if item_codes:
-            stmt = insert(DirtyScope).values([{"item_code": c} for c in sorted(item_codes)]).on_conflict_do_nothing()
-            await self.session.execute(stmt)
+        """Queue the items for a debounced continuous run, when the transaction commits: the marks of a whole
+        transaction are written in one statement, in item order, just before its commit. Written as they came
+        (one handler's items, then the next one's), two transactions marking the same items in different orders
+        would each wait on the other's uncommitted row."""
+        if not item_codes:
+            return
+        info = self.session.info
+        if _DIRTY_MARKS not in info:  # the session's first mark: its hooks, once
+            info[_DIRTY_MARKS] = set()
+            event.listen(self.session.sync_session, "before_commit", _write_dirty_marks)
+            event.listen(self.session.sync_session, "after_rollback", _forget_dirty_marks)
+        info[_DIRTY_MARKS].update(item_codes)
 
     async def exclusions(self, line_ids: Sequence[str]) -> set[tuple[str, str]]:
         """(line id, lot id) pairs never to be proposed again: a site declined them."""

@@ -17,6 +17,7 @@ from services.matching.errors import (
     NeedLineNotFound,
     ProposalNotFound,
     ProposalNotOpen,
+    RestrictionExcludes,
     RunNotFound,
     SupplyUnavailable,
 )
@@ -122,7 +123,9 @@ async def get_proposal(
 @router.post(
     "/proposals/{proposal_id}/accept",
     response_model=schemas.Proposal,
-    responses=problem_responses(ProposalNotFound, Forbidden, ProposalNotOpen, LotTaken, SupplyUnavailable),
+    responses=problem_responses(
+        ProposalNotFound, Forbidden, ProposalNotOpen, LotTaken, RestrictionExcludes, SupplyUnavailable
+    ),
 )
 async def accept_proposal(
     proposal_id: uuid.UUID,

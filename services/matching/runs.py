@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.matching import capacities, events, schemas
 from services.matching.allocation import allocate, cancel_solving, lot_units_of
 from services.matching.errors import NeedLineNotFound, RunNotFound
-from services.matching.models import AllocationRun, Proposal
+from services.matching.models import AllocationRun, NeedLineView, Proposal
 from services.matching.policy import Policy, current_policy
 from services.matching.repository import ProjectionRepository, ProposalRepository, RunRepository
 from services.matching.schemas import ProposalStatus, RunStatus
-from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
+from services.matching.scoring import Candidates, LineTable, LotTable, broken_rules, build_candidates
 from services.matching.stable import STICKY_BONUS, Held, allocate_around, gain, sticky, subset, worth_replacing
 from shared.catalog import get_catalog
 from shared.db import utcnow
@@ -186,11 +186,19 @@ def _fitting(
 def _held(
     proposals: list[Proposal], lines: list[dict[str, Any]], lots: list[dict[str, Any]]
 ) -> tuple[Held, list[Proposal]]:
-    """The open proposals that still fit, as indices into this run's tables, and those that do not."""
+    """The open proposals that still fit, as indices into this run's tables, and those that do not (their line
+    or lot gone, or the lot's restrictions no longer allowing the line)."""
     line_at = {uuid.UUID(ln["id"]): i for i, ln in enumerate(lines)}
     lot_at = {uuid.UUID(lot["id"]): i for i, lot in enumerate(lots)}
-    present = [p for p in proposals if p.need_line_id in line_at and source_of(p) in lot_at]
-    gone = [p for p in proposals if p.need_line_id not in line_at or source_of(p) not in lot_at]
+
+    def present_and_allowed(p: Proposal) -> bool:
+        if p.need_line_id not in line_at or source_of(p) not in lot_at:
+            return False
+        rules = lots[lot_at[source_of(p)]].get("restrictions")
+        return not rules or not broken_rules(rules, lines[line_at[p.need_line_id]])
+
+    present = [p for p in proposals if present_and_allowed(p)]
+    gone = [p for p in proposals if not present_and_allowed(p)]
     line_cap = {uuid.UUID(ln["id"]): int(ln["remaining"]) for ln in lines}
     lot_cap = {uuid.UUID(lot["id"]): int(lot["available"]) for lot in lots}
     dropped = _fitting(present, line_cap, lot_cap)
@@ -471,17 +479,45 @@ def _new_proposals(
 async def _cancel_infeasible(
     session: AsyncSession, run: AllocationRun, line_items: set[str], lot_items: set[str], now: datetime
 ) -> list[Proposal]:
-    """Cancel the open proposals that no longer fit their line or lot (lowest scores first)."""
+    """Cancel the open proposals that no longer fit their line or lot (lowest scores first), and those whose
+    lot's restrictions no longer allow their line (the offer's restrictions or the need changed since)."""
     repo = ProposalRepository(session)
+    out = await _cancel_disallowed(session, run, lot_items, now)
     line_cap, lot_cap = await repo.overheld(line_items, lot_items, now)
     if not line_cap and not lot_cap:
-        return []
-    locked = await repo.open_on(line_cap, lot_cap, now)
-    out = _fitting(locked, line_cap, lot_cap)
-    why = {p.id: "line changed" if line_cap.get(p.need_line_id) is not None else "lot changed" for p in out}
-    for p in out:
+        return out
+    cancelled = {p.id for p in out}
+    locked = [p for p in await repo.open_on(line_cap, lot_cap, now) if p.id not in cancelled]
+    overheld = _fitting(locked, line_cap, lot_cap)
+    why = {p.id: "line changed" if line_cap.get(p.need_line_id) is not None else "lot changed" for p in overheld}
+    for p in overheld:
         await repo.supersede([p], run.id, now, reason=f"infeasible: {why[p.id]} (run {run.id})")
+    return out + overheld
+
+
+async def _cancel_disallowed(
+    session: AsyncSession, run: AllocationRun, lot_items: set[str], now: datetime
+) -> list[Proposal]:
+    repo = ProposalRepository(session)
+    out = []
+    for p, line, rules in await repo.open_on_restricted_lots(lot_items, now):
+        broken = broken_rules(rules, restriction_view(line))
+        if broken:
+            reason = f"infeasible: the donor's restrictions exclude this line ({'; '.join(broken)}) (run {run.id})"
+            out.extend(await repo.supersede([p], run.id, now, reason=reason))
     return out
+
+
+def restriction_view(line: NeedLineView) -> dict[str, Any]:
+    """What a lot's restrictions look at of a line's view, as in the run's line rows."""
+    return {
+        "site_id": line.site_id,
+        "need_id": line.need_id,
+        "site_kind": line.site_kind,
+        "region_code": line.region_code,
+        "item_code": line.item_code,
+        "beneficiary_groups": line.beneficiary_groups,
+    }
 
 
 async def _record_replacements(

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +17,7 @@ import numpy.typing as npt
 from services.matching.policy import FACTORS, Policy
 from services.matching.search import Found, NearestSearch, TimeLimits, keep_nearest, unit_vectors
 from shared.catalog import Catalog, get_catalog
+from shared.restrictions import Destination, item_allowed, violations
 
 URGENCY_VALUES: Mapping[str, float] = {"critical": 1.0, "high": 0.7, "normal": 0.4, "low": 0.1}
 NO_DEADLINE_SLACK = 0.2
@@ -57,6 +60,29 @@ def _codes(values: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in values)
 
 
+def _id(value: Any) -> str:
+    """An id as one spelling (a UUID's canonical text), whether it came as a UUID or as text."""
+    if value is None:
+        return ""
+    try:
+        return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
+def _ids(values: Any) -> tuple[str, ...]:
+    return tuple(sorted({_id(v) for v in values})) if values else ()
+
+
+def served_groups(groups: Any) -> frozenset[str]:
+    """The beneficiary groups a need serves: those it counts people of (a list names them all)."""
+    if not groups:
+        return frozenset()
+    if isinstance(groups, Mapping):
+        return frozenset(str(g) for g, count in groups.items() if count)
+    return frozenset(str(g) for g in groups)
+
+
 @dataclass
 class LineTable:
     """Open need lines, one row each, as parallel arrays."""
@@ -77,6 +103,10 @@ class LineTable:
     override: Bool | None = None
     # The line's deadline is soft: a lot arriving after needed_by is feasible, its score lowered by lateness.
     soft: Bool | None = None
+    # Where and for whom, as designated gifts ask: the line's site and need ids, the groups its need serves.
+    site: Obj | None = None
+    need: Obj | None = None
+    groups: list[frozenset[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -108,7 +138,17 @@ class LineTable:
             county_fill=np.array([float(r.get("county_fill") or 0.0) for r in rows], dtype=np.float64),
             override=np.array([bool(r.get("substitution_override")) for r in rows], dtype=np.bool_),
             soft=np.array([r.get("deadline") == "soft" for r in rows], dtype=np.bool_),
+            **_destinations(rows),
         )
+
+
+def _destinations(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The LineTable columns designated gifts look at: site and need ids, the groups each need serves."""
+    return {
+        "site": _objects(_id(r.get("site_id")) for r in rows),
+        "need": _objects(_id(r.get("need_id")) for r in rows),
+        "groups": [served_groups(r.get("beneficiary_groups")) for r in rows],
+    }
 
 
 @dataclass
@@ -126,9 +166,28 @@ class LotTable:
     restrict_regions: list[tuple[str, ...]]
     restrict_kinds: list[tuple[str, ...]]
     restrict_items: list[tuple[str, ...]]
+    # Designated gifts (定向捐赠): only these sites, these needs, needs serving these groups (empty lists: none
+    # of the lots is restricted so).
+    restrict_sites: list[tuple[str, ...]] = field(default_factory=list)
+    restrict_needs: list[tuple[str, ...]] = field(default_factory=list)
+    restrict_groups: list[tuple[str, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def destination_rule(self, j: int) -> Rule:
+        """The lot's restrictions on where it goes and whom it serves (all but items), as one hashable key."""
+
+        def at(rules: list[tuple[str, ...]]) -> tuple[str, ...]:
+            return rules[j] if rules else ()
+
+        return Rule(
+            at(self.restrict_regions),
+            at(self.restrict_kinds),
+            at(self.restrict_sites),
+            at(self.restrict_needs),
+            at(self.restrict_groups),
+        )
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> LotTable:
@@ -156,6 +215,9 @@ class LotTable:
             restrict_regions=[_codes(x.get("region_codes")) for x in restrictions],
             restrict_kinds=[_codes(x.get("site_kinds")) for x in restrictions],
             restrict_items=[_codes(x.get("item_codes")) for x in restrictions],
+            restrict_sites=[_ids(x.get("site_ids")) for x in restrictions],
+            restrict_needs=[_ids(x.get("need_ids")) for x in restrictions],
+            restrict_groups=[tuple(sorted(_codes(x.get("beneficiary_groups")))) for x in restrictions],
         )
 
 
@@ -194,25 +256,92 @@ class Candidates:
         )
 
 
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return value if isinstance(value, uuid.UUID) or value is None else uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def broken_rules(restrictions: Mapping[str, Any], line: Mapping[str, Any]) -> list[str]:
+    """The rules of a lot's `restrictions` that giving it to `line` (a need line's row: its site, need, kind,
+    region, item and beneficiary groups) would break, in words; empty when the donor allows it. The pair-by-pair
+    form of what the candidate search masks, for proposals made before a restriction or a line changed."""
+    where = Destination(
+        site_id=_uuid(line.get("site_id")),
+        site_kind=line.get("site_kind"),
+        region_code=line.get("region_code"),
+        need_ids=frozenset(n for n in [_uuid(line.get("need_id"))] if n is not None),
+        groups=served_groups(line.get("beneficiary_groups")),
+    )
+    return violations(dict(restrictions), where, [str(line["item_code"])])
+
+
+class Rule(NamedTuple):
+    """A lot's restrictions on its destination (the rules of shared.restrictions but items): region prefixes,
+    site kinds, designated sites, designated needs, beneficiary groups. Empty means any."""
+
+    regions: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+def _text(values: Obj | None, n: int) -> npt.NDArray[np.str_]:
+    return np.full(n, "", dtype=str) if values is None or n == 0 else values.astype(str)
+
+
 class _Restrictions:
-    """Line masks for donor restrictions, computed once per distinct restriction and reused across lots."""
+    """Line masks for donor restrictions, computed once per distinct restriction and reused across lots; each
+    rule is one vectorised comparison over all lines."""
 
     def __init__(self, lines: LineTable) -> None:
-        self._region = lines.region.astype(str)
-        self._kind = lines.site_kind
-        self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], Bool] = {}
+        self._lines = lines
+        self._region = _text(lines.region, len(lines))
+        self._kind = _text(lines.site_kind, len(lines))
+        self._cache: dict[Rule, Bool] = {}
 
-    def mask(self, regions: tuple[str, ...], kinds: tuple[str, ...]) -> Bool:
-        key = (regions, kinds)
-        hit = self._cache.get(key)
+    # The columns only designated gifts ask about, made on first use.
+
+    @cached_property
+    def _site(self) -> npt.NDArray[np.str_]:
+        return _text(self._lines.site, len(self._lines))
+
+    @cached_property
+    def _need(self) -> npt.NDArray[np.str_]:
+        return _text(self._lines.need, len(self._lines))
+
+    @cached_property
+    def _serves(self) -> tuple[dict[str, int], Bool]:
+        """The groups any line's need serves, numbered, and line × group: the line's need serves the group."""
+        groups = self._lines.groups or [frozenset()] * len(self._lines)
+        number = {g: c for c, g in enumerate(sorted(frozenset().union(*groups)))}
+        rows = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+        columns = np.fromiter((number[g] for served in groups for g in served), np.int64, len(rows))
+        serves = np.zeros((len(groups), len(number)), dtype=np.bool_)
+        serves[rows, columns] = True
+        return number, serves
+
+    def _serving(self, groups: tuple[str, ...]) -> Bool:
+        number, serves = self._serves
+        return np.asarray(serves[:, [number[g] for g in groups if g in number]].any(axis=1))
+
+    def mask(self, rule: Rule) -> Bool:
+        hit = self._cache.get(rule)
         if hit is None:
             hit = np.ones(len(self._region), dtype=np.bool_)
-            if regions:
-                hit &= np.strings.startswith(self._region, np.array(regions, dtype=str)[:, None]).any(axis=0)
-            if kinds:
-                allowed = set(kinds)
-                hit &= np.fromiter((k in allowed for k in self._kind), dtype=np.bool_, count=len(self._kind))
-            self._cache[key] = hit
+            if rule.regions:
+                hit &= np.strings.startswith(self._region, np.array(rule.regions, dtype=str)[:, None]).any(axis=0)
+            if rule.kinds:
+                hit &= np.isin(self._kind, np.array(rule.kinds, dtype=str))
+            if rule.sites:
+                hit &= np.isin(self._site, np.array(rule.sites, dtype=str))
+            if rule.needs:
+                hit &= np.isin(self._need, np.array(rule.needs, dtype=str))
+            if rule.groups:
+                hit &= self._serving(rule.groups)
+            self._cache[rule] = hit
         return hit
 
 
@@ -272,9 +401,8 @@ class _CandidateSearch:
         self.line_ok = np.flatnonzero(line_ok)
         lot_ok = np.flatnonzero(lots.available > 0)
         self.lot_groups = {k: lot_ok[v] for k, v in _groups(lots.item[lot_ok]).items()}
-        self.restricted = np.array(
-            [bool(r or k) for r, k in zip(lots.restrict_regions, lots.restrict_kinds, strict=True)], dtype=np.bool_
-        )
+        self.rules = [lots.destination_rule(j) for j in range(len(lots))]
+        self.restricted = np.array([any(rule) for rule in self.rules], dtype=np.bool_)
         self.restrictions = _Restrictions(lines)
         self.item_restricted = np.array([bool(r) for r in lots.restrict_items], dtype=np.bool_)
         depart = np.where(np.isnan(lots.available_from), now, np.maximum(lots.available_from, now))
@@ -324,19 +452,24 @@ class _CandidateSearch:
             return np.zeros(0, dtype=np.int64)
         cols = np.concatenate([self.lot_groups[code] for code in codes])
         restricted = cols[self.item_restricted[cols]]
-        refused = [j for j in restricted.tolist() if item not in self.lots.restrict_items[j]]
+        # Codes or categories (a prefix ending in '.'), decided once per distinct list.
+        verdicts: dict[tuple[str, ...], bool] = {}
+        for allowed in {self.lots.restrict_items[j] for j in restricted.tolist()}:
+            verdicts[allowed] = item_allowed(allowed, item)
+        refused = [j for j in restricted.tolist() if not verdicts[self.lots.restrict_items[j]]]
         return np.setdiff1d(cols, refused, assume_unique=True) if refused else cols
 
     def by_restriction(self, rows: I64, cols: I64) -> Iterator[tuple[I64, I64]]:
-        """(lines allowed, lots) per distinct region/site-kind restriction among `cols`; unrestricted lots first."""
+        """(lines allowed, lots) per distinct destination rule (region, site kind, designated site or need,
+        beneficiary group) among `cols`; unrestricted lots first."""
         restricted = self.restricted[cols]
         if not restricted.all():
             yield rows, cols[~restricted]
-        buckets: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        buckets: dict[Rule, list[int]] = {}
         for j in cols[restricted].tolist():
-            buckets.setdefault((self.lots.restrict_regions[j], self.lots.restrict_kinds[j]), []).append(j)
+            buckets.setdefault(self.rules[j], []).append(j)
         for key, bucket in buckets.items():
-            allowed = rows[self.restrictions.mask(*key)[rows]]
+            allowed = rows[self.restrictions.mask(key)[rows]]
             if len(allowed):
                 yield allowed, np.array(bucket, dtype=np.int64)
 

@@ -281,9 +281,18 @@ async def _settle(session: AsyncSession, claim_id: uuid.UUID, shipment_status: s
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     """logistics.events → the roll-up, and in the same transaction the claim a partner's shipment carries out."""
-    d = event.data
-    if event.type.startswith("reliefhub.logistics.shipment."):
-        claim_id = d.get("claim_id")
-        if claim_id and d.get("status") in {*_SETTLED, *_RELEASED}:
-            await _settle(session, uuid.UUID(str(claim_id)), str(d["status"]))
-    await events.on_logistics_event(session, event)
+    await on_logistics_events(session, [event])
+
+
+async def on_logistics_events(session: AsyncSession, batch: list[CloudEvent]) -> None:
+    """The batch form of `on_logistics_event`: the claims settled in claim order, then the roll-up."""
+    settled: dict[uuid.UUID, str] = {}
+    for event in batch:
+        d = event.data
+        if event.type.startswith("reliefhub.logistics.shipment."):
+            claim_id = d.get("claim_id")
+            if claim_id and d.get("status") in {*_SETTLED, *_RELEASED}:
+                settled[uuid.UUID(str(claim_id))] = str(d["status"])
+    for claim_id in sorted(settled):
+        await _settle(session, claim_id, settled[claim_id])
+    await events.on_logistics_events(session, batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,6 +69,7 @@ class NeedData(BaseModel):
     version: int
     created_at: datetime
     reason: str | None = None
+    operation_id: uuid.UUID | None = None  # the relief operation (added later; absent in older events)
 
 
 ITEM_ADDED = register_event_type(
@@ -170,6 +172,7 @@ def need_data(need: Need | schemas.Need, site: Site | SiteRef, reason: str | Non
         version=need.version,
         created_at=need.created_at,
         reason=reason,
+        operation_id=need.operation_id,
         lines=[NeedLineData.model_validate(line, from_attributes=True) for line in need.lines],
     )
 
@@ -236,36 +239,47 @@ async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
     proposal is kept with its version; the line's quantity_matched is the sum over its proposals. A declined
     one keeps only what its shipments gave back (which they subtract themselves), so it counts for nothing."""
-    if event.type not in ("reliefhub.matching.proposal.accepted", "reliefhub.matching.proposal.declined"):
-        return
-    d = event.data
-    declined = event.type == "reliefhub.matching.proposal.declined"
-    changed = await RollupRepository(session).record_matches(
-        [
-            {
-                "proposal_id": uuid.UUID(d["id"]),
-                "need_id": uuid.UUID(d["need_id"]),
-                "need_line_id": uuid.UUID(d["need_line_id"]),
-                "quantity": int(d.get("quantity_returned") or 0) if declined else int(d["quantity"]),
-                "version": int(d.get("version") or 0),
-            }
-        ]
-    )
-    await _roll_up_needs(session, changed)
+    await on_matching_events(session, [event])
+
+
+MATCHED = ("reliefhub.matching.proposal.accepted", "reliefhub.matching.proposal.declined")
+
+
+def _match_row(e: CloudEvent) -> dict[str, Any]:
+    d = e.data
+    declined = e.type == "reliefhub.matching.proposal.declined"
+    return {
+        "proposal_id": uuid.UUID(d["id"]),
+        "need_id": uuid.UUID(d["need_id"]),
+        "need_line_id": uuid.UUID(d["need_line_id"]),
+        "quantity": int(d.get("quantity_returned") or 0) if declined else int(d["quantity"]),
+        "version": int(d.get("version") or 0),
+    }
+
+
+async def on_matching_events(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """The batch form of `on_matching_event`: every accepted (or declined) proposal of the batch in one upsert,
+    then each need it touched rolled up once, in need order (one lock order for every transaction)."""
+    rows = [_match_row(e) for e in events if e.type in MATCHED]
+    await _roll_up_needs(session, await RollupRepository(session).record_matches(_newest(rows, "proposal_id")))
+
+
+def _newest(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """One row per `key`, the highest version's, in key order: one upsert may not touch a row twice, and rows
+    taken in one order everywhere cannot deadlock."""
+    newest: dict[uuid.UUID, dict[str, Any]] = {}
+    for row in rows:
+        if row[key] not in newest or row["version"] > newest[row[key]]["version"]:
+            newest[row[key]] = row
+    return [newest[k] for k in sorted(newest)]
 
 
 # Picked up, moving, or handed over and not yet confirmed: what older shipment events leave implicit.
 _ON_THE_WAY = frozenset({"picked_up", "in_transit", "delivered"})
 
 
-async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
-    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
-    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
-    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
-    received or was cancelled leaves quantity_matched, so the line is open for it again."""
-    if not event.type.startswith("reliefhub.logistics.shipment."):
-        return
-    d = event.data
+def _shipment_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The roll-up rows of one shipment event: each line's state after the change."""
     status, version = d["status"], int(d["version"])
     rows = []
     for line in d["lines"]:
@@ -291,7 +305,23 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
                 "version": version,
             }
         )
-    await _roll_up_needs(session, await RollupRepository(session).record_shipment_lines(rows))
+    return rows
+
+
+async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
+    """logistics.events → quantities in transit and delivered per line. Every shipment event carries each
+    line's state after the change; the newest version seen of each shipment line is kept, and a need line's
+    quantities are sums over them, so the order events arrive in does not matter. What came short, was not
+    received or was cancelled leaves quantity_matched, so the line is open for it again."""
+    await on_logistics_events(session, [event])
+
+
+async def on_logistics_events(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """The batch form of `on_logistics_event`: one upsert of the batch's shipment lines, then each need
+    touched rolled up once, in need order."""
+    rows = [row for e in events if e.type.startswith("reliefhub.logistics.shipment.") for row in _shipment_rows(e.data)]
+    changed = await RollupRepository(session).record_shipment_lines(_newest(rows, "shipment_line_id"))
+    await _roll_up_needs(session, changed)
 
 
 async def publish_item(session: AsyncSession, item: Item) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.needs.claims import expire_claims, on_logistics_event
+from services.needs.claims import expire_claims, on_logistics_event, on_logistics_events
 from services.needs.claims_router import router as claims_router
-from services.needs.events import on_matching_event
+from services.needs.events import on_matching_event, on_matching_events
 from services.needs.models import Base, catalog, kit
+from services.needs.operations import on_operation_event
 from services.needs.requests_router import router as requests_router
 from services.needs.router import router
 from services.needs.service import expire_stale_needs
@@ -26,8 +27,16 @@ SERVICE = ServiceSpec(
     migrations=migrations_dir(__file__),
     collections=("items", "sites", "needs", "claims"),
     subscriptions=[
-        Subscription(stream="matching.events", group="needs-rollup", handler=on_matching_event),
-        Subscription(stream="logistics.events", group="needs-rollup", handler=on_logistics_event),
+        Subscription(
+            stream="matching.events", group="needs-rollup", handler=on_matching_event, batch_handler=on_matching_events
+        ),
+        Subscription(
+            stream="logistics.events",
+            group="needs-rollup",
+            handler=on_logistics_event,
+            batch_handler=on_logistics_events,
+        ),
+        Subscription(stream="logistics.events", group="needs-operations", handler=on_operation_event),
     ],
     jobs=[
         PeriodicJob("expire-stale-needs", expire_stale_needs, lambda s: s.sweep_seconds),

@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
+from shared.operations import OperationViewColumns
 from shared.vocabulary import (
     ClaimStatus,
     Deadline,
@@ -76,6 +77,8 @@ class Need(ChangeTracked, TimestampedMixin, VersionedMixin, Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     confirmed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_by: Mapped[str] = mapped_column(String(200))
+    # The relief operation of logistics the need belongs to (checked against operation_view).
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
 
     lines: Mapped[list[NeedLine]] = relationship(
         back_populates="need", lazy="raise", order_by="NeedLine.position", cascade="all, delete-orphan"
@@ -205,3 +208,7 @@ class LineShipment(Base):
     quantity_delivered: Mapped[int] = mapped_column(Integer)
     quantity_returned: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer)
+
+
+class OperationView(OperationViewColumns, Base):
+    """Logistics' relief operations, newest version seen (shared.operations): what needs may name."""

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from services.needs.models import LineMatch, LineShipment, Need, NeedLine, Site, catalog
+from services.needs.models import LineMatch, LineShipment, Need, NeedLine, OperationView, Site, catalog
 from shared.db import RepositoryBase, driver_connection
 from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
@@ -60,6 +60,7 @@ _NEED_COLUMNS = (
     "updated_at",
     "created_by",
     "version",
+    "operation_id",
 )
 _LINE_ARRAYS = (
     "id",
@@ -147,8 +148,11 @@ class NeedRepository(RepositoryBase[Need]):
         region_code: str | None,
         item_code: str | None,
         urgency: Urgency | None,
+        operation_id: uuid.UUID | None = None,
     ) -> tuple[list[Need], str | None]:
         stmt = self._with_lines()
+        if operation_id:
+            stmt = stmt.where(Need.operation_id == operation_id)
         if status:
             stmt = stmt.where(Need.status == status)
         if site_id:
@@ -308,3 +312,9 @@ async def add_catalog_item(session: AsyncSession, code: str, body: dict[str, Any
     stmt = insert(catalog).values(code=code, body=body).on_conflict_do_nothing(index_elements=["code"])
     added = await session.execute(stmt.returning(catalog.c.code))
     return added.first() is not None
+
+
+class OperationViewRepository(RepositoryBase[OperationView]):
+    """needs' copy of logistics' relief operations (shared.operations): `keep_newest` stores each version."""
+
+    model = OperationView

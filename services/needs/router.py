@@ -168,11 +168,19 @@ async def list_needs(
     region_code: RegionQuery = None,
     item_code: Annotated[str | None, Query(max_length=100)] = None,
     urgency: Urgency | None = None,
+    operation_id: Annotated[uuid.UUID | None, Query(description="The relief operation.")] = None,
 ) -> SyncPage[schemas.Need]:
-    """Needs, newest first, filtered by status, site, region code prefix, item or urgency; with `updated_since`,
-    only those changed after that point, in change order."""
+    """Needs, newest first, filtered by status, site, region code prefix, item, urgency or relief operation;
+    with `updated_since`, only those changed after that point, in change order."""
     items, cursor = await service.list_needs(
-        session, page, status=status, site_id=site_id, region_code=region_code, item_code=item_code, urgency=urgency
+        session,
+        page,
+        status=status,
+        site_id=site_id,
+        region_code=region_code,
+        item_code=item_code,
+        urgency=urgency,
+        operation_id=operation_id,
     )
     return sync_page([need_out(n) for n in items], cursor, page)
 

@@ -179,6 +179,7 @@ class NeedCreate(BaseModel):
     beneficiary_groups: BeneficiaryCounts = Field(
         default_factory=dict, description='Whom the need serves: people per group, e.g. {"elderly": 120}.'
     )
+    operation_id: uuid.UUID | None = Field(None, description="The relief operation it belongs to (an active one).")
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)]
 
 
@@ -190,6 +191,9 @@ class NeedUpdate(BaseModel):
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     beneficiary_groups: BeneficiaryCounts | None = Field(None, description="Replaces the groups as a whole.")
+    operation_id: uuid.UUID | None = Field(
+        None, description="Move the need into this (active) relief operation; null takes it out of one."
+    )
     lines: Annotated[list[NeedLineCreate], Field(min_length=1, max_length=200)] | None = Field(
         None, description="Replaces every line; refused once any quantity is matched."
     )
@@ -207,6 +211,7 @@ class Need(BaseModel):
     needed_by: datetime | None
     beneficiaries: int | None
     beneficiary_groups: dict[str, int] = Field(description="People served per group (BeneficiaryGroup).")
+    operation_id: uuid.UUID | None = Field(None, description="The relief operation it belongs to.")
     lines: list[NeedLine]
     status: NeedStatus
     verification: Verification

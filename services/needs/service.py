@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.needs import events, schemas
+from services.needs import events, operations, schemas
 from services.needs.errors import (
     ItemExists,
     NeedAlreadyMatched,
@@ -186,6 +186,7 @@ async def create_need(
     assert ref is not None
     _require_owner(principal, ref.org)
     require_in_region(principal, ref.region_code, what="The site")
+    await operations.check_operation(session, data.operation_id)
     need_id = uuid.uuid4()
     line_rows = _line_rows(data.lines, need_id)
     if on_duplicate == "merge" and twin_id is not None:
@@ -212,6 +213,7 @@ async def create_need(
         "updated_at": now,
         "created_by": principal.sub,
         "version": 1,
+        "operation_id": data.operation_id,
     }
     need = schemas.Need.model_construct(
         **{
@@ -278,10 +280,17 @@ async def list_needs(
     region_code: str | None = None,
     item_code: str | None = None,
     urgency: Urgency | None = None,
+    operation_id: uuid.UUID | None = None,
 ) -> tuple[list[Need], str | None]:
     """Needs, newest first; every filter given narrows the list."""
     return await NeedRepository(session).search(
-        params, status=status, site_id=site_id, region_code=region_code, item_code=item_code, urgency=urgency
+        params,
+        status=status,
+        site_id=site_id,
+        region_code=region_code,
+        item_code=item_code,
+        urgency=urgency,
+        operation_id=operation_id,
     )
 
 
@@ -314,6 +323,8 @@ async def update_need(
     for key in ("title", "urgency"):
         if key in changes and changes[key] is None:
             changes.pop(key)
+    if changes.get("operation_id") not in (None, need.operation_id):
+        await operations.check_operation(session, changes["operation_id"])
     for key, value in changes.items():
         setattr(need, key, value)
     if data.lines is not None:

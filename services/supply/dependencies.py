@@ -12,3 +12,5 @@ DonorWriter = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.
 WorkingGroup = Annotated[Principal, Depends(require_roles(Role.working_group))]
 # Matching reserves for accepted proposals with its service token (an admin); coordinators may hold stock by hand.
 Reserver = Annotated[Principal, Depends(require_roles(Role.coordinator))]
+# Coordinators and the fundraising working group (the route checks the group) record payments.
+PaymentRecorder = Annotated[Principal, Depends(require_roles(Role.coordinator, Role.working_group))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, Forbidden, NotFound
+from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
 
 class DonorNotFound(NotFound):
@@ -71,3 +71,27 @@ class NotCustomsGroup(Forbidden):
 
 class NothingToClear(Conflict):
     slug, title = "nothing-to-clear", "No lot of this offer awaits customs"
+
+
+class NotAPledge(Conflict):
+    slug, title = "not-a-cash-pledge", "Payments are received against cash pledges only"
+
+
+class PaymentReferenceReused(Conflict):
+    slug, title = "payment-reference-reused", "This reference already names a different payment of the pledge"
+
+
+class NotFundraiser(Forbidden):
+    slug, title = "not-fundraiser", "Only coordinators and the fundraising group record payments"
+
+
+class UnknownFund(InvalidRequest):
+    slug, title = "unknown-fund", "No such special fund"
+
+
+class FundCurrencyMismatch(InvalidRequest):
+    slug, title = "fund-currency-mismatch", "The fund keeps another currency"
+
+
+class FundOperationMismatch(InvalidRequest):
+    slug, title = "fund-operation-mismatch", "The fund belongs to another relief operation"

@@ -67,6 +67,26 @@ class OfferData(BaseModel):
     version: int
     created_at: datetime
     reason: str | None = None
+    operation_id: uuid.UUID | None = None  # the relief operation (added later; absent in older events)
+    fund_id: uuid.UUID | None = None  # a cash pledge's special fund (added later; absent in older events)
+
+
+class PaymentData(BaseModel):
+    """Money received against a cash pledge: `amount` in fen of the pledge's `currency`; `reference` is the
+    bank or receipt reference, unique per pledge. `amount_received` is the pledge's total received so far
+    (this payment included), `pledged` what the pledge promised."""
+
+    id: uuid.UUID
+    offer_id: uuid.UUID
+    amount: int
+    currency: str
+    received_at: datetime
+    reference: str
+    fund_id: uuid.UUID | None
+    operation_id: uuid.UUID | None = None
+    donor_id: uuid.UUID | None = None
+    pledged: int | None = None
+    amount_received: int | None = None
 
 
 class LotVerifiedData(BaseModel):
@@ -117,6 +137,11 @@ OFFER_PROGRESSED = register_event_type(
     "Shipped or delivered quantities of an offer's lots changed; what came back from a shipment is available again.",
     OfferData,
 )
+PAYMENT_RECORDED = register_event_type(
+    "reliefhub.supply.payment.recorded",
+    "Money was received against a cash pledge (coordinators or the fundraising group recorded it).",
+    PaymentData,
+)
 RESERVATION_CREATED = register_event_type(
     "reliefhub.supply.reservation.created", "Quantity of a lot was reserved.", ReservationData
 )
@@ -153,6 +178,8 @@ def offer_data(offer: Offer, reason: str | None = None) -> OfferData:
         version=offer.version,
         created_at=offer.created_at,
         reason=reason,
+        operation_id=offer.operation_id,
+        fund_id=offer.fund_id,
         lots=[LotData.model_validate(lot, from_attributes=True) for lot in offer.lots],
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.supply.events import on_logistics_event
+from services.supply.funding import on_funding_event
 from services.supply.models import Base, catalog, kit
 from services.supply.router import router
 from services.supply.service import expire_reservations
@@ -16,7 +17,10 @@ from shared.settings import Settings
 
 SERVICE = ServiceSpec(
     name="supply",
-    description="Donors and their offers: in-kind lots and cash pledges, working-group verification, reservations.",
+    description=(
+        "Donors and their offers: in-kind lots and cash pledges, working-group verification, reservations, "
+        "payments received against pledges."
+    ),
     metadata=Base.metadata,
     kit=kit,
     routers=[router],
@@ -24,6 +28,7 @@ SERVICE = ServiceSpec(
     collections=("donors", "offers", "lots", "reservations"),
     subscriptions=[
         Subscription(stream="logistics.events", group="supply-shipments", handler=on_logistics_event),
+        Subscription(stream="logistics.events", group="supply-funding", handler=on_funding_event),
         Subscription(stream="needs.events", group="supply-catalog", handler=catalog_handler(catalog)),
     ],
     catalog=catalog,

@@ -1,4 +1,5 @@
-"""Tables of the supply service (schema `supply`): donors, offers, lots and reservations."""
+"""Tables of the supply service (schema `supply`): donors, offers, lots, reservations and payments, and its
+copies of logistics' relief operations and special funds."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from shared.catalog.follow import catalog_table
 from shared.changes import ChangeTracked
 from shared.db import TimestampedMixin, VersionedMixin, enum_type, make_kit_tables, new_id, service_metadata
+from shared.operations import OperationViewColumns
 from shared.vocabulary import LotVerification, OfferStatus, ReservationStatus
 
 SCHEMA = "supply"
@@ -196,3 +198,21 @@ class Payment(Base):
         UniqueConstraint("offer_id", "reference"),
         CheckConstraint("amount > 0", name="amount_positive"),
     )
+
+
+class OperationView(OperationViewColumns, Base):
+    """Logistics' relief operations, newest version seen (shared.operations): what offers may name."""
+
+
+class FundView(Base):
+    """Logistics' special funds (`reliefhub.logistics.fund.*`), newest version seen: what cash pledges may go
+    into, and in which currency."""
+
+    __tablename__ = "fund_view"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    version: Mapped[int] = mapped_column(Integer)

@@ -10,7 +10,7 @@ from sqlalchemy import Select, String, any_, bindparam, exists, func, select, up
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import selectinload
 
-from services.supply.models import Donor, Lot, LotShipment, Offer, Reservation
+from services.supply.models import Donor, FundView, Lot, LotShipment, Offer, OperationView, Payment, Reservation
 from services.supply.schemas import OfferKind
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
@@ -50,10 +50,16 @@ class OfferRepository(RepositoryBase[Offer]):
         kind: OfferKind | None,
         item_code: str | None,
         region_code: str | None,
+        operation_id: uuid.UUID | None = None,
+        fund_id: uuid.UUID | None = None,
     ) -> tuple[list[Offer], str | None]:
         stmt = self._with_lots()
         if donor_id:
             stmt = stmt.where(Offer.donor_id == donor_id)
+        if operation_id:
+            stmt = stmt.where(Offer.operation_id == operation_id)
+        if fund_id:
+            stmt = stmt.where(Offer.fund_id == fund_id)
         if status:
             stmt = stmt.where(Offer.status == status)
         if kind:
@@ -204,3 +210,40 @@ class LotShipmentRepository(RepositoryBase[LotShipment]):
             .with_for_update()
         )
         return list((await self.session.execute(stmt.execution_options(populate_existing=True))).scalars())
+
+
+class PaymentRepository(RepositoryBase[Payment]):
+    """Money received against cash pledges."""
+
+    model = Payment
+
+    async def by_reference(self, offer_id: uuid.UUID, reference: str) -> Payment | None:
+        stmt = select(Payment).where(Payment.offer_id == offer_id, Payment.reference == reference)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def of_offer(self, offer_id: uuid.UUID, params: PageParams) -> tuple[list[Payment], str | None]:
+        stmt = select(Payment).where(Payment.offer_id == offer_id)
+        return await paginate(self.session, stmt, Payment.created_at, Payment.id, params)
+
+    async def received(self, offer_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The sum of the payments of each offer that has any."""
+        if not offer_ids:
+            return {}
+        stmt = (
+            select(Payment.offer_id, func.sum(Payment.amount))
+            .where(Payment.offer_id == any_(bindparam(None, offer_ids, ARRAY(UUID(as_uuid=True)))))
+            .group_by(Payment.offer_id)
+        )
+        return {r[0]: int(r[1]) for r in (await self.session.execute(stmt)).all()}
+
+
+class OperationViewRepository(RepositoryBase[OperationView]):
+    """supply's copy of logistics' relief operations (shared.operations): `keep_newest` stores each version."""
+
+    model = OperationView
+
+
+class FundViewRepository(RepositoryBase[FundView]):
+    """supply's copy of logistics' special funds: `keep_newest` stores each version."""
+
+    model = FundView

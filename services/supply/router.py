@@ -7,18 +7,21 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 
-from services.supply import customs, schemas, service
-from services.supply.dependencies import DonorWriter, Reserver, WorkingGroup
+from services.supply import customs, payments, schemas, service
+from services.supply.dependencies import DonorWriter, PaymentRecorder, Reserver, WorkingGroup
 from services.supply.errors import (
     DonorNotFound,
     LotNotFound,
     LotUnavailable,
+    NotAPledge,
     NotCustomsGroup,
+    NotFundraiser,
     NothingToClear,
     NothingToVerify,
     OfferNotFound,
     OfferNotOpen,
     OverAllocation,
+    PaymentReferenceReused,
     ProcurementRegistered,
     ProposalReference,
     ReferenceReused,
@@ -32,7 +35,7 @@ from shared.auth import CurrentPrincipal, Principal, settings_of
 from shared.catalog import UnknownItem
 from shared.errors import Conflict, Forbidden, PreconditionFailed, PreconditionRequired, problem_responses
 from shared.etag import if_match_version, send_body, set_etag, unchanged_since
-from shared.pagination import SyncPage, SyncPageQuery, sync_page
+from shared.pagination import Page, PageQuery, SyncPage, SyncPageQuery, sync_page
 from shared.settings import Settings
 from shared.tabular import ImportRejected, UploadedRows
 from shared.vocabulary import OfferStatus, RegionPrefix
@@ -47,14 +50,26 @@ def donor_out(donor: Donor, principal: Principal) -> schemas.Donor:
     return out
 
 
-def offer_out(offer: Offer, tracking_code: str | None = None) -> schemas.Offer:
+_DERIVED = ("lots", "tracking_code", "amount_received", "overpaid")
+
+
+def offer_out(offer: Offer, tracking_code: str | None = None, received: int | None = None) -> schemas.Offer:
+    """The offer; `received`: what a cash pledge has received (None: in-kind)."""
     return schemas.Offer.model_validate(
         {
-            **{k: getattr(offer, k) for k in schemas.Offer.model_fields if k not in ("lots", "tracking_code")},
+            **{k: getattr(offer, k) for k in schemas.Offer.model_fields if k not in _DERIVED},
             "lots": [schemas.lot_out(lot, offer.status) for lot in offer.lots],
             "tracking_code": tracking_code,
+            "amount_received": received,
+            "overpaid": received is not None and offer.amount is not None and received > offer.amount,
         }
     )
+
+
+async def offers_out(session: SessionDep, offers: list[Offer]) -> list[schemas.Offer]:
+    """Offers with what each cash pledge has received (one query for all)."""
+    sums = await payments.received(session, offers)
+    return [offer_out(o, received=sums.get(o.id)) for o in offers]
 
 
 @router.post("/donors", status_code=status.HTTP_201_CREATED, responses=problem_responses(Forbidden))
@@ -90,7 +105,7 @@ async def create_offer(
     offer, code = await service.create_offer(session, principal, data)
     set_etag(response, offer.version)
     response.headers["Location"] = f"/v1/offers/{offer.id}"
-    return offer_out(offer, code)
+    return offer_out(offer, code, 0 if offer.kind == schemas.OfferKind.cash else None)
 
 
 @router.post(
@@ -118,13 +133,24 @@ async def list_offers(
     kind: schemas.OfferKind | None = None,
     item_code: Annotated[str | None, Query(max_length=100)] = None,
     region_code: Annotated[RegionPrefix | None, Query(description="Lot region prefix.")] = None,
+    operation_id: Annotated[uuid.UUID | None, Query(description="The relief operation.")] = None,
+    fund_id: Annotated[uuid.UUID | None, Query(description="The special fund (cash pledges).")] = None,
 ) -> SyncPage[schemas.Offer]:
-    """Offers, newest first, filtered by donor, status, kind, item or lot region prefix; with `updated_since`,
-    only those changed (the offer or one of its lots) after that point, in change order."""
+    """Offers, newest first, filtered by donor, status, kind, item, lot region prefix, relief operation or
+    fund; with `updated_since`, only those changed (the offer or one of its lots) after that point, in change
+    order."""
     items, cursor = await service.list_offers(
-        session, page, donor_id=donor_id, status=status, kind=kind, item_code=item_code, region_code=region_code
+        session,
+        page,
+        donor_id=donor_id,
+        status=status,
+        kind=kind,
+        item_code=item_code,
+        region_code=region_code,
+        operation_id=operation_id,
+        fund_id=fund_id,
     )
-    return sync_page([offer_out(o) for o in items], cursor, page)
+    return sync_page(await offers_out(session, items), cursor, page)
 
 
 @router.get(
@@ -147,7 +173,7 @@ async def get_offer(
             return unchanged
         send_body(request)
     set_etag(response, offer.version)
-    return offer_out(offer)
+    return (await offers_out(session, [offer]))[0]
 
 
 @router.patch(
@@ -164,11 +190,11 @@ async def update_offer(
     session: SessionDep,
     response: Response,
 ) -> schemas.Offer:
-    """Change an offer's restrictions or note (send If-Match)."""
+    """Change an offer's restrictions, note or relief operation (send If-Match)."""
     expected = if_match_version(request)
     offer = await service.update_offer(session, principal, offer_id, data, expected)
     set_etag(response, offer.version)
-    return offer_out(offer)
+    return (await offers_out(session, [offer]))[0]
 
 
 @router.post("/offers/{offer_id}/withdraw", responses=problem_responses(OfferNotFound, Forbidden, OfferNotOpen))
@@ -182,7 +208,48 @@ async def withdraw_offer(
     """Withdraw an offer: its lots take no new reservations."""
     offer = await service.withdraw_offer(session, principal, offer_id, data or schemas.WithdrawRequest())
     set_etag(response, offer.version)
-    return offer_out(offer)
+    return (await offers_out(session, [offer]))[0]
+
+
+@router.post(
+    "/offers/{offer_id}/payments",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **problem_responses(OfferNotFound, NotFundraiser, NotAPledge, PaymentReferenceReused),
+        200: {"model": schemas.Payment, "description": "The payment this reference already recorded"},
+    },
+)
+async def create_payment(
+    offer_id: uuid.UUID,
+    data: schemas.PaymentCreate,
+    principal: PaymentRecorder,
+    settings: Annotated[Settings, Depends(settings_of)],
+    session: SessionDep,
+    response: Response,
+) -> schemas.Payment:
+    """Record money received against a cash pledge (coordinators and the fundraising group). Idempotent by
+    `reference` per pledge (200 with the payment already recorded); more than pledged is recorded and the
+    offer flagged `overpaid`. The offer's `amount_received` is the sum of its payments."""
+    payments.require_fundraiser(principal, settings.fundraising_group)
+    payment, offer, created = await payments.record_payment(session, principal, offer_id, data)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/offers/{offer.id}/payments"
+    return payments.payment_out(payment, offer)
+
+
+@router.get("/offers/{offer_id}/payments", responses=problem_responses(OfferNotFound, NotFundraiser))
+async def list_payments(
+    offer_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    settings: Annotated[Settings, Depends(settings_of)],
+    session: SessionDep,
+    page: PageQuery,
+) -> Page[schemas.Payment]:
+    """The payments received against a cash pledge, newest first: for the donor's organisation, coordinators
+    and the fundraising group."""
+    offer, items, cursor = await payments.list_payments(session, principal, offer_id, page, settings.fundraising_group)
+    return Page(items=[payments.payment_out(p, offer) for p in items], next_cursor=cursor)
 
 
 @router.post("/offers/{offer_id}/verification", responses=problem_responses(OfferNotFound, Forbidden, NothingToVerify))

@@ -124,6 +124,12 @@ class OfferCreate(BaseModel):
     origin_country: CountryCode | None = Field(
         None, description="ISO 3166-1 alpha-2; in-kind goods from outside CN await customs clearance."
     )
+    operation_id: uuid.UUID | None = Field(
+        None, description="The relief operation the offer belongs to (an active one); a fund's, when omitted."
+    )
+    fund_id: uuid.UUID | None = Field(
+        None, description="Cash pledges only: the special fund the money goes into (of the pledge's currency)."
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -132,6 +138,8 @@ class OfferCreate(BaseModel):
                 raise ValueError("an in-kind offer needs at least one lot")
             if self.amount is not None or self.currency is not None:
                 raise ValueError("an in-kind offer has no amount or currency")
+            if self.fund_id is not None:
+                raise ValueError("only a cash pledge goes into a fund")
         else:
             if self.lots:
                 raise ValueError("a cash offer has no lots")
@@ -145,6 +153,9 @@ class OfferUpdate(BaseModel):
 
     restrictions: Restrictions | None = None
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    operation_id: uuid.UUID | None = Field(
+        None, description="Move the offer into this (active) relief operation; null takes it out of one."
+    )
 
 
 class Lot(BaseModel):
@@ -190,6 +201,14 @@ class Offer(BaseModel):
     withdraw_reason: str | None
     procurement_id: uuid.UUID | None = None
     origin_country: str | None = None
+    operation_id: uuid.UUID | None = Field(None, description="The relief operation the offer belongs to.")
+    fund_id: uuid.UUID | None = Field(None, description="A cash pledge's special fund.")
+    amount_received: int | None = Field(
+        None, description="Cash pledges: the sum of the payments received against it (fen); null for in-kind."
+    )
+    overpaid: bool = Field(
+        False, description="More money was received than the pledge promised (recorded all the same)."
+    )
     customs: dict[str, Any] | None = Field(
         None, description="The customs group's decision on goods from abroad: outcome, HS codes, consignee, exemption."
     )
@@ -291,6 +310,35 @@ class Reservation(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     released_at: datetime | None
+
+
+class PaymentCreate(BaseModel):
+    """Money received against a cash pledge, as the bank or the receipt shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Annotated[int, Field(gt=0, le=10**15, description="In the pledge's currency's minor unit (fen).")]
+    received_at: Timestamp = Field(description="When the money arrived (not in the future).")
+    reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
+        description="The bank transfer's or receipt's reference; unique per pledge: recording it again records "
+        "nothing new."
+    )
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = Field(
+        None, description="When given, must be the pledge's currency."
+    )
+
+
+class Payment(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    offer_id: uuid.UUID
+    amount: int
+    currency: str
+    received_at: datetime
+    reference: str
+    recorded_by: str
+    created_at: datetime
 
 
 class OfferImportReport(ImportReport):

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.supply import events, schemas
+from services.supply import events, funding, schemas
 from services.supply.errors import (
     DonorNotFound,
     LotNotFound,
@@ -141,6 +141,7 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
             raise Forbidden("Only coordinators and services register procured goods.")
         if await OfferRepository(session).by_procurement(data.procurement_id) is not None:
             raise ProcurementRegistered(f"The goods of procurement {data.procurement_id} are already registered.")
+    operation_id = await funding.offer_operation(session, data)
     lots_in = data.lots or []
     _check_items([lot.item_code for lot in lots_in], ["body", "lots"])
     _check_restriction_items(data.restrictions.item_codes)
@@ -195,6 +196,8 @@ async def create_offer(session: AsyncSession, principal: Principal, data: schema
         tracking_ref=tracking_ref(code),
         procurement_id=data.procurement_id,
         origin_country=data.origin_country,
+        operation_id=operation_id,
+        fund_id=data.fund_id,
         created_by=principal.sub,
         version=1,
         created_at=now,
@@ -229,10 +232,19 @@ async def list_offers(
     kind: schemas.OfferKind | None = None,
     item_code: str | None = None,
     region_code: str | None = None,
+    operation_id: uuid.UUID | None = None,
+    fund_id: uuid.UUID | None = None,
 ) -> tuple[list[Offer], str | None]:
     """Offers, newest first; every filter given narrows the list (region_code: a prefix of a lot's region)."""
     return await OfferRepository(session).search(
-        params, donor_id=donor_id, status=status, kind=kind, item_code=item_code, region_code=region_code
+        params,
+        donor_id=donor_id,
+        status=status,
+        kind=kind,
+        item_code=item_code,
+        region_code=region_code,
+        operation_id=operation_id,
+        fund_id=fund_id,
     )
 
 
@@ -253,6 +265,8 @@ async def update_offer(
         offer.restrictions = data.restrictions.stored()
     if "note" in data.model_fields_set:
         offer.note = data.note
+    if "operation_id" in data.model_fields_set:
+        offer.operation_id = await funding.moved_operation(session, offer, data.operation_id)
     offer.version += 1
     offer.updated_at = utcnow()
     await session.flush()

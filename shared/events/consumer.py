@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import kit_of
-from shared.errors import database_unavailable
+from shared.errors import database_unavailable, retryable
 from shared.events.envelope import CloudEvent, dead_letter_stream
 from shared.metrics import DEAD_LETTERS, EVENTS_HANDLED, PROJECTION_LAG
 from shared.settings import Settings
@@ -116,6 +116,19 @@ class Consumer:
         observe_lag(self.group, [event])
         return True
 
+    async def handle_colliding(self, msg_id: str, fields: dict[str, str], attempts: int = 4) -> bool:
+        """`handle`, run again at once (after a short, growing pause) when its transaction lost a collision with
+        another (a deadlock, a serialization failure): the event is not at fault and waiting `claim_idle` for
+        its redelivery would only delay it."""
+        for attempt in range(attempts - 1):
+            try:
+                return await self.handle(msg_id, fields)
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
+                await asyncio.sleep(0.02 * 2**attempt)
+        return await self.handle(msg_id, fields)
+
     async def ack(self, msg_ids: list[str]) -> None:
         if msg_ids:
             await self.redis.xack(self.stream, self.group, *msg_ids)
@@ -170,12 +183,12 @@ class Consumer:
             entries = left
         for msg_id, fields in entries:
             try:
-                if await self.handle(msg_id, fields):
+                if await self.handle_colliding(msg_id, fields):
                     done.append(msg_id)
             except Exception as exc:  # left pending: retried after claim_idle, dead-lettered after N tries
                 EVENTS_HANDLED.labels(self.group, "error").inc()
                 log.warning("handler %s failed on %s: %r", self.group, msg_id, exc)
-                if database_unavailable(exc):
+                if database_unavailable(exc) or retryable(exc):
                     await self.uncount_delivery(msg_id)
         await self.ack(done)
         return handled + len(done)

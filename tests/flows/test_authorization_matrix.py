@@ -86,6 +86,7 @@ CHECK_GROUP = "medical_device"  # checks ppe.mask.n95 (the catalog's check_by)
 CUSTOMS_GROUP = "customs"
 PARTNER_ORG = "org-p"  # a county NGO in the registry, under the hub
 BUY_GROUP = "procurement"
+FUND_GROUP = "fundraising"
 OTHER_GROUP = "translation"
 # The organisation each role's token speaks for where the resource has no owner.
 HOME = {C: HUB_ORG, F: SITE_ORG, D: DONOR_ORG, L: CARRIER_ORG, W: GROUP_ORG, A: HUB_ORG}
@@ -139,6 +140,10 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/v1/offers/{offer_id}/withdraw"): Row(only(C, D, A), other=STAFF),
     # owned by the working group that checks the item class (medical_device for N95 masks), whatever its org
     ("POST", "/v1/offers/{offer_id}/verification"): Row(only(W, A), other=only(A)),
+    # money received against a cash pledge: coordinators and the fundraising group (of any organisation, see
+    # EXTRAS) record it; the donor's organisation reads it with them ("other" is another working group)
+    ("POST", "/v1/offers/{offer_id}/payments"): Row(only(C, W, A), other=STAFF),
+    ("GET", "/v1/offers/{offer_id}/payments"): Row(ANY, other=STAFF),
     ("POST", "/v1/lots/{lot_id}/verification"): Row(only(W, A), other=only(A)),
     ("GET", "/v1/lots/{lot_id}"): Row(ANY, other=ANY),
     # matching (its admin service token) for accepted proposals; coordinators hold stock by hand
@@ -343,6 +348,13 @@ EXTRAS: dict[tuple[str, str], list[Extra]] = {
         ]
         for key in (("POST", "/v1/offers/{offer_id}/verification"), ("POST", "/v1/lots/{lot_id}/verification"))
     },
+    ("POST", "/v1/offers/{offer_id}/payments"): [
+        Extra("the fundraising group of another org", W, OTHER_ORG, FUND_GROUP, True),
+        Extra("a working_group token naming no group", W, "owner", None, False),
+    ],
+    ("GET", "/v1/offers/{offer_id}/payments"): [
+        Extra("the fundraising group of another org", W, OTHER_ORG, FUND_GROUP, True),
+    ],
     ("POST", "/v1/offers/{offer_id}/customs-clearance"): [
         Extra("a working_group token naming no group", W, "owner", None, False),
         Extra("the customs group of another org", W, OTHER_ORG, CUSTOMS_GROUP, True),
@@ -379,7 +391,7 @@ FRESH = {("DELETE", "/v1/webhook-endpoints/{endpoint_id}")}
 # The tables each service owns (not its projections of others' streams), fingerprinted with its outbox.
 OWNED_TABLES = {
     "needs": ("site", "need", "need_line", "item_request", "catalog_item"),
-    "supply": ("donor", "offer", "lot", "reservation"),
+    "supply": ("donor", "offer", "lot", "reservation", "payment"),
     "matching": ("policy_version", "allocation_run", "proposal", "decision"),
     "logistics": (
         "shipment",
@@ -757,6 +769,17 @@ def _offer_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepa
     return prepare
 
 
+def _payments_target(key: tuple[str, str] | None = None) -> Prepare:
+    """The payments of org B's cash pledge (recorded by the fundraising group)."""
+
+    async def prepare(w: World) -> Target:
+        offer = await w.cash()
+        body = example(key) if key else None
+        return Target(f"/v1/offers/{offer['id']}/payments", body, owner_org=DONOR_ORG, owner_group=FUND_GROUP)
+
+    return prepare
+
+
 def _proposal_target(suffix: str = "", key: tuple[str, str] | None = None, owner_org: str | None = None) -> Prepare:
     async def prepare(w: World) -> Target:
         proposal = await w.proposal()
@@ -1042,6 +1065,8 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("POST", "/v1/offers/{offer_id}/verification"): (_verification, False),
+    ("POST", "/v1/offers/{offer_id}/payments"): (_payments_target(("POST", "/v1/offers/{offer_id}/payments")), False),
+    ("GET", "/v1/offers/{offer_id}/payments"): (_payments_target(), False),
     ("POST", "/v1/lots/{lot_id}/verification"): (_lot_verification, False),
     ("GET", "/v1/lots/{lot_id}"): (_get_lot, False),
     ("POST", "/v1/lots/{lot_id}/reservations"): (_reserve, False),

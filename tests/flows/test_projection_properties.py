@@ -54,7 +54,7 @@ STATE: dict[str, dict[str, str]] = {
     },
     "matching": {
         "need_line_view": "SELECT line_id, need_id, need_version, site_id, org, site_kind, region_code, lat, lon, "
-        "item_code, quantity, quantity_delivered, urgency, needed_by, need_status, verification "
+        "item_code, quantity, quantity_delivered, urgency, needed_by, need_status, verification, beneficiary_groups "
         "FROM matching.need_line_view ORDER BY 1",
         "lot_view": "SELECT lot_id, offer_id, lot_version, offer_version, org, item_code, quantity, "
         "quantity_reserved, lat, lon, region_code, available_from, expires_at, verification, offer_status, "

@@ -7,9 +7,14 @@ from typing import Any
 
 import httpx
 
+from reliefhub.gateway import Gateway
+from shared.events import CloudEvent
 from tests.helpers.auth import TokenFactory
+from tests.helpers.streams import consume, runtime, xadd_event
 from tests.helpers.supply import create_donor
 from tests.helpers.waiting import eventually
+
+LOGISTICS_STREAM = "logistics.events"
 
 
 def operation_body(**over: Any) -> dict[str, Any]:
@@ -102,3 +107,51 @@ async def record_payment(
 
         await eventually(booked)
     return payment
+
+
+# --- logistics' operation and fund events, put on its stream by hand ------------------------------------------
+
+
+async def announce(gateway: Gateway, type_: str, data: dict[str, Any]) -> None:
+    """Put a logistics event on its stream as its relay would, and let needs and supply consume it."""
+    envelope = CloudEvent(source="/reliefhub/logistics", type=type_, subject=str(data["id"]), data=data)
+    await xadd_event(runtime(gateway, "logistics").redis, LOGISTICS_STREAM, envelope.model_dump(mode="json"))
+    for service in ("needs", "supply"):
+        await consume(gateway, service)
+
+
+async def announce_operation(
+    gateway: Gateway, operation_id: str | None = None, *, version: int = 1, **over: Any
+) -> dict[str, Any]:
+    """`reliefhub.logistics.operation.created` (version 1) or `.updated` of an active Shanghai operation, as
+    needs and supply see it; `over` replaces or adds fields (e.g. `status="closed"`). Its data."""
+    data = {
+        "id": operation_id or str(uuid.uuid4()),
+        "status": "active",
+        "version": version,
+        "created_at": "2022-03-28T00:00:00+08:00",
+        **operation_body(),
+        **over,
+    }
+    verb = "created" if version == 1 else "updated"
+    await announce(gateway, f"reliefhub.logistics.operation.{verb}", data)
+    return data
+
+
+async def announce_fund(
+    gateway: Gateway, fund_id: str | None = None, *, version: int = 1, **over: Any
+) -> dict[str, Any]:
+    """`reliefhub.logistics.fund.created` (version 1) or `.updated` of `fund_body(**over)`, as supply sees
+    it. Its data."""
+    data = {
+        "id": fund_id or str(uuid.uuid4()),
+        "operation_id": None,
+        "restrictions": {},
+        "spend_pledged": False,
+        "public": True,
+        "version": version,
+        **fund_body(**over),
+    }
+    verb = "created" if version == 1 else "updated"
+    await announce(gateway, f"reliefhub.logistics.fund.{verb}", data)
+    return data

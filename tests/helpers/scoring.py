@@ -56,6 +56,9 @@ CATALOG = Catalog(
 ITEMS = ["x.a", "x.b", "x.c", "x.d", "x.z"]
 REGIONS = ["420102", "420111", "430104"]
 KINDS = ["hospital", "shelter", "school"]
+SITES = ["site-a", "site-b", "site-c"]
+NEEDS = ["need-a", "need-b", "need-c"]
+GROUPS = ["elderly", "children", "patients"]
 
 
 def line_row(**kw: Any) -> dict[str, Any]:
@@ -127,10 +130,19 @@ def check(line: dict[str, Any], lot: dict[str, Any], policy: Policy, catalog: Ca
     entry = catalog.get(line["item_code"])
     compatible = lot["item_code"] == line["item_code"] or (entry is not None and lot["item_code"] in entry.substitutes)
     r = lot["restrictions"] or {}
+    served = {g for g, count in (line.get("beneficiary_groups") or {}).items() if count}
     allowed = (
         (not r.get("region_codes") or any(line["region_code"].startswith(p) for p in r["region_codes"]))
         and (not r.get("site_kinds") or line["site_kind"] in r["site_kinds"])
-        and (not r.get("item_codes") or line["item_code"] in r["item_codes"])
+        and (
+            not r.get("item_codes")
+            or any(
+                line["item_code"] == c or (c.endswith(".") and line["item_code"].startswith(c)) for c in r["item_codes"]
+            )
+        )
+        and (not r.get("site_ids") or line.get("site_id") in r["site_ids"])
+        and (not r.get("need_ids") or line.get("need_id") in r["need_ids"])
+        and (not r.get("beneficiary_groups") or bool(served & set(r["beneficiary_groups"])))
         and (line["verified"] or not policy.require_verified_need)
     )
     if None in (line["lat"], line["lon"], lot["lat"], lot["lon"]):
@@ -163,9 +175,9 @@ coordinate = st.one_of(
 maybe_hours = st.one_of(st.none(), st.integers(-6, 24))
 
 
-def _subset(options: list[str]) -> st.SearchStrategy[list[str]]:
-    """Mostly unrestricted, so most instances have pairs to allocate."""
-    return st.one_of(st.just([]), st.just([]), st.just([]), st.lists(st.sampled_from(options), max_size=2, unique=True))
+def _subset(options: list[str], *, unrestricted: int = 3) -> st.SearchStrategy[list[str]]:
+    """Mostly unrestricted (`unrestricted` in `unrestricted` + 1), so most instances have pairs to allocate."""
+    return st.one_of(*[st.just([])] * unrestricted, st.lists(st.sampled_from(options), max_size=2, unique=True))
 
 
 @st.composite
@@ -183,6 +195,9 @@ def line_rows(draw: st.DrawFn, i: int) -> dict[str, Any]:
         lon=where and where[1],
         region_code=draw(st.sampled_from(REGIONS)),
         site_kind=draw(st.sampled_from(KINDS)),
+        site_id=draw(st.sampled_from(SITES)),
+        need_id=draw(st.sampled_from(NEEDS)),
+        beneficiary_groups=draw(st.dictionaries(st.sampled_from(GROUPS), st.integers(0, 3), max_size=2)),
         verified=draw(st.booleans()),
         site_fill=draw(st.floats(0, 1)),
         county_fill=draw(st.floats(0, 1)),
@@ -205,7 +220,10 @@ def lot_rows(draw: st.DrawFn, i: int) -> dict[str, Any]:
         restrictions={
             "region_codes": draw(_subset(["42", "4201", "430104"])),
             "site_kinds": draw(_subset(KINDS)),
-            "item_codes": draw(_subset(ITEMS)),
+            "item_codes": draw(_subset([*ITEMS, "x."])),
+            "site_ids": draw(_subset(SITES, unrestricted=7)),
+            "need_ids": draw(_subset(NEEDS, unrestricted=7)),
+            "beneficiary_groups": draw(_subset(GROUPS, unrestricted=7)),
         },
     )
 

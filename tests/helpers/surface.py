@@ -67,6 +67,11 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/offers/{offer_id}"): {"note": "仅限上海"},
     ("POST", "/v1/offers/{offer_id}/withdraw"): {"reason": "sold out"},
     ("POST", "/v1/offers/{offer_id}/verification"): {"verdict": "verified", "notes": "certificates checked"},
+    ("POST", "/v1/offers/{offer_id}/payments"): {
+        "amount": 50_000,
+        "received_at": "2022-04-02T10:00:00+08:00",
+        "reference": "ICBC-20220402-001",
+    },
     ("POST", "/v1/lots/{lot_id}/verification"): {"verdict": "verified", "notes": "this batch's certificates checked"},
     ("POST", "/v1/lots/{lot_id}/reservations"): {"quantity": 1, "reference": "proposal-1"},
     ("POST", "/v1/allocation-runs"): {"scope": {"region_code": "31", "item_codes": ["food.grain.rice"]}},

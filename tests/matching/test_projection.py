@@ -67,7 +67,12 @@ def line(line_id: uuid.UUID, item_code: str, quantity: int) -> dict[str, Any]:
 
 async def test_need_created_projects_one_row_per_line(client, auth: TokenFactory, gateway, engine) -> None:
     need = await shelter_need(
-        client, auth, {"item_code": RICE, "quantity": 100}, {"item_code": N95, "quantity": 500}, urgency="critical"
+        client,
+        auth,
+        {"item_code": RICE, "quantity": 100},
+        {"item_code": N95, "quantity": 500},
+        urgency="critical",
+        beneficiary_groups={"elderly": 120, "children": 0},
     )
     assert await rows(engine, LINES_OF, n=need["id"]) == []
     assert await project(gateway) >= 2  # site.created, need.created
@@ -83,6 +88,14 @@ async def test_need_created_projects_one_row_per_line(client, auth: TokenFactory
         assert r["region_code"] == "310115" and r["site_kind"] == "shelter" and r["org"] == "org-shelter"
         assert (r["lat"], r["lon"]) == (31.22, 121.54)
         assert str(r["site_id"]) == need["site_id"]
+        assert r["beneficiary_groups"] == {"elderly": 120, "children": 0}
+
+
+async def test_an_event_of_a_need_naming_no_groups_projects_none(gateway, engine) -> None:
+    need_id = uuid.uuid4()
+    await handle(gateway, on_need_event, need_event(need_id, 1, [line(uuid.uuid4(), RICE, 5)]))
+    (got,) = await rows(engine, LINES_OF, n=str(need_id))
+    assert got["beneficiary_groups"] == {}
 
 
 async def test_need_update_replacing_lines_removes_the_old_rows(client, auth: TokenFactory, gateway, engine) -> None:

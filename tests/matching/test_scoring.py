@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from services.matching.errors import InvalidPolicy
 from services.matching.models import PolicyVersion
 from services.matching.policy import FACTORS, Policy, stored
 from services.matching.scoring import Candidates, LineTable, LotTable, build_candidates
+from services.matching.search import NearestSearch
 from shared.catalog import get_catalog
 from tests.helpers.scoring import DAY, NOW, PROPERTY, at, build, check, epoch, instances, line_row, lot_row
 
@@ -221,6 +223,102 @@ def test_donor_restrictions_are_hard() -> None:
     assert served({"item_codes": ["x.a"], "region_codes": ["43"]}) == {2}
 
 
+def test_designated_gifts_go_only_where_designated() -> None:
+    lines = [
+        line_row(id="a-elderly", site_id="site-a", need_id="need-a", beneficiary_groups={"elderly": 40}),
+        line_row(id="a-children", site_id="site-a", need_id="need-b", beneficiary_groups={"children": 12}),
+        line_row(id="b-both", site_id="site-b", need_id="need-c", beneficiary_groups={"elderly": 3, "children": 5}),
+        # A group counted as none served is not served.
+        line_row(id="c-none", site_id="site-c", need_id="need-d", beneficiary_groups={"elderly": 0}),
+        line_row(id="x.b-at-a", item_code="x.b", site_id="site-a", need_id="need-a"),
+    ]
+
+    def served(restrictions: dict[str, list[str]]) -> set[int]:
+        cand = build(lines, [lot_row(item_code="x.a", restrictions=restrictions)])
+        return {i for i, _ in pairs(cand)}
+
+    assert served({}) == {0, 1, 2, 3, 4}
+    assert served({"site_ids": ["site-a"]}) == {0, 1, 4}
+    assert served({"site_ids": ["site-b", "site-c"]}) == {2, 3}
+    assert served({"need_ids": ["need-a"]}) == {0, 4}
+    assert served({"need_ids": ["need-b", "need-c"]}) == {1, 2}
+    assert served({"beneficiary_groups": ["elderly"]}) == {0, 2}
+    assert served({"beneficiary_groups": ["children", "patients"]}) == {1, 2}
+    assert served({"beneficiary_groups": ["patients"]}) == set()
+    assert served({"site_ids": ["site-a"], "beneficiary_groups": ["elderly"]}) == {0}
+    assert served({"site_ids": ["site-a"], "need_ids": ["need-b"]}) == {1}
+    assert served({"site_ids": ["site-b"], "need_ids": ["need-a"]}) == set()
+    assert served({"need_ids": ["need-a"], "item_codes": ["x.b"]}) == {4}
+
+
+def test_designated_sites_match_uuids_however_spelled() -> None:
+    site = uuid.uuid4()
+    lines = [line_row(id="here", site_id=site, need_id=uuid.uuid4()), line_row(id="there", site_id=uuid.uuid4())]
+    lots = [lot_row(restrictions={"site_ids": [str(site).upper()]})]
+    assert pairs(build(lines, lots)) == {(0, 0)}
+
+
+def test_item_categories_allow_every_item_of_the_category() -> None:
+    lines = [line_row(id="a", item_code="x.a"), line_row(id="b", item_code="x.b"), line_row(id="c", item_code="x.c")]
+    lots = [
+        lot_row(id="category", item_code="x.a", restrictions={"item_codes": ["x."]}),
+        lot_row(id="other-category", item_code="x.a", restrictions={"item_codes": ["food."]}),
+        lot_row(id="codes", item_code="x.c", restrictions={"item_codes": ["x.c", "food."]}),
+        # "x" is a code, not a category: "x.c" is not in it.
+        lot_row(id="no-dot", item_code="x.c", restrictions={"item_codes": ["x"]}),
+    ]
+    # The rule is on what the line asks for: the "codes" lot may stand in for "x.b", but its donor gave it for
+    # "x.c" (or food) only.
+    assert pairs(build(lines, lots)) == {(0, 0), (1, 0), (2, 2)}
+
+
+@pytest.mark.parametrize("n, m, tree", [(30, 40, False), (300, 400, True)])
+def test_designated_gifts_in_the_dense_and_the_tree_search(monkeypatch, n: int, m: int, tree: bool) -> None:
+    """Few lines and lots are scanned densely, many are searched in a tree: both keep to the designations."""
+    searched: list[str] = []
+    for path in ("_dense", "_tree"):
+        original = getattr(NearestSearch, path)
+
+        def counted(self: NearestSearch, *args: Any, _path: str = path, _original: Any = original) -> None:
+            searched.append(_path)
+            _original(self, *args)
+
+        monkeypatch.setattr(NearestSearch, path, counted)
+    rng = np.random.default_rng(n)
+    rules: list[dict[str, list[str]]] = [
+        {},
+        {"site_ids": ["s1"]},
+        {"need_ids": ["n1", "n2"]},
+        {"beneficiary_groups": ["elderly"]},
+        {"site_ids": ["s2", "s3"], "beneficiary_groups": ["children", "patients"]},
+    ]
+    lines = [
+        line_row(
+            id=f"l{i}",
+            lat=30 + rng.random(),
+            site_id=str(rng.choice(["s1", "s2", "s3"])),
+            need_id=str(rng.choice(["n1", "n2", "n3", "n4"])),
+            beneficiary_groups={str(g): 1 for g in rng.choice(["elderly", "children", "patients"], rng.integers(3))},
+        )
+        for i in range(n)
+    ]
+    lots = [
+        lot_row(km=float(rng.uniform(0, 300)), id=f"o{j}", restrictions=rules[int(rng.integers(len(rules)))])
+        for j in range(m)
+    ]
+    policy = Policy(max_candidates_per_line=5)
+    cand = build(lines, lots, policy)
+    restricted = 0
+    for i, line in enumerate(lines):
+        checks = [(check(line, lot, policy), j) for j, lot in enumerate(lots)]
+        feasible = sorted((c.distance, j) for c, j in checks if c.feasible)
+        got = cand.lot[cand.line == i].tolist()
+        assert got == [j for _, j in feasible[:5]]
+        restricted += sum(1 for j in got if lots[j]["restrictions"])
+    assert restricted > n  # designated lots were among those proposed, not only unrestricted ones
+    assert ("_tree" in searched) is tree and (tree or set(searched) == {"_dense"})
+
+
 def test_verified_need_required_by_policy() -> None:
     lines = [line_row(id="v", verified=True), line_row(id="u", verified=False)]
     assert pairs(build(lines, [lot_row()])) == {(0, 0), (1, 0)}
@@ -275,6 +373,11 @@ def test_rows_convert_datetimes_and_fill_perishable_from_the_catalog() -> None:
     assert lots.perishable.tolist() == [True, False]
     assert lots.restrict_regions == [(), ("42",)]
     assert lots.restrict_kinds == [(), ()]
+    designated = LotTable.from_rows(
+        [lot_row(restrictions={"site_ids": ["b", "a"], "need_ids": [], "beneficiary_groups": ["elderly"]})]
+    )
+    assert designated.restrict_sites == [("a", "b")] and designated.restrict_needs == [()]
+    assert designated.restrict_groups == [("elderly",)]
     assert np.isnan(lots.expires_at).all()
 
 
