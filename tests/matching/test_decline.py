@@ -127,6 +127,15 @@ async def test_an_accepted_proposal_declined_before_pick_up_gives_its_goods_back
     assert after["status"] == "planned" and [line["proposal_id"] for line in after["lines"]] == [water["id"]]
     rice_after = await get_lot(client, auth("coordinator"), rice_lot["id"])
     assert rice_after["quantity_reserved"] == 5 and rice_after["quantity_available"] == 35
+    # A redelivered withdrawal (matching retrying) changes nothing more.
+    again = await client.post(
+        f"/v1/shipments/proposals/{rice['id']}/withdraw", headers=auth("admin"), json={"reason": "retry"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == {"proposal_id": rice["id"], "shipments_updated": [], "shipments_cancelled": []}
+    assert (await client.get(f"/v1/shipments/{shipment['id']}", headers=auth("coordinator"))).json()["version"] == (
+        after["version"]
+    )
 
     # The line is matched again, from the far lot and never from the declined one.
     async def reproposed() -> dict[str, Any] | None:
