@@ -154,10 +154,12 @@ class NeedStatus(StrEnum):
 
 
 class NeedLineStatus(StrEnum):
-    """A need line is `open` (matched against its item), or `pending_item` while it waits for an item request."""
+    """A need line is `open` (matched against its item), `pending_item` while it waits for an item request, or
+    `cancelled` when that request was refused (kept, with the reason, for the record; never matched)."""
 
     open = "open"
     pending_item = "pending_item"
+    cancelled = "cancelled"
 
 
 class ItemRequestStatus(StrEnum):

@@ -35,6 +35,8 @@ async def _buyer(request: Request) -> Principal:
 
 Buyer = Annotated[Principal, Depends(_buyer)]
 Staff = Annotated[Principal, Depends(require_roles(Role.coordinator))]
+# The other services' own tokens (matching withdrawing a declined proposal's goods).
+ServiceCaller = Annotated[Principal, Depends(require_roles())]
 
 
 def _rate_limit(bucket: str, what: str) -> Any:

@@ -21,6 +21,14 @@ class ProposalNotShippable(Conflict):
     slug, title = "proposal-not-shippable", "The proposal cannot be shipped (not accepted, or already planned)"
 
 
+class AcceptedProposalNotFound(NotFound):
+    slug, title = "accepted-proposal-not-found", "Logistics knows no such accepted proposal (yet)"
+
+
+class AlreadyPickedUp(Conflict):
+    slug, title = "already-picked-up", "Goods of the proposal were picked up already"
+
+
 class IllegalTransition(Conflict):
     slug, title = "illegal-transition", "The shipment cannot move to that status from its current one"
 

@@ -45,6 +45,14 @@ class ShipmentRepository(RepositoryBase[Shipment]):
             stmt = stmt.with_for_update(of=Shipment)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def with_proposal(self, proposal_id: uuid.UUID) -> list[Shipment]:
+        """The shipments with a line of this proposal, locked, in id order."""
+        has_line = select(ShipmentLine.id).where(
+            ShipmentLine.shipment_id == Shipment.id, ShipmentLine.proposal_id == proposal_id
+        )
+        stmt = self._full().where(has_line.exists()).order_by(Shipment.id).with_for_update(of=Shipment)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def open_auto(self, origin_key: str, site_id: uuid.UUID) -> Shipment | None:
         """The planned automatic shipment from this origin to this site that still takes lines."""
         stmt = (

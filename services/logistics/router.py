@@ -24,12 +24,15 @@ from services.logistics.dependencies import (
     Buyer,
     PublicRateLimit,
     Recipient,
+    ServiceCaller,
     ShipmentActor,
     Shipper,
     Staff,
     TrackRateLimit,
 )
 from services.logistics.errors import (
+    AcceptedProposalNotFound,
+    AlreadyPickedUp,
     DestinationUnavailable,
     FeedbackExists,
     IllegalTransition,
@@ -184,6 +187,18 @@ async def change_status(
     shipment = await shipments.change_status(session, principal, shipment_id, data)
     set_etag(response, shipment.version)
     return shipment_out(shipment, principal)
+
+
+@router.post(
+    "/shipments/proposals/{proposal_id}/withdraw",
+    responses=problem_responses(AcceptedProposalNotFound, Forbidden, AlreadyPickedUp),
+)
+async def withdraw_proposal(
+    proposal_id: uuid.UUID, data: schemas.WithdrawalRequest, principal: ServiceCaller, session: SessionDep
+) -> schemas.Withdrawal:
+    """Take a declined accepted proposal's goods off its planned shipments (matching calls it when the site
+    declines): its lines leave them, a shipment left empty is cancelled; 409 `already-picked-up` after pick-up."""
+    return await shipments.withdraw_proposal(session, principal, proposal_id, data.reason)
 
 
 @router.post(

@@ -102,6 +102,21 @@ class StatusRequest(BaseModel):
     leg: Annotated[int, Field(ge=0, lt=20)] | None = Field(None, description="Index of the leg this update is on.")
 
 
+class WithdrawalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class Withdrawal(BaseModel):
+    """What withdrawing an accepted proposal's goods changed: the planned shipments its lines left, and those
+    of them cancelled because no line was left."""
+
+    proposal_id: uuid.UUID
+    shipments_updated: list[uuid.UUID]
+    shipments_cancelled: list[uuid.UUID]
+
+
 class Discrepancy(BaseModel):
     """Why a line came short. Damaged, expired and lost units are written off the lot; short, refused and
     other units go back to it. The need line gets every missing unit back either way."""

@@ -11,7 +11,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import events, schemas
-from services.logistics.errors import IllegalTransition, ProposalNotShippable, ShipmentNotFound
+from services.logistics.errors import (
+    AcceptedProposalNotFound,
+    AlreadyPickedUp,
+    IllegalTransition,
+    ProposalNotShippable,
+    ShipmentNotFound,
+)
 from services.logistics.models import AcceptedProposal, Feedback, Shipment, ShipmentLine, ShipmentUpdate
 from services.logistics.repository import ProjectionRepository, ShipmentRepository
 from shared.auth import Principal, Role, require_in_region
@@ -333,3 +339,40 @@ async def change_status(
     shipment.version += 1
     await emit_shipment(session, events.SHIPMENT_STATUS_EVENTS[target], shipment, data.location, data.note)
     return shipment
+
+
+async def withdraw_proposal(
+    session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str
+) -> schemas.Withdrawal:
+    """Take a declined proposal's goods off the shipments planned for them, before pick-up: its lines leave
+    planned shipments (one left without lines is cancelled) and nothing more of it may be planned. Its lot's
+    reservation is released by matching, not by these lines, so they leave instead of returning their goods.
+    Repeating it changes nothing; once any of its goods were picked up it is a 409 that changes nothing."""
+    proposal = (await ProjectionRepository(session).accepted([proposal_id])).get(proposal_id)
+    if proposal is None:
+        raise AcceptedProposalNotFound(f"Logistics has not heard of an accepted proposal {proposal_id} (yet).")
+    found = await ShipmentRepository(session).with_proposal(proposal_id)
+    moving = [s for s in found if s.status not in (ShipmentStatus.planned, ShipmentStatus.cancelled)]
+    if moving:
+        raise AlreadyPickedUp(
+            f"Goods of proposal {proposal_id} are on shipment {moving[0].id}, which is {moving[0].status}.",
+            extra={"shipments": [{"id": str(s.id), "status": s.status.value} for s in moving]},
+        )
+    now, note = utcnow(), f"proposal {proposal_id} withdrawn: {reason}"[:2000]
+    out = schemas.Withdrawal(proposal_id=proposal_id, shipments_updated=[], shipments_cancelled=[])
+    for shipment in found:
+        if shipment.status != ShipmentStatus.planned:
+            continue
+        shipment.lines[:] = [line for line in shipment.lines if line.proposal_id != proposal_id]
+        shipment.version += 1
+        if shipment.lines:
+            record_update(shipment, ShipmentStatus.planned, principal.sub, now, note=note)
+            await emit_shipment(session, events.SHIPMENT_UPDATED, shipment, note=note)
+            out.shipments_updated.append(shipment.id)
+        else:
+            shipment.status = ShipmentStatus.cancelled
+            record_update(shipment, ShipmentStatus.cancelled, principal.sub, now, note=note)
+            await emit_shipment(session, events.SHIPMENT_CANCELLED, shipment, note=note)
+            out.shipments_cancelled.append(shipment.id)
+    proposal.quantity_planned = proposal.quantity  # never planned again, by hand or automatically
+    return out

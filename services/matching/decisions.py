@@ -1,4 +1,5 @@
-"""Proposals and the decisions taken on them: accept (a reservation in supply), reject, expire."""
+"""Proposals and the decisions taken on them: accept (a reservation in supply), reject, decline (by the site,
+before pick-up), expire."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
 from services.matching.errors import (
+    AlreadyPickedUp,
+    LogisticsUnavailable,
     LotTaken,
     ProposalNotFound,
     ProposalNotOpen,
@@ -27,6 +30,7 @@ from services.matching.scoring import broken_rules
 from shared.auth import Principal, Role, require_in_region
 from shared.db import utcnow
 from shared.errors import Forbidden, InvalidRequest
+from shared.events import EventType
 from shared.http import service_identity
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
@@ -269,34 +273,83 @@ async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.
 
 
 async def decline(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
-    """The need's site declines an open proposal: it is rejected, its lot is never proposed to that line again,
-    and the line (its demand free again) is matched anew by the next continuous run. Frontline users of the
-    site's organisation decline; coordinators may too, for them, within their regions."""
-    proposal = await get_proposal(session, proposal_id, for_update=True)
-    views = ProjectionRepository(session)
-    line = await views.line(proposal.need_line_id)
+    """The need's site declines a proposal: it is rejected, its lot is never proposed to that line again, and
+    the line (its demand free again) is matched anew by the next continuous run. Frontline users of the site's
+    organisation decline; coordinators may too, for them, within their regions. An accepted proposal may be
+    declined until its goods are picked up: logistics takes its lines off their planned shipments and supply
+    releases its reservation first (both idempotent), with no transaction of ours open meanwhile; the
+    decision is then written only if the proposal is still the version that was read."""
+    async with runtime_of_session(session).sessionmaker() as peek:  # read, and let go before calling anyone
+        seen = await get_proposal(peek, proposal_id)
+        line = await ProjectionRepository(peek).line(seen.need_line_id)
     if not principal.has(Role.coordinator, Role.admin) and (line is None or line.org != principal.org):
         raise Forbidden("Only the need's site organisation (or a coordinator) declines its proposals.")
-    require_in_region(principal, proposal.region_code, what="The proposal's need")
-    now = utcnow()
-    _check_open(proposal, now)
+    require_in_region(principal, seen.region_code, what="The proposal's need")
+    if seen.status == ProposalStatus.accepted:
+        await _withdraw_goods(session, seen, reason)
+        proposal = await get_proposal(session, proposal_id, for_update=True)
+        if proposal.version != seen.version:
+            raise ProposalNotOpen(f"The proposal was decided meanwhile; it is {proposal.status}.")
+        released = (proposal.accepted_quantity or 0) - proposal.quantity_returned
+        return await _declined(session, principal, proposal, reason, released, events.PROPOSAL_DECLINED)
+    proposal = await get_proposal(session, proposal_id, for_update=True)
+    _check_open(proposal, utcnow())
+    return await _declined(session, principal, proposal, reason, proposal.quantity, events.PROPOSAL_REJECTED)
+
+
+async def _withdraw_goods(session: AsyncSession, proposal: Proposal, reason: str) -> None:
+    """Before pick-up, take an accepted proposal's goods back: off logistics' planned shipments (409 once
+    picked up; logistics then plans none of it again), then out of supply's reservation. Both calls repeat
+    safely, so a retried decline finishes what a failed one began."""
+    if proposal.capacity_id is not None:
+        raise ProposalNotOpen("An accepted service proposal is the partner's assignment now; it is not declined.")
+    rt = runtime_of_session(session)
+    try:
+        response = await rt.client("logistics").request(
+            "POST", f"/v1/shipments/proposals/{proposal.id}/withdraw", json={"reason": reason[:2000]}
+        )
+    except Exception as exc:  # timeouts or connection errors after retries
+        raise LogisticsUnavailable(f"Withdrawing the goods from shipments failed: {exc.__class__.__name__}.") from exc
+    if response.status_code == 409 and str(response.json().get("type", "")).endswith("already-picked-up"):
+        raise AlreadyPickedUp(
+            f"The goods were picked up already: {response.json().get('detail', '')}",
+            extra={"proposal_status": proposal.status.value},
+        )
+    if response.status_code == 404:
+        raise LogisticsUnavailable("Logistics has not heard of the acceptance yet; retry in a moment.")
+    if response.status_code != 200:
+        raise LogisticsUnavailable(f"Logistics answered {response.status_code} to the withdrawal.")
+    if proposal.reservation_id is None:
+        return
+    try:
+        response = await rt.client("supply").request("DELETE", f"/v1/reservations/{proposal.reservation_id}")
+    except Exception as exc:
+        raise SupplyUnavailable(f"Releasing the reservation failed: {exc.__class__.__name__}.") from exc
+    if response.status_code not in (204, 404):  # released now, before, or gone with its lot
+        raise SupplyUnavailable(f"Supply answered {response.status_code} to the release.")
+
+
+async def _declined(
+    session: AsyncSession, principal: Principal, proposal: Proposal, reason: str, released: int, type_: EventType
+) -> Proposal:
     proposal.status, proposal.reason = ProposalStatus.rejected, f"declined by the site: {reason}"[:2000]
-    proposal.decided_at, proposal.decided_by = now, principal.sub
+    proposal.decided_at, proposal.decided_by = utcnow(), principal.sub
     proposal.version += 1
     ProposalRepository(session).record(
         Decision(
             proposal_id=proposal.id,
             action="decline",
-            quantity=proposal.quantity,
+            quantity=released,
             override=True,
             reason=reason,
             actor=principal.sub,
         )
     )
+    views = ProjectionRepository(session)
     await views.exclude(proposal.need_line_id, source_of(proposal), proposal.id, reason, principal.sub)
     await views.mark_dirty({proposal.item_code, proposal.lot_item_code})
     await session.flush()
-    await events.publish_decision(session, events.PROPOSAL_REJECTED, proposal, proposal.quantity)
+    await events.publish_decision(session, type_, proposal, released)
     return proposal
 
 

@@ -26,6 +26,10 @@ class LotTaken(Conflict):
     keeps_changes = True  # the proposal's cancellation and the line's re-run are committed
 
 
+class AlreadyPickedUp(Conflict):
+    slug, title = "already-picked-up", "The proposal's goods were picked up already; it can no longer be declined"
+
+
 class RestrictionExcludes(Conflict):
     slug, title = "restriction-violated", "The donor's restrictions no longer allow this lot for this need line"
     keeps_changes = True  # the proposal's cancellation and the line's re-run are committed
@@ -37,3 +41,7 @@ class InvalidPolicy(InvalidRequest):
 
 class SupplyUnavailable(ServiceUnavailable):
     slug, title = "supply-unavailable", "The supply service did not answer; retry shortly"
+
+
+class LogisticsUnavailable(ServiceUnavailable):
+    slug, title = "logistics-unavailable", "The logistics service did not answer (or has not heard of it yet); retry"

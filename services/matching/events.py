@@ -66,6 +66,9 @@ class ProposalData(BaseModel):
     lot_quantity: int | None = None
     unit: str | None = None
     lot_unit: str | None = None
+    # Of the accepted quantity, what shipments gave back before the decision (added later; absent in older
+    # events): a declined proposal's event releases `quantity`, the rest came back through its shipments.
+    quantity_returned: int | None = None
 
 
 class PolicyData(BaseModel):
@@ -83,6 +86,13 @@ PROPOSAL_ACCEPTED = register_event_type(
 )
 PROPOSAL_REJECTED = register_event_type(
     "reliefhub.matching.proposal.rejected", "A coordinator rejected a proposal (reason given).", ProposalData
+)
+PROPOSAL_DECLINED = register_event_type(
+    "reliefhub.matching.proposal.declined",
+    "The need's site declined an accepted proposal before pick-up (reason given): its reservation was released, "
+    "its lines left their planned shipments, and the line is matched again without that lot. (Declining an open "
+    "proposal is published as rejected.)",
+    ProposalData,
 )
 PROPOSAL_EXPIRED = register_event_type(
     "reliefhub.matching.proposal.expired", "A proposal was not decided in time.", ProposalData
@@ -157,6 +167,7 @@ async def publish_decision(session: AsyncSession, type_: EventType, p: Proposal,
             lot_quantity=lot_units(p, quantity),
             unit=_base_unit(p.item_code),
             lot_unit=_base_unit(p.lot_item_code),
+            quantity_returned=p.quantity_returned,
         ),
         subject=str(p.id),
     )
@@ -196,8 +207,9 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "beneficiary_groups": dict(d.get("beneficiary_groups") or {}),
         }
         for line in d["lines"]
-        # A line waiting for its item to enter the catalog is not matched (it has no item code yet).
-        if line.get("status", "open") != "pending_item"
+        # A line waiting for its item to enter the catalog is not matched (it has no item code yet), nor one
+        # cancelled because that item was refused.
+        if line.get("status", "open") == "open"
     ]
 
 

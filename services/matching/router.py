@@ -10,7 +10,9 @@ from fastapi import Query, Request, Response, status
 from services.matching import decisions, policy, runs, schemas, service
 from services.matching.dependencies import Coordinator, SiteOrCoordinator, SiteOrStaff, Staff
 from services.matching.errors import (
+    AlreadyPickedUp,
     InvalidPolicy,
+    LogisticsUnavailable,
     LotTaken,
     NeedLineNotFound,
     ProposalNotFound,
@@ -151,7 +153,10 @@ async def reject_proposal(
 
 
 @router.post(
-    "/proposals/{proposal_id}/decline", responses=problem_responses(ProposalNotFound, Forbidden, ProposalNotOpen)
+    "/proposals/{proposal_id}/decline",
+    responses=problem_responses(
+        ProposalNotFound, Forbidden, ProposalNotOpen, AlreadyPickedUp, LogisticsUnavailable, SupplyUnavailable
+    ),
 )
 async def decline_proposal(
     proposal_id: uuid.UUID,
@@ -160,8 +165,9 @@ async def decline_proposal(
     session: SessionDep,
     response: Response,
 ) -> schemas.Proposal:
-    """The need's site declines an open proposal, with a reason: it is rejected, its line is matched again
-    without that lot (never proposed to it again)."""
+    """The need's site declines a proposal, with a reason: open, or accepted and not yet picked up (its
+    reservation is released and its planned shipment lines withdrawn; 409 `already-picked-up` after pick-up).
+    It is rejected and its line matched again without that lot (never proposed to it again)."""
     proposal = await decisions.decline(session, principal, proposal_id, data.reason)
     set_etag(response, proposal.version)
     return schemas.Proposal.model_validate(proposal)

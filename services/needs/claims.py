@@ -64,7 +64,7 @@ def _checked_lines(need: Need, data: schemas.ClaimCreate) -> list[dict[str, obje
             why = (
                 "is not a line of this need"
                 if line is None
-                else "waits for its item request (pending_item)"
+                else f"has no item yet ({line.status}: its item request is pending or was refused)"
                 if line.item_code is None
                 else "is named twice"
             )

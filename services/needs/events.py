@@ -16,7 +16,7 @@ from services.needs.repository import NeedRepository, RollupRepository, SiteRef,
 from shared.catalog import Item, follow
 from shared.db import utcnow
 from shared.events import CloudEvent, EventType, publish, register_event_type
-from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedStatus
+from shared.vocabulary import ACTIVE_NEED_STATUSES, NeedLineStatus, NeedStatus
 
 
 class SiteData(BaseModel):
@@ -192,10 +192,11 @@ async def publish_need(
 
 def rolled_up_status(need: Need) -> NeedStatus:
     """A need's status from its lines: fulfilled when every line is delivered, else the most advanced work
-    still under way (in transit, then matched), else open (what came short or was returned is open again)."""
-    if need.status not in ACTIVE_NEED_STATUSES:
+    still under way (in transit, then matched), else open (what came short or was returned is open again). Lines
+    cancelled with their refused item request count for nothing."""
+    lines = [line for line in need.lines if line.status != NeedLineStatus.cancelled]
+    if need.status not in ACTIVE_NEED_STATUSES or not lines:
         return need.status
-    lines = need.lines
     if all(line.quantity_delivered >= line.quantity for line in lines):
         return NeedStatus.fulfilled
     if any(line.quantity_in_transit > 0 for line in lines):
@@ -236,23 +237,30 @@ async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> Non
 
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
     """matching.events → quantity_matched per line and the need's status (open → matched). An accepted
-    proposal is kept with its version; the line's quantity_matched is the sum over its proposals."""
+    proposal is kept with its version; the line's quantity_matched is the sum over its proposals. A declined
+    one keeps only what its shipments gave back (which they subtract themselves), so it counts for nothing."""
     await on_matching_events(session, [event])
 
 
+MATCHED = ("reliefhub.matching.proposal.accepted", "reliefhub.matching.proposal.declined")
+
+
+def _match_row(e: CloudEvent) -> dict[str, Any]:
+    d = e.data
+    declined = e.type == "reliefhub.matching.proposal.declined"
+    return {
+        "proposal_id": uuid.UUID(d["id"]),
+        "need_id": uuid.UUID(d["need_id"]),
+        "need_line_id": uuid.UUID(d["need_line_id"]),
+        "quantity": int(d.get("quantity_returned") or 0) if declined else int(d["quantity"]),
+        "version": int(d.get("version") or 0),
+    }
+
+
 async def on_matching_events(session: AsyncSession, events: list[CloudEvent]) -> None:
-    """The batch form of `on_matching_event`: every accepted proposal of the batch in one upsert, then each
-    need it touched rolled up once, in need order (one lock order for every transaction)."""
-    rows = [
-        {
-            "proposal_id": uuid.UUID(d["id"]),
-            "need_id": uuid.UUID(d["need_id"]),
-            "need_line_id": uuid.UUID(d["need_line_id"]),
-            "quantity": int(d["quantity"]),
-            "version": int(d.get("version") or 0),
-        }
-        for d in (e.data for e in events if e.type == "reliefhub.matching.proposal.accepted")
-    ]
+    """The batch form of `on_matching_event`: every accepted (or declined) proposal of the batch in one upsert,
+    then each need it touched rolled up once, in need order (one lock order for every transaction)."""
+    rows = [_match_row(e) for e in events if e.type in MATCHED]
     await _roll_up_needs(session, await RollupRepository(session).record_matches(_newest(rows, "proposal_id")))
 
 

@@ -1,6 +1,7 @@
 """Item requests: a frontline unit asks for an item the catalog lacks, its need lines wait as `pending_item`, and a
 coordinator approves the request as a new item or maps it to an existing one (the lines then open, converted to
-the item's base unit). Also the coordinator's substitution override on a need line."""
+the item's base unit) or refuses it (the lines are cancelled with the reason). Also the coordinator's substitution
+override on a need line."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from services.needs.errors import (
     NeedLineNotFound,
     NeedNotOpen,
 )
-from services.needs.models import ItemRequest, Need, NeedLine
+from services.needs.models import ItemRequest, Need
+from services.needs.repository import NeedRepository
 from shared.auth import Principal, require_in_region
 from shared.catalog import Item, ItemName, get_catalog
 from shared.db import utcnow
 from shared.errors import InvalidRequest
 from shared.pagination import PageParams, paginate
-from shared.vocabulary import ACTIVE_NEED_STATUSES, ItemRequestStatus, NeedLineStatus
+from shared.vocabulary import ACTIVE_NEED_STATUSES, ItemRequestStatus, NeedLineStatus, NeedStatus
 
 
 async def create_request(session: AsyncSession, principal: Principal, data: schemas.ItemRequestCreate) -> ItemRequest:
@@ -65,18 +67,7 @@ async def list_requests(
 async def _open_waiting_lines(session: AsyncSession, request: ItemRequest, item: Item) -> None:
     """Every line waiting on the request becomes an open line of the item, in its base unit, and its need is
     published (so matching sees it); a line whose unit the item does not know keeps waiting, with the reason."""
-    need_ids = (
-        (
-            await session.execute(
-                select(NeedLine.need_id)
-                .where(NeedLine.item_request_id == request.id, NeedLine.status == NeedLineStatus.pending_item)
-                .distinct()
-            )
-        )
-        .scalars()
-        .all()
-    )
-    for need_id in sorted(need_ids):
+    for need_id in await NeedRepository(session).waiting_on(request.id):
         need = await service.get_need(session, need_id, for_update=True)
         for line in need.lines:
             if line.item_request_id != request.id or line.status != NeedLineStatus.pending_item:
@@ -139,6 +130,37 @@ async def map_request(
     if item is None:
         raise ItemNotFound(f"No item {data.code} in the catalog.")
     return await _decide(session, principal, request, item, ItemRequestStatus.mapped)
+
+
+async def refuse_request(
+    session: AsyncSession, principal: Principal, request_id: uuid.UUID, data: schemas.ItemRequestRefuse
+) -> ItemRequest:
+    """Refuse the request: the lines waiting on it are cancelled with the reason (kept on the need, never
+    matched; the need is closed when none of its lines is left), and each need is published."""
+    request = await get_request(session, request_id, for_update=True)
+    _require_pending(request)
+    request.status, request.refused_reason = ItemRequestStatus.refused, data.reason
+    request.decided_by, request.decided_at = principal.sub, utcnow()
+    await session.flush()
+    why = f"item request refused: {data.reason}"[:2000]
+    for need_id in await NeedRepository(session).waiting_on(request.id):
+        need = await service.get_need(session, need_id, for_update=True)
+        for line in need.lines:
+            if line.item_request_id == request.id and line.status == NeedLineStatus.pending_item:
+                line.status, line.pending_reason = NeedLineStatus.cancelled, why
+        left = any(line.status != NeedLineStatus.cancelled for line in need.lines)
+        closing = not left and need.status in ACTIVE_NEED_STATUSES
+        if closing:
+            need.status, need.close_reason, need.closed_at = NeedStatus.closed, why, utcnow()
+        need.version += 1
+        need.updated_at = utcnow()
+        await session.flush()
+        if closing:
+            await events.publish_need(session, events.NEED_CLOSED, need, reason=why)
+        else:
+            await events.publish_need(session, events.NEED_UPDATED, need)
+    await session.refresh(request)
+    return request
 
 
 # --- substitution override ------------------------------------------------------------------------------------

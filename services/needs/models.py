@@ -148,6 +148,7 @@ class ItemRequest(TimestampedMixin, Base):
     requested_by: Mapped[str] = mapped_column(String(200))
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refused_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index(None, "created_at", "id"),)
 

@@ -17,7 +17,7 @@ from services.needs.models import Claim, LineMatch, LineShipment, Need, NeedLine
 from shared.db import RepositoryBase, driver_connection
 from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
-from shared.vocabulary import ClaimStatus, NeedStatus, SiteKind, Urgency
+from shared.vocabulary import ClaimStatus, NeedLineStatus, NeedStatus, SiteKind, Urgency
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +120,16 @@ class NeedRepository(RepositoryBase[Need]):
 
     def _with_lines(self) -> Select[Need]:
         return select(Need).options(selectinload(Need.lines))
+
+    async def waiting_on(self, request_id: uuid.UUID) -> list[uuid.UUID]:
+        """The needs with a line waiting (`pending_item`) on this item request, in id order."""
+        stmt = (
+            select(NeedLine.need_id)
+            .where(NeedLine.item_request_id == request_id, NeedLine.status == NeedLineStatus.pending_item)
+            .distinct()
+            .order_by(NeedLine.need_id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
 
     async def get_with_lines(self, need_id: uuid.UUID, *, for_update: bool = False) -> Need | None:
         # One statement (a join, not a second SELECT for the lines): a roll-up committing in between would

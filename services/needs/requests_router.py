@@ -81,6 +81,19 @@ async def map_item_request(
 
 
 @router.post(
+    "/items/requests/{request_id}/refuse",
+    responses=problem_responses(Forbidden, ItemRequestNotFound, ItemRequestNotPending),
+)
+async def refuse_item_request(
+    request_id: uuid.UUID, data: schemas.ItemRequestRefuse, principal: Coordinator, session: SessionDep
+) -> schemas.ItemRequest:
+    """Refuse the request with a reason (national coordinators); the need lines waiting on it are cancelled with
+    that reason, and a need left with no other line is closed."""
+    require_national(principal, what="The item catalog")
+    return schemas.ItemRequest.model_validate(await item_requests.refuse_request(session, principal, request_id, data))
+
+
+@router.post(
     "/needs/{need_id}/lines/{line_id}/substitution-override",
     responses=problem_responses(NeedNotFound, NeedLineNotFound, Forbidden, NeedNotOpen),
 )

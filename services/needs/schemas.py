@@ -152,7 +152,10 @@ class NeedLine(BaseModel):
     deadline: Deadline = Deadline.hard
     status: NeedLineStatus = NeedLineStatus.open
     item_request_id: uuid.UUID | None = None
-    pending_reason: str | None = Field(None, description="Why a line still waits after its request was decided.")
+    pending_reason: str | None = Field(
+        None,
+        description="Why a line still waits after its request was decided, or why it was cancelled (request refused).",
+    )
     quantity_matched: int
     quantity_delivered: int
     quantity_in_transit: int = 0
@@ -268,7 +271,16 @@ class ItemRequest(BaseModel):
     requested_by: str
     decided_by: str | None
     decided_at: datetime | None
+    refused_reason: str | None = Field(None, description="Why a coordinator refused it.")
     created_at: datetime
+
+
+class ItemRequestRefuse(BaseModel):
+    """Refuse a request: the need lines waiting on it are cancelled with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
 class ItemRequestApprove(BaseModel):

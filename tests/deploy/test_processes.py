@@ -115,19 +115,22 @@ def test_a_process_that_could_not_reach_a_service_it_calls_refuses_to_start(
     )
     assert result.returncode == 2, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
-    assert f"{command[1]} calls supply, but RELIEFHUB_SERVICE_URLS has no URL for it" in message
+    calls = {"matching": "supply, logistics, but RELIEFHUB_SERVICE_URLS has no URL for them"}
+    assert (
+        f"{command[1]} calls {calls.get(command[1], 'supply, but RELIEFHUB_SERVICE_URLS has no URL for it')}" in message
+    )
     assert "RELIEFHUB_GATEWAY_URL is not set" in message and "Traceback" not in message
 
 
 def test_which_services_a_process_alone_could_not_reach(migrated: Settings) -> None:
     specs = services()
     assert {name: spec.calls for name, spec in specs.items() if spec.calls} == {
-        "matching": ("supply",),
+        "matching": ("supply", "logistics"),
         "logistics": ("supply",),
         "partners": ("supply",),
     }
     bare = Settings(environment="test", jwt_secret=migrated.jwt_secret)
-    assert unreachable_services(specs["matching"], bare) == ["supply"]
+    assert unreachable_services(specs["matching"], bare) == ["supply", "logistics"]
     assert unreachable_services(specs["needs"], bare) == []
     # With the organisations registry on, every other service asks partners whether a writer is approved.
     registry = Settings(environment="test", jwt_secret=migrated.jwt_secret, org_registry=True)

@@ -77,8 +77,14 @@ async def test_two_replicas_of_the_matching_and_webhooks_workers_divide_the_work
             RELIEFHUB_WEBHOOK_POLL_SECONDS="0.05",
             RELIEFHUB_WEBHOOK_ALLOWED_NETWORKS=json.dumps(migrated.webhook_allowed_networks),  # the receiver
         )
-        with serve("supply", env, tmp_path / "supply.log") as supply:
-            env["RELIEFHUB_SERVICE_URLS"] = json.dumps({"supply": supply})
+        with (
+            serve("supply", env, tmp_path / "supply.log") as supply,
+            serve(
+                "logistics", {**env, "RELIEFHUB_SERVICE_URLS": json.dumps({"supply": supply})}, tmp_path / "lg.log"
+            ) as logistics,
+        ):
+            # What matching calls (a site's decline of an accepted proposal asks logistics).
+            env["RELIEFHUB_SERVICE_URLS"] = json.dumps({"supply": supply, "logistics": logistics})
             with (
                 workers("matching", 2, env, tmp_path) as matchers,
                 workers("webhooks", 2, env, tmp_path) as dispatchers,

@@ -114,6 +114,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/v1/items/requests/{request_id}"): Row(ANY),
     ("POST", "/v1/items/requests/{request_id}/approve"): Row(STAFF),
     ("POST", "/v1/items/requests/{request_id}/map"): Row(STAFF),
+    ("POST", "/v1/items/requests/{request_id}/refuse"): Row(STAFF),
     ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): Row(STAFF, other=STAFF),
     ("GET", "/v1/sites"): Row(ANY),
     ("POST", "/v1/sites"): Row(only(C, F, A)),  # for the caller's own organisation (see EXTRAS)
@@ -174,6 +175,8 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # "the recipient confirms with a handover PIN": the receiving site's frontline, or the assigned carrier at the
     # handover entering the PIN the site gives them (its logistics tokens, see EXTRAS), or a coordinator
     ("POST", "/v1/shipments/{shipment_id}/receipt"): Row(only(C, F, A), other=STAFF),
+    # matching's own (admin) service token, when the site declines an accepted proposal: nobody else
+    ("POST", "/v1/shipments/proposals/{proposal_id}/withdraw"): Row(only(A), other=only(A)),
     ("POST", "/v1/shipments/{shipment_id}/feedback"): Row(only(C, F, A), other=STAFF),
     # procurement: coordinators and the `procurement` working group (of any organisation, see EXTRAS); "other"
     # is a token of another working group
@@ -281,6 +284,7 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/items"): 403,  # the catalog holds for every region
     ("POST", "/v1/items/requests/{request_id}/approve"): 403,
     ("POST", "/v1/items/requests/{request_id}/map"): 403,
+    ("POST", "/v1/items/requests/{request_id}/refuse"): 403,
     ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): 403,  # the need's region
     ("POST", "/v1/shipments"): 403,  # the destination's region
     ("PATCH", "/v1/shipments/{shipment_id}"): 403,
@@ -307,6 +311,7 @@ NATIONAL = frozenset(
         ("POST", "/v1/items"),
         ("POST", "/v1/items/requests/{request_id}/approve"),
         ("POST", "/v1/items/requests/{request_id}/map"),
+        ("POST", "/v1/items/requests/{request_id}/refuse"),
         # operations and funds span regions; a fund's money is the whole fund's
         ("POST", "/v1/operations"),
         ("PATCH", "/v1/operations/{operation_id}"),
@@ -977,6 +982,12 @@ async def _create_shipment(w: World) -> Target:
     return Target("/v1/shipments", example(("POST", "/v1/shipments"), proposal_id))
 
 
+async def _withdraw_target(w: World) -> Target:
+    proposal_id = await w.accepted_unplanned()
+    body = example(("POST", "/v1/shipments/proposals/{proposal_id}/withdraw"))
+    return Target(f"/v1/shipments/proposals/{proposal_id}/withdraw", body, owner_org=SITE_ORG)
+
+
 async def _create_procurement(w: World) -> Target:
     await w.procurement()  # the pledge is known to logistics
     cash, site = await w.cash(), await w.site()
@@ -1084,6 +1095,10 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         _item_request_target("/map", ("POST", "/v1/items/requests/{request_id}/map")),
         False,
     ),
+    ("POST", "/v1/items/requests/{request_id}/refuse"): (
+        _item_request_target("/refuse", ("POST", "/v1/items/requests/{request_id}/refuse")),
+        False,
+    ),
     ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): (_override_target, False),
     ("GET", "/v1/sites"): (_plain("/v1/sites", before=World.site), False),
     ("POST", "/v1/sites"): (_plain("/v1/sites", ("POST", "/v1/sites")), False),
@@ -1148,6 +1163,7 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         True,
     ),
     ("POST", "/v1/shipments/{shipment_id}/receipt"): (_receipt_target, True),
+    ("POST", "/v1/shipments/proposals/{proposal_id}/withdraw"): (_withdraw_target, True),
     ("POST", "/v1/shipments/{shipment_id}/feedback"): (_feedback_target, True),
     ("GET", "/v1/procurements"): (_list_procurements, False),
     ("POST", "/v1/procurements"): (_create_procurement, True),

@@ -56,6 +56,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     },
     ("POST", "/v1/items/requests/{request_id}/approve"): {"code": "food.grain.sorghum"},
     ("POST", "/v1/items/requests/{request_id}/map"): {"code": "food.grain.rice"},
+    ("POST", "/v1/items/requests/{request_id}/refuse"): {"reason": "sorghum is not sourced by the hub"},
     ("POST", "/v1/needs/{need_id}/lines/{line_id}/substitution-override"): {
         "reason": "no medical-grade stock in the region for three days",
     },
@@ -79,6 +80,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/proposals/{proposal_id}/accept"): {"quantity": 1},
     ("POST", "/v1/proposals/{proposal_id}/reject"): {"reason": "the site already received rice"},
     ("POST", "/v1/proposals/{proposal_id}/decline"): {"reason": "our store room cannot take another pallet"},
+    ("POST", "/v1/shipments/proposals/{proposal_id}/withdraw"): {"reason": "declined by the site"},
     ("PUT", "/v1/policy"): {
         "weights": {
             "urgency": 30,

@@ -263,8 +263,8 @@ async def test_sigterm_abandons_the_run_in_progress_and_leaves_its_items_dirty(
         "RELIEFHUB_STATE_DIR": str(tmp_path),
         "RELIEFHUB_MATCHING_DEBOUNCE_SECONDS": "0.2",
         "RELIEFHUB_CONSUMER_BLOCK_MS": "100",
-        # A worker alone must name the supply service it calls; this run never reaches it.
-        "RELIEFHUB_SERVICE_URLS": '{"supply": "http://127.0.0.1:9"}',
+        # A worker alone must name the services it calls (supply, logistics); this run never reaches them.
+        "RELIEFHUB_SERVICE_URLS": '{"supply": "http://127.0.0.1:9", "logistics": "http://127.0.0.1:9"}',
     }
     with log_path.open("wb") as log_file:
         worker = await asyncio.create_subprocess_exec(

@@ -8,11 +8,12 @@ from typing import Any
 import httpx
 
 from tests.helpers.auth import TokenFactory
-from tests.helpers.catalog import NEAR_BEIJING, RICE
+from tests.helpers.catalog import NEAR_BEIJING, RICE, WATER
+from tests.helpers.logistics import advance
 from tests.helpers.matching import allocation_run, open_proposals
 from tests.helpers.needs import shelter_need
 from tests.helpers.problems import assert_problem
-from tests.helpers.supply import donor_offer
+from tests.helpers.supply import donor_offer, get_lot, reserve
 from tests.helpers.waiting import eventually
 
 
@@ -66,3 +67,112 @@ async def test_the_site_declines_a_proposal_and_its_line_is_matched_without_that
         "/v1/candidates", headers=auth("coordinator"), params={"need_line_id": need["lines"][0]["id"]}
     )
     assert near["id"] not in [c["lot_id"] for c in candidates.json()["items"]]
+
+
+async def _accepted_on_a_shipment(
+    client: httpx.AsyncClient, auth: TokenFactory, need: dict[str, Any], count: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The need's `count` open proposals, accepted by a coordinator, once logistics has planned them all on one
+    automatic shipment; the proposals (by item) and the shipment."""
+
+    async def proposed() -> list[dict[str, Any]] | None:
+        found = await open_proposals(client, auth, need)
+        return found if len(found) == count else None
+
+    proposals = sorted(await eventually(proposed, seconds=30), key=lambda p: str(p["item_code"]))
+    for p in proposals:
+        r = await client.post(f"/v1/proposals/{p['id']}/accept", headers=auth("coordinator"), json={})
+        assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+
+    async def planned() -> dict[str, Any] | None:
+        r = await client.get("/v1/shipments", headers=auth("coordinator"), params={"need_id": need["id"]})
+        items = r.json()["items"]
+        return items[0] if len(items) == 1 and len(items[0]["lines"]) == count else None
+
+    return proposals, await eventually(planned, seconds=30)
+
+
+async def test_an_accepted_proposal_declined_before_pick_up_gives_its_goods_back_once(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    near = await donor_offer(client, auth, {"quantity": 40}, {"item_code": WATER, "quantity": 20})
+    rice_lot, water_lot = near["lots"]
+    far = (await donor_offer(client, auth, {"quantity": 30, **NEAR_BEIJING}))["lots"][0]
+    # Someone else's hold on the same lot: a second release of the proposal's would eat into it.
+    held = await reserve(client, auth("coordinator"), rice_lot["id"], 5, reference="hub-reserve")
+    assert held.status_code == 201, held.text
+    need = await shelter_need(
+        client, auth, {"item_code": RICE, "quantity": 30}, {"item_code": WATER, "quantity": 20}, org="org-site"
+    )
+    (rice, water), shipment = await _accepted_on_a_shipment(client, auth, need, 2)
+    assert rice["lot_id"] == rice_lot["id"] and water["lot_id"] == water_lot["id"]
+    assert (await get_lot(client, auth("coordinator"), rice_lot["id"]))["quantity_reserved"] == 35
+
+    url = f"/v1/proposals/{rice['id']}/decline"
+    body = {"reason": "the county sent rice already"}
+    assert_problem(await client.post(url, headers=auth("frontline", org="org-elsewhere"), json=body), 403)
+    assert (await get_lot(client, auth("coordinator"), rice_lot["id"]))["quantity_reserved"] == 35
+    r = await client.post(url, headers=auth("frontline", org="org-site"), json=body)
+    assert r.status_code == 200, r.text
+    assert (
+        r.json()["status"] == "rejected" and r.json()["reason"] == "declined by the site: the county sent rice already"
+    )
+    # A repeated decline is refused and changes nothing.
+    assert_problem(
+        await client.post(url, headers=auth("frontline", org="org-site"), json=body), 409, "proposal-not-open"
+    )
+
+    # The shipment keeps the water line only; the rice lot's hold is gone, the hand-made one stays.
+    after = (await client.get(f"/v1/shipments/{shipment['id']}", headers=auth("coordinator"))).json()
+    assert after["status"] == "planned" and [line["proposal_id"] for line in after["lines"]] == [water["id"]]
+    rice_after = await get_lot(client, auth("coordinator"), rice_lot["id"])
+    assert rice_after["quantity_reserved"] == 5 and rice_after["quantity_available"] == 35
+    # A redelivered withdrawal (matching retrying) changes nothing more.
+    again = await client.post(
+        f"/v1/shipments/proposals/{rice['id']}/withdraw", headers=auth("admin"), json={"reason": "retry"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == {"proposal_id": rice["id"], "shipments_updated": [], "shipments_cancelled": []}
+    assert (await client.get(f"/v1/shipments/{shipment['id']}", headers=auth("coordinator"))).json()["version"] == (
+        after["version"]
+    )
+
+    # The line is matched again, from the far lot and never from the declined one.
+    async def reproposed() -> dict[str, Any] | None:
+        found = [p for p in await open_proposals(client, auth, need) if p["item_code"] == RICE]
+        return found[0] if found else None
+
+    again = await eventually(reproposed, seconds=30)
+    assert again["lot_id"] == far["id"] and again["quantity"] == 30
+    run = await allocation_run(client, auth)
+    assert all(p["lot_id"] != rice_lot["id"] for p in run["proposals"] if p["need_id"] == need["id"])
+    # Released exactly once, however the events settle.
+    assert (await get_lot(client, auth("coordinator"), rice_lot["id"]))["quantity_reserved"] == 5
+
+    # Declining the last line's proposal cancels the shipment.
+    r = await client.post(
+        f"/v1/proposals/{water['id']}/decline", headers=auth("frontline", org="org-site"), json={"reason": "enough"}
+    )
+    assert r.status_code == 200, r.text
+    after = (await client.get(f"/v1/shipments/{shipment['id']}", headers=auth("coordinator"))).json()
+    assert after["status"] == "cancelled" and after["lines"] == []
+    assert (await get_lot(client, auth("coordinator"), water_lot["id"]))["quantity_reserved"] == 0
+
+
+async def test_an_accepted_proposal_picked_up_cannot_be_declined(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    lot = (await donor_offer(client, auth, {"quantity": 30}))["lots"][0]
+    need = await shelter_need(client, auth, {"item_code": RICE, "quantity": 30}, org="org-site")
+    (proposal,), shipment = await _accepted_on_a_shipment(client, auth, need, 1)
+    await advance(client, auth("logistics"), shipment["id"], "picked_up")
+
+    r = await client.post(
+        f"/v1/proposals/{proposal['id']}/decline", headers=auth("frontline", org="org-site"), json={"reason": "late"}
+    )
+    assert_problem(r, 409, "already-picked-up")
+    detail = (await client.get(f"/v1/proposals/{proposal['id']}", headers=auth("coordinator"))).json()
+    assert detail["status"] == "accepted" and detail["decisions"][-1]["action"] == "accept"
+    assert (await get_lot(client, auth("coordinator"), lot["id"]))["quantity_reserved"] == 30
+    after = (await client.get(f"/v1/shipments/{shipment['id']}", headers=auth("coordinator"))).json()
+    assert after["status"] == "picked_up" and len(after["lines"]) == 1

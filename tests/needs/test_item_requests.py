@@ -200,3 +200,48 @@ async def test_a_hospitals_medical_line_takes_a_kn95_lot_only_after_the_override
         404,
         "need-line-not-found",
     )
+
+
+async def test_a_refused_request_cancels_its_waiting_lines_with_the_reason(
+    client: httpx.AsyncClient, auth: TokenFactory
+) -> None:
+    request = await ask_for_item(client, auth, name="Imported infant formula")
+    mixed = await shelter_need(
+        client, auth, {"item_request_id": request["id"], "quantity": 30}, {"item_code": RICE, "quantity": 10}
+    )
+    alone = await shelter_need(client, auth, {"item_request_id": request["id"], "quantity": 5})
+    url = f"/v1/items/requests/{request['id']}/refuse"
+    body = {"reason": "not something the hub can source; ask the county health office"}
+    assert_problem(await client.post(url, headers=auth("frontline", org="org-shelter"), json=body), 403)
+    assert_problem(await client.post(url, headers=auth("coordinator"), json={"reason": " "}), 422)
+    assert (await client.get(f"/v1/needs/{alone['id']}", headers=auth("coordinator"))).json()["status"] == "open"
+
+    r = await client.post(url, headers=auth("coordinator"), json=body)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["refused_reason"], r.json()["item_code"]) == ("refused", body["reason"], None)
+    assert_problem(await client.post(url, headers=auth("coordinator"), json=body), 409, "item-request-decided")
+    approve = await client.post(
+        f"/v1/items/requests/{request['id']}/approve", headers=auth("coordinator"), json={"code": "food.formula_x"}
+    )
+    assert_problem(approve, 409, "item-request-decided")
+
+    # The waiting line is cancelled with the reason; the need's other line carries on.
+    got = (await client.get(f"/v1/needs/{mixed['id']}", headers=auth("frontline", org="org-shelter"))).json()
+    waiting, rice = got["lines"]
+    assert (waiting["status"], waiting["pending_reason"]) == ("cancelled", f"item request refused: {body['reason']}")
+    assert rice["status"] == "open" and got["status"] == "open" and got["version"] == mixed["version"] + 1
+    # A need with nothing else left is closed, with the reason.
+    got = (await client.get(f"/v1/needs/{alone['id']}", headers=auth("frontline", org="org-shelter"))).json()
+    assert got["status"] == "closed" and got["lines"][0]["status"] == "cancelled"
+    # New lines cannot wait on it any more.
+    r = await client.post(
+        "/v1/needs",
+        headers=auth("frontline", org="org-shelter"),
+        json={
+            "site_id": alone["site_id"],
+            "title": "formula",
+            "urgency": "high",
+            "lines": [{"item_request_id": request["id"], "quantity": 5}],
+        },
+    )
+    assert_problem(r, 422)
