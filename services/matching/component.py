@@ -13,9 +13,10 @@ size or hop bound the run takes the whole item group instead (returns None)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,20 +51,53 @@ class Changed:
     bounds: Bounds
 
 
-def _serving(items: tuple[str, ...]) -> dict[str, set[str]]:
+class Source(Protocol):
+    """What the expansion reads (ComponentRepository; the property tests give one over arrays)."""
+
+    async def residual_lines(
+        self, item_codes: Sequence[str], now: datetime, *, line_ids: Sequence[uuid.UUID] | None, limit: int
+    ) -> list[Point]: ...
+
+    async def residual_lots(
+        self, item_codes: Sequence[str], lot_ids: Sequence[uuid.UUID], now: datetime
+    ) -> list[tuple[uuid.UUID, str]]: ...
+
+    async def nearest_lots(
+        self, item_codes: Sequence[str], points: Sequence[Point], now: datetime, *, k: int, default_km: float
+    ) -> list[tuple[uuid.UUID, str]]: ...
+
+
+LotItems = Callable[[str], set[str]]  # a line item → the lot items that may serve it
+
+
+def _catalog_lot_items(item: str) -> set[str]:
+    return lot_items_for({item})
+
+
+def _serving(items: tuple[str, ...], lot_items: LotItems) -> dict[str, set[str]]:
     """For each lot item, the line items of the group it may serve (itself, or as an allowed substitute)."""
     out: dict[str, set[str]] = {}
     for item in items:
-        for code in lot_items_for({item}):
+        for code in lot_items(item):
             out.setdefault(code, set()).add(item)
     return out
 
 
-class _Expansion:
-    def __init__(self, session: AsyncSession, items: tuple[str, ...], policy: Policy, now: datetime, bounds: Bounds):
-        self.repo = ComponentRepository(session)
+class Expansion:
+    """One component's search (see the module's doc)."""
+
+    def __init__(
+        self,
+        source: Source,
+        items: tuple[str, ...],
+        policy: Policy,
+        now: datetime,
+        bounds: Bounds,
+        lot_items: LotItems = _catalog_lot_items,
+    ) -> None:
+        self.repo, self.lot_items = source, lot_items
         self.items, self.policy, self.now, self.bounds = items, policy, now, bounds
-        self.serving = _serving(items)
+        self.serving = _serving(items, lot_items)
         self.lines: dict[uuid.UUID, Point] = {}
         self.lots: dict[uuid.UUID, str] = {}
         self.reached_items: set[str] = set()  # line items whose lines with demand left are all in
@@ -79,7 +113,7 @@ class _Expansion:
         found: dict[uuid.UUID, str] = {}
         for item, points in sorted(by_item.items()):
             rows = await self.repo.nearest_lots(
-                sorted(lot_items_for({item})),
+                sorted(self.lot_items(item)),
                 points,
                 self.now,
                 k=self.policy.max_candidates_per_line,
@@ -93,12 +127,15 @@ class _Expansion:
         items = {item for _, code in lots for item in self.serving.get(code, ())} - self.reached_items
         if not items:
             return []
-        self.reached_items |= items
-        rows = await self.repo.residual_lines(sorted(items), self.now, line_ids=None, limit=self.room() + 1)
-        self.rows += len(rows)
-        if len(rows) > self.room():
+        if self.room() < 0:
             return None
-        return [p for p in rows if p.id not in self.lines]
+        self.reached_items |= items
+        # The lines in already (those of the seeds) come back too: room for them.
+        limit = self.room() + len(self.lines) + 1
+        rows = await self.repo.residual_lines(sorted(items), self.now, line_ids=None, limit=limit)
+        self.rows += len(rows)
+        new = [p for p in rows if p.id not in self.lines]
+        return None if len(new) > self.room() else new
 
     async def run(self, line_ids: set[uuid.UUID], lot_ids: set[uuid.UUID]) -> Component | None:
         limit = self.bounds.max_size + 1
@@ -141,4 +178,4 @@ async def component_of(
     is to be run: past the bounds, or a group of services (capacities are not searched by place)."""
     if any(is_service(code) for code in items):
         return None
-    return await _Expansion(session, items, policy, now, bounds).run(line_ids, lot_ids)
+    return await Expansion(ComponentRepository(session), items, policy, now, bounds).run(line_ids, lot_ids)
