@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from services.matching.component import Point
+from services.matching.component_repository import Point
 from tests.helpers.scoring import haversine
 
 
