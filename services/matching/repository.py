@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import TypeEngine
 
 from services.matching.models import (
@@ -306,6 +306,13 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             .outerjoin(accepted, accepted.c.need_line_id == v.line_id)
             .where(v.need_status.in_(ACTIVE_NEED))
         )
+        if line_ids is not None:
+            # The windows need only the sites and counties of these lines: their partitions in full, no other.
+            of = aliased(NeedLineView)
+            query = query.where(
+                v.region_code.in_(select(of.region_code).where(of.line_id == _ids(line_ids)))
+                | v.site_id.in_(select(of.site_id).where(of.line_id == _ids(line_ids)))
+            )
         if held is not None:
             query = query.outerjoin(held, held.c.need_line_id == v.line_id)
         active = query.subquery()

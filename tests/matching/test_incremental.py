@@ -4,13 +4,15 @@ not the backlog; a change that names no line or lot still runs the whole item gr
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.matching.policy import Policy
+from services.matching.repository import ProjectionRepository
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE
 from tests.helpers.db import rows
@@ -87,3 +89,28 @@ async def test_a_change_that_names_no_line_runs_the_whole_item_group(
     (run,) = await eventually(whole_run, seconds=60)
     assert "component_lines" not in run["counts"]
     assert run["counts"]["lines"] == 1  # the new line still wants more; the backlog's are held in full
+
+
+async def test_lines_read_by_id_have_the_fill_ratios_of_their_whole_site_and_county(engine: AsyncEngine) -> None:
+    # The windows of a read by id run over the lines' sites and counties only: the same ratios as over all lines.
+    await seed_held_backlog(engine, RICE, lines=200, free_lots=0)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE matching.proposal SET status = 'accepted', accepted_quantity = quantity - 3 "
+                "WHERE need_line_id IN (SELECT line_id FROM matching.need_line_view WHERE quantity % 3 = 0)"
+            )
+        )
+        await conn.execute(text("UPDATE matching.need_line_view SET site_id = need_id WHERE quantity % 7 = 0"))
+    async with async_sessionmaker(engine)() as session:
+        repo = ProjectionRepository(session)
+        every = {row["id"]: row for row in await repo.open_lines(item_codes=[RICE])}
+        some = sorted(every)[::17]
+        by_id = await repo.open_lines(line_ids=[uuid.UUID(i) for i in some])
+    assert {row["id"] for row in by_id} == set(some)
+    assert any(row["county_fill"] > 0 for row in by_id)
+    for row in by_id:
+        assert (row["site_fill"], row["county_fill"]) == (
+            every[row["id"]]["site_fill"],
+            every[row["id"]]["county_fill"],
+        )
