@@ -105,14 +105,18 @@ class ComponentRepository(RepositoryBase[NeedLineView]):
         if not points:
             return []
         residual = self._residual_lots(item_codes, now).cte("residual").prefix_with("MATERIALIZED")
-        at = func.unnest(
-            bindparam(None, [p.lat for p in points], type_=ARRAY(Float())),
-            bindparam(None, [p.lon for p in points], type_=ARRAY(Float())),
-        ).table_valued("lat", "lon").render_derived(name="at")
+        at = (
+            func.unnest(
+                bindparam(None, [p.lat for p in points], type_=ARRAY(Float())),
+                bindparam(None, [p.lon for p in points], type_=ARRAY(Float())),
+            )
+            .table_valued("lat", "lon")
+            .render_derived(name="at")
+        )
         r = residual.c
-        half = func.pow(func.sin(func.radians(r.lat - at.c.lat) / 2.0), 2) + func.cos(func.radians(at.c.lat)) * func.cos(
-            func.radians(r.lat)
-        ) * func.pow(func.sin(func.radians(r.lon - at.c.lon) / 2.0), 2)
+        half = func.pow(func.sin(func.radians(r.lat - at.c.lat) / 2.0), 2) + func.cos(
+            func.radians(at.c.lat)
+        ) * func.cos(func.radians(r.lat)) * func.pow(func.sin(func.radians(r.lon - at.c.lon) / 2.0), 2)
         km = func.coalesce(2 * EARTH_RADIUS_KM * func.asin(func.sqrt(func.least(half, literal(1.0)))), default_km)
         nearest = select(r.lot_id, r.item_code).order_by(km, r.lot_id).limit(k).lateral("nearest")
         stmt = select(nearest.c.lot_id, nearest.c.item_code).select_from(at).join(nearest, true()).distinct()
