@@ -11,6 +11,7 @@ from bench import (
     exports,
     goals,
     imports,
+    incremental,
     intake,
     load,
     projection,
@@ -28,6 +29,7 @@ def main() -> int:
     exports.main([])
     time_to_proposal.main([])
     continuous.main([])
+    incremental.main([])
     webhooks.main([])
     projection.main([])
     load.main([])

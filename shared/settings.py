@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     matching_lock_timeout_seconds: float = 2.0
     matching_backoff_seconds: float = 1.0
     matching_backoff_max_seconds: float = 300.0
+    # A continuous run whose marks name the changed lines and lots reads only their component (lines → their
+    # nearest lots with supply left → lines with demand left that could take those lots → …); one that grows past
+    # this many lines and lots together, or this many hops, runs the whole item group instead.
+    matching_component_max_size: int = 2000
+    matching_component_max_hops: int = 8
 
     # logistics: accepted proposals become shipments by themselves (lines of one route join one shipment);
     # wrong handover PINs lock receipt for a while; the public tracking page is rate-limited per client.

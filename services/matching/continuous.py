@@ -13,6 +13,7 @@ from functools import lru_cache
 from sqlalchemy.exc import DBAPIError
 
 from services.matching import schemas
+from services.matching.component import Bounds, Changed
 from services.matching.events import SYSTEM
 from services.matching.repository import DirtyMark, ProjectionRepository
 from services.matching.runs import RunAbandoned
@@ -185,6 +186,7 @@ class ContinuousMatching:
                     trigger=trigger,
                     actor=SYSTEM,
                     stop=self.stop,
+                    changed=self._changed(marks),
                 )
         except _GroupBusy:
             if marks:  # changes the other worker's run may have missed
@@ -217,6 +219,14 @@ class ContinuousMatching:
                 not_before=utcnow() + timedelta(seconds=delay),
                 error=f"{reason}: {exc}"[:1000],
             )
+
+    def _changed(self, marks: list[DirtyMark]) -> Changed | None:
+        """The lines and lots the marks name, unless some mark is of the whole item (or there is none: a periodic
+        run)."""
+        if not marks or any(m.whole for m in marks):
+            return None
+        bounds = Bounds(self.settings.matching_component_max_size, self.settings.matching_component_max_hops)
+        return Changed({i for m in marks for i in m.lines}, {i for m in marks for i in m.lots}, bounds)
 
     async def _queue_again(
         self,

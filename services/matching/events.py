@@ -232,7 +232,7 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
     await repo.upsert_lines(rows)
     # Lines the need no longer has (replaced by an update) leave the projection.
     await repo.drop_older_lines(need_id, version, keep=[r["line_id"] for r in rows])
-    await repo.mark_dirty({r["item_code"] for r in rows})
+    await repo.mark_changed(lines=[(r["item_code"], r["line_id"]) for r in rows])
 
 
 async def on_need_events(session: AsyncSession, events: list[CloudEvent]) -> None:
@@ -260,7 +260,9 @@ async def on_need_events(session: AsyncSession, events: list[CloudEvent]) -> Non
     await bulk.drop_older_lines_of(
         session, {uuid.UUID(d["id"]): int(d["version"]) for d in fresh}, [r["line_id"] for r in rows]
     )
-    await repo.mark_dirty({code for d in fresh for code in items[uuid.UUID(d["id"])]})
+    await repo.mark_changed(lines=[(r["item_code"], r["line_id"]) for r in rows])
+    # Items the batch's lines had in versions not projected: no line of theirs to name, their groups re-run.
+    await repo.mark_dirty({code for d in fresh for code in items[uuid.UUID(d["id"])]} - {r["item_code"] for r in rows})
 
 
 class LotNotProjectedYet(Exception):
@@ -298,9 +300,10 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
     d = event.data
     repo = ProjectionRepository(session)
     if event.type.startswith("reliefhub.supply.offer."):
-        for row in _offer_lots(d):
+        lots = _offer_lots(d)
+        for row in lots:
             await repo.upsert_lot(row)
-        await repo.mark_dirty({lot["item_code"] for lot in d["lots"]})
+        await repo.mark_changed(lots=[(row["item_code"], row["lot_id"]) for row in lots])
     elif event.type == "reliefhub.supply.lot.verified":
         before: set[str] = set()
         for lot in d["lots"]:
@@ -312,16 +315,17 @@ async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
                 lot["verification"],
                 item_code=lot["item_code"],
             )
-        await repo.mark_dirty({lot["item_code"] for lot in d["lots"]} | before)
+        await repo.mark_changed(lots=[(lot["item_code"], uuid.UUID(lot["id"])) for lot in d["lots"]])
+        await repo.mark_dirty(before)  # re-classified: the lines of the item it was are to be re-matched
     elif event.type.startswith("reliefhub.supply.reservation."):
         if event.type == "reliefhub.supply.reservation.created" and not await _mark_projected(session, d["reference"]):
             # Someone reserved outside matching: open proposals on that lot may no longer fit.
-            await repo.mark_dirty({d["item_code"]})
+            await repo.mark_changed(lots=[(d["item_code"], uuid.UUID(d["lot_id"]))])
         if d.get("lot_version") is None:
             return
         await _update_lot(repo, uuid.UUID(d["lot_id"]), int(d["lot_version"]), int(d["lot_quantity_reserved"]))
         if event.type != "reliefhub.supply.reservation.created":
-            await repo.mark_dirty({d["item_code"]})
+            await repo.mark_changed(lots=[(d["item_code"], uuid.UUID(d["lot_id"]))])
 
 
 async def _mark_projected(session: AsyncSession, reference: str) -> bool:

@@ -206,6 +206,18 @@ class DirtyScope(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class DirtyMember(Base):
+    """What changed of a dirty item (dirty_scope): a need line or a lot by id, so that a continuous run can read
+    only their component. `kind` "item" (member id nil) marks the whole item group, as does an item with no member
+    row at all (a change that cannot name its lines or lots: policy, catalog, capacities, returns)."""
+
+    __tablename__ = "dirty_member"
+
+    item_code: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+
+
 class ShipmentReturn(Base):
     """What a shipment line (logistics.events) gave back of its proposal, as of the newest shipment version seen."""
 

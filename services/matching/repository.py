@@ -29,11 +29,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import TypeEngine
 
 from services.matching.models import (
     CapacityView,
+    DirtyMember,
     DirtyScope,
     LineExclusion,
     LotView,
@@ -63,14 +64,22 @@ def _codes(values: Iterable[str]) -> Any:
     return _any(values, String())
 
 
+LINE, LOT, WHOLE = "line", "lot", "item"  # kinds of dirty_member rows
+_NIL = uuid.UUID(int=0)
+
+
 @dataclass(frozen=True)
 class DirtyMark:
-    """A dirty item as taken from the queue: when it was first marked and how often its group failed."""
+    """A dirty item as taken from the queue: when it was first marked and how often its group failed; what of it
+    changed (need lines and lots by id), unless `whole` (a change that names no line or lot)."""
 
     item_code: str
     since: datetime
     attempts: int
     not_before: datetime | None = None
+    whole: bool = True
+    lines: frozenset[uuid.UUID] = frozenset()
+    lots: frozenset[uuid.UUID] = frozenset()
 
 
 def accepted_by_line() -> Any:
@@ -145,22 +154,76 @@ _PUT_BACK = text(
 )
 
 
+_PUT_BACK_MEMBERS = text(
+    """
+    INSERT INTO matching.dirty_member (item_code, kind, member_id)
+    SELECT * FROM unnest(CAST(:codes AS varchar[]), CAST(:kinds AS varchar[]), CAST(:ids AS uuid[]))
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+    """
+)
+
+# One statement, one snapshot: the members taken are exactly those of the items taken.
+_TAKE = text(
+    """
+    WITH s AS (
+        DELETE FROM matching.dirty_scope WHERE item_code = ANY(CAST(:codes AS varchar[]))
+        RETURNING item_code, since, attempts
+    ), m AS (
+        DELETE FROM matching.dirty_member WHERE item_code IN (SELECT item_code FROM s)
+        RETURNING item_code, kind, member_id
+    )
+    SELECT s.item_code, s.since, s.attempts, m.kind, m.member_id FROM s LEFT JOIN m USING (item_code)
+    """
+)
+
 _DIRTY_MARKS = "matching.dirty_marks"
+_DIRTY_MEMBERS = "matching.dirty_members"
+
+Member = tuple[str, str, uuid.UUID]  # item code, kind, id
 
 
 def _write_dirty_marks(session: Session) -> None:
-    """`before_commit`: the transaction's dirty marks in one insert, in item order (the hook runs inside the
-    async session's greenlet, so the sync `execute` is the async connection's)."""
-    pending: set[str] = session.info[_DIRTY_MARKS]
-    codes = sorted(pending)
-    pending.clear()
+    """`before_commit`: the transaction's dirty marks in one insert of items, then one of members, each in key
+    order (the hook runs inside the async session's greenlet, so the sync `execute` is the async connection's).
+    A whole-item mark is a member of kind "item"."""
+    whole: set[str] = session.info[_DIRTY_MARKS]
+    members: set[Member] = session.info[_DIRTY_MEMBERS]
+    members |= {(code, WHOLE, _NIL) for code in whole}
+    codes = sorted({m[0] for m in members})
+    rows = sorted(members)
+    whole.clear()
+    members.clear()
     if codes:
         session.execute(insert(DirtyScope).values([{"item_code": c} for c in codes]).on_conflict_do_nothing())
+        session.execute(
+            insert(DirtyMember)
+            .values([{"item_code": c, "kind": k, "member_id": i} for c, k, i in rows])
+            .on_conflict_do_nothing()
+        )
 
 
 def _forget_dirty_marks(session: Session) -> None:
     """`after_rollback`: what the transaction marked is not dirty after all."""
     session.info[_DIRTY_MARKS].clear()
+    session.info[_DIRTY_MEMBERS].clear()
+
+
+def _marks_of(rows: Iterable[Any]) -> list[DirtyMark]:
+    """Taken queue rows (one per member, or one with no member) as one mark per item."""
+    found: dict[str, tuple[datetime, int, bool, set[uuid.UUID], set[uuid.UUID]]] = {}
+    for code, since, attempts, kind, member in rows:
+        mark = found.setdefault(code, (since, attempts, kind is None, set(), set()))
+        if kind == LINE:
+            mark[3].add(member)
+        elif kind == LOT:
+            mark[4].add(member)
+        elif kind == WHOLE:
+            found[code] = (since, attempts, True, mark[3], mark[4])
+    return [
+        DirtyMark(code, since, attempts, whole=whole, lines=frozenset(lines), lots=frozenset(lots))
+        for code, (since, attempts, whole, lines, lots) in found.items()
+    ]
 
 
 _LOT_UPSERT = text(
@@ -243,6 +306,13 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             .outerjoin(accepted, accepted.c.need_line_id == v.line_id)
             .where(v.need_status.in_(ACTIVE_NEED))
         )
+        if line_ids is not None:
+            # The windows need only the sites and counties of these lines: their partitions in full, no other.
+            of = aliased(NeedLineView)
+            query = query.where(
+                v.region_code.in_(select(of.region_code).where(of.line_id == _ids(line_ids)))
+                | v.site_id.in_(select(of.site_id).where(of.line_id == _ids(line_ids)))
+            )
         if held is not None:
             query = query.outerjoin(held, held.c.need_line_id == v.line_id)
         active = query.subquery()
@@ -289,9 +359,14 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         return out
 
     async def available_lots(
-        self, item_codes: set[str], *, around_open: datetime | None = None
+        self,
+        item_codes: set[str],
+        *,
+        around_open: datetime | None = None,
+        lot_ids: Sequence[uuid.UUID] | None = None,
     ) -> list[dict[str, Any]]:
-        """Lots of these items with units to give; with `around_open` (now), less what open proposals hold."""
+        """Lots of these items (of `lot_ids` only, when given) with units to give; with `around_open` (now), less
+        what open proposals hold."""
         pending, available = _lot_available()
         stmt: Any = select(LotView).outerjoin(pending, pending.c.lot_id == LotView.lot_id)
         if around_open is not None:
@@ -304,6 +379,8 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             LotView.verification.in_(AVAILABLE_LOT),
             available > 0,
         )
+        if lot_ids is not None:
+            stmt = stmt.where(LotView.lot_id == _ids(lot_ids))
         return [
             {
                 "id": str(lot.lot_id),
@@ -391,14 +468,28 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         transaction are written in one statement, in item order, just before its commit. Written as they came
         (one handler's items, then the next one's), two transactions marking the same items in different orders
         would each wait on the other's uncommitted row."""
-        if not item_codes:
-            return
+        if item_codes:
+            self._marks()[0].update(item_codes)
+
+    async def mark_changed(
+        self,
+        *,
+        lines: Iterable[tuple[str, uuid.UUID]] = (),
+        lots: Iterable[tuple[str, uuid.UUID]] = (),
+    ) -> None:
+        """Queue the items of these need lines and lots (item code, id) like `mark_dirty`, naming what changed:
+        their continuous run reads only the component of those lines and lots (services.matching.component)."""
+        members = self._marks()[1]
+        members.update((code, LINE, line_id) for code, line_id in lines)
+        members.update((code, LOT, lot_id) for code, lot_id in lots)
+
+    def _marks(self) -> tuple[set[str], set[Member]]:
         info = self.session.info
         if _DIRTY_MARKS not in info:  # the session's first mark: its hooks, once
-            info[_DIRTY_MARKS] = set()
+            info[_DIRTY_MARKS], info[_DIRTY_MEMBERS] = set(), set()
             event.listen(self.session.sync_session, "before_commit", _write_dirty_marks)
             event.listen(self.session.sync_session, "after_rollback", _forget_dirty_marks)
-        info[_DIRTY_MARKS].update(item_codes)
+        return info[_DIRTY_MARKS], info[_DIRTY_MEMBERS]
 
     async def exclusions(self, line_ids: Sequence[str]) -> set[tuple[str, str]]:
         """(line id, lot id) pairs never to be proposed again: a site declined them."""
@@ -431,19 +522,21 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         return [DirtyMark(*row) for row in (await self.session.execute(stmt)).all()]
 
     async def take_dirty(self, item_codes: Iterable[str]) -> list[DirtyMark]:
-        """Remove these items from the queue; the marks actually removed (another worker may have been first)."""
-        rows = await self.session.execute(
-            delete(DirtyScope)
-            .where(DirtyScope.item_code == _codes(item_codes))
-            .returning(DirtyScope.item_code, DirtyScope.since, DirtyScope.attempts)
-        )
-        return [DirtyMark(*row) for row in rows.all()]
+        """Remove these items and their members from the queue; the marks actually removed (another worker may
+        have been first)."""
+        rows = await self.session.execute(_TAKE, {"codes": list(item_codes)})
+        return _marks_of(rows.all())
 
     async def put_back_dirty(
         self, marks: Sequence[DirtyMark], *, attempts: int, not_before: datetime | None, error: str | None
     ) -> None:
         """Queue taken marks again (a mark that arrived meanwhile keeps the earlier `since`), with the group's
         attempts and backoff."""
+        members = sorted(
+            [(m.item_code, WHOLE, _NIL) for m in marks if m.whole]
+            + [(m.item_code, LINE, i) for m in marks for i in m.lines]
+            + [(m.item_code, LOT, i) for m in marks for i in m.lots]
+        )
         await self.session.execute(
             _PUT_BACK,
             {
@@ -453,6 +546,10 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
                 "not_before": not_before,
                 "error": error,
             },
+        )
+        await self.session.execute(
+            _PUT_BACK_MEMBERS,
+            {"codes": [m[0] for m in members], "kinds": [m[1] for m in members], "ids": [m[2] for m in members]},
         )
 
     async def active_item_codes(self) -> list[str]:

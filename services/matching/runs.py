@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +32,13 @@ from shared.metrics import ALLOCATION_SECONDS
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
 
+if TYPE_CHECKING:
+    from services.matching.component import Component
+
 T = TypeVar("T")
 
 
-def _lot_items_for(line_items: set[str]) -> set[str]:
+def lot_items_for(line_items: set[str]) -> set[str]:
     """Lot item codes that can serve these line items: the items and their allowed substitutes."""
     catalog = get_catalog()
     out = set(line_items)
@@ -61,7 +64,7 @@ async def candidates_for_line(session: AsyncSession, line_id: uuid.UUID) -> sche
     lines = await repo.open_lines(line_ids=[line_id])
     if not lines:
         return schemas.CandidateList(need_line_id=line_id, policy_version=policy.version, remaining=0, items=[])
-    lots = await repo.available_lots(_lot_items_for({lines[0]["item_code"]}))
+    lots = await repo.available_lots(lot_items_for({lines[0]["item_code"]}))
     _perishable(lots)
     cand = build_candidates(
         LineTable.from_rows(lines), LotTable.from_rows(lots), policy, now=time.time(), catalog=get_catalog()
@@ -295,6 +298,7 @@ async def propose(
     actor: str,
     line_ids: list[uuid.UUID] | None = None,
     stop: asyncio.Event | None = None,
+    component: Component | None = None,
 ) -> tuple[AllocationRun, list[Proposal]]:
     """Allocate the lines in scope and store the result as proposals. Open proposals are stable: a continuous
     or retry run holds them fixed and allocates only the demand and supply they leave (reading only the lines
@@ -303,12 +307,17 @@ async def propose(
     proposals that no longer fit their line or lot. Nothing is locked before the write phase.
 
     Once `stop` is set the run raises RunAbandoned at its next step (without waiting for scoring and solving
-    to end), so that the caller's transaction rolls back."""
+    to end), so that the caller's transaction rolls back.
+
+    With `component` (a continuous run whose marks named what changed) only the component's lines and lots are
+    read (services.matching.component)."""
     started = time.perf_counter()
     now = utcnow()
     is_global = trigger in GLOBAL_TRIGGERS
     around_open = None if is_global else now
     repo = ProjectionRepository(session)
+    if component is not None:
+        line_ids = component.lines
     lines = await repo.open_lines(
         region_code=scope.region_code,
         item_codes=scope.item_codes,
@@ -316,10 +325,11 @@ async def propose(
         on_batch=lambda: check_stop(stop),
         around_open=around_open,
     )
-    lot_items = _lot_items_for({ln["item_code"] for ln in lines} | set(scope.item_codes or ()))
-    lots = await repo.available_lots(lot_items, around_open=around_open) if lines else []
+    lot_items = lot_items_for({ln["item_code"] for ln in lines} | set(scope.item_codes or ()))
+    lot_ids = None if component is None else component.lots
+    lots = await repo.available_lots(lot_items, around_open=around_open, lot_ids=lot_ids) if lines else []
     _perishable(lots)
-    if lines:
+    if lines and component is None:  # a component's group has no capacities (services.matching.component)
         lots += await capacities.available_capacities(session, lot_items, today=now.date(), around_open=around_open)
     proposals_repo = ProposalRepository(session)
     open_now = await proposals_repo.held([uuid.UUID(ln["id"]) for ln in lines], now) if is_global else None
@@ -368,6 +378,7 @@ async def propose(
         "replaced": len(replaced),
         "infeasible": len(infeasible),
         **plan.counts,
+        **_component_counts(component),
     }
     ALLOCATION_SECONDS.labels("candidates", trigger).observe(built - loaded)
     ALLOCATION_SECONDS.labels("solve", trigger).observe(solved - built)
@@ -425,9 +436,12 @@ async def _write(
     line_items = {ln["item_code"] for ln in lines} | set(scope.item_codes or ())
     infeasible = await _cancel_infeasible(session, run, line_items, lot_items, now)
     if infeasible:  # what they held is free again: the next continuous run allocates it
-        await ProjectionRepository(session).mark_dirty(
-            {p.item_code for p in infeasible} | {p.lot_item_code for p in infeasible}
+        await ProjectionRepository(session).mark_changed(
+            lines=[(p.item_code, p.need_line_id) for p in infeasible],
+            lots=[(p.lot_item_code, p.lot_id) for p in infeasible if p.lot_id is not None],
         )
+        capacity_items = {p.lot_item_code for p in infeasible if p.lot_id is None}
+        await ProjectionRepository(session).mark_dirty(capacity_items)
     session.add_all(proposals)
     await session.flush()
     return replaced, infeasible, proposals
@@ -544,6 +558,19 @@ async def _record_replacements(
         p.replaced_by = new.id if new is not None else None
         p.replaced_reason = why
     await ProposalRepository(session).supersede(replaced, run.id, now)
+
+
+def _component_counts(component: Component | None) -> dict[str, int]:
+    """What a component-bounded run found its component to be (its lines and lots, before those with nothing left
+    were dropped), the expansion's hops and the rows its queries read."""
+    if component is None:
+        return {}
+    return {
+        "component_lines": len(component.lines),
+        "component_lots": len(component.lots),
+        "component_hops": component.hops,
+        "component_rows": component.rows_read,
+    }
 
 
 def _ms(a: float, b: float) -> float:

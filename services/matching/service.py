@@ -9,10 +9,12 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import reports, schemas
+from services.matching.component import Changed, component_of
 from services.matching.decisions import accept_automatically
 from services.matching.models import AllocationRun, Proposal
 from services.matching.policy import current_policy
 from services.matching.runs import propose
+from shared.db import utcnow
 
 
 async def run_allocation(
@@ -22,11 +24,27 @@ async def run_allocation(
     trigger: str,
     actor: str,
     stop: asyncio.Event | None = None,
+    changed: Changed | None = None,
 ) -> tuple[AllocationRun, list[Proposal]]:
     """An allocation run under the current policy (see `runs.propose`), then the auto-accept of the proposals
-    scoring above the policy's threshold. Once `stop` is set it raises RunAbandoned at its next step."""
+    scoring above the policy's threshold. Once `stop` is set it raises RunAbandoned at its next step. With
+    `changed` (a continuous run whose marks named the lines and lots that changed) it reads only their component,
+    unless that is past its bounds (services.matching.component)."""
     policy, _ = await current_policy(session)
-    run, proposals = await propose(session, policy=policy, scope=scope, trigger=trigger, actor=actor, stop=stop)
+    component = None
+    if changed is not None and scope.item_codes:
+        component = await component_of(
+            session,
+            tuple(scope.item_codes),
+            changed.lines,
+            changed.lots,
+            policy=policy,
+            now=utcnow(),
+            bounds=changed.bounds,
+        )
+    run, proposals = await propose(
+        session, policy=policy, scope=scope, trigger=trigger, actor=actor, stop=stop, component=component
+    )
     if policy.auto_accept_score is not None:
         await accept_automatically(session, run.id, policy.auto_accept_score, stop)
     return run, proposals

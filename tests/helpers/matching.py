@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import incremental
 from tests.helpers.auth import TokenFactory
 
 
@@ -40,3 +42,10 @@ async def runs_of(client: httpx.AsyncClient, auth: TokenFactory, trigger: str) -
     r = await client.get("/v1/allocation-runs", headers=auth("coordinator"), params={"limit": 100})
     assert r.status_code == 200, r.text
     return [run for run in r.json()["items"] if run["trigger"] == trigger]
+
+
+async def seed_held_backlog(engine: AsyncEngine, item: str, *, lines: int, free_lots: int) -> None:
+    """bench.incremental's settled backlog of `item` (lines held in full by open proposals, lots with nothing
+    proposed of them far off), straight into matching's tables."""
+    async with engine.begin() as conn:
+        await incremental.seed_held_backlog(conn, item, lines=lines, free_lots=free_lots)
