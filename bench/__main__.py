@@ -12,8 +12,10 @@ from bench import (
     goals,
     imports,
     intake,
+    lag,
     load,
     projection,
+    replicas,
     stability,
     time_to_proposal,
     webhooks,
@@ -30,7 +32,9 @@ def main() -> int:
     continuous.main([])
     webhooks.main([])
     projection.main([])
+    replicas.main([])
     load.main([])
+    lag.main([])
     demo.main([])
     goals.main([])
     return 0

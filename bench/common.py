@@ -98,45 +98,51 @@ def bearer(settings: Settings, org: str, *roles: Role) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def onboard(base: str, settings: Settings, hub: str, regions: list[str], members: dict[str, str]) -> None:
+async def onboard(
+    client: httpx.AsyncClient, settings: Settings, hub: str, regions: list[str], members: dict[str, str]
+) -> None:
     """Bring organisations on board as in production, where the registry refuses writes by any organisation it
     has not approved: the hub's coordinator registers the hub and an operator approves it; the hub's coordinator
     then registers each member organisation (slug → kind) serving the hub's regions, and approves it."""
     coordinator = bearer(settings, hub, Role.coordinator)
     operator = bearer(settings, OPERATOR_ORG, Role.admin)
 
-    async def post(client: httpx.AsyncClient, path: str, headers: dict[str, str], body: object, status: int) -> None:
+    async def post(path: str, headers: dict[str, str], body: object, status: int) -> None:
         r = await client.post(path, headers=headers, json=body)
         if r.status_code != status:
             raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
 
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        hub_body = {"name": f"枢纽 {hub}", "kind": "hub", "region_codes": regions}
-        await post(client, "/v1/organizations", coordinator, hub_body, 201)
-        await post(client, f"/v1/organizations/{hub}/approve", operator, {"reason": "资料齐全"}, 200)
-        for org, kind in members.items():
-            body = {"id": org, "name": f"成员 {org}", "kind": kind, "parent_id": hub, "region_codes": regions}
-            await post(client, "/v1/organizations", coordinator, body, 201)
-            await post(client, f"/v1/organizations/{org}/approve", coordinator, {"reason": "资料齐全"}, 200)
+    await post("/v1/organizations", coordinator, {"name": f"枢纽 {hub}", "kind": "hub", "region_codes": regions}, 201)
+    await post(f"/v1/organizations/{hub}/approve", operator, {"reason": "资料齐全"}, 200)
+    for org, kind in members.items():
+        body = {"id": org, "name": f"成员 {org}", "kind": kind, "parent_id": hub, "region_codes": regions}
+        await post("/v1/organizations", coordinator, body, 201)
+        await post(f"/v1/organizations/{org}/approve", coordinator, {"reason": "资料齐全"}, 200)
 
 
 @contextlib.contextmanager
-def worker_processes(service: str, count: int, env: dict[str, str]) -> Iterator[list[str]]:
+def worker_processes(service: str, count: int, env: dict[str, str], logs: Path | None = None) -> Iterator[list[str]]:
     """`count` processes of `reliefhub worker SERVICE` (replicas, as in production), each serving its metrics on
-    a loopback port of its own; yields their metrics base URLs once every one answers."""
+    a loopback port of its own; yields their metrics base URLs once every one answers. Their logs go to
+    `logs/worker-SERVICE-i.log` when `logs` is given (BENCH_LOGS names it for every benchmark), else nowhere."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
+    logs = logs or (Path(os.environ["BENCH_LOGS"]) if os.environ.get("BENCH_LOGS") else None)
     try:
-        for _ in range(count):
+        for i in range(count):
             port = free_port()
+            out = open(logs / f"worker-{service}-{i}.log", "ab") if logs else subprocess.DEVNULL  # noqa: SIM115
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "reliefhub.cli", "worker", service],
                     env={**os.environ, **env, "RELIEFHUB_WORKER_METRICS_PORT": str(port)},
                     cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT if logs else None,
                 )
             )
+            if logs:
+                out.close()  # type: ignore[union-attr]
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 60
         for proc, url in zip(procs, urls, strict=True):

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> str:
             engine = create_async_engine(db)
             try:
                 # Production mode: the hub whose token posts the needs and offers is approved first.
-                await onboard(base, settings, "hub", ["3101"], {})
+                async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                    await onboard(client, settings, "hub", ["3101"], {})
                 await unrelated_needs(base, headers, args.needs, engine, args.lines)
                 waits = await proposals_measured(engine, args.needs, 60)
                 runs = [float(x) for (x,) in await execute(engine, BIG_RUNS, n=args.lines)]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import httpx
 
 from bench.common import onboard, servers, table, uvicorn_process, write_result
 from reliefhub.registry import services
@@ -213,7 +214,8 @@ async def mixed_load(
 ) -> float:
     """Onboard the driver's organisations, seed sites and stock, then run every operation at its rate for
     `seconds` (`on_start` awaited just before); the seconds the mix took."""
-    await onboard(base, settings, HUB, REGIONS, MEMBERS)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        await onboard(client, settings, HUB, REGIONS, MEMBERS)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=128)) as session:
         driver = Driver(session, base, settings, stats)
