@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -179,6 +180,15 @@ async def scrape(urls: list[str], name: str) -> list[tuple[dict[str, str], float
             for family in text_string_to_metric_families(r.text):
                 found += [(dict(s.labels), s.value) for s in family.samples if s.name == name]
     return found
+
+
+def api_gateway() -> Any:
+    """Every service's API in one ASGI app, without their workers (`uvicorn --factory bench.common:api_gateway`):
+    the API side of a production-shaped stack whose workers run as processes of their own."""
+    from reliefhub.gateway import Gateway
+    from shared.settings import get_settings
+
+    return Gateway(get_settings())
 
 
 @dataclass

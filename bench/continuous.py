@@ -124,7 +124,7 @@ def stop_latency(env: dict[str, str], engine_url: str, lines: int) -> float:
             await execute(engine, MARK, items=MASKS)
             while not await execute(engine, GROUP_LOCKED):
                 if worker.poll() is not None:
-                    raise RuntimeError("the worker ended by itself")
+                    raise RuntimeError(f"the worker ended by itself (exit status {worker.returncode})")
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.5)  # into scoring and solving
         finally:
@@ -189,7 +189,11 @@ def main(argv: list[str] | None = None) -> str:
 
         with uvicorn_process("reliefhub.gateway:dev_app", env) as port:
             waits, runs = asyncio.run(measure(f"http://127.0.0.1:{port}"))
-        stops = [stop_latency(env, db, args.lines) for _ in range(args.stops)]
+        # The worker alone, as in production: it names where the other services answer (the organisations
+        # registry among them), here an API-only gateway, so that no other matching worker runs beside it.
+        with uvicorn_process("bench.common:api_gateway", env) as port:
+            alone = {**env, "RELIEFHUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}
+            stops = [stop_latency(alone, db, args.lines) for _ in range(args.stops)]
 
     def q(xs: list[float], p: float) -> str:
         xs = sorted(xs)

@@ -18,18 +18,11 @@ from collections.abc import Iterator
 
 from bench.common import scrape, servers, table, uvicorn_process, worker_processes, write_result
 from bench.load import Stats, load_args, migrated, mixed_load, stack_env
-from reliefhub.gateway import Gateway
 from reliefhub.registry import services
-from shared.settings import get_settings
 
 BUCKETS = "reliefhub_projection_lag_seconds_bucket"
 GOAL_MS = 500
 Histograms = dict[str, dict[float, float]]  # group → upper bound → cumulative count
-
-
-def api_gateway() -> Gateway:
-    """Every service's API in one ASGI app, without their workers (`uvicorn --factory bench.lag:api_gateway`)."""
-    return Gateway(get_settings())
 
 
 async def histograms(urls: list[str]) -> Histograms:
@@ -96,7 +89,7 @@ def main(argv: list[str] | None = None) -> str:
     with servers() as (db, redis):
         settings = migrated(db, redis)
         env = stack_env(db, redis)
-        with uvicorn_process("bench.lag:api_gateway", env) as port:
+        with uvicorn_process("bench.common:api_gateway", env) as port:
             base = f"http://127.0.0.1:{port}"
             with every_worker({**env, "RELIEFHUB_GATEWAY_URL": base}) as urls:
 

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> str:
             "RELIEFHUB_DB_POOL_SIZE": "10",
             "RELIEFHUB_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
         }
-        with uvicorn_process("bench.lag:api_gateway", env) as port:
+        with uvicorn_process("bench.common:api_gateway", env) as port:
             env["RELIEFHUB_GATEWAY_URL"] = f"http://127.0.0.1:{port}"
 
             async def run() -> None:
