@@ -8,17 +8,17 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.needs import events, schemas
 from services.needs.models import Claim, Need, NeedLine
+from services.needs.repository import ClaimRepository
 from services.needs.service import get_need
 from shared.auth import Principal, require_in_region
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import CloudEvent, EventType, publish
-from shared.pagination import PageParams, paginate
+from shared.pagination import PageParams
 from shared.settings import Settings
 from shared.vocabulary import ACTIVE_NEED_STATUSES, ClaimStatus, NeedStatus
 
@@ -44,8 +44,7 @@ async def _locked_need(session: AsyncSession, need_id: uuid.UUID) -> Need:
     transaction, and the lines the locking join read are then as of before it (PostgreSQL re-reads only the
     locked row), so they are read again in a statement of their own."""
     need = await get_need(session, need_id, for_update=True)
-    stmt = select(NeedLine).where(NeedLine.need_id == need_id).with_for_update()
-    await session.execute(stmt.execution_options(populate_existing=True))
+    await ClaimRepository(session).lock_lines(need_id)
     return need
 
 
@@ -128,10 +127,7 @@ async def create_claim(
 
 
 async def get_claim(session: AsyncSession, claim_id: uuid.UUID, *, for_update: bool = False) -> Claim:
-    stmt = select(Claim).where(Claim.id == claim_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    claim = (await session.execute(stmt)).scalar_one_or_none()
+    claim = await ClaimRepository(session).get(claim_id, for_update=for_update)
     if claim is None:
         raise ClaimNotFound(f"No claim {claim_id}.")
     return claim
@@ -145,14 +141,7 @@ async def list_claims(
     org: str | None,
     status: ClaimStatus | None,
 ) -> tuple[list[Claim], str | None]:
-    stmt = select(Claim)
-    if need_id:
-        stmt = stmt.where(Claim.need_id == need_id)
-    if org:
-        stmt = stmt.where(Claim.org == org)
-    if status:
-        stmt = stmt.where(Claim.status == status)
-    return await paginate(session, stmt, Claim.created_at, Claim.id, params)
+    return await ClaimRepository(session).page(params, need_id=need_id, org=org, status=status)
 
 
 def _apply(need: Need, claim: Claim, sign: int) -> None:
@@ -234,14 +223,7 @@ async def withdraw_claim(
 async def expire_claims(session: AsyncSession, settings: Settings) -> int:
     """Expire pending claims past their `expires_at` (a batch per sweep; locked rows are left to the next)."""
     now = utcnow()
-    stmt = (
-        select(Claim)
-        .where(Claim.status == ClaimStatus.pending, Claim.expires_at <= now)
-        .order_by(Claim.expires_at)
-        .limit(500)
-        .with_for_update(skip_locked=True)
-    )
-    claims = list((await session.execute(stmt)).scalars())
+    claims = await ClaimRepository(session).expiring(now, limit=500)
     for claim in claims:
         _close(claim, None, ClaimStatus.expired, "not confirmed in time")
         need = await get_need(session, claim.need_id)
@@ -263,7 +245,7 @@ _RELEASED = {
 async def _settle(session: AsyncSession, claim_id: uuid.UUID, shipment_status: str) -> None:
     """Once the claim's shipment ends, what it delivered counts as delivered and the claim no longer covers it
     (never both); a shortfall or a shipment that never arrived leaves the line open again."""
-    claim = (await session.execute(select(Claim).where(Claim.id == claim_id).with_for_update())).scalar_one_or_none()
+    claim = await ClaimRepository(session).get(claim_id, for_update=True)
     if claim is None or claim.status != ClaimStatus.confirmed:
         return  # settled already: a redelivered event changes nothing
     need = await _locked_need(session, claim.need_id)

@@ -13,11 +13,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from services.needs.models import LineMatch, LineShipment, Need, NeedLine, OperationView, Site, catalog
+from services.needs.models import Claim, LineMatch, LineShipment, Need, NeedLine, OperationView, Site, catalog
 from shared.db import RepositoryBase, driver_connection
 from shared.events.outbox import OUTBOX_COLUMNS
 from shared.pagination import PageParams, paginate
-from shared.vocabulary import NeedStatus, SiteKind, Urgency
+from shared.vocabulary import ClaimStatus, NeedStatus, SiteKind, Urgency
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,3 +308,38 @@ class OperationViewRepository(RepositoryBase[OperationView]):
     """needs' copy of logistics' relief operations (shared.operations): `keep_newest` stores each version."""
 
     model = OperationView
+
+
+class ClaimRepository(RepositoryBase[Claim]):
+    """Partners' claims on need lines, and the lines they lock."""
+
+    model = Claim
+
+    async def page(
+        self, params: PageParams, *, need_id: uuid.UUID | None, org: str | None, status: ClaimStatus | None
+    ) -> tuple[list[Claim], str | None]:
+        stmt = select(Claim)
+        if need_id:
+            stmt = stmt.where(Claim.need_id == need_id)
+        if org:
+            stmt = stmt.where(Claim.org == org)
+        if status:
+            stmt = stmt.where(Claim.status == status)
+        return await paginate(self.session, stmt, Claim.created_at, Claim.id, params)
+
+    async def expiring(self, now: datetime, limit: int) -> list[Claim]:
+        """Pending claims past their `expires_at`, oldest first, locked; rows another transaction holds are
+        left to the next sweep."""
+        stmt = (
+            select(Claim)
+            .where(Claim.status == ClaimStatus.pending, Claim.expires_at <= now)
+            .order_by(Claim.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def lock_lines(self, need_id: uuid.UUID) -> None:
+        """The need's lines locked and read again as committed now (into the session's objects)."""
+        stmt = select(NeedLine).where(NeedLine.need_id == need_id).with_for_update()
+        await self.session.execute(stmt.execution_options(populate_existing=True))

@@ -145,32 +145,44 @@ class Consumer:
             except ValidationError as exc:
                 await self.dead_letter(msg_id, fields, f"undecodable: {exc.error_count()} errors")
                 done.append(msg_id)
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                inbox = kit_of(session).inbox
-                fresh: set[str] = set()
-                if decoded:
-                    result = await session.execute(
-                        insert(inbox)
-                        .values([{"consumer": self.group, "event_id": e.id, "event_type": e.type} for _, e in decoded])
-                        .on_conflict_do_nothing()
-                        .returning(inbox.c.event_id)
-                    )
-                    fresh = set(result.scalars())
-                events = list({e.id: e for _, e in decoded if e.id in fresh}.values())
-                if events:
-                    await self.batch_handler(session, events)
-        except Exception as exc:
-            log.warning(
-                "batch handler %s failed on %d events, handling them one by one: %r", self.group, len(decoded), exc
-            )
-            await self.ack(done)
-            return [(msg_id, fields) for msg_id, fields in entries if msg_id not in done]
+        for attempt in range(2):  # a batch that lost a collision is run once more before its events go singly
+            try:
+                events = await self._apply_batch([e for _, e in decoded])
+                break
+            except Exception as exc:
+                if attempt == 0 and retryable(exc):
+                    await asyncio.sleep(0.05)
+                    continue
+                log.warning(
+                    "batch handler %s failed on %d events, handling them one by one: %r", self.group, len(decoded), exc
+                )
+                await self.ack(done)
+                return [(msg_id, fields) for msg_id, fields in entries if msg_id not in done]
         EVENTS_HANDLED.labels(self.group, "ok").inc(len(events))
         observe_lag(self.group, events)
         EVENTS_HANDLED.labels(self.group, "duplicate").inc(len(decoded) - len(events))
         await self.ack(done + [msg_id for msg_id, _ in decoded])
         return []
+
+    async def _apply_batch(self, decoded: list[CloudEvent]) -> list[CloudEvent]:
+        """One transaction: the inbox takes the events not seen before, the batch handler applies them; the events
+        applied."""
+        assert self.batch_handler is not None
+        async with self.sessionmaker() as session, session.begin():
+            inbox = kit_of(session).inbox
+            fresh: set[str] = set()
+            if decoded:
+                result = await session.execute(
+                    insert(inbox)
+                    .values([{"consumer": self.group, "event_id": e.id, "event_type": e.type} for e in decoded])
+                    .on_conflict_do_nothing()
+                    .returning(inbox.c.event_id)
+                )
+                fresh = set(result.scalars())
+            events = list({e.id: e for e in decoded if e.id in fresh}.values())
+            if events:
+                await self.batch_handler(session, events)
+        return events
 
     async def process(self, entries: list[tuple[str, dict[str, str]]]) -> int:
         done: list[str] = []

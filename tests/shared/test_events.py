@@ -461,3 +461,55 @@ async def test_a_poison_event_in_a_batch_does_not_hold_back_the_others(
     dead_entries: Any = await redis.xrange(DEAD)
     assert [json.loads(d["event"])["id"] for _i, d in dead_entries] == [poison]
     assert await effect_counts(effects) == {e.id: 1 for e in events if e.id != poison}
+
+
+async def collide(session: AsyncSession) -> None:
+    """What a transaction that lost a deadlock gets from PostgreSQL: SQLSTATE 40P01, raised by the server."""
+    await session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'collided' USING ERRCODE = '40P01'; END $$"))
+
+
+async def test_a_batch_that_lost_a_collision_is_run_again_as_a_batch(
+    rt: Runtime, effects: AsyncEngine, redis: Redis
+) -> None:
+    events = await publish_sites(rt, 3)
+    batches: list[int] = []
+
+    async def colliding_once(session: AsyncSession, batch: list[CloudEvent]) -> None:
+        batches.append(len(batch))
+        for event in batch:
+            await record_effect(session, event)
+        if len(batches) == 1:
+            await collide(session)
+
+    await relay_of(rt).publish_batch()
+    consumer = consumer_of(rt, record_effect, name="c1", consumer_claim_idle_ms=60_000)
+    consumer.batch_handler = colliding_once
+    await consumer.ensure_group()
+
+    assert await consumer.read_new(block_ms=50) == 3
+    assert batches == [3, 3]  # rolled back, then the same batch again: not event by event
+    assert await effect_counts(effects) == {e.id: 1 for e in events}
+    assert await pending_count(redis) == 0
+
+
+async def test_an_event_that_lost_a_collision_is_handled_again_at_once(
+    rt: Runtime, effects: AsyncEngine, redis: Redis
+) -> None:
+    [event] = await publish_sites(rt, 1)
+    calls: list[str] = []
+
+    async def colliding_twice(session: AsyncSession, event: CloudEvent) -> None:
+        calls.append(event.id)
+        await record_effect(session, event)
+        if len(calls) <= 2:
+            await collide(session)
+
+    await relay_of(rt).publish_batch()
+    # Redelivery would wait a minute: the event is handled within the read all the same.
+    consumer = consumer_of(rt, colliding_twice, name="c1", consumer_claim_idle_ms=60_000)
+    await consumer.ensure_group()
+
+    assert await consumer.read_new(block_ms=50) == 1
+    assert calls == [event.id] * 3
+    assert await effect_counts(effects) == {event.id: 1}
+    assert await pending_count(redis) == 0
