@@ -36,7 +36,12 @@ async def test_onboarded_organisations_may_write_where_unapproved_ones_are_refus
     assert created.status_code == 201, created.text
     for org, kind, parent in (("bench-hub", "hub", None), ("bench-sites", "community_group", "bench-hub")):
         got = (await client.get(f"/v1/organizations/{org}", headers=auth("coordinator", org="bench-hub"))).json()
-        assert (got["status"], got["kind"], got["parent_id"], got["region_codes"]) == ("approved", kind, parent, ["3101"])
+        assert (got["status"], got["kind"], got["parent_id"], got["region_codes"]) == (
+            "approved",
+            kind,
+            parent,
+            ["3101"],
+        )
     # An organisation the hub did not bring on board is still refused.
     other = auth("frontline", org="bench-elsewhere")
     problem(await client.post("/v1/sites", headers=other, json=SITE), 403, "organisation-not-approved")
