@@ -125,7 +125,7 @@ async def onboard(
 def worker_processes(service: str, count: int, env: dict[str, str], logs: Path | None = None) -> Iterator[list[str]]:
     """`count` processes of `reliefhub worker SERVICE` (replicas, as in production), each serving its metrics on
     a loopback port of its own; yields their metrics base URLs once every one answers. Their logs go to
-    `logs/worker-SERVICE-i.log` when `logs` is given (BENCH_LOGS names it for every benchmark), else nowhere."""
+    `logs/worker-SERVICE-i.log` when `logs` is given (or the BENCH_LOGS environment variable), else nowhere."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     logs = logs or (Path(os.environ["BENCH_LOGS"]) if os.environ.get("BENCH_LOGS") else None)
