@@ -232,14 +232,18 @@ async def mixed_load(
         return time.perf_counter() - started
 
 
-def load_args(prog: str, argv: list[str] | None, seconds: float = 60.0) -> argparse.Namespace:
+def load_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every operation's rate")
-    parser.add_argument("--quick", action="store_true", help="a small trial: 5 s at a quarter of the rates")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small trial: 8 s at a quarter of the rates (each operation at least once)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.scale = min(args.seconds, 5.0), min(args.scale, 0.25)
+        args.seconds, args.scale = min(args.seconds, 8.0), min(args.scale, 0.25)
     return args
 
 
