@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> str:
         ' skipped": entries a replica was handed after another had applied them, turned away by the inbox.'
         " Webhooks: events committed at once to the needs outbox (one needs worker relays them), each owed to"
         f' {args.per_event} of 10 loopback endpoints; "twice": deliveries a receiver got more than once.'
-        " Items outside the catalog, so matching's continuous runs add no work of their own."
+        " The continuous runs the matching backlog sets off (its lines and lots are of 5 items) run in the same"
+        " worker processes meanwhile, as they would in production."
     )
     print(text)
     print(f"\nwritten to {write_result('replicas', text)}")
