@@ -68,7 +68,7 @@ class Driver:
                 status = r.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.stats.errors[name] += 1
-            self.stats.samples.setdefault(name, f"{exc.__class__.__name__}")
+            self.stats.samples.setdefault(name, f"{exc.__class__.__name__}: {exc}")
             return None
         self.stats.latencies[name].append(time.perf_counter() - start)
         if status == expect:
@@ -217,7 +217,9 @@ async def mixed_load(
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         await onboard(client, settings, HUB, REGIONS, MEMBERS)
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=128)) as session:
+    # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) would close them under a request.
+    connector = aiohttp.TCPConnector(limit=128, keepalive_timeout=4)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         driver = Driver(session, base, settings, stats)
         await driver.seed(sites)
         for _ in range(10):
