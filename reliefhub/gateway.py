@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive, Scope, Send
 
-from reliefhub.registry import route_table, services
+from reliefhub.registry import route_table, service_of, services, sub_resource_table
 from shared.app import API_VERSION
 from shared.docs import docs_response, docs_router
 from shared.errors import problem_response
@@ -71,11 +71,21 @@ def merge_openapi(apps: dict[str, FastAPI], *, server_url: str | None = None) ->
                 if seen is not None and seen != schema:
                     raise ValueError(f"components.{kind}.{key} differs between services ({name})")
                 merged["components"][kind][key] = schema
-        # Operations are tagged with their collection; Redoc groups the collections by service.
-        tags = [{**t, "description": f"{t['description']}, {name}: {app.description}"} for t in doc.get("tags", [])]
-        merged["tags"] += tags
-        merged["x-tagGroups"].append({"name": name, "tags": [t["name"] for t in tags]})
+        _merge_tags(merged, name, app, doc)
     return merged
+
+
+def _merge_tags(merged: dict[str, Any], name: str, app: FastAPI, doc: dict[str, Any]) -> None:
+    """Operations are tagged with their collection; Redoc groups the collections by service. A sub-resource
+    another service serves (`/v1/donors/{id}/statement`) keeps its collection's tag, listed once."""
+    known = {t["name"] for t in merged["tags"]}
+    tags = [
+        {**t, "description": f"{t['description']}, {name}: {app.description}"}
+        for t in doc.get("tags", [])
+        if t["name"] not in known
+    ]
+    merged["tags"] += tags
+    merged["x-tagGroups"].append({"name": name, "tags": [t["name"] for t in tags]})
 
 
 def service_apps(settings: Settings) -> dict[str, FastAPI]:
@@ -115,6 +125,7 @@ class Gateway:
         self.run_workers = run_workers
         self.apps = service_apps(self.settings)
         self.routes = route_table()
+        self.sub_resources = sub_resource_table()
         self._openapi: dict[str, Any] | None = None
         self.stop = asyncio.Event()
 
@@ -150,9 +161,9 @@ class Gateway:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        parts = path.split("/", 3)
-        if len(parts) >= 3 and parts[1] == "v1" and parts[2] in self.routes:
-            await self.apps[self.routes[parts[2]]](scope, receive, send)
+        service = service_of(path)
+        if service is not None:
+            await self.apps[service](scope, receive, send)
             return
         response = await self._own(scope, path)
         await response(scope, receive, send)

@@ -98,17 +98,21 @@ def _lists(route: APIRoute) -> bool:
 
 def operation_id(route: APIRoute) -> str:
     """`<collection>_<verb>`: `sites_list`, `sites_create`, `sites_get`, `sites_update`, `policy_replace`; an action
-    is its own verb (`needs_verify`, `shipments_receipt`); a representation's suffix follows (`track_get_html`)."""
+    is its own verb (`needs_verify`, `shipments_receipt`); a representation's suffix follows (`track_get_html`,
+    `public_accounts_get_html`)."""
     method = sorted(route.methods or {"GET"})[0]
     parts = segments(route.path_format)
     if collection_of(route.path_format) is None:
         return route.name
     collection, rest = parts[0], parts[1:]
-    words = [collection, *(s for s in rest if not _is_parameter(s))]
+    words = [collection, *(s.partition(".")[0] for s in rest if not _is_parameter(s))]
     last = rest[-1] if rest else None
     suffix = last.partition("}")[2].lstrip(".") if last and _is_parameter(last) else ""
     if last is not None and _is_parameter(last):
         words.append(MEMBER_VERBS.get(method, method.lower()))
+    elif last is not None and "." in last and method == "GET":  # a representation: `statement.html`
+        suffix = last.partition(".")[2]
+        words.append("get")
     elif method == "GET":
         words.append("list" if _lists(route) else "get")
     elif last is None or method != "POST":  # POST to a static segment is an action, named by it

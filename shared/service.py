@@ -51,6 +51,9 @@ class ServiceSpec:
     routers: list[APIRouter]
     migrations: Path
     collections: tuple[str, ...] = ()
+    # `<collection>/<name>` of another service's collection that this one serves: `/v1/<collection>/{id}/<name>`
+    # (and `<name>.html`, and below it), e.g. logistics' `donors/statement`, a donor's statement from its books.
+    sub_resources: tuple[str, ...] = ()
     # The services it calls over HTTP (its API or its worker): each needs a URL when it runs alone.
     calls: tuple[str, ...] = ()
     subscriptions: list[Subscription] = field(default_factory=list)

@@ -7,7 +7,7 @@ import json
 import re
 
 from reliefhub.gateway import DOCS_SERVICE
-from reliefhub.registry import route_table, services
+from reliefhub.registry import route_table, services, sub_resource_table
 from shared import docs
 
 PORT = 8000
@@ -68,6 +68,22 @@ def collections_by_service() -> dict[str, list[str]]:
         if not _COLLECTION.fullmatch(collection):  # it goes into nginx regexes and Ingress paths as it is
             raise ValueError(f"collection {collection!r} is not lowercase letters, digits and hyphens")
         grouped[service].append(collection)
+    return grouped
+
+
+def sub_resource_pattern(collection: str, name: str) -> str:
+    """The regex of `/v1/<collection>/{id}/<name>` (and `<name>.html`, and below it), for nginx and the Ingress."""
+    for part in (collection, name):
+        if not _COLLECTION.fullmatch(part):
+            raise ValueError(f"{part!r} is not lowercase letters, digits and hyphens")
+    return rf"^/v1/{collection}/[^/]+/{name}(/|\.|$)"
+
+
+def sub_resources_by_service() -> dict[str, list[str]]:
+    """Each service's sub-resources of other services' collections, as path regexes."""
+    grouped: dict[str, list[str]] = {name: [] for name in services()}
+    for (collection, name), service in sub_resource_table().items():
+        grouped[service].append(sub_resource_pattern(collection, name))
     return grouped
 
 

@@ -25,6 +25,7 @@ from reliefhub.deploy.common import (
     collections_by_service,
     exposure,
     service_urls,
+    sub_resources_by_service,
 )
 from reliefhub.registry import services
 
@@ -270,7 +271,15 @@ def _backend(service: str) -> dict[str, Any]:
 
 
 def ingress() -> dict[str, Any]:
-    paths = [
+    # A sub-resource another service serves (`/v1/donors/{id}/statement`) is a regex path: ingress-nginx then
+    # reads every path of the host as a regex it anchors itself (a Prefix one as `^/v1/<collection>`), longest
+    # first.
+    subs = [
+        {"path": pattern.removeprefix("^"), "pathType": "ImplementationSpecific", "backend": _backend(service)}
+        for service, patterns in sub_resources_by_service().items()
+        for pattern in patterns
+    ]
+    paths = subs + [
         {"path": f"/v1/{collection}", "pathType": "Prefix", "backend": _backend(service)}
         for service, collections in collections_by_service().items()
         for collection in collections
@@ -278,6 +287,8 @@ def ingress() -> dict[str, Any]:
     paths += [{"path": p, "pathType": "Exact", "backend": _backend(DOCS)} for p in DOCS_PATHS]
     metadata = _metadata("reliefhub", "gateway")
     metadata["annotations"] = {"nginx.ingress.kubernetes.io/proxy-body-size": BODY_LIMIT}
+    if subs:
+        metadata["annotations"]["nginx.ingress.kubernetes.io/use-regex"] = "true"
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

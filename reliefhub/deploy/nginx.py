@@ -15,6 +15,7 @@ from reliefhub.deploy.common import (
     UPSTREAM_KEEPALIVE,
     UPSTREAM_KEEPALIVE_TIMEOUT,
     collections_by_service,
+    sub_resources_by_service,
 )
 from reliefhub.registry import services
 
@@ -63,7 +64,12 @@ def nginx_conf(
         f"    }}\n\n"
         for name in [*services(), DOCS]
     )
-    routes = []
+    # Regex locations are tried in order: a sub-resource another service serves comes before its collection's.
+    routes = [
+        f"        location ~ {pattern} {{\n            proxy_pass http://{service};\n        }}\n"
+        for service, patterns in sub_resources_by_service().items()
+        for pattern in patterns
+    ]
     for service, collections in collections_by_service().items():
         if collections:
             routes.append(

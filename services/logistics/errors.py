@@ -77,3 +77,22 @@ class RestrictionViolated(Conflict):
 
 class DestinationUnavailable(Conflict):
     slug, title = "destination-unavailable", "The purchase's destination is not known to logistics (yet)"
+
+
+class OperationNotFound(NotFound):
+    slug, title = "operation-not-found", "Relief operation not found"
+
+
+class FundNotFound(NotFound):
+    slug, title = "fund-not-found", "Special fund not found"
+
+
+class FundUnavailable(Conflict):
+    slug, title = "fund-unavailable", "The fund cannot pay for this order"
+
+
+class DonorNotFound(NotFound):
+    """The same problem as supply's: logistics has no record of the donor (or not yet: it learns donors from
+    supply's events)."""
+
+    slug, title = "donor-not-found", "Donor not found"

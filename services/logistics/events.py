@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.logistics import ledger, shipments
+from services.logistics.accounts_repository import DonorRepository
 from services.logistics.models import catalog
 from services.logistics.repository import ProjectionRepository
 from shared.catalog.follow import catalog_handler
@@ -100,6 +101,51 @@ class ProcurementData(BaseModel):
     version: int
 
 
+class OperationData(BaseModel):
+    """A relief operation's whole state after the change, with its `version`."""
+
+    id: uuid.UUID
+    name: str
+    region_code: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    version: int
+    created_at: datetime
+
+
+class FundData(BaseModel):
+    """A special fund's whole state after the change, with its `version` (no figures: those are the ledger's)."""
+
+    id: uuid.UUID
+    name: str
+    operation_id: uuid.UUID | None
+    managed_by: str
+    currency: str
+    restrictions: dict[str, Any]
+    overhead_share: float
+    spend_pledged: bool
+    public: bool
+    version: int
+    created_at: datetime
+
+
+OPERATION_CREATED = register_event_type(
+    "reliefhub.logistics.operation.created", "A relief operation (专项行动) was set up.", OperationData
+)
+OPERATION_UPDATED = register_event_type(
+    "reliefhub.logistics.operation.updated",
+    "A relief operation's name, scope or dates changed, or it was closed.",
+    OperationData,
+)
+FUND_CREATED = register_event_type(
+    "reliefhub.logistics.fund.created", "A special fund (专项基金) was set up; pledges may go into it.", FundData
+)
+FUND_UPDATED = register_event_type(
+    "reliefhub.logistics.fund.updated",
+    "A special fund's name, restrictions, overhead share or flags changed.",
+    FundData,
+)
 SHIPMENT_CREATED = register_event_type(
     "reliefhub.logistics.shipment.created",
     "A shipment was planned (from accepted proposals, or by hand).",
@@ -250,6 +296,8 @@ async def _project_offer(repo: ProjectionRepository, offer_id: uuid.UUID, d: dic
             "tracking_ref": d["tracking_ref"],
             "procurement_id": uuid.UUID(d["procurement_id"]) if d.get("procurement_id") else None,
             "restrictions": d.get("restrictions") or {},
+            "operation_id": uuid.UUID(d["operation_id"]) if d.get("operation_id") else None,
+            "fund_id": uuid.UUID(d["fund_id"]) if d.get("fund_id") else None,
             "lots": lots,
             "version": int(d["version"]),
             "offer_created_at": _ts(d["created_at"]),
@@ -262,14 +310,18 @@ async def _book_offer(session: AsyncSession, event: CloudEvent, offer_id: uuid.U
     d = event.data
     if event.type == "reliefhub.supply.offer.created":
         created_at = _ts(d["created_at"]) or event.time
+        fund_id = uuid.UUID(d["fund_id"]) if d.get("fund_id") else None
         if d["kind"] == "cash":
-            await ledger.book_pledged(session, offer_id, int(d["amount"]), d["currency"], created_at)
-        elif not d.get("procurement_id"):  # bought goods were booked as money spent already
+            await ledger.book_pledged(session, offer_id, int(d["amount"]), d["currency"], created_at, fund_id)
+        elif d.get("procurement_id"):  # bought goods: their money was booked as spent already
+            await ledger.book_goods_purchased(session, offer_id, uuid.UUID(d["procurement_id"]), d["lots"])
+        else:
             await ledger.book_in_kind_offered(session, offer_id, d["lots"], created_at)
     elif event.type == "reliefhub.supply.offer.withdrawn" and d["kind"] == "cash":
         pledge = await ProjectionRepository(session).offer(offer_id)
         unspent = int(d["amount"]) - (pledge.amount_spent if pledge else 0)
-        await ledger.book_pledge_withdrawn(session, offer_id, unspent, d["currency"])
+        fund = pledge.fund_id if pledge else None
+        await ledger.book_pledge_withdrawn(session, offer_id, unspent, d["currency"], fund)
 
 
 async def _track_offer(repo: ProjectionRepository, event: CloudEvent, offer_id: uuid.UUID) -> None:
@@ -306,15 +358,51 @@ async def _track_verified(repo: ProjectionRepository, event: CloudEvent) -> None
 
 
 async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
-    """supply.events → offer_view, the offer's public timeline and the ledger (pledges in, in-kind value)."""
+    """supply.events → donor_view, offer_view, the offer's public timeline and the ledger (pledges in, in-kind
+    value)."""
     repo = ProjectionRepository(session)
-    if event.type.startswith("reliefhub.supply.offer."):
+    if event.type == "reliefhub.supply.donor.created":
+        d = event.data
+        await DonorRepository(session).upsert_donor(
+            {
+                "donor_id": uuid.UUID(d["id"]),
+                "org": d["org"],
+                "kind": d["kind"],
+                "public_name": d.get("public_name"),
+                "version": int(d.get("version") or 1),
+            }
+        )
+    elif event.type.startswith("reliefhub.supply.offer."):
         offer_id = uuid.UUID(event.data["id"])
         await _project_offer(repo, offer_id, event.data)
         await _book_offer(session, event, offer_id)
         await _track_offer(repo, event, offer_id)
     elif event.type == "reliefhub.supply.lot.verified":
         await _track_verified(repo, event)
+    elif event.type == "reliefhub.supply.payment.recorded":
+        await _book_payment(session, event)
+
+
+async def _book_payment(session: AsyncSession, event: CloudEvent) -> None:
+    """Money received against a pledge, into its fund (the event's, else the pledge's as logistics knows it)."""
+    d = event.data
+    offer_id = uuid.UUID(d["offer_id"])
+    fund_id = d.get("fund_id")
+    if fund_id is None:
+        pledge = await ProjectionRepository(session).offer(offer_id)
+        if pledge is None:
+            raise NotProjectedYet(f"pledge {offer_id} not projected yet")
+        fund_id = pledge.fund_id
+    await ledger.book_payment(
+        session,
+        uuid.UUID(d["id"]),
+        offer_id,
+        int(d["amount"]),
+        d["currency"],
+        fund_id=uuid.UUID(str(fund_id)) if fund_id else None,
+        reference=d.get("reference"),
+        at=_ts(d.get("received_at")) or event.time,
+    )
 
 
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.logistics.accounts_router import router as accounts_router
 from services.logistics.claimed import on_claim_event
 from services.logistics.events import SUBSCRIPTIONS
+from services.logistics.funds_router import router as funds_router
 from services.logistics.models import Base, catalog, kit
 from services.logistics.router import router
 from shared.app import create_service_app
@@ -19,9 +21,20 @@ SERVICE = ServiceSpec(
     metadata=Base.metadata,
     kit=kit,
     catalog=catalog,
-    routers=[router],
+    routers=[router, funds_router, accounts_router],
     migrations=migrations_dir(__file__),
-    collections=("shipments", "procurements", "ledger", "track", "reports", "exports", "public"),
+    collections=(
+        "shipments",
+        "procurements",
+        "ledger",
+        "track",
+        "reports",
+        "exports",
+        "public",
+        "operations",
+        "funds",
+    ),
+    sub_resources=("donors/statement",),
     calls=("supply",),
     subscriptions=[
         *SUBSCRIPTIONS,

@@ -127,6 +127,7 @@ class OfferView(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     amount_spent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     fund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     tracking_ref: Mapped[str] = mapped_column(String(64), unique=True)
     procurement_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
@@ -135,6 +136,19 @@ class OfferView(Base):
     offer_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("amount_spent >= 0 AND amount_spent <= COALESCE(amount, 0)", name="spend"),)
+
+
+class DonorView(Base):
+    """A donor as supply.events describe it: whose it is and the name it chose to be shown publicly under (its
+    own name and contact details are never copied here)."""
+
+    __tablename__ = "donor_view"
+
+    donor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    public_name: Mapped[str | None] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class TrackEntry(Base):
@@ -335,20 +349,29 @@ class Procurement(TimestampedMixin, VersionedMixin, Base):
 
 
 class ProcurementFunding(Base):
-    """How much of one cash pledge pays for a procurement order."""
+    """How much of one source pays for a procurement order: a cash pledge (`offer_id`, with its fund when it is
+    in one) or a fund's money as a whole (`fund_id` alone). `overhead` is what the fund takes on top of it."""
 
     __tablename__ = "procurement_funding"
 
     procurement_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("procurement.id", ondelete="CASCADE"), primary_key=True
     )
-    offer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, index=True)
-    position: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     fund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     overhead: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("offer_id IS NOT NULL OR fund_id IS NOT NULL", name="one_source"),
+    )
+
+    @property
+    def source(self) -> str:
+        """The source in a ledger ref: the pledge's id, or `fund:<id>`."""
+        return str(self.offer_id) if self.offer_id is not None else f"fund:{self.fund_id}"
 
 
 class LedgerEntry(Base):

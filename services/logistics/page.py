@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal
+from fastapi import Request
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from services.logistics import schemas
+from services.logistics import account_schemas, schemas
 from shared.html import style_hashes
-from shared.vocabulary import SiteKind, Verdict
+from shared.vocabulary import BeneficiaryGroup, SiteKind, Verdict
 
 LOCALES = {"zh": "zh_CN", "en": "en"}
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
@@ -62,6 +63,38 @@ SITE_KINDS: dict[str, tuple[str, str]] = {
     SiteKind.ngo: ("社会组织", "NGO"),
     SiteKind.government: ("街道/政府", "street office or government"),
     SiteKind.other: ("其他", "other"),
+}
+GROUPS: dict[str, tuple[str, str]] = {
+    BeneficiaryGroup.medical_staff: ("医护人员", "medical staff"),
+    BeneficiaryGroup.community_residents: ("社区居民", "community residents"),
+    BeneficiaryGroup.elderly: ("老人", "elderly people"),
+    BeneficiaryGroup.children: ("儿童", "children"),
+    BeneficiaryGroup.students: ("高校学生", "students"),
+    BeneficiaryGroup.migrant_workers: ("外来务工人员", "migrant workers"),
+    BeneficiaryGroup.patients: ("患者", "patients"),
+    BeneficiaryGroup.people_with_disabilities: ("残障人士", "people with disabilities"),
+    BeneficiaryGroup.other: ("其他", "others"),
+}
+LEVELS: dict[str, tuple[str, str]] = {
+    "province": ("省级", "Province"),
+    "city": ("市级", "City"),
+    "county": ("区县", "County"),
+}
+PURCHASES: dict[str, tuple[str, str]] = {
+    "draft": ("草拟", "draft"),
+    "ordered": ("已下单", "ordered"),
+    "received": ("已到货", "received"),
+    "cancelled": ("已取消", "cancelled"),
+}
+SHIPMENT_STATUSES: dict[str, tuple[str, str]] = {
+    "planned": ("已安排", "planned"),
+    "picked_up": ("已揽收", "picked up"),
+    "in_transit": ("运输中", "in transit"),
+    "delivered": ("已送达", "delivered"),
+    "received": ("已签收", "received"),
+    "received_with_problem": ("已签收（有差异）", "received, with a shortfall"),
+    "not_received": ("未收到", "not received"),
+    "cancelled": ("已取消", "cancelled"),
 }
 # The catalog's units: the Chinese measure word, the English singular and plural.
 UNITS: dict[str, tuple[str, str, str]] = {
@@ -128,6 +161,18 @@ class Words:
     def site_kind(self, kind: str) -> str:
         return self._pick(SITE_KINDS, kind)
 
+    def group(self, group: str) -> str:
+        return self._pick(GROUPS, group)
+
+    def level(self, level: str) -> str:
+        return self._pick(LEVELS, level)
+
+    def purchase(self, status: str) -> str:
+        return self._pick(PURCHASES, status)
+
+    def shipment(self, status: str) -> str:
+        return self._pick(SHIPMENT_STATUSES, status)
+
     def number(self, value: int | None) -> str:
         return format_decimal(value or 0, locale=self.locale)
 
@@ -141,12 +186,32 @@ class Words:
         """The time in the site's zone, with the zone's name: `2022-04-10 14:03 中国标准时间`."""
         return format_datetime(at, "yyyy-MM-dd HH:mm zzzz", tzinfo=self.zone, locale=self.locale)
 
+    def day(self, at: datetime | None) -> str:
+        """The date in the page's zone, `2022-04-10`; a dash for none."""
+        return format_datetime(at, "yyyy-MM-dd", tzinfo=self.zone, locale=self.locale) if at else "—"
+
     def local_iso(self, at: datetime) -> str:
         return at.astimezone(self.zone).isoformat()
 
     def zone_name(self, at: datetime) -> str:
         """The zone's name as of `at` (standard or summer time), with its IANA id."""
         return f"{format_datetime(at, 'zzzz', tzinfo=self.zone, locale=self.locale)} ({self.zone.key})"
+
+
+def wants_html(request: Request, format: str | None) -> bool:
+    """A browser's request: `?format=html`, or an Accept header that names text/html before JSON."""
+    if format is not None:
+        return format == "html"
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept.split("text/html")[0]
+
+
+def language(request: Request, lang: str | None) -> str:
+    """`?lang=`, else the browser's Accept-Language: English if it asks for it first, else Chinese."""
+    if lang is not None:
+        return lang
+    accepted = request.headers.get("accept-language", "zh").lower()
+    return "en" if accepted.startswith("en") else "zh"
 
 
 @cache
@@ -159,10 +224,25 @@ def render_tracking(tracking: schemas.Tracking, lang: str) -> str:
     return _templates().get_template("track.html").render(t=tracking, lang=lang, w=words)
 
 
+def render_statement(statement: account_schemas.DonorStatement, lang: str) -> str:
+    words = Words(lang, DEFAULT_TIME_ZONE)
+    return _templates().get_template("statement.html").render(s=statement, lang=lang, w=words)
+
+
+def render_accounts(accounts: account_schemas.PublicAccounts, lang: str) -> str:
+    words = Words(lang, DEFAULT_TIME_ZONE)
+    return _templates().get_template("accounts.html").render(a=accounts, lang=lang, w=words)
+
+
 @cache
-def tracking_page_styles() -> tuple[str, ...]:
-    """The Content-Security-Policy hashes of the tracking page's style."""
+def page_styles(template: str) -> tuple[str, ...]:
+    """The Content-Security-Policy hashes of a page's style."""
     env = _templates()
     assert env.loader is not None
-    source, _, _ = env.loader.get_source(env, "track.html")
+    source, _, _ = env.loader.get_source(env, template)
     return style_hashes(source)
+
+
+def tracking_page_styles() -> tuple[str, ...]:
+    """The Content-Security-Policy hashes of the tracking page's style."""
+    return page_styles("track.html")

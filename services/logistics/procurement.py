@@ -4,11 +4,13 @@ received (the goods registered in supply as an in-kind offer) or cancelled (an o
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.logistics import events, ledger, schemas
+from services.logistics import accounts, events, funds, ledger, schemas
 from services.logistics.errors import (
     DestinationUnavailable,
     PledgeInsufficient,
@@ -18,7 +20,7 @@ from services.logistics.errors import (
     RestrictionViolated,
     SupplyUnavailable,
 )
-from services.logistics.models import Procurement, ProcurementFunding, ProcurementStatus
+from services.logistics.models import Fund, OfferView, Procurement, ProcurementFunding, ProcurementStatus
 from services.logistics.repository import ProcurementRepository, ProjectionRepository
 from services.logistics.shares import attribution
 from shared.auth import Principal, require_in_region
@@ -31,6 +33,27 @@ from shared.runtime import runtime_of_session
 from shared.vocabulary import OfferStatus
 
 
+@dataclass(frozen=True)
+class Source:
+    """One funding source of an order: a pledge (with its fund, when it is in one) or a fund alone."""
+
+    position: int
+    amount: int
+    pledge: OfferView | None
+    fund: Fund | None
+
+    @property
+    def key(self) -> uuid.UUID:
+        return self.pledge.offer_id if self.pledge else self.fund.id  # type: ignore[union-attr]
+
+    @property
+    def overhead(self) -> int:
+        """The fund's overhead share of the amount, to the fen (half up); none outside a fund."""
+        if self.fund is None or not self.fund.overhead_share:
+            return 0
+        return int((Decimal(self.amount) * self.fund.overhead_share).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def procurement_event(p: Procurement) -> events.ProcurementData:
     return events.ProcurementData(
         id=p.id,
@@ -41,7 +64,11 @@ def procurement_event(p: Procurement) -> events.ProcurementData:
         currency=p.currency,
         total=p.total,
         lines=p.lines,
-        funding=[{"offer_id": str(f.offer_id), "amount": f.amount} for f in p.funding],
+        funding=[
+            {"offer_id": str(f.offer_id) if f.offer_id else None, "fund_id": str(f.fund_id) if f.fund_id else None}
+            | {"amount": f.amount, "overhead": f.overhead}
+            for f in p.funding
+        ],
         goods_offer_id=p.goods_offer_id,
         version=p.version,
     )
@@ -70,34 +97,66 @@ async def list_procurements(
     return await ProcurementRepository(session).search(params, status=status, offer_id=offer_id)
 
 
-async def _check_pledges(session: AsyncSession, currency: str, funding: list[schemas.FundingCreate]) -> None:
-    projection = ProjectionRepository(session)
+async def _pledge_source(session: AsyncSession, currency: str, offer_id: uuid.UUID, loc: list[str | int]) -> OfferView:
+    pledge = await ProjectionRepository(session).offer(offer_id)
+    if pledge is None:
+        raise PledgeUnavailable(
+            f"Pledge {offer_id} is not known to logistics (yet); a new pledge arrives within moments.",
+            errors=[{"loc": loc, "msg": "unknown pledge"}],
+            headers={"Retry-After": "1"},
+        )
+    if pledge.kind != "cash" or pledge.status != OfferStatus.open:
+        raise PledgeUnavailable(
+            f"Offer {offer_id} is {'not a cash pledge' if pledge.kind != 'cash' else pledge.status}.",
+            errors=[{"loc": loc, "msg": "not an open cash pledge"}],
+        )
+    if pledge.currency != currency:
+        raise PledgeUnavailable(
+            f"Pledge {offer_id} is in {pledge.currency}, the order in {currency}.",
+            errors=[{"loc": loc, "msg": "currency differs"}],
+        )
+    return pledge
+
+
+async def _sources(session: AsyncSession, currency: str, funding: list[schemas.FundingCreate]) -> list[Source]:
+    """Each funding source as it pays: the pledge (with its fund, if any) or the fund; 409 for an unknown,
+    closed or foreign-currency source."""
+    out: list[Source] = []
     for i, f in enumerate(funding):
-        loc = ["body", "funding", i, "offer_id"]
-        pledge = await projection.offer(f.offer_id)
-        if pledge is None:
-            raise PledgeUnavailable(
-                f"Pledge {f.offer_id} is not known to logistics (yet); a new pledge arrives within moments.",
-                errors=[{"loc": loc, "msg": "unknown pledge"}],
-                headers={"Retry-After": "1"},
-            )
-        if pledge.kind != "cash" or pledge.status != OfferStatus.open:
-            raise PledgeUnavailable(
-                f"Offer {f.offer_id} is {'not a cash pledge' if pledge.kind != 'cash' else pledge.status}.",
-                errors=[{"loc": loc, "msg": "not an open cash pledge"}],
-            )
-        if pledge.currency != currency:
-            raise PledgeUnavailable(
-                f"Pledge {f.offer_id} is in {pledge.currency}, the order in {currency}.",
-                errors=[{"loc": loc, "msg": "currency differs"}],
-            )
-        left = (pledge.amount or 0) - pledge.amount_spent
-        if f.amount > left:
-            raise PledgeInsufficient(
-                f"Pledge {f.offer_id} holds {left} {currency} unspent; {f.amount} were asked for.",
-                errors=[{"loc": ["body", "funding", i, "amount"], "msg": f"at most {left}"}],
-                extra={"offer_id": str(f.offer_id), "available": left},
-            )
+        pledge = None
+        if f.offer_id is not None:
+            pledge = await _pledge_source(session, currency, f.offer_id, ["body", "funding", i, "offer_id"])
+        fund_id = f.fund_id or (pledge.fund_id if pledge else None)
+        fund = await funds.fund_for_spending(session, fund_id, currency, ["body", "funding", i]) if fund_id else None
+        out.append(Source(position=i, amount=f.amount, pledge=pledge, fund=fund))
+    return out
+
+
+async def _check_available(session: AsyncSession, currency: str, sources: list[Source]) -> None:
+    """Every source holds what it pays and its fund's overhead on it: money received and not yet committed,
+    spent or taken as overhead (a fund with `spend_pledged` may also spend what its pledges still owe); a pledge
+    outside any fund is spent as pledged. 409 naming the source otherwise."""
+    pledged = await accounts.pledge_figures(session, [s.pledge.offer_id for s in sources if s.pledge])
+    in_funds = await accounts.fund_figures(session, [s.fund.id for s in sources if s.fund])
+    for s in sources:
+        need = s.amount + s.overhead
+        checks: list[tuple[str, str, int]] = []
+        if s.pledge is not None:
+            left = (s.pledge.amount or 0) - s.pledge.amount_spent
+            if s.fund is not None and not s.fund.spend_pledged:
+                left = min(left, pledged[s.pledge.offer_id].available)
+            checks.append(("offer_id", f"Pledge {s.pledge.offer_id}", left))
+        if s.fund is not None:
+            checks.append(("fund_id", f"Fund {s.fund.name}", in_funds[s.fund.id].available))
+        for field, who, left in checks:
+            if need > left:
+                what = "received and unspent" if s.fund is not None and not s.fund.spend_pledged else "unspent"
+                raise PledgeInsufficient(
+                    f"{who} holds {left} {currency} {what}; {need} were asked for"
+                    + (f" ({s.amount} and {s.overhead} overhead)." if s.overhead else "."),
+                    errors=[{"loc": ["body", "funding", s.position, "amount"], "msg": f"at most {left}"}],
+                    extra={field: str(s.key), "available": left},
+                )
 
 
 def destination_of(data: schemas.ProcurementCreate) -> dict[str, Any] | None:
@@ -148,28 +207,27 @@ async def _destinations(session: AsyncSession, destination: dict[str, Any] | Non
 
 
 async def _check_restrictions(
-    session: AsyncSession,
-    funding: list[tuple[uuid.UUID, int]],
-    destinations: list[Destination],
-    item_codes: list[str],
-    region_code: str | None,
+    sources: list[Source], destinations: list[Destination], item_codes: list[str], region_code: str | None
 ) -> None:
-    """Every funding pledge's restrictions against every destination site and item: 409 naming each broken
-    rule of each pledge. A purchase with no destination is checked as going anywhere in its region."""
-    projection = ProjectionRepository(session)
+    """Every funding pledge's restrictions, and its fund's (both apply), against every destination site and item:
+    409 naming each broken rule of each source. A purchase with no destination is checked as going anywhere in
+    its region."""
     errors: list[dict[str, Any]] = []
-    for offer_id, position in funding:
-        pledge = await projection.offer(offer_id)
-        if pledge is None:
-            continue
-        broken: list[str] = []
-        for where in destinations or [Destination(region_code=region_code)]:
-            broken += [v for v in violations(pledge.restrictions, where, item_codes) if v not in broken]
-        loc = ["body", "funding", position, "offer_id"]
-        errors += [{"loc": loc, "msg": f"pledge {offer_id}: {rule}"} for rule in broken]
+    for s in sources:
+        rules: list[tuple[str, str, dict[str, Any]]] = []
+        if s.pledge is not None:
+            rules.append(("offer_id", f"pledge {s.pledge.offer_id}", s.pledge.restrictions))
+        if s.fund is not None:
+            rules.append(("fund_id" if s.pledge is None else "offer_id", f"fund {s.fund.id}", s.fund.restrictions))
+        for field, who, restrictions in rules:
+            broken: list[str] = []
+            for where in destinations or [Destination(region_code=region_code)]:
+                broken += [v for v in violations(restrictions, where, item_codes) if v not in broken]
+            loc = ["body", "funding", s.position, field]
+            errors += [{"loc": loc, "msg": f"{who}: {rule}"} for rule in broken]
     if errors:
         raise RestrictionViolated(
-            f"{len(errors)} restriction(s) of the funding pledges exclude this purchase; see errors.", errors=errors
+            f"{len(errors)} restriction(s) of the funding sources exclude this purchase; see errors.", errors=errors
         )
 
 
@@ -196,10 +254,10 @@ async def create_procurement(
     require_in_region(principal, region_code, what="The procurement's destination")
     for where in destinations:
         require_in_region(principal, where.region_code, what="The procurement's destination")
-    await _check_pledges(session, data.currency, data.funding)
+    sources = await _sources(session, data.currency, data.funding)
     items = [line.item_code for line in data.lines]
-    funding = [(f.offer_id, i) for i, f in enumerate(data.funding)]
-    await _check_restrictions(session, funding, destinations, items, region_code)
+    await _check_restrictions(sources, destinations, items, region_code)
+    await _check_available(session, data.currency, sources)
     now = utcnow()
     need_ids = (destination or {}).get("need_ids") or []
     p = Procurement(
@@ -227,7 +285,14 @@ async def create_procurement(
         created_at=now,
         updated_at=now,
         funding=[
-            ProcurementFunding(offer_id=f.offer_id, position=i, amount=f.amount) for i, f in enumerate(data.funding)
+            ProcurementFunding(
+                offer_id=s.pledge.offer_id if s.pledge else None,
+                fund_id=s.fund.id if s.fund else None,
+                position=s.position,
+                amount=s.amount,
+                overhead=s.overhead,
+            )
+            for s in sources
         ],
     )
     ProcurementRepository(session).add(p)
@@ -246,11 +311,16 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
     require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, ProcurementStatus.draft)
     items = [line["item_code"] for line in p.lines]
-    funding = [(f.offer_id, i) for i, f in enumerate(p.funding)]
-    await _check_restrictions(session, funding, await _destinations(session, p.destination), items, p.region_code)
+    sources = await _sources(session, p.currency, funding_of(p))
+    await _check_restrictions(sources, await _destinations(session, p.destination), items, p.region_code)
+    for fund_id in sorted({s.fund.id for s in sources if s.fund}):  # one lock order across concurrent orders
+        await funds.lock_for_spending(session, fund_id)
+    for s, f in zip(sources, p.funding, strict=True):  # the overhead as the fund's share stands now
+        f.overhead = s.overhead
+    await _check_available(session, p.currency, sources)
     projection = ProjectionRepository(session)
-    for f in sorted(p.funding, key=lambda f: f.offer_id):  # one lock order across concurrent orders
-        if not await projection.spend(f.offer_id, f.amount):
+    for f in sorted(p.funding, key=lambda f: f.source):  # one lock order across concurrent orders
+        if f.offer_id is not None and not await projection.spend(f.offer_id, f.amount):
             pledge = await projection.offer(f.offer_id)
             left = (pledge.amount or 0) - pledge.amount_spent if pledge else 0
             raise PledgeInsufficient(
@@ -259,7 +329,7 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
                 + f"; the order needs {f.amount}.",
                 extra={"offer_id": str(f.offer_id), "available": left},
             )
-        await ledger.book_spent(session, p, f.offer_id, f.amount)
+        await ledger.book_spent(session, p, f)
     p.status, p.ordered_at = ProcurementStatus.ordered, utcnow()
     p.version += 1
     await _emit_procurement(session, events.PROCUREMENT_ORDERED, p)
@@ -269,11 +339,10 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
 async def _goods_restrictions(session: AsyncSession, p: Procurement) -> dict[str, Any]:
     """What the bought goods carry: every paying pledge's restrictions at once, the purchase's region and its
     destination (the site or needs they were bought for)."""
-    projection = ProjectionRepository(session)
     sources: list[dict[str, Any]] = []
-    for f in p.funding:
-        pledge = await projection.offer(f.offer_id)
-        sources.append(pledge.restrictions if pledge else {})
+    for s in await _sources_of(session, p):
+        sources += [s.pledge.restrictions] if s.pledge else []
+        sources += [s.fund.restrictions] if s.fund else []
     own: dict[str, Any] = {"region_codes": [p.region_code]} if p.region_code else {}
     if p.destination and p.destination.get("site_id"):
         own["site_ids"] = [p.destination["site_id"]]
@@ -287,10 +356,42 @@ async def _goods_restrictions(session: AsyncSession, p: Procurement) -> dict[str
 
 def _goods_note(p: Procurement) -> str:
     shares = "; ".join(
-        f"{a['offer_id']}: {a['amount']} fen, " + ", ".join(f"{i['item_code']} x{i['quantity']}" for i in a["items"])
+        f"{a['offer_id'] or 'fund ' + str(a['fund_id'])}: {a['amount']} fen, "
+        + ", ".join(f"{i['item_code']} x{i['quantity']}" for i in a["items"])
         for a in attribution(p.lines, p.funding)
     )
     return f"采购 / purchased from {p.supplier.get('name', '')} (procurement {p.id}); paid by {shares}"[:2000]
+
+
+async def _sources_of(session: AsyncSession, p: Procurement) -> list[Source]:
+    """The order's funding sources as they stand (an unknown pledge or fund leaves its part out)."""
+    projection, out = ProjectionRepository(session), []
+    for f in p.funding:
+        pledge = await projection.offer(f.offer_id) if f.offer_id else None
+        fund = await funds.find_fund(session, f.fund_id) if f.fund_id else None
+        out.append(Source(position=f.position, amount=f.amount, pledge=pledge, fund=fund))
+    return out
+
+
+async def _main_pledge(session: AsyncSession, p: Procurement) -> OfferView:
+    """Whose gift the bought goods are: the largest paying pledge, or, paid by funds alone, the largest pledge
+    into the largest paying fund."""
+    main = max(p.funding, key=lambda f: (f.offer_id is not None, f.amount, -f.position))
+    projection = ProjectionRepository(session)
+    pledge = await projection.offer(main.offer_id) if main.offer_id else None
+    if pledge is None and main.offer_id is None and main.fund_id is not None:
+        pledge = await projection.largest_pledge_of_fund(main.fund_id)
+    if pledge is None:
+        raise PledgeUnavailable(f"No pledge known to logistics paid for procurement {p.id}.")
+    return pledge
+
+
+def funding_of(p: Procurement) -> list[schemas.FundingCreate]:
+    """The order's funding as drafted: a pledge (its fund follows from it) or a fund alone."""
+    return [
+        schemas.FundingCreate(offer_id=f.offer_id, fund_id=None if f.offer_id else f.fund_id, amount=f.amount)
+        for f in p.funding
+    ]
 
 
 async def receive_procurement(session: AsyncSession, principal: Principal, procurement_id: uuid.UUID) -> Procurement:
@@ -300,10 +401,9 @@ async def receive_procurement(session: AsyncSession, principal: Principal, procu
     p = await get_procurement(session, procurement_id, for_update=True)
     require_in_region(principal, p.region_code, what="The procurement's destination")
     _require_state(p, ProcurementStatus.ordered)
-    main = max(p.funding, key=lambda f: (f.amount, -f.position))
-    pledge = await ProjectionRepository(session).offer(main.offer_id)
-    if pledge is None:
-        raise PledgeUnavailable(f"Pledge {main.offer_id} is no longer known.")
+    pledge = await _main_pledge(session, p)
+    for f in p.funding:
+        await ledger.book_purchase_received(session, p, f)
     supplier = p.supplier
     body = {
         "donor_id": str(pledge.donor_id),
@@ -343,9 +443,10 @@ async def cancel_procurement(
     _require_state(p, ProcurementStatus.draft, ProcurementStatus.ordered)
     if p.status == ProcurementStatus.ordered:
         projection = ProjectionRepository(session)
-        for f in sorted(p.funding, key=lambda f: f.offer_id):
-            await projection.refund(f.offer_id, f.amount)
-            await ledger.book_refunded(session, p, f.offer_id, f.amount, reason)
+        for f in sorted(p.funding, key=lambda f: f.source):
+            if f.offer_id is not None:
+                await projection.refund(f.offer_id, f.amount)
+            await ledger.book_refunded(session, p, f, reason)
     p.status, p.cancelled_at = ProcurementStatus.cancelled, utcnow()
     if reason:
         p.note = f"{p.note}\n{reason}" if p.note else reason

@@ -16,6 +16,7 @@ from services.logistics.models import (
     Feedback,
     LedgerEntry,
     LedgerKind,
+    LedgerPosting,
     NeedView,
     OfferView,
     Procurement,
@@ -207,6 +208,15 @@ class ProjectionRepository(RepositoryBase[SiteView]):
             return (await self.session.execute(stmt)).scalar_one_or_none()
         return await self.session.get(OfferView, offer_id)
 
+    async def largest_pledge_of_fund(self, fund_id: uuid.UUID) -> OfferView | None:
+        stmt = (
+            select(OfferView)
+            .where(OfferView.fund_id == fund_id, OfferView.kind == "cash")
+            .order_by(OfferView.amount.desc().nulls_last(), OfferView.offer_created_at)
+            .limit(1)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def offer_by_ref(self, tracking_ref: str) -> OfferView | None:
         return (
             await self.session.execute(select(OfferView).where(OfferView.tracking_ref == tracking_ref))
@@ -330,9 +340,11 @@ class LedgerRepository(RepositoryBase[LedgerEntry]):
         quantity: int | None = None,
         memo: str | None = None,
         created_at: datetime | None = None,
-    ) -> None:
-        """Book an entry once: its `ref` names the fact, so a replayed event books nothing. Without `created_at`
-        the entry is dated now."""
+        postings: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """Book an entry once, with its double-entry `postings` (account, amount, currency, item_code, quantity,
+        offer_id, fund_id): its `ref` names the fact, so a replayed event books nothing (False). Without
+        `created_at` the entry is dated now."""
         values: dict[str, Any] = {
             "id": uuid.uuid4(),
             "ref": ref,
@@ -349,7 +361,25 @@ class LedgerRepository(RepositoryBase[LedgerEntry]):
         }
         if created_at is not None:
             values["created_at"] = created_at
-        await self.session.execute(insert(LedgerEntry).values(values).on_conflict_do_nothing(index_elements=["ref"]))
+        stmt = insert(LedgerEntry).values(values).on_conflict_do_nothing(index_elements=["ref"])
+        booked = (await self.session.execute(stmt.returning(LedgerEntry.id))).first() is not None
+        if booked and postings:
+            rows = [{"id": uuid.uuid4(), "entry_id": values["id"], "position": i, **p} for i, p in enumerate(postings)]
+            await self.session.execute(insert(LedgerPosting).values(rows))
+        return booked
+
+    async def postings_of(self, entry_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[LedgerPosting]]:
+        """The postings of these entries, in their order."""
+        out: dict[uuid.UUID, list[LedgerPosting]] = {e: [] for e in entry_ids}
+        if entry_ids:
+            stmt = (
+                select(LedgerPosting)
+                .where(LedgerPosting.entry_id.in_(list(entry_ids)))
+                .order_by(LedgerPosting.entry_id, LedgerPosting.position)
+            )
+            for posting in (await self.session.execute(stmt)).scalars():
+                out[posting.entry_id].append(posting)
+        return out
 
     async def search(
         self,
@@ -360,9 +390,17 @@ class LedgerRepository(RepositoryBase[LedgerEntry]):
         procurement_id: uuid.UUID | None = None,
         shipment_id: uuid.UUID | None = None,
         region_code: str | None = None,
+        fund_id: uuid.UUID | None = None,
     ) -> tuple[list[LedgerEntry], str | None]:
-        """Ledger entries, newest first; `region_code` is a region prefix."""
+        """Ledger entries, newest first; `region_code` is a region prefix, `fund_id` selects the transactions
+        with a posting of that fund."""
         stmt = select(LedgerEntry)
+        if fund_id is not None:
+            stmt = stmt.where(
+                select(LedgerPosting.id)
+                .where(LedgerPosting.entry_id == LedgerEntry.id, LedgerPosting.fund_id == fund_id)
+                .exists()
+            )
         for column, value in (
             (LedgerEntry.kind, kind),
             (LedgerEntry.offer_id, offer_id),

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from services.logistics import exports, ledger, page, procurement, receipts, schemas, shipments, tracking
+from services.logistics import (
+    exports,
+    fund_schemas,
+    ledger,
+    page,
+    procurement,
+    receipts,
+    schemas,
+    shipments,
+    tracking,
+)
 from services.logistics.dependencies import (
     Buyer,
     PublicRateLimit,
@@ -39,6 +49,7 @@ from services.logistics.errors import (
     TrackingCodeNotFound,
     WrongPin,
 )
+from services.logistics.funds_router import transactions_out
 from services.logistics.models import Feedback, LedgerKind, Procurement, ProcurementStatus, Shipment
 from services.logistics.shares import attribution
 from shared.app import SessionDep, service_router
@@ -317,9 +328,10 @@ async def list_ledger(
     procurement_id: uuid.UUID | None = None,
     shipment_id: uuid.UUID | None = None,
     region_code: RegionPrefix | None = None,
-) -> Page[schemas.LedgerEntry]:
-    """The ledger, newest first: money pledged, spent and refunded, in-kind value offered and delivered (fen). A
-    hub's coordinator (a token with `regions`) reads it by a `region_code` inside its regions."""
+) -> Page[fund_schemas.LedgerTransaction]:
+    """The ledger, newest first: money pledged, received, spent and refunded, in-kind value offered and delivered
+    (fen), each transaction with its balanced `entries` between accounts. A hub's coordinator (a token with
+    `regions`) reads it by a `region_code` inside its regions."""
     require_in_region(principal, region_code, what="The ledger asked for")
     items, cursor = await ledger.list_ledger(
         session,
@@ -330,24 +342,10 @@ async def list_ledger(
         shipment_id=shipment_id,
         region_code=region_code,
     )
-    return Page(items=[schemas.LedgerEntry.model_validate(e) for e in items], next_cursor=cursor)
+    return Page(items=await transactions_out(session, items), next_cursor=cursor)
 
 
 # --- public tracking and the impact report -------------------------------------------------------------------
-
-
-def _wants_html(request: Request, format: str | None) -> bool:
-    if format is not None:
-        return format == "html"
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept and "application/json" not in accept.split("text/html")[0]
-
-
-def _language(request: Request, lang: str | None) -> str:
-    if lang is not None:
-        return lang
-    accepted = request.headers.get("accept-language", "zh").lower()
-    return "en" if accepted.startswith("en") else "zh"
 
 
 TrackingCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
@@ -369,7 +367,7 @@ async def track_page(code: TrackingCode, request: Request, session: SessionDep, 
     """Public, no token: a gift's timeline as a page for browsers, in Chinese or English. Rate-limited per
     client."""
     result = await tracking.track(session, code)
-    html = page.render_tracking(result, _language(request, lang))
+    html = page.render_tracking(result, page.language(request, lang))
     return html_response(html, styles=page.tracking_page_styles())
 
 
@@ -392,8 +390,8 @@ async def track(
     """Public, no token: a gift's timeline from offer to receipt and feedback, with no personal data (the same
     as a page: `/v1/track/{code}.html`). Rate-limited per client."""
     result = await tracking.track(session, code)
-    if _wants_html(request, format):
-        html = page.render_tracking(result, _language(request, lang))
+    if page.wants_html(request, format):
+        html = page.render_tracking(result, page.language(request, lang))
         return html_response(html, styles=page.tracking_page_styles())
     return result
 

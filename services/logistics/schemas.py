@@ -9,7 +9,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
-from services.logistics.models import DiscrepancyCode, LedgerKind, ProcurementStatus
+from services.logistics.models import DiscrepancyCode, ProcurementStatus
 from shared.vocabulary import (
     BeneficiaryCounts,
     ItemCode,
@@ -261,10 +261,19 @@ class ProcurementLineCreate(BaseModel):
 
 
 class FundingCreate(BaseModel):
+    """One source of a purchase's money: a cash pledge, or a special fund's money as a whole."""
+
     model_config = ConfigDict(extra="forbid")
 
-    offer_id: uuid.UUID = Field(description="A cash pledge (an offer of kind cash).")
-    amount: Annotated[int, Field(gt=0, le=10**15, description="Fen taken from this pledge.")]
+    offer_id: uuid.UUID | None = Field(None, description="A cash pledge (an offer of kind cash).")
+    fund_id: uuid.UUID | None = Field(None, description="A special fund; give offer_id or fund_id, not both.")
+    amount: Annotated[int, Field(gt=0, le=10**15, description="Fen taken from this source.")]
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.offer_id is None) == (self.fund_id is None):
+            raise ValueError("give offer_id or fund_id, not both or neither")
+        return self
 
 
 class ProcurementDestination(BaseModel):
@@ -312,8 +321,8 @@ class ProcurementCreate(BaseModel):
             raise ValueError("the order's total is too large")
         if funded != total:
             raise ValueError(f"the funding ({funded}) must equal the order's total ({total})")
-        if len({f.offer_id for f in self.funding}) != len(self.funding):
-            raise ValueError("name each pledge once in funding")
+        if len({(f.offer_id, f.fund_id) for f in self.funding}) != len(self.funding):
+            raise ValueError("name each pledge and fund once in funding")
         return self
 
 
@@ -327,8 +336,10 @@ class ProcurementLine(BaseModel):
 class Funding(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    offer_id: uuid.UUID
+    offer_id: uuid.UUID | None
+    fund_id: uuid.UUID | None = Field(None, description="The fund: the one paying, or the pledge's.")
     amount: int
+    overhead: int = Field(0, description="The fund's overhead share booked on top of the amount (fen).")
 
 
 class AttributedItem(BaseModel):
@@ -337,9 +348,10 @@ class AttributedItem(BaseModel):
 
 
 class Attribution(BaseModel):
-    """One pledge's share of a purchase's goods, in proportion to the fen it paid."""
+    """One source's share of a purchase's goods, in proportion to the fen it paid."""
 
-    offer_id: uuid.UUID
+    offer_id: uuid.UUID | None
+    fund_id: uuid.UUID | None = None
     amount: int
     items: list[AttributedItem]
 
@@ -375,23 +387,6 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Note | None = None
-
-
-class LedgerEntry(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    kind: LedgerKind
-    amount: int
-    currency: str
-    offer_id: uuid.UUID | None
-    procurement_id: uuid.UUID | None
-    shipment_id: uuid.UUID | None
-    region_code: str | None
-    item_code: str | None
-    quantity: int | None
-    memo: str | None
-    created_at: datetime
 
 
 # --- tracking and reports -----------------------------------------------------------------------------------

@@ -9,8 +9,12 @@ from typing import Any, Protocol
 
 
 class _Paid(Protocol):
-    offer_id: uuid.UUID
-    amount: int
+    @property
+    def offer_id(self) -> uuid.UUID | None: ...
+    @property
+    def fund_id(self) -> uuid.UUID | None: ...
+    @property
+    def amount(self) -> int: ...
 
 
 def split(quantity: int, amounts: Sequence[int]) -> list[int]:
@@ -26,12 +30,13 @@ def split(quantity: int, amounts: Sequence[int]) -> list[int]:
 
 
 def attribution(lines: Sequence[dict[str, Any]], funding: Sequence[_Paid]) -> list[dict[str, Any]]:
-    """Per funding pledge (in funding order): its fen and its units of each line's item."""
+    """Per funding source, a pledge or a fund (in funding order): its fen and its units of each line's item."""
     amounts = [f.amount for f in funding]
     per_line = [split(int(line["quantity"]), amounts) for line in lines]
     return [
         {
             "offer_id": f.offer_id,
+            "fund_id": f.fund_id,
             "amount": f.amount,
             "items": [
                 {"item_code": line["item_code"], "quantity": parts[i]}

@@ -24,6 +24,8 @@ class DonorData(BaseModel):
     org: str
     name: str
     kind: str
+    version: int = 1  # added later; absent in older events
+    public_name: str | None = None  # the name public accounts may show (added later; absent in older events)
 
 
 class LotData(BaseModel):

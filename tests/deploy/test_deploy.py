@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from reliefhub import cli, deploy
 from reliefhub.gateway import Gateway, docs_app
-from reliefhub.registry import route_table, services
+from reliefhub.registry import route_table, service_of, services, sub_resource_table
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +127,7 @@ def test_yaml_reads_back_as_rendered() -> None:
 PROXY = r" \{\s*proxy_pass http://([a-z0-9-]+);\s*\}"
 NGINX_ROUTE = re.compile(r"location ~ (\^/v1/\(([a-z0-9|-]+)\)\(/\|\$\))" + PROXY)
 NGINX_EXACT = re.compile(r"location = (/\S+)" + PROXY)
+NGINX_SUB = re.compile(r"location ~ (\^/v1/([a-z0-9-]+)/\[\^/\]\+/([a-z0-9-]+)\(/\|\\\.\|\$\))" + PROXY)
 NGINX_UPSTREAM = re.compile(r"upstream ([a-z0-9-]+) \{([^}]*)\}")
 
 
@@ -152,6 +153,23 @@ def nginx_routes() -> tuple[dict[str, str], dict[str, str]]:
     return routes, dict(NGINX_EXACT.findall(text))
 
 
+def nginx_sub_resources() -> dict[tuple[str, str], str]:
+    """(collection, name) → upstream of each sub-resource location, each before every collection's location."""
+    text = (ROOT / deploy.NGINX_CONF).read_text()
+    first_collection = NGINX_ROUTE.search(text)
+    assert first_collection is not None
+    subs: dict[tuple[str, str], str] = {}
+    for match in NGINX_SUB.finditer(text):
+        pattern, collection, name, upstream = match.groups()
+        assert match.start() < first_collection.start()  # nginx tries regex locations in order
+        for path in (f"/v1/{collection}/1/{name}", f"/v1/{collection}/x/{name}.html", f"/v1/{collection}/1/{name}/y"):
+            assert re.match(pattern, path), path
+        for path in (f"/v1/{collection}/1/{name}x", f"/v1/{collection}/{name}", f"/v1/{collection}/1/2/{name}"):
+            assert not re.match(pattern, path), path
+        subs[collection, name] = upstream
+    return subs
+
+
 def ingress_routes() -> tuple[dict[str, str], dict[str, str]]:
     (ingress,) = load(f"{deploy.BASE}/ingress.yaml")
     (rule,) = ingress["spec"]["rules"]
@@ -160,6 +178,8 @@ def ingress_routes() -> tuple[dict[str, str], dict[str, str]]:
     for path in rule["http"]["paths"]:
         backend = path["backend"]["service"]
         assert backend["port"] == {"name": "http"}
+        if path["pathType"] == "ImplementationSpecific":  # a sub-resource's regex (ingress_sub_resources)
+            continue
         if path["path"].startswith("/v1/"):
             assert path["pathType"] == "Prefix"  # element-wise: /v1/needs and /v1/needs/…, never /v1/needsx
             collection = path["path"].removeprefix("/v1/")
@@ -169,6 +189,22 @@ def ingress_routes() -> tuple[dict[str, str], dict[str, str]]:
             assert path["pathType"] == "Exact"
             exact[path["path"]] = backend["name"]
     return routes, exact
+
+
+def ingress_sub_resources() -> dict[tuple[str, str], str]:
+    """(collection, name) → service of each regex path, with ingress-nginx reading every path as a regex."""
+    (ingress,) = load(f"{deploy.BASE}/ingress.yaml")
+    (rule,) = ingress["spec"]["rules"]
+    subs: dict[tuple[str, str], str] = {}
+    for path in rule["http"]["paths"]:
+        if path["pathType"] != "ImplementationSpecific":
+            continue
+        match = re.fullmatch(r"/v1/([a-z0-9-]+)/\[\^/\]\+/([a-z0-9-]+)\(/\|\\\.\|\$\)", path["path"])
+        assert match is not None, path["path"]
+        subs[match.group(1), match.group(2)] = path["backend"]["service"]["name"]
+    if subs:
+        assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/use-regex"] == "true"
+    return subs
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +217,9 @@ def test_nginx_ingress_and_gateway_route_the_same_paths(dev_gateway: Gateway) ->
     nginx, nginx_exact = nginx_routes()
     ingress, ingress_exact = ingress_routes()
     assert nginx == ingress == dev_gateway.routes == route_table()
+    assert nginx_sub_resources() == ingress_sub_resources() == dev_gateway.sub_resources == sub_resource_table()
+    for (collection, _), service in sub_resource_table().items():
+        assert route_table()[collection] != service  # another service's collection
     assert set(nginx.values()) == set(NAMES)
     assert nginx_exact == ingress_exact == dict.fromkeys(deploy.DOCS_PATHS, DOCS)
     assert {"/openapi.json", "/docs", "/redoc", "/docs/assets/swagger-ui-bundle.js"} <= set(nginx_exact)
@@ -249,7 +288,9 @@ async def test_every_documented_path_reaches_its_service_and_docs_app_merges_the
     for name, app in dev_gateway.apps.items():
         for path in app.openapi()["paths"]:
             if path.startswith("/v1/"):
-                assert nginx.get(path.split("/")[2]) == name, f"{path} of {name} is routed elsewhere or nowhere"
+                assert service_of(path) == name, f"{path} of {name} is routed elsewhere or nowhere"
+                if service_of(path) != nginx.get(path.split("/")[2]):
+                    assert sub_resource_table()[path.split("/")[2], path.split("/")[4].split(".")[0]] == name
                 paths.add(path)
     assert paths
 

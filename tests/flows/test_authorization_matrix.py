@@ -47,7 +47,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reliefhub.registry import route_table
+from reliefhub.registry import service_of
 from shared.settings import Settings
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import N95, PSYCH, RICE
@@ -184,11 +184,26 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/v1/procurements/{procurement_id}/receive"): Row(only(C, W, A), other=STAFF),
     ("POST", "/v1/procurements/{procurement_id}/cancel"): Row(only(C, W, A), other=STAFF),
     ("GET", "/v1/ledger"): Row(STAFF),
+    # relief operations and special funds: the hub's coordinators set them up and read them
+    ("POST", "/v1/operations"): Row(STAFF),
+    ("GET", "/v1/operations"): Row(STAFF),
+    ("GET", "/v1/operations/{operation_id}"): Row(STAFF),
+    ("PATCH", "/v1/operations/{operation_id}"): Row(STAFF),
+    ("POST", "/v1/funds"): Row(STAFF),
+    ("GET", "/v1/funds"): Row(STAFF),
+    ("GET", "/v1/funds/{fund_id}"): Row(STAFF),
+    ("PATCH", "/v1/funds/{fund_id}"): Row(STAFF),
+    ("GET", "/v1/funds/{fund_id}/ledger"): Row(STAFF),
     ("GET", "/v1/track/{code}"): Row(ANY),  # public: no token needed either (see test_public_tracking…)
     ("GET", "/v1/track/{code}.html"): Row(ANY),  # the same, as a page
     ("GET", "/v1/reports/impact"): Row(ANY),
     ("GET", "/v1/exports/{dataset}"): Row(STAFF),
     ("GET", "/v1/public/exports/deliveries"): Row(ANY),  # public: no token needed either
+    ("GET", "/v1/public/accounts"): Row(ANY),  # public: no token needed either
+    ("GET", "/v1/public/accounts.html"): Row(ANY),  # the same, as a page
+    # A donor's statement: every role of the donor's own organisation, and coordinators.
+    ("GET", "/v1/donors/{donor_id}/statement"): Row(ANY, other=STAFF),
+    ("GET", "/v1/donors/{donor_id}/statement.html"): Row(ANY, other=STAFF),
     # --- webhooks: endpoints belong to the organisation that made them (any role: donor and frontline
     # organisations register endpoints scoped to their own records)
     ("GET", "/v1/event-types"): Row(ANY),
@@ -277,6 +292,11 @@ REGIONAL: dict[tuple[str, str], int] = {
     ("POST", "/v1/procurements/{procurement_id}/receive"): 403,
     ("POST", "/v1/procurements/{procurement_id}/cancel"): 403,
     ("GET", "/v1/ledger"): 403,  # the region_code asked for
+    ("POST", "/v1/operations"): 403,  # operations and funds hold for every region
+    ("PATCH", "/v1/operations/{operation_id}"): 403,
+    ("POST", "/v1/funds"): 403,
+    ("PATCH", "/v1/funds/{fund_id}"): 403,
+    ("GET", "/v1/funds/{fund_id}/ledger"): 403,
     ("POST", "/v1/assignments/{assignment_id}/confirm"): 403,  # the need's region
     ("POST", "/v1/assignments/{assignment_id}/report"): 403,
 }
@@ -287,6 +307,12 @@ NATIONAL = frozenset(
         ("POST", "/v1/items"),
         ("POST", "/v1/items/requests/{request_id}/approve"),
         ("POST", "/v1/items/requests/{request_id}/map"),
+        # operations and funds span regions; a fund's money is the whole fund's
+        ("POST", "/v1/operations"),
+        ("PATCH", "/v1/operations/{operation_id}"),
+        ("POST", "/v1/funds"),
+        ("PATCH", "/v1/funds/{fund_id}"),
+        ("GET", "/v1/funds/{fund_id}/ledger"),
     }
 )
 
@@ -396,6 +422,9 @@ OWNED_TABLES = {
         "procurement",
         "procurement_funding",
         "ledger_entry",
+        "ledger_posting",
+        "operation",
+        "fund",
     ),
     "webhooks": ("endpoint", "delivery", "attempt"),
     "partners": ("organization", "capacity", "assignment", "task"),
@@ -841,6 +870,22 @@ def _delivery_target(suffix: str = "") -> Prepare:
     return prepare
 
 
+def _operation_target(key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        operation = await w.post("/v1/operations", w.coordinator, json=example(("POST", "/v1/operations")))
+        return Target(f"/v1/operations/{operation['id']}", example(key) if key else None)
+
+    return prepare
+
+
+def _fund_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepare:
+    async def prepare(w: World) -> Target:
+        fund = await w.post("/v1/funds", w.coordinator, json=example(("POST", "/v1/funds")))
+        return Target(f"/v1/funds/{fund['id']}{suffix}", example(key) if key else None)
+
+    return prepare
+
+
 def _plain(
     url: str, key: tuple[str, str] | None = None, before: Callable[[World], Awaitable[Any]] | None = None
 ) -> Prepare:
@@ -1001,6 +1046,20 @@ def _task_target(suffix: str = "", key: tuple[str, str] | None = None) -> Prepar
     return prepare
 
 
+def _statement(suffix: str = "") -> Prepare:
+    async def prepare(w: World) -> Target:
+        donor = await w.donor()
+        url = f"/v1/donors/{donor['id']}/statement{suffix}"
+
+        async def known() -> bool | None:  # logistics learns donors from supply's events
+            return (await w.client.get(url, headers=w.coordinator)).status_code == 200 or None
+
+        await eventually(known)
+        return Target(url, owner_org=DONOR_ORG)
+
+    return prepare
+
+
 async def _track(w: World) -> Target:
     return Target(f"/v1/track/{await w.track_code()}")
 
@@ -1105,6 +1164,10 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
     ("GET", "/v1/reports/impact"): (_plain("/v1/reports/impact?region_code=31"), False),
     ("GET", "/v1/exports/{dataset}"): (_plain("/v1/exports/needs?region_code=31"), False),
     ("GET", "/v1/public/exports/deliveries"): (_plain("/v1/public/exports/deliveries"), False),
+    ("GET", "/v1/public/accounts"): (_plain("/v1/public/accounts"), False),
+    ("GET", "/v1/public/accounts.html"): (_plain("/v1/public/accounts.html"), False),
+    ("GET", "/v1/donors/{donor_id}/statement"): (_statement(), True),
+    ("GET", "/v1/donors/{donor_id}/statement.html"): (_statement(".html"), True),
     ("GET", "/v1/event-types"): (_plain("/v1/event-types"), False),
     ("GET", "/v1/webhook-endpoints"): (_plain("/v1/webhook-endpoints", before=World.endpoint), False),
     ("POST", "/v1/webhook-endpoints"): (_create_endpoint, False),
@@ -1140,6 +1203,15 @@ PREPARE: dict[tuple[str, str], tuple[Prepare, bool]] = {
         False,
     ),
     ("GET", "/v1/capacities"): (_plain("/v1/capacities", before=World.capacity), False),
+    ("POST", "/v1/operations"): (_plain("/v1/operations", ("POST", "/v1/operations")), False),
+    ("GET", "/v1/operations"): (_plain("/v1/operations"), False),
+    ("GET", "/v1/operations/{operation_id}"): (_operation_target(), False),
+    ("PATCH", "/v1/operations/{operation_id}"): (_operation_target(("PATCH", "/v1/operations/{operation_id}")), False),
+    ("POST", "/v1/funds"): (_plain("/v1/funds", ("POST", "/v1/funds")), False),
+    ("GET", "/v1/funds"): (_plain("/v1/funds"), False),
+    ("GET", "/v1/funds/{fund_id}"): (_fund_target(), False),
+    ("PATCH", "/v1/funds/{fund_id}"): (_fund_target("", ("PATCH", "/v1/funds/{fund_id}")), False),
+    ("GET", "/v1/funds/{fund_id}/ledger"): (_fund_target("/ledger"), False),
     ("POST", "/v1/needs/{need_id}/claims"): (_create_claim, False),
     ("GET", "/v1/claims"): (_plain("/v1/claims", before=World.claim), False),
     ("GET", "/v1/claims/{claim_id}"): (_claim_target(), False),
@@ -1257,7 +1329,8 @@ async def send(w: World, op: Operation, target: Target, case: Case) -> httpx.Res
 
 async def check(w: World, op: Operation, target: Target, cases: list[Case]) -> list[str]:
     """Run denied cases first (each must be a 403/… problem that changes nothing), then allowed ones."""
-    service = route_table()[op.path.split("/")[2]]
+    service = service_of(op.path)
+    assert service is not None, op.path
     failures: list[str] = []
     before = await w.settled(service)
     for case in [c for c in cases if not c.allowed]:
@@ -1342,6 +1415,10 @@ SHARED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/track/{code}.html"),
     ),
     "a procurement draft": (("GET", "/v1/procurements/{procurement_id}"), ("POST", "/v1/procurements")),
+    "a donor's statement": (
+        ("GET", "/v1/donors/{donor_id}/statement"),
+        ("GET", "/v1/donors/{donor_id}/statement.html"),
+    ),
     "an assignment": (
         ("GET", "/v1/assignments"),
         ("GET", "/v1/assignments/{assignment_id}"),

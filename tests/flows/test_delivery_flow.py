@@ -269,13 +269,17 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
     assert track["summary"]["amount_pledged"] == 60_000 and track["summary"]["amount_spent"] == 50_000
     assert track["summary"]["quantity_received"] == 300 and track["summary"]["sites"] == 1
 
-    # Money in and out, once each; the purchased goods are not counted as an in-kind gift.
+    # Money in and out, once each; the purchased goods are not counted as an in-kind gift: they go into stock
+    # against the purchase (goods_received), whose money moved from committed to spent on receipt.
     ledger = (await client.get("/v1/ledger?limit=100", headers=coordinator)).json()["items"]
     booked = sorted((e["kind"], e["amount"]) for e in ledger)
     value = 300 * get_catalog().get("hygiene.body.soap").unit_value_fen  # type: ignore[union-attr]
-    assert booked == sorted(
-        [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000), ("in_kind_delivered", value)]
-    )
+    money = [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000)]
+    goods = [("in_kind_delivered", value), ("goods_received", 50_000), ("goods_received", 25_000)]
+    assert booked == sorted([*money, *goods, ("goods_received", value)])
+    for transaction in ledger:  # each balances, in money and in goods
+        assert sum(p["amount"] for p in transaction["entries"]) == 0, transaction
+        assert sum(p["quantity"] or 0 for p in transaction["entries"]) == 0, transaction
 
     async def reported() -> dict[str, Any] | None:
         r = await client.get("/v1/reports/impact?region_code=31&level=city", headers=coordinator)

@@ -142,9 +142,16 @@ async def reset(engine: AsyncEngine, history: History, consumer: str) -> None:
 
 def consumed(gateway: Gateway, history: History, consumer: str) -> list[tuple[Any, CloudEvent]]:
     """(handler, event) for every event of the streams the consumer subscribes to, in the order they happened."""
-    handlers = {s.stream: s.handler for s in gateway.apps[consumer].state.runtime.spec.subscriptions}
+    handlers: dict[str, list[Any]] = {}
+    for s in gateway.apps[consumer].state.runtime.spec.subscriptions:  # a stream may have several subscriptions
+        handlers.setdefault(s.stream, []).append(s.handler)
     # A run's completion is a third of matching's events and none of these consumers reads it.
-    fed = [(handlers[stream], e) for stream, e in history.of(*handlers) if e.type != "reliefhub.matching.run.completed"]
+    fed = [
+        (handler, e)
+        for stream, e in history.of(*handlers)
+        if e.type != "reliefhub.matching.run.completed"
+        for handler in handlers[stream]
+    ]
     return sorted(fed, key=lambda pair: _time(pair[1]))
 
 

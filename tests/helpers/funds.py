@@ -66,7 +66,14 @@ async def pledge_into(
     body = {"donor_id": donor["id"], "kind": "cash", "amount": amount, "currency": "CNY", **over}
     if fund_id is not None:
         body["fund_id"] = fund_id
-    r = await client.post("/v1/offers", headers=company, json=body)
+
+    async def pledged() -> httpx.Response | None:
+        r = await client.post("/v1/offers", headers=company, json=body)
+        if r.status_code == 422 and str(r.json()["type"]).endswith("unknown-fund"):
+            return None  # supply has not heard of the new fund yet
+        return r
+
+    r = await eventually(pledged)
     assert r.status_code == 201, r.text
     offer: dict[str, Any] = r.json()
     coordinator = auth("coordinator")

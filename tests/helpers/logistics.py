@@ -63,3 +63,17 @@ async def known_pledge(
     entries = await eventually(booked)
     assert [(e["amount"], e["currency"]) for e in entries] == [(amount, "CNY")]
     return offer
+
+
+async def draft(client: httpx.AsyncClient, auth: TokenFactory, body: dict[str, Any]) -> httpx.Response:
+    """`POST /v1/procurements` by a coordinator, retried while logistics has not yet heard of the destination."""
+
+    async def answered() -> httpx.Response | None:
+        r = await client.post("/v1/procurements", headers=auth("coordinator"), json=body)
+        if r.status_code == 409 and str(r.json()["type"]).endswith("destination-unavailable"):
+            assert r.headers["retry-after"] == "1"
+            return None
+        return r
+
+    response: httpx.Response = await eventually(answered)
+    return response

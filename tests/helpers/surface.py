@@ -22,6 +22,8 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/v1/track/{code}"),
     ("GET", "/v1/track/{code}.html"),
     ("GET", "/v1/public/exports/deliveries"),
+    ("GET", "/v1/public/accounts"),
+    ("GET", "/v1/public/accounts.html"),
 }
 
 SITE_ID = "00000000-0000-4000-8000-000000000001"
@@ -123,6 +125,15 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/organizations/{org}"): {"public_name": "金水邻里"},
     ("POST", "/v1/organizations/{org}/approve"): {"reason": "资料齐全"},
     ("POST", "/v1/organizations/{org}/suspend"): {"reason": "核查中"},
+    ("POST", "/v1/operations"): {
+        "name": "上海抗疫专项行动",
+        "region_code": "31",
+        "starts_at": "2022-03-28T00:00:00+08:00",
+        "ends_at": "2022-06-30T00:00:00+08:00",
+    },
+    ("PATCH", "/v1/operations/{operation_id}"): {"ends_at": "2022-07-31T00:00:00+08:00"},
+    ("POST", "/v1/funds"): {"name": "抗疫专项基金", "managed_by": "hub", "currency": "CNY", "overhead_share": 0.05},
+    ("PATCH", "/v1/funds/{fund_id}"): {"public": True},
     ("POST", "/v1/capacities"): {
         "service_code": "service.psych.support_session",
         "units_per_day": 30,

@@ -67,7 +67,7 @@ async def test_a_pledge_reaches_logistics_and_funds_a_draft(
     assert p["status"] == "draft" and p["org"] == "org-hub" and p["currency"] == "CNY"
     assert p["total"] == 50_000 and p["region_code"] == "3101"
     assert p["lines"] == [{"item_code": RICE, "quantity": 10, "unit_price": 5_000, "amount": 50_000}]
-    assert p["funding"] == [{"offer_id": offer["id"], "amount": 50_000}]
+    assert p["funding"] == [{"offer_id": offer["id"], "fund_id": None, "amount": 50_000, "overhead": 0}]
     assert p["supplier"]["name"] == "浦东粮油批发市场"
     assert p["goods_offer_id"] is None and p["ordered_at"] is None
     assert r.headers["etag"] == f'"{p["version"]}"'

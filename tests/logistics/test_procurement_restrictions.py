@@ -11,7 +11,7 @@ import httpx
 from services.logistics.shares import split
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE, SHANGHAI, WATER
-from tests.helpers.logistics import known_pledge, procurement_body
+from tests.helpers.logistics import draft, known_pledge, procurement_body
 from tests.helpers.needs import create_need, create_site
 from tests.helpers.problems import assert_problem
 from tests.helpers.waiting import eventually
@@ -31,20 +31,6 @@ async def ledger_spent(client: httpx.AsyncClient, auth: TokenFactory, offer_id: 
     r = await client.get(f"/v1/ledger?kind=spent&offer_id={offer_id}", headers=auth("coordinator"))
     assert r.status_code == 200, r.text
     return list(r.json()["items"])
-
-
-async def draft(client: httpx.AsyncClient, auth: TokenFactory, body: dict[str, Any]) -> httpx.Response:
-    """`POST /v1/procurements`, retried while logistics has not yet heard of the destination."""
-
-    async def answered() -> httpx.Response | None:
-        r = await client.post("/v1/procurements", headers=auth("coordinator"), json=body)
-        if r.status_code == 409 and slug(r.json()) == "destination-unavailable":
-            assert r.headers["retry-after"] == "1"
-            return None
-        return r
-
-    response: httpx.Response = await eventually(answered)
-    return response
 
 
 async def test_a_nursing_home_pledge_pays_for_a_nursing_home_and_not_for_a_hospital(
@@ -182,11 +168,13 @@ async def test_two_pledges_paying_one_purchase_are_each_credited_their_share(
     assert received.json()["attribution"] == [
         {
             "offer_id": big["id"],
+            "fund_id": None,
             "amount": 70_000,
             "items": [{"item_code": RICE, "quantity": 7}, {"item_code": WATER, "quantity": 14}],
         },
         {
             "offer_id": small["id"],
+            "fund_id": None,
             "amount": 30_000,
             "items": [{"item_code": RICE, "quantity": 3}, {"item_code": WATER, "quantity": 6}],
         },

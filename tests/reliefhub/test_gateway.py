@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from reliefhub.gateway import Gateway
-from reliefhub.registry import route_table, services
+from reliefhub.registry import route_table, service_of, services, sub_resource_table
 
 # Every path docs/api.md names for the needs and supply services (issue: the merged document must list them).
 NEEDS_AND_SUPPLY_PATHS = {
@@ -34,6 +34,16 @@ def test_route_table_sends_each_collection_to_its_owner() -> None:
     assert table["offers"] == "supply" and table["lots"] == "supply" and table["reservations"] == "supply"
     assert table["event-types"] == "webhooks"
     assert set(table.values()) == set(services())
+
+
+def test_a_sub_resource_goes_to_the_service_that_serves_it_and_the_rest_of_its_collection_to_the_owner() -> None:
+    # A donor's statement is read off logistics' books; the donor itself is supply's.
+    assert sub_resource_table() == {("donors", "statement"): "logistics"}
+    assert service_of("/v1/donors/d1/statement") == service_of("/v1/donors/d1/statement.html") == "logistics"
+    assert service_of("/v1/donors/d1") == service_of("/v1/donors") == service_of("/v1/donors/d1/x") == "supply"
+    assert service_of("/v1/donors/d1/statements") == "supply"
+    assert service_of("/v1/public/accounts") == "logistics" and service_of("/v2/donors/d1/statement") is None
+    assert service_of("/healthz") is None
 
 
 async def test_merged_openapi_lists_the_needs_and_supply_contract(client: httpx.AsyncClient) -> None:

@@ -74,7 +74,14 @@ async def test_supply_events_flow(client, auth: TokenFactory, gateway, redis: Re
 
     donor_ev, offer_ev, verified_ev, created_ev, released_ev = (env for _, env in events)
     assert donor_ev["subject"] == donor["id"]
-    assert donor_ev["data"] == {"id": donor["id"], "org": "org-medtech", "name": "某医疗器械公司", "kind": "company"}
+    assert donor_ev["data"] == {
+        "id": donor["id"],
+        "org": "org-medtech",
+        "name": "某医疗器械公司",
+        "kind": "company",
+        "version": 1,
+        "public_name": None,
+    }
     assert "contact" not in donor_ev["data"]
 
     assert offer_ev["subject"] == offer["id"]

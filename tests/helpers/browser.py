@@ -1,0 +1,78 @@
+"""A real headless Chromium against the app served by uvicorn on a loopback port: the DOM a page renders, and
+Chromium's log (each Content-Security-Policy violation is reported on its console, which it logs to stderr)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from reliefhub.gateway import Gateway
+
+CHROMIUM_SECONDS = 60
+CSP_VIOLATION = "Content Security Policy"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Gateway) -> AsyncIterator[str]:
+    """The app on a free loopback port (its lifespan is already running); yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(200):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+async def dump_dom(chromium: str, url: str, profile: Path) -> tuple[str, str]:
+    """The page's DOM after loading, and Chromium's log (its console included)."""
+    proc = await asyncio.create_subprocess_exec(
+        chromium,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CHROMIUM_SECONDS)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail(f"chromium did not finish within {CHROMIUM_SECONDS} s")
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+    return out.decode(), err.decode(errors="replace")
+
+
+def chromium_path() -> str:
+    """Chromium's executable, or the test is skipped."""
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("chromium not installed: CI installs it with apt-get (see .ci/run)")
+    return path
