@@ -13,8 +13,10 @@ from bench import (
     imports,
     incremental,
     intake,
+    lag,
     load,
     projection,
+    replicas,
     stability,
     time_to_proposal,
     webhooks,
@@ -32,7 +34,9 @@ def main() -> int:
     incremental.main([])
     webhooks.main([])
     projection.main([])
+    replicas.main([])
     load.main([])
+    lag.main([])
     demo.main([])
     goals.main([])
     return 0

@@ -13,8 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis, free_port
+from shared.auth import Role, create_token
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -84,6 +89,106 @@ def uvicorn_process(app: str, env: dict[str, str], *, factory: bool = True) -> I
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+OPERATOR_ORG = "reliefhub-ops"  # the operators' organisation: admins, who approve hubs
+
+
+def bearer(settings: Settings, org: str, *roles: Role) -> dict[str, str]:
+    token = create_token(sub=f"bench-{org}", org=org, roles=list(roles), settings=settings)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def onboard(
+    client: httpx.AsyncClient, settings: Settings, hub: str, regions: list[str], members: dict[str, str]
+) -> None:
+    """Bring organisations on board as in production, where the registry refuses writes by any organisation it
+    has not approved: the hub's coordinator registers the hub and an operator approves it; the hub's coordinator
+    then registers each member organisation (slug → kind) serving the hub's regions, and approves it."""
+    coordinator = bearer(settings, hub, Role.coordinator)
+    operator = bearer(settings, OPERATOR_ORG, Role.admin)
+
+    async def post(path: str, headers: dict[str, str], body: object, status: int) -> None:
+        r = await client.post(path, headers=headers, json=body)
+        if r.status_code != status:
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
+
+    await post("/v1/organizations", coordinator, {"name": f"枢纽 {hub}", "kind": "hub", "region_codes": regions}, 201)
+    await post(f"/v1/organizations/{hub}/approve", operator, {"reason": "资料齐全"}, 200)
+    for org, kind in members.items():
+        body = {"id": org, "name": f"成员 {org}", "kind": kind, "parent_id": hub, "region_codes": regions}
+        await post("/v1/organizations", coordinator, body, 201)
+        await post(f"/v1/organizations/{org}/approve", coordinator, {"reason": "资料齐全"}, 200)
+
+
+@contextlib.contextmanager
+def worker_processes(service: str, count: int, env: dict[str, str], logs: Path | None = None) -> Iterator[list[str]]:
+    """`count` processes of `reliefhub worker SERVICE` (replicas, as in production), each serving its metrics on
+    a loopback port of its own; yields their metrics base URLs once every one answers. Their logs go to
+    `logs/worker-SERVICE-i.log` when `logs` is given (or the BENCH_LOGS environment variable), else nowhere."""
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    logs = logs or (Path(os.environ["BENCH_LOGS"]) if os.environ.get("BENCH_LOGS") else None)
+    try:
+        for i in range(count):
+            port = free_port()
+            out = open(logs / f"worker-{service}-{i}.log", "ab") if logs else subprocess.DEVNULL  # noqa: SIM115
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "reliefhub.cli", "worker", service],
+                    env={**os.environ, **env, "RELIEFHUB_WORKER_METRICS_PORT": str(port)},
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT if logs else None,
+                )
+            )
+            if logs:
+                out.close()  # type: ignore[union-attr]
+            urls.append(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        for proc, url in zip(procs, urls, strict=True):
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker {service} exited with {proc.returncode}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/metrics", timeout=1).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker {service} did not start")
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def scrape(urls: list[str], name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample called `name` on the /metrics of each URL (worker processes), with its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: list[tuple[dict[str, str], float]] = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        for url in urls:
+            r = await client.get(f"{url}/metrics")
+            r.raise_for_status()
+            for family in text_string_to_metric_families(r.text):
+                found += [(dict(s.labels), s.value) for s in family.samples if s.name == name]
+    return found
+
+
+def api_gateway() -> Any:
+    """Every service's API in one ASGI app, without their workers (`uvicorn --factory bench.common:api_gateway`):
+    the API side of a production-shaped stack whose workers run as processes of their own."""
+    from reliefhub.gateway import Gateway
+    from shared.settings import get_settings
+
+    return Gateway(get_settings())
 
 
 @dataclass

@@ -143,7 +143,7 @@ GOALS = [
     Goal("mixed load: errors", "load (`python -m bench.load`)", total("load", "errors"), 0),
     Goal(
         "projection lag p95 under the mixed load, worst consumer group",
-        "lag (not yet a benchmark)",
+        "lag (`python -m bench.lag`)",
         lag_p95,
         500,
         unit="ms",

@@ -15,12 +15,14 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import httpx
 
-from bench.common import servers, table, uvicorn_process, write_result
+from bench.common import onboard, servers, table, uvicorn_process, write_result
 from reliefhub.registry import services
 from shared.auth import Role, create_token
 from shared.migrations import upgrade
@@ -66,7 +68,7 @@ class Driver:
                 status = r.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.stats.errors[name] += 1
-            self.stats.samples.setdefault(name, f"{exc.__class__.__name__}")
+            self.stats.samples.setdefault(name, f"{exc.__class__.__name__}: {exc}")
             return None
         self.stats.latencies[name].append(time.perf_counter() - start)
         if status == expect:
@@ -166,56 +168,95 @@ async def open_loop(rate: float, seconds: float, op: Any) -> None:
     await asyncio.gather(*tasks)
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(prog="bench.load")
+# Operations per second at scale 1: a busy day at a hub, several times the Shanghai 2022 operation's peak.
+RATES = {
+    "post_need": 20.0,
+    "post_offer": 5.0,
+    "allocation_run": 0.5,
+    "accept": 5.0,
+    "move_shipment": 3.0,
+    "track": 20.0,
+}
+HUB, REGIONS = "hub", ["3101"]
+# The organisations the driver's tokens name, each registered and approved by the hub before the load.
+MEMBERS = {"carrier": "carrier", "sites": "community_group", "donors": "foundation"}
+
+
+def stack_env(db: str, redis: str) -> dict[str, str]:
+    """The environment of the stack under load: production mode (the registry on), its pool and limits."""
+    return {
+        "DATABASE_URL": db,
+        "REDIS_URL": redis,
+        "RELIEFHUB_ENVIRONMENT": "production",
+        "RELIEFHUB_JWT_SECRET": SECRET,
+        "RELIEFHUB_DB_POOL_SIZE": "10",
+        # One load generator is one client address; the per-address limit would turn it away.
+        "RELIEFHUB_TRACK_REQUESTS_PER_MINUTE": "1000000",
+    }
+
+
+def migrated(db: str, redis: str) -> Settings:
+    settings = Settings(environment="production", database_url=db, redis_url=redis, jwt_secret=SECRET)
+    for spec in services().values():
+        upgrade(spec, settings)
+    return settings
+
+
+async def mixed_load(
+    base: str,
+    settings: Settings,
+    stats: Stats,
+    *,
+    seconds: float,
+    scale: float,
+    sites: int = 60,
+    on_start: Callable[[], Awaitable[None]] | None = None,
+) -> float:
+    """Onboard the driver's organisations, seed sites and stock, then run every operation at its rate for
+    `seconds` (`on_start` awaited just before); the seconds the mix took."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        await onboard(client, settings, HUB, REGIONS, MEMBERS)
+    timeout = aiohttp.ClientTimeout(total=30)
+    # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) would close them under a request.
+    connector = aiohttp.TCPConnector(limit=128, keepalive_timeout=4)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        driver = Driver(session, base, settings, stats)
+        await driver.seed(sites)
+        for _ in range(10):
+            await driver.post_offer()
+        stats.latencies.clear()
+        stats.errors.clear()
+        stats.conflicts.clear()
+        if on_start is not None:
+            await on_start()
+        started = time.perf_counter()
+        await asyncio.gather(*(open_loop(rate * scale, seconds, getattr(driver, name)) for name, rate in RATES.items()))
+        return time.perf_counter() - started
+
+
+def load_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every operation's rate")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small trial: 8 s at a quarter of the rates (each operation at least once)",
+    )
     args = parser.parse_args(argv)
-    # Operations per second at scale 1: a busy day at a hub, several times the Shanghai 2022 operation's peak.
-    rates = {
-        "post_need": 20.0,
-        "post_offer": 5.0,
-        "allocation_run": 0.5,
-        "accept": 5.0,
-        "move_shipment": 3.0,
-        "track": 20.0,
-    }
+    if args.quick:
+        args.seconds, args.scale = min(args.seconds, 8.0), min(args.scale, 0.25)
+    return args
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = load_args("bench.load", argv)
     stats = Stats()
     with servers() as (db, redis):
-        env = {
-            "DATABASE_URL": db,
-            "REDIS_URL": redis,
-            "RELIEFHUB_ENVIRONMENT": "production",
-            "RELIEFHUB_JWT_SECRET": SECRET,
-            "RELIEFHUB_DB_POOL_SIZE": "10",
-            # One load generator is one client address; the per-address limit would turn it away.
-            "RELIEFHUB_TRACK_REQUESTS_PER_MINUTE": "1000000",
-        }
-        settings = Settings(environment="production", database_url=db, redis_url=redis, jwt_secret=SECRET)
-        for spec in services().values():
-            upgrade(spec, settings)
-        with uvicorn_process("reliefhub.gateway:dev_app", env) as port:
-
-            async def run() -> float:
-                timeout = aiohttp.ClientTimeout(total=30)
-                async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=128)) as session:
-                    driver = Driver(session, f"http://127.0.0.1:{port}", settings, stats)
-                    await driver.seed(60)
-                    for _ in range(10):
-                        await driver.post_offer()
-                    stats.latencies.clear()
-                    stats.errors.clear()
-                    stats.conflicts.clear()
-                    started = time.perf_counter()
-                    await asyncio.gather(
-                        *(
-                            open_loop(rate * args.scale, args.seconds, getattr(driver, name))
-                            for name, rate in rates.items()
-                        )
-                    )
-                    return time.perf_counter() - started
-
-            elapsed = asyncio.run(run())
+        settings = migrated(db, redis)
+        with uvicorn_process("reliefhub.gateway:dev_app", stack_env(db, redis)) as port:
+            base = f"http://127.0.0.1:{port}"
+            elapsed = asyncio.run(mixed_load(base, settings, stats, seconds=args.seconds, scale=args.scale))
 
     def pct(xs: list[float], q: float) -> str:
         s = sorted(xs)
@@ -238,7 +279,8 @@ def main(argv: list[str] | None = None) -> str:
         )
     total_errors = sum(stats.errors.values())
     text = (
-        f"## Mixed load: {args.seconds:.0f} s, every service and its workers in one process (as `make dev`)\n\n"
+        f"## Mixed load: {args.seconds:.0f} s at {args.scale:g}× the rates, every service and its workers in one"
+        " process (as `make dev`), production mode (organisations approved by their hub first)\n\n"
         + table(["endpoint", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "409s", "errors"], rows)
         + f"\n\nErrors: {total_errors}."
         + "".join(f"\n- {name}: {sample}" for name, sample in stats.samples.items())

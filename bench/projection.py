@@ -49,7 +49,7 @@ def need_event(i: int) -> CloudEvent:
 async def drain(settings: Settings, count: int) -> float:
     rt = Runtime.start(services()["matching"], settings)
     try:
-        [consumer] = [c for c in consumers_for(rt) if c.stream == "needs.events"]
+        [consumer] = [c for c in consumers_for(rt) if (c.stream, c.group) == ("needs.events", "matching-projection")]
         await consumer.ensure_group()
         pipe = rt.redis.pipeline()
         for i in range(count):
