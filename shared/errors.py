@@ -233,8 +233,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 # SQLSTATEs of a server that is away for now: class 08 (connection exception), 57P01 admin_shutdown, 57P02
-# crash_shutdown, 57P03 cannot_connect_now ("the database system is starting up / shutting down").
-UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# crash_shutdown, 57P03 cannot_connect_now ("the database system is starting up / shutting down"); 53300
+# too_many_connections (every connection slot taken: busy, not broken).
+UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
 
 
 # deadlock_detected, serialization_failure: two transactions collided; running one again usually succeeds.

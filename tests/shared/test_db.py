@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from shared.db import begin_in_adapter, create_engine, driver_connection
 from shared.errors import database_unavailable
@@ -116,3 +116,24 @@ async def test_begin_in_adapter_finds_what_it_uses_in_the_installed_sqlalchemy(
         assert await begin_in_adapter(raw)
         assert driver.is_in_transaction() and adapter._transaction is not None
         assert not await begin_in_adapter(raw)  # begun already: nothing to do
+
+
+async def test_a_server_with_no_connection_slot_left_is_unavailable_not_broken(engine: AsyncEngine) -> None:
+    """Every slot taken (SQLSTATE 53300, here through a role's own limit of 0): the app answers 503 with
+    Retry-After, as for a server that is away, and consumers keep the event for later."""
+    async with engine.connect() as admin:
+        await admin.execute(text("DROP ROLE IF EXISTS kit_test_full"))
+        await admin.execute(text("CREATE ROLE kit_test_full LOGIN CONNECTION LIMIT 0"))
+        await admin.commit()
+    full = create_async_engine(engine.url.set(username="kit_test_full", password=None))
+    try:
+        with pytest.raises(DBAPIError) as failed:
+            async with full.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        assert getattr(failed.value.orig, "sqlstate", None) == "53300"
+        assert database_unavailable(failed.value)
+    finally:
+        await full.dispose()
+        async with engine.connect() as admin:
+            await admin.execute(text("DROP ROLE kit_test_full"))
+            await admin.commit()
