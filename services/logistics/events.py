@@ -265,6 +265,7 @@ async def on_need_event(session: AsyncSession, event: CloudEvent) -> None:
                     }
                     for line in d["lines"]
                 ],
+                "operation_id": uuid.UUID(d["operation_id"]) if d.get("operation_id") else None,
                 "version": int(d["version"]),
                 "need_created_at": _ts(d["created_at"]),
             }

@@ -5,6 +5,8 @@ An export is read in keyset pages of `PAGE_SIZE` rows from a session of its own 
 the handler, the stream goes on after it) and written out page by page, so its memory stays bounded whatever its
 length. An XLSX is written by openpyxl's write-only workbook, which keeps its rows in a temporary file, and sent
 from there. Every text cell a spreadsheet would take for a formula is escaped (`shared.tabular.spreadsheet_safe`).
+An export narrows to a region prefix, a time window and a relief operation; `exports_repository` says how a row
+of each dataset belongs to an operation. Needs and offers name theirs in a column of their own.
 
 The public 3W export (who, what, where) counts deliveries received by county, item category and month, and says
 nothing of people: no names, contacts, addresses, PINs or organisations."""
@@ -15,22 +17,21 @@ import asyncio
 import csv
 import io
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from openpyxl import Workbook
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.logistics.models import LedgerEntry, NeedView, OfferView, Shipment, ShipmentLine
+from services.logistics.exports_repository import PAGE_SIZE, ExportRepository, Filters, Position
+from services.logistics.models import LedgerEntry, NeedView, OfferView
 from shared.catalog import get_catalog
 from shared.tabular import spreadsheet_safe
-from shared.vocabulary import ShipmentStatus
 
-PAGE_SIZE = 1000
 CHUNK_BYTES = 64 * 1024
 
 
@@ -59,13 +60,6 @@ MEDIA_TYPES = {
 }
 
 
-@dataclass(frozen=True)
-class Filters:
-    region_code: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
 Row = list[Any]
 Column = tuple[str, str]  # (header, HXL hashtag)
 
@@ -83,6 +77,9 @@ REGION_COLUMNS: list[Column] = [
     ("county_code", "#adm3+code"),
 ]
 ITEM_COLUMNS: list[Column] = [("item_code", "#item+code"), ("item_name", "#item+name"), ("category", "#sector")]
+# The relief operation (专项行动) a need or offer belongs to: in HXL an activity at the programme level, which the
+# needs' own activities (`#activity+id`, `#activity+name`) are part of.
+OPERATION_COLUMN: Column = ("operation_id", "#activity+programme+code")
 
 
 def _item(code: str | None) -> list[Any]:
@@ -94,13 +91,8 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _window(column: Any, f: Filters) -> list[ColumnElement[bool]]:
-    out: list[ColumnElement[bool]] = []
-    if f.since is not None:
-        out.append(column >= f.since)
-    if f.until is not None:
-        out.append(column < f.until)
-    return out
+def _id(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -108,24 +100,12 @@ class Source:
     """One dataset: its columns, the query of one page after a keyset position, and its rows."""
 
     columns: list[Column]
-    page: Callable[[Filters, tuple[Any, ...] | None], Select[Any]]
+    page: Callable[[ExportRepository, Filters, Position], Awaitable[Sequence[Any]]]
     rows: Callable[[Any, Filters], Iterable[Row]]
     key: Callable[[Any], tuple[Any, ...]]
 
 
-def _after(keys: Sequence[Any], position: tuple[Any, ...] | None) -> list[ColumnElement[bool]]:
-    return [] if position is None else [tuple_(*keys) > tuple_(*(literal(v) for v in position))]
-
-
 # --- needs: one row per need line -------------------------------------------------------------------------------
-
-
-def _needs_page(f: Filters, position: tuple[Any, ...] | None) -> Select[Any]:
-    keys = (NeedView.need_created_at, NeedView.need_id)
-    where = [*_window(NeedView.need_created_at, f), *_after(keys, position)]
-    if f.region_code:
-        where.append(NeedView.region_code.startswith(f.region_code))
-    return select(NeedView).where(*where).order_by(*keys).limit(PAGE_SIZE)
 
 
 def _needs_rows(n: NeedView, f: Filters) -> Iterable[Row]:
@@ -142,6 +122,7 @@ def _needs_rows(n: NeedView, f: Filters) -> Iterable[Row]:
             line.get("quantity_delivered", 0),
             n.beneficiaries,
             _time(n.need_created_at),
+            _id(n.operation_id),
         ]
 
 
@@ -158,8 +139,9 @@ NEEDS = Source(
         ("quantity_delivered", "#indicator+num+delivered"),
         ("beneficiaries", "#affected+num"),
         ("created_at", "#date+created"),
+        OPERATION_COLUMN,
     ],
-    page=_needs_page,
+    page=ExportRepository.needs,
     rows=_needs_rows,
     key=lambda n: (n.need_created_at, n.need_id),
 )
@@ -168,24 +150,18 @@ NEEDS = Source(
 # --- offers: one row per lot (a cash pledge: one row with its amount) ---------------------------------------------
 
 
-def _offers_page(f: Filters, position: tuple[Any, ...] | None) -> Select[Any]:
-    keys = (OfferView.offer_created_at, OfferView.offer_id)
-    where = [*_window(OfferView.offer_created_at, f), *_after(keys, position)]
-    return select(OfferView).where(*where).order_by(*keys).limit(PAGE_SIZE)
-
-
 def _offers_rows(o: OfferView, f: Filters) -> Iterable[Row]:
     head = [str(o.offer_id), o.org, o.kind, o.status.value]
-    created = _time(o.offer_created_at)
+    tail = [_time(o.offer_created_at), _id(o.operation_id)]
     if not o.lots:
         if f.region_code is None:  # money has no place until it is spent
-            yield [*head, o.amount, o.currency, *_regions(None), *_item(None), None, created]
+            yield [*head, o.amount, o.currency, *_regions(None), *_item(None), None, *tail]
         return
     for lot in o.lots:
         region = lot.get("region_code")
         if f.region_code and not (region or "").startswith(f.region_code):
             continue
-        yield [*head, None, None, *_regions(region), *_item(lot["item_code"]), lot["quantity"], created]
+        yield [*head, None, None, *_regions(region), *_item(lot["item_code"]), lot["quantity"], *tail]
 
 
 OFFERS_COLUMNS: list[Column] = [
@@ -199,25 +175,17 @@ OFFERS_COLUMNS: list[Column] = [
     *ITEM_COLUMNS,
     ("quantity", "#indicator+num+offered"),
     ("created_at", "#date+created"),
+    OPERATION_COLUMN,
 ]
 OFFERS = Source(
     columns=OFFERS_COLUMNS,
-    page=_offers_page,
+    page=ExportRepository.offers,
     rows=_offers_rows,
     key=lambda o: (o.offer_created_at, o.offer_id),
 )
 
 
 # --- deliveries: one row per shipment line ------------------------------------------------------------------------
-
-
-def _deliveries_page(f: Filters, position: tuple[Any, ...] | None) -> Any:  # a Select of two entities
-    keys = (Shipment.created_at, ShipmentLine.id)
-    where = [*_window(Shipment.created_at, f), *_after(keys, position)]
-    if f.region_code:
-        where.append(Shipment.region_code.startswith(f.region_code))
-    stmt = select(ShipmentLine, Shipment).join(Shipment, Shipment.id == ShipmentLine.shipment_id)
-    return stmt.where(*where).order_by(*keys).limit(PAGE_SIZE)
 
 
 def _deliveries_rows(r: Any, f: Filters) -> Iterable[Row]:
@@ -255,21 +223,13 @@ DELIVERIES = Source(
         ("created_at", "#date+created"),
         ("received_at", "#date+received"),
     ],
-    page=_deliveries_page,
+    page=ExportRepository.deliveries,
     rows=_deliveries_rows,
     key=lambda r: (r[1].created_at, r[0].id),
 )
 
 
 # --- the ledger: one row per entry -------------------------------------------------------------------------------
-
-
-def _ledger_page(f: Filters, position: tuple[Any, ...] | None) -> Select[Any]:
-    keys = (LedgerEntry.created_at, LedgerEntry.id)
-    where = [*_window(LedgerEntry.created_at, f), *_after(keys, position)]
-    if f.region_code:
-        where.append(LedgerEntry.region_code.startswith(f.region_code))
-    return select(LedgerEntry).where(*where).order_by(*keys).limit(PAGE_SIZE)
 
 
 def _ledger_rows(e: LedgerEntry, f: Filters) -> Iterable[Row]:
@@ -303,7 +263,7 @@ LEDGER = Source(
         ("memo", "#description"),
         ("at", "#date"),
     ],
-    page=_ledger_page,
+    page=ExportRepository.ledger,
     rows=_ledger_rows,
     key=lambda e: (e.created_at, e.id),
 )
@@ -316,11 +276,10 @@ SOURCES = {Dataset.needs: NEEDS, Dataset.offers: OFFERS, Dataset.deliveries: DEL
 
 async def _pages(sessions: async_sessionmaker[AsyncSession], source: Source, f: Filters) -> AsyncIterator[list[Row]]:
     """The dataset's rows, a page at a time, each page in a short transaction of its own."""
-    position: tuple[Any, ...] | None = None
+    position: Position = None
     while True:
         async with sessions() as session:
-            result = await session.execute(source.page(f, position))
-            found = list(result.all() if source is DELIVERIES else result.scalars().all())
+            found = await source.page(ExportRepository(session), f, position)
         if not found:
             return
         yield [[spreadsheet_safe(v) for v in row] for item in found for row in source.rows(item, f)]
@@ -384,32 +343,18 @@ PUBLIC_COLUMNS: list[Column] = [
     ("sites", "#indicator+sites+num"),
     ("quantity_received", "#indicator+received+num"),
 ]
-RECEIVED = (ShipmentStatus.received, ShipmentStatus.received_with_problem)
 
 
 async def public_deliveries(session: AsyncSession, fmt: PublicFormat) -> AsyncIterator[bytes]:
     """Received shipments counted by county, item category and month (China time). The grouping in SQL is by
     item code; codes fold into their categories here (a catalog-sized step, whatever the number of rows)."""
-    month = func.to_char(func.timezone("Asia/Shanghai", Shipment.received_at), "YYYY-MM")
-    stmt = (
-        select(
-            Shipment.region_code,
-            ShipmentLine.item_code,
-            month.label("month"),
-            func.array_agg(func.distinct(Shipment.id)),
-            func.array_agg(func.distinct(Shipment.destination_site_id)),
-            func.coalesce(func.sum(ShipmentLine.quantity_received), 0),
-        )
-        .join(Shipment, Shipment.id == ShipmentLine.shipment_id)
-        .where(Shipment.status.in_(RECEIVED), Shipment.received_at.is_not(None))
-        .group_by(Shipment.region_code, ShipmentLine.item_code, month)
-    )
     groups: dict[tuple[str, str, str], tuple[set[Any], set[Any], int]] = {}
-    for region, item_code, at_month, shipment_ids, site_ids, quantity in (await session.execute(stmt)).all():
+    received = await ExportRepository(session).received_by_region_item_month()
+    for region, item_code, at_month, shipment_ids, site_ids, quantity in received:
         item = get_catalog().get(item_code)
         key = (region, item.category if item else "other", at_month)
         ships, sites, total = groups.get(key, (set(), set(), 0))
-        groups[key] = (ships | set(shipment_ids), sites | set(site_ids), total + int(quantity))
+        groups[key] = (ships | set(shipment_ids), sites | set(site_ids), total + quantity)
     header: list[Row] = [[name for name, _ in PUBLIC_COLUMNS]]
     if fmt is PublicFormat.hxl:
         header.append([tag for _, tag in PUBLIC_COLUMNS])

@@ -107,6 +107,7 @@ class NeedView(Base):
     beneficiaries: Mapped[int | None] = mapped_column(Integer)
     beneficiary_groups: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     version: Mapped[int] = mapped_column(Integer)
     need_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     first_matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

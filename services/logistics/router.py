@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from services.logistics import (
     exports,
     fund_schemas,
+    funds,
     ledger,
     page,
     procurement,
@@ -39,6 +40,7 @@ from services.logistics.errors import (
     InvalidReceipt,
     NotReceivedYet,
     NotTheRecipient,
+    OperationNotFound,
     PinLocked,
     PledgeInsufficient,
     PledgeUnavailable,
@@ -443,22 +445,28 @@ _FILE = {"description": "The file, streamed.", "content": {"text/csv": {"schema"
 @router.get(
     "/exports/{dataset}",
     response_class=StreamingResponse,
-    responses={**problem_responses(Forbidden), 200: _FILE},
+    responses={**problem_responses(Forbidden, OperationNotFound), 200: _FILE},
 )
 async def exports_get(
     dataset: exports.Dataset,
     principal: Staff,
     request: Request,
+    session: SessionDep,
     format: exports.ExportFormat = exports.ExportFormat.csv,
+    operation_id: Annotated[uuid.UUID | None, Query(description="Only this relief operation's rows.")] = None,
     region_code: Annotated[RegionPrefix | None, Query(description="Region code prefix.")] = None,
     since: Annotated[Timestamp | None, Query(alias="from", description="From this time (inclusive).")] = None,
     until: Annotated[Timestamp | None, Query(alias="to", description="Until this time (exclusive).")] = None,
 ) -> StreamingResponse:
     """Coordinators: needs (a row per line), offers (a row per lot), deliveries (a row per shipment line) or
     the ledger (a row per entry) as CSV, XLSX or HXL-tagged CSV (a second header row of hashtags), streamed.
-    Text cells a spreadsheet would run as formulas are escaped with a leading apostrophe."""
+    Text cells a spreadsheet would run as formulas are escaped with a leading apostrophe. With `operation_id`
+    only that relief operation's needs and offers, the deliveries to its needs and the ledger entries of its
+    offers and funds; an operation that does not exist is a 404, one with nothing yet an export of headers."""
     require_in_region(principal, region_code, what="The export")
-    filters = exports.Filters(region_code=region_code, since=since, until=until)
+    if operation_id is not None:
+        await funds.get_operation(session, operation_id)
+    filters = exports.Filters(region_code=region_code, since=since, until=until, operation_id=operation_id)
     body = exports.stream(request.app.state.runtime.sessionmaker, dataset, format, filters)
     return _file_response(body, format, dataset.value)
 

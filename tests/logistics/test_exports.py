@@ -4,46 +4,18 @@ public 3W export of deliveries, without a token and without personal data."""
 
 from __future__ import annotations
 
-import csv
 import io
-from typing import Any
 
 import httpx
-import hxl
 from openpyxl import load_workbook
 
 from tests.helpers.auth import TokenFactory
-from tests.helpers.logistics import advance, full_receipt
+from tests.helpers.exports import read_hxl, received_gift, rows_of
 from tests.helpers.needs import create_need
 from tests.helpers.problems import assert_problem
-from tests.helpers.scenario import Gift, ship_a_gift
 from tests.helpers.waiting import eventually
 
 FORMULA = '=HYPERLINK("http://evil.example","点击")'
-
-
-def rows_of(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
-
-
-def read_hxl(content: bytes) -> tuple[list[str], list[Any]]:
-    """The hashtags and rows as libhxl reads them (from memory: it leaves a file it opened itself unclosed)."""
-    with io.BytesIO(content) as source:
-        data = hxl.data(source)
-        rows = list(data)
-        return list(data.display_tags), rows
-
-
-async def received_gift(client: httpx.AsyncClient, auth: TokenFactory) -> Gift:
-    gift = await ship_a_gift(client, auth)
-    sid = gift.shipment["id"]
-    await advance(client, gift.carrier, sid, "picked_up", "delivered")
-    s = (await client.get(f"/v1/shipments/{sid}", headers=gift.recipient)).json()
-    r = await client.post(
-        f"/v1/shipments/{sid}/receipt", headers=gift.recipient, json=full_receipt(s, s["handover_pin"])
-    )
-    assert r.status_code == 200, r.text
-    return gift
 
 
 async def test_coordinator_exports_every_dataset_in_every_format(
