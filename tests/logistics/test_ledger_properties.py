@@ -310,3 +310,44 @@ async def test_the_books_stay_sound_whatever_is_pledged_paid_bought_cancelled_an
     for step in plan:
         await run(client, auth, m, step)
         await assert_books_sound(client, auth, m)
+
+
+# --- what the property found, pinned --------------------------------------------------------------------------
+
+
+async def test_a_withdrawn_pledge_writes_off_only_what_it_still_owes(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    """Withdrawn after 3 000 of its 10 000 arrived, a pledge no longer owes 7 000; what arrived stays in the fund.
+    (The whole promise less what purchases took used to be written off, leaving it owing -3 000.)"""
+    m = Model()
+    m.funds.append(await create_fund(client, auth, overhead_share=0))
+    await step_pledge(client, auth, m, 0, 10_000)
+    await record_payment(client, auth, m.pledges[0]["id"], 3_000)
+    m.pledges[0]["paid"] = 3_000
+    await step_withdraw(client, auth, m, 0)
+    withdrawn = await ledger(client, auth("coordinator"), f"&kind=pledge_withdrawn&offer_id={m.pledges[0]['id']}")
+    assert [tx["amount"] for tx in withdrawn] == [-7_000]
+    fund = await get_fund(client, auth, m.funds[0]["id"])
+    assert (fund["pledged"], fund["received"], fund["available"]) == (3_000, 3_000, 3_000)
+    await assert_books_sound(client, auth, m)
+
+
+async def test_a_pledge_in_a_fund_that_spends_pledges_never_pays_beyond_its_promise_with_overhead(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    """With a 10 % overhead, a 10 000 pledge that paid 9 000 (and 900 overhead) has 100 left, not 1 000 — even when
+    the fund's other pledges hold plenty. (Only what purchases took, without the overhead, used to count.)"""
+    m = Model()
+    m.funds.append(await create_fund(client, auth, spend_pledged=True, overhead_share=0.1))
+    await step_pledge(client, auth, m, 0, 10_000)
+    await step_pledge(client, auth, m, 0, 50_000)
+    await step_buy(client, auth, m, [0], 9)
+    await step_act(client, auth, m, "order", 0)
+    assert m.procurements[0]["status"] == "ordered"
+    body = procurement_body(m.pledges[0]["id"], quantity=9, unit_price=100)  # 900 and 90 overhead
+    r = await client.post("/v1/procurements", headers=auth("coordinator"), json=body)
+    problem = r.json()
+    assert r.status_code == 409 and problem["type"].endswith("pledge-insufficient"), r.text
+    assert problem["available"] == 100 and problem["offer_id"] == m.pledges[0]["id"]
+    await assert_books_sound(client, auth, m)
