@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.logistics import ledger, shipments
+from services.logistics import accounts, ledger, shipments
 from services.logistics.accounts_repository import DonorRepository
 from services.logistics.models import catalog
 from services.logistics.repository import ProjectionRepository
@@ -306,6 +306,14 @@ async def _project_offer(repo: ProjectionRepository, offer_id: uuid.UUID, d: dic
     )
 
 
+async def _still_owed(session: AsyncSession, offer_id: uuid.UUID) -> int:
+    """What a withdrawn pledge no longer owes: what it has not paid, less what was spent of it beyond what it paid
+    (a fund that may spend pledges spent it; the donor still owes that part). Money already received stays."""
+    books = (await accounts.pledge_figures(session, [offer_id]))[offer_id]
+    owed = books.pledged - books.received
+    return max(0, min(owed, owed + books.balance))
+
+
 async def _book_offer(session: AsyncSession, event: CloudEvent, offer_id: uuid.UUID) -> None:
     """Pledges in, in-kind value offered, and what a withdrawn pledge still held."""
     d = event.data
@@ -320,9 +328,8 @@ async def _book_offer(session: AsyncSession, event: CloudEvent, offer_id: uuid.U
             await ledger.book_in_kind_offered(session, offer_id, d["lots"], created_at)
     elif event.type == "reliefhub.supply.offer.withdrawn" and d["kind"] == "cash":
         pledge = await ProjectionRepository(session).offer(offer_id)
-        unspent = int(d["amount"]) - (pledge.amount_spent if pledge else 0)
         fund = pledge.fund_id if pledge else None
-        await ledger.book_pledge_withdrawn(session, offer_id, unspent, d["currency"], fund)
+        await ledger.book_pledge_withdrawn(session, offer_id, await _still_owed(session, offer_id), d["currency"], fund)
 
 
 async def _track_offer(repo: ProjectionRepository, event: CloudEvent, offer_id: uuid.UUID) -> None:

@@ -135,16 +135,20 @@ async def _sources(session: AsyncSession, currency: str, funding: list[schemas.F
 async def _check_available(session: AsyncSession, currency: str, sources: list[Source]) -> None:
     """Every source holds what it pays and its fund's overhead on it: money received and not yet committed,
     spent or taken as overhead (a fund with `spend_pledged` may also spend what its pledges still owe); a pledge
-    outside any fund is spent as pledged. 409 naming the source otherwise."""
+    outside any fund is spent as pledged. A pledge never pays more than it promised, overhead included. 409 naming
+    the source otherwise."""
     pledged = await accounts.pledge_figures(session, [s.pledge.offer_id for s in sources if s.pledge])
     in_funds = await accounts.fund_figures(session, [s.fund.id for s in sources if s.fund])
     for s in sources:
         need = s.amount + s.overhead
         checks: list[tuple[str, str, int]] = []
         if s.pledge is not None:
+            books = pledged[s.pledge.offer_id]
             left = (s.pledge.amount or 0) - s.pledge.amount_spent
             if s.fund is not None and not s.fund.spend_pledged:
-                left = min(left, pledged[s.pledge.offer_id].available)
+                left = min(left, books.available)
+            else:  # spent as pledged: what it promised less what it paid for and the overhead taken on that
+                left = min(left, books.pledged - books.committed - books.spent - books.overhead)
             checks.append(("offer_id", f"Pledge {s.pledge.offer_id}", left))
         if s.fund is not None:
             checks.append(("fund_id", f"Fund {s.fund.name}", in_funds[s.fund.id].available))
