@@ -138,12 +138,14 @@ def _overhead(amount: int, share: float) -> int:
 
 
 async def funding(api: Api, funds: Funds, coordinator: dict[str, str], total: int, keys: tuple[str, ...]) -> list[JSON]:
-    """`funding` of a purchase of `total` fen from the funds `keys`, each in turn as far as it holds."""
+    """`funding` of a purchase of `total` fen from the funds `keys`: each in turn an equal part as far as it
+    holds, the last one the rest."""
     out: list[JSON] = []
     left = total
-    for key in keys:
+    for n, key in enumerate(keys):
         fund = await api.json("GET", f"/v1/funds/{funds[key]['id']}", coordinator)
-        take = min(left, spendable(int(fund["available"]), PLAN_OF[key].overhead_share))
+        part = left if n == len(keys) - 1 else min(left, -(-total // len(keys)))
+        take = min(part, spendable(int(fund["available"]), PLAN_OF[key].overhead_share))
         if take > 0:
             out.append({"fund_id": fund["id"], "amount": take})
             left -= take

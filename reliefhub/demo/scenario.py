@@ -237,12 +237,12 @@ def build_scenario(seed: int = 2022, sites: int = 300) -> Scenario:
 
 def _into_funds(donors: list[DonorPlan]) -> tuple[dict[Pledge, str], set[Pledge]]:
     """Each pledge into a special fund, in turns, largest first; every pledge paid but the staples fund's
-    smallest (that fund may spend what is pledged)."""
+    smallest (that fund may spend what is pledged and not yet paid)."""
     amounts = {(d.index, n): fen for d in donors for n, fen in enumerate(d.pledges)}
     pledges = sorted(amounts, key=lambda p: (-amounts[p], p))
     fund = {p: FUND_TURNS[i % len(FUND_TURNS)] for i, p in enumerate(pledges)}
     staples = [p for p in pledges if fund[p] == "staples"]
-    return fund, set(staples[-1:]) if len(staples) > 1 else set()
+    return fund, set(staples[-1:])
 
 
 def _demand(site_plans: list[SitePlan]) -> dict[str, int]:

@@ -121,7 +121,8 @@ class Summary:
              + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),
             ("special funds", f"{len(self.funds)}", "of one relief operation; accounts below"),
             ("cash pledges", f"{self.pledges}", f"{yuan(self.pledged_fen)}, each into a special fund"),
-            ("payments received", f"{self.payments}", f"{yuan(self.received_fen)} arrived of what was pledged"),
+            ("payments received", f"{self.payments}",
+             f"{yuan(self.received_fen)} arrived; {self.pledges - self.payments} pledge(s) not paid yet"),
             ("procurement orders", f"{self.procurement_orders}",
              f"{self.procurement_ordered} ordered, {self.procurement_received} received, "
              f"{yuan(self.procurement_fen)}; paid from funds whose rules allow the destination"),

@@ -50,14 +50,21 @@ async def test_demo_runs_every_step_with_consistent_counts(
     assert (s.procurement_orders, s.procurement_ordered, s.procurement_received) == (3, 3, 3)
     assert s.purchases_refused == 1 and "site_kinds" in s.refusal
     # Four public funds of one operation: money pledged into them and (all but one pledge) received.
-    assert [f.name for f in s.funds] == ["上海抗疫综合专项基金", "民生保供专项基金", "医疗救治专项基金", "关爱老人专项基金"]
+    assert [f.name for f in s.funds] == [
+        "上海抗疫综合专项基金",
+        "民生保供专项基金",
+        "医疗救治专项基金",
+        "关爱老人专项基金",
+    ]
     assert sum(f.pledged for f in s.funds) == s.pledged_fen and s.payments == s.pledges - 1
     assert sum(f.received for f in s.funds) == s.received_fen < s.pledged_fen
     assert sum(f.spent for f in s.funds) == s.procurement_fen and all(f.committed == 0 for f in s.funds)
     by_name = {f.name: f for f in s.funds}
     elderly, medical = by_name["关爱老人专项基金"], by_name["医疗救治专项基金"]
     assert elderly.spent > 0 and elderly.overhead == 0 and elderly.available == elderly.received - elderly.spent
-    assert medical.spent > 0 and medical.overhead == round(medical.spent * 0.03)
+    assert medical.spent > 0 and abs(medical.overhead - medical.spent * 0.03) <= 0.5
+    general = by_name["上海抗疫综合专项基金"]
+    assert general.spent > 0 and general.overhead > 0  # it pays the rest of the staples purchase
     assert s.public_accounts_url == f"http://reliefhub.test/v1/public/accounts?operation_id={s.operation_id}"
     assert fund_table(s).row_count == 4
     assert s.proposals_accepted > 0 and s.quantity_accepted > 0
