@@ -10,7 +10,7 @@ from rich.console import Console
 
 from reliefhub.demo.client import DemoError
 from reliefhub.demo.driver import run_demo
-from reliefhub.demo.summary import Summary, summary_table
+from reliefhub.demo.summary import Summary, fund_table, summary_table
 from shared.settings import Settings
 
 
@@ -49,6 +49,8 @@ def run_cli(base_url: str, *, sites: int, seed: int, concurrency: int, settings:
         console.print(f"[red]✗[/] the demo stopped: {exc}")
         return 1
     console.print(summary_table(summary))
+    console.print(fund_table(summary))
+    console.print(f"The operation's public accounts (no token): {summary.public_accounts_url}", soft_wrap=True)
     console.print(f"A donor's gift, step by step (open in a browser): {summary.tracking_url}", soft_wrap=True)
     for warning in summary.warnings:
         console.print(f"[yellow]![/] {warning}")

@@ -425,3 +425,51 @@ SHORTFALLS = (
     "运输途中挤压，部分包装破损",
     "部分批次临近效期，现场拒收",
 )
+
+
+@dataclass(frozen=True)
+class FundPlan:
+    key: str
+    name: str
+    restrictions: JSON
+    overhead_share: float
+    spend_pledged: bool
+    rules: str  # the restrictions in words, for the summary
+
+
+# The operation's special funds (专项基金). Cash pledges are paid into them in turn, largest first, by FUND_TURNS.
+OPERATION_NAME = "上海抗疫保供专项行动"
+FUNDS: tuple[FundPlan, ...] = (
+    FundPlan("general", "上海抗疫综合专项基金", {}, 0.05, False, "any purpose in Shanghai"),
+    FundPlan(
+        "staples", "民生保供专项基金", {"item_codes": ["food.", "water."]}, 0.02, True,
+        "food and water; may spend what is pledged and not yet paid",
+    ),
+    FundPlan(
+        "medical",
+        "医疗救治专项基金",
+        {"site_kinds": ["hospital"], "item_codes": ["ppe.", "medical_consumable.", "medicine.", "medical_device."]},
+        0.03,
+        False,
+        "hospitals' medical items",
+    ),
+    FundPlan("elderly", "关爱老人专项基金", {"site_kinds": ["nursing_home"]}, 0.0, False, "nursing homes; no overhead"),
+)  # fmt: skip
+FUND_TURNS = ("general", "staples", "medical", "general", "elderly", "staples")
+# What the funds' own purchases for a hospital and a nursing home may buy (fen per unit).
+FUND_PRICES = {
+    "ppe.mask.n95": 350,
+    "ppe.mask.surgical": 60,
+    "ppe.suit.protective": 3800,
+    "ppe.glove.nitrile": 2500,
+    "ppe.gown.isolation": 1500,
+    "medical_consumable.test.antigen": 1200,
+    "medicine.antipyretic.ibuprofen": 1800,
+    "hygiene.adult.diaper_l": 320,
+    "hygiene.adult.underpad": 180,
+    "food.milk.uht": 450,
+    "food.canned.congee": 600,
+    "food.grain.rice": 550,
+    "medicine.hypertension.amlodipine": 1500,
+    "medicine.diabetes.metformin": 1200,
+}

@@ -18,9 +18,20 @@ import httpx
 from reliefhub.demo.claims import partner_claim
 from reliefhub.demo.client import Api, DemoError, gather, problem_text, wait_for
 from reliefhub.demo.data import CARRIERS, FEEDBACK, JSON, REGION, SHORTFALLS, Place
+from reliefhub.demo.funds import (
+    Funds,
+    buy,
+    fund_accounts,
+    fund_purchases,
+    funding,
+    open_funds,
+    post_pledge,
+    record_payments,
+    supplier,
+)
 from reliefhub.demo.partners import count_tasks, gift_from_abroad, register_partners, serve_the_elderly
-from reliefhub.demo.scenario import DonorPlan, Scenario, SitePlan, build_scenario
-from reliefhub.demo.summary import Summary, yuan
+from reliefhub.demo.scenario import DonorPlan, Pledge, Scenario, SitePlan, build_scenario
+from reliefhub.demo.summary import Summary
 from shared.auth import Role
 from shared.settings import Settings
 
@@ -32,9 +43,10 @@ class _Created:
     since: datetime | None = None
     need_lines: dict[str, int] = field(default_factory=dict)  # need line id → quantity
     need_ids: set[str] = field(default_factory=set)
+    need_of: dict[tuple[int, int], str] = field(default_factory=dict)  # (site plan index, nth need) → id
     offer_place: dict[str, Place] = field(default_factory=dict)  # offer id → where its lots are
     tracking: dict[str, str] = field(default_factory=dict)  # in-kind offer id → tracking code
-    pledge_ids: list[tuple[str, int]] = field(default_factory=list)  # (offer id, fen)
+    pledges: dict[Pledge, str] = field(default_factory=dict)  # (donor plan index, nth pledge) → offer id
 
 
 async def run_demo(
@@ -70,13 +82,17 @@ async def run_demo(
 
     say(f"creating {len(scenario.sites)} sites and their needs")
     await _create_sites(api, scenario, made, summary)
+    say("a relief operation and its special funds: general, staples, medical, elderly")
+    funds = await open_funds(api, summary, coordinator)
     say(f"registering {len(scenario.donors)} donors, their offers and pledges")
-    await _create_donors(api, scenario, made, summary, catalog)
+    await _create_donors(api, scenario, made, summary, catalog, funds, wait_seconds)
+    say("recording the money received for the pledges")
+    await record_payments(api, scenario, made.pledges, funds, summary, coordinator, wait_seconds)
     say("partners: the hub approves its partner organisations and working groups; a gift from abroad clears customs")
     await register_partners(api, summary, coordinator)
     abroad = await gift_from_abroad(api, summary, wait_seconds)
-    say("buying staples with the cash pledges")
-    await _procure(api, scenario, made, summary, coordinator, wait_seconds)
+    say("buying staples from the general and staples funds, supplies for a hospital and a nursing home from theirs")
+    await _procure(api, scenario, made, summary, coordinator, funds, wait_seconds)
     say("matching: waiting for the projection, accepting proposals")
     await wait_for(
         lambda: f"matching to project the {summary.need_lines} new need lines",
@@ -96,6 +112,7 @@ async def run_demo(
     await partner_claim(api, summary, coordinator, made.need_ids, wait_seconds)
     await serve_the_elderly(api, summary, coordinator, wait_seconds)
     await count_tasks(api, summary, coordinator, {*made.offer_place, abroad})
+    await fund_accounts(api, summary, funds, coordinator)
     summary.requests = api.requests
     summary.seconds = time.perf_counter() - started
     return summary
@@ -146,6 +163,7 @@ async def _create_sites(api: Api, scenario: Scenario, made: _Created, summary: S
                 },
             )
             made.need_ids.add(body["id"])
+            made.need_of[plan.index, n] = body["id"]
             for line in body["lines"]:
                 made.need_lines[line["id"]] = int(line["quantity"])
 
@@ -157,7 +175,13 @@ async def _create_sites(api: Api, scenario: Scenario, made: _Created, summary: S
 
 
 async def _create_donors(
-    api: Api, scenario: Scenario, made: _Created, summary: Summary, catalog: dict[str, JSON]
+    api: Api,
+    scenario: Scenario,
+    made: _Created,
+    summary: Summary,
+    catalog: dict[str, JSON],
+    funds: Funds,
+    wait_seconds: float,
 ) -> None:
     async def one(plan: DonorPlan) -> None:
         headers = api.auth(Role.donor, api.org(plan.org))
@@ -213,14 +237,10 @@ async def _create_donors(
                 else:
                     summary.lots_rejected += n_lots
         for n, amount in enumerate(plan.pledges):
-            body = await api.json(
-                "POST",
-                "/v1/offers",
-                headers,
-                key=f"pledge-{plan.index}-{n}",
-                json={"donor_id": donor["id"], "kind": "cash", "amount": amount, "currency": "CNY"},
-            )
-            made.pledge_ids.append((body["id"], amount))
+            fund_id = funds[scenario.pledge_fund[plan.index, n]]["id"]
+            pledge = {"donor_id": donor["id"], "kind": "cash", "amount": amount, "currency": "CNY", "fund_id": fund_id}
+            body = await post_pledge(api, headers, f"pledge-{plan.index}-{n}", pledge, wait_seconds)
+            made.pledges[plan.index, n] = body["id"]
             summary.pledges += 1
             summary.pledged_fen += amount
 
@@ -229,49 +249,30 @@ async def _create_donors(
 
 
 async def _procure(
-    api: Api, scenario: Scenario, made: _Created, summary: Summary, coordinator: dict[str, str], wait_seconds: float
+    api: Api,
+    scenario: Scenario,
+    made: _Created,
+    summary: Summary,
+    coordinator: dict[str, str],
+    funds: Funds,
+    wait_seconds: float,
 ) -> None:
+    """The staples still short, for anywhere in Shanghai, from the staples fund and then the general fund; the
+    hospital's and the nursing home's purchases from their own funds."""
     plan = scenario.purchase
-    funding, left = [], plan.total
-    for offer_id, amount in sorted(made.pledge_ids, key=lambda p: (-p[1], p[0])):
-        if left <= 0:
-            break
-        take = min(amount, left)
-        funding.append({"offer_id": offer_id, "amount": take})
-        left -= take
-    if left > 0:
-        raise DemoError(f"the pledges ({yuan(summary.pledged_fen)}) cannot pay for the purchase ({yuan(plan.total)})")
     body = {
-        "supplier": {
-            "name": plan.supplier.label,
-            "region_code": plan.supplier.region_code,
-            "lat": plan.supplier.lat,
-            "lon": plan.supplier.lon,
-        },
+        "supplier": supplier(),
         "lines": [{"item_code": code, "quantity": q, "unit_price": price} for code, q, price in plan.lines],
-        "funding": funding,
+        "funding": await funding(api, funds, coordinator, plan.total, ("staples", "general")),
         "region_code": REGION,
         "note": "保供缺口：采购大米、食用油等民生物资",
     }
-    last = ""
-
-    async def drafted() -> JSON | None:
-        nonlocal last
-        r = await api.call("POST", "/v1/procurements", coordinator, json=body, key="procurement", allow=(409,))
-        if r.status_code == 409:  # logistics has not heard of every pledge yet
-            last = problem_text(r)
-            return None
-        return dict(r.json())
-
-    draft = await wait_for(lambda: f"logistics to accept the purchase's pledges (last: {last})", drafted, wait_seconds)
-    summary.procurement_orders = 1
-    ordered = await api.json("POST", f"/v1/procurements/{draft['id']}/order", coordinator, key="procurement-order")
-    summary.procurement_ordered = int(ordered["status"] == "ordered")
-    summary.procurement_fen = int(ordered["total"])
-    received = await api.json("POST", f"/v1/procurements/{draft['id']}/receive", coordinator, key="procurement-recv")
-    summary.procurement_received = int(received["status"] == "received")
-    if received.get("goods_offer_id"):
-        made.offer_place[received["goods_offer_id"]] = plan.supplier
+    received = await buy(api, summary, coordinator, body, "procurement", wait_seconds)
+    for goods in [received.get("goods_offer_id")] + await fund_purchases(
+        api, scenario, made.need_of, funds, summary, coordinator, wait_seconds
+    ):
+        if goods:
+            made.offer_place[str(goods)] = plan.supplier
 
 
 async def _match(

@@ -12,6 +12,7 @@ from reliefhub.demo.data import (
     CASH_DONORS,
     COMMITTEES,
     DISTRICTS,
+    FUND_TURNS,
     INKIND_DONORS,
     JSON,
     KIND_WEIGHTS,
@@ -99,12 +100,20 @@ class PurchasePlan:
         return sum(q * p for _, q, p in self.lines)
 
 
+Pledge = tuple[int, int]  # (donor index, the donor's nth pledge)
+
+
 @dataclass
 class Scenario:
     seed: int
     sites: list[SitePlan]
     donors: list[DonorPlan]
     purchase: PurchasePlan
+    pledge_fund: dict[Pledge, str] = field(default_factory=dict)  # the special fund (its key) each pledge goes into
+    unpaid: set[Pledge] = field(default_factory=set)  # pledges whose money has not arrived yet
+
+    def fund_pledged(self, *keys: str) -> int:
+        return sum(fen for d in self.donors for n, fen in enumerate(d.pledges) if self.pledge_fund[d.index, n] in keys)
 
     @property
     def item_codes(self) -> set[str]:
@@ -220,7 +229,20 @@ def build_scenario(seed: int = 2022, sites: int = 300) -> Scenario:
         if donor.specialty is not None:
             first_of_kind = by_specialty[donor.specialty][0] is donor
             donor.offers = _offers(rng, donor, gifts.get(donor.index), first_of_kind, districts)
-    return Scenario(seed, site_plans, donors, _purchase(demand, supplied, donors))
+    pledge_fund, unpaid = _into_funds(donors)
+    scenario = Scenario(seed, site_plans, donors, PurchasePlan(SUPPLIER, []), pledge_fund, unpaid)
+    scenario.purchase = _purchase(demand, supplied, scenario.fund_pledged("general", "staples"))
+    return scenario
+
+
+def _into_funds(donors: list[DonorPlan]) -> tuple[dict[Pledge, str], set[Pledge]]:
+    """Each pledge into a special fund, in turns, largest first; every pledge paid but the staples fund's
+    smallest (that fund may spend what is pledged and not yet paid)."""
+    amounts = {(d.index, n): fen for d in donors for n, fen in enumerate(d.pledges)}
+    pledges = sorted(amounts, key=lambda p: (-amounts[p], p))
+    fund = {p: FUND_TURNS[i % len(FUND_TURNS)] for i, p in enumerate(pledges)}
+    staples = [p for p in pledges if fund[p] == "staples"]
+    return fund, set(staples[-1:])
 
 
 def _demand(site_plans: list[SitePlan]) -> dict[str, int]:
@@ -319,9 +341,9 @@ def _restrictions(rng: random.Random, specialty: str, districts: list[District])
     return {"site_kinds": kinds}, "定向捐赠：" + "、".join(KIND_ZH[k] for k in kinds)
 
 
-def _purchase(demand: dict[str, int], supplied: dict[str, int], donors: list[DonorPlan]) -> PurchasePlan:
-    """Staples still short, at wholesale prices, for up to 60% of the cash pledged."""
-    budget = int(sum(p for d in donors for p in d.pledges) * 0.6)
+def _purchase(demand: dict[str, int], supplied: dict[str, int], pledged: int) -> PurchasePlan:
+    """Staples still short, at wholesale prices, for up to 60% of what the funds that may buy them hold."""
+    budget = int(pledged * 0.6)
     wanted = [
         (code, round((demand[code] - supplied[code]) * 0.8), price)
         for code, price in PURCHASABLE.items()

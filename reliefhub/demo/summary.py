@@ -8,6 +8,21 @@ from rich.table import Table
 
 
 @dataclass
+class FundRow:
+    """A special fund's accounts (fen) as the demo ends."""
+
+    name: str
+    rules: str
+    overhead_share: float
+    pledged: int
+    received: int
+    committed: int
+    spent: int
+    overhead: int
+    available: int
+
+
+@dataclass
 class Summary:
     """What the demo did, step by step, and what the impact report says about it."""
 
@@ -24,6 +39,13 @@ class Summary:
     lots_rejected: int = 0
     pledges: int = 0
     pledged_fen: int = 0
+    payments: int = 0
+    received_fen: int = 0
+    operation_id: str = ""
+    funds: list[FundRow] = field(default_factory=list)
+    purchases_refused: int = 0
+    refusal: str = ""
+    public_accounts_url: str = ""
     procurement_orders: int = 0
     procurement_ordered: int = 0
     procurement_received: int = 0
@@ -97,10 +119,15 @@ class Summary:
             ("working-group tasks done", f"{self.tasks_done}",
              ", ".join(f"{n} {kind}" for kind, n in self.tasks_by_kind.items())
              + f"; {self.customs_cleared_lots} lot(s) from abroad cleared through customs"),
-            ("cash pledges", f"{self.pledges}", yuan(self.pledged_fen)),
+            ("special funds", f"{len(self.funds)}", "of one relief operation; accounts below"),
+            ("cash pledges", f"{self.pledges}", f"{yuan(self.pledged_fen)}, each into a special fund"),
+            ("payments received", f"{self.payments}",
+             f"{yuan(self.received_fen)} arrived; {self.pledges - self.payments} pledge(s) not paid yet"),
             ("procurement orders", f"{self.procurement_orders}",
              f"{self.procurement_ordered} ordered, {self.procurement_received} received, "
-             f"{yuan(self.procurement_fen)}"),
+             f"{yuan(self.procurement_fen)}; paid from funds whose rules allow the destination"),
+            ("purchases refused", f"{self.purchases_refused}",
+             "409 restriction-violated: the medical fund asked to pay for a nursing home"),
             ("allocation runs (manual)", f"{self.allocation_runs}", "plus the continuous runs matching makes itself"),
             ("proposals accepted", f"{self.proposals_accepted}",
              f"{self.quantity_accepted:,} units; {self.proposals_auto_accepted} by policy, "
@@ -117,7 +144,7 @@ class Summary:
             ("short receipts", f"{self.short_receipts}", "each with a discrepancy reason"),
             ("feedback", f"{self.feedback}", f"{self.beneficiaries_reported:,} beneficiaries reported"),
             ("money raised", yuan(self.money_raised_fen), "impact report"),
-            ("money spent", yuan(self.money_spent_fen), "on the purchase"),
+            ("money spent", yuan(self.money_spent_fen), "on the purchases"),
             ("goods value delivered", yuan(self.goods_value_delivered_fen),
              f"catalog value, purchased goods included; {yuan(self.goods_value_offered_fen)} given in kind"),
             ("sites supported", f"{self.sites_supported}", "confirmed at least one receipt"),
@@ -147,4 +174,22 @@ def summary_table(summary: Summary) -> Table:
     table.add_column("detail")
     for step, count, detail in summary.rows():
         table.add_row(step, count, detail)
+    return table
+
+
+def fund_table(summary: Summary) -> Table:
+    """Each special fund's accounts: pledged, received, committed (goods not yet arrived), spent, overhead and
+    what it may still spend."""
+    table = Table(title="Special funds (专项基金) — accounts", title_justify="left")
+    for name in ("fund", "for", "overhead share"):
+        table.add_column(name)
+    for name in ("pledged", "received", "committed", "spent", "overhead", "available"):
+        table.add_column(name, justify="right")
+    for f in summary.funds:
+        table.add_row(
+            f.name,
+            f.rules,
+            f"{f.overhead_share:.0%}",
+            *(yuan(n) for n in (f.pledged, f.received, f.committed, f.spent, f.overhead, f.available)),
+        )
     return table

@@ -6,7 +6,7 @@ import httpx
 from typer.testing import CliRunner
 
 from reliefhub import cli
-from reliefhub.demo import DISTRICTS, build_scenario, run_demo, summary_table
+from reliefhub.demo import DISTRICTS, build_scenario, fund_table, run_demo, summary_table
 from shared.catalog import get_catalog
 from shared.settings import Settings
 
@@ -20,6 +20,10 @@ def test_the_scenario_is_deterministic_and_uses_real_codes() -> None:
     catalog = get_catalog()
     assert all(code in catalog for code in a.item_codes)
     assert a.purchase.total <= sum(p for d in a.donors for p in d.pledges)
+    # Every pledge goes into a special fund, and the staples purchase stays within what its funds hold.
+    assert set(a.pledge_fund) == {(d.index, n) for d in a.donors for n in range(len(d.pledges))}
+    assert "general" in set(a.pledge_fund.values()) <= {"general", "staples", "medical", "elderly"}
+    assert a.purchase.total <= a.fund_pledged("general", "staples")
 
 
 async def test_demo_runs_every_step_with_consistent_counts(
@@ -41,7 +45,28 @@ async def test_demo_runs_every_step_with_consistent_counts(
     assert (s.claims, s.claims_fulfilled) == (1, 1) and 0 < s.claimed_quantity <= 50
     assert s.tasks_by_kind["customs_clearance"] == s.tasks_by_kind["translation"] == 1
     assert s.tasks_by_kind.get("device_check", 0) >= 1 and s.tasks_done == sum(s.tasks_by_kind.values())
-    assert (s.procurement_orders, s.procurement_ordered, s.procurement_received) == (1, 1, 1)
+    # The staples purchase and one each for a hospital and a nursing home, from funds whose rules allow them;
+    # the medical fund asked to pay for the nursing home is refused.
+    assert (s.procurement_orders, s.procurement_ordered, s.procurement_received) == (3, 3, 3)
+    assert s.purchases_refused == 1 and "site_kinds" in s.refusal
+    # Four public funds of one operation: money pledged into them and (all but one pledge) received.
+    assert [f.name for f in s.funds] == [
+        "上海抗疫综合专项基金",
+        "民生保供专项基金",
+        "医疗救治专项基金",
+        "关爱老人专项基金",
+    ]
+    assert sum(f.pledged for f in s.funds) == s.pledged_fen and s.payments == s.pledges - 1
+    assert sum(f.received for f in s.funds) == s.received_fen < s.pledged_fen
+    assert sum(f.spent for f in s.funds) == s.procurement_fen and all(f.committed == 0 for f in s.funds)
+    by_name = {f.name: f for f in s.funds}
+    elderly, medical = by_name["关爱老人专项基金"], by_name["医疗救治专项基金"]
+    assert elderly.spent > 0 and elderly.overhead == 0 and elderly.available == elderly.received - elderly.spent
+    assert medical.spent > 0 and abs(medical.overhead - medical.spent * 0.03) <= 0.5
+    general = by_name["上海抗疫综合专项基金"]
+    assert general.spent > 0 and general.overhead > 0  # it pays the rest of the staples purchase
+    assert s.public_accounts_url == f"http://reliefhub.test/v1/public/accounts?operation_id={s.operation_id}"
+    assert fund_table(s).row_count == 4
     assert s.proposals_accepted > 0 and s.quantity_accepted > 0
     # Every shipment went the whole way: moved, received with its PIN, and given feedback.
     assert s.shipments > 0
