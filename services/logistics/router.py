@@ -439,7 +439,15 @@ def _file_response(body: Any, fmt: exports.ExportFormat | exports.PublicFormat, 
     return StreamingResponse(body, media_type=media, headers={"Content-Disposition": disposition})
 
 
-_FILE = {"description": "The file, streamed.", "content": {"text/csv": {"schema": {"type": "string"}}}}
+_CSV = {"text/csv": {"schema": {"type": "string"}}}
+_CSV_FILE = {"description": "The file, streamed: CSV (the HXL form with its hashtag row).", "content": _CSV}
+_FILE = {
+    "description": "The file, streamed: CSV (also the HXL form, with its hashtag row) or an XLSX workbook.",
+    "content": {
+        **_CSV,
+        exports.MEDIA_TYPES[exports.ExportFormat.xlsx]: {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 
 
 @router.get(
@@ -475,7 +483,7 @@ async def exports_get(
     "/public/exports/deliveries",
     dependencies=[PublicRateLimit],
     response_class=StreamingResponse,
-    responses={**problem_responses(TooManyRequests), 200: _FILE},
+    responses={**problem_responses(TooManyRequests), 200: _CSV_FILE},
     openapi_extra={"security": []},
 )
 async def public_exports_deliveries(
