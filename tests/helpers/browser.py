@@ -9,24 +9,26 @@ import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
-
-from reliefhub.gateway import Gateway
 
 CHROMIUM_SECONDS = 60
 CSP_VIOLATION = "Content Security Policy"
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Gateway) -> AsyncIterator[str]:
-    """The app on a free loopback port (its lifespan is already running); yields the base URL."""
+async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
+    """The app on a free loopback port (its lifespan is already running, or not needed), with uvicorn `options`
+    beside the defaults; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, **{"log_level": "warning", "lifespan": "off", "ws": "none", **options}
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -42,8 +44,10 @@ async def serving(app: Gateway) -> AsyncIterator[str]:
         sock.close()
 
 
-async def dump_dom(chromium: str, url: str, profile: Path) -> tuple[str, str]:
-    """The page's DOM after loading, and Chromium's log (its console included)."""
+async def dump_dom(
+    chromium: str, url: str, profile: Path, *flags: str, seconds: float = CHROMIUM_SECONDS
+) -> tuple[str, str]:
+    """The page's DOM after loading, and Chromium's log (its console included); `flags` go to Chromium too."""
     proc = await asyncio.create_subprocess_exec(
         chromium,
         "--headless=new",
@@ -52,6 +56,7 @@ async def dump_dom(chromium: str, url: str, profile: Path) -> tuple[str, str]:
         "--disable-dev-shm-usage",
         "--no-first-run",
         "--no-default-browser-check",
+        *flags,
         f"--user-data-dir={profile}",
         "--enable-logging=stderr",
         "--v=0",
@@ -61,11 +66,11 @@ async def dump_dom(chromium: str, url: str, profile: Path) -> tuple[str, str]:
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), CHROMIUM_SECONDS)
+        out, err = await asyncio.wait_for(proc.communicate(), seconds)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        pytest.fail(f"chromium did not finish within {CHROMIUM_SECONDS} s")
+        pytest.fail(f"chromium did not finish within {seconds} s")
     assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
     return out.decode(), err.decode(errors="replace")
 

@@ -4,18 +4,13 @@ Redoc its navigation — so neither needs a CDN or anything else outside."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shutil
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from reliefhub.gateway import Gateway
 from shared.settings import Settings
+from tests.helpers.browser import chromium_path, dump_dom, serving
 
 CHROMIUM_SECONDS = 90
 # Every name but the loopback address resolves to nothing, and no proxy is asked: a page that needs another host
@@ -25,63 +20,12 @@ OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--no-pr
 
 @pytest.fixture
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("chromium not installed: CI installs it with apt-get (see .ci/run)")
-    return path
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Gateway) -> AsyncIterator[str]:
-    """The gateway on a free loopback port (no lifespan: the docs need no database); yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(200):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-        sock.close()
+    return chromium_path()
 
 
 async def rendered_dom(chromium: str, url: str, profile: Path) -> tuple[str, str]:
     """The page's DOM once its scripts have run (ten seconds of virtual time), and Chromium's log."""
-    proc = await asyncio.create_subprocess_exec(
-        chromium,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--no-default-browser-check",
-        *OFFLINE,
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), CHROMIUM_SECONDS)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        pytest.fail(f"chromium did not finish within {CHROMIUM_SECONDS} s")
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
-    return out.decode(), err.decode(errors="replace")
+    return await dump_dom(chromium, url, profile, *OFFLINE, "--virtual-time-budget=10000", seconds=CHROMIUM_SECONDS)
 
 
 async def test_the_docs_render_in_chromium_with_nothing_but_the_stack(chromium: str, tmp_path: Path) -> None:

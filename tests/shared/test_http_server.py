@@ -3,15 +3,10 @@ an unhandled error is a 500 problem that leaves the keep-alive connection usable
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 
 from reliefhub.gateway import UVICORN_OPTIONS
@@ -19,30 +14,8 @@ from shared.app import create_service_app
 from shared.db import make_kit_tables, service_metadata
 from shared.service import ServiceSpec
 from shared.settings import Settings
+from tests.helpers.browser import serving
 from tests.helpers.problems import assert_problem
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, http: str) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none", http=http, **UVICORN_OPTIONS
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(200):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-        sock.close()
 
 
 def kit_app(settings: Settings) -> FastAPI:
@@ -72,7 +45,8 @@ def kit_app(settings: Settings) -> FastAPI:
 
 @pytest.mark.parametrize("http", ["httptools", "h11"])
 async def test_an_unhandled_error_keeps_the_connection_and_no_server_header(settings: Settings, http: str) -> None:
-    async with serving(kit_app(settings), http) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+    served = serving(kit_app(settings), http=http, **UVICORN_OPTIONS)
+    async with served as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
         before = await client.get("/v1/peer")
         failed = await client.get("/v1/boom")
         after = await client.get("/v1/peer")
