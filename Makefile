@@ -19,9 +19,11 @@ install: $(STAMP)
 dev: install
 	$(BIN)/reliefhub dev $(if $(PORT),--port $(PORT))
 
-## The whole suite, on embedded servers (or DATABASE_URL / REDIS_URL when set).
+## The whole suite, on embedded servers (or DATABASE_URL / REDIS_URL when set), in TEST_WORKERS parallel
+## processes (each with servers of its own; `make test TEST_WORKERS=1` for one process).
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 ## ruff (format and lint) over everything; mypy: strict for application code, checking tests/ and bench/ too;
 ## the size limits of `make size`.

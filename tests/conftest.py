@@ -36,6 +36,14 @@ def servers() -> Iterator[tuple[str, str]]:
     db_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
     base = ROOT / ".reliefhub" / f"test-{os.getpid()}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1…: `make test` runs the suite in parallel processes
+    if db_url and worker:
+        # Servers of one's own, shared by the parallel workers: a database and a Redis database each.
+        admin_url, name = db_url.rsplit("/", 1)
+        db_url = f"{admin_url}/{name}_{worker}"
+        asyncio.run(_recreate_database(f"{admin_url}/postgres", f"{name}_{worker}"))
+    if redis_url and worker:
+        redis_url = _worker_redis(redis_url, int(worker.removeprefix("gw")))
     if not db_url:
         pg = EmbeddedPostgres(base / "pg", durable=False)
         pg.start()
@@ -55,6 +63,14 @@ def servers() -> Iterator[tuple[str, str]]:
             import shutil
 
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _worker_redis(url: str, index: int) -> str:
+    """The Redis database of parallel worker `index`: the URL's own number plus the index (of 16)."""
+    head, _, number = url.rpartition("/")
+    if not number.isdigit():
+        head, number = url.rstrip("/"), "0"
+    return f"{head}/{(int(number) + index) % 16}"
 
 
 async def _recreate_database(admin_url: str, name: str) -> None:
