@@ -3,8 +3,9 @@ cancelled), withdrawn pledges and deliveries the API is asked for, the books sta
 through the API: every ledger transaction balances per currency and per item; no fund and no pledge holds less
 than nothing (cash where spending draws on money received, cash and what is still owed where a fund may spend
 pledges); what is committed, spent and taken as overhead never exceeds what was received (or, for a fund that
-may spend pledges, what was pledged; a pledge outside any fund spends only what it received); each fen spent names the one pledge it came from, and each unit
-delivered the one gift it belongs to, never beyond what that gift held."""
+may spend pledges, what was pledged; a pledge outside any fund spends only what it received); each fen spent
+names the one pledge it came from, and each unit delivered the one gift it belongs to, never beyond what that
+gift held."""
 
 from __future__ import annotations
 
