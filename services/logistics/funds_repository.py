@@ -81,3 +81,8 @@ class AccountRepository(RepositoryBase[LedgerPosting]):
     async def lock_fund(self, fund_id: uuid.UUID) -> None:
         """Serialise spenders of one fund, so concurrent orders never overspend it."""
         await self.session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"fund:{fund_id}", 0))))
+
+    async def lock_pledge(self, offer_id: uuid.UUID) -> None:
+        """Serialise spenders of one pledge outside any fund, so concurrent orders never spend more of it than
+        was received."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"pledge:{offer_id}", 0))))

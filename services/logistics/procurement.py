@@ -20,6 +20,7 @@ from services.logistics.errors import (
     RestrictionViolated,
     SupplyUnavailable,
 )
+from services.logistics.funds_repository import AccountRepository
 from services.logistics.models import Fund, OfferView, Procurement, ProcurementFunding, ProcurementStatus
 from services.logistics.repository import ProcurementRepository, ProjectionRepository
 from services.logistics.shares import attribution
@@ -134,18 +135,19 @@ async def _sources(session: AsyncSession, currency: str, funding: list[schemas.F
 
 async def _check_available(session: AsyncSession, currency: str, sources: list[Source]) -> None:
     """Every source holds what it pays and its fund's overhead on it: money received and not yet committed,
-    spent or taken as overhead (a fund with `spend_pledged` may also spend what its pledges still owe); a pledge
-    outside any fund is spent as pledged. A pledge never pays more than it promised, overhead included. 409 naming
-    the source otherwise."""
+    spent or taken as overhead. Only a fund with `spend_pledged` (and a pledge into it) may also spend what its
+    pledges still owe; a pledge outside any fund spends only what it received (its `pledge cash`). A pledge never
+    pays more than it promised, overhead included, however much it was paid. 409 naming the source otherwise."""
     pledged = await accounts.pledge_figures(session, [s.pledge.offer_id for s in sources if s.pledge])
     in_funds = await accounts.fund_figures(session, [s.fund.id for s in sources if s.fund])
     for s in sources:
         need = s.amount + s.overhead
+        received_only = s.fund is None or not s.fund.spend_pledged
         checks: list[tuple[str, str, int]] = []
         if s.pledge is not None:
             books = pledged[s.pledge.offer_id]
             left = (s.pledge.amount or 0) - s.pledge.amount_spent
-            if s.fund is not None and not s.fund.spend_pledged:
+            if received_only:
                 left = min(left, books.available)
             else:  # spent as pledged: what it promised less what it paid for and the overhead taken on that
                 left = min(left, books.pledged - books.committed - books.spent - books.overhead)
@@ -154,7 +156,7 @@ async def _check_available(session: AsyncSession, currency: str, sources: list[S
             checks.append(("fund_id", f"Fund {s.fund.name}", in_funds[s.fund.id].available))
         for field, who, left in checks:
             if need > left:
-                what = "received and unspent" if s.fund is not None and not s.fund.spend_pledged else "unspent"
+                what = "received and unspent" if received_only else "unspent"
                 raise PledgeInsufficient(
                     f"{who} holds {left} {currency} {what}; {need} were asked for"
                     + (f" ({s.amount} and {s.overhead} overhead)." if s.overhead else "."),
@@ -319,6 +321,8 @@ async def order_procurement(session: AsyncSession, principal: Principal, procure
     await _check_restrictions(sources, await _destinations(session, p.destination), items, p.region_code)
     for fund_id in sorted({s.fund.id for s in sources if s.fund}):  # one lock order across concurrent orders
         await funds.lock_for_spending(session, fund_id)
+    for offer_id in sorted({s.pledge.offer_id for s in sources if s.pledge and s.fund is None}):  # its own cash
+        await AccountRepository(session).lock_pledge(offer_id)
     for s, f in zip(sources, p.funding, strict=True):  # the overhead as the fund's share stands now
         f.overhead = s.overhead
     await _check_available(session, p.currency, sources)

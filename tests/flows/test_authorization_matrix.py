@@ -547,6 +547,17 @@ class World:
 
         return await self._once("cash", make)
 
+    async def paid_cash(self) -> dict[str, Any]:
+        """The cash pledge, with all of it received: a pledge outside any fund spends only money received."""
+
+        async def make() -> dict[str, Any]:
+            cash = await self.cash()
+            body = {"amount": cash["amount"], "received_at": "2022-04-02T10:00:00+08:00", "reference": "matrix-paid"}
+            await self.post(f"/v1/offers/{cash['id']}/payments", self.coordinator, json=body)
+            return cash
+
+        return await self._once("paid_cash", make)
+
     async def reservation(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
             lot = await self.rice_lot()
@@ -623,10 +634,10 @@ class World:
 
     async def procurement(self) -> dict[str, Any]:
         async def make() -> dict[str, Any]:
-            cash, site = await self.cash(), await self.site()
+            cash, site = await self.paid_cash(), await self.site()
             body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}
 
-            async def drafted() -> Any:  # 409 until logistics has seen the pledge and the site
+            async def drafted() -> Any:  # 409 until logistics has seen the pledge, its payment and the site
                 r = await self.client.post("/v1/procurements", headers=self.coordinator, json=body)
                 return r.json() if r.status_code == 201 else None
 
@@ -989,8 +1000,8 @@ async def _withdraw_target(w: World) -> Target:
 
 
 async def _create_procurement(w: World) -> Target:
-    await w.procurement()  # the pledge is known to logistics
-    cash, site = await w.cash(), await w.site()
+    await w.procurement()  # the pledge and its payment are known to logistics
+    cash, site = await w.paid_cash(), await w.site()
     body = {**example(("POST", "/v1/procurements"), cash["id"]), "destination": {"site_id": site["id"]}}  # Huangpu
     return Target("/v1/procurements", body, owner_org=GROUP_ORG, owner_group=BUY_GROUP)
 

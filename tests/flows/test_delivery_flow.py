@@ -12,6 +12,7 @@ import httpx
 from shared.catalog import get_catalog
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE, WATER
+from tests.helpers.funds import record_payment
 from tests.helpers.needs import create_need, create_site
 from tests.helpers.scenario import ship_a_gift
 from tests.helpers.supply import create_donor, create_pledge
@@ -197,6 +198,8 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
     recipient, carrier = auth("frontline", org="org-clinic"), auth("logistics", org="org-carrier")
     fund = await create_donor(client, donor, name="某慈善基金会", kind="foundation")
     pledges = [await create_pledge(client, donor, fund["id"], amount) for amount in (60_000, 30_000)]
+    for pledge in pledges:  # outside any fund, a pledge spends only money received
+        await record_payment(client, auth, pledge["id"], pledge["amount"], wait=False)
     site = await create_site(
         client, recipient, name="崇明区社区卫生服务中心", kind="hospital", region_code="310151", lat=31.62, lon=121.4
     )
@@ -218,7 +221,7 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
 
     async def drafted() -> httpx.Response | None:
         r = await client.post("/v1/procurements", headers=coordinator, json=body)
-        return r if r.status_code == 201 else None  # 409 until logistics has heard of both pledges
+        return r if r.status_code == 201 else None  # 409 until logistics has heard of both pledges and payments
 
     procurement = (await eventually(drafted)).json()
     assert procurement["status"] == "draft" and procurement["total"] == 75_000
@@ -274,7 +277,8 @@ async def test_a_cash_pledge_buys_goods_that_reach_a_site(
     ledger = (await client.get("/v1/ledger?limit=100", headers=coordinator)).json()["items"]
     booked = sorted((e["kind"], e["amount"]) for e in ledger)
     value = 300 * get_catalog().get("hygiene.body.soap").unit_value_fen  # type: ignore[union-attr]
-    money = [("pledged", 60_000), ("pledged", 30_000), ("spent", 50_000), ("spent", 25_000)]
+    money = [("pledged", 60_000), ("pledged", 30_000), ("payment_received", 60_000), ("payment_received", 30_000)]
+    money += [("spent", 50_000), ("spent", 25_000)]
     goods = [("in_kind_delivered", value), ("goods_received", 50_000), ("goods_received", 25_000)]
     assert booked == sorted([*money, *goods, ("goods_received", value)])
     for transaction in ledger:  # each balances, in money and in goods

@@ -8,6 +8,7 @@ import httpx
 
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE
+from tests.helpers.funds import record_payment
 from tests.helpers.supply import create_donor, create_pledge
 from tests.helpers.waiting import eventually
 
@@ -46,10 +47,11 @@ def procurement_body(offer_id: str, *, quantity: int = 10, unit_price: int = 5_0
 
 
 async def known_pledge(
-    client: httpx.AsyncClient, auth: TokenFactory, amount: int = 100_000, **over: Any
+    client: httpx.AsyncClient, auth: TokenFactory, amount: int = 100_000, *, paid: int | None = None, **over: Any
 ) -> dict[str, Any]:
     """A cash pledge of `amount` fen by a fresh foundation (`over` adds fields such as `restrictions`) that
-    logistics has heard of (its `pledged` ledger entry is in); the offer."""
+    logistics has heard of (its `pledged` ledger entry is in), and `paid` fen of it received (all of it unless
+    told; 0 for none) and booked, since a pledge outside any fund spends only money received; the offer."""
     headers = auth("donor", org="org-fund")
     donor = await create_donor(client, headers, name="爱心基金会", kind="foundation")
     offer = await create_pledge(client, headers, donor["id"], amount, **over)
@@ -62,6 +64,9 @@ async def known_pledge(
 
     entries = await eventually(booked)
     assert [(e["amount"], e["currency"]) for e in entries] == [(amount, "CNY")]
+    paid = amount if paid is None else paid
+    if paid:
+        await record_payment(client, auth, offer["id"], paid)
     return offer
 
 

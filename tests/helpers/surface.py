@@ -102,6 +102,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "lines": [{"item_code": "food.grain.rice", "quantity_received": 1}],
     },
     ("POST", "/v1/shipments/{shipment_id}/feedback"): {"rating": 5, "comment": "谢谢", "beneficiaries_served": 10},
+    # The authorization matrix sends it with a pledge whose money was received: a pledge spends only that.
     ("POST", "/v1/procurements"): {
         "supplier": {"name": "国药控股"},
         "lines": [{"item_code": "ppe.mask.n95", "quantity": 10, "unit_price": 300}],

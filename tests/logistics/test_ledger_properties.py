@@ -3,8 +3,9 @@ cancelled), withdrawn pledges and deliveries the API is asked for, the books sta
 through the API: every ledger transaction balances per currency and per item; no fund and no pledge holds less
 than nothing (cash where spending draws on money received, cash and what is still owed where a fund may spend
 pledges); what is committed, spent and taken as overhead never exceeds what was received (or, for a fund that
-may spend pledges, what was pledged); each fen spent names the one pledge it came from, and each unit
-delivered the one gift it belongs to, never beyond what that gift held."""
+may spend pledges, what was pledged; a pledge outside any fund spends only what it received); each fen spent
+names the one pledge it came from, and each unit delivered the one gift it belongs to, never beyond what that
+gift held."""
 
 from __future__ import annotations
 
@@ -251,7 +252,7 @@ def assert_pledge_sound(pledge: dict[str, Any], books: Counter[str], fund: dict[
     assert owed >= 0, (pledge["id"], pledge["paid"], pledge["withdrawn"], books)
     assert books["committed purchases"] >= 0 and books["purchases"] >= 0 and books["overhead"] >= 0, books
     assert used <= pledge["amount"] + max(0, pledge["paid"] - pledge["amount"]), (pledge["id"], books)
-    if fund is not None and not fund["spend_pledged"]:
+    if fund is None or not fund["spend_pledged"]:  # outside any fund too: only money received is spent
         assert cash >= 0 and used <= pledge["paid"], (pledge["id"], books)
     else:  # spent as pledged: never beyond what it holds and still owes
         assert cash + owed >= 0, (pledge["id"], books)
@@ -295,19 +296,20 @@ async def assert_books_sound(client: httpx.AsyncClient, auth: TokenFactory, m: M
 
 
 # Every kind of step at least once: paid, bought, received and delivered; split between a pledge of a fund that may
-# spend pledges and one outside any fund, then cancelled; a withdrawn pledge.
+# spend pledges and one outside any fund (half paid: it spends only what it received), then cancelled; a withdrawn
+# pledge.
 EVERY_STEP = {
     "funds": [(False, 0.05), (True, 0)],
     "pledges": [(0, 30_000), (1, 20_000), (3, 10_000)],
     "plan": [
         ("pay", 0, 1.0),
+        ("pay", 1, 0.5),
         ("buy", [0], 10, True),
         ("receive", 0),
         ("deliver", 0),
         ("buy", [1, 2], 5, True),
         ("cancel", 1),
         ("withdraw", 1),
-        ("pay", 1, 0.5),
     ],
 }
 

@@ -12,6 +12,7 @@ import httpx
 
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE, WATER
+from tests.helpers.funds import record_payment
 from tests.helpers.logistics import known_pledge, procurement_body
 from tests.helpers.problems import assert_problem
 from tests.helpers.supply import fund_pledge
@@ -52,12 +53,13 @@ async def test_a_pledge_reaches_logistics_and_funds_a_draft(
 ) -> None:
     coordinator = auth("coordinator")
     offer = await fund_pledge(client, auth)
+    await record_payment(client, auth, offer["id"], 100_000, wait=False)  # it spends only money received
     body = procurement_body(offer["id"], note="为浦东安置点采购大米")
 
     async def drafted() -> httpx.Response | None:
         r = await client.post("/v1/procurements", headers=coordinator, json=body)
-        if r.status_code == 409:
-            assert slug(assert_problem(r, 409)) == "pledge-unavailable"
+        if r.status_code == 409:  # not heard of yet, or its payment not booked yet
+            assert slug(assert_problem(r, 409)) in ("pledge-unavailable", "pledge-insufficient")
             return None
         return r
 
@@ -308,3 +310,68 @@ async def test_an_order_spends_all_its_pledges_or_none(
     whole_a = await create(client, coordinator, procurement_body(a["id"], quantity=20))  # 100 000
     assert (await act(client, coordinator, whole_a["id"], "order")).status_code == 200
     assert (await client.get(f"/v1/procurements/{x['id']}", headers=coordinator)).json()["status"] == "draft"
+
+
+# --- a pledge outside any fund spends only money received -----------------------------------------------------
+
+
+async def test_a_pledge_outside_any_fund_spends_only_money_received(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    coordinator = auth("coordinator")
+    offer = await known_pledge(client, auth, 100_000, paid=0)
+    refused = await client.post("/v1/procurements", headers=coordinator, json=procurement_body(offer["id"]))
+    body = assert_problem(refused, 409)
+    assert slug(body) == "pledge-insufficient" and body["offer_id"] == offer["id"] and body["available"] == 0, body
+    assert f"Pledge {offer['id']} holds 0 CNY received and unspent; 50000 were asked for" in body["detail"]
+    assert body["errors"] == [{"loc": ["body", "funding", 0, "amount"], "msg": "at most 0"}]
+    assert await procurements(client, coordinator) == []
+
+    await record_payment(client, auth, offer["id"], 30_000)
+    above = await client.post("/v1/procurements", headers=coordinator, json=procurement_body(offer["id"], quantity=7))
+    body = assert_problem(above, 409)
+    assert slug(body) == "pledge-insufficient" and body["available"] == 30_000, body
+    assert "30000 CNY received and unspent; 35000 were asked for" in body["detail"]
+    # Up to the payment it pays; two drafts may each ask for it, but only one order takes it.
+    first = await create(client, coordinator, procurement_body(offer["id"], quantity=6))  # 30 000
+    second = await create(client, coordinator, procurement_body(offer["id"], quantity=6))
+    assert (await act(client, coordinator, first["id"], "order")).status_code == 200
+    body = assert_problem(await act(client, coordinator, second["id"], "order"), 409)
+    assert slug(body) == "pledge-insufficient" and body["available"] == 0 and "received" in body["detail"], body
+    assert [e["amount"] for e in await ledger(client, auth, "spent", offer_id=offer["id"])] == [30_000]
+    # More money arrives: the waiting draft is ordered now.
+    await record_payment(client, auth, offer["id"], 30_000)
+    again = await act(client, coordinator, second["id"], "order")
+    assert again.status_code == 200, again.text
+    assert sorted(e["amount"] for e in await ledger(client, auth, "spent", offer_id=offer["id"])) == [30_000, 30_000]
+
+
+async def test_concurrent_orders_spend_no_more_than_a_pledge_received(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    coordinator = auth("coordinator")
+    offer = await known_pledge(client, auth, 100_000, paid=30_000)
+    drafts = [await create(client, coordinator, procurement_body(offer["id"], quantity=2)) for _ in range(5)]
+    answers = await asyncio.gather(*(act(client, coordinator, d["id"], "order") for d in drafts))
+    assert sorted(r.status_code for r in answers) == [200, 200, 200, 409, 409], [r.text for r in answers]
+    spent = await ledger(client, auth, "spent", offer_id=offer["id"])
+    assert sum(e["amount"] for e in spent) == 30_000 and len(spent) == 3
+
+
+async def test_an_overpaid_pledge_never_pays_more_than_it_promised(
+    client: httpx.AsyncClient, auth: TokenFactory, workers: None
+) -> None:
+    coordinator = auth("coordinator")
+    offer = await known_pledge(client, auth, 50_000, paid=80_000)
+    body = assert_problem(
+        await client.post("/v1/procurements", headers=coordinator, json=procurement_body(offer["id"], quantity=11)), 409
+    )
+    assert slug(body) == "pledge-insufficient" and body["available"] == 50_000, body
+    whole = await create(client, coordinator, procurement_body(offer["id"], quantity=10))  # 50 000: all it promised
+    assert (await act(client, coordinator, whole["id"], "order")).status_code == 200
+    # 30 000 of what arrived is still in its cash, but the promise is spent.
+    body = assert_problem(
+        await client.post("/v1/procurements", headers=coordinator, json=procurement_body(offer["id"], quantity=1)), 409
+    )
+    assert slug(body) == "pledge-insufficient" and body["available"] == 0 and body["offer_id"] == offer["id"], body
+    assert [e["amount"] for e in await ledger(client, auth, "spent", offer_id=offer["id"])] == [50_000]

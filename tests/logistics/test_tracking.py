@@ -14,6 +14,7 @@ import httpx
 from shared.settings import Settings
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import RICE, WATER
+from tests.helpers.funds import record_payment
 from tests.helpers.logistics import advance, full_receipt, procurement_body
 from tests.helpers.needs import PUDONG_SHELTER, create_need, create_site
 from tests.helpers.problems import assert_problem
@@ -211,6 +212,7 @@ async def test_a_cash_pledge_shows_what_it_bought_and_where_it_went(
         client, recipient, site["id"], {"item_code": RICE, "quantity": 10}, title="大米", urgency="high"
     )
     pledge = await fund_pledge(client, auth, 100_000)
+    await record_payment(client, auth, pledge["id"], 100_000)  # a pledge outside any fund spends what it received
     code = pledge["tracking_code"]
     order = procurement_body(pledge["id"], quantity=10)
 
