@@ -195,6 +195,30 @@ LEGS = [
 ]
 
 
+# The continuous runs of the load: how many, how many lines each read, and their phases (ms).
+RUNS = """
+SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY (counts->>'lines')::int),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY (timings->>'load_ms')::float),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY (timings->>'solve_ms')::float),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY (timings->>'total_ms')::float),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY (timings->>'total_ms')::float)
+  FROM matching.allocation_run WHERE trigger = 'continuous' AND created_at >= (SELECT min(created_at) FROM needs.need)
+"""
+
+
+async def run_figures(db: str, kind: str) -> list[str]:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(db)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text(RUNS))).one()
+    finally:
+        await engine.dispose()
+    return [BACKLOGS[kind], str(row[0]), *("—" if v is None else f"{v:.0f}" for v in row[1:])]
+
+
 async def latencies(db: str, settle: float) -> tuple[list[list[float | None]], int, bool]:
     """Per need proposed: seconds since posting of each later timestamp (None where unknown); the number of needs
     not proposed; whether the commit timestamps are PostgreSQL's own."""
@@ -263,7 +287,7 @@ def _legs(kind: str, stamps: list[list[float | None]]) -> list[list[str]]:
     return rows
 
 
-def measure(args: argparse.Namespace, kind: str) -> tuple[list[str], list[list[str]], bool]:
+def measure(args: argparse.Namespace, kind: str) -> tuple[list[str], list[list[str]], list[str], bool]:
     with servers(pg_options=("-c track_commit_timestamp=on",)) as (db, redis):
         env = {
             "DATABASE_URL": db,
@@ -283,7 +307,7 @@ def measure(args: argparse.Namespace, kind: str) -> tuple[list[str], list[list[s
         with uvicorn_process("reliefhub.gateway:dev_app", env) as port:
             base = f"http://127.0.0.1:{port}"
 
-            async def run() -> tuple[list[list[float | None]], int, bool, int]:
+            async def run() -> tuple[list[list[float | None]], int, bool, int, list[str]]:
                 async with httpx.AsyncClient(base_url=base, timeout=30) as client:
                     sites = await seed(client, headers, 100)
                 await asyncio.sleep(2)  # let matching project the stock
@@ -292,9 +316,9 @@ def measure(args: argparse.Namespace, kind: str) -> tuple[list[str], list[list[s
                     await asyncio.sleep(args.backlog_settle)  # the backlog's own first runs
                 errors = await load(base, headers, sites, args.rate, args.seconds)
                 stamps, missing, tracked = await latencies(db, args.settle)
-                return stamps, missing, tracked, errors
+                return stamps, missing, tracked, errors, await run_figures(db, kind)
 
-            stamps, missing, tracked, errors = asyncio.run(run())
+            stamps, missing, tracked, errors, runs = asyncio.run(run())
     lat = sorted(s[-1] or 0.0 for s in stamps)
     row = [
         BACKLOGS[kind],
@@ -306,7 +330,7 @@ def measure(args: argparse.Namespace, kind: str) -> tuple[list[str], list[list[s
         f"{_quantile(lat, 0.95):.2f}",
         f"{max(lat):.2f}" if lat else "—",
     ]
-    return row, _legs(kind, stamps), tracked
+    return row, _legs(kind, stamps), runs, tracked
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -322,7 +346,7 @@ def main(argv: list[str] | None = None) -> str:
     legs = [row for m in measured for row in m[1]]
     until = (
         "the run's transaction committed"
-        if all(m[2] for m in measured)
+        if all(m[3] for m in measured)
         else "the run's end (PostgreSQL did not track commit timestamps)"
     )
     text = (
@@ -335,7 +359,11 @@ def main(argv: list[str] | None = None) -> str:
         "### Where the time goes (ms)\n\n"
         + table(["backlog", "leg", "p50 ms", "p95 ms", "slowest 5% mean ms"], legs)
         + "\n\nThe slowest 5%: the needs at or past the p95 of the whole way; their mean per leg shows what the"
-        " tail is made of."
+        " tail is made of.\n\n### The continuous runs during the load\n\n"
+        + table(
+            ["backlog", "runs", "lines p50", "load p50 ms", "solve p50 ms", "run p50 ms", "run p95 ms"],
+            [m[2] for m in measured],
+        )
     )
     print(text)
     print(f"\nwritten to {write_result('time_to_proposal', text)}")

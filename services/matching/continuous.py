@@ -222,9 +222,9 @@ class ContinuousMatching:
         try:
             async with self.rt.sessionmaker() as session, session.begin():
                 repo = ProjectionRepository(session)
-                if not await repo.try_lock(f"matching:group:{group.key}"):
+                lock_timeout = self.settings.matching_lock_timeout_seconds
+                if not await repo.try_lock(f"matching:group:{group.key}", lock_timeout=lock_timeout):
                     raise _GroupBusy()
-                await repo.set_lock_timeout(self.settings.matching_lock_timeout_seconds)
                 await run_allocation(
                     session,
                     scope=schemas.RunScope(item_codes=list(group.items)),

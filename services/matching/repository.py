@@ -568,12 +568,14 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         stmt = select(NeedLineView.item_code).where(NeedLineView.need_status.in_(ACTIVE_NEED)).distinct()
         return list((await self.session.execute(stmt)).scalars())
 
-    async def try_lock(self, key: str) -> bool:
-        """A transaction-scoped advisory lock on `key`, if no other transaction holds it."""
-        return bool(await self.session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(key)))))
-
-    async def set_lock_timeout(self, seconds: float) -> None:
-        await self.session.execute(select(func.set_config("lock_timeout", f"{max(1, round(seconds * 1000))}ms", True)))
+    async def try_lock(self, key: str, *, lock_timeout: float | None = None) -> bool:
+        """A transaction-scoped advisory lock on `key`, if no other transaction holds it; with `lock_timeout`
+        (seconds) the transaction's lock timeout is set in the same round trip."""
+        got = func.pg_try_advisory_xact_lock(func.hashtext(key))
+        if lock_timeout is None:
+            return bool(await self.session.scalar(select(got)))
+        timeout = func.set_config("lock_timeout", f"{max(1, round(lock_timeout * 1000))}ms", True)
+        return bool((await self.session.execute(select(got, timeout))).one()[0])
 
 
 class CapacityRepository(RepositoryBase[CapacityView]):

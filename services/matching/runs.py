@@ -145,6 +145,11 @@ async def _unless_stopped(work: asyncio.Future[T], stop: asyncio.Event | None) -
     return work.result()
 
 
+# Runs with at most this many (line, lot) combinations score and solve in the event loop itself (the same
+# min-cost flow, a few milliseconds): handing them to a thread would make them wait for the interpreter lock
+# behind the loop, which under load costs far more than the work.
+INLINE_PAIRS = 2_000
+
 # Runs that re-weigh the open proposals against a from-scratch optimum; the others allocate around them.
 GLOBAL_TRIGGERS = frozenset({"manual", "periodic"})
 
@@ -337,14 +342,18 @@ async def propose(
     loaded = time.perf_counter()
     check_stop(stop)
     # Scoring and solving are CPU work: in a thread (large networks in a solver process), so that the service's
-    # other requests (and, in one-process development, every service's) keep being answered meanwhile.
+    # other requests (and, in one-process development, every service's) keep being answered meanwhile; a tiny
+    # run's in the loop (INLINE_PAIRS).
     cancelled = threading.Event()
-    try:
-        processes = runtime_of_session(session).settings.matching_solver_processes
-        work = _in_thread(_score_and_plan, lines, lots, open_now, declined, policy, cancelled, processes)
-        plan, built = await _unless_stopped(work, stop)
-    finally:
-        cancel_solving(cancelled)  # an abandoned run's solver stops at once
+    processes = runtime_of_session(session).settings.matching_solver_processes
+    if len(lines) * len(lots) <= INLINE_PAIRS:  # a few milliseconds: no thread to hand over to and wait on
+        plan, built = _score_and_plan(lines, lots, open_now, declined, policy, cancelled, processes)
+    else:
+        try:
+            work = _in_thread(_score_and_plan, lines, lots, open_now, declined, policy, cancelled, processes)
+            plan, built = await _unless_stopped(work, stop)
+        finally:
+            cancel_solving(cancelled)  # an abandoned run's solver stops at once
     solved = time.perf_counter()
 
     run = AllocationRun(
