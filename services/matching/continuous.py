@@ -12,12 +12,13 @@ from functools import lru_cache
 
 from sqlalchemy.exc import DBAPIError
 
-from services.matching import schemas, wakeup
+from services.matching import schemas
 from services.matching.component import Bounds, Changed
 from services.matching.events import SYSTEM
-from services.matching.repository import DirtyMark, ProjectionRepository
+from services.matching.repository import DIRTY_CHANNEL, DirtyMark, ProjectionRepository
 from services.matching.runs import RunAbandoned
 from services.matching.service import run_allocation
+from shared import wakeup
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.metrics import MATCHING_BACKING_OFF, MATCHING_RUN_FAILURES
@@ -108,7 +109,7 @@ class ContinuousMatching:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         next_pass = loop.time()
-        listener = wakeup.listen(self.wake)
+        listener = wakeup.listen(DIRTY_CHANNEL, self.wake)
         try:
             while not self.stop.is_set():
                 due_in: float | None = None

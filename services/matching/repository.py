@@ -32,7 +32,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.types import TypeEngine
 
-from services.matching import wakeup
 from services.matching.models import (
     CapacityView,
     DirtyMember,
@@ -43,6 +42,7 @@ from services.matching.models import (
     Proposal,
 )
 from services.matching.schemas import ProposalStatus
+from shared import wakeup
 from shared.db import RepositoryBase
 from shared.vocabulary import CapacityStatus, Verdict
 
@@ -180,7 +180,7 @@ _TAKE = text(
 
 _DIRTY_MARKS = "matching.dirty_marks"
 _DIRTY_MEMBERS = "matching.dirty_members"
-_DIRTY_WRITTEN = "matching.dirty_written"
+DIRTY_CHANNEL = "matching.dirty"  # shared.wakeup: marks committed, for this process's continuous matching
 
 Member = tuple[str, str, uuid.UUID]  # item code, kind, id
 
@@ -197,7 +197,7 @@ def _write_dirty_marks(session: Session) -> None:
     whole.clear()
     members.clear()
     if codes:
-        session.info[_DIRTY_WRITTEN] = True
+        wakeup.on_commit(session, DIRTY_CHANNEL)
         session.execute(insert(DirtyScope).values([{"item_code": c} for c in codes]).on_conflict_do_nothing())
         session.execute(
             insert(DirtyMember)
@@ -210,14 +210,6 @@ def _forget_dirty_marks(session: Session) -> None:
     """`after_rollback`: what the transaction marked is not dirty after all."""
     session.info[_DIRTY_MARKS].clear()
     session.info[_DIRTY_MEMBERS].clear()
-    session.info.pop(_DIRTY_WRITTEN, None)
-
-
-def _announce_dirty_marks(session: Session) -> None:
-    """`after_commit`: the marks written are visible now; this process's continuous matching need not wait for
-    its next poll to find them."""
-    if session.info.pop(_DIRTY_WRITTEN, False):
-        wakeup.marks_committed()
 
 
 def _marks_of(rows: Iterable[Any]) -> list[DirtyMark]:
@@ -500,7 +492,6 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
             info[_DIRTY_MARKS], info[_DIRTY_MEMBERS] = set(), set()
             event.listen(self.session.sync_session, "before_commit", _write_dirty_marks)
             event.listen(self.session.sync_session, "after_rollback", _forget_dirty_marks)
-            event.listen(self.session.sync_session, "after_commit", _announce_dirty_marks)
         return info[_DIRTY_MARKS], info[_DIRTY_MEMBERS]
 
     async def exclusions(self, line_ids: Sequence[str]) -> set[tuple[str, str]]:
