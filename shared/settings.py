@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     # doubles with each failure up to its maximum. A group is due once its first queued mark is
     # `matching_debounce_seconds` old; marks committed in the worker's own process wake its dispatcher, those
     # of other processes are found by a poll every `matching_poll_seconds`.
-    matching_debounce_seconds: float = 0.25
+    matching_debounce_seconds: float = 0.5
     matching_poll_seconds: float = 0.5
     matching_global_seconds: float = 900.0
     matching_expire_seconds: float = 30.0

@@ -127,25 +127,23 @@ class OutboxRelay:
             else:
                 with contextlib.suppress(Exception):
                     await self.export_backlog()
-            await self._idle(stop, started)
+            await self._idle(stop, started, published)
 
-    async def _idle(self, stop: asyncio.Event, started: float) -> None:
-        """Until rows committed in this process wake the relay (but no sooner than half a poll interval after
-        the last batch began, so that a busy outbox is still published in batches), or `relay_poll_seconds`
-        (rows of other processes), or `stop`."""
+    async def _idle(self, stop: asyncio.Event, started: float, published: int) -> None:
+        """Until `relay_poll_seconds` after the last batch began (rows of other processes), or `stop`. An idle
+        relay (its last batch found nothing) is woken at once by rows committed in this process; a busy one keeps
+        its pace, publishing what came meanwhile as one batch rather than a batch per commit."""
         loop = asyncio.get_running_loop()
-        poll = self.settings.relay_poll_seconds
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        waits = [asyncio.ensure_future(stop.wait())]
+        if not published:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
         try:
-            left = started + poll - loop.time()
+            left = started + self.settings.relay_poll_seconds - loop.time()
             if left > 0:
                 await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
-        spacing = started + poll / 2 - loop.time()
-        if self._wake.is_set() and spacing > 0:
-            await _sleep_or_stop(stop, spacing)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
