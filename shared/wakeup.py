@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,21 +45,22 @@ def notify(channel: str) -> None:
 def on_commit(session: AsyncSession | Session, channel: str) -> None:
     """Wake `channel`'s listeners once the session's current transaction commits (not if it rolls back)."""
     sync = session.sync_session if isinstance(session, AsyncSession) else session
-    pending: set[str] | None = sync.info.get(_PENDING)
-    if pending is None:
-        pending = sync.info[_PENDING] = set()
-        event.listen(sync, "after_commit", _committed)
-        event.listen(sync, "after_rollback", _rolled_back)
-    pending.add(channel)
+    sync.info.setdefault(_PENDING, set()).add(channel)
 
 
+# Listeners of every session, once (a listener per session would cost more than the wake-up saves).
+@event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
-    pending: set[str] = session.info[_PENDING]
-    channels = list(pending)
-    pending.clear()
-    for channel in channels:
-        notify(channel)
+    pending: set[str] | None = session.info.get(_PENDING)
+    if pending:
+        channels = list(pending)
+        pending.clear()
+        for channel in channels:
+            notify(channel)
 
 
-def _rolled_back(session: Session) -> None:
-    session.info[_PENDING].clear()
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous_transaction: Any) -> None:
+    pending: set[str] | None = session.info.get(_PENDING)
+    if pending and not session.in_transaction():  # the outermost transaction rolled back (not a savepoint)
+        pending.clear()
