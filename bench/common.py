@@ -26,14 +26,15 @@ RESULTS = ROOT / "bench" / "results"
 
 
 @contextlib.contextmanager
-def servers() -> Iterator[tuple[str, str]]:
-    """Embedded PostgreSQL and Redis (durable settings, as in development) unless DATABASE_URL/REDIS_URL."""
+def servers(pg_options: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    """Embedded PostgreSQL and Redis (durable settings, as in development) unless DATABASE_URL/REDIS_URL;
+    `pg_options` are more settings of the embedded PostgreSQL ("-c name=value")."""
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     db, redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     base = ROOT / ".reliefhub" / f"bench-{os.getpid()}"
     try:
         if not db:
-            pg = EmbeddedPostgres(base / "pg")
+            pg = EmbeddedPostgres(base / "pg", options=pg_options)
             db = pg.start()
             started.append(pg)
         if not redis:

@@ -40,6 +40,7 @@ class EmbeddedPostgres:
     data_dir: Path
     durable: bool = True  # tests turn fsync off: faster, and their data is disposable
     port: int = 0
+    options: tuple[str, ...] = ()  # more server settings ("-c name=value"), for one: a benchmark's
 
     @property
     def _bin(self) -> Path:
@@ -128,6 +129,7 @@ class EmbeddedPostgres:
         ]
         if not self.durable:
             opts.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        opts.extend(self.options)
         self._run_as(chown=True)
         self._pg(
             "pg_ctl",

@@ -118,8 +118,11 @@ class Settings(BaseSettings):
     # matching: continuous runs go item group by item group (an item with its substitutes), each in its own
     # transaction, at most `matching_concurrency` at once per worker. A group whose run fails (for one, because
     # it waited longer than the lock timeout for a proposal being decided) is retried after the backoff, which
-    # doubles with each failure up to its maximum.
+    # doubles with each failure up to its maximum. A group is due once its first queued mark is
+    # `matching_debounce_seconds` old; marks committed in the worker's own process wake its dispatcher, those
+    # of other processes are found by a poll every `matching_poll_seconds`.
     matching_debounce_seconds: float = 0.5
+    matching_poll_seconds: float = 0.5
     matching_global_seconds: float = 900.0
     matching_expire_seconds: float = 30.0
     matching_concurrency: int = 4

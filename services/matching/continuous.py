@@ -15,9 +15,10 @@ from sqlalchemy.exc import DBAPIError
 from services.matching import schemas
 from services.matching.component import Bounds, Changed
 from services.matching.events import SYSTEM
-from services.matching.repository import DirtyMark, ProjectionRepository
+from services.matching.repository import DIRTY_CHANNEL, DirtyMark, ProjectionRepository
 from services.matching.runs import RunAbandoned
 from services.matching.service import run_allocation
+from shared import wakeup
 from shared.catalog import get_catalog
 from shared.db import utcnow
 from shared.metrics import MATCHING_BACKING_OFF, MATCHING_RUN_FAILURES
@@ -102,25 +103,50 @@ class ContinuousMatching:
         self.rt, self.stop, self.settings = rt, stop, rt.settings
         self.running: dict[str, asyncio.Task[None]] = {}
         self.periodic: dict[str, ItemGroup] = {}  # groups of the global pass not run yet, in order
+        self.wake = asyncio.Event()  # marks committed in this process, or a run ended
+        self.run_ended = False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         next_pass = loop.time()
+        listener = wakeup.listen(DIRTY_CHANNEL, self.wake)
         try:
             while not self.stop.is_set():
+                due_in: float | None = None
                 try:
                     if loop.time() >= next_pass:
                         await self._queue_global_pass()
                         next_pass = loop.time() + self.settings.matching_global_seconds
-                    await self._dispatch()
+                    due_in = await self._dispatch()
                 except Exception as exc:
                     log.warning("continuous matching could not dispatch: %r", exc)
-                try:
-                    await asyncio.wait_for(self.stop.wait(), timeout=self.settings.matching_debounce_seconds)
-                except TimeoutError:
-                    pass
+                await self._sleep(due_in)
         finally:
+            wakeup.unlisten(listener)
             await self._abandon()
+
+    async def _sleep(self, due_in: float | None) -> None:
+        """Until the next dispatch: when the earliest queued group is due (`due_in` seconds), at the latest after
+        `matching_poll_seconds` (marks of other workers), at once when a run ends (its group's marks may be due),
+        and no later than the debounce interval after marks committed in this process (none is due sooner)."""
+        loop = asyncio.get_running_loop()
+        poll = self.settings.matching_poll_seconds
+        deadline = loop.time() + (poll if due_in is None else min(poll, due_in))
+        while not self.stop.is_set() and not self.run_ended:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self.wake.clear()
+            waiter = asyncio.ensure_future(self.wake.wait())
+            stopping = asyncio.ensure_future(self.stop.wait())
+            try:
+                await asyncio.wait([waiter, stopping], timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopping.cancel()
+            if waiter.done() and not waiter.cancelled():
+                deadline = min(deadline, loop.time() + self.settings.matching_debounce_seconds)
+        self.run_ended = False
 
     async def _queue_global_pass(self) -> None:
         async with self.rt.sessionmaker() as session:
@@ -128,10 +154,12 @@ class ContinuousMatching:
         for key, group in sorted(_groups_of(codes).items()):
             self.periodic.setdefault(key, group)
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self) -> float | None:
+        """Start the due groups' runs; returns in how many seconds the next queued group is due (None: none is
+        waiting for its debounce interval)."""
         free = self.settings.matching_concurrency - len(self.running)
         if free <= 0:
-            return
+            return None
         async with self.rt.sessionmaker() as session, session.begin():
             repo = ProjectionRepository(session)
             queued = _by_group(await repo.dirty())
@@ -141,6 +169,19 @@ class ContinuousMatching:
             self.periodic.pop(key, None)
             self._start(item_group(marks[0].item_code), "continuous", marks)
         self._start_periodic(queued)
+        return self._next_due(queued, set(chosen))
+
+    def _next_due(self, queued: dict[str, list[DirtyMark]], chosen: set[str]) -> float | None:
+        """Seconds until the earliest queued group that is neither started nor running is due: quiet for the
+        debounce interval and past its backoff."""
+        now = utcnow()
+        debounce = timedelta(seconds=self.settings.matching_debounce_seconds)
+        waits = [
+            (max(min(m.since for m in marks) + debounce, *(m.not_before or now for m in marks)) - now).total_seconds()
+            for key, marks in queued.items()
+            if key not in chosen and key not in self.running
+        ]
+        return max(0.0, min(waits)) if waits else None
 
     def _due(self, queued: dict[str, list[DirtyMark]], free: int) -> list[str]:
         """The queued groups to run now (at most `free`): quiet for the debounce interval, not running, not
@@ -170,16 +211,21 @@ class ContinuousMatching:
     def _start(self, group: ItemGroup, trigger: str, marks: list[DirtyMark]) -> None:
         task = asyncio.create_task(self._run_group(group, trigger, marks), name=f"matching-run-{group.key}")
         self.running[group.key] = task
-        task.add_done_callback(lambda _: self.running.pop(group.key, None))
+        task.add_done_callback(lambda _: self._ended(group.key))
+
+    def _ended(self, key: str) -> None:
+        self.running.pop(key, None)
+        self.run_ended = True
+        self.wake.set()
 
     async def _run_group(self, group: ItemGroup, trigger: str, marks: list[DirtyMark]) -> None:
         attempts = max((m.attempts for m in marks), default=0)
         try:
             async with self.rt.sessionmaker() as session, session.begin():
                 repo = ProjectionRepository(session)
-                if not await repo.try_lock(f"matching:group:{group.key}"):
+                lock_timeout = self.settings.matching_lock_timeout_seconds
+                if not await repo.try_lock(f"matching:group:{group.key}", lock_timeout=lock_timeout):
                     raise _GroupBusy()
-                await repo.set_lock_timeout(self.settings.matching_lock_timeout_seconds)
                 await run_allocation(
                     session,
                     scope=schemas.RunScope(item_codes=list(group.items)),

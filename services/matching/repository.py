@@ -42,6 +42,7 @@ from services.matching.models import (
     Proposal,
 )
 from services.matching.schemas import ProposalStatus
+from shared import wakeup
 from shared.db import RepositoryBase
 from shared.vocabulary import CapacityStatus, Verdict
 
@@ -179,6 +180,7 @@ _TAKE = text(
 
 _DIRTY_MARKS = "matching.dirty_marks"
 _DIRTY_MEMBERS = "matching.dirty_members"
+DIRTY_CHANNEL = "matching.dirty"  # shared.wakeup: marks committed, for this process's continuous matching
 
 Member = tuple[str, str, uuid.UUID]  # item code, kind, id
 
@@ -195,6 +197,7 @@ def _write_dirty_marks(session: Session) -> None:
     whole.clear()
     members.clear()
     if codes:
+        wakeup.on_commit(session, DIRTY_CHANNEL)
         session.execute(insert(DirtyScope).values([{"item_code": c} for c in codes]).on_conflict_do_nothing())
         session.execute(
             insert(DirtyMember)
@@ -556,12 +559,14 @@ class ProjectionRepository(RepositoryBase[NeedLineView]):
         stmt = select(NeedLineView.item_code).where(NeedLineView.need_status.in_(ACTIVE_NEED)).distinct()
         return list((await self.session.execute(stmt)).scalars())
 
-    async def try_lock(self, key: str) -> bool:
-        """A transaction-scoped advisory lock on `key`, if no other transaction holds it."""
-        return bool(await self.session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(key)))))
-
-    async def set_lock_timeout(self, seconds: float) -> None:
-        await self.session.execute(select(func.set_config("lock_timeout", f"{max(1, round(seconds * 1000))}ms", True)))
+    async def try_lock(self, key: str, *, lock_timeout: float | None = None) -> bool:
+        """A transaction-scoped advisory lock on `key`, if no other transaction holds it; with `lock_timeout`
+        (seconds) the transaction's lock timeout is set in the same round trip."""
+        got = func.pg_try_advisory_xact_lock(func.hashtext(key))
+        if lock_timeout is None:
+            return bool(await self.session.scalar(select(got)))
+        timeout = func.set_config("lock_timeout", f"{max(1, round(lock_timeout * 1000))}ms", True)
+        return bool((await self.session.execute(select(got, timeout))).one()[0])
 
 
 class CapacityRepository(RepositoryBase[CapacityView]):

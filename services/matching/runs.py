@@ -145,6 +145,11 @@ async def _unless_stopped(work: asyncio.Future[T], stop: asyncio.Event | None) -
     return work.result()
 
 
+# Runs with at most this many (line, lot) combinations score and solve in the event loop itself (the same
+# min-cost flow, a few milliseconds): handing them to a thread would make them wait for the interpreter lock
+# behind the loop, which under load costs far more than the work.
+INLINE_PAIRS = 2_000
+
 # Runs that re-weigh the open proposals against a from-scratch optimum; the others allocate around them.
 GLOBAL_TRIGGERS = frozenset({"manual", "periodic"})
 
@@ -289,6 +294,27 @@ def _score_and_plan(
     return _Plan(cand, flow, value, replace=replace, counts=counts), built
 
 
+async def _plan(
+    lines: list[dict[str, Any]],
+    lots: list[dict[str, Any]],
+    open_now: list[Proposal] | None,
+    declined: set[tuple[str, str]],
+    policy: Policy,
+    processes: int,
+    stop: asyncio.Event | None,
+) -> tuple[_Plan, float]:
+    """`_score_and_plan` in a thread, or in the loop for a tiny run (INLINE_PAIRS); RunAbandoned once `stop` is
+    set."""
+    cancelled = threading.Event()
+    if len(lines) * len(lots) <= INLINE_PAIRS:  # a few milliseconds: no thread to hand over to and wait on
+        return _score_and_plan(lines, lots, open_now, declined, policy, cancelled, processes)
+    try:
+        work = _in_thread(_score_and_plan, lines, lots, open_now, declined, policy, cancelled, processes)
+        return await _unless_stopped(work, stop)
+    finally:
+        cancel_solving(cancelled)  # an abandoned run's solver stops at once
+
+
 async def propose(
     session: AsyncSession,
     *,
@@ -337,14 +363,10 @@ async def propose(
     loaded = time.perf_counter()
     check_stop(stop)
     # Scoring and solving are CPU work: in a thread (large networks in a solver process), so that the service's
-    # other requests (and, in one-process development, every service's) keep being answered meanwhile.
-    cancelled = threading.Event()
-    try:
-        processes = runtime_of_session(session).settings.matching_solver_processes
-        work = _in_thread(_score_and_plan, lines, lots, open_now, declined, policy, cancelled, processes)
-        plan, built = await _unless_stopped(work, stop)
-    finally:
-        cancel_solving(cancelled)  # an abandoned run's solver stops at once
+    # other requests (and, in one-process development, every service's) keep being answered meanwhile; a tiny
+    # run's in the loop (INLINE_PAIRS).
+    processes = runtime_of_session(session).settings.matching_solver_processes
+    plan, built = await _plan(lines, lots, open_now, declined, policy, processes, stop)
     solved = time.perf_counter()
 
     run = AllocationRun(

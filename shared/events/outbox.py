@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import wakeup
 from shared.db import driver_connection, kit_of
 from shared.events.envelope import SPEC_VERSION, CloudEvent, EventType, stream_for
 from shared.tracing import current_traceparent
@@ -55,6 +56,7 @@ def outbox_row(
         traceparent=current_traceparent(),
         orgs=sorted(set(orgs) | set(owning_orgs(payload))) if orgs is not None else owning_orgs(payload) or None,
     )
+    wakeup.on_commit(session, outbox_channel(kit_of(session).schema))  # this process's relay publishes at once
     return event, (
         uuid.UUID(event.id),
         stream_for(service),
@@ -65,6 +67,11 @@ def outbox_row(
 
 
 OUTBOX_COLUMNS = "id, stream, type, subject, envelope"
+
+
+def outbox_channel(schema: str) -> str:
+    """The shared.wakeup channel of a service's outbox: rows committed, for the relay of this process."""
+    return f"outbox:{schema}"
 
 
 async def publish(

@@ -13,7 +13,9 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import wakeup
 from shared.db import KitTables
+from shared.events.outbox import outbox_channel
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.settings import Settings
 
@@ -40,6 +42,8 @@ class OutboxRelay:
         # Present while Redis still holds what this relay published; gone when Redis lost its data.
         self._epoch_key = f"reliefhub:relay-epoch:{kit.schema}"
         self._epoch_checked = 0.0
+        self._drained = False  # the last batch published every row its snapshot held
+        self._wake = asyncio.Event()  # outbox rows committed in this process
 
     async def check_epoch(self) -> int:
         """If Redis came back without its data (no persistence, a lost volume, failover to a lagging replica),
@@ -60,12 +64,14 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published (0 if another relay holds the lock)."""
+        self._drained = False
         async with self.engine.begin() as conn:
             got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key})).scalar()
             if not got:
                 return 0
             rows = (await conn.execute(self._select, {"n": self.settings.relay_batch_size})).all()
             if not rows:
+                self._drained = True
                 return 0
             pipe = self.redis.pipeline(transaction=False)
             for _seq, stream, envelope in rows:
@@ -73,6 +79,7 @@ class OutboxRelay:
                 pipe.xadd(stream, {"type": env["type"], "event": json.dumps(env, ensure_ascii=False)})
             await pipe.execute()
             await conn.execute(self._mark, {"seqs": [r[0] for r in rows]})
+        self._drained = len(rows) < self.settings.relay_batch_size
         OUTBOX_PUBLISHED.labels(self.kit.schema).inc(len(rows))
         return len(rows)
 
@@ -90,6 +97,13 @@ class OutboxRelay:
         """Publish until `stop`: back to back while there is a backlog, else every `relay_poll_seconds`
         (a cheap query on a partial index). No LISTEN/NOTIFY: NOTIFY serialises every committing writer
         on one global queue lock, which would cap intake throughput."""
+        listener = wakeup.listen(outbox_channel(self.kit.schema), self._wake)
+        try:
+            await self._relay(stop)
+        finally:
+            wakeup.unlisten(listener)
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         delay = 0.5
         loop = asyncio.get_running_loop()
         while not stop.is_set():
@@ -97,6 +111,8 @@ class OutboxRelay:
                 if loop.time() - self._epoch_checked >= 1.0:
                     await self.check_epoch()
                     self._epoch_checked = loop.time()
+                self._wake.clear()  # rows committed from here on wake the idle relay again
+                started = loop.time()
                 published = await self.publish_batch()
                 delay = 0.5
             except Exception as exc:  # Redis or PostgreSQL away: rows stay in the outbox
@@ -106,9 +122,28 @@ class OutboxRelay:
                 continue
             if published >= self.settings.relay_batch_size:
                 continue
-            with contextlib.suppress(Exception):
-                await self.export_backlog()
-            await _sleep_or_stop(stop, self.settings.relay_poll_seconds)
+            if self._drained:  # every row its snapshot held is published: no count needed
+                OUTBOX_BACKLOG.labels(self.kit.schema).set(0)
+            else:
+                with contextlib.suppress(Exception):
+                    await self.export_backlog()
+            await self._idle(stop, started, published)
+
+    async def _idle(self, stop: asyncio.Event, started: float, published: int) -> None:
+        """Until `relay_poll_seconds` after the last batch began (rows of other processes), or `stop`. An idle
+        relay (its last batch found nothing) is woken at once by rows committed in this process; a busy one keeps
+        its pace, publishing what came meanwhile as one batch rather than a batch per commit."""
+        loop = asyncio.get_running_loop()
+        waits = [asyncio.ensure_future(stop.wait())]
+        if not published:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            left = started + self.settings.relay_poll_seconds - loop.time()
+            if left > 0:
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

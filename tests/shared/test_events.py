@@ -24,6 +24,7 @@ from shared.events.consumer import Consumer, in_sequence
 from shared.events.relay import OutboxRelay
 from shared.events.trim import safe_minid, trim_stream
 from shared.runtime import Runtime
+from tests.helpers.waiting import eventually
 
 STREAM = "needs.events"
 DEAD = "needs.events.dead"
@@ -147,6 +148,24 @@ async def test_relay_publishes_committed_rows_in_seq_order_once(rt: Runtime, eng
     assert await relay.publish_batch() == 0
     assert await relay.backlog() == 0
     assert await redis.xlen(STREAM) == 5
+
+
+async def test_an_idle_relay_is_woken_by_a_row_committed_in_its_process(rt: Runtime, redis: Redis) -> None:
+    relay = relay_of(rt, relay_poll_seconds=60.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await asyncio.sleep(0.5)  # its first batch found nothing: it sleeps until the poll, a minute away
+        (event,) = await publish_sites(rt, 1)
+
+        async def published() -> Any:
+            return await redis.xrange(STREAM)
+
+        entries = await eventually(published, seconds=20)
+        assert [json.loads(fields["event"])["id"] for _id, fields in entries] == [event.id]
+    finally:
+        stop.set()
+        await task
 
 
 async def test_rolled_back_transaction_leaves_no_event(rt: Runtime, redis: Redis) -> None:
