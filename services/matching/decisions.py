@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
@@ -198,16 +199,7 @@ async def _reserve(
 ) -> uuid.UUID:
     """Reserve `amount` of the proposal's lot in supply under the proposal's id; the reservation's id. A lot
     taken meanwhile cancels the proposal and re-matches its line (409 `lot-taken`)."""
-    client = runtime_of_session(session).client("supply")
-    try:
-        response = await client.request(
-            "POST",
-            f"/v1/lots/{seen.lot_id}/reservations",
-            json={"quantity": lot_units(seen, amount), "reference": str(seen.id)},
-            idempotency_key=f"accept-{seen.id}-{amount}",
-        )
-    except Exception as exc:  # timeouts or connection errors after retries
-        raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
+    response = await _post_reservation(session, seen, amount)
     taken: str | None = None
     if response.status_code == 409:
         problem = response.json()
@@ -231,6 +223,34 @@ async def _reserve(
     if response.status_code not in (200, 201):
         raise SupplyUnavailable(f"Supply answered {response.status_code} to the reservation.")
     return uuid.UUID(response.json()["id"])
+
+
+# How long an accept waits, polling, for a concurrent accept of the same proposal (the same Idempotency-Key in
+# flight at supply) to be answered: the twin's answer is then replayed to it.
+_TWIN_POLLS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+async def _post_reservation(session: AsyncSession, seen: Proposal, amount: int) -> httpx.Response:
+    """Supply's answer to the reservation of `amount` for the proposal, once no twin request is in flight."""
+    client = runtime_of_session(session).client("supply")
+    for pause in (*_TWIN_POLLS, None):
+        try:
+            response = await client.request(
+                "POST",
+                f"/v1/lots/{seen.lot_id}/reservations",
+                json={"quantity": lot_units(seen, amount), "reference": str(seen.id)},
+                idempotency_key=f"accept-{seen.id}-{amount}",
+            )
+        except Exception as exc:  # timeouts or connection errors after retries
+            raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
+        in_flight = response.status_code == 409 and str(response.json().get("type", "")).endswith(
+            "idempotency-key-in-flight"
+        )
+        if not in_flight:
+            return response
+        if pause is not None:
+            await asyncio.sleep(pause)
+    raise SupplyUnavailable("A concurrent accept of this proposal is still reserving in supply; retry in a moment.")
 
 
 async def _broken_restrictions(session: AsyncSession, proposal: Proposal) -> list[str]:
