@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -38,6 +39,8 @@ from shared.http import service_identity
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
 from shared.settings import Settings
+
+log = logging.getLogger("reliefhub.matching")
 
 
 async def get_proposal(session: AsyncSession, proposal_id: uuid.UUID, *, for_update: bool = False) -> Proposal:
@@ -131,7 +134,8 @@ async def _accept(
         # The offer was designated elsewhere, or the need changed, since the proposal was made.
         async with _writing(session, principal) as tx:
             reason = f"the donor's restrictions exclude this line ({'; '.join(broken)})"
-            await _cancel_and_rematch(tx, await _unchanged(tx, seen), reason, amount, actor, now)
+            await _cancel(tx, await _unchanged(tx, seen), reason, amount, actor, now)
+        await _rematch(session, principal, seen, actor)
         raise RestrictionExcludes(
             "The donor's restrictions no longer allow this lot for this need line; the proposal is cancelled and "
             "the line was re-matched.",
@@ -215,7 +219,8 @@ async def _reserve(
         # Our projection of the lot is behind (that is why we proposed it): ask supply, then re-match the line.
         lot = await _lot_in_supply(session, seen.lot_id)
         async with _writing(session, principal) as tx:
-            await _cancel_and_rematch(tx, await _unchanged(tx, seen), taken, amount, actor, now, lot=lot)
+            await _cancel(tx, await _unchanged(tx, seen), taken, amount, actor, now, lot=lot)
+        await _rematch(session, principal, seen, actor)
         raise LotTaken(
             "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
             extra={"proposal_status": ProposalStatus.cancelled.value},
@@ -263,7 +268,7 @@ async def _broken_restrictions(session: AsyncSession, proposal: Proposal) -> lis
     return broken_rules(lot.restrictions, restriction_view(line))
 
 
-async def _cancel_and_rematch(
+async def _cancel(
     session: AsyncSession,
     proposal: Proposal,
     reason: str,
@@ -273,9 +278,8 @@ async def _cancel_and_rematch(
     *,
     lot: dict[str, Any] | None = None,
 ) -> None:
-    """Cancel the open proposal (a decision of `actor`, published) and re-match its line at once; with `lot`
-    (what supply said of the proposal's lot, asked before any lock was taken), after bringing the lot's
-    projection up to it."""
+    """Cancel the open proposal (a decision of `actor`, published); with `lot` (what supply said of the
+    proposal's lot, asked before any lock was taken), bring the lot's projection up to it."""
     proposal.status, proposal.reason = ProposalStatus.cancelled, reason[:500]
     proposal.decided_at, proposal.decided_by = now, actor
     proposal.version += 1
@@ -291,15 +295,28 @@ async def _cancel_and_rematch(
             quantity_reserved=int(lot["quantity_reserved"]),
             verification=lot["verification"],
         )
-    policy, _ = await current_policy(session)
-    await propose(
-        session,
-        policy=policy,
-        scope=schemas.RunScope(),
-        trigger="retry",
-        actor=actor,
-        line_ids=[proposal.need_line_id],
-    )
+
+
+async def _rematch(session: AsyncSession, principal: Principal | None, cancelled: Proposal, actor: str) -> None:
+    """Re-match the cancelled proposal's line at once, in a transaction after the cancellation's (which holds
+    the proposal's lock only for its writes); should that fail, the line is left to continuous matching."""
+    try:
+        async with _writing(session, principal) as tx:
+            policy, _ = await current_policy(tx)
+            await propose(
+                tx,
+                policy=policy,
+                scope=schemas.RunScope(),
+                trigger="retry",
+                actor=actor,
+                line_ids=[cancelled.need_line_id],
+            )
+    except Exception as exc:
+        if principal is None:
+            raise  # inside the run's own transaction: its caller decides
+        log.warning("re-matching line %s at once failed, left to continuous matching: %r", cancelled.need_line_id, exc)
+        async with runtime_of_session(session).sessionmaker() as tx, tx.begin():
+            await ProjectionRepository(tx).mark_changed(lines=[(cancelled.item_code, cancelled.need_line_id)])
 
 
 async def _accepted(
