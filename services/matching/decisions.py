@@ -230,32 +230,27 @@ async def _reserve(
     return uuid.UUID(response.json()["id"])
 
 
-# How long an accept waits, polling, for a concurrent accept of the same proposal (the same Idempotency-Key in
-# flight at supply) to be answered: the twin's answer is then replayed to it.
-_TWIN_POLLS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
-
-
 async def _post_reservation(session: AsyncSession, seen: Proposal, amount: int) -> httpx.Response:
-    """Supply's answer to the reservation of `amount` for the proposal, once no twin request is in flight."""
-    client = runtime_of_session(session).client("supply")
-    for pause in (*_TWIN_POLLS, None):
-        try:
-            response = await client.request(
+    """Supply's answer to the reservation of `amount` (line units) for the proposal. Supply is idempotent by
+    the reference (the proposal's id): a concurrent accept of the same proposal waits there for the first to
+    commit and is answered the same reservation. The request's Idempotency-Key is the client's own (one per
+    call, kept across its retries), so twin accepts never see each other's key in flight."""
+    try:
+        response = (
+            await runtime_of_session(session)
+            .client("supply")
+            .request(
                 "POST",
                 f"/v1/lots/{seen.lot_id}/reservations",
                 json={"quantity": lot_units(seen, amount), "reference": str(seen.id)},
-                idempotency_key=f"accept-{seen.id}-{amount}",
             )
-        except Exception as exc:  # timeouts or connection errors after retries
-            raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
-        in_flight = response.status_code == 409 and str(response.json().get("type", "")).endswith(
-            "idempotency-key-in-flight"
         )
-        if not in_flight:
-            return response
-        if pause is not None:
-            await asyncio.sleep(pause)
-    raise SupplyUnavailable("A concurrent accept of this proposal is still reserving in supply; retry in a moment.")
+    except Exception as exc:  # timeouts or connection errors after retries
+        raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
+    if response.status_code == 409 and str(response.json().get("type", "")).endswith("idempotency-key-in-flight"):
+        # An earlier attempt of this very call is still being answered: not a lot taken.
+        raise SupplyUnavailable("Supply is still answering an earlier attempt of this reservation; retry in a moment.")
+    return response
 
 
 async def _broken_restrictions(session: AsyncSession, proposal: Proposal) -> list[str]:
