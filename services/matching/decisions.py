@@ -88,14 +88,19 @@ def _check_open(proposal: Proposal, now: datetime) -> None:
 
 
 async def accept(
-    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
+    session: AsyncSession,
+    principal: Principal | None,
+    proposal_id: uuid.UUID,
+    quantity: int | None,
+    *,
+    in_run: bool | None = None,
 ) -> Proposal:
     """Reserve the proposal's quantity (or less) in supply, idempotently by proposal id, then record it.
     When supply answers 409 the lot was taken: the proposal is cancelled and its line re-matched (see
     `_accept`). A proposal decided while supply was asked answers 409 `proposal-not-open`, the reservation
     made for it released."""
     try:
-        return await _accept(session, principal, proposal_id, quantity)
+        return await _accept(session, principal, proposal_id, quantity, principal is None if in_run is None else in_run)
     except _Changed as changed:
         if changed.reservation_id is not None:
             await _release(session, changed.reservation_id)
@@ -103,7 +108,7 @@ async def accept(
 
 
 async def _accept(
-    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
+    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None, in_run: bool
 ) -> Proposal:
     """No lock is held while supply is called: the proposal is read in a short transaction of its own, the
     reservation made, and the decision then written in a transaction that locks the proposal only if it is
@@ -111,7 +116,7 @@ async def _accept(
     request) is left as it is and the reservation made for it released, unless it is the final state's own.
     Without a principal (auto-accept, inside the run that made the proposals, which only its transaction
     sees) everything happens in `session`."""
-    seen, broken = await _read(session, principal, proposal_id)
+    seen, broken = await _read(session, in_run, proposal_id)
     if principal is not None:
         require_in_region(principal, seen.region_code, what="The proposal's need")
     if seen.status == ProposalStatus.accepted and principal is not None:
@@ -127,35 +132,33 @@ async def _accept(
     actor = principal.sub if principal is not None else SYSTEM
     if seen.capacity_id is not None:
         # A partner's capacity: nothing to reserve in supply; the partner takes the work on as an assignment.
-        async with _writing(session, principal) as tx:
+        async with _writing(session, in_run) as tx:
             proposal = await _unchanged(tx, seen)
             return await _accepted(tx, proposal, amount, None, principal, actor, now)
     if broken:
         # The offer was designated elsewhere, or the need changed, since the proposal was made.
-        async with _writing(session, principal) as tx:
+        async with _writing(session, in_run) as tx:
             reason = f"the donor's restrictions exclude this line ({'; '.join(broken)})"
             await _cancel(tx, await _unchanged(tx, seen), reason, amount, actor, now)
-        await _rematch(session, principal, seen, actor)
+        await _rematch(session, in_run, seen, actor)
         raise RestrictionExcludes(
             "The donor's restrictions no longer allow this lot for this need line; the proposal is cancelled and "
             "the line was re-matched.",
             errors=[{"loc": ["path", "proposal_id"], "msg": rule} for rule in broken],
             extra={"proposal_status": ProposalStatus.cancelled.value},
         )
-    reservation_id = await _reserve(session, principal, seen, amount, actor, now)
-    async with _writing(session, principal) as tx:
+    reservation_id = await _reserve(session, in_run, seen, amount, actor, now)
+    async with _writing(session, in_run) as tx:
         proposal = await _unchanged(tx, seen, reservation_id=reservation_id)
         if proposal.status == ProposalStatus.accepted:
             return proposal  # a concurrent accept of the same proposal recorded this very reservation
         return await _accepted(tx, proposal, amount, reservation_id, principal, actor, now)
 
 
-async def _read(
-    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID
-) -> tuple[Proposal, list[str]]:
+async def _read(session: AsyncSession, in_run: bool, proposal_id: uuid.UUID) -> tuple[Proposal, list[str]]:
     """The proposal and the rules of its lot's restrictions its line now breaks, read (without a lock) in a
-    transaction of their own that ends before anyone is called; in `session` for an auto-accept."""
-    if principal is None:
+    transaction of their own that ends before anyone is called; in `session` inside the run."""
+    if in_run:
         proposal = await get_proposal(session, proposal_id)
         return proposal, await _broken_restrictions(session, proposal)
     async with runtime_of_session(session).sessionmaker() as peek:
@@ -164,11 +167,11 @@ async def _read(
 
 
 @contextlib.asynccontextmanager
-async def _writing(session: AsyncSession, principal: Principal | None) -> AsyncIterator[AsyncSession]:
+async def _writing(session: AsyncSession, in_run: bool) -> AsyncIterator[AsyncSession]:
     """The transaction a decision is written in: one of its own, committed as the block ends (so that a
     conflict found in it is rolled back, and its lock let go, before the reservation is released); `session`
-    itself for an auto-accept."""
-    if principal is None:
+    itself inside the run."""
+    if in_run:
         yield session
         return
     async with runtime_of_session(session).sessionmaker() as tx, tx.begin():
@@ -199,7 +202,7 @@ class _Changed(Exception):
 
 
 async def _reserve(
-    session: AsyncSession, principal: Principal | None, seen: Proposal, amount: int, actor: str, now: datetime
+    session: AsyncSession, in_run: bool, seen: Proposal, amount: int, actor: str, now: datetime
 ) -> uuid.UUID:
     """Reserve `amount` of the proposal's lot in supply under the proposal's id; the reservation's id. A lot
     taken meanwhile cancels the proposal and re-matches its line (409 `lot-taken`)."""
@@ -218,9 +221,9 @@ async def _reserve(
     if taken is not None:
         # Our projection of the lot is behind (that is why we proposed it): ask supply, then re-match the line.
         lot = await _lot_in_supply(session, seen.lot_id)
-        async with _writing(session, principal) as tx:
+        async with _writing(session, in_run) as tx:
             await _cancel(tx, await _unchanged(tx, seen), taken, amount, actor, now, lot=lot)
-        await _rematch(session, principal, seen, actor)
+        await _rematch(session, in_run, seen, actor)
         raise LotTaken(
             "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
             extra={"proposal_status": ProposalStatus.cancelled.value},
@@ -292,11 +295,11 @@ async def _cancel(
         )
 
 
-async def _rematch(session: AsyncSession, principal: Principal | None, cancelled: Proposal, actor: str) -> None:
+async def _rematch(session: AsyncSession, in_run: bool, cancelled: Proposal, actor: str) -> None:
     """Re-match the cancelled proposal's line at once, in a transaction after the cancellation's (which holds
     the proposal's lock only for its writes); should that fail, the line is left to continuous matching."""
     try:
-        async with _writing(session, principal) as tx:
+        async with _writing(session, in_run) as tx:
             policy, _ = await current_policy(tx)
             await propose(
                 tx,
@@ -307,7 +310,7 @@ async def _rematch(session: AsyncSession, principal: Principal | None, cancelled
                 line_ids=[cancelled.need_line_id],
             )
     except Exception as exc:
-        if principal is None:
+        if in_run:
             raise  # inside the run's own transaction: its caller decides
         log.warning("re-matching line %s at once failed, left to continuous matching: %r", cancelled.need_line_id, exc)
         async with runtime_of_session(session).sessionmaker() as tx, tx.begin():
@@ -508,12 +511,22 @@ async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
 
 
 async def accept_automatically(
-    session: AsyncSession, run_id: uuid.UUID, threshold: float, stop: asyncio.Event | None = None
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    threshold: float,
+    stop: asyncio.Event | None = None,
+    *,
+    in_run: bool = True,
 ) -> None:
-    """Accept, as the system, every open proposal of the run scoring at least `threshold`, best first."""
-    for proposal_id in await ProposalRepository(session).auto_acceptable(run_id, threshold):
+    """Accept, as the system, every open proposal of the run scoring at least `threshold`, best first: inside
+    the run's transaction (`in_run`, the run's proposals seen by it alone), or after the run committed, each
+    accept then in transactions of its own (nothing of `session`'s left open while supply is called)."""
+    ids = await ProposalRepository(session).auto_acceptable(run_id, threshold)
+    if not in_run:
+        await session.rollback()  # the read's transaction ends before the first call to supply
+    for proposal_id in ids:
         check_stop(stop)
         try:
-            await accept(session, None, proposal_id, None)
-        except (LotTaken, ProposalNotOpen, SupplyUnavailable):
+            await accept(session, None, proposal_id, None, in_run=in_run)
+        except (LotTaken, ProposalNotOpen, RestrictionExcludes, SupplyUnavailable):
             continue  # left for a coordinator, or re-matched
