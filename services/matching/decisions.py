@@ -114,8 +114,8 @@ async def _accept(
     reservation made, and the decision then written in a transaction that locks the proposal only if it is
     still the version that was read. A proposal decided meanwhile (superseded, cancelled, accepted by another
     request) is left as it is and the reservation made for it released, unless it is the final state's own.
-    Without a principal (auto-accept, inside the run that made the proposals, which only its transaction
-    sees) everything happens in `session`."""
+    With `in_run` (an auto-accept inside the run that made the proposals, which only its transaction sees)
+    everything happens in `session`."""
     seen, broken = await _read(session, in_run, proposal_id)
     if principal is not None:
         require_in_region(principal, seen.region_code, what="The proposal's need")
