@@ -17,7 +17,7 @@ from services.matching.component import Bounds, Changed
 from services.matching.events import SYSTEM
 from services.matching.repository import DIRTY_CHANNEL, DirtyMark, ProjectionRepository
 from services.matching.runs import RunAbandoned
-from services.matching.service import run_allocation
+from services.matching.service import accept_committed, run_allocation
 from shared import wakeup
 from shared.catalog import get_catalog
 from shared.db import utcnow
@@ -226,14 +226,18 @@ class ContinuousMatching:
                 lock_timeout = self.settings.matching_lock_timeout_seconds
                 if not await repo.try_lock(f"matching:group:{group.key}", lock_timeout=lock_timeout):
                     raise _GroupBusy()
-                await run_allocation(
+                run, _ = await run_allocation(
                     session,
                     scope=schemas.RunScope(item_codes=list(group.items)),
                     trigger=trigger,
                     actor=SYSTEM,
                     stop=self.stop,
                     changed=self._changed(marks),
+                    auto_accept=False,
                 )
+            # Committed: its locks are let go before any auto-accept calls supply.
+            async with self.rt.sessionmaker() as session:
+                await accept_committed(session, run.id, self.stop)
         except _GroupBusy:
             if marks:  # changes the other worker's run may have missed
                 await self._queue_again(group, marks, attempts=attempts, not_before=None, error=None)

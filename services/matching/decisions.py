@@ -4,10 +4,14 @@ before pick-up), expire."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.matching import events, schemas
@@ -35,6 +39,8 @@ from shared.http import service_identity
 from shared.pagination import PageParams
 from shared.runtime import runtime_of_session
 from shared.settings import Settings
+
+log = logging.getLogger("reliefhub.matching")
 
 
 async def get_proposal(session: AsyncSession, proposal_id: uuid.UUID, *, for_update: bool = False) -> Proposal:
@@ -82,49 +88,125 @@ def _check_open(proposal: Proposal, now: datetime) -> None:
 
 
 async def accept(
-    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None
+    session: AsyncSession,
+    principal: Principal | None,
+    proposal_id: uuid.UUID,
+    quantity: int | None,
+    *,
+    in_run: bool | None = None,
 ) -> Proposal:
     """Reserve the proposal's quantity (or less) in supply, idempotently by proposal id, then record it.
-    When supply answers 409 the lot was taken: the proposal is cancelled and its line re-matched."""
-    proposal = await get_proposal(session, proposal_id, for_update=True)
+    When supply answers 409 the lot was taken: the proposal is cancelled and its line re-matched (see
+    `_accept`). A proposal decided while supply was asked answers 409 `proposal-not-open`, the reservation
+    made for it released."""
+    try:
+        return await _accept(session, principal, proposal_id, quantity, principal is None if in_run is None else in_run)
+    except _Changed as changed:
+        if changed.reservation_id is not None:
+            await _release(session, changed.reservation_id)
+        raise ProposalNotOpen(f"The proposal was decided meanwhile; it is {changed.status}.") from None
+
+
+async def _accept(
+    session: AsyncSession, principal: Principal | None, proposal_id: uuid.UUID, quantity: int | None, in_run: bool
+) -> Proposal:
+    """No lock is held while supply is called: the proposal is read in a short transaction of its own, the
+    reservation made, and the decision then written in a transaction that locks the proposal only if it is
+    still the version that was read. A proposal decided meanwhile (superseded, cancelled, accepted by another
+    request) is left as it is and the reservation made for it released, unless it is the final state's own.
+    With `in_run` (an auto-accept inside the run that made the proposals, which only its transaction sees)
+    everything happens in `session`."""
+    seen, broken = await _read(session, in_run, proposal_id)
     if principal is not None:
-        require_in_region(principal, proposal.region_code, what="The proposal's need")
-    if proposal.status == ProposalStatus.accepted and principal is not None:
-        return proposal  # a retried accept
+        require_in_region(principal, seen.region_code, what="The proposal's need")
+    if seen.status == ProposalStatus.accepted and principal is not None:
+        return seen  # a retried accept
     now = utcnow()
-    _check_open(proposal, now)
-    amount = proposal.quantity if quantity is None else quantity
-    if amount > proposal.quantity:
+    _check_open(seen, now)
+    amount = seen.quantity if quantity is None else quantity
+    if amount > seen.quantity:
         raise InvalidRequest(
-            f"At most the proposed {proposal.quantity} can be accepted.",
-            errors=[{"loc": ["body", "quantity"], "msg": f"at most {proposal.quantity}"}],
+            f"At most the proposed {seen.quantity} can be accepted.",
+            errors=[{"loc": ["body", "quantity"], "msg": f"at most {seen.quantity}"}],
         )
     actor = principal.sub if principal is not None else SYSTEM
-    if proposal.capacity_id is not None:
+    if seen.capacity_id is not None:
         # A partner's capacity: nothing to reserve in supply; the partner takes the work on as an assignment.
-        return await _accepted(session, proposal, amount, None, principal, actor, now)
-    broken = await _broken_restrictions(session, proposal)
+        async with _writing(session, in_run) as tx:
+            proposal = await _unchanged(tx, seen)
+            return await _accepted(tx, proposal, amount, None, principal, actor, now)
     if broken:
         # The offer was designated elsewhere, or the need changed, since the proposal was made.
-        await _cancel_and_rematch(
-            session, proposal, f"the donor's restrictions exclude this line ({'; '.join(broken)})", amount, actor, now
-        )
+        async with _writing(session, in_run) as tx:
+            reason = f"the donor's restrictions exclude this line ({'; '.join(broken)})"
+            await _cancel(tx, await _unchanged(tx, seen), reason, amount, actor, now)
+        await _rematch(session, in_run, seen, actor)
         raise RestrictionExcludes(
             "The donor's restrictions no longer allow this lot for this need line; the proposal is cancelled and "
             "the line was re-matched.",
             errors=[{"loc": ["path", "proposal_id"], "msg": rule} for rule in broken],
             extra={"proposal_status": ProposalStatus.cancelled.value},
         )
-    client = runtime_of_session(session).client("supply")
-    try:
-        response = await client.request(
-            "POST",
-            f"/v1/lots/{proposal.lot_id}/reservations",
-            json={"quantity": lot_units(proposal, amount), "reference": str(proposal.id)},
-            idempotency_key=f"accept-{proposal.id}-{amount}",
-        )
-    except Exception as exc:  # timeouts or connection errors after retries
-        raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
+    reservation_id = await _reserve(session, in_run, seen, amount, actor, now)
+    async with _writing(session, in_run) as tx:
+        proposal = await _unchanged(tx, seen, reservation_id=reservation_id)
+        if proposal.status == ProposalStatus.accepted:
+            return proposal  # a concurrent accept of the same proposal recorded this very reservation
+        return await _accepted(tx, proposal, amount, reservation_id, principal, actor, now)
+
+
+async def _read(session: AsyncSession, in_run: bool, proposal_id: uuid.UUID) -> tuple[Proposal, list[str]]:
+    """The proposal and the rules of its lot's restrictions its line now breaks, read (without a lock) in a
+    transaction of their own that ends before anyone is called; in `session` inside the run."""
+    if in_run:
+        proposal = await get_proposal(session, proposal_id)
+        return proposal, await _broken_restrictions(session, proposal)
+    async with runtime_of_session(session).sessionmaker() as peek:
+        proposal = await get_proposal(peek, proposal_id)
+        return proposal, await _broken_restrictions(peek, proposal)
+
+
+@contextlib.asynccontextmanager
+async def _writing(session: AsyncSession, in_run: bool) -> AsyncIterator[AsyncSession]:
+    """The transaction a decision is written in: one of its own, committed as the block ends (so that a
+    conflict found in it is rolled back, and its lock let go, before the reservation is released); `session`
+    itself inside the run."""
+    if in_run:
+        yield session
+        return
+    async with runtime_of_session(session).sessionmaker() as tx, tx.begin():
+        yield tx
+
+
+async def _unchanged(tx: AsyncSession, seen: Proposal, *, reservation_id: uuid.UUID | None = None) -> Proposal:
+    """The proposal locked, if it is still the version `seen`; else the reservation made for it is released
+    (unless the proposal is now accepted with that very reservation: that is returned, unlocked) and 409
+    `proposal-not-open` raised."""
+    repo = ProposalRepository(tx)
+    proposal = await repo.lock_version(seen.id, seen.version)
+    if proposal is not None:
+        return proposal
+    current = await repo.current(seen.id)
+    accepted = current is not None and current.status == ProposalStatus.accepted
+    if accepted and reservation_id is not None and current is not None and current.reservation_id == reservation_id:
+        return current
+    raise _Changed(current.status if current is not None else None, reservation_id)
+
+
+class _Changed(Exception):
+    """The proposal was decided meanwhile (raised inside `_writing`, so its transaction rolls back first)."""
+
+    def __init__(self, status: ProposalStatus | None, reservation_id: uuid.UUID | None) -> None:
+        super().__init__(status)
+        self.status, self.reservation_id = status, reservation_id
+
+
+async def _reserve(
+    session: AsyncSession, in_run: bool, seen: Proposal, amount: int, actor: str, now: datetime
+) -> uuid.UUID:
+    """Reserve `amount` of the proposal's lot in supply under the proposal's id; the reservation's id. A lot
+    taken meanwhile cancels the proposal and re-matches its line (409 `lot-taken`)."""
+    response = await _post_reservation(session, seen, amount)
     taken: str | None = None
     if response.status_code == 409:
         problem = response.json()
@@ -132,20 +214,46 @@ async def accept(
             # An earlier accept of this proposal reserved another quantity; the proposal stays as it is.
             raise ProposalNotOpen(f"A reservation for this proposal already exists: {problem.get('detail', '')}")
         taken = f"lot taken: {problem.get('detail', '')}"
-    elif response.status_code in (200, 201) and not _holds(response.json(), proposal, lot_units(proposal, amount)):
+    elif response.status_code in (200, 201) and not _holds(response.json(), seen, lot_units(seen, amount)):
         # Supply answered with a reservation under this proposal's id that is not (or no longer) our hold of
         # these goods: adopting it would ship goods nobody holds.
         taken = "lot taken: the reservation under this proposal's id is not matching's active hold"
     if taken is not None:
         # Our projection of the lot is behind (that is why we proposed it): ask supply, then re-match the line.
-        await _cancel_and_rematch(session, proposal, taken, amount, actor, now, refresh=True)
+        lot = await _lot_in_supply(session, seen.lot_id)
+        async with _writing(session, in_run) as tx:
+            await _cancel(tx, await _unchanged(tx, seen), taken, amount, actor, now, lot=lot)
+        await _rematch(session, in_run, seen, actor)
         raise LotTaken(
             "Someone else reserved that lot first; the proposal is cancelled and the line was re-matched.",
             extra={"proposal_status": ProposalStatus.cancelled.value},
         )
     if response.status_code not in (200, 201):
         raise SupplyUnavailable(f"Supply answered {response.status_code} to the reservation.")
-    return await _accepted(session, proposal, amount, uuid.UUID(response.json()["id"]), principal, actor, now)
+    return uuid.UUID(response.json()["id"])
+
+
+async def _post_reservation(session: AsyncSession, seen: Proposal, amount: int) -> httpx.Response:
+    """Supply's answer to the reservation of `amount` (line units) for the proposal. Supply is idempotent by
+    the reference (the proposal's id): a concurrent accept of the same proposal waits there for the first to
+    commit and is answered the same reservation. The request's Idempotency-Key is the client's own (one per
+    call, kept across its retries), so twin accepts never see each other's key in flight."""
+    try:
+        response = (
+            await runtime_of_session(session)
+            .client("supply")
+            .request(
+                "POST",
+                f"/v1/lots/{seen.lot_id}/reservations",
+                json={"quantity": lot_units(seen, amount), "reference": str(seen.id)},
+            )
+        )
+    except Exception as exc:  # timeouts or connection errors after retries
+        raise SupplyUnavailable(f"Reserving in supply failed: {exc.__class__.__name__}.") from exc
+    if response.status_code == 409 and str(response.json().get("type", "")).endswith("idempotency-key-in-flight"):
+        # An earlier attempt of this very call is still being answered: not a lot taken.
+        raise SupplyUnavailable("Supply is still answering an earlier attempt of this reservation; retry in a moment.")
+    return response
 
 
 async def _broken_restrictions(session: AsyncSession, proposal: Proposal) -> list[str]:
@@ -158,7 +266,7 @@ async def _broken_restrictions(session: AsyncSession, proposal: Proposal) -> lis
     return broken_rules(lot.restrictions, restriction_view(line))
 
 
-async def _cancel_and_rematch(
+async def _cancel(
     session: AsyncSession,
     proposal: Proposal,
     reason: str,
@@ -166,10 +274,10 @@ async def _cancel_and_rematch(
     actor: str,
     now: datetime,
     *,
-    refresh: bool = False,
+    lot: dict[str, Any] | None = None,
 ) -> None:
-    """Cancel the open proposal (a decision of `actor`, published) and re-match its line at once; with `refresh`,
-    after bringing the lot's projection up to what supply says."""
+    """Cancel the open proposal (a decision of `actor`, published); with `lot` (what supply said of the
+    proposal's lot, asked before any lock was taken), bring the lot's projection up to it."""
     proposal.status, proposal.reason = ProposalStatus.cancelled, reason[:500]
     proposal.decided_at, proposal.decided_by = now, actor
     proposal.version += 1
@@ -178,17 +286,35 @@ async def _cancel_and_rematch(
     )
     await session.flush()
     await events.publish_decision(session, events.PROPOSAL_CANCELLED, proposal, proposal.quantity)
-    if refresh:
-        await _refresh_lot(session, proposal.lot_id)
-    policy, _ = await current_policy(session)
-    await propose(
-        session,
-        policy=policy,
-        scope=schemas.RunScope(),
-        trigger="retry",
-        actor=actor,
-        line_ids=[proposal.need_line_id],
-    )
+    if lot is not None and proposal.lot_id is not None:
+        await ProjectionRepository(session).refresh_lot(
+            proposal.lot_id,
+            int(lot["version"]),
+            quantity_reserved=int(lot["quantity_reserved"]),
+            verification=lot["verification"],
+        )
+
+
+async def _rematch(session: AsyncSession, in_run: bool, cancelled: Proposal, actor: str) -> None:
+    """Re-match the cancelled proposal's line at once, in a transaction after the cancellation's (which holds
+    the proposal's lock only for its writes); should that fail, the line is left to continuous matching."""
+    try:
+        async with _writing(session, in_run) as tx:
+            policy, _ = await current_policy(tx)
+            await propose(
+                tx,
+                policy=policy,
+                scope=schemas.RunScope(),
+                trigger="retry",
+                actor=actor,
+                line_ids=[cancelled.need_line_id],
+            )
+    except Exception as exc:
+        if in_run:
+            raise  # inside the run's own transaction: its caller decides
+        log.warning("re-matching line %s at once failed, left to continuous matching: %r", cancelled.need_line_id, exc)
+        async with runtime_of_session(session).sessionmaker() as tx, tx.begin():
+            await ProjectionRepository(tx).mark_changed(lines=[(cancelled.item_code, cancelled.need_line_id)])
 
 
 async def _accepted(
@@ -233,20 +359,31 @@ def _holds(reservation: dict[str, Any], proposal: Proposal, amount: int) -> bool
     )
 
 
-async def _refresh_lot(session: AsyncSession, lot_id: uuid.UUID | None) -> None:
-    """Bring lot_view up to what supply says now (only ever forward: guarded by the lot's version)."""
+async def _lot_in_supply(session: AsyncSession, lot_id: uuid.UUID | None) -> dict[str, Any] | None:
+    """What supply says of the lot now (None when it cannot say: the reservation events bring lot_view up to
+    date then)."""
     if lot_id is None:
-        return
+        return None
     try:
         response = await runtime_of_session(session).client("supply").request("GET", f"/v1/lots/{lot_id}")
     except Exception:
-        return  # the reservation events will bring it up to date
+        return None
     if response.status_code != 200:
-        return
-    lot = response.json()
-    await ProjectionRepository(session).refresh_lot(
-        lot_id, int(lot["version"]), quantity_reserved=int(lot["quantity_reserved"]), verification=lot["verification"]
-    )
+        return None
+    lot: dict[str, Any] = response.json()
+    return lot
+
+
+async def _release(session: AsyncSession, reservation_id: uuid.UUID) -> None:
+    """Release a reservation made for a proposal decided meanwhile (no transaction of ours holds a lock)."""
+    try:
+        response = (
+            await runtime_of_session(session).client("supply").request("DELETE", f"/v1/reservations/{reservation_id}")
+        )
+    except Exception as exc:
+        raise SupplyUnavailable(f"Releasing the reservation failed: {exc.__class__.__name__}.") from exc
+    if response.status_code not in (204, 404):  # released now, before, or gone with its lot
+        raise SupplyUnavailable(f"Supply answered {response.status_code} to the release.")
 
 
 async def reject(session: AsyncSession, principal: Principal, proposal_id: uuid.UUID, reason: str) -> Proposal:
@@ -347,7 +484,13 @@ async def _declined(
     )
     views = ProjectionRepository(session)
     await views.exclude(proposal.need_line_id, source_of(proposal), proposal.id, reason, principal.sub)
-    await views.mark_dirty({proposal.item_code, proposal.lot_item_code})
+    # The line's demand (and, when accepted, the lot's goods) are free again: only their component re-runs.
+    await views.mark_changed(
+        lines=[(proposal.item_code, proposal.need_line_id)],
+        lots=[(proposal.lot_item_code, proposal.lot_id)] if proposal.lot_id is not None else [],
+    )
+    if proposal.lot_id is None:  # a capacity: its service's group re-runs (components hold goods only)
+        await views.mark_dirty({proposal.lot_item_code})
     await session.flush()
     await events.publish_decision(session, type_, proposal, released)
     return proposal
@@ -368,12 +511,22 @@ async def expire_proposals(session: AsyncSession, settings: Settings) -> int:
 
 
 async def accept_automatically(
-    session: AsyncSession, run_id: uuid.UUID, threshold: float, stop: asyncio.Event | None = None
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    threshold: float,
+    stop: asyncio.Event | None = None,
+    *,
+    in_run: bool = True,
 ) -> None:
-    """Accept, as the system, every open proposal of the run scoring at least `threshold`, best first."""
-    for proposal_id in await ProposalRepository(session).auto_acceptable(run_id, threshold):
+    """Accept, as the system, every open proposal of the run scoring at least `threshold`, best first: inside
+    the run's transaction (`in_run`, the run's proposals seen by it alone), or after the run committed, each
+    accept then in transactions of its own (nothing of `session`'s left open while supply is called)."""
+    ids = await ProposalRepository(session).auto_acceptable(run_id, threshold)
+    if not in_run:
+        await session.rollback()  # the read's transaction ends before the first call to supply
+    for proposal_id in ids:
         check_stop(stop)
         try:
-            await accept(session, None, proposal_id, None)
-        except (LotTaken, ProposalNotOpen, SupplyUnavailable):
+            await accept(session, None, proposal_id, None, in_run=in_run)
+        except (LotTaken, ProposalNotOpen, RestrictionExcludes, SupplyUnavailable):
             continue  # left for a coordinator, or re-matched

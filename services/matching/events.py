@@ -387,8 +387,14 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
         return
     changed = await ProposalRepository(session).record_returns(rows)
     if changed:
-        items = await ProposalRepository(session).sum_returns(sorted(changed))
-        await ProjectionRepository(session).mark_dirty(items)
+        returned = await ProposalRepository(session).sum_returns(sorted(changed))
+        # Only the component of the lines (and lots) given back re-runs; a capacity's service group as a whole.
+        views = ProjectionRepository(session)
+        await views.mark_changed(
+            lines=[(item, line_id) for item, line_id, _, _ in returned],
+            lots=[(lot_item, lot_id) for _, _, lot_item, lot_id in returned if lot_id is not None],
+        )
+        await views.mark_dirty({lot_item for _, _, lot_item, lot_id in returned if lot_id is None})
 
 
 async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:

@@ -209,7 +209,7 @@ class DirtyScope(Base):
 class DirtyMember(Base):
     """What changed of a dirty item (dirty_scope): a need line or a lot by id, so that a continuous run can read
     only their component. `kind` "item" (member id nil) marks the whole item group, as does an item with no member
-    row at all (a change that cannot name its lines or lots: policy, catalog, capacities, returns)."""
+    row at all (a change that cannot name its lines or lots: policy, catalog, capacities)."""
 
     __tablename__ = "dirty_member"
 

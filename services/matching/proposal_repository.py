@@ -68,6 +68,22 @@ class ProposalRepository(RepositoryBase[Proposal]):
         stmt = select(Proposal).where(Proposal.need_line_id == _ids(line_ids), _open_proposals(now))
         return list((await self.session.execute(stmt)).scalars())
 
+    async def lock_version(self, proposal_id: uuid.UUID, version: int) -> Proposal | None:
+        """The proposal locked, if it is still at `version` (None, and nothing waited on but its writers' commit,
+        when it changed)."""
+        stmt = (
+            select(Proposal)
+            .where(Proposal.id == proposal_id, Proposal.version == version)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def current(self, proposal_id: uuid.UUID) -> Proposal | None:
+        """The proposal as last committed (not locked)."""
+        stmt = select(Proposal).where(Proposal.id == proposal_id).execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def lock_open(self, ids: Iterable[uuid.UUID], now: datetime) -> list[Proposal]:
         """These proposals locked, those still open (in one order: two runs never deadlock each other)."""
         wanted = sorted(set(ids))
@@ -271,10 +287,10 @@ class ProposalRepository(RepositoryBase[Proposal]):
         )
         return set(result.scalars())
 
-    async def sum_returns(self, ids: list[uuid.UUID]) -> set[str]:
+    async def sum_returns(self, ids: list[uuid.UUID]) -> list[tuple[str, uuid.UUID, str, uuid.UUID | None]]:
         """Each accepted proposal's quantity_returned becomes the sum over its shipment lines (at most what was
-        accepted); the item codes of those that changed. Locked first, summed after, in statements of their own:
-        a concurrent handler's lines are then counted."""
+        accepted); of those that changed, (item code, need line, lot item code, lot or None for a capacity). Locked
+        first, summed after, in statements of their own: a concurrent handler's lines are then counted."""
         await self.session.execute(
             select(Proposal.id).where(Proposal.id.in_(ids)).order_by(Proposal.id).with_for_update()
         )
@@ -291,9 +307,9 @@ class ProposalRepository(RepositoryBase[Proposal]):
                 Proposal.id.in_(ids), Proposal.status == ProposalStatus.accepted, Proposal.quantity_returned != returned
             )
             .values(quantity_returned=returned)
-            .returning(Proposal.item_code)
+            .returning(Proposal.item_code, Proposal.need_line_id, Proposal.lot_item_code, Proposal.lot_id)
         )
-        return set(result.scalars())
+        return [(row[0], row[1], row[2], row[3]) for row in result.all()]
 
     async def decisions(self, proposal_id: uuid.UUID) -> list[Decision]:
         stmt = select(Decision).where(Decision.proposal_id == proposal_id).order_by(Decision.created_at, Decision.id)

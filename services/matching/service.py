@@ -5,6 +5,7 @@ their own."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,9 +26,11 @@ async def run_allocation(
     actor: str,
     stop: asyncio.Event | None = None,
     changed: Changed | None = None,
+    auto_accept: bool = True,
 ) -> tuple[AllocationRun, list[Proposal]]:
-    """An allocation run under the current policy (see `runs.propose`), then the auto-accept of the proposals
-    scoring above the policy's threshold. Once `stop` is set it raises RunAbandoned at its next step. With
+    """An allocation run under the current policy (see `runs.propose`), then (unless not `auto_accept`: the
+    caller does it once the run committed, `accept_committed`) the auto-accept of the proposals scoring above
+    the policy's threshold. Once `stop` is set it raises RunAbandoned at its next step. With
     `changed` (a continuous run whose marks named the lines and lots that changed) it reads only their component,
     unless that is past its bounds (services.matching.component)."""
     policy, _ = await current_policy(session)
@@ -45,9 +48,17 @@ async def run_allocation(
     run, proposals = await propose(
         session, policy=policy, scope=scope, trigger=trigger, actor=actor, stop=stop, component=component
     )
-    if policy.auto_accept_score is not None:
+    if auto_accept and policy.auto_accept_score is not None:
         await accept_automatically(session, run.id, policy.auto_accept_score, stop)
     return run, proposals
+
+
+async def accept_committed(session: AsyncSession, run_id: uuid.UUID, stop: asyncio.Event | None = None) -> None:
+    """The auto-accept of a committed run's proposals (under the current policy's threshold), each accept in
+    transactions of its own: the run's locks were let go with its commit, before supply is called."""
+    policy, _ = await current_policy(session)
+    if policy.auto_accept_score is not None:
+        await accept_automatically(session, run_id, policy.auto_accept_score, stop, in_run=False)
 
 
 async def kpis(session: AsyncSession, level: int, region_code: str | None) -> schemas.KpiReport:

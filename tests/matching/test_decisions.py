@@ -12,7 +12,7 @@ from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import NEAR_BEIJING
 from tests.helpers.db import rows
 from tests.helpers.http import get_json
-from tests.helpers.matching import allocation_run
+from tests.helpers.matching import allocation_run, put_policy
 from tests.helpers.needs import shelter_need
 from tests.helpers.problems import assert_problem
 from tests.helpers.streams import project, run_job
@@ -187,6 +187,31 @@ async def test_auto_accept_above_the_policy_threshold(client, auth: TokenFactory
     ]
     stored = await get_json(client, f"/v1/proposals/{proposal['id']}", coordinator)
     assert stored["status"] == "accepted" and stored["auto"] is True
+
+
+async def test_continuous_matching_auto_accepts_once_its_run_committed(
+    client, auth: TokenFactory, engine, workers: None
+) -> None:
+    """A continuous run commits its proposals first, then auto-accepts them (each accept in transactions of its
+    own): the run's locks are not held while supply reserves."""
+    await put_policy(client, auth, auto_accept_score=0)
+    need = await shelter_need(client, auth)
+    lot = (await donor_offer(client, auth))["lots"][0]
+    coordinator = auth("coordinator")
+
+    async def accepted() -> dict[str, Any] | None:
+        page = await get_json(client, "/v1/proposals", coordinator, need_id=need["id"], status="accepted")
+        return page["items"][0] if page["items"] else None
+
+    proposal = await eventually(accepted, seconds=30)
+    assert (proposal["auto"], proposal["decided_by"], proposal["accepted_quantity"]) == (True, "matching", 60)
+    run = await get_json(client, f"/v1/allocation-runs/{proposal['run_id']}", coordinator)
+    assert run["trigger"] in ("continuous", "periodic")
+    assert await rows(engine, RESERVATIONS, r=proposal["id"]) == [{"quantity": 60, "status": "active"}]
+    assert (await get_lot(client, coordinator, lot["id"]))["quantity_reserved"] == 60
+    assert await rows(engine, DECISIONS, p=proposal["id"]) == [
+        {"action": "accept", "quantity": 60, "override": False, "reason": None, "actor": "matching"}
+    ]
 
 
 async def test_accepting_twice_returns_the_same_reservation(client, auth: TokenFactory, gateway, engine) -> None:

@@ -3,16 +3,23 @@ its line is matched again without that lot, and never gets it proposed again."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.matching.events import on_logistics_event
+from shared.events.envelope import CloudEvent
 from tests.helpers.auth import TokenFactory
 from tests.helpers.catalog import NEAR_BEIJING, RICE, WATER
+from tests.helpers.db import rows
 from tests.helpers.logistics import advance
 from tests.helpers.matching import allocation_run, open_proposals
 from tests.helpers.needs import shelter_need
 from tests.helpers.problems import assert_problem
+from tests.helpers.streams import project, runtime
 from tests.helpers.supply import donor_offer, get_lot, reserve
 from tests.helpers.waiting import eventually
 
@@ -176,3 +183,57 @@ async def test_an_accepted_proposal_picked_up_cannot_be_declined(
     assert (await get_lot(client, auth("coordinator"), lot["id"]))["quantity_reserved"] == 30
     after = (await client.get(f"/v1/shipments/{shipment['id']}", headers=auth("coordinator"))).json()
     assert after["status"] == "picked_up" and len(after["lines"]) == 1
+
+
+async def test_a_decline_marks_only_its_line_and_lot_for_continuous_matching(
+    client: httpx.AsyncClient, auth: TokenFactory, gateway: Any, engine: AsyncEngine
+) -> None:
+    """Not the whole item group: its continuous run reads only the component of the line and the lot."""
+    need = await shelter_need(client, auth, {"item_code": RICE, "quantity": 30}, org="org-site")
+    lot = (await donor_offer(client, auth, {"quantity": 30}))["lots"][0]
+    await project(gateway)
+    (proposal,) = (await allocation_run(client, auth))["proposals"]
+    async with engine.begin() as conn:  # what the projections marked is not what this test looks at
+        await conn.execute(text("DELETE FROM matching.dirty_member"))
+        await conn.execute(text("DELETE FROM matching.dirty_scope"))
+
+    r = await client.post(
+        f"/v1/proposals/{proposal['id']}/decline", headers=auth("frontline", org="org-site"), json={"reason": "spoilt"}
+    )
+    assert r.status_code == 200, r.text
+    assert await rows(engine, "SELECT item_code FROM matching.dirty_scope") == [{"item_code": RICE}]
+    marked = await rows(engine, "SELECT item_code, kind, member_id::text FROM matching.dirty_member ORDER BY kind")
+    assert marked == [
+        {"item_code": RICE, "kind": "line", "member_id": need["lines"][0]["id"]},
+        {"item_code": RICE, "kind": "lot", "member_id": lot["id"]},
+    ]
+
+
+async def test_goods_given_back_mark_only_their_line_and_lot(
+    client: httpx.AsyncClient, auth: TokenFactory, gateway: Any, engine: AsyncEngine
+) -> None:
+    """A shipment line that came short opens its need line again: only the line's (and its lot's) component is
+    re-run by continuous matching, not the whole item group."""
+    need = await shelter_need(client, auth, {"item_code": RICE, "quantity": 30}, org="org-site")
+    lot = (await donor_offer(client, auth, {"quantity": 30}))["lots"][0]
+    await project(gateway)
+    (proposal,) = (await allocation_run(client, auth))["proposals"]
+    r = await client.post(f"/v1/proposals/{proposal['id']}/accept", headers=auth("coordinator"), json={})
+    assert r.status_code == 200, r.text
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM matching.dirty_member"))
+        await conn.execute(text("DELETE FROM matching.dirty_scope"))
+
+    line = {"id": str(uuid.uuid4()), "proposal_id": proposal["id"], "quantity_returned": 10}
+    shipment = {"id": str(uuid.uuid4()), "version": 3, "lines": [line]}
+    event = CloudEvent(source="/reliefhub/logistics", type="reliefhub.logistics.shipment.received", data=shipment)
+    async with runtime(gateway, "matching").sessionmaker() as session, session.begin():
+        await on_logistics_event(session, event)
+    got = (await client.get(f"/v1/proposals/{proposal['id']}", headers=auth("coordinator"))).json()
+    assert got["quantity_returned"] == 10
+    assert await rows(engine, "SELECT item_code FROM matching.dirty_scope") == [{"item_code": RICE}]
+    marked = await rows(engine, "SELECT item_code, kind, member_id::text FROM matching.dirty_member ORDER BY kind")
+    assert marked == [
+        {"item_code": RICE, "kind": "line", "member_id": need["lines"][0]["id"]},
+        {"item_code": RICE, "kind": "lot", "member_id": lot["id"]},
+    ]
