@@ -149,7 +149,7 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,  # a dropped connection invalidates the pool on first use instead (no extra round trip)
-        pool_timeout=10,
+        pool_timeout=settings.db_pool_timeout_seconds,
         connect_args={"server_settings": {"application_name": "reliefhub"}, "timeout": 5, "command_timeout": 30},
     )
 

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -259,8 +260,9 @@ def invalid_value(exc: BaseException) -> bool:
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """The database cannot be reached now (down, restarting, a dropped connection): retry later; not a bug."""
-    if isinstance(exc, (OperationalError, InterfaceError, OSError, ConnectionError)):
+    """The database cannot be reached now (down, restarting, a dropped connection, every pooled connection busy
+    past the pool's timeout): retry later; not a bug."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, ConnectionError, PoolTimeout)):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -327,6 +329,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(OSError, _database_error)
+    # every pooled connection busy for the pool's whole timeout: busy, not broken
+    app.add_exception_handler(PoolTimeout, _database_error)
     # raw asyncpg (shared.db.driver_connection) raises its own errors, not DBAPIError: data exceptions (NUL in
     # text among them) from the server or from the driver's encoding of a parameter
     app.add_exception_handler(pg_errors.DataError, _database_error)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # overflowing churns connections; size the pool for the expected concurrency instead.
     db_pool_size: int = 20
     db_max_overflow: int = 0
+    # how long a request waits for a pooled connection before it is answered 503 (every connection busy)
+    db_pool_timeout_seconds: float = 10
 
     # Auth: HS256 JWTs. The default secret only exists so development works out of the box.
     jwt_secret: str = Field(DEFAULT_SIGNING_SECRET, repr=False)

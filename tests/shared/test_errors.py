@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -232,6 +233,49 @@ async def test_an_unreachable_backing_service_is_503_with_retry_after(migrated: 
     body = assert_problem(response, 503)
     assert body["type"].endswith("service-unavailable")
     assert response.headers["retry-after"] == "2"
+
+
+async def test_a_request_that_waits_out_the_pool_is_503_with_retry_after(migrated: Settings) -> None:
+    """Every pooled connection busy for the pool's whole timeout: 503 with Retry-After (busy, not broken), and
+    the request that held the connection still answers."""
+    router = service_router(prefix="/v1")
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    @router.get("/hold")
+    async def hold(session: SessionDep) -> dict[str, int]:
+        await session.execute(text("SELECT 1"))  # the pool's one connection, held until released
+        holding.set()
+        await release.wait()
+        return {"held": 1}
+
+    @router.get("/read")
+    async def read(session: SessionDep) -> None:
+        await session.execute(text("SELECT 1"))
+
+    spec = ServiceSpec(
+        name="kit_test",
+        description="pool",
+        metadata=service_metadata("kit_test"),
+        kit=make_kit_tables(service_metadata("kit_test")),
+        routers=[router],
+        migrations=Path("."),
+    )
+    app = create_service_app(spec, migrated.model_copy(update={"db_pool_size": 1, "db_pool_timeout_seconds": 0.3}))
+    token = create_token(sub="t", org="o", roles=["coordinator"], settings=migrated)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kit.test") as client:
+            held = asyncio.create_task(client.get("/v1/hold", headers=headers))
+            await asyncio.wait_for(holding.wait(), 10)
+            waited = await client.get("/v1/read", headers=headers)
+            release.set()
+            first = await held
+            after = await client.get("/v1/read", headers=headers)
+    body = assert_problem(waited, 503)
+    assert body["type"].endswith("service-unavailable") and waited.headers["retry-after"] == "2"
+    assert first.status_code == 200 and after.status_code == 200
 
 
 async def test_domain_errors_carry_their_status_headers_and_extensions(migrated: Settings) -> None:
