@@ -113,7 +113,8 @@ async def test_imports_take_bodies_up_to_their_own_larger_limit(
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/nothing-here", "/v1/sites/a/b/c", "/v1/needs/8d3c1f0e-5a2b-4c7d-9e6f-1a2b3c4d5e6f/nonsense", "/nothing"]
+    "path",
+    ["/v1/nothing-here", "/v1/sites/a/b/c", "/v1/needs/8d3c1f0e-5a2b-4c7d-9e6f-1a2b3c4d5e6f/nonsense", "/nothing"],
 )
 async def test_unknown_paths_are_404(client: httpx.AsyncClient, auth: TokenFactory, path: str) -> None:
     assert_problem(await client.get(path, headers=auth("coordinator")), 404, context=path)
