@@ -35,6 +35,8 @@ from reliefhub.demo.summary import Summary
 from shared.auth import Role
 from shared.settings import Settings
 
+ACCEPTS_IN_FLIGHT = 8  # below the connection pool of a development server's matching service (10)
+
 
 @dataclass
 class _Created:
@@ -289,11 +291,19 @@ async def _match(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     quiet = 0
+    # An accept holds one of matching's database connections while supply reserves: more in flight than its
+    # pool holds only queue for a connection (and, past the pool's timeout, fail) instead of going faster.
+    lanes = asyncio.Semaphore(min(api.concurrency, ACCEPTS_IN_FLIGHT))
+
+    async def accept(proposal: JSON) -> bool:
+        async with lanes:
+            return await _accept(api, summary, coordinator, proposal)
+
     while quiet < 2:
         proposed = await _proposed(api, made, summary, coordinator)
         if proposed:
             quiet = 0
-            taken = sum(await gather([_accept(api, summary, coordinator, p) for p in _spread_by_lot(proposed)]))
+            taken = sum(await gather([accept(p) for p in _spread_by_lot(proposed)]))
             say(f"  accepted {taken} of {len(proposed)} proposals (the others were superseded meanwhile)")
         else:
             quiet += 1
@@ -378,23 +388,24 @@ async def _planned_shipments(
     say: Callable[[str], None],
 ) -> list[JSON]:
     missing: set[str] = set(accepted)
+    seen: dict[str, JSON] = {}  # shipment id → as last listed
+    since = "0"
 
     async def planned() -> list[JSON] | None:
-        nonlocal missing
-        shipments = [
-            s
-            for s in await api.all("/v1/shipments", coordinator, {"region_code": REGION})
-            if s["destination_site_id"] in made.site_by_id
-        ]
-        on_shipments = {line["proposal_id"] for s in shipments for line in s["lines"]}
+        # Only what changed since the last look (logistics adds lines to a route's planned shipment as accepts
+        # arrive): each look costs what logistics did meanwhile, not the whole list again.
+        nonlocal missing, since
+        changed, since = await api.changed("/v1/shipments", coordinator, {"region_code": REGION}, since)
+        seen.update((s["id"], s) for s in changed if s["destination_site_id"] in made.site_by_id)
+        on_shipments = {line["proposal_id"] for s in seen.values() for line in s["lines"]}
         missing = set(accepted) - on_shipments
-        return shipments if not missing else None
+        return list(seen.values()) if not missing else None
 
     return await wait_for(
         lambda: f"logistics to plan shipments for {len(missing)} of {len(accepted)} accepted proposals",
         planned,
         wait_seconds,
-        interval=min(1.0, 0.3 + len(accepted) / 2000),  # each look lists every shipment: not too often
+        interval=0.5,
         say=say,
     )
 

@@ -18,6 +18,7 @@ from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.settings import Settings
 
 log = logging.getLogger("reliefhub.relay")
+BACKLOG_EXPORT_SECONDS = 1.0
 
 
 class OutboxRelay:
@@ -40,6 +41,7 @@ class OutboxRelay:
         # Present while Redis still holds what this relay published; gone when Redis lost its data.
         self._epoch_key = f"reliefhub:relay-epoch:{kit.schema}"
         self._epoch_checked = 0.0
+        self._backlog_exported = 0.0
 
     async def check_epoch(self) -> int:
         """If Redis came back without its data (no persistence, a lost volume, failover to a lagging replica),
@@ -106,8 +108,12 @@ class OutboxRelay:
                 continue
             if published >= self.settings.relay_batch_size:
                 continue
-            with contextlib.suppress(Exception):
-                await self.export_backlog()
+            if loop.time() - self._backlog_exported >= BACKLOG_EXPORT_SECONDS:
+                # The gauge once a second, not on every idle poll: a count query per poll doubled what an idle
+                # relay costs (the worker's bus-metrics loop exports it too, also while Redis is away).
+                with contextlib.suppress(Exception):
+                    await self.export_backlog()
+                self._backlog_exported = loop.time()
             await _sleep_or_stop(stop, self.settings.relay_poll_seconds)
 
 
