@@ -50,11 +50,14 @@ STEPS = (
 )
 
 
-def _dev_server(state: Path, port: int) -> subprocess.Popen[bytes]:
+def _dev_server(state: Path, port: int, in_process: bool) -> subprocess.Popen[bytes]:
     reliefhub = Path(sys.executable).parent / "reliefhub"
     env = {**os.environ, "RELIEFHUB_STATE_DIR": str(state)}
     log = (state / "dev.log").open("wb")
-    return subprocess.Popen([str(reliefhub), "dev", "--port", str(port)], env=env, cwd=ROOT, stdout=log, stderr=log)
+    workers = ["--in-process-workers"] if in_process else []
+    return subprocess.Popen(
+        [str(reliefhub), "dev", "--port", str(port), *workers], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
@@ -136,6 +139,7 @@ def render(runs: list[dict[str, Any]]) -> str:
         [
             f"{r.get('date', '?')[:16]} {r.get('commit', '?')}" + (f" ({r['note']})" if r.get("note") else ""),
             str(r["sites"]),
+            r.get("workers", "in the API's process"),
             f"{r['seconds']:.0f}",
             "—" if r.get("cpu_seconds") is None else f"{r['cpu_seconds']:.0f}",
             f"{r['requests']:,}",
@@ -146,7 +150,7 @@ def render(runs: list[dict[str, Any]]) -> str:
         for r in runs
     ]
     text = "## The default demo, end to end (`python -m bench.demo`)\n\n" + table(
-        ["run", "sites", "seconds", "CPU s", "requests", "superseded / accepted", "load (1 min)", "goal"], rows
+        ["run", "sites", "workers", "seconds", "CPU s", "requests", "superseded / accepted", "load (1 min)", "goal"], rows
     )
     shown = [r for r in runs if r.get("steps")][-4:]
     if shown:
@@ -178,6 +182,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--sites", type=int, default=DEFAULT_SITES)
     parser.add_argument("--seed", type=int, default=2022)
     parser.add_argument("--note", default="", help="A word on this run, shown beside it in the results.")
+    parser.add_argument(
+        "--in-process-workers", action="store_true", help="`reliefhub dev --in-process-workers` (one process)."
+    )
     args = parser.parse_args(argv)
     state = ROOT / ".reliefhub" / f"bench-demo-{os.getpid()}"
     state.mkdir(parents=True, exist_ok=True)
@@ -187,7 +194,7 @@ def main(argv: list[str] | None = None) -> str:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _dev_server(state, port)
+    proc = _dev_server(state, port, args.in_process_workers)
     lines: list[tuple[float, str]] = []
 
     def progress(message: str) -> None:
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> str:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "note": args.note,
+        "workers": "in the API's process" if args.in_process_workers else "a process per service",
         "sites": args.sites,
         "seed": args.seed,
         "seconds": round(wall, 1),

@@ -5,6 +5,7 @@ the workers' event handling then run on separate cores instead of taking turns i
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from shared.settings import Settings
 
 STOP_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def worker_env(settings: Settings, gateway_url: str, base: Mapping[str, str]) -> dict[str, str]:
@@ -27,12 +29,24 @@ def worker_env(settings: Settings, gateway_url: str, base: Mapping[str, str]) ->
     return env
 
 
+def _die_with_parent() -> None:
+    """In the worker, before it runs: SIGTERM when `reliefhub dev` dies, even by SIGKILL (Linux), so that no
+    worker outlives the dev server and its embedded database."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_workers(names: list[str], env: Mapping[str, str]) -> list[subprocess.Popen[bytes]]:
     """One `reliefhub worker NAME` process per service, its output on this process's."""
     procs: list[subprocess.Popen[bytes]] = []
+    orphan_guard = _die_with_parent if sys.platform == "linux" else None
     try:
         for name in names:
-            procs.append(subprocess.Popen([sys.executable, "-m", "reliefhub.cli", "worker", name], env=dict(env)))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "reliefhub.cli", "worker", name], env=dict(env), preexec_fn=orphan_guard
+                )
+            )
     except BaseException:
         stop_workers(procs)
         raise
