@@ -150,7 +150,8 @@ def render(runs: list[dict[str, Any]]) -> str:
         for r in runs
     ]
     text = "## The default demo, end to end (`python -m bench.demo`)\n\n" + table(
-        ["run", "sites", "workers", "seconds", "CPU s", "requests", "superseded / accepted", "load (1 min)", "goal"], rows
+        ["run", "sites", "workers", "seconds", "CPU s", "requests", "superseded / accepted", "load (1 min)", "goal"],
+        rows,
     )
     shown = [r for r in runs if r.get("steps")][-4:]
     if shown:
