@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from subprocess import PIPE
 
 from reliefhub.devworkers import stop_workers, worker_env
 from shared.settings import Settings
@@ -23,14 +24,15 @@ def test_a_worker_is_told_the_dev_server_s_url_and_dev_s_settings_unless_the_env
 
 
 def _python(code: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(0.5)  # past start-up, so the signal meets the script's own handling
+    """A Python process running `code`, once it says it is ready (its signal handling set up)."""
+    proc = subprocess.Popen([sys.executable, "-c", code + "\nprint('ready', flush=True)\ntime.sleep(60)"], stdout=PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     return proc
 
 
 def test_workers_stop_on_sigint_and_one_that_ignores_it_is_killed_after_the_grace_period() -> None:
-    polite = _python("import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    raise SystemExit(0)")
-    stubborn = _python("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)")
+    polite = _python("import signal, sys, time\nsignal.signal(signal.SIGINT, lambda *_: sys.exit(0))")
+    stubborn = _python("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)")
     started = time.monotonic()
     stop_workers([polite, stubborn], seconds=1.0)
     assert polite.returncode == 0
