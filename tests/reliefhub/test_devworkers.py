@@ -35,5 +35,8 @@ def test_workers_stop_on_sigint_and_one_that_ignores_it_is_killed_after_the_grac
     stubborn = _python("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)")
     started = time.monotonic()
     stop_workers([polite, stubborn], seconds=1.0)
+    for proc in (polite, stubborn):
+        assert proc.stdout is not None
+        proc.stdout.close()
     assert polite.returncode == 0
     assert stubborn.returncode == -9 and time.monotonic() - started < 10
