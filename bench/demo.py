@@ -50,11 +50,11 @@ STEPS = (
 )
 
 
-def _dev_server(state: Path, port: int, in_process: bool) -> subprocess.Popen[bytes]:
+def _dev_server(state: Path, port: int, worker_processes: bool) -> subprocess.Popen[bytes]:
     reliefhub = Path(sys.executable).parent / "reliefhub"
     env = {**os.environ, "RELIEFHUB_STATE_DIR": str(state)}
     log = (state / "dev.log").open("wb")
-    workers = ["--in-process-workers"] if in_process else []
+    workers = ["--worker-processes"] if worker_processes else []
     return subprocess.Popen(
         [str(reliefhub), "dev", "--port", str(port), *workers], env=env, cwd=ROOT, stdout=log, stderr=log
     )
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--seed", type=int, default=2022)
     parser.add_argument("--note", default="", help="A word on this run, shown beside it in the results.")
     parser.add_argument(
-        "--in-process-workers", action="store_true", help="`reliefhub dev --in-process-workers` (one process)."
+        "--worker-processes", action="store_true", help="`reliefhub dev --worker-processes` (a process per service)."
     )
     args = parser.parse_args(argv)
     state = ROOT / ".reliefhub" / f"bench-demo-{os.getpid()}"
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> str:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _dev_server(state, port, args.in_process_workers)
+    proc = _dev_server(state, port, args.worker_processes)
     lines: list[tuple[float, str]] = []
 
     def progress(message: str) -> None:
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> str:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "note": args.note,
-        "workers": "in the API's process" if args.in_process_workers else "a process per service",
+        "workers": "a process per service" if args.worker_processes else "in the API's process",
         "sites": args.sites,
         "seed": args.seed,
         "seconds": round(wall, 1),

@@ -124,13 +124,13 @@ def dev(
         bool,
         typer.Option(
             "--worker-processes/--in-process-workers",
-            help="Each service's workers in a process of its own (default), or in the API's process.",
+            help="Each service's workers in a process of its own, or (default) in the API's process.",
         ),
-    ] = True,
+    ] = False,
 ) -> None:
     """Start embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrate, and serve
-    every service on one port, with their workers (each service's a `reliefhub worker` process of its own,
-    unless --in-process-workers). Ctrl-C stops everything it started."""
+    every service on one port, with their workers (in its process, or with --worker-processes each service's
+    a `reliefhub worker` process of its own). Ctrl-C stops everything it started."""
     import contextlib
 
     import uvicorn
