@@ -35,8 +35,6 @@ from reliefhub.demo.summary import Summary
 from shared.auth import Role
 from shared.settings import Settings
 
-ACCEPTS_IN_FLIGHT = 8  # below the connection pool of a development server's matching service (10)
-
 
 @dataclass
 class _Created:
@@ -291,19 +289,11 @@ async def _match(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     quiet = 0
-    # An accept holds one of matching's database connections while supply reserves: more in flight than its
-    # pool holds only queue for a connection (and, past the pool's timeout, fail) instead of going faster.
-    lanes = asyncio.Semaphore(min(api.concurrency, ACCEPTS_IN_FLIGHT))
-
-    async def accept(proposal: JSON) -> bool:
-        async with lanes:
-            return await _accept(api, summary, coordinator, proposal)
-
     while quiet < 2:
         proposed = await _proposed(api, made, summary, coordinator)
         if proposed:
             quiet = 0
-            taken = sum(await gather([accept(p) for p in _spread_by_lot(proposed)]))
+            taken = sum(await gather([_accept(api, summary, coordinator, p) for p in _spread_by_lot(proposed)]))
             say(f"  accepted {taken} of {len(proposed)} proposals (the others were superseded meanwhile)")
         else:
             quiet += 1
