@@ -57,6 +57,15 @@ def cell(name: str, column: str, **match: str) -> Callable[[dict[str, Rows]], fl
     return read
 
 
+def newest(name: str, column: str, **match: str) -> Callable[[dict[str, Rows]], float | None]:
+    """`cell`, of the last such row: results that keep a row per run (bench/demo.py), newest last."""
+
+    def read(results: dict[str, Rows]) -> float | None:
+        return cell(name, column, **match)({name: results.get(name, [])[::-1]})
+
+    return read
+
+
 def total(name: str, column: str) -> Callable[[dict[str, Rows]], float | None]:
     """The sum of `column` over every row of result `name` that has it."""
 
@@ -156,7 +165,13 @@ GOALS = [
         at_least=True,
         unit="events/s",
     ),
-    Goal("default demo (300 sites) completes", "bench/demo.py", cell("demo", "seconds"), 240, unit="s"),
+    Goal(
+        "default demo (300 sites) completes",
+        "demo (`python -m bench.demo`)",
+        newest("demo", "seconds", sites="300"),
+        240,
+        unit="s",
+    ),
     Goal(
         "intake (stretch): share of the bare FastAPI + asyncpg ceiling",
         "intake (`python -m bench.intake`)",

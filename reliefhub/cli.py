@@ -120,12 +120,23 @@ def _forget_dev_state() -> None:
 def dev(
     port: Annotated[int, typer.Option(help="Port for every service.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    worker_processes: Annotated[
+        bool,
+        typer.Option(
+            "--worker-processes/--in-process-workers",
+            help="Each service's workers in a process of its own, or (default) in the API's process.",
+        ),
+    ] = False,
 ) -> None:
     """Start embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set), migrate, and serve
-    every service and its workers on one port. Ctrl-C stops everything it started."""
+    every service on one port, with their workers (in its process, or with --worker-processes each service's
+    a `reliefhub worker` process of its own). Ctrl-C stops everything it started."""
+    import contextlib
+
     import uvicorn
 
     from reliefhub.devservers import EmbeddedPostgres, EmbeddedRedis
+    from reliefhub.devworkers import worker_processes as worker_procs
     from reliefhub.gateway import UVICORN_OPTIONS, Gateway
     from reliefhub.protocol import HTTP_PROTOCOL
 
@@ -154,7 +165,7 @@ def dev(
         if "RELIEFHUB_WEBHOOK_ALLOWED_NETWORKS" not in os.environ:  # receivers on this machine, in development
             settings = settings.model_copy(update={"webhook_allowed_networks": ["127.0.0.0/8", "::1/128"]})
         _migrate(settings)
-        gateway = Gateway(settings, run_workers=True)
+        gateway = Gateway(settings, run_workers=not worker_processes)
         token = create_token(sub="dev-coordinator", org="reliefhub-hub", roles=[Role.coordinator], settings=settings)
         base = _local_url(host, port)
         written = DEV_STATE.with_suffix(".tmp")
@@ -163,15 +174,17 @@ def dev(
         console.print(
             f"\n[bold]ReliefHub[/] on {base}\n  API docs      {base}/docs\n  OpenAPI       {base}/openapi.json"
         )
-        console.print(f"  Health        {base}/readyz\n  Services      {', '.join(gateway.apps)} (+ their workers)")
+        shown = "(+ a worker process each)" if worker_processes else "(+ their workers)"
+        console.print(f"  Health        {base}/readyz\n  Services      {', '.join(gateway.apps)} {shown}")
         console.print("\nCoordinator token (12 h):")
         print(token, flush=True)  # unwrapped, to copy whole
         console.print(f'\nTry: curl -H "Authorization: Bearer $TOKEN" "{base}/v1/items?q=mask"\n', soft_wrap=True)
         # Uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so `finally` runs.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(
-            gateway, host=host, port=port, log_level="warning", lifespan="on", http=HTTP_PROTOCOL, **UVICORN_OPTIONS
-        )
+        with worker_procs(list(gateway.apps), settings, base) if worker_processes else contextlib.nullcontext():
+            uvicorn.run(
+                gateway, host=host, port=port, log_level="warning", lifespan="on", http=HTTP_PROTOCOL, **UVICORN_OPTIONS
+            )
     finally:
         DEV_ENV.unlink(missing_ok=True)
         _forget_dev_state()

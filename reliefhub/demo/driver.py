@@ -378,23 +378,24 @@ async def _planned_shipments(
     say: Callable[[str], None],
 ) -> list[JSON]:
     missing: set[str] = set(accepted)
+    seen: dict[str, JSON] = {}  # shipment id → as last listed
+    since = "0"
 
     async def planned() -> list[JSON] | None:
-        nonlocal missing
-        shipments = [
-            s
-            for s in await api.all("/v1/shipments", coordinator, {"region_code": REGION})
-            if s["destination_site_id"] in made.site_by_id
-        ]
-        on_shipments = {line["proposal_id"] for s in shipments for line in s["lines"]}
+        # Only what changed since the last look (logistics adds lines to a route's planned shipment as accepts
+        # arrive): each look costs what logistics did meanwhile, not the whole list again.
+        nonlocal missing, since
+        changed, since = await api.changed("/v1/shipments", coordinator, {"region_code": REGION}, since)
+        seen.update((s["id"], s) for s in changed if s["destination_site_id"] in made.site_by_id)
+        on_shipments = {line["proposal_id"] for s in seen.values() for line in s["lines"]}
         missing = set(accepted) - on_shipments
-        return shipments if not missing else None
+        return list(seen.values()) if not missing else None
 
     return await wait_for(
         lambda: f"logistics to plan shipments for {len(missing)} of {len(accepted)} accepted proposals",
         planned,
         wait_seconds,
-        interval=min(1.0, 0.3 + len(accepted) / 2000),  # each look lists every shipment: not too often
+        interval=0.5,
         say=say,
     )
 

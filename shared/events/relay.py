@@ -20,6 +20,7 @@ from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.settings import Settings
 
 log = logging.getLogger("reliefhub.relay")
+BACKLOG_EXPORT_SECONDS = 1.0
 
 
 class OutboxRelay:
@@ -44,6 +45,7 @@ class OutboxRelay:
         self._epoch_checked = 0.0
         self._drained = False  # the last batch published every row its snapshot held
         self._wake = asyncio.Event()  # outbox rows committed in this process
+        self._backlog_exported = 0.0
 
     async def check_epoch(self) -> int:
         """If Redis came back without its data (no persistence, a lost volume, failover to a lagging replica),
@@ -124,9 +126,12 @@ class OutboxRelay:
                 continue
             if self._drained:  # every row its snapshot held is published: no count needed
                 OUTBOX_BACKLOG.labels(self.kit.schema).set(0)
-            else:
+            elif loop.time() - self._backlog_exported >= BACKLOG_EXPORT_SECONDS:
+                # The gauge once a second, not on every idle poll: a count query per poll doubled what an idle
+                # relay costs (the worker's bus-metrics loop exports it too, also while Redis is away).
                 with contextlib.suppress(Exception):
                     await self.export_backlog()
+                self._backlog_exported = loop.time()
             await self._idle(stop, started, published)
 
     async def _idle(self, stop: asyncio.Event, started: float, published: int) -> None:
