@@ -22,7 +22,7 @@ from reliefhub.devservers import free_port
 from reliefhub.registry import services
 from shared.app import SessionDep, create_service_app, service_router
 from shared.auth import create_token
-from shared.db import driver_connection, make_kit_tables, service_metadata
+from shared.db import KitTables, driver_connection, make_kit_tables, service_metadata
 from shared.errors import Conflict, NotFound, problem_responses
 from shared.service import ServiceSpec
 from shared.settings import Settings
@@ -177,6 +177,18 @@ async def test_a_role_not_allowed_is_403(client: httpx.AsyncClient, auth: TokenF
 # --- the kit's handlers on a bare service app --------------------------------------------------------------
 
 
+def _kit_spec(router: APIRouter, description: str, *, kit: KitTables | None = None) -> ServiceSpec:
+    """A bare service of the kit's, with `router` (and the kit tables of its own schema unless given)."""
+    return ServiceSpec(
+        name="kit_test",
+        description=description,
+        metadata=service_metadata("kit_test"),
+        kit=kit or make_kit_tables(service_metadata("kit_test")),
+        routers=[router],
+        migrations=Path("."),
+    )
+
+
 def _kit_app(settings: Settings) -> httpx.AsyncClient:
     router = APIRouter(prefix="/v1")
     dead_port = free_port()
@@ -206,14 +218,7 @@ def _kit_app(settings: Settings) -> httpx.AsyncClient:
     async def conflict() -> None:
         raise Conflict("Taken.", extra={"hint": "retry"}, headers={"X-Why": "because"})
 
-    spec = ServiceSpec(
-        name="kit_test",
-        description="errors",
-        metadata=service_metadata("kit_test"),
-        kit=make_kit_tables(service_metadata("kit_test")),
-        routers=[router],
-        migrations=Path("."),
-    )
+    spec = _kit_spec(router, "errors")
     app = create_service_app(spec, settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://kit.test")
@@ -254,14 +259,7 @@ async def test_a_request_that_waits_out_the_pool_is_503_with_retry_after(migrate
     async def read(session: SessionDep) -> None:
         await session.execute(text("SELECT 1"))
 
-    spec = ServiceSpec(
-        name="kit_test",
-        description="pool",
-        metadata=service_metadata("kit_test"),
-        kit=make_kit_tables(service_metadata("kit_test")),
-        routers=[router],
-        migrations=Path("."),
-    )
+    spec = _kit_spec(router, "pool")
     app = create_service_app(spec, migrated.model_copy(update={"db_pool_size": 1, "db_pool_timeout_seconds": 0.3}))
     token = create_token(sub="t", org="o", roles=["coordinator"], settings=migrated)
     headers = {"Authorization": f"Bearer {token}"}
@@ -311,14 +309,7 @@ async def test_a_transaction_that_lost_a_deadlock_is_run_again(migrated: Setting
         calls.append("always")
         raise DBAPIError("UPDATE …", None, SerializationError("could not serialize access"))
 
-    spec = ServiceSpec(
-        name="kit_test",
-        description="retries",
-        metadata=service_metadata("kit_test"),
-        kit=make_kit_tables(service_metadata("kit_test")),
-        routers=[router],
-        migrations=Path("."),
-    )
+    spec = _kit_spec(router, "retries")
     app = create_service_app(spec, migrated)
     token = create_token(sub="t", org="o", roles=["coordinator"], settings=migrated)
     async with app.router.lifespan_context(app):
@@ -352,14 +343,7 @@ async def test_a_value_postgresql_or_its_driver_refuses_is_422(migrated: Setting
         elif case == "raw-out-of-range":
             await (await driver_connection(session)).execute("SELECT $1::text::smallint", "100000")
 
-    spec = ServiceSpec(
-        name="kit_test",
-        description="values",
-        metadata=service_metadata("kit_test"),
-        kit=services()["needs"].kit,  # a migrated schema: its idempotency table is real
-        routers=[router],
-        migrations=Path("."),
-    )
+    spec = _kit_spec(router, "values", kit=services()["needs"].kit)  # a migrated schema: a real idempotency table
     app = create_service_app(spec, migrated)
     token = create_token(sub="t", org="o", roles=["coordinator"], settings=migrated)
     cases = ["not-a-number", "out-of-range", "unencodable", "raw-unencodable", "raw-out-of-range"]
