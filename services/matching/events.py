@@ -180,6 +180,15 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
+def _asked_of_matching(line: dict[str, Any]) -> int:
+    """What of a need line matching may cover: not what partners' confirmed claims cover, nor what arrived
+    outside matching (a partner's claim, once delivered, counts as delivered and no longer as claimed). What
+    matching's own accepted proposals cover (matched, and delivered up to that) it subtracts itself."""
+    delivered, matched = int(line.get("quantity_delivered") or 0), int(line.get("quantity_matched") or 0)
+    outside = max(delivered - matched, 0)
+    return max(int(line["quantity"]) - int(line.get("quantity_claimed") or 0) - outside, 0)
+
+
 def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
     """The need_line_view rows of one need version."""
     return [
@@ -194,8 +203,7 @@ def _need_lines(d: dict[str, Any]) -> list[dict[str, Any]]:
             "lat": d.get("lat"),
             "lon": d.get("lon"),
             "item_code": line["item_code"],
-            # What partners' confirmed claims cover is not asked of matching.
-            "quantity": max(int(line["quantity"]) - int(line.get("quantity_claimed") or 0), 0),
+            "quantity": _asked_of_matching(line),
             "quantity_delivered": int(line.get("quantity_delivered") or 0),
             "urgency": d["urgency"],
             "needed_by": _ts(d.get("needed_by")),

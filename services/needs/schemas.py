@@ -190,7 +190,9 @@ class NeedUpdate(BaseModel):
     urgency: Urgency | None = None
     needed_by: Timestamp | None = None
     beneficiaries: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
-    beneficiary_groups: BeneficiaryCounts | None = Field(None, description="Replaces the groups as a whole.")
+    beneficiary_groups: BeneficiaryCounts | None = Field(
+        None, description="Replaces the groups as a whole; null (or {}) names none."
+    )
     operation_id: uuid.UUID | None = Field(
         None, description="Move the need into this (active) relief operation; null takes it out of one."
     )

@@ -323,6 +323,8 @@ async def update_need(
     for key in ("title", "urgency"):
         if key in changes and changes[key] is None:
             changes.pop(key)
+    if "beneficiary_groups" in changes and changes["beneficiary_groups"] is None:
+        changes["beneficiary_groups"] = {}  # null: the need names no group any more
     if changes.get("operation_id") not in (None, need.operation_id):
         await operations.check_operation(session, changes["operation_id"])
     for key, value in changes.items():

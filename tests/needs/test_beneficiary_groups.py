@@ -26,6 +26,14 @@ async def test_a_need_counts_the_people_it_serves_by_group(client: httpx.AsyncCl
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["beneficiary_groups"] == {"elderly": 130, "people_with_disabilities": 12}
+    cleared = await client.patch(  # null names no group (it was a 500 once)
+        f"/v1/needs/{need['id']}",
+        headers={**frontline, "If-Match": patched.headers["etag"]},
+        json={"beneficiary_groups": None},
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["beneficiary_groups"] == {}
+    assert (await client.get(f"/v1/needs/{need['id']}", headers=frontline)).json()["beneficiary_groups"] == {}
 
     plain = await create_need(client, frontline, site["id"])
     assert plain["beneficiary_groups"] == {}
