@@ -10,15 +10,12 @@ mix runs. Production shape: the API in one process (every service, no workers), 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 
-from bench.common import scrape, servers, table, uvicorn_process, worker_processes, write_result
-from bench.load import Stats, load_args, migrated, mixed_load, stack_env
-from reliefhub.registry import services
+from bench.common import scrape, servers, table, write_result
+from bench.load import Stats, load_args, migrated, mixed_load, stack
 
 BUCKETS = "reliefhub_projection_lag_seconds_bucket"
 GOAL_MS = 500
@@ -76,33 +73,23 @@ async def caught_up(urls: list[str], seconds: float) -> Histograms:
     return last
 
 
-@contextlib.contextmanager
-def every_worker(env: dict[str, str]) -> Iterator[list[str]]:
-    """One `reliefhub worker` process per service; the metrics URLs of all."""
-    with contextlib.ExitStack() as stack:
-        yield [url for name in services() for url in stack.enter_context(worker_processes(name, 1, env))]
-
-
 def main(argv: list[str] | None = None) -> str:
     args = load_args("bench.lag", argv)
     stats = Stats()
     with servers() as (db, redis):
         settings = migrated(db, redis)
-        env = stack_env(db, redis)
-        with uvicorn_process("bench.common:api_gateway", env) as port:
-            base = f"http://127.0.0.1:{port}"
-            with every_worker({**env, "RELIEFHUB_GATEWAY_URL": base}) as urls:
+        with stack(db, redis, one_process=False) as (base, urls):
 
-                async def run() -> Histograms:
-                    before: Histograms = {}
+            async def run() -> Histograms:
+                before: Histograms = {}
 
-                    async def mark() -> None:
-                        before.update(await caught_up(urls, 30))
+                async def mark() -> None:
+                    before.update(await caught_up(urls, 30))
 
-                    await mixed_load(base, settings, stats, seconds=args.seconds, scale=args.scale, on_start=mark)
-                    return difference(await caught_up(urls, 60), before)
+                await mixed_load(base, settings, stats, seconds=args.seconds, scale=args.scale, on_start=mark)
+                return difference(await caught_up(urls, 60), before)
 
-                lag = asyncio.run(run())
+            lag = asyncio.run(run())
 
     def ms(x: float) -> str:
         return "—" if math.isnan(x) else f"{x * 1000:.0f}"

@@ -5,24 +5,30 @@ Writes requests/s, p50/p95/p99 and errors per endpoint to bench/results/load.md.
 Arrivals are open-loop (a fixed rate per operation, whatever the answers), so a slow server shows as latency,
 not as a politely lower rate. Business conflicts that a real client expects — a proposal already taken, a
 shipment someone else moved — are counted apart from errors (5xx, timeouts, anything else unexpected).
+
+`--production-shape` runs the services' APIs in one process and each service's workers in one of their own, as
+deployed (bench/lag.py always does). On this 2-core machine that shape is slower, not faster: seven Python
+processes take about 1.9 cores between them under this mix, against about 1.0 for the one process (their event
+loops, pollers and calls to each other over HTTP each cost their own CPU), so every request queues for a core.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import httpx
 
-from bench.common import onboard, servers, table, uvicorn_process, write_result
+from bench.common import onboard, servers, table, uvicorn_process, worker_processes, write_result
 from reliefhub.registry import services
 from shared.auth import Role, create_token
 from shared.migrations import upgrade
@@ -182,6 +188,12 @@ HUB, REGIONS = "hub", ["3101"]
 MEMBERS = {"carrier": "carrier", "sites": "community_group", "donors": "foundation"}
 
 
+SHAPES = {
+    False: "the services' APIs in one process and each service's workers in one of their own (production shape)",
+    True: "every service and its workers in one process (as `make dev`)",
+}
+
+
 def stack_env(db: str, redis: str) -> dict[str, str]:
     """The environment of the stack under load: production mode (the registry on), its pool and limits."""
     return {
@@ -239,6 +251,11 @@ def load_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every operation's rate")
     parser.add_argument(
+        "--production-shape",
+        action="store_true",
+        help="the APIs in one process and each service's workers in one of their own, instead of one process",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a small trial: 8 s at a quarter of the rates (each operation at least once)",
@@ -249,13 +266,34 @@ def load_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def every_worker(env: dict[str, str]) -> Iterator[list[str]]:
+    """One `reliefhub worker` process per service; the metrics URLs of all."""
+    with contextlib.ExitStack() as stack:
+        yield [url for name in services() for url in stack.enter_context(worker_processes(name, 1, env))]
+
+
+@contextlib.contextmanager
+def stack(db: str, redis: str, *, one_process: bool) -> Iterator[tuple[str, list[str]]]:
+    """The stack under load, its base URL and its workers' metrics URLs: in production shape, the services' APIs in
+    one process and each service's workers in a process of its own (on this machine's cores as deployed); with
+    `one_process`, everything in one process as `make dev` runs it (no worker metrics URLs)."""
+    env = stack_env(db, redis)
+    with uvicorn_process("reliefhub.gateway:dev_app" if one_process else "bench.common:api_gateway", env) as port:
+        base = f"http://127.0.0.1:{port}"
+        if one_process:
+            yield base, []
+            return
+        with every_worker({**env, "RELIEFHUB_GATEWAY_URL": base}) as urls:
+            yield base, urls
+
+
 def main(argv: list[str] | None = None) -> str:
     args = load_args("bench.load", argv)
     stats = Stats()
     with servers() as (db, redis):
         settings = migrated(db, redis)
-        with uvicorn_process("reliefhub.gateway:dev_app", stack_env(db, redis)) as port:
-            base = f"http://127.0.0.1:{port}"
+        with stack(db, redis, one_process=not args.production_shape) as (base, _):
             elapsed = asyncio.run(mixed_load(base, settings, stats, seconds=args.seconds, scale=args.scale))
 
     def pct(xs: list[float], q: float) -> str:
@@ -279,8 +317,8 @@ def main(argv: list[str] | None = None) -> str:
         )
     total_errors = sum(stats.errors.values())
     text = (
-        f"## Mixed load: {args.seconds:.0f} s at {args.scale:g}× the rates, every service and its workers in one"
-        " process (as `make dev`), production mode (organisations approved by their hub first)\n\n"
+        f"## Mixed load: {args.seconds:.0f} s at {args.scale:g}× the rates, {SHAPES[not args.production_shape]},"
+        " production mode (organisations approved by their hub first)\n\n"
         + table(["endpoint", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "409s", "errors"], rows)
         + f"\n\nErrors: {total_errors}."
         + "".join(f"\n- {name}: {sample}" for name, sample in stats.samples.items())
