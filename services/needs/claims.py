@@ -242,12 +242,14 @@ _RELEASED = {
 }
 
 
-async def _settle(session: AsyncSession, claim_id: uuid.UUID, shipment_status: str) -> None:
+async def _settle(session: AsyncSession, claim_id: uuid.UUID, shipment_status: str) -> uuid.UUID | None:
     """Once the claim's shipment ends, what it delivered counts as delivered and the claim no longer covers it
-    (never both); a shortfall or a shipment that never arrived leaves the line open again."""
+    (never both); a shortfall or a shipment that never arrived leaves the line open again. Returns the need
+    whose state the caller publishes once the shipment's deliveries are rolled up: published here, the need
+    would be seen for a moment with the claim gone and nothing delivered, the whole line open again."""
     claim = await ClaimRepository(session).get(claim_id, for_update=True)
     if claim is None or claim.status != ClaimStatus.confirmed:
-        return  # settled already: a redelivered event changes nothing
+        return None  # settled already: a redelivered event changes nothing
     need = await _locked_need(session, claim.need_id)
     _apply(need, claim, -1)
     if shipment_status in _SETTLED:
@@ -257,8 +259,8 @@ async def _settle(session: AsyncSession, claim_id: uuid.UUID, shipment_status: s
         _close(claim, None, ClaimStatus.withdrawn, _RELEASED[shipment_status])
         type_ = events.CLAIM_WITHDRAWN
     await session.flush()
-    await events.publish_need(session, events.NEED_PROGRESSED, need)
     await _publish(session, type_, claim, need)
+    return need.id
 
 
 async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
@@ -267,7 +269,8 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def on_logistics_events(session: AsyncSession, batch: list[CloudEvent]) -> None:
-    """The batch form of `on_logistics_event`: the claims settled in claim order, then the roll-up."""
+    """The batch form of `on_logistics_event`: the claims settled in claim order, then the roll-up, which
+    publishes each settled claim's need once, with what its shipment delivered."""
     settled: dict[uuid.UUID, str] = {}
     for event in batch:
         d = event.data
@@ -275,6 +278,7 @@ async def on_logistics_events(session: AsyncSession, batch: list[CloudEvent]) ->
             claim_id = d.get("claim_id")
             if claim_id and d.get("status") in {*_SETTLED, *_RELEASED}:
                 settled[uuid.UUID(str(claim_id))] = str(d["status"])
-    for claim_id in sorted(settled):
-        await _settle(session, claim_id, settled[claim_id])
-    await events.on_logistics_events(session, batch)
+    needs = {
+        need_id for claim_id in sorted(settled) if (need_id := await _settle(session, claim_id, settled[claim_id]))
+    }
+    await events.on_logistics_events(session, batch, publish=needs)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -206,9 +207,10 @@ def rolled_up_status(need: Need) -> NeedStatus:
     return NeedStatus.open
 
 
-async def _roll_up(session: AsyncSession, need: Need) -> None:
+async def _roll_up(session: AsyncSession, need: Need, *, publish: bool = False) -> None:
     """Recompute the need's lines from the rows the roll-up keeps (the need is locked), then its status; publish
-    need.progressed only when something changed, so a late or repeated event leaves no trace."""
+    need.progressed only when something changed, so a late or repeated event leaves no trace (or when `publish`
+    asks: the caller changed the need itself in this transaction)."""
     totals = await RollupRepository(session).line_totals(need.id)
     changed = False
     for line in need.lines:
@@ -218,21 +220,25 @@ async def _roll_up(session: AsyncSession, need: Need) -> None:
             line.quantity_matched, line.quantity_in_transit, line.quantity_delivered = new
             changed = True
     status = rolled_up_status(need)
-    if not changed and status == need.status:
+    if changed or status != need.status:
+        need.status = status
+        need.version += 1
+        need.updated_at = utcnow()
+    elif not publish:
         return
-    need.status = status
-    need.version += 1
-    need.updated_at = utcnow()
     await session.flush()
     await publish_need(session, NEED_PROGRESSED, need)
 
 
-async def _roll_up_needs(session: AsyncSession, need_ids: set[uuid.UUID]) -> None:
+async def _roll_up_needs(
+    session: AsyncSession, need_ids: set[uuid.UUID], publish: AbstractSet[uuid.UUID] = frozenset()
+) -> None:
+    """Each need rolled up, in need order; those in `publish` published whether or not the roll-up changed them."""
     repo = NeedRepository(session)
-    for need_id in sorted(need_ids):  # one lock order for every handler
+    for need_id in sorted(need_ids | publish):  # one lock order for every handler
         need = await repo.get_with_lines(need_id, for_update=True)
         if need is not None:
-            await _roll_up(session, need)
+            await _roll_up(session, need, publish=need_id in publish)
 
 
 async def on_matching_event(session: AsyncSession, event: CloudEvent) -> None:
@@ -316,12 +322,14 @@ async def on_logistics_event(session: AsyncSession, event: CloudEvent) -> None:
     await on_logistics_events(session, [event])
 
 
-async def on_logistics_events(session: AsyncSession, events: list[CloudEvent]) -> None:
+async def on_logistics_events(
+    session: AsyncSession, events: list[CloudEvent], publish: AbstractSet[uuid.UUID] = frozenset()
+) -> None:
     """The batch form of `on_logistics_event`: one upsert of the batch's shipment lines, then each need
-    touched rolled up once, in need order."""
+    touched rolled up once, in need order (and published once, rolled up or not, when in `publish`)."""
     rows = [row for e in events if e.type.startswith("reliefhub.logistics.shipment.") for row in _shipment_rows(e.data)]
     changed = await RollupRepository(session).record_shipment_lines(_newest(rows, "shipment_line_id"))
-    await _roll_up_needs(session, changed)
+    await _roll_up_needs(session, changed, publish)
 
 
 async def publish_item(session: AsyncSession, item: Item) -> None:

@@ -106,3 +106,25 @@ async def test_a_partner_claims_a_line_brings_it_and_the_site_receives_it_with_t
     line_now = (await client.get(f"/v1/needs/{need['id']}", headers=home)).json()["lines"][0]
     assert (line_now["quantity_delivered"], line_now["quantity_claimed"]) == (200, 0)  # counted once
     await eventually(matching_sees)  # 300 asked, 200 delivered: still 100 open to matching
+
+    # No event in between showed the line wholly open: once confirmed, every state of the need published has
+    # the 200 kg covered, first as claimed, then as delivered (settling the claim and rolling up the receipt
+    # publish the need once).
+    async with engine.connect() as conn:
+        states = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT envelope->'data'->'lines'->0 FROM needs.outbox_event WHERE subject = :need"
+                        " AND type = 'reliefhub.needs.need.progressed' ORDER BY seq"
+                    ),
+                    {"need": need["id"]},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    covered = [(s["quantity_claimed"], s["quantity_delivered"]) for s in states]
+    since_confirmed = covered[covered.index((200, 0)) :]
+    assert all(claimed + delivered >= 200 for claimed, delivered in since_confirmed), covered
+    assert since_confirmed[-1] == (0, 200), covered
