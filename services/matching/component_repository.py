@@ -189,12 +189,12 @@ FROM unnest(CAST(:i AS int[]), CAST(:lat AS float8[]), CAST(:lon AS float8[]){bo
 CROSS JOIN LATERAL (
     SELECT c.lot_id, c.item_code
     FROM (
-        SELECT v.lot_id, v.item_code, v.quantity - v.quantity_reserved AS unreserved
+        SELECT v.lot_id, v.item_code, v.quantity - v.quantity_reserved AS unreserved, {km} AS km
         FROM matching.lot_view AS v
         WHERE v.item_code = ANY(CAST(:codes AS varchar[]))
             AND v.offer_status = 'open'
             AND v.verification IN ({available}){within}
-        ORDER BY {km}, v.lot_id
+        ORDER BY km, v.lot_id
         OFFSET 0
     ) AS c
     CROSS JOIN LATERAL (
@@ -211,9 +211,17 @@ CROSS JOIN LATERAL (
     LIMIT :k
 ) AS n
 """
+# The box by the (item_code, lat) index, and lots without coordinates (default_km away) by the partial index of
+# them. Coordinates out of range never reach lot_view (supply's schemas bound them).
 _WITHIN = """
-            AND (v.lat BETWEEN at.lat_lo AND at.lat_hi AND v.lon BETWEEN at.lon_lo AND at.lon_hi
-                OR v.lat IS NULL OR v.lon IS NULL OR abs(v.lat) > 90 OR abs(v.lon) > 180)
+            AND v.lot_id IN (
+                SELECT b.lot_id FROM matching.lot_view AS b
+                WHERE b.item_code = ANY(CAST(:codes AS varchar[])) AND b.lat BETWEEN at.lat_lo AND at.lat_hi
+                    AND b.lon BETWEEN at.lon_lo AND at.lon_hi
+                UNION ALL
+                SELECT b.lot_id FROM matching.lot_view AS b
+                WHERE b.item_code = ANY(CAST(:codes AS varchar[])) AND (b.lat IS NULL OR b.lon IS NULL)
+            )
             AND {km} <= :radius"""
 _AVAILABLE = ", ".join(f"'{v}'" for v in AVAILABLE_LOT)
 _NEAREST = text(_NEAREST_SQL.format(box_arrays="", box_names="", available=_AVAILABLE, within="", km=_KM))
