@@ -105,8 +105,9 @@ class ComponentRepository(RepositoryBase[NeedLineView]):
         k: int,
         default_km: float,
     ) -> list[tuple[uuid.UUID, str]]:
-        """The `k` nearest lots of these items with units left, of each point (a lot or point without coordinates
-        is `default_km` away, as in the candidate search): the distinct (id, item code).
+        """The `k` nearest lots of these items with units left, of each point: the distinct (id, item code). (A
+        lot or point without coordinates comes out half the circumference away, not `default_km`: least() skips
+        the NULL.)
 
         A point's lots are looked for within a radius first (a bounding box on the lot_view (item_code, lat)
         index), widened until `k` are found within it: the `k` nearest then lie inside it, and only the lots it
@@ -211,16 +212,13 @@ CROSS JOIN LATERAL (
     LIMIT :k
 ) AS n
 """
-# The box by the (item_code, lat) index, and lots without coordinates (default_km away) by the partial index of
-# them. Coordinates out of range never reach lot_view (supply's schemas bound them).
+# The box by the (item_code, lat) index. A lot or point without coordinates is half the circumference away
+# (least() skips the NULL), beyond every radius: such lots are found by the unbounded search only.
 _WITHIN = """
             AND v.lot_id IN (
                 SELECT b.lot_id FROM matching.lot_view AS b
                 WHERE b.item_code = ANY(CAST(:codes AS varchar[])) AND b.lat BETWEEN at.lat_lo AND at.lat_hi
                     AND b.lon BETWEEN at.lon_lo AND at.lon_hi
-                UNION ALL
-                SELECT b.lot_id FROM matching.lot_view AS b
-                WHERE b.item_code = ANY(CAST(:codes AS varchar[])) AND (b.lat IS NULL OR b.lon IS NULL)
             )
             AND {km} <= :radius"""
 _AVAILABLE = ", ".join(f"'{v}'" for v in AVAILABLE_LOT)

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Date, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import Boolean, Date, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -91,11 +91,8 @@ class LotView(Base):
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    # A component's nearest-lot search (component_repository): a box by latitude, and the lots with no place.
-    __table_args__ = (
-        Index("ix_lot_view_item_code_lat", "item_code", "lat"),
-        Index("ix_lot_view_item_code_unplaced", "item_code", postgresql_where=text("lat IS NULL OR lon IS NULL")),
-    )
+    # A component's nearest-lot search (component_repository): a box by latitude.
+    __table_args__ = (Index("ix_lot_view_item_code_lat", "item_code", "lat"),)
 
 
 class CapacityView(Base):

@@ -1,4 +1,4 @@
-"""lot_view indexes of a component's nearest-lot search: by item and latitude, and the lots without coordinates
+"""lot_view indexes of a component's nearest-lot search: by item and latitude
 
 Revision ID: b6d2f8a4c1e9
 Revises: a7c3e5f1b9d2
@@ -16,15 +16,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_lot_view_item_code_lat", "lot_view", ["item_code", "lat"], schema="matching")
-    op.create_index(
-        "ix_lot_view_item_code_unplaced",
-        "lot_view",
-        ["item_code"],
-        schema="matching",
-        postgresql_where="lat IS NULL OR lon IS NULL",
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_lot_view_item_code_unplaced", table_name="lot_view", schema="matching")
     op.drop_index("ix_lot_view_item_code_lat", table_name="lot_view", schema="matching")
