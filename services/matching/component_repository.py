@@ -117,21 +117,7 @@ class ComponentRepository(RepositoryBase[NeedLineView]):
         params = {"codes": sorted(item_codes), "now": now, "k": k, "default_km": default_km}
         radius = _FIRST_RADIUS_KM
         while left and radius < _HALF_CIRCUMFERENCE_KM:
-            boxes = [_box(p, radius) for p in left]
-            rows = await self.session.execute(
-                _NEAREST_WITHIN,
-                {
-                    **params,
-                    "radius": radius,
-                    "i": list(range(len(left))),
-                    "lat": [p.lat for p in left],
-                    "lon": [p.lon for p in left],
-                    **{name: [b[n] for b in boxes] for n, name in enumerate(_BOX)},
-                },
-            )
-            per_point: dict[int, list[tuple[uuid.UUID, str]]] = {}
-            for i, lot_id, code in rows.all():
-                per_point.setdefault(i, []).append((lot_id, code))
+            per_point = await self._within(left, radius, params)
             done = {i for i, lots in per_point.items() if len(lots) >= k}
             for i in done:
                 found.update(per_point[i])
@@ -139,17 +125,23 @@ class ComponentRepository(RepositoryBase[NeedLineView]):
             radius *= _WIDEN
         rest = left + [p for p in points if p.lat is None or p.lon is None]
         if rest:
-            rows = await self.session.execute(
-                _NEAREST,
-                {
-                    **params,
-                    "i": list(range(len(rest))),
-                    "lat": [p.lat for p in rest],
-                    "lon": [p.lon for p in rest],
-                },
-            )
+            at = {"i": list(range(len(rest))), "lat": [p.lat for p in rest], "lon": [p.lon for p in rest]}
+            rows = await self.session.execute(_NEAREST, {**params, **at})
             found.update((lot_id, code) for _, lot_id, code in rows.all())
         return sorted(found)
+
+    async def _within(
+        self, points: list[Point], radius: float, params: dict[str, Any]
+    ) -> dict[int, list[tuple[uuid.UUID, str]]]:
+        """Each point's (by its index) nearest lots with units left within `radius` km, at most `k`."""
+        boxes = [_box(p, radius) for p in points]
+        at = {"i": list(range(len(points))), "lat": [p.lat for p in points], "lon": [p.lon for p in points]}
+        boxed = {name: [b[n] for b in boxes] for n, name in enumerate(_BOX)}
+        rows = await self.session.execute(_NEAREST_WITHIN, {**params, **at, **boxed, "radius": radius})
+        per_point: dict[int, list[tuple[uuid.UUID, str]]] = {}
+        for i, lot_id, code in rows.all():
+            per_point.setdefault(i, []).append((lot_id, code))
+        return per_point
 
 
 _FIRST_RADIUS_KM, _WIDEN = 100.0, 4.0
