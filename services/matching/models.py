@@ -91,6 +91,9 @@ class LotView(Base):
     restrictions: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+    # A component's nearest-lot search (component_repository): a box by latitude.
+    __table_args__ = (Index("ix_lot_view_item_code_lat", "item_code", "lat"),)
+
 
 class CapacityView(Base):
     """A partner's capacity as the partners service last described it (projection of partners.events)."""
