@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -153,9 +153,9 @@ class Stack:
             total += sum(pending + lag for pending, lag in (await group_lags(redis, stream)).values())
         return total
 
-    async def caught_up(self, timeout: float = 120.0) -> None:
+    async def caught_up(self, within: float = 120.0) -> None:
         """Until nothing is left to publish, match or consume, for 10 polls in a row (half a second)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         quiet = 0
         while quiet < 10:
             if time.monotonic() > deadline:
@@ -177,7 +177,9 @@ class Driver:
         self.rng = random.Random(7)
 
         def token(role: Role, org: str) -> dict[str, str]:
-            return {"Authorization": f"Bearer {create_token(sub=f'bench-{org}', org=org, roles=[role], settings=settings)}"}
+            return {
+                "Authorization": f"Bearer {create_token(sub=f'bench-{org}', org=org, roles=[role], settings=settings)}"
+            }
 
         self.coordinator = token(Role.coordinator, "hub")
         self.frontline = token(Role.frontline, "sites")
