@@ -7,6 +7,7 @@ import sys
 from bench import (
     allocation,
     continuous,
+    cost,
     demo,
     exports,
     goals,
@@ -37,6 +38,7 @@ def main() -> int:
     replicas.main([])
     load.main([])
     lag.main([])
+    cost.main([])
     demo.main([])
     goals.main([])
     return 0

@@ -13,7 +13,7 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import KitTables
-from shared.events.consumer import BatchHandler, Handler
+from shared.events.consumer import BatchHandler, EventTypes, Handler
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ class Subscription:
     handler: Handler
     # Optional: the same work for a batch of events in one transaction (see shared.events.consumer).
     batch_handler: BatchHandler | None = None
+    # The event types the handler acts on (names, and prefixes ending in "."); the others are acked unhandled,
+    # without a transaction. None: every event reaches the handler.
+    types: EventTypes | None = None
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def consumers_for(rt: Runtime, name: str | None = None) -> list[Consumer]:
             redis=rt.redis,
             settings=rt.settings,
             name=name,
+            types=sub.types,
         )
         for sub in rt.spec.subscriptions
     ]

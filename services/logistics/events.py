@@ -15,7 +15,7 @@ from services.logistics import accounts, ledger, shipments
 from services.logistics.accounts_repository import DonorRepository
 from services.logistics.models import catalog
 from services.logistics.repository import ProjectionRepository
-from shared.catalog.follow import catalog_handler
+from shared.catalog.follow import CATALOG_TYPES, catalog_handler
 from shared.events import CloudEvent, EventType, register_event_type
 from shared.runtime import runtime_of_session
 from shared.service import Subscription
@@ -487,9 +487,31 @@ async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
 
 
 SUBSCRIPTIONS = [
-    Subscription(stream="needs.events", group="logistics-catalog", handler=catalog_handler(catalog)),
+    Subscription(
+        stream="needs.events", group="logistics-catalog", handler=catalog_handler(catalog), types=CATALOG_TYPES
+    ),
     Subscription(stream="needs.events", group="logistics-projection", handler=on_need_event),
-    Subscription(stream="supply.events", group="logistics-projection", handler=on_supply_event),
-    Subscription(stream="matching.events", group="logistics-shipments", handler=on_matching_event),
-    Subscription(stream="partners.events", group="logistics-services", handler=on_partners_event),
+    Subscription(
+        stream="supply.events",
+        group="logistics-projection",
+        handler=on_supply_event,
+        types=(
+            "reliefhub.supply.donor.created",
+            "reliefhub.supply.offer.",
+            "reliefhub.supply.lot.verified",
+            "reliefhub.supply.payment.recorded",
+        ),
+    ),
+    Subscription(
+        stream="matching.events",
+        group="logistics-shipments",
+        handler=on_matching_event,
+        types=("reliefhub.matching.proposal.accepted",),
+    ),
+    Subscription(
+        stream="partners.events",
+        group="logistics-services",
+        handler=on_partners_event,
+        types=("reliefhub.partners.assignment.reported",),
+    ),
 ]

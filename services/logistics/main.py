@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.logistics.accounts_router import router as accounts_router
-from services.logistics.claimed import on_claim_event
+from services.logistics.claimed import CLAIM_CONFIRMED, on_claim_event
 from services.logistics.events import SUBSCRIPTIONS
 from services.logistics.funds_router import router as funds_router
 from services.logistics.models import Base, catalog, kit
@@ -38,7 +38,7 @@ SERVICE = ServiceSpec(
     calls=("supply",),
     subscriptions=[
         *SUBSCRIPTIONS,
-        Subscription(stream="needs.events", group="logistics-claims", handler=on_claim_event),
+        Subscription(stream="needs.events", group="logistics-claims", handler=on_claim_event, types=(CLAIM_CONFIRMED,)),
     ],
 )
 

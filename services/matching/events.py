@@ -14,7 +14,7 @@ from services.matching import bulk
 from services.matching.models import Proposal, catalog
 from services.matching.repository import CapacityRepository, ProjectionRepository, ProposalRepository
 from shared.catalog import get_catalog
-from shared.catalog.follow import catalog_handler
+from shared.catalog.follow import CATALOG_TYPES, catalog_handler
 from shared.events import CloudEvent, EventType, publish, register_event_type
 from shared.events.consumer import in_sequence
 from shared.service import Subscription
@@ -427,7 +427,9 @@ async def on_partners_event(session: AsyncSession, event: CloudEvent) -> None:
 
 
 SUBSCRIPTIONS = [
-    Subscription(stream="needs.events", group="matching-catalog", handler=catalog_handler(catalog)),
+    Subscription(
+        stream="needs.events", group="matching-catalog", handler=catalog_handler(catalog), types=CATALOG_TYPES
+    ),
     Subscription(
         stream="needs.events", group="matching-projection", handler=on_need_event, batch_handler=on_need_events
     ),
@@ -436,12 +438,19 @@ SUBSCRIPTIONS = [
         group="matching-projection",
         handler=on_supply_event,
         batch_handler=in_sequence(on_supply_event),
+        types=("reliefhub.supply.offer.", "reliefhub.supply.lot.verified", "reliefhub.supply.reservation."),
     ),
     Subscription(
         stream="logistics.events",
         group="matching-returns",
         handler=on_logistics_event,
         batch_handler=in_sequence(on_logistics_event),
+        types=("reliefhub.logistics.shipment.",),
     ),
-    Subscription(stream="partners.events", group="matching-capacities", handler=on_partners_event),
+    Subscription(
+        stream="partners.events",
+        group="matching-capacities",
+        handler=on_partners_event,
+        types=("reliefhub.partners.capacity.",),
+    ),
 ]

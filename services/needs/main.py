@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.needs.claims import expire_claims, on_logistics_event, on_logistics_events
 from services.needs.claims_router import router as claims_router
-from services.needs.events import on_matching_event, on_matching_events
+from services.needs.events import MATCHED, on_matching_event, on_matching_events
 from services.needs.models import Base, catalog, kit
 from services.needs.operations import on_operation_event
 from services.needs.requests_router import router as requests_router
@@ -14,6 +14,7 @@ from services.needs.router import router
 from services.needs.service import expire_stale_needs
 from shared.app import create_service_app
 from shared.migrations import migrations_dir
+from shared.operations import OPERATION_EVENTS
 from shared.service import PeriodicJob, ServiceSpec, Subscription
 from shared.settings import Settings
 
@@ -28,15 +29,25 @@ SERVICE = ServiceSpec(
     collections=("items", "sites", "needs", "claims"),
     subscriptions=[
         Subscription(
-            stream="matching.events", group="needs-rollup", handler=on_matching_event, batch_handler=on_matching_events
+            stream="matching.events",
+            group="needs-rollup",
+            handler=on_matching_event,
+            batch_handler=on_matching_events,
+            types=MATCHED,
         ),
         Subscription(
             stream="logistics.events",
             group="needs-rollup",
             handler=on_logistics_event,
             batch_handler=on_logistics_events,
+            types=("reliefhub.logistics.shipment.",),
         ),
-        Subscription(stream="logistics.events", group="needs-operations", handler=on_operation_event),
+        Subscription(
+            stream="logistics.events",
+            group="needs-operations",
+            handler=on_operation_event,
+            types=tuple(sorted(OPERATION_EVENTS)),
+        ),
     ],
     jobs=[
         PeriodicJob("expire-stale-needs", expire_stale_needs, lambda s: s.sweep_seconds),

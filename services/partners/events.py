@@ -160,6 +160,16 @@ TASK_CANCELLED = register_event_type(
 # --- handlers: supply and logistics open and close tasks ---------------------------------------------------------
 
 
+# The events `on_supply_event` and `on_logistics_event` act on (Subscription.types).
+SUPPLY_TYPES = (
+    "reliefhub.supply.offer.created",
+    "reliefhub.supply.offer.customs_decided",
+    "reliefhub.supply.lot.verified",
+    "reliefhub.supply.offer.withdrawn",
+)
+LOGISTICS_TYPES = ("reliefhub.logistics.procurement.created", "reliefhub.logistics.procurement.cancelled")
+
+
 async def on_supply_event(session: AsyncSession, event: CloudEvent) -> None:
     """supply.events → device checks of lots that await one, customs clearance and translation for offers from
     abroad; a verdict or a customs decision given in supply closes its task, a withdrawn offer cancels its own."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.partners.assignments import on_matching_event
-from services.partners.events import on_logistics_event, on_supply_event
+from services.partners.events import LOGISTICS_TYPES, SUPPLY_TYPES, on_logistics_event, on_supply_event
 from services.partners.models import Base, kit
 from services.partners.router import router
 from services.partners.tasks import flag_overdue
@@ -27,9 +27,16 @@ SERVICE = ServiceSpec(
     collections=("organizations", "capacities", "assignments", "tasks"),
     calls=("supply",),
     subscriptions=[
-        Subscription(stream="supply.events", group="partners-tasks", handler=on_supply_event),
-        Subscription(stream="logistics.events", group="partners-tasks", handler=on_logistics_event),
-        Subscription(stream="matching.events", group="partners-assignments", handler=on_matching_event),
+        Subscription(stream="supply.events", group="partners-tasks", handler=on_supply_event, types=SUPPLY_TYPES),
+        Subscription(
+            stream="logistics.events", group="partners-tasks", handler=on_logistics_event, types=LOGISTICS_TYPES
+        ),
+        Subscription(
+            stream="matching.events",
+            group="partners-assignments",
+            handler=on_matching_event,
+            types=("reliefhub.matching.proposal.accepted",),
+        ),
     ],
     jobs=[PeriodicJob("flag-overdue-tasks", flag_overdue, lambda s: s.task_sweep_seconds)],
 )

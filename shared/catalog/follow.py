@@ -19,6 +19,7 @@ from shared.events import CloudEvent
 
 REFRESH_SECONDS = 2.0
 ITEM_ADDED = "reliefhub.needs.item.added"
+CATALOG_TYPES = (ITEM_ADDED,)  # what `catalog_handler` acts on (Subscription.types)
 
 
 def catalog_table(metadata: MetaData) -> Table:

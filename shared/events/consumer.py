@@ -34,6 +34,16 @@ Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
 # Handles a batch of events in one transaction (with one inbox insert for all of them); for consumers whose
 # per-event work is small next to a transaction's cost, such as the webhooks fan-out.
 BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
+# The event types a group acts on: exact names, and prefixes ending in "." ("reliefhub.needs.need."). Entries of
+# other types are acked as they arrive, with no transaction: the group's handler would do nothing with them.
+EventTypes = tuple[str, ...]
+
+
+def concerns(types: EventTypes | None, event_type: str) -> bool:
+    """Whether a group acting on `types` (None: on every event) has anything to do with an event of `event_type`."""
+    if types is None:
+        return True
+    return any(event_type == t or (t.endswith(".") and event_type.startswith(t)) for t in types)
 
 
 def in_sequence(handler: Handler) -> BatchHandler:
@@ -75,8 +85,10 @@ class Consumer:
         settings: Settings,
         name: str | None = None,
         batch_handler: BatchHandler | None = None,
+        types: EventTypes | None = None,
     ) -> None:
         self.group = group
+        self.types = types
         self.stream = stream
         self.handler = handler
         self.batch_handler = batch_handler
@@ -184,12 +196,31 @@ class Consumer:
                 await self.batch_handler(session, events)
         return events
 
+    def _not_concerned(self, entries: list[tuple[str, dict[str, str]]]) -> list[str]:
+        """The entries whose type (the relay's `type` field) this group does not act on."""
+        if self.types is None:
+            return []
+        return [
+            msg_id
+            for msg_id, fields in entries
+            if isinstance(kind := fields.get("type"), str) and not concerns(self.types, kind)
+        ]
+
     async def process(self, entries: list[tuple[str, dict[str, str]]]) -> int:
         done: list[str] = []
         handled = 0
+        skipped = self._not_concerned(entries)
+        if skipped:
+            await self.ack(skipped)
+            EVENTS_HANDLED.labels(self.group, "skipped").inc(len(skipped))
+            ignored = set(skipped)
+            entries = [(msg_id, fields) for msg_id, fields in entries if msg_id not in ignored]
+            handled = len(skipped)
+            if not entries:
+                return handled
         if self.batch_handler is not None and len(entries) > 1:
             left = await self.process_batch(entries)
-            handled = len(entries) - len(left)
+            handled += len(entries) - len(left)
             if not left:
                 return handled
             entries = left

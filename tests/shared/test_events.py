@@ -20,7 +20,7 @@ from reliefhub.gateway import Gateway
 from services.needs.events import SITE_CREATED
 from services.supply.events import OFFER_CREATED
 from shared.events import CloudEvent, publish
-from shared.events.consumer import Consumer, in_sequence
+from shared.events.consumer import Consumer, concerns, in_sequence
 from shared.events.relay import OutboxRelay
 from shared.events.trim import safe_minid, trim_stream
 from shared.runtime import Runtime
@@ -532,3 +532,43 @@ async def test_an_event_that_lost_a_collision_is_handled_again_at_once(
     assert calls == [event.id] * 3
     assert await effect_counts(effects) == {event.id: 1}
     assert await pending_count(redis) == 0
+
+
+# --- event types a group acts on -----------------------------------------------------------------------------
+
+
+def test_a_group_concerns_itself_with_its_names_and_prefixes() -> None:
+    types = ("reliefhub.needs.need.", "reliefhub.needs.site.created")
+    assert concerns(types, "reliefhub.needs.need.created") and concerns(types, "reliefhub.needs.site.created")
+    assert not concerns(types, "reliefhub.needs.site.updated")
+    assert not concerns(types, "reliefhub.needs.needs")  # a prefix ends at its dot
+    assert not concerns(("reliefhub.needs.site",), "reliefhub.needs.site.created")  # a name matches whole
+    assert concerns(None, "anything")
+
+
+async def retyped(redis: Redis, event_type: str) -> str:
+    """Another event on the stream, a copy of its first entry with a new id and `event_type`; its id."""
+    entries: Any = await redis.xrange(STREAM, count=1)
+    envelope = {**json.loads(entries[0][1]["event"]), "id": str(uuid.uuid4()), "type": event_type}
+    await redis.xadd(STREAM, {"type": event_type, "event": json.dumps(envelope)})
+    return str(envelope["id"])
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_events_a_group_does_not_act_on_are_acked_without_a_transaction(
+    rt: Runtime, effects: AsyncEngine, redis: Redis, batch: bool
+) -> None:
+    events = await publish_sites(rt, 3)
+    await relay_of(rt).publish_batch()
+    other = await retyped(redis, "reliefhub.needs.need.created")
+    consumer = (batch_consumer_of if batch else consumer_of)(rt, record_effect, name="c1")
+    consumer.types = (SITE_CREATED.name,)
+    await consumer.ensure_group()
+
+    assert await consumer.read_new(block_ms=50) == 4  # every entry done with
+    ids = {e.id for e in events}
+    assert await effect_counts(effects) == dict.fromkeys(ids, 1)
+    assert await inbox_ids(effects) == ids  # the other type was never handled: no inbox row for it
+    assert other not in await inbox_ids(effects)
+    assert await pending_count(redis) == 0
+    assert await consumer.read_new(block_ms=50) == 0
