@@ -75,7 +75,11 @@ class Settings(BaseSettings):
 
     # Event bus.
     relay_batch_size: int = 500
-    relay_poll_seconds: float = 0.1
+    # A relay is woken by the rows committed (NOTIFY from other processes); it polls every `relay_poll_seconds`
+    # as a safety net, and every `relay_pace_seconds` while its NOTIFY connection is down. A relay that published
+    # rows waits `relay_pace_seconds` before its next batch: what came meanwhile goes as one batch.
+    relay_poll_seconds: float = 1.0
+    relay_pace_seconds: float = 0.1
     # After Redis lost its data, events published this recently are published again (see OutboxRelay).
     relay_republish_seconds: float = 6 * 3600
     consumer_block_ms: int = 1000
@@ -121,10 +125,11 @@ class Settings(BaseSettings):
     # transaction, at most `matching_concurrency` at once per worker. A group whose run fails (for one, because
     # it waited longer than the lock timeout for a proposal being decided) is retried after the backoff, which
     # doubles with each failure up to its maximum. A group is due once its first queued mark is
-    # `matching_debounce_seconds` old; marks committed in the worker's own process wake its dispatcher, those
-    # of other processes are found by a poll every `matching_poll_seconds`.
+    # `matching_debounce_seconds` old; marks committed wake its dispatcher (NOTIFY from other processes), which
+    # also polls every `matching_poll_seconds` as a safety net (every debounce interval while its NOTIFY
+    # connection is down).
     matching_debounce_seconds: float = 0.5
-    matching_poll_seconds: float = 0.5
+    matching_poll_seconds: float = 2.0
     matching_global_seconds: float = 900.0
     matching_expire_seconds: float = 30.0
     matching_concurrency: int = 4
@@ -156,7 +161,8 @@ class Settings(BaseSettings):
     webhook_disable_after_seconds: float = 5 * 86400
     webhook_concurrency_per_endpoint: int = 8
     webhook_concurrency: int = 256
-    webhook_poll_seconds: float = 0.05
+    # The dispatcher sleeps until the next delivery is due or deliveries are written (NOTIFY), at most this long.
+    webhook_poll_seconds: float = 2.0
     webhook_allowed_networks: list[str] = []
     webhook_max_payload_bytes: int = 20_000
     # PEM certificates of CAs trusted for webhook TLS besides the system's (receivers behind a private CA).

@@ -105,32 +105,39 @@ class ContinuousMatching:
         self.periodic: dict[str, ItemGroup] = {}  # groups of the global pass not run yet, in order
         self.wake = asyncio.Event()  # marks committed in this process, or a run ended
         self.run_ended = False
+        self.listener: wakeup.PgListener | None = None
 
     async def run(self) -> None:
+        next_pass = asyncio.get_running_loop().time()
+        async with wakeup.listening(self.rt.engine, DIRTY_CHANNEL, self.wake, self.stop) as listener:
+            self.listener = listener
+            try:
+                await self._loop(next_pass)
+            finally:
+                await self._abandon()
+
+    async def _loop(self, next_pass: float) -> None:
         loop = asyncio.get_running_loop()
-        next_pass = loop.time()
-        listener = wakeup.listen(DIRTY_CHANNEL, self.wake)
-        try:
-            while not self.stop.is_set():
-                due_in: float | None = None
-                try:
-                    if loop.time() >= next_pass:
-                        await self._queue_global_pass()
-                        next_pass = loop.time() + self.settings.matching_global_seconds
-                    due_in = await self._dispatch()
-                except Exception as exc:
-                    log.warning("continuous matching could not dispatch: %r", exc)
-                await self._sleep(due_in)
-        finally:
-            wakeup.unlisten(listener)
-            await self._abandon()
+        while not self.stop.is_set():
+            due_in: float | None = None
+            try:
+                if loop.time() >= next_pass:
+                    await self._queue_global_pass()
+                    next_pass = loop.time() + self.settings.matching_global_seconds
+                due_in = await self._dispatch()
+            except Exception as exc:
+                log.warning("continuous matching could not dispatch: %r", exc)
+            await self._sleep(due_in)
 
     async def _sleep(self, due_in: float | None) -> None:
         """Until the next dispatch: when the earliest queued group is due (`due_in` seconds), at the latest after
-        `matching_poll_seconds` (marks of other workers), at once when a run ends (its group's marks may be due),
-        and no later than the debounce interval after marks committed in this process (none is due sooner)."""
+        `matching_poll_seconds` (a safety net: marks of other processes notify; the debounce interval while
+        the NOTIFY connection is down), at once when a run ends (its group's marks may be due),
+        and no later than the debounce interval after marks committed (none is due sooner)."""
         loop = asyncio.get_running_loop()
         poll = self.settings.matching_poll_seconds
+        if self.listener is None or not self.listener.listening:
+            poll = min(poll, self.settings.matching_debounce_seconds)
         deadline = loop.time() + (poll if due_in is None else min(poll, due_in))
         while not self.stop.is_set() and not self.run_ended:
             left = deadline - loop.time()

@@ -24,6 +24,7 @@ from sqlalchemy import (
     event,
     func,
     literal,
+    literal_column,
     select,
     text,
     true,
@@ -207,7 +208,7 @@ _TAKE = text(
 
 _DIRTY_MARKS = "matching.dirty_marks"
 _DIRTY_MEMBERS = "matching.dirty_members"
-DIRTY_CHANNEL = "matching.dirty"  # shared.wakeup: marks committed, for this process's continuous matching
+DIRTY_CHANNEL = "matching.dirty"  # shared.wakeup: marks committed, for continuous matching
 
 Member = tuple[str, str, uuid.UUID]  # item code, kind, id
 
@@ -225,7 +226,14 @@ def _write_dirty_marks(session: Session) -> None:
     members.clear()
     if codes:
         wakeup.on_commit(session, DIRTY_CHANNEL)
-        session.execute(insert(DirtyScope).values([{"item_code": c} for c in codes]).on_conflict_do_nothing())
+        # An item newly dirty notifies the continuous matching of other processes (delivered at commit); one
+        # already queued is in the queue its dispatcher reads.
+        session.execute(
+            insert(DirtyScope)
+            .values([{"item_code": c} for c in codes])
+            .on_conflict_do_nothing()
+            .returning(literal_column(wakeup.notify_sql(DIRTY_CHANNEL)))
+        )
         session.execute(
             insert(DirtyMember)
             .values([{"item_code": c, "kind": k, "member_id": i} for c, k, i in rows])

@@ -15,7 +15,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from services.needs.models import Claim, LineMatch, LineShipment, Need, NeedLine, OperationView, Site, catalog
 from shared.db import RepositoryBase, driver_connection
-from shared.events.outbox import OUTBOX_COLUMNS
+from shared.events.outbox import OUTBOX_COLUMNS, outbox_returning
 from shared.pagination import PageParams, paginate
 from shared.vocabulary import ClaimStatus, NeedLineStatus, NeedStatus, SiteKind, Urgency
 
@@ -89,7 +89,7 @@ WITH need AS (
     FROM unnest({_LINES})
          AS l({", ".join(_LINE_ARRAYS)})
 )
-INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ({_OUTBOX})
+INSERT INTO needs.outbox_event ({OUTBOX_COLUMNS}) VALUES ({_OUTBOX}) {outbox_returning("needs")}
 """
 
 

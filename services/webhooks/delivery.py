@@ -4,7 +4,11 @@ Due deliveries are claimed from PostgreSQL with a lease, so a worker that dies m
 lease runs out and any dispatcher takes them again), and several worker replicas share the work, each delivery
 claimed by one of them at a time. An outcome is recorded only while its lease is still the delivery's: an
 attempt that outlived its lease is neither counted nor logged beside the one made under the new lease. A slow
-or dead endpoint holds at most `webhook_concurrency_per_endpoint` attempts; others are not kept waiting."""
+or dead endpoint holds at most `webhook_concurrency_per_endpoint` attempts; others are not kept waiting.
+
+The dispatcher sleeps until the next delivery is due, or until woken: deliveries written (shared.wakeup, NOTIFY
+from other processes), an attempt ended while it was at its limits, outcomes recorded; at most
+`webhook_poll_seconds` (a safety net)."""
 
 from __future__ import annotations
 
@@ -23,9 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
 from services.webhooks import service
-from services.webhooks.repository import DeliveryRepository, EndpointRepository
+from services.webhooks.repository import DELIVERY_CHANNEL, DeliveryRepository, EndpointRepository
 from services.webhooks.safety import AddressPolicy, RefusedAddress, guarded_session
 from services.webhooks.schemas import DeliveryStatus
+from shared import wakeup
 from shared.metrics import WEBHOOK_ATTEMPTS
 from shared.runtime import Runtime
 
@@ -33,6 +38,9 @@ log = logging.getLogger("reliefhub.webhooks")
 
 MAX_RETRY_AFTER = 24 * 3600.0
 RESPONSE_LOG_BYTES = 1024
+# The least time between claims that found nothing (a due delivery another dispatcher is leasing is skipped,
+# not waited for), and between batches of recorded outcomes (those finished meanwhile go as one batch).
+PACE_SECONDS = 0.05
 
 
 @dataclass
@@ -88,6 +96,10 @@ class Dispatcher:
         self.in_flight: dict[uuid.UUID, int] = {}
         self.outcomes: list[Outcome] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()  # deliveries may be due: claim again
+        self.limited = False  # the last claim left deliveries for lack of room: an attempt's end wakes it
+        self.finished = asyncio.Event()  # outcomes to record
+        self.listener: wakeup.PgListener | None = None
 
     @property
     def lease_seconds(self) -> float:
@@ -105,22 +117,9 @@ class Dispatcher:
         )
         writer = asyncio.create_task(self._write_loop(stop))
         try:
-            while not stop.is_set():
-                try:
-                    claimed = await self._claim()
-                except Exception as exc:  # the database is away: try again shortly
-                    log.warning("claiming webhook deliveries failed: %r", exc)
-                    claimed = []
-                for row in claimed:
-                    self.in_flight[row.endpoint_id] = self.in_flight.get(row.endpoint_id, 0) + 1
-                    task = asyncio.create_task(self._attempt(row))
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
-                if not claimed:
-                    try:
-                        await asyncio.wait_for(stop.wait(), timeout=self.settings.webhook_poll_seconds)
-                    except TimeoutError:
-                        pass
+            async with wakeup.listening(self.rt.engine, DELIVERY_CHANNEL, self.wake, stop) as listener:
+                self.listener = listener
+                await self._claim_loop(stop)
         finally:
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=self.settings.webhook_timeout_seconds + 1)
@@ -130,12 +129,47 @@ class Dispatcher:
             await writer
             await self.http.close()
 
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.wake.clear()  # what is written from here on wakes the next sleep
+            due_in: float | None = None
+            try:
+                claimed = await self._claim()
+                if not claimed and not self.limited:
+                    due_in = await self._next_due()
+            except Exception as exc:  # the database is away: try again shortly
+                log.warning("claiming webhook deliveries failed: %r", exc)
+                claimed, due_in = [], PACE_SECONDS * 10
+            for row in claimed:
+                self.in_flight[row.endpoint_id] = self.in_flight.get(row.endpoint_id, 0) + 1
+                task = asyncio.create_task(self._attempt(row))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if not claimed:
+                await self._sleep(stop, due_in)
+
+    async def _sleep(self, stop: asyncio.Event, due_in: float | None) -> None:
+        """Until the next delivery is due (`due_in` seconds, at least the pace), woken, or the poll is due."""
+        timeout = self.settings.webhook_poll_seconds
+        if self.listener is None or not self.listener.listening:
+            timeout = min(timeout, 1.0)
+        if due_in is not None:
+            timeout = min(timeout, max(due_in, PACE_SECONDS))
+        await wakeup.wait_any(stop, self.wake, seconds=timeout)
+
+    async def _next_due(self) -> float | None:
+        busy = [e for e, n in self.in_flight.items() if n >= self.settings.webhook_concurrency_per_endpoint]
+        async with self.rt.sessionmaker() as session:
+            return await DeliveryRepository(session).next_due(busy)
+
     async def _claim(self) -> list[Any]:
         free = self.settings.webhook_concurrency - sum(self.in_flight.values())
-        if free <= 0:
+        self.limited = free <= 0
+        if self.limited:
             return []
         per_endpoint = self.settings.webhook_concurrency_per_endpoint
         busy = [e for e, n in self.in_flight.items() if n >= per_endpoint]
+        self.limited = bool(busy)
         async with self.rt.sessionmaker() as session, session.begin():
             return await DeliveryRepository(session).claim(
                 free, per_endpoint, busy, self.lease_seconds, in_flight=dict(self.in_flight)
@@ -177,6 +211,8 @@ class Dispatcher:
             self.in_flight[claimed.endpoint_id] -= 1
             if not self.in_flight[claimed.endpoint_id]:
                 del self.in_flight[claimed.endpoint_id]
+            if self.limited:
+                self.wake.set()
         outcome = Outcome(
             delivery_id=claimed.id,
             endpoint_id=claimed.endpoint_id,
@@ -191,18 +227,25 @@ class Dispatcher:
         )
         WEBHOOK_ATTEMPTS.labels(result="success" if outcome.succeeded else "failure").inc()
         self.outcomes.append(outcome)
+        self.finished.set()
 
     async def _write_loop(self, stop: asyncio.Event) -> None:
         while not (stop.is_set() and not self.tasks and not self.outcomes):
+            self.finished.clear()
             if self.outcomes:
                 batch, self.outcomes = self.outcomes, []
                 try:
                     await self._record(batch)
+                    self.wake.set()  # their next attempts may be due before the claim loop's sleep ends
                 except Exception as exc:
                     # Not recorded: the leases run out and the deliveries are attempted again (receivers
                     # deduplicate by webhook-id), which is better than losing them.
                     log.warning("recording %d webhook attempts failed: %r", len(batch), exc)
-            await asyncio.sleep(self.settings.webhook_poll_seconds)
+                await asyncio.sleep(PACE_SECONDS)
+            elif stop.is_set():  # attempts in flight finish or are cancelled
+                await wakeup.wait_any(self.finished, seconds=PACE_SECONDS)
+            else:
+                await wakeup.wait_any(self.finished, stop, seconds=self.settings.webhook_poll_seconds)
 
     def _next_delay(self, outcome: Outcome) -> float | None:
         """Seconds until the next attempt, or None when the schedule is spent."""

@@ -11,8 +11,11 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services.webhooks.models import Attempt, Delivery, Endpoint
 from services.webhooks.schemas import DeliveryStatus
+from shared import wakeup
 from shared.db import RepositoryBase
 from shared.pagination import PageParams, paginate
+
+DELIVERY_CHANNEL = "webhooks.delivery"  # shared.wakeup: deliveries owed or due again, for the dispatchers
 
 
 class EndpointRepository(RepositoryBase[Endpoint]):
@@ -69,6 +72,24 @@ class DeliveryRepository(RepositoryBase[Delivery]):
             assert isinstance(table, Table)
             stmt = insert(table).on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
             await self.session.execute(stmt, rows)
+            await self.wake_dispatchers()
+
+    async def wake_dispatchers(self) -> None:
+        """Deliveries are due now (owed, requeued, their endpoint enabled): the dispatchers try at commit."""
+        await wakeup.notify_at_commit(self.session, DELIVERY_CHANNEL)
+
+    async def next_due(self, busy: list[uuid.UUID]) -> float | None:
+        """Seconds until the next delivery of an enabled endpoint (none of the `busy` ones) is due, a lease
+        running out included (≤ 0: one is due now); None when no delivery is pending."""
+        sql = text(
+            """
+            SELECT EXTRACT(EPOCH FROM min(d.next_attempt_at) - now())
+              FROM webhooks.delivery d JOIN webhooks.endpoint e ON e.id = d.endpoint_id
+             WHERE d.status = 'pending' AND e.enabled AND NOT (d.endpoint_id = ANY(CAST(:busy AS uuid[])))
+            """
+        )
+        seconds = (await self.session.execute(sql, {"busy": busy})).scalar()
+        return None if seconds is None else float(seconds)
 
     async def search(
         self,
@@ -116,7 +137,10 @@ class DeliveryRepository(RepositoryBase[Delivery]):
         if since is not None:
             stmt = stmt.where(Delivery.created_at >= since)
         result = await self.session.execute(stmt.returning(Delivery.id))
-        return len(result.all())
+        count = len(result.all())
+        if count:
+            await self.wake_dispatchers()
+        return count
 
     async def claim(
         self,

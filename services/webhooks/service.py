@@ -146,6 +146,7 @@ async def update_endpoint(
     if changes.get("enabled") is not None:
         if changes["enabled"] and not endpoint.enabled:  # a fresh start: failures so far are forgotten
             endpoint.disabled_reason, endpoint.failing_since = None, None
+            await DeliveryRepository(session).wake_dispatchers()  # its pending deliveries are due
         endpoint.enabled = changes["enabled"]
         if not endpoint.enabled and endpoint.disabled_reason is None:
             endpoint.disabled_reason = f"disabled by {principal.sub}"

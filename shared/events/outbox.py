@@ -56,7 +56,8 @@ def outbox_row(
         traceparent=current_traceparent(),
         orgs=sorted(set(orgs) | set(owning_orgs(payload))) if orgs is not None else owning_orgs(payload) or None,
     )
-    wakeup.on_commit(session, outbox_channel(kit_of(session).schema))  # this process's relay publishes at once
+    # This process's relay publishes at once; another process's is woken by the row's statement (`OUTBOX_RETURNING`).
+    wakeup.on_commit(session, outbox_channel(kit_of(session).schema))
     return event, (
         uuid.UUID(event.id),
         stream_for(service),
@@ -70,8 +71,15 @@ OUTBOX_COLUMNS = "id, stream, type, subject, envelope"
 
 
 def outbox_channel(schema: str) -> str:
-    """The shared.wakeup channel of a service's outbox: rows committed, for the relay of this process."""
+    """The shared.wakeup channel of a service's outbox: rows committed, for its relay."""
     return f"outbox:{schema}"
+
+
+@cache
+def outbox_returning(schema: str) -> str:
+    """The RETURNING clause of a statement that writes outbox rows: it notifies the relays of other processes
+    (`pg_notify`, delivered at commit, once per transaction) without a round trip of its own."""
+    return f"RETURNING {wakeup.notify_sql(outbox_channel(schema))}"
 
 
 async def publish(
@@ -91,4 +99,6 @@ async def publish(
 
 @cache
 def _insert_sql(schema: str) -> str:
-    return f'INSERT INTO "{schema}".outbox_event ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5)'
+    return (
+        f'INSERT INTO "{schema}".outbox_event ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5) {outbox_returning(schema)}'
+    )

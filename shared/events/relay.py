@@ -46,6 +46,7 @@ class OutboxRelay:
         self._drained = False  # the last batch published every row its snapshot held
         self._wake = asyncio.Event()  # outbox rows committed in this process
         self._backlog_exported = 0.0
+        self.listener: wakeup.PgListener | None = None
 
     async def check_epoch(self) -> int:
         """If Redis came back without its data (no persistence, a lost volume, failover to a lagging replica),
@@ -96,14 +97,14 @@ class OutboxRelay:
         return count
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until `stop`: back to back while there is a backlog, else every `relay_poll_seconds`
-        (a cheap query on a partial index). No LISTEN/NOTIFY: NOTIFY serialises every committing writer
-        on one global queue lock, which would cap intake throughput."""
-        listener = wakeup.listen(outbox_channel(self.kit.schema), self._wake)
-        try:
+        """Publish until `stop`: back to back while there is a backlog; else when rows commit (woken in this
+        process directly, from others by NOTIFY: see shared.wakeup), and every `relay_poll_seconds` in any case
+        (a cheap query on a partial index), every `relay_pace_seconds` while the NOTIFY connection is down.
+        NOTIFY takes a lock at commit that serialises notifying writers; the outbox statement sends it, once per
+        transaction, so a request pays no round trip for it."""
+        async with wakeup.listening(self.engine, outbox_channel(self.kit.schema), self._wake, stop) as listener:
+            self.listener = listener
             await self._relay(stop)
-        finally:
-            wakeup.unlisten(listener)
 
     async def _relay(self, stop: asyncio.Event) -> None:
         delay = 0.5
@@ -135,22 +136,22 @@ class OutboxRelay:
             await self._idle(stop, started, published)
 
     async def _idle(self, stop: asyncio.Event, started: float, published: int) -> None:
-        """Until `relay_poll_seconds` after the last batch began (rows of other processes), or `stop`. An idle
-        relay (its last batch found nothing) is woken at once by rows committed in this process; a busy one keeps
-        its pace, publishing what came meanwhile as one batch rather than a batch per commit."""
+        """Until rows commit or the poll is due (`relay_poll_seconds` after the last batch began), or `stop`. A
+        relay whose last batch published rows keeps a pace (`relay_pace_seconds` between batches), publishing what
+        came meanwhile as one batch rather than a batch per commit."""
         loop = asyncio.get_running_loop()
-        waits = [asyncio.ensure_future(stop.wait())]
-        if not published:
-            waits.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            left = started + self.settings.relay_poll_seconds - loop.time()
-            if left > 0:
-                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        if published:
+            await _sleep_or_stop(stop, started + self.settings.relay_pace_seconds - loop.time())
+        poll = self.settings.relay_poll_seconds
+        if self.listener is None or not self.listener.listening:
+            poll = min(poll, self.settings.relay_pace_seconds)
+        left = started + poll - loop.time()
+        if left > 0 and not stop.is_set():
+            await wakeup.wait_any(stop, self._wake, seconds=left)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
